@@ -1,0 +1,103 @@
+//! Least connection (`lc`).
+//!
+//! The simplest dynamic scheduler: send the new connection to the server
+//! doing the least work now, counting an active connection as 256 inactive
+//! ones (IPVS's "overhead"). Weights only matter as on/off (0 = quiesced).
+
+use crate::common::conn_overhead;
+use crate::{DestSet, Flow, Scheduler};
+
+/// Least-connection scheduler: least `active * 256 + inactive`; the first
+/// in list order wins ties.
+#[derive(Debug, Default)]
+pub struct LeastConn;
+
+impl LeastConn {
+    /// A least-connection scheduler (it has no state).
+    pub fn new() -> Self {
+        LeastConn
+    }
+}
+
+impl Scheduler for LeastConn {
+    fn name(&self) -> &'static str {
+        "lc"
+    }
+
+    fn update(&mut self, _dests: &DestSet) {}
+
+    fn schedule(&mut self, dests: &DestSet, _flow: &Flow, _now_ns: u64) -> Option<usize> {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if !d.available() {
+                continue;
+            }
+            let oh = conn_overhead(d);
+            if best.is_none_or(|(_, boh)| oh < boh) {
+                best = Some((i, oh));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::testutil::*;
+
+    fn svc() -> Svc {
+        Svc::new(Box::new(LeastConn::new()))
+    }
+
+    #[test]
+    fn empty_gives_none() {
+        assert_eq!(svc().picks(1), vec![None]);
+    }
+
+    #[test]
+    fn least_overhead_first_wins_ties() {
+        let mut s = svc();
+        s.add(dest(1, 1)).add(dest(2, 1)).add(dest(3, 1));
+        // all zero: the front (newest) wins
+        assert_eq!(s.picks(1), some(&[3]));
+        set_conns(s.get(3), 1, 0); // 256
+        set_conns(s.get(2), 0, 255); // 255
+        set_conns(s.get(1), 0, 255); // 255, tie with 2, 2 is earlier
+        assert_eq!(s.picks(1), some(&[2]));
+        set_conns(s.get(2), 0, 256); // now 3 ties with 2 at 256; 1 is least
+        assert_eq!(s.picks(1), some(&[1]));
+        set_conns(s.get(1), 0, 300);
+        assert_eq!(s.picks(1), some(&[3]));
+    }
+
+    #[test]
+    fn weights_ignored_except_zero() {
+        let mut s = svc();
+        s.add(dest(1, 100)).add(dest(2, 1));
+        set_conns(s.get(1), 0, 1);
+        assert_eq!(s.picks(1), some(&[2]));
+        s.edit(2, 0);
+        assert_eq!(s.picks(1), some(&[1]));
+        s.edit(1, 0);
+        assert_eq!(s.picks(1), vec![None]);
+    }
+
+    #[test]
+    fn overloaded_by_threshold_skipped() {
+        let mut s = svc();
+        let mut d1 = dest(1, 1);
+        d1.u_threshold = 2;
+        s.add(d1).add(dest(2, 1));
+        set_conns(s.get(2), 5, 0);
+        set_conns(s.get(1), 1, 1);
+        s.get(1).note_bound();
+        assert!(s.get(1).load.is_overloaded());
+        assert_eq!(s.picks(1), some(&[2]));
+        // drops below 3/4 of 2 (i.e. to 1) clears it
+        set_conns(s.get(1), 1, 0);
+        s.get(1).note_unbound();
+        assert!(!s.get(1).load.is_overloaded());
+        assert_eq!(s.picks(1), some(&[1]));
+    }
+}
