@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: (MIT OR Apache-2.0)
+//
+// xvs steering program.
+//
+// Runs on every RX queue of every interface xvsd serves. A frame goes to
+// the AF_XDP socket of its queue only when it is addressed to a configured
+// virtual service (VIP, protocol, port; a port-0 entry matches every port
+// of the VIP). Everything else -- ARP, ICMP, traffic to the director's own
+// addresses, non-VIP ports, fragments, IP options we do not parse -- is
+// passed to the kernel untouched. The service map is kept in step with the
+// service table by xvsd.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
+static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+
+/* Key of svc_map: destination address and port in network byte order. */
+struct svc_key {
+	__u32 addr;
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Counters indexed by STEER_* (per-CPU, read by xvsd). */
+enum {
+	STEER_PASS = 0,
+	STEER_REDIRECT = 1,
+	STEER_NOSOCK = 2,
+	STEER_MAX = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct svc_key);
+	__type(value, __u32);
+} svc_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STEER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} steer_stats SEC(".maps");
+
+static __attribute__((always_inline)) int count(__u32 what, int verdict)
+{
+	__u64 *c = bpf_map_lookup_elem(&steer_stats, &what);
+	if (c)
+		*c += 1;
+	return verdict;
+}
+
+SEC("xdp")
+int xvs_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	struct svc_key key = {};
+	__u32 queue = ctx->rx_queue_index;
+	__u16 *ports;
+	__u32 ihl;
+
+	if ((void *)(eth + 1) > data_end)
+		return count(STEER_PASS, XDP_PASS);
+	if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
+		return count(STEER_PASS, XDP_PASS);
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return count(STEER_PASS, XDP_PASS);
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return count(STEER_PASS, XDP_PASS);
+	/* Fragments carry no (or not all) ports: leave them to the kernel. */
+	if (ip->frag_off & __builtin_bswap16(0x3fff))
+		return count(STEER_PASS, XDP_PASS);
+	ihl = ip->ihl;
+	if (ihl < 5)
+		return count(STEER_PASS, XDP_PASS);
+	ports = (void *)ip + ihl * 4;
+	if ((void *)(ports + 2) > data_end)
+		return count(STEER_PASS, XDP_PASS);
+
+	key.addr = ip->daddr;
+	key.port = ports[1];
+	key.proto = ip->protocol;
+	if (!bpf_map_lookup_elem(&svc_map, &key)) {
+		key.port = 0;
+		if (!bpf_map_lookup_elem(&svc_map, &key))
+			return count(STEER_PASS, XDP_PASS);
+	}
+	/* No socket on this queue: the kernel keeps the frame (counted). */
+	if (!bpf_map_lookup_elem(&xsks_map, &queue))
+		return count(STEER_NOSOCK, XDP_PASS);
+	return count(STEER_REDIRECT, bpf_redirect_map(&xsks_map, queue, XDP_PASS));
+}
+
+char _license[] SEC("license") = "Dual MIT/GPL";

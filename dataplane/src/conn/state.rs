@@ -1,0 +1,205 @@
+//! IPVS TCP states and timeouts, as seen from the inbound half only (DR and
+//! TUN connections never show the director the server's replies).
+
+/// IPVS TCP connection states (UDP connections use `None` plus the UDP
+/// timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TcpState {
+    /// NONE.
+    None = 0,
+    /// ESTABLISHED.
+    Established,
+    /// SYN_SENT.
+    SynSent,
+    /// SYN_RECV.
+    SynRecv,
+    /// FIN_WAIT.
+    FinWait,
+    /// TIME_WAIT.
+    TimeWait,
+    /// CLOSE.
+    Close,
+    /// CLOSE_WAIT.
+    CloseWait,
+    /// LAST_ACK.
+    LastAck,
+    /// LISTEN.
+    Listen,
+    /// SYNACK.
+    SynAck,
+}
+
+use TcpState::*;
+
+/// Column order of the transition table.
+const ORDER: [TcpState; 11] = [
+    None,
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    SynAck,
+];
+
+/// IPVS's input-only transition table, rows syn, fin, ack, rst.
+const INPUT_ONLY: [[TcpState; 11]; 4] = [
+    // syn
+    [
+        SynRecv,
+        Established,
+        Established,
+        SynRecv,
+        SynRecv,
+        SynRecv,
+        SynRecv,
+        SynRecv,
+        SynRecv,
+        SynRecv,
+        SynRecv,
+    ],
+    // fin
+    [
+        Close, FinWait, SynSent, TimeWait, FinWait, TimeWait, Close, CloseWait, LastAck, Listen,
+        TimeWait,
+    ],
+    // ack
+    [
+        Close,
+        Established,
+        SynSent,
+        Established,
+        FinWait,
+        TimeWait,
+        Close,
+        CloseWait,
+        Close,
+        Listen,
+        Established,
+    ],
+    // rst
+    [
+        Close, Close, Close, SynRecv, Close, Close, Close, Close, LastAck, Listen, Close,
+    ],
+];
+
+impl TcpState {
+    /// The state after an inbound segment with TCP `flags`. IPVS reads the
+    /// flags in the order RST, SYN, FIN, ACK; a segment with none of them
+    /// leaves the state as it is.
+    pub fn next(self, flags: u8) -> TcpState {
+        use crate::wire::tcp::{ACK, FIN, RST, SYN};
+        let row = if flags & RST != 0 {
+            3
+        } else if flags & SYN != 0 {
+            0
+        } else if flags & FIN != 0 {
+            1
+        } else if flags & ACK != 0 {
+            2
+        } else {
+            return self;
+        };
+        let col = ORDER.iter().position(|s| *s == self).unwrap_or(0);
+        INPUT_ONLY[row][col]
+    }
+
+    /// ipvsadm's name of the state (`-c` listing).
+    pub fn name(self) -> &'static str {
+        match self {
+            None => "NONE",
+            Established => "ESTABLISHED",
+            SynSent => "SYN_SENT",
+            SynRecv => "SYN_RECV",
+            FinWait => "FIN_WAIT",
+            TimeWait => "TIME_WAIT",
+            Close => "CLOSE",
+            CloseWait => "CLOSE_WAIT",
+            LastAck => "LAST_ACK",
+            Listen => "LISTEN",
+            SynAck => "SYNACK",
+        }
+    }
+
+    /// Whether the connection counts as active (ESTABLISHED) in IPVS terms.
+    pub fn is_active(self) -> bool {
+        self == Established
+    }
+}
+
+/// Timeouts in seconds (IPVS defaults; `--set tcp tcpfin udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// ESTABLISHED.
+    pub tcp: u32,
+    /// FIN_WAIT.
+    pub tcp_fin: u32,
+    /// UDP.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeout of a TCP state, in seconds.
+    pub fn tcp_state(&self, s: TcpState) -> u32 {
+        match s {
+            None => 2,
+            Established => self.tcp,
+            SynSent => 120,
+            SynRecv => 60,
+            FinWait => self.tcp_fin,
+            TimeWait => 120,
+            Close => 10,
+            CloseWait => 60,
+            LastAck => 30,
+            Listen => 120,
+            SynAck => 120,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tcp::{ACK, FIN, RST, SYN};
+
+    #[test]
+    fn three_way_handshake_and_close() {
+        let s = TcpState::None.next(SYN);
+        assert_eq!(s, SynRecv);
+        let s = s.next(ACK);
+        assert_eq!(s, Established);
+        let s = s.next(ACK | FIN);
+        assert_eq!(s, FinWait);
+        let s = s.next(ACK);
+        assert_eq!(s, FinWait);
+        assert_eq!(Established.next(RST), Close);
+        assert_eq!(Established.next(0), Established);
+        assert_eq!(TimeWait.next(SYN), SynRecv);
+    }
+
+    #[test]
+    fn default_timeouts() {
+        let t = Timeouts::default();
+        assert_eq!(t.tcp_state(Established), 900);
+        assert_eq!(t.tcp_state(SynRecv), 60);
+        assert_eq!(t.tcp_state(FinWait), 120);
+        assert_eq!(t.tcp_state(Close), 10);
+        assert_eq!(t.tcp_state(None), 2);
+        assert_eq!(t.udp, 300);
+    }
+}

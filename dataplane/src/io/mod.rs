@@ -1,0 +1,85 @@
+//! Everything that touches the kernel: AF_XDP sockets (`xsk`), the XDP
+//! steering program and its maps (`xdp`), netlink (`netlink`), and the
+//! in-memory port used by tests and benches (`mem`). This is the only
+//! module with `unsafe` code; each block says why it is sound.
+
+pub mod mem;
+pub mod netlink;
+pub mod xdp;
+pub mod xsk;
+
+use crate::pipeline::Verdict;
+
+/// Where a port's UMEM frames are at one instant. The sum of the parts
+/// equals `total` at all times: no frame is ever lost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameAccounting {
+    /// Frames in the UMEM.
+    pub total: u64,
+    /// Lent to the kernel on the fill ring.
+    pub fill: u64,
+    /// Received and not yet handed on (only inside a batch).
+    pub rx: u64,
+    /// Queued on the TX ring, not yet completed.
+    pub tx: u64,
+    /// Completed and not yet recycled (only inside a batch).
+    pub comp: u64,
+    /// Free in the port's own stack.
+    pub free: u64,
+}
+
+impl FrameAccounting {
+    /// Frames not accounted for (always 0 unless there is a bug).
+    pub fn lost(&self) -> u64 {
+        self.total
+            .saturating_sub(self.fill + self.rx + self.tx + self.comp + self.free)
+    }
+}
+
+/// A source and sink of frames that the pipeline rewrites in place.
+pub trait Port {
+    /// Receive up to one batch (waiting at most `timeout_ms`), call `f` on
+    /// each frame's bytes, transmit the frames it returns `Verdict::Tx`
+    /// for, and recycle the rest. Returns the number of frames received.
+    fn poll<F: FnMut(&mut [u8]) -> Verdict>(
+        &mut self,
+        timeout_ms: i32,
+        f: F,
+    ) -> std::io::Result<usize>;
+
+    /// Where the frames are now.
+    fn accounting(&self) -> FrameAccounting;
+}
+
+/// Set the process file-creation mask, returning the previous one (used to
+/// create the control socket without a window of wider permissions).
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) only swaps a per-process integer; it cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// The user id of the process at the other end of a Unix stream socket
+/// (SO_PEERCRED), for the control socket's permission check.
+pub fn peer_uid(sock: &impl std::os::fd::AsRawFd) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is a
+    // properly sized and aligned ucred; the fd is borrowed for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}

@@ -1,0 +1,124 @@
+//! Next-hop MACs mirrored from the kernel's neighbour table.
+//!
+//! Every real server address has one [`NeighCell`] shared by all the
+//! snapshots and connections that name it. A background thread dumps the
+//! kernel's table (netlink) every few milliseconds, stores the MACs in the
+//! cells, and asks the kernel to resolve the addresses that have none. A
+//! worker never waits for resolution: it drops the packet, counts it, and
+//! flags the cell.
+
+use crate::io::netlink::Netlink;
+use crate::svc::NeighCell;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the kernel's table is read.
+const REFRESH: Duration = Duration::from_millis(50);
+/// How often resolution of a missing MAC is asked for again.
+const RETRY: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+struct Entry {
+    cell: Arc<NeighCell>,
+    last_request: Option<Instant>,
+}
+
+/// The set of next hops the data plane needs MACs for.
+#[derive(Debug)]
+pub struct NeighTable {
+    entries: Mutex<HashMap<Ipv4Addr, Entry>>,
+    ifindexes: Vec<u32>,
+}
+
+impl NeighTable {
+    /// A table resolving on the interfaces `ifindexes` (the first is used
+    /// to ask for resolution).
+    pub fn new(ifindexes: Vec<u32>) -> Arc<Self> {
+        Arc::new(NeighTable {
+            entries: Mutex::new(HashMap::new()),
+            ifindexes,
+        })
+    }
+
+    /// The cell of `addr`, created on first use.
+    pub fn cell(&self, addr: Ipv4Addr) -> Arc<NeighCell> {
+        let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(addr)
+            .or_insert_with(|| Entry {
+                cell: Arc::new(NeighCell::default()),
+                last_request: None,
+            })
+            .cell
+            .clone()
+    }
+
+    /// Read the kernel's table once, update the cells, and request
+    /// resolution of the addresses still missing.
+    pub fn refresh(&self, nl: &mut Netlink) -> std::io::Result<()> {
+        let kernel = nl.neighbours()?;
+        let now = Instant::now();
+        let mut to_resolve = Vec::new();
+        {
+            let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            for (addr, e) in m.iter_mut() {
+                let found = kernel.iter().find(|n| {
+                    n.addr == *addr
+                        && n.usable()
+                        && (self.ifindexes.is_empty() || self.ifindexes.contains(&n.ifindex))
+                });
+                match found {
+                    Some(n) => e.cell.set(n.mac),
+                    None => {
+                        e.cell.set(None);
+                        let wanted = e.cell.take_wanted();
+                        let due = e
+                            .last_request
+                            .is_none_or(|t| now.duration_since(t) >= RETRY);
+                        if due || (wanted && e.last_request.is_none()) {
+                            e.last_request = Some(now);
+                            to_resolve.push(*addr);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(&ifindex) = self.ifindexes.first() {
+            for a in to_resolve {
+                // A failure here (e.g. address not on-link) is retried later.
+                let _ = nl.resolve(ifindex, a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `refresh` every few milliseconds until `stop` is set.
+    pub fn spawn(self: &Arc<Self>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("xvs-neigh".into())
+            .spawn(move || {
+                let mut nl = match Netlink::open() {
+                    Ok(nl) => nl,
+                    Err(e) => {
+                        eprintln!("xvsd: neighbour thread: cannot open netlink: {e}");
+                        return;
+                    }
+                };
+                let mut last_err: Option<String> = None;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(e) = me.refresh(&mut nl) {
+                        let s = e.to_string();
+                        if last_err.as_deref() != Some(&s) {
+                            eprintln!("xvsd: neighbour refresh: {s}");
+                        }
+                        last_err = Some(s);
+                    }
+                    std::thread::sleep(REFRESH);
+                }
+            })
+            .expect("spawn neighbour thread")
+    }
+}

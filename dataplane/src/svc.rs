@@ -1,0 +1,324 @@
+//! Virtual services as the workers see them: an immutable snapshot built
+//! by the control thread and swapped in between batches.
+
+use std::net::IpAddr;
+
+/// Forwarding method of a real server, bound to a connection when it is
+/// created (as IPVS binds `packet_xmit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fwd {
+    /// Direct routing (`-g`, listed as `Route`).
+    Dr,
+    /// IP-in-IP tunnelling (`-i`, listed as `Tunnel`).
+    Tun,
+    /// Masquerading (`-m`, listed as `Masq`).
+    Nat,
+}
+
+/// Identity of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SvcKey {
+    /// `-t/-u/--sctp-service addr:port` (protocol number, VIP, port).
+    Addr {
+        /// IP protocol number.
+        proto: u8,
+        /// Virtual IP.
+        vip: IpAddr,
+        /// Virtual port (0 = every port, persistent only).
+        port: u16,
+    },
+    /// `-f mark` (firewall mark, IPv6 or not).
+    Fwmark {
+        /// The mark.
+        mark: u32,
+        /// `-6`.
+        v6: bool,
+    },
+}
+
+use crate::conn::state::Timeouts;
+use crate::stats::Counters;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use xvs_scheduler::{Dest, Scheduler};
+
+/// The MAC of one next hop, mirrored from the kernel's neighbour table by
+/// the neighbour thread and read by workers with one relaxed load.
+#[derive(Debug, Default)]
+pub struct NeighCell {
+    /// MAC in the low 48 bits, bit 63 set when known.
+    mac: AtomicU64,
+    /// Set by a worker that needed the MAC and found none.
+    wanted: AtomicBool,
+}
+
+const MAC_VALID: u64 = 1 << 63;
+
+impl NeighCell {
+    /// The MAC, if the kernel has resolved it.
+    #[inline]
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        let v = self.mac.load(Ordering::Relaxed);
+        if v & MAC_VALID == 0 {
+            return None;
+        }
+        let b = v.to_be_bytes();
+        Some([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+
+    /// Store a resolved MAC (or forget it with `None`).
+    pub fn set(&self, mac: Option<[u8; 6]>) {
+        let v = match mac {
+            Some(m) => u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) | MAC_VALID,
+            None => 0,
+        };
+        self.mac.store(v, Ordering::Relaxed);
+    }
+
+    /// Ask the neighbour thread to trigger resolution.
+    #[inline]
+    pub fn want(&self) {
+        if !self.wanted.load(Ordering::Relaxed) {
+            self.wanted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Take (and clear) the resolution request.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// A real server as the workers see it.
+#[derive(Debug)]
+pub struct DestRt {
+    /// The scheduler's view (address, port, weight, thresholds, load).
+    pub sched: Dest,
+    /// Forwarding method.
+    pub fwd: Fwd,
+    /// Traffic counters, shared with the control thread.
+    pub stats: Arc<Counters>,
+    /// Next-hop MAC of the real server.
+    pub neigh: Arc<NeighCell>,
+}
+
+impl DestRt {
+    /// The real server's IPv4 address (IPv6 destinations are refused by the
+    /// control plane before a snapshot is built).
+    pub fn rip(&self) -> Option<Ipv4Addr> {
+        match self.sched.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
+/// A scheduler together with the destination list it was last updated
+/// with, so that the index it returns always names the right server even
+/// while an older snapshot is still in use by some worker.
+pub struct SchedState {
+    sched: Box<dyn Scheduler>,
+    view: Vec<Dest>,
+    rt: Vec<Arc<DestRt>>,
+}
+
+impl std::fmt::Debug for SchedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedState")
+            .field("sched", &self.sched.name())
+            .field("dests", &self.view.len())
+            .finish()
+    }
+}
+
+impl SchedState {
+    /// A scheduler over `dests` (newest first).
+    pub fn new(mut sched: Box<dyn Scheduler>, dests: Vec<Arc<DestRt>>) -> Self {
+        let view: Vec<Dest> = dests.iter().map(|d| d.sched.clone()).collect();
+        sched.update(&view);
+        SchedState {
+            sched,
+            view,
+            rt: dests,
+        }
+    }
+
+    /// Replace the destination list (the scheduler rebuilds as IPVS does).
+    pub fn set_dests(&mut self, dests: Vec<Arc<DestRt>>) {
+        self.view = dests.iter().map(|d| d.sched.clone()).collect();
+        self.rt = dests;
+        self.sched.update(&self.view);
+    }
+
+    /// Replace the runtime objects of an unchanged destination list (same
+    /// servers, weights and thresholds) without resetting the scheduler.
+    pub fn set_dests_keep_position(&mut self, dests: Vec<Arc<DestRt>>) {
+        self.view = dests.iter().map(|d| d.sched.clone()).collect();
+        self.rt = dests;
+    }
+
+    /// Replace the scheduler, keeping the destinations (`-E -s`).
+    pub fn set_scheduler(&mut self, mut sched: Box<dyn Scheduler>) {
+        sched.update(&self.view);
+        self.sched = sched;
+    }
+
+    /// Name of the scheduler in use.
+    pub fn scheduler_name(&self) -> &'static str {
+        self.sched.name()
+    }
+
+    /// Choose a destination for a new connection.
+    pub fn schedule(&mut self, flow: &xvs_scheduler::Flow, now_ns: u64) -> Option<Arc<DestRt>> {
+        let i = self.sched.schedule(&self.view, flow, now_ns)?;
+        self.rt.get(i).cloned()
+    }
+}
+
+/// A virtual service as the workers see it.
+#[derive(Debug)]
+pub struct ServiceRt {
+    /// Identity.
+    pub key: SvcKey,
+    /// Traffic counters, shared with the control thread.
+    pub stats: Arc<Counters>,
+    /// Scheduler state, shared by every worker (locked only to schedule a
+    /// new connection) and carried across snapshots.
+    pub sched: Arc<Mutex<SchedState>>,
+}
+
+/// Index key of an IPv4 address service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct V4Key {
+    /// Protocol number.
+    pub proto: u8,
+    /// VIP.
+    pub vip: Ipv4Addr,
+    /// Port (0 = every port).
+    pub port: u16,
+}
+
+/// A cheap hasher for the small fixed-size keys of the hot path.
+#[derive(Default)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(21) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// An immutable view of the whole configuration, published to the workers.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    services: HashMap<V4Key, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Snapshot {
+    /// A snapshot of `services` with `timeouts`.
+    pub fn new(services: impl IntoIterator<Item = Arc<ServiceRt>>, timeouts: Timeouts) -> Self {
+        let mut map = HashMap::default();
+        for s in services {
+            if let SvcKey::Addr {
+                proto,
+                vip: IpAddr::V4(vip),
+                port,
+            } = s.key
+            {
+                map.insert(V4Key { proto, vip, port }, s);
+            }
+        }
+        Snapshot {
+            services: map,
+            timeouts,
+        }
+    }
+
+    /// The service a packet to `vip:port` belongs to: the exact port first,
+    /// then a port-0 (every port) service of the VIP.
+    #[inline]
+    pub fn lookup(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Arc<ServiceRt>> {
+        self.services.get(&V4Key { proto, vip, port }).or_else(|| {
+            self.services.get(&V4Key {
+                proto,
+                vip,
+                port: 0,
+            })
+        })
+    }
+
+    /// Every IPv4 service key (for the steering program's map).
+    pub fn v4_keys(&self) -> impl Iterator<Item = &V4Key> {
+        self.services.keys()
+    }
+}
+
+/// Where the control thread publishes snapshots and workers pick them up
+/// between batches: one relaxed-acquire load per batch, a lock only when
+/// the generation changed.
+#[derive(Debug, Default)]
+pub struct SnapshotCell {
+    generation: AtomicU64,
+    current: Mutex<Arc<Snapshot>>,
+}
+
+impl SnapshotCell {
+    /// A cell holding `snap`.
+    pub fn new(snap: Snapshot) -> Self {
+        SnapshotCell {
+            generation: AtomicU64::new(1),
+            current: Mutex::new(Arc::new(snap)),
+        }
+    }
+
+    /// Publish a new snapshot.
+    pub fn publish(&self, snap: Snapshot) {
+        let snap = Arc::new(snap);
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *cur = snap;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current generation number.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current snapshot and its generation.
+    pub fn load(&self) -> (u64, Arc<Snapshot>) {
+        let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (self.generation.load(Ordering::Acquire), cur.clone())
+    }
+}

@@ -1,0 +1,4 @@
+//! Forwarding methods, one file each, chosen by the `Fwd` a connection was
+//! bound with.
+
+pub mod dr;
