@@ -1,0 +1,81 @@
+//! xvsadm: ipvsadm's command line for the xvs daemon.
+//!
+//! Help, version and command-line errors are answered here, so they work
+//! without a daemon; everything else is sent to xvsd over its Unix socket
+//! and its answer is printed as is, with its exit status.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use xvs_control::grammar::{self, Command, HINT};
+use xvs_control::proto::{self, Request, MAX_FRAME};
+
+fn print_out(s: &str) {
+    // A closed pipe (`xvsadm -Ln | head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(s.as_bytes());
+    let _ = std::io::stdout().flush();
+}
+
+fn print_err(s: &str) {
+    let _ = std::io::stderr().write_all(s.as_bytes());
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code & 0xff).unwrap_or(255))
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match proto::socket_path(&mut args) {
+        Ok(p) => p,
+        Err(msg) => {
+            print_err(&format!("{msg}\n{HINT}\n"));
+            return exit(2);
+        }
+    };
+    let mut stdin = None;
+    match grammar::parse(&args) {
+        Err(e) => {
+            print_err(&format!("{e}\n{HINT}\n"));
+            return exit(2);
+        }
+        Ok(Command::Help) => {
+            print_out(&grammar::usage());
+            return exit(0);
+        }
+        Ok(Command::Version) => {
+            print_out(&grammar::version());
+            return exit(0);
+        }
+        Ok(Command::Restore) => {
+            let mut buf = Vec::new();
+            let limit = (MAX_FRAME as u64).saturating_sub(4096);
+            if let Err(e) = std::io::stdin().take(limit + 1).read_to_end(&mut buf) {
+                print_err(&format!(
+                    "xvsadm: cannot read rules from standard input: {e}\n"
+                ));
+                return exit(255);
+            }
+            if buf.len() as u64 > limit {
+                print_err("xvsadm: rules on standard input exceed 64 MiB\n");
+                return exit(255);
+            }
+            stdin = Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+        Ok(_) => {}
+    }
+    match proto::call(&path, &Request { args, stdin }) {
+        Ok(resp) => {
+            print_out(&resp.stdout);
+            print_err(&resp.stderr);
+            exit(resp.code)
+        }
+        Err(e) => {
+            print_err(&format!(
+                "xvsadm: cannot reach xvsd at {}: {e}\n",
+                path.display()
+            ));
+            exit(255)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! One xvsadm invocation, end to end: parse, apply, format.
+//!
+//! [`Control`] is what the daemon's control thread owns. It answers a
+//! [`Request`] with the [`Response`] xvsadm prints, with ipvsadm's exit
+//! statuses: 0 success, 1 listing something missing, 2 command-line error
+//! (message and hint), 255 refused. A restore (`-R`) is applied to a copy
+//! of the configuration that replaces the real one only when every line
+//! succeeded, so a bad line leaves nothing half-applied.
+
+use std::time::Instant;
+
+use crate::grammar::{self, Command, ParseError, HINT};
+use crate::listing;
+use crate::model::{ConfigError, Limits, Model};
+use crate::proto::{Request, Response};
+use crate::rate::Estimator;
+
+pub use crate::listing::{ConnEntry, NoRuntime, Runtime};
+
+/// Default size of the connection hash table shown in `-L`'s header.
+pub const DEFAULT_CONN_TAB_SIZE: u32 = 4096;
+
+/// The control plane's state: configuration and rate estimators.
+#[derive(Debug, Clone)]
+pub struct Control {
+    model: Model,
+    est: Estimator,
+    conn_tab_size: u32,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control::new()
+    }
+}
+
+fn parse_error(e: &ParseError) -> Response {
+    Response {
+        code: 2,
+        stdout: String::new(),
+        stderr: format!("{e}\n{HINT}\n"),
+    }
+}
+
+fn refused(e: &ConfigError) -> Response {
+    Response::fail(255, e)
+}
+
+/// Split one `-R` line into arguments; `None` for blank and comment lines.
+/// A leading `ipvsadm` (or `xvsadm`, or a path ending in either) is dropped.
+fn restore_args(line: &str) -> Option<Vec<&str>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut words: Vec<&str> = line.split_whitespace().collect();
+    if words
+        .first()
+        .is_some_and(|w| w.ends_with("ipvsadm") || w.ends_with("xvsadm"))
+    {
+        words.remove(0);
+    }
+    (!words.is_empty()).then_some(words)
+}
+
+impl Control {
+    /// An empty configuration with default limits and a 4096-bucket
+    /// connection table in the header.
+    pub fn new() -> Self {
+        Control::with_config(Limits::default(), DEFAULT_CONN_TAB_SIZE)
+    }
+
+    /// An empty configuration with the given table limits and the
+    /// connection-table size to show as `size=N`.
+    pub fn with_config(limits: Limits, conn_tab_size: u32) -> Self {
+        Control {
+            model: Model::with_limits(limits),
+            est: Estimator::new(),
+            conn_tab_size,
+        }
+    }
+
+    /// The configuration (the daemon builds its snapshot from it).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Incremented on every successful configuration change.
+    pub fn generation(&self) -> u64 {
+        self.model.generation
+    }
+
+    /// Update the rate estimates; the daemon calls this every 2 s.
+    pub fn tick(&mut self, now: Instant) {
+        self.est.tick(&mut self.model, now);
+    }
+
+    /// Run one xvsadm invocation.
+    pub fn execute(&mut self, req: &Request, rt: &dyn Runtime) -> Response {
+        match grammar::parse(&req.args) {
+            Ok(cmd) => self.run(&cmd, req.stdin.as_deref(), rt),
+            Err(e) => parse_error(&e),
+        }
+    }
+
+    /// Run one parsed command (`stdin` feeds `-R`).
+    pub fn run(&mut self, cmd: &Command, stdin: Option<&str>, rt: &dyn Runtime) -> Response {
+        match cmd {
+            Command::Help => Response::ok(grammar::usage()),
+            Command::Version => Response::ok(grammar::version()),
+            Command::List { svc, opts } => {
+                if opts.connection {
+                    Response::ok(listing::list_conns(&rt.connections(), opts.persistent_conn))
+                } else if opts.timeout {
+                    Response::ok(listing::list_timeout(&self.model.timeouts))
+                } else if opts.daemon {
+                    // No sync daemon ever runs: nothing to list.
+                    Response::ok("")
+                } else if let Some(key) = svc {
+                    match listing::list_service(&self.model, key, opts) {
+                        Ok(out) => Response::ok(out),
+                        Err(e) => Response::fail(1, e),
+                    }
+                } else {
+                    Response::ok(listing::list_all(&self.model, opts, self.conn_tab_size))
+                }
+            }
+            Command::Save { .. } => Response::ok(listing::save(&self.model)),
+            Command::Restore => self.restore(stdin.unwrap_or("")),
+            other => match self.model.apply(other) {
+                Ok(()) => Response::ok(""),
+                Err(e) => refused(&e),
+            },
+        }
+    }
+
+    /// `-R`: apply every rule line to a copy; swap it in only if all
+    /// succeeded. The first bad line stops the restore: exit 2 for a
+    /// command-line error, 255 for a refused rule.
+    fn restore(&mut self, rules: &str) -> Response {
+        let mut copy = self.model.clone();
+        for line in rules.lines() {
+            let Some(args) = restore_args(line) else {
+                continue;
+            };
+            let cmd = match grammar::parse(&args) {
+                Ok(cmd) => cmd,
+                Err(e) => return parse_error(&e),
+            };
+            if !(cmd.is_change()
+                || matches!(
+                    cmd,
+                    Command::Zero(_) | Command::StartDaemon { .. } | Command::StopDaemon { .. }
+                ))
+            {
+                return parse_error(&ParseError(format!(
+                    "a restore may only hold rules, not `{}'",
+                    args.join(" ")
+                )));
+            }
+            if let Err(e) = copy.apply(&cmd) {
+                return refused(&e);
+            }
+        }
+        self.model = copy;
+        Response::ok("")
+    }
+}

@@ -1,0 +1,507 @@
+//! `-L`/`-l` and `-S` output, byte for byte as ipvsadm prints it.
+//!
+//! Monitoring scripts parse ipvsadm's columns (often with fixed offsets),
+//! so every width, every padding space and every trailing space matters.
+//! xvs never resolves names: `-n` and its absence print the same thing.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use xvs_dataplane::stats::CounterValues;
+use xvs_dataplane::svc::{Fwd, SvcKey};
+use xvs_scheduler::{SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3};
+
+use crate::grammar::{ListOpts, TunCsum, TunType, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
+use crate::model::{ConfigError, Dest, Model, Service, Timeouts};
+use crate::rate::Rates;
+
+/// The IPVS version ipvsadm prints in the header.
+pub const IPVS_VERSION: &str = "1.2.1";
+
+/// One connection (or persistence template) for `-L -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnEntry {
+    /// IP protocol number; 0 lists as `IP` (templates of fwmark services).
+    pub proto: u8,
+    /// Whether this is a persistence template rather than a connection.
+    pub template: bool,
+    /// State name (`ESTABLISHED`, `SYN_RECV`, `NONE` for templates, ...).
+    pub state: &'static str,
+    /// Seconds until it expires.
+    pub expire_secs: u64,
+    /// Client address.
+    pub cip: IpAddr,
+    /// Client port (0 in templates).
+    pub cport: u16,
+    /// Virtual address (for fwmark templates IPVS shows the mark as an
+    /// address, e.g. `0.0.0.10`).
+    pub vip: IpAddr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real server address.
+    pub dip: IpAddr,
+    /// Real server port.
+    pub dport: u16,
+}
+
+/// What the running daemon knows that the configuration does not.
+pub trait Runtime {
+    /// Every live connection and persistence template.
+    fn connections(&self) -> Vec<ConnEntry>;
+}
+
+/// A [`Runtime`] with no connections (tests, tools).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRuntime;
+
+impl Runtime for NoRuntime {
+    fn connections(&self) -> Vec<ConnEntry> {
+        Vec::new()
+    }
+}
+
+/// `addr:port`, IPv6 in brackets.
+pub fn addr_port(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// ipvsadm's protocol name.
+pub fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        IPPROTO_TCP => "TCP",
+        IPPROTO_UDP => "UDP",
+        IPPROTO_SCTP => "SCTP",
+        0 => "IP",
+        _ => "???",
+    }
+}
+
+/// Append a counter or rate by ipvsadm's large-number rule: `%9llu` below
+/// 10^8, then K (/10^3) below 10^9, M (/10^6) below 10^11, G (/10^9) below
+/// 10^14, else T (/10^12), each `%8llu` plus the letter. `exact` prints the
+/// whole number in at least 9 columns, always after a space.
+pub fn push_largenum(out: &mut String, n: u64, exact: bool) {
+    if exact {
+        let len = n.to_string().len();
+        let width = if len <= 8 { 9 } else { len + 1 };
+        let _ = write!(out, "{n:>width$}");
+    } else if n < 100_000_000 {
+        let _ = write!(out, "{n:>9}");
+    } else if n < 1_000_000_000 {
+        let _ = write!(out, "{:>8}K", n / 1_000);
+    } else if n < 100_000_000_000 {
+        let _ = write!(out, "{:>8}M", n / 1_000_000);
+    } else if n < 100_000_000_000_000 {
+        let _ = write!(out, "{:>8}G", n / 1_000_000_000);
+    } else {
+        let _ = write!(out, "{:>8}T", n / 1_000_000_000_000);
+    }
+}
+
+/// The service's name column: `TCP  addr:port`, `FWM  10`, `FWM  10 IPv6`.
+fn svc_name(key: &SvcKey) -> String {
+    match *key {
+        SvcKey::Addr { proto, vip, port } => {
+            format!("{:<4} {}", proto_name(proto), addr_port(vip, port))
+        }
+        SvcKey::Fwmark { mark, v6: false } => format!("FWM  {mark}"),
+        SvcKey::Fwmark { mark, v6: true } => format!("FWM  {mark} IPv6"),
+    }
+}
+
+/// The service as `-S` writes it: `-t addr:port`, `-f 10`, `-f 10 -6`.
+fn svc_rule(key: &SvcKey) -> String {
+    match *key {
+        SvcKey::Addr { proto, vip, port } => {
+            let opt = match proto {
+                IPPROTO_UDP => "-u",
+                IPPROTO_SCTP => "--sctp-service",
+                _ => "-t",
+            };
+            format!("{opt} {}", addr_port(vip, port))
+        }
+        SvcKey::Fwmark { mark, v6: false } => format!("-f {mark}"),
+        SvcKey::Fwmark { mark, v6: true } => format!("-f {mark} -6"),
+    }
+}
+
+/// Scheduler flags as ipvsadm names them for this scheduler, comma-joined.
+pub fn sched_flags(sched: &str, flags: u32) -> String {
+    let names: [&str; 3] = match sched {
+        "sh" => ["sh-fallback", "sh-port", "flag-3"],
+        "mh" => ["mh-fallback", "mh-port", "flag-3"],
+        _ => ["flag-1", "flag-2", "flag-3"],
+    };
+    [SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3]
+        .iter()
+        .zip(names)
+        .filter(|(bit, _)| flags & **bit != 0)
+        .map(|(_, n)| n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+const ALL_SCHED_FLAGS: u32 = SCHED_FLAG_1 | SCHED_FLAG_2 | SCHED_FLAG_3;
+
+/// The netmask as ipvsadm prints it: dotted for IPv4, a number for IPv6;
+/// `None` for a full mask (/32, /128), which is not printed.
+fn mask_text(s: &Service) -> Option<String> {
+    if s.is_v6() {
+        (s.netmask < 128).then(|| s.netmask.to_string())
+    } else if s.netmask < 32 {
+        let bits = u32::MAX.checked_shl(32 - u32::from(s.netmask)).unwrap_or(0);
+        Some(std::net::Ipv4Addr::from(bits).to_string())
+    } else {
+        None
+    }
+}
+
+fn fwd_name(f: Fwd) -> &'static str {
+    match f {
+        Fwd::Nat => "Masq",
+        Fwd::Dr => "Route",
+        Fwd::Tun => "Tunnel",
+    }
+}
+
+fn fwd_switch(f: Fwd) -> &'static str {
+    match f {
+        Fwd::Nat => "-m",
+        Fwd::Dr => "-g",
+        Fwd::Tun => "-i",
+    }
+}
+
+fn family(a: IpAddr) -> u8 {
+    u8::from(a.is_ipv6())
+}
+
+fn addr_bytes(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => {
+            let mut b = [0; 16];
+            b[..4].copy_from_slice(&v.octets());
+            b
+        }
+        IpAddr::V6(v) => v.octets(),
+    }
+}
+
+/// ipvsadm's service order: fwmark (0 for address services), family,
+/// protocol, address, port. (ipvsadm subtracts fwmarks as ints, which
+/// misorders marks above 2^31; xvs compares them properly.)
+fn svc_sort_key(s: &Service) -> (u32, u8, u8, [u8; 16], u16) {
+    match s.key {
+        SvcKey::Addr { proto, vip, port } => (0, family(vip), proto, addr_bytes(vip), port),
+        SvcKey::Fwmark { mark, v6 } => (mark, u8::from(v6), IPPROTO_TCP, [0; 16], 0),
+    }
+}
+
+/// Services in listing order.
+fn ordered_services(model: &Model, nosort: bool) -> Vec<&Service> {
+    let mut v: Vec<&Service> = model.services.iter().collect();
+    if nosort {
+        v.sort_by_key(|s| s.seq);
+    } else {
+        v.sort_by_key(|s| svc_sort_key(s));
+    }
+    v
+}
+
+/// Destinations in listing order (`nosort`: list order, newest first).
+fn ordered_dests(s: &Service, nosort: bool) -> Vec<&Dest> {
+    let mut v: Vec<&Dest> = s.dests.iter().collect();
+    if !nosort {
+        v.sort_by_key(|d| (family(d.addr), addr_bytes(d.addr), d.port));
+    }
+    v
+}
+
+/// Which columns a listing shows (ipvsadm's precedence among the options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    TunInfo,
+    Normal,
+}
+
+impl Format {
+    fn of(o: &ListOpts) -> Format {
+        if o.stats {
+            Format::Stats
+        } else if o.rate {
+            Format::Rate
+        } else if o.thresholds {
+            Format::Thresholds
+        } else if o.persistent_conn {
+            Format::PersistentConn
+        } else if o.tun_info {
+            Format::TunInfo
+        } else {
+            Format::Normal
+        }
+    }
+}
+
+fn push_title(out: &mut String, f: Format) {
+    let cols: Option<[&str; 5]> = match f {
+        Format::Stats => Some(["Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"]),
+        Format::Rate => Some(["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]),
+        _ => None,
+    };
+    if let Some(c) = cols {
+        let _ = writeln!(
+            out,
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+            "Prot LocalAddress:Port", c[0], c[1], c[2], c[3], c[4]
+        );
+        return;
+    }
+    match f {
+        Format::Thresholds => {
+            let _ = writeln!(
+                out,
+                "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port",
+                "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+            );
+        }
+        Format::PersistentConn => {
+            let _ = writeln!(
+                out,
+                "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
+                "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+            );
+        }
+        Format::TunInfo => out.push_str(
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+        ),
+        _ => out.push_str(
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+        ),
+    }
+}
+
+fn push_numbers(out: &mut String, v: [u64; 5], exact: bool) {
+    for n in v {
+        push_largenum(out, n, exact);
+    }
+    out.push('\n');
+}
+
+fn counter_array(c: CounterValues) -> [u64; 5] {
+    [c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes]
+}
+
+fn rate_array(r: Rates) -> [u64; 5] {
+    [r.cps, r.inpps, r.outpps, r.inbps, r.outbps]
+}
+
+/// TunnelInfo column of `--tun-info` (xvs's rendering: the type, `:port`
+/// for GUE, `,csum`/`,remcsum` when set; empty for non-tunnel servers).
+fn tun_info(d: &Dest) -> String {
+    if d.fwd != Fwd::Tun {
+        return String::new();
+    }
+    let mut s = d.tun.kind.name().to_string();
+    if d.tun.kind == TunType::Gue {
+        let _ = write!(s, ":{}", d.tun.port);
+    }
+    match d.tun.csum {
+        TunCsum::NoCsum => {}
+        TunCsum::Csum => s.push_str(",csum"),
+        TunCsum::RemCsum => s.push_str(",remcsum"),
+    }
+    s
+}
+
+fn push_service(out: &mut String, s: &Service, f: Format, o: &ListOpts) {
+    let name = svc_name(&s.key);
+    match f {
+        Format::Stats => {
+            let _ = write!(out, "{name:<33}");
+            push_numbers(out, counter_array(s.counters.get()), o.exact);
+        }
+        Format::Rate => {
+            let _ = write!(out, "{name:<33}");
+            push_numbers(out, rate_array(s.rate.rates()), o.exact);
+        }
+        _ => {
+            let _ = write!(out, "{name} {}", s.sched);
+            if s.flags & ALL_SCHED_FLAGS != 0 {
+                let _ = write!(out, " ({})", sched_flags(&s.sched, s.flags));
+            }
+            if let Some(t) = s.persistence {
+                let _ = write!(out, " persistent {t}");
+                if let Some(m) = mask_text(s) {
+                    let _ = write!(out, " mask {m}");
+                }
+            }
+            if s.ops {
+                out.push_str(" ops");
+            }
+            out.push('\n');
+        }
+    }
+    for d in ordered_dests(s, o.nosort) {
+        let name = addr_port(d.addr, d.port);
+        let (active, inact) = (d.load.active(), d.load.inactive());
+        match f {
+            Format::Stats => {
+                let _ = write!(out, "  -> {name:<28}");
+                push_numbers(out, counter_array(d.counters.get()), o.exact);
+            }
+            Format::Rate => {
+                let _ = write!(out, "  -> {name:<28}");
+                push_numbers(out, rate_array(d.rate.rates()), o.exact);
+            }
+            Format::Thresholds => {
+                let _ = writeln!(
+                    out,
+                    "  -> {name:<28} {:<10} {:<10} {active:<10} {inact:<10}",
+                    d.u_threshold, d.l_threshold
+                );
+            }
+            Format::PersistentConn => {
+                let _ = writeln!(
+                    out,
+                    "  -> {name:<28} {:<9} {:<11} {active:<10} {inact:<10}",
+                    d.weight,
+                    d.load.persist()
+                );
+            }
+            Format::TunInfo => {
+                let _ = writeln!(
+                    out,
+                    "  -> {name:<28} {:<7} {:<13} {:<6} {active:<10} {inact:<10}",
+                    fwd_name(d.fwd),
+                    tun_info(d),
+                    d.weight
+                );
+            }
+            Format::Normal => {
+                let _ = writeln!(
+                    out,
+                    "  -> {name:<28} {:<7} {:<6} {active:<10} {inact:<10}",
+                    fwd_name(d.fwd),
+                    d.weight
+                );
+            }
+        }
+    }
+}
+
+/// `-L` of the whole table: header with the connection table size, column
+/// titles, then every service and its servers.
+pub fn list_all(model: &Model, o: &ListOpts, conn_tab_size: u32) -> String {
+    let f = Format::of(o);
+    let mut out = format!("IP Virtual Server version {IPVS_VERSION} (size={conn_tab_size})\n");
+    push_title(&mut out, f);
+    for s in ordered_services(model, o.nosort) {
+        push_service(&mut out, s, f, o);
+    }
+    out
+}
+
+/// `-L` of one service: column titles and the service (no version
+/// header, as ipvsadm).
+pub fn list_service(model: &Model, key: &SvcKey, o: &ListOpts) -> Result<String, ConfigError> {
+    let s = model.service(key).ok_or(ConfigError::NoSuchService)?;
+    let f = Format::of(o);
+    let mut out = String::new();
+    push_title(&mut out, f);
+    push_service(&mut out, s, f, o);
+    Ok(out)
+}
+
+fn push_rules(out: &mut String, s: &Service) {
+    let svc = svc_rule(&s.key);
+    let _ = write!(out, "-A {svc} -s {}", s.sched);
+    if s.flags & ALL_SCHED_FLAGS != 0 {
+        let _ = write!(out, " -b {}", sched_flags(&s.sched, s.flags));
+    }
+    if let Some(t) = s.persistence {
+        let _ = write!(out, " -p {t}");
+        if let Some(m) = mask_text(s) {
+            let _ = write!(out, " -M {m}");
+        }
+    }
+    if s.ops {
+        out.push_str(" -o");
+    }
+    out.push('\n');
+    for d in ordered_dests(s, false) {
+        let _ = write!(
+            out,
+            "-a {svc} -r {} {} -w {}",
+            addr_port(d.addr, d.port),
+            fwd_switch(d.fwd),
+            d.weight
+        );
+        if d.u_threshold != 0 {
+            let _ = write!(out, " -x {}", d.u_threshold);
+        }
+        if d.l_threshold != 0 {
+            let _ = write!(out, " -y {}", d.l_threshold);
+        }
+        if d.fwd == Fwd::Tun {
+            let _ = write!(out, " --tun-type {}", d.tun.kind.name());
+            if d.tun.kind == TunType::Gue {
+                let _ = write!(out, " --tun-port {}", d.tun.port);
+            }
+            if d.tun.csum != TunCsum::NoCsum {
+                let _ = write!(out, " {}", d.tun.csum.option());
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// `-S`: the table as rules `-R` reads back, in ipvsadm's sorted order
+/// (services and servers alike, as ipvsadm writes them). Restoring rebuilds
+/// the same table; like ipvsadm, the servers' list order (which schedulers
+/// walk) becomes the reverse of the sorted order.
+pub fn save(model: &Model) -> String {
+    let mut out = String::new();
+    for s in ordered_services(model, false) {
+        push_rules(&mut out, s);
+    }
+    out
+}
+
+/// `-L --timeout`.
+pub fn list_timeout(t: &Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp, t.tcpfin, t.udp
+    )
+}
+
+/// `-L -c` (`templates_only`: `-c --persistent-conn`, templates alone).
+pub fn list_conns(conns: &[ConnEntry], templates_only: bool) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    let _ = writeln!(
+        out,
+        "pro expire {:<11} {:<18} {:<18} destination",
+        "state", "source", "virtual"
+    );
+    for c in conns.iter().filter(|c| c.template || !templates_only) {
+        let expire = format!("{:02}:{:02}", c.expire_secs / 60, c.expire_secs % 60);
+        let _ = writeln!(
+            out,
+            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+            proto_name(c.proto),
+            expire,
+            c.state,
+            addr_port(c.cip, c.cport),
+            addr_port(c.vip, c.vport),
+            addr_port(c.dip, c.dport)
+        );
+    }
+    out
+}

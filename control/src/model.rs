@@ -1,0 +1,484 @@
+//! The configuration: virtual services, their real servers and the
+//! protocol timeouts, with IPVS's rules and refusal messages.
+//!
+//! The model is plain data owned by the control thread. Every successful
+//! change bumps [`Model::generation`], which is how the daemon knows to
+//! build and publish a new snapshot for the workers. The live parts that
+//! workers write (traffic counters, connection counts) sit behind `Arc`s
+//! that survive edits, so an edit never loses a count.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use xvs_dataplane::stats::Counters;
+use xvs_dataplane::svc::{Fwd, SvcKey};
+use xvs_scheduler::DestLoad;
+
+use crate::grammar::{Command, DestSpec, ServiceSpec, TunConf};
+use crate::rate::RateEst;
+
+/// Why IPVS refused an operation. The Display strings are ipvsadm's,
+/// byte for byte; xvsadm exits 255 with them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `-A` of an existing service.
+    #[error("Service already exists")]
+    ServiceExists,
+    /// `-E`/`-D`/`-Z`/`-L` of a missing service.
+    #[error("No such service")]
+    NoSuchService,
+    /// `-a`/`-e`/`-d` on a missing service.
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    /// `-a` of an existing server.
+    #[error("Destination already exists")]
+    DestExists,
+    /// `-e`/`-d` of a missing server.
+    #[error("No such destination")]
+    NoSuchDest,
+    /// Unknown scheduler or persistence engine.
+    #[error("Scheduler or persistence engine not found")]
+    SchedNotFound,
+    /// A combination IPVS rejects (EINVAL).
+    #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
+    Invalid,
+    /// Out-of-range value, e.g. l-threshold above u-threshold (ERANGE).
+    #[error("Numerical result out of range")]
+    OutOfRange,
+    /// A table is full (ENOMEM).
+    #[error("Memory allocation problem")]
+    NoMemory,
+    /// `--start-daemon`: xvs has no connection synchronisation.
+    #[error("xvs has no connection synchronisation daemon: --start-daemon is not supported")]
+    NoSyncDaemon,
+    /// `--stop-daemon`: nothing can be running.
+    #[error("No daemon is running")]
+    NoDaemonRunning,
+    /// `--pe sip`: xvs has no SIP persistence engine.
+    #[error("xvs has no SIP persistence engine: --pe sip is not supported")]
+    NoSipEngine,
+}
+
+/// Protocol timeouts in seconds (`--set`, `-L --timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP ESTABLISHED.
+    pub tcp: u32,
+    /// TCP FIN_WAIT.
+    pub tcpfin: u32,
+    /// UDP.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// Table limits; exceeding one is refused with `Memory allocation problem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most virtual services.
+    pub max_services: usize,
+    /// Most real servers per service.
+    pub max_dests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_services: 4096,
+            max_dests: 1024,
+        }
+    }
+}
+
+/// One real server of a service.
+#[derive(Debug, Clone)]
+pub struct Dest {
+    /// Real server address.
+    pub addr: IpAddr,
+    /// Real server port (the service's for DR/TUN, 0 for fwmark services).
+    pub port: u16,
+    /// Forwarding method.
+    pub fwd: Fwd,
+    /// Weight; 0 = quiesced.
+    pub weight: i32,
+    /// Last non-zero weight (mh keeps its table on it).
+    pub last_weight: i32,
+    /// Upper connection threshold (0 = none).
+    pub u_threshold: u32,
+    /// Lower connection threshold.
+    pub l_threshold: u32,
+    /// Tunnel parameters (meaningful for [`Fwd::Tun`]).
+    pub tun: TunConf,
+    /// Live connection counts, shared with the workers.
+    pub load: Arc<DestLoad>,
+    /// Traffic counters, shared with the workers.
+    pub counters: Arc<Counters>,
+    /// Rate estimate (`--rate`).
+    pub rate: RateEst,
+}
+
+/// One virtual service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Identity.
+    pub key: SvcKey,
+    /// Scheduler name (one of `xvs_scheduler::NAMES`).
+    pub sched: String,
+    /// Scheduler flags (`SCHED_FLAG_*`).
+    pub flags: u32,
+    /// Persistence timeout in seconds, if persistent.
+    pub persistence: Option<u32>,
+    /// Persistence granularity as a prefix length of the client address.
+    pub netmask: u8,
+    /// One-packet scheduling (UDP only).
+    pub ops: bool,
+    /// Real servers, newest first (IPVS list order, which schedulers walk).
+    pub dests: Vec<Dest>,
+    /// Traffic counters, shared with the workers.
+    pub counters: Arc<Counters>,
+    /// Rate estimate (`--rate`).
+    pub rate: RateEst,
+    /// Insertion sequence number (`--nosort` lists in this order).
+    pub seq: u64,
+}
+
+impl Service {
+    /// Whether the service is IPv6 (address family of the VIP or `-6`).
+    pub fn is_v6(&self) -> bool {
+        match self.key {
+            SvcKey::Addr { vip, .. } => vip.is_ipv6(),
+            SvcKey::Fwmark { v6, .. } => v6,
+        }
+    }
+
+    /// The service port (0 for fwmark services).
+    pub fn port(&self) -> u16 {
+        match self.key {
+            SvcKey::Addr { port, .. } => port,
+            SvcKey::Fwmark { .. } => 0,
+        }
+    }
+
+    /// Find a real server by address and port.
+    pub fn dest(&self, addr: IpAddr, port: u16) -> Option<&Dest> {
+        self.dests.iter().find(|d| d.addr == addr && d.port == port)
+    }
+
+    fn dest_index(&self, addr: IpAddr, port: u16) -> Option<usize> {
+        self.dests
+            .iter()
+            .position(|d| d.addr == addr && d.port == port)
+    }
+
+    /// The port IPVS stores for a real server written as `port`: DR and
+    /// TUN cannot map ports, so they take the service's; fwmark services
+    /// have no port.
+    pub fn dest_port(&self, fwd: Fwd, port: Option<u16>) -> u16 {
+        match self.key {
+            SvcKey::Fwmark { .. } => 0,
+            SvcKey::Addr { port: sport, .. } => match fwd {
+                Fwd::Nat => port.unwrap_or(sport),
+                Fwd::Dr | Fwd::Tun => sport,
+            },
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Services in insertion order.
+    pub services: Vec<Service>,
+    /// Protocol timeouts.
+    pub timeouts: Timeouts,
+    /// Incremented on every successful change.
+    pub generation: u64,
+    /// Table limits.
+    pub limits: Limits,
+    next_seq: u64,
+}
+
+/// Whether an address can be a real server (IPVS requires unicast).
+fn is_unicast(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    }
+}
+
+fn check_sched(spec: &ServiceSpec) -> Result<(), ConfigError> {
+    if let Some(pe) = &spec.pe {
+        if pe == "sip" {
+            return Err(ConfigError::NoSipEngine);
+        }
+        return Err(ConfigError::SchedNotFound);
+    }
+    if !xvs_scheduler::NAMES.contains(&spec.sched.as_str()) {
+        return Err(ConfigError::SchedNotFound);
+    }
+    Ok(())
+}
+
+impl Model {
+    /// An empty configuration with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Model {
+            limits,
+            ..Model::default()
+        }
+    }
+
+    /// Find a service.
+    pub fn service(&self, key: &SvcKey) -> Option<&Service> {
+        self.services.iter().find(|s| s.key == *key)
+    }
+
+    fn service_index(&self, key: &SvcKey) -> Option<usize> {
+        self.services.iter().position(|s| s.key == *key)
+    }
+
+    fn changed(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Apply a configuration command (`-A -E -D -C -a -e -d --set`);
+    /// other commands change nothing and succeed.
+    pub fn apply(&mut self, cmd: &Command) -> Result<(), ConfigError> {
+        match cmd {
+            Command::AddService(spec) => self.add_service(spec),
+            Command::EditService(spec) => self.edit_service(spec),
+            Command::DeleteService(key) => self.delete_service(key),
+            Command::Clear => {
+                self.clear();
+                Ok(())
+            }
+            Command::AddServer { svc, dest } => self.add_dest(svc, dest),
+            Command::EditServer { svc, dest } => self.edit_dest(svc, dest),
+            Command::DeleteServer { svc, addr, port } => self.delete_dest(svc, *addr, *port),
+            Command::Set { tcp, tcpfin, udp } => {
+                self.set_timeouts(*tcp, *tcpfin, *udp);
+                Ok(())
+            }
+            Command::Zero(key) => self.zero(key.as_ref()),
+            Command::StartDaemon { .. } => Err(ConfigError::NoSyncDaemon),
+            Command::StopDaemon { .. } => Err(ConfigError::NoDaemonRunning),
+            _ => Ok(()),
+        }
+    }
+
+    /// `-A`.
+    pub fn add_service(&mut self, spec: &ServiceSpec) -> Result<(), ConfigError> {
+        if self.service(&spec.key).is_some() {
+            return Err(ConfigError::ServiceExists);
+        }
+        check_sched(spec)?;
+        if self.services.len() >= self.limits.max_services {
+            return Err(ConfigError::NoMemory);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.services.push(Service {
+            key: spec.key,
+            sched: spec.sched.clone(),
+            flags: spec.flags,
+            persistence: spec.persistence,
+            netmask: spec.netmask,
+            ops: spec.ops,
+            dests: Vec::new(),
+            counters: Arc::new(Counters::default()),
+            rate: RateEst::default(),
+            seq,
+        });
+        self.changed();
+        Ok(())
+    }
+
+    /// `-E`: replaces scheduler, flags, persistence, mask and ops (ipvsadm
+    /// sends every field, defaults included).
+    pub fn edit_service(&mut self, spec: &ServiceSpec) -> Result<(), ConfigError> {
+        let i = self
+            .service_index(&spec.key)
+            .ok_or(ConfigError::NoSuchService)?;
+        check_sched(spec)?;
+        let s = &mut self.services[i];
+        s.sched = spec.sched.clone();
+        s.flags = spec.flags;
+        s.persistence = spec.persistence;
+        s.netmask = spec.netmask;
+        s.ops = spec.ops;
+        self.changed();
+        Ok(())
+    }
+
+    /// `-D`.
+    pub fn delete_service(&mut self, key: &SvcKey) -> Result<(), ConfigError> {
+        let i = self.service_index(key).ok_or(ConfigError::NoSuchService)?;
+        self.services.remove(i);
+        self.changed();
+        Ok(())
+    }
+
+    /// `-C`: remove every service (timeouts stay).
+    pub fn clear(&mut self) {
+        self.services.clear();
+        self.changed();
+    }
+
+    /// `--set tcp tcpfin udp`; 0 keeps a value.
+    pub fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) {
+        let t = &mut self.timeouts;
+        if tcp != 0 {
+            t.tcp = tcp;
+        }
+        if tcpfin != 0 {
+            t.tcpfin = tcpfin;
+        }
+        if udp != 0 {
+            t.udp = udp;
+        }
+        self.changed();
+    }
+
+    fn check_dest(s: &Service, spec: &DestSpec) -> Result<(), ConfigError> {
+        if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
+            return Err(ConfigError::OutOfRange);
+        }
+        if !is_unicast(spec.addr) || spec.addr.is_ipv6() != s.is_v6() {
+            return Err(ConfigError::Invalid);
+        }
+        Ok(())
+    }
+
+    /// `-a`: the new server goes to the front of the list.
+    pub fn add_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), ConfigError> {
+        let max = self.limits.max_dests;
+        let s = self
+            .services
+            .iter_mut()
+            .find(|s| s.key == *key)
+            .ok_or(ConfigError::ServiceNotDefined)?;
+        if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
+            return Err(ConfigError::OutOfRange);
+        }
+        let port = s.dest_port(spec.fwd, spec.port);
+        if s.dest(spec.addr, port).is_some() {
+            return Err(ConfigError::DestExists);
+        }
+        Self::check_dest(s, spec)?;
+        if s.dests.len() >= max {
+            return Err(ConfigError::NoMemory);
+        }
+        s.dests.insert(
+            0,
+            Dest {
+                addr: spec.addr,
+                port,
+                fwd: spec.fwd,
+                weight: spec.weight,
+                last_weight: spec.weight.max(0),
+                u_threshold: spec.u_threshold,
+                l_threshold: spec.l_threshold,
+                tun: spec.tun,
+                load: Arc::new(DestLoad::default()),
+                counters: Arc::new(Counters::default()),
+                rate: RateEst::default(),
+            },
+        );
+        self.changed();
+        Ok(())
+    }
+
+    /// `-e`: replaces forwarding, weight, thresholds and tunnel settings.
+    pub fn edit_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), ConfigError> {
+        let s = self
+            .services
+            .iter_mut()
+            .find(|s| s.key == *key)
+            .ok_or(ConfigError::ServiceNotDefined)?;
+        if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
+            return Err(ConfigError::OutOfRange);
+        }
+        let port = s.dest_port(spec.fwd, spec.port);
+        let i = s
+            .dest_index(spec.addr, port)
+            .ok_or(ConfigError::NoSuchDest)?;
+        Self::check_dest(s, spec)?;
+        let d = &mut s.dests[i];
+        d.fwd = spec.fwd;
+        d.weight = spec.weight;
+        if spec.weight > 0 {
+            d.last_weight = spec.weight;
+        }
+        d.u_threshold = spec.u_threshold;
+        d.l_threshold = spec.l_threshold;
+        d.tun = spec.tun;
+        self.changed();
+        Ok(())
+    }
+
+    /// `-d`. A server written without a port is the one on the service's
+    /// port.
+    pub fn delete_dest(
+        &mut self,
+        key: &SvcKey,
+        addr: IpAddr,
+        port: Option<u16>,
+    ) -> Result<(), ConfigError> {
+        let s = self
+            .services
+            .iter_mut()
+            .find(|s| s.key == *key)
+            .ok_or(ConfigError::ServiceNotDefined)?;
+        let port = match s.key {
+            SvcKey::Fwmark { .. } => 0,
+            SvcKey::Addr { port: sport, .. } => port.unwrap_or(sport),
+        };
+        let i = s
+            .dest_index(addr, port)
+            // A DR/TUN server written with a port other than the service's
+            // is stored on the service's port: find it there too.
+            .or_else(|| {
+                let sport = s.port();
+                s.dests
+                    .iter()
+                    .position(|d| d.addr == addr && d.port == sport && d.fwd != Fwd::Nat)
+            })
+            .ok_or(ConfigError::NoSuchDest)?;
+        s.dests.remove(i);
+        self.changed();
+        Ok(())
+    }
+
+    /// `-Z`: zero the counters and rates of one service (and its servers)
+    /// or of everything. Not a configuration change.
+    pub fn zero(&mut self, key: Option<&SvcKey>) -> Result<(), ConfigError> {
+        let zero_svc = |s: &mut Service| {
+            s.counters.zero();
+            s.rate.reset();
+            for d in &mut s.dests {
+                d.counters.zero();
+                d.rate.reset();
+            }
+        };
+        match key {
+            Some(k) => {
+                let s = self
+                    .services
+                    .iter_mut()
+                    .find(|s| s.key == *k)
+                    .ok_or(ConfigError::NoSuchService)?;
+                zero_svc(s);
+            }
+            None => self.services.iter_mut().for_each(zero_svc),
+        }
+        Ok(())
+    }
+}
