@@ -1,0 +1,300 @@
+//! Running `xvsd` for a test and talking to it with `xvsadm`.
+//!
+//! The daemon runs inside the director's namespace (`ip netns exec`); its
+//! control socket is a Unix socket in the shared file system, so `xvsadm`
+//! runs from the test's own namespace. Its stderr goes to a file so that the
+//! exit report (per-worker frame accounting) can be checked after SIGTERM,
+//! and is printed when a test fails while the daemon runs.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::netns::unique_prefix;
+
+/// How long to wait for the control socket to appear.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for exit after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `xvsd`; stopped with SIGTERM (then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Xvsd {
+    child: Option<Child>,
+    socket: PathBuf,
+    stderr_path: PathBuf,
+}
+
+/// How `xvsd` ended.
+#[derive(Debug)]
+pub struct XvsdExit {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+    /// Whether SIGTERM was not enough and it had to be killed.
+    pub killed: bool,
+}
+
+/// One worker's frame accounting, as `xvsd` prints it at exit:
+/// `xvsd: worker IFACE:QUEUE frames total=N fill=N rx=N tx=N comp=N free=N lost=N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerFrames {
+    /// `IFACE:QUEUE` as printed.
+    pub worker: String,
+    /// UMEM frames owned by the worker.
+    pub total: u64,
+    /// Frames in the fill ring.
+    pub fill: u64,
+    /// Frames in the RX ring.
+    pub rx: u64,
+    /// Frames in the TX ring.
+    pub tx: u64,
+    /// Frames in the completion ring.
+    pub comp: u64,
+    /// Frames on the free list.
+    pub free: u64,
+    /// Frames unaccounted for (must be 0).
+    pub lost: u64,
+}
+
+impl WorkerFrames {
+    /// Parses one exit line; `None` if `line` is not one.
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.split_once("worker ")?.1;
+        let (worker, rest) = rest.split_once(' ')?;
+        let rest = rest.trim_start().strip_prefix("frames")?;
+        let mut w = WorkerFrames {
+            worker: worker.to_owned(),
+            ..Default::default()
+        };
+        let mut seen_lost = false;
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            let v: u64 = v.parse().ok()?;
+            match k {
+                "total" => w.total = v,
+                "fill" => w.fill = v,
+                "rx" => w.rx = v,
+                "tx" => w.tx = v,
+                "comp" => w.comp = v,
+                "free" => w.free = v,
+                "lost" => {
+                    w.lost = v;
+                    seen_lost = true;
+                }
+                _ => {}
+            }
+        }
+        seen_lost.then_some(w)
+    }
+}
+
+impl XvsdExit {
+    /// The per-worker frame lines found in stderr.
+    pub fn worker_frames(&self) -> Vec<WorkerFrames> {
+        self.stderr
+            .lines()
+            .filter(|l| l.contains("frames total="))
+            .filter_map(WorkerFrames::parse)
+            .collect()
+    }
+}
+
+impl Xvsd {
+    /// Starts `xvsd --iface IFACE... --socket S` inside namespace `ns` and
+    /// waits for its control socket.
+    ///
+    /// `ip netns exec` gives the command a fresh `/sys` without bpffs, so
+    /// bpffs is mounted again in that (private) mount namespace first.
+    pub fn start(ns: &str, ifaces: &[&str]) -> Self {
+        let mut args: Vec<String> = Vec::new();
+        for i in ifaces {
+            args.push("--iface".into());
+            args.push((*i).to_owned());
+        }
+        Self::start_with(Some(ns), &args)
+    }
+
+    /// Starts `xvsd --socket S` with no interface (control only) in the
+    /// test's own namespace and waits for its socket.
+    pub fn start_control_only() -> Self {
+        Self::start_with(None, &[])
+    }
+
+    /// Starts `xvsd EXTRA... --socket S`, inside `ns` if given.
+    pub fn start_with(ns: Option<&str>, extra: &[String]) -> Self {
+        let xvsd = crate::bin("xvsd");
+        let tag = format!("{}-{}", unique_prefix(), std::process::id());
+        let tmp = std::env::temp_dir();
+        let socket = tmp.join(format!("xvs-{tag}.sock"));
+        let stderr_path = tmp.join(format!("xvs-{tag}.stderr"));
+        let _ = std::fs::remove_file(&socket);
+        let stderr = File::create(&stderr_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
+
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "sh", "-c"]).arg(
+                    "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null; \
+                     exec \"$0\" \"$@\"",
+                );
+                c.arg(&xvsd);
+                c
+            }
+            None => Command::new(&xvsd),
+        };
+        cmd.args(extra)
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        // `ip netns exec` and `sh -c 'exec ...'` both exec in place: the
+        // child's pid is xvsd's pid, so signals reach the daemon itself.
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", xvsd.display()));
+        let mut d = Xvsd {
+            child: Some(child),
+            socket,
+            stderr_path,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.socket.exists() {
+                return;
+            }
+            let child = self.child.as_mut().expect("running");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                panic!(
+                    "xvsd exited before creating its socket ({status}); stderr:\n{}",
+                    self.stderr_so_far()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "xvsd did not create {} within {START_TIMEOUT:?}; stderr:\n{}",
+                    self.socket.display(),
+                    self.stderr_so_far()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Path of the control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Process id of the daemon, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What the daemon has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Runs `xvsadm --socket S ARGS...` and returns its output.
+    pub fn adm(&self, args: &[&str]) -> Output {
+        Command::new(crate::bin("xvsadm"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run xvsadm: {e}"))
+    }
+
+    /// Runs `xvsadm` and panics with its stderr unless it exits 0; returns stdout.
+    pub fn adm_ok(&self, args: &[&str]) -> String {
+        let out = self.adm(args);
+        assert!(
+            out.status.success(),
+            "xvsadm {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends SIGTERM, waits (bounded) for the exit and returns how it ended.
+    pub fn stop(mut self) -> XvsdExit {
+        self.terminate()
+            .expect("xvsd is running until stop or drop")
+    }
+
+    fn terminate(&mut self) -> Option<XvsdExit> {
+        let mut child = self.child.take()?;
+        // `kill` as a shell builtin: no unsafe libc call, no procps needed.
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut killed = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    killed = true;
+                    let _ = child.kill();
+                    break child.wait().expect("wait for killed xvsd");
+                }
+            }
+        };
+        Some(XvsdExit {
+            status,
+            stderr: self.stderr_so_far(),
+            killed,
+        })
+    }
+}
+
+impl Drop for Xvsd {
+    fn drop(&mut self) {
+        if let Some(exit) = self.terminate() {
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- xvsd ({}{}) stderr ---\n{}--- end of xvsd stderr ---",
+                    exit.status,
+                    if exit.killed { ", killed" } else { "" },
+                    exit.stderr
+                );
+            }
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.stderr_path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_worker_frames_line() {
+        let w = WorkerFrames::parse(
+            "xvsd: worker x1a2b-dir:0 frames total=4096 fill=2048 rx=0 tx=0 comp=0 free=2048 lost=0",
+        )
+        .unwrap();
+        assert_eq!(w.worker, "x1a2b-dir:0");
+        assert_eq!((w.total, w.fill, w.free, w.lost), (4096, 2048, 2048, 0));
+        assert_eq!(WorkerFrames::parse("xvsd: worker eth0:0 started"), None);
+    }
+}
