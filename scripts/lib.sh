@@ -11,7 +11,7 @@ XVS_BIN="${XVS_BIN_DIR:-$XVS_ROOT/target/release}"
 
 # Debian packages: xsk-rs builds libxdp/libbpf from source (clang ... gcc);
 # the tests and the demo need ip, ping, ethtool; bpftool helps debugging.
-XVS_PACKAGES=(clang llvm libelf-dev libpcap-dev m4 zlib1g-dev pkg-config make gcc
+XVS_PACKAGES=(clang llvm linux-libc-dev libc6-dev libelf-dev libpcap-dev m4 zlib1g-dev pkg-config make gcc
     iproute2 iputils-ping ethtool bpftool)
 
 xvs_log() { echo "==> $*" >&2; }
