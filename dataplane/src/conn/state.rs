@@ -32,22 +32,8 @@ pub enum TcpState {
 
 use TcpState::*;
 
-/// Column order of the transition table.
-const ORDER: [TcpState; 11] = [
-    None,
-    Established,
-    SynSent,
-    SynRecv,
-    FinWait,
-    TimeWait,
-    Close,
-    CloseWait,
-    LastAck,
-    Listen,
-    SynAck,
-];
-
-/// IPVS's input-only transition table, rows syn, fin, ack, rst.
+/// IPVS's input-only transition table, rows syn, fin, ack, rst; columns in
+/// the order of the enum's discriminants.
 const INPUT_ONLY: [[TcpState; 11]; 4] = [
     // syn
     [
@@ -92,6 +78,7 @@ impl TcpState {
     /// The state after an inbound segment with TCP `flags`. IPVS reads the
     /// flags in the order RST, SYN, FIN, ACK; a segment with none of them
     /// leaves the state as it is.
+    #[inline]
     pub fn next(self, flags: u8) -> TcpState {
         use crate::wire::tcp::{ACK, FIN, RST, SYN};
         let row = if flags & RST != 0 {
@@ -105,8 +92,7 @@ impl TcpState {
         } else {
             return self;
         };
-        let col = ORDER.iter().position(|s| *s == self).unwrap_or(0);
-        INPUT_ONLY[row][col]
+        INPUT_ONLY[row][self as usize]
     }
 
     /// ipvsadm's name of the state (`-c` listing).
@@ -155,6 +141,7 @@ impl Default for Timeouts {
 
 impl Timeouts {
     /// The timeout of a TCP state, in seconds.
+    #[inline]
     pub fn tcp_state(&self, s: TcpState) -> u32 {
         match s {
             None => 2,

@@ -181,6 +181,52 @@ impl XskPort {
         }
     }
 
+    /// Transmit up to `n` copies of `template` (a whole Ethernet frame),
+    /// letting `vary(seq, frame)` change each copy (e.g. its source port),
+    /// using free frames only. Returns how many were queued. For packet
+    /// generators: the frames come back through the completion ring.
+    pub fn send_burst(
+        &mut self,
+        template: &[u8],
+        n: usize,
+        mut vary: impl FnMut(u64, &mut [u8]),
+        seq0: u64,
+    ) -> usize {
+        use std::io::Write;
+        self.reap_completions();
+        let room = self.tx.nb_free(n as u32).min(n as u32) as usize;
+        let k = room.min(self.free.len());
+        self.tx_batch.clear();
+        for i in 0..k {
+            let Some(mut desc) = self.free.pop() else {
+                break;
+            };
+            {
+                // SAFETY: `desc` comes from the free stack, so the frame is
+                // ours and no other reference to its data exists.
+                let mut data = unsafe { self.umem.data_mut(&mut desc) };
+                let mut cur = data.cursor();
+                cur.set_pos(0);
+                if cur.write_all(template).is_err() {
+                    self.free.push(desc);
+                    break;
+                }
+                vary(seq0 + i as u64, data.contents_mut());
+            }
+            self.tx_batch.push(desc);
+        }
+        let m = self.tx_batch.len();
+        self.acct.free -= m as u64;
+        self.acct.rx += m as u64;
+        self.transmit();
+        m
+    }
+
+    /// Frames whose transmission has not completed yet.
+    pub fn in_flight(&self) -> u64 {
+        self.acct.tx
+    }
+
     /// Return every frame it can get back (completions) before shutdown,
     /// waiting up to `ms` for outstanding transmissions.
     pub fn drain(&mut self, ms: u64) {
