@@ -43,9 +43,11 @@ fn flow_frame(i: usize, syn: bool) -> Vec<u8> {
 /// Run the benchmark with `flows` established connections over `servers`
 /// DR real servers for at least `packets` packets.
 pub fn run(flows: usize, servers: u8, packets: u64) -> PipelineResult {
+    xvs_dataplane::stats::set_workers(1);
     let (svc, _dests) = dr_service("wrr", servers, None);
     let snap = Arc::new(Snapshot::new([svc], Timeouts::default()));
     let mut p = Pipeline::new(snap, flows + 16, DIR_MAC);
+    p.set_writer(0);
     let now = 1_000_000_000u64;
 
     let mut syns: Vec<Vec<u8>> = (0..flows).map(|i| flow_frame(i, true)).collect();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use xvs_control::listing::push_largenum;
 use xvs_control::model::Limits;
+use xvs_dataplane::stats::CounterValues;
 use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
 
 fn req(line: &str) -> Request {
@@ -276,11 +277,13 @@ fn stats_and_large_numbers() {
     {
         let m = c.model();
         let s = &m.services[0].counters;
-        s.conns.store(12, Ordering::Relaxed);
-        s.inpkts.store(99_999_999, Ordering::Relaxed);
-        s.outpkts.store(100_000_000, Ordering::Relaxed);
-        s.inbytes.store(123_456_789_012, Ordering::Relaxed);
-        s.outbytes.store(u64::MAX, Ordering::Relaxed);
+        s.add_values(CounterValues {
+            conns: 12,
+            inpkts: 99_999_999,
+            outpkts: 100_000_000,
+            inbytes: 123_456_789_012,
+            outbytes: u64::MAX,
+        });
         let d = &m.services[0].dests[0].counters;
         d.add_conn();
         d.add_in(60);

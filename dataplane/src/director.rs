@@ -182,7 +182,8 @@ impl Director {
                 next_core += 1;
                 let name = format!("{}:{q}", info.name);
                 let (tx, rx) = unbounded();
-                let pipeline = Pipeline::new(cell.load().1, cfg.conns_per_worker, info.mac);
+                let mut pipeline = Pipeline::new(cell.load().1, cfg.conns_per_worker, info.mac);
+                pipeline.set_writer(me.workers.len());
                 let (c2, s2, n2) = (cell.clone(), stop.clone(), name.clone());
                 let join = std::thread::Builder::new()
                     .name(format!("xvs-{name}"))

@@ -95,6 +95,7 @@ pub struct Pipeline {
     conns: ConnTable,
     our_mac: Mac,
     stats: PipelineStats,
+    writer: usize,
 }
 
 struct Parsed {
@@ -152,7 +153,14 @@ impl Pipeline {
             conns: ConnTable::new(max_conns),
             our_mac,
             stats: PipelineStats::default(),
+            writer: usize::MAX,
         }
+    }
+
+    /// Count into the counter shards of worker `w` (see `stats`); without
+    /// this the pipeline counts through the shared shards.
+    pub fn set_writer(&mut self, w: usize) {
+        self.writer = w;
     }
 
     /// Switch to a newer configuration snapshot (between batches).
@@ -237,8 +245,8 @@ impl Pipeline {
                 let Some(dest) = dest else {
                     return Verdict::Drop(DropReason::NoDest);
                 };
-                svc.stats.add_conn();
-                dest.stats.add_conn();
+                svc.stats.add_conn_by(self.writer);
+                dest.stats.add_conn_by(self.writer);
                 let conn = Conn::bind(p.key, TcpState::None, now, dest, svc.stats.clone());
                 self.stats.conns_created += 1;
                 match self.conns.insert(conn) {
@@ -257,8 +265,8 @@ impl Pipeline {
             timeouts.udp
         };
         c.expires = now.saturating_add(u64::from(ttl) * 1_000_000_000);
-        c.svc.add_in(p.ip_len);
-        c.dest.stats.add_in(p.ip_len);
+        c.svc.add_in_by(self.writer, p.ip_len);
+        c.dest.stats.add_in_by(self.writer, p.ip_len);
 
         match c.dest.fwd {
             Fwd::Dr => match c.dest.neigh.mac() {

@@ -113,6 +113,8 @@ fn main() {
             Err(e) => fail(e.to_string()),
         }
     }
+    // One counter shard per worker, before any configuration exists.
+    xvs_dataplane::stats::set_workers(queues);
     let cfg = DirectorConfig {
         ifaces: args.ifaces.clone(),
         cores,
