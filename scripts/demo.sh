@@ -120,7 +120,7 @@ adm -Ln
 xvs_log "client 198.18.0.10: $CONNS TCP connections to $VIP:80 (replies name the real server)"
 rc=0
 nsx "$P-cl" "$XVS_BIN/xvs-node" client --connect "$VIP:80" --count "$CONNS" \
-    --timeout-ms 1000 --deadline-ms 30000 --max-failures 5 || rc=$?
+    --timeout-ms 3000 --deadline-ms 30000 --max-failures 5 || rc=$?
 
 xvs_log "xvsadm -Ln --stats"
 adm -Ln --stats

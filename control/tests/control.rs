@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use xvs_control::listing::push_largenum;
 use xvs_control::model::Limits;
-use xvs_dataplane::stats::CounterValues;
 use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
+use xvs_dataplane::stats::CounterValues;
 
 fn req(line: &str) -> Request {
     Request {

@@ -12,7 +12,7 @@ use crate::svc::NeighCell;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the kernel's table is read.
@@ -31,6 +31,8 @@ struct Entry {
 pub struct NeighTable {
     entries: Mutex<HashMap<Ipv4Addr, Entry>>,
     ifindexes: Vec<u32>,
+    /// Set (and signalled) when a new address needs resolving now.
+    wake: (Mutex<bool>, Condvar),
 }
 
 impl NeighTable {
@@ -40,19 +42,48 @@ impl NeighTable {
         Arc::new(NeighTable {
             entries: Mutex::new(HashMap::new()),
             ifindexes,
+            wake: (Mutex::new(false), Condvar::new()),
         })
     }
 
-    /// The cell of `addr`, created on first use.
+    /// The cell of `addr`, created on first use (which wakes the thread so
+    /// that resolution starts at once, before the first packet).
     pub fn cell(&self, addr: Ipv4Addr) -> Arc<NeighCell> {
-        let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(addr)
-            .or_insert_with(|| Entry {
-                cell: Arc::new(NeighCell::default()),
-                last_request: None,
-            })
-            .cell
-            .clone()
+        let mut created = false;
+        let cell = {
+            let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(addr)
+                .or_insert_with(|| {
+                    created = true;
+                    Entry {
+                        cell: Arc::new(NeighCell::default()),
+                        last_request: None,
+                    }
+                })
+                .cell
+                .clone()
+        };
+        if created {
+            self.kick();
+        }
+        cell
+    }
+
+    /// Make the thread refresh now instead of at its next period.
+    pub fn kick(&self) {
+        let (m, cv) = &self.wake;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_one();
+    }
+
+    /// Wait for a kick or the refresh period, whichever comes first.
+    fn wait(&self) {
+        let (m, cv) = &self.wake;
+        let g = m.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut g, _) = cv
+            .wait_timeout_while(g, REFRESH, |kicked| !*kicked)
+            .unwrap_or_else(|e| e.into_inner());
+        *g = false;
     }
 
     /// Read the kernel's table once, update the cells, and request
@@ -116,7 +147,7 @@ impl NeighTable {
                         }
                         last_err = Some(s);
                     }
-                    std::thread::sleep(REFRESH);
+                    me.wait();
                 }
             })
             .expect("spawn neighbour thread")
