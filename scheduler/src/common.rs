@@ -68,7 +68,63 @@ pub(crate) fn more_loaded(a_oh: u64, a_w: u64, b_oh: u64, b_w: u64) -> bool {
 /// the load measure: the first usable destination, replaced by any later
 /// one that is strictly less loaded per unit of weight. Weight-0 and
 /// overloaded destinations are skipped. Shared by wlc, sed, lblc, lblcr.
+///
+/// "Least overhead/weight, the earliest among equals" is a minimum under a
+/// total order (ratio, then index), so the list is scanned as four
+/// interleaved lanes, each keeping its own best, which are then combined
+/// with the index as tie-break: the same answer as one left-to-right
+/// scan, without one long chain of dependent comparisons.
 pub(crate) fn weighted_least(dests: &[Dest], overhead: impl Fn(&Dest) -> u64) -> Option<usize> {
+    /// (index, overhead, weight) of a lane's best so far.
+    type Best = Option<(usize, u64, u64)>;
+    fn consider(best: &mut Best, i: usize, d: &Dest, oh: u64) {
+        let w = weight_u(d);
+        match *best {
+            Some((_, boh, bw)) if !more_loaded(boh, bw, oh, w) => {}
+            _ => *best = Some((i, oh, w)),
+        }
+    }
+    if dests.len() < 16 {
+        return weighted_least_plain(dests, overhead);
+    }
+    let mut lanes: [Best; 4] = [None; 4];
+    let mut chunks = dests.chunks_exact(4);
+    let mut base = 0;
+    for c in &mut chunks {
+        for (j, d) in c.iter().enumerate() {
+            if d.available() {
+                consider(&mut lanes[j], base + j, d, overhead(d));
+            }
+        }
+        base += 4;
+    }
+    for (j, d) in chunks.remainder().iter().enumerate() {
+        if d.available() {
+            consider(&mut lanes[j], base + j, d, overhead(d));
+        }
+    }
+    // Combine: strictly less loaded wins, equal load goes to the earlier.
+    let mut best: Best = None;
+    for (i, oh, w) in lanes.into_iter().flatten() {
+        best = match best {
+            Some((bi, boh, bw))
+                if more_loaded(oh, w, boh, bw) || (!more_loaded(boh, bw, oh, w) && bi < i) =>
+            {
+                Some((bi, boh, bw))
+            }
+            _ => Some((i, oh, w)),
+        };
+    }
+    best.map(|(i, _, _)| i)
+}
+
+/// The plain left-to-right form of [`weighted_least`]: used for short
+/// lists (where combining lanes costs more than it saves) and as the
+/// reference the lanes are tested against.
+pub(crate) fn weighted_least_plain(
+    dests: &[Dest],
+    overhead: impl Fn(&Dest) -> u64,
+) -> Option<usize> {
     let mut best: Option<(usize, u64, u64)> = None;
     for (i, d) in dests.iter().enumerate() {
         if !d.available() {
@@ -81,6 +137,21 @@ pub(crate) fn weighted_least(dests: &[Dest], overhead: impl Fn(&Dest) -> u64) ->
         }
     }
     best.map(|(i, _, _)| i)
+}
+
+/// Indices of the destinations with a positive weight, heaviest first and,
+/// among equal weights, in list order (a stable sort).
+///
+/// Weights change only through `update`, so the schedulers that want "the
+/// heaviest usable destination" (fo, ovf) sort once there and then stop at
+/// the first usable entry instead of scanning the whole list per
+/// connection; the result is the same as the scan with a strict `>`.
+pub(crate) fn by_weight_desc(dests: &[Dest]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..dests.len() as u32)
+        .filter(|&i| dests[i as usize].weight > 0)
+        .collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(dests[i as usize].weight));
+    order
 }
 
 /// IPVS overhead of `d` (`active * 256 + inactive`).
@@ -272,6 +343,34 @@ mod tests {
         assert!(!more_loaded(8, 2, 4, 1));
         // huge values do not overflow
         assert!(more_loaded(u64::MAX, 1, u64::MAX, 2));
+    }
+
+    #[test]
+    fn lanes_choose_like_the_plain_scan() {
+        use crate::common::testutil::{dest, set_conns, set_overloaded};
+        let mut seed = 0x5eed_0008u64;
+        let mut rnd = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _ in 0..3000 {
+            let n = rnd(40) as u8;
+            let dests: Vec<Dest> = (0..n).map(|i| dest(i, rnd(4) as i32)).collect();
+            for d in &dests {
+                set_conns(d, rnd(3) as u32, rnd(4) as u32);
+                set_overloaded(d, rnd(8) == 0);
+            }
+            assert_eq!(
+                weighted_least(&dests, conn_overhead),
+                weighted_least_plain(&dests, conn_overhead)
+            );
+            assert_eq!(
+                weighted_least(&dests, sed_overhead),
+                weighted_least_plain(&dests, sed_overhead)
+            );
+        }
     }
 
     #[test]

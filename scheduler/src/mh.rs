@@ -423,6 +423,95 @@ mod tests {
         }
     }
 
+    /// A xorshift generator for the property tests.
+    fn rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        }
+    }
+
+    #[test]
+    fn random_sets_share_within_one_slot_per_turn() {
+        // Property: each destination owns its weighted share of the M
+        // slots give or take what one round hands out to it (its turns),
+        // so equal weights are within one slot of M/n.
+        let mut rnd = rng(0x5eed_0001);
+        for trial in 0..200 {
+            let n = 1 + rnd(40) as usize;
+            let equal = trial % 2 == 0;
+            let weights: Vec<i32> = (0..n)
+                .map(|_| if equal { 3 } else { 1 + rnd(6) as i32 })
+                .collect();
+            let dests: Vec<Dest> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| dest(i as u8 + 1, w))
+                .collect();
+            let mut mh = MaglevHash::new(0);
+            mh.update(&dests);
+            let g = weights.iter().fold(0, |a, &w| gcd(a, w as u64)) as i32;
+            let total: i32 = weights.iter().sum();
+            for (i, &c) in shares(&mh, n).iter().enumerate() {
+                let share = MH_TAB_SIZE as f64 * f64::from(weights[i]) / f64::from(total);
+                let turns = f64::from(weights[i] / g);
+                assert!(
+                    (c as f64 - share).abs() <= turns,
+                    "weights {weights:?}: dest {i} owns {c}, share {share:.1}"
+                );
+                if equal {
+                    assert!(
+                        (c as f64 - share).abs() <= 1.0,
+                        "{n} equal: {c} vs {share:.1}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn removing_one_of_n_moves_its_flows_and_few_others() {
+        // Property: after deleting one of N destinations, the slots it
+        // owned go to the others and only a small fraction of everyone
+        // else's slots change owner.
+        let mut rnd = rng(0x5eed_0002);
+        let mut worst = 0.0f64;
+        for _ in 0..100 {
+            let n = 3 + rnd(38) as u8;
+            let dests = dests_n(n, 1);
+            let removed = ip(1 + rnd(u64::from(n)) as u8);
+            let before = table_of(&dests);
+            let rest: Vec<Dest> = dests
+                .iter()
+                .filter(|d| d.addr != removed)
+                .cloned()
+                .collect();
+            let after = table_of(&rest);
+            let (mut own, mut moved_other) = (0usize, 0usize);
+            for (b, a) in before.iter().zip(&after) {
+                assert!(a.is_some() && *a != Some(removed));
+                if *b == Some(removed) {
+                    own += 1;
+                } else if b != a {
+                    moved_other += 1;
+                }
+            }
+            assert!(own > 0);
+            let frac = moved_other as f64 / (MH_TAB_SIZE - own) as f64;
+            worst = worst.max(frac);
+            assert!(
+                frac < 0.05,
+                "n={n}: removing {removed} moved {moved_other} other slots"
+            );
+        }
+        assert!(
+            worst > 0.0,
+            "Maglev is not perfectly stable; the check is live"
+        );
+    }
+
     #[test]
     fn ipv6_client_folds() {
         let a: IpAddr = "2001:db8::1".parse().unwrap();

@@ -3,18 +3,22 @@
 //! Fill the heaviest server up to as many active connections as its weight,
 //! then overflow to the next heaviest: the weight acts as a capacity.
 
+use crate::common::by_weight_desc;
 use crate::{DestSet, Flow, Scheduler};
 
 /// Overflow-connection scheduler: the highest-weight usable destination
 /// whose active count is at most its weight; the first in list order wins
 /// ties.
 #[derive(Debug, Default)]
-pub struct Overflow;
+pub struct Overflow {
+    /// Positive-weight destinations, heaviest first, ties in list order.
+    order: Vec<u32>,
+}
 
 impl Overflow {
     /// An overflow-connection scheduler (it has no state).
     pub fn new() -> Self {
-        Overflow
+        Overflow::default()
     }
 }
 
@@ -23,19 +27,19 @@ impl Scheduler for Overflow {
         "ovf"
     }
 
-    fn update(&mut self, _dests: &DestSet) {}
+    fn update(&mut self, dests: &DestSet) {
+        self.order = by_weight_desc(dests);
+    }
 
+    /// The first destination in weight order that is usable and not full
+    /// (active <= weight): the heaviest such one, the earliest in the list
+    /// among equals.
     fn schedule(&mut self, dests: &DestSet, _flow: &Flow, _now_ns: u64) -> Option<usize> {
-        let mut best: Option<(usize, i32)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() || i64::from(d.load.active()) > i64::from(d.weight) {
-                continue;
-            }
-            if best.is_none_or(|(_, bw)| d.weight > bw) {
-                best = Some((i, d.weight));
-            }
-        }
-        best.map(|(i, _)| i)
+        self.order.iter().map(|&i| i as usize).find(|&i| {
+            dests
+                .get(i)
+                .is_some_and(|d| d.available() && i64::from(d.load.active()) <= i64::from(d.weight))
+        })
     }
 }
 
@@ -77,5 +81,36 @@ mod tests {
         assert_eq!(s.picks(1), some(&[1]));
         s.edit(1, 0);
         assert_eq!(s.picks(1), vec![None]);
+    }
+
+    #[test]
+    fn weight_order_chooses_like_the_scan() {
+        // Property: the first entry of the weight order that is usable
+        // and not full is what a full scan with a strict `>` finds.
+        let mut seed = 0x5eed_0007u64;
+        let mut rnd = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _ in 0..2000 {
+            let n = rnd(30) as u8;
+            let dests: Vec<crate::Dest> = (0..n).map(|i| dest(i, rnd(5) as i32)).collect();
+            for d in &dests {
+                set_conns(d, rnd(6) as u32, 0);
+                set_overloaded(d, rnd(4) == 0);
+            }
+            let mut best: Option<(usize, i32)> = None;
+            for (i, d) in dests.iter().enumerate() {
+                let fits = i64::from(d.load.active()) <= i64::from(d.weight);
+                if d.available() && fits && best.is_none_or(|(_, bw)| d.weight > bw) {
+                    best = Some((i, d.weight));
+                }
+            }
+            let mut ovf = Overflow::new();
+            ovf.update(&dests);
+            assert_eq!(ovf.schedule(&dests, &any_flow(), 0), best.map(|b| b.0));
+        }
     }
 }

@@ -99,6 +99,7 @@ impl Scheduler for SourceHash {
 mod tests {
     use super::*;
     use crate::common::testutil::*;
+    use crate::Dest;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn svc(flags: u32) -> Svc {
@@ -186,6 +187,63 @@ mod tests {
         // 0xE6130D70 * 0x61C88647 mod 2^32 = 0xB7D15A10 -> 0xB7
         assert_eq!(b, 0xB7);
         assert_eq!(s.pick_flow(&flow(c, 1)), Some(0xB7));
+    }
+
+    #[test]
+    fn shares_follow_weights_over_a_cycle() {
+        // Property: the table repeats the weight pattern, so over every
+        // cycle of sum(max(w, 1)) buckets each destination owns max(w, 1);
+        // the last, partial cycle is dealt in list order.
+        let mut seed = 0x5eed_0003u64;
+        let mut rnd = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _ in 0..300 {
+            let n = 1 + rnd(12) as usize;
+            let dests: Vec<Dest> = (0..n).map(|i| dest(i as u8 + 1, rnd(20) as i32)).collect();
+            let mut sh = SourceHash::new(0);
+            sh.update(&dests);
+            let per: Vec<usize> = dests.iter().map(|d| d.weight.max(1) as usize).collect();
+            let cycle: usize = per.iter().sum();
+            let mut left = SH_TAB_SIZE % cycle;
+            for (i, &p) in per.iter().enumerate() {
+                let partial = p.min(left);
+                left -= partial;
+                let owned = sh.table.iter().filter(|&&t| t as usize == i).count();
+                assert_eq!(owned, SH_TAB_SIZE / cycle * p + partial, "{per:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn clients_spread_in_proportion_to_weights() {
+        // With weights whose sum divides 256 the buckets split exactly in
+        // proportion, and 65536 consecutive client addresses hash evenly
+        // enough over the buckets for the clients to follow (within 2%).
+        for weights in [vec![1, 1, 2], vec![1, 3], vec![8, 4, 2, 2], vec![5, 3]] {
+            let mut s = svc(0);
+            for (i, &w) in weights.iter().enumerate() {
+                s.add(dest(i as u8 + 1, w));
+            }
+            let total: i32 = weights.iter().sum();
+            let mut got = vec![0u32; weights.len()];
+            for c in 0..=0xffffu32 {
+                let f = flow(IpAddr::V4(Ipv4Addr::from(0xC613_0000 | c)), 1);
+                got[usize::from(s.pick_flow(&f).unwrap()) - 1] += 1;
+            }
+            for (i, &w) in weights.iter().enumerate() {
+                let want = 65536.0 * f64::from(w) / f64::from(total);
+                let err = (f64::from(got[i]) - want).abs() / want;
+                assert!(
+                    err < 0.02,
+                    "weights {weights:?}: dest {i} got {} of {want}",
+                    got[i]
+                );
+            }
+        }
     }
 
     #[test]
