@@ -6,28 +6,82 @@
 //! list changed, and a new instance only when `-E -s` changed the
 //! scheduler or its flags.
 
+use crate::grammar::{TunConf, TunCsum, TunType};
 use crate::model::Model;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::neigh::NeighTable;
-use xvs_dataplane::svc::{DestRt, NeighCell, SchedState, ServiceRt, Snapshot, SvcKey};
+use xvs_dataplane::svc::{DestRt, NeighCell, Persist, SchedState, ServiceRt, Snapshot, SvcKey};
+use xvs_dataplane::xmit::tun::TunKind;
 
 /// What decides whether a destination list changed for the scheduler.
 type DestSig = Vec<(IpAddr, u16, i32, i32, u32, u32)>;
 
 struct SvcState {
+    id: u32,
     sched: String,
     flags: u32,
     sig: DestSig,
     state: Arc<Mutex<SchedState>>,
 }
 
+/// Identity of a destination: its service and address:port.
+type DestIdent = (SvcKey, IpAddr, u16);
+
+/// Stable small integers for services and destinations (connections refer
+/// to them by id), reused only once nothing refers to them any more.
+#[derive(Default)]
+struct Ids {
+    next: u32,
+    free: Vec<u32>,
+}
+
+impl Ids {
+    fn take(&mut self) -> u32 {
+        self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+}
+
 /// Builds snapshots, carrying scheduler state from one to the next.
 #[derive(Default)]
 pub struct SnapshotBuilder {
     services: HashMap<SvcKey, SvcState>,
+    svc_ids: Ids,
+    dest_ids: Ids,
+    dests: HashMap<DestIdent, u32>,
+    /// Deleted destinations still counted by connections or templates.
+    trash: Vec<Arc<DestRt>>,
+    /// The live destinations of the last snapshot.
+    last: Vec<Arc<DestRt>>,
+}
+
+/// The data plane's encapsulation for a destination's tunnel options
+/// (remote checksum offload is not done: GUE then goes with a checksum).
+fn tun_kind(t: &TunConf) -> TunKind {
+    match t.kind {
+        TunType::Ipip => TunKind::Ipip,
+        TunType::Gre => TunKind::Gre,
+        TunType::Gue => TunKind::Gue {
+            port: t.port,
+            checksum: t.csum != TunCsum::NoCsum,
+        },
+    }
+}
+
+/// `/n` as an IPv4 mask (n ≥ 32 or an IPv6 length: all ones).
+fn prefix_mask(n: u8) -> u32 {
+    if n >= 32 {
+        u32::MAX
+    } else if n == 0 {
+        0
+    } else {
+        u32::MAX << (32 - n)
+    }
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -44,17 +98,31 @@ impl SnapshotBuilder {
         Self::default()
     }
 
+    /// Whether deleted destinations are still waiting for their last
+    /// connection to go (the daemon rebuilds periodically to free them).
+    pub fn has_trash(&self) -> bool {
+        !self.trash.is_empty()
+    }
+
     /// The snapshot of `model`. Next hops get their MAC cells from `neigh`
     /// (IPv6 real servers, which the data plane does not forward to yet,
     /// get a cell that never resolves).
     pub fn build(&mut self, model: &Model, neigh: &NeighTable) -> Snapshot {
         let mut live = HashMap::new();
         let mut out = Vec::new();
+        let mut all_dests: Vec<Arc<DestRt>> = Vec::new();
+        let mut live_dests: HashMap<DestIdent, u32> = HashMap::new();
+        let mut prev_dests = std::mem::take(&mut self.dests);
         for s in &model.services {
             let dests: Vec<Arc<DestRt>> = s
                 .dests
                 .iter()
                 .map(|d| {
+                    let ident = (s.key, d.addr, d.port);
+                    let id = prev_dests
+                        .remove(&ident)
+                        .unwrap_or_else(|| self.dest_ids.take());
+                    live_dests.insert(ident, id);
                     let mut view = xvs_scheduler::Dest::new(d.addr, d.port, d.weight);
                     view.last_weight = d.last_weight;
                     view.u_threshold = d.u_threshold;
@@ -65,13 +133,17 @@ impl SnapshotBuilder {
                         IpAddr::V6(_) => Arc::new(NeighCell::default()),
                     };
                     Arc::new(DestRt {
+                        id,
+                        in_service: true,
                         sched: view,
                         fwd: d.fwd,
+                        tun: tun_kind(&d.tun),
                         stats: d.counters.clone(),
                         neigh: cell,
                     })
                 })
                 .collect();
+            all_dests.extend(dests.iter().cloned());
             let sig: DestSig = s
                 .dests
                 .iter()
@@ -115,6 +187,7 @@ impl SnapshotBuilder {
                         continue;
                     };
                     SvcState {
+                        id: self.svc_ids.take(),
                         sched: s.sched.clone(),
                         flags: s.flags,
                         sig,
@@ -122,17 +195,59 @@ impl SnapshotBuilder {
                     }
                 }
             };
+            let persist = s.persistence.map(|timeout| Persist {
+                timeout,
+                mask: prefix_mask(s.netmask),
+            });
             out.push(Arc::new(ServiceRt {
+                id: st.id,
+                persist,
                 key: s.key,
                 stats: s.counters.clone(),
                 sched: st.state.clone(),
             }));
             live.insert(s.key, st);
         }
+        // Services gone: their ids are free (their connections keep
+        // forwarding through their destinations, which go to the trash).
+        for (_, gone) in self.services.drain() {
+            self.svc_ids.free.push(gone.id);
+        }
         self.services = live;
+        // Destinations gone: to the trash while still referenced.
+        for (_, id) in prev_dests.drain() {
+            if let Some(d) = self.last.iter().find(|d| d.id == id) {
+                self.trash.push(Arc::new(DestRt {
+                    id,
+                    in_service: false,
+                    sched: d.sched.clone(),
+                    fwd: d.fwd,
+                    tun: d.tun,
+                    stats: d.stats.clone(),
+                    neigh: d.neigh.clone(),
+                }));
+            } else {
+                self.dest_ids.free.push(id);
+            }
+        }
+        let mut kept = Vec::new();
+        for d in self.trash.drain(..) {
+            let l = &d.sched.load;
+            if l.active() + l.inactive() + l.persist() > 0 {
+                kept.push(d);
+            } else {
+                self.dest_ids.free.push(d.id);
+            }
+        }
+        self.trash = kept;
+        self.dests = live_dests;
+        self.last = all_dests.clone();
+        all_dests.extend(self.trash.iter().cloned());
         let t = &model.timeouts;
         Snapshot::new(
             out,
+            all_dests,
+            [],
             Timeouts {
                 tcp: t.tcp,
                 tcp_fin: t.tcpfin,

@@ -3,12 +3,14 @@
 // xvs steering program.
 //
 // Runs on every RX queue of every interface xvsd serves. A frame goes to
-// the AF_XDP socket of its queue only when it is addressed to a configured
-// virtual service (VIP, protocol, port; a port-0 entry matches every port
-// of the VIP). Everything else -- ARP, ICMP, traffic to the director's own
-// addresses, non-VIP ports, fragments, IP options we do not parse -- is
-// passed to the kernel untouched. The service map is kept in step with the
-// service table by xvsd.
+// the AF_XDP socket of its queue only when it is
+//  - TCP/UDP addressed to a configured virtual service (VIP, protocol,
+//    port; a port-0 entry matches every port of the VIP), or
+//  - TCP/UDP from a NAT real server's address and port (its replies), or
+//  - an ICMP error addressed to a VIP or sent by a NAT real server.
+// Everything else -- ARP, ICMP echo, traffic to the director's own
+// addresses, non-VIP ports, fragments -- is passed to the kernel
+// untouched. The maps are kept in step with the service table by xvsd.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -52,6 +54,22 @@ struct {
 	__type(value, __u32);
 } svc_map SEC(".maps");
 
+/* NAT real servers: {rip, rport, proto}; rport 0 = any port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct svc_key);
+	__type(value, __u32);
+} nat_map SEC(".maps");
+
+/* Every VIP (ICMP errors about its connections). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} vip_map SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STEER_MAX);
@@ -86,7 +104,8 @@ int xvs_steer(struct xdp_md *ctx)
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end)
 		return count(STEER_PASS, XDP_PASS);
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP &&
+	    ip->protocol != IPPROTO_ICMP)
 		return count(STEER_PASS, XDP_PASS);
 	/* Fragments carry no (or not all) ports: leave them to the kernel. */
 	if (ip->frag_off & __builtin_bswap16(0x3fff))
@@ -98,13 +117,38 @@ int xvs_steer(struct xdp_md *ctx)
 	if ((void *)(ports + 2) > data_end)
 		return count(STEER_PASS, XDP_PASS);
 
-	key.addr = ip->daddr;
-	key.port = ports[1];
-	key.proto = ip->protocol;
-	if (!bpf_map_lookup_elem(&svc_map, &key)) {
-		key.port = 0;
-		if (!bpf_map_lookup_elem(&svc_map, &key))
+	if (ip->protocol == IPPROTO_ICMP) {
+		__u8 type = *(__u8 *)ports;
+		__u32 daddr = ip->daddr;
+
+		/* Errors only: destination unreachable, source quench, time
+		 * exceeded, parameter problem. */
+		if (type != 3 && type != 4 && type != 11 && type != 12)
 			return count(STEER_PASS, XDP_PASS);
+		if (!bpf_map_lookup_elem(&vip_map, &daddr)) {
+			key.addr = ip->saddr;
+			key.port = 0;
+			key.proto = 0;
+			if (!bpf_map_lookup_elem(&nat_map, &key))
+				return count(STEER_PASS, XDP_PASS);
+		}
+	} else {
+		key.addr = ip->daddr;
+		key.port = ports[1];
+		key.proto = ip->protocol;
+		if (!bpf_map_lookup_elem(&svc_map, &key)) {
+			key.port = 0;
+			if (!bpf_map_lookup_elem(&svc_map, &key)) {
+				/* A NAT real server's reply? */
+				key.addr = ip->saddr;
+				key.port = ports[0];
+				if (!bpf_map_lookup_elem(&nat_map, &key)) {
+					key.port = 0;
+					if (!bpf_map_lookup_elem(&nat_map, &key))
+						return count(STEER_PASS, XDP_PASS);
+				}
+			}
+		}
 	}
 	/* No socket on this queue: the kernel keeps the frame (counted). */
 	if (!bpf_map_lookup_elem(&xsks_map, &queue))

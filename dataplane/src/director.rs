@@ -3,15 +3,17 @@
 //! neighbour thread, and snapshot publication (which also keeps the
 //! steering program's service map in step).
 
+use crate::conn::table::{reached, ticks, ConnTable, TICK_NS};
 use crate::io::xdp::{AttachMode, Steering};
-use crate::io::xsk::XskPort;
+use crate::io::xsk::XskGroup;
 use crate::neigh::NeighTable;
-use crate::pipeline::{DropReason, Pipeline, PipelineStats};
+use crate::pipeline::{DropReason, Pipeline, PipelineStats, PortInfo};
 use crate::svc::{Snapshot, SnapshotCell, V4Key};
-use crate::worker::{self, ConnInfo, Report, Request};
+use crate::worker::{self, Report, Request};
 use crossbeam::channel::{unbounded, Sender};
 use std::collections::HashSet;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,8 +26,9 @@ pub struct DirectorConfig {
     pub ifaces: Vec<String>,
     /// Cores to pin workers to, round-robin (empty: every core).
     pub cores: Vec<usize>,
-    /// Connection table capacity of each worker.
-    pub conns_per_worker: usize,
+    /// Connection table capacity (connections and templates, all
+    /// workers together).
+    pub conn_max: usize,
     /// UMEM frames per socket.
     pub frames: u32,
 }
@@ -35,7 +38,7 @@ impl Default for DirectorConfig {
         DirectorConfig {
             ifaces: Vec::new(),
             cores: Vec::new(),
-            conns_per_worker: 1 << 18,
+            conn_max: 1 << 20,
             frames: 4096,
         }
     }
@@ -52,6 +55,8 @@ pub struct IfaceInfo {
     pub mac: [u8; 6],
     /// Number of RX queues.
     pub rx_queues: u32,
+    /// IP MTU.
+    pub mtu: u16,
 }
 
 impl IfaceInfo {
@@ -79,11 +84,13 @@ impl IfaceInfo {
             .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
             .count()
             .max(1) as u32;
+        let mtu = read("mtu")?.parse().unwrap_or(1500);
         Ok(IfaceInfo {
             name: name.to_string(),
             ifindex,
             mac,
             rx_queues,
+            mtu,
         })
     }
 }
@@ -101,11 +108,37 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 struct WorkerHandle {
     name: String,
     requests: Sender<Request>,
-    join: JoinHandle<(XskPort, Report)>,
+    join: JoinHandle<(XskGroup, Report)>,
+}
+
+/// One connection or persistence template, as listed by `xvsadm -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Protocol number (0 for firewall-mark templates).
+    pub proto: u8,
+    /// A persistence template.
+    pub template: bool,
+    /// State name.
+    pub state: &'static str,
+    /// Seconds until expiry.
+    pub expire_secs: u64,
+    /// Client (masked, for templates).
+    pub cip: Ipv4Addr,
+    /// Client port (0 for templates).
+    pub cport: u16,
+    /// VIP (the mark as an address for firewall-mark templates).
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real server.
+    pub rip: IpAddr,
+    /// Real server port.
+    pub rport: u16,
 }
 
 /// The running data plane.
 pub struct Director {
+    table: Arc<ConnTable>,
     steering: Vec<Steering>,
     workers: Vec<WorkerHandle>,
     neigh: Arc<NeighTable>,
@@ -113,6 +146,8 @@ pub struct Director {
     cell: Arc<SnapshotCell>,
     stop: Arc<AtomicBool>,
     steered: HashSet<V4Key>,
+    nat_steered: HashSet<V4Key>,
+    vips_steered: HashSet<Ipv4Addr>,
 }
 
 impl std::fmt::Debug for Director {
@@ -134,8 +169,17 @@ impl Director {
             .collect::<io::Result<Vec<_>>>()?;
         let cell = Arc::new(SnapshotCell::new(Snapshot::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let workers: usize = infos
+            .iter()
+            .map(|i| i.rx_queues as usize)
+            .max()
+            .unwrap_or(0);
+        let (table, parts) = ConnTable::new(cfg.conn_max, workers.max(1));
+        let table = Arc::new(table);
+        let mut parts = parts.into_iter();
         let neigh = NeighTable::new(infos.iter().map(|i| i.ifindex).collect());
         let mut me = Director {
+            table: table.clone(),
             steering: Vec::new(),
             workers: Vec::new(),
             neigh: neigh.clone(),
@@ -143,6 +187,8 @@ impl Director {
             cell: cell.clone(),
             stop: stop.clone(),
             steered: HashSet::new(),
+            nat_steered: HashSet::new(),
+            vips_steered: HashSet::new(),
         };
         let cores: Vec<usize> = if cfg.cores.is_empty() {
             core_affinity::get_core_ids()
@@ -166,40 +212,60 @@ impl Director {
                 },
                 info.rx_queues
             );
-            for q in 0..info.rx_queues {
-                let port = XskPort::open(&info.name, q, cfg.frames)?;
-                steer.set_xsk(q, port.fd())?;
-                eprintln!(
-                    "xvsd: {}:{q}: AF_XDP socket in {} mode",
-                    info.name,
-                    if port.zero_copy() {
-                        "zero-copy"
-                    } else {
-                        "copy"
-                    }
-                );
-                let core = cores.get(next_core % cores.len().max(1)).copied();
-                next_core += 1;
-                let name = format!("{}:{q}", info.name);
-                let (tx, rx) = unbounded();
-                let mut pipeline = Pipeline::new(cell.load().1, cfg.conns_per_worker, info.mac);
-                pipeline.set_writer(me.workers.len());
-                let (c2, s2, n2) = (cell.clone(), stop.clone(), name.clone());
-                let join = std::thread::Builder::new()
-                    .name(format!("xvs-{name}"))
-                    .spawn(move || {
-                        if let Some(id) = core {
-                            core_affinity::set_for_current(core_affinity::CoreId { id });
-                        }
-                        worker::run(n2, port, pipeline, c2, s2, rx)
-                    })?;
-                me.workers.push(WorkerHandle {
-                    name,
-                    requests: tx,
-                    join,
-                });
-            }
             me.steering.push(steer);
+        }
+        // One worker per queue index, with a socket on that queue of every
+        // interface that has it, all sharing the worker's UMEM.
+        for q in 0..workers as u32 {
+            let members: Vec<usize> = (0..infos.len())
+                .filter(|&i| q < infos[i].rx_queues)
+                .collect();
+            let names: Vec<&str> = members.iter().map(|&i| infos[i].name.as_str()).collect();
+            let port = XskGroup::open_group(&names, q, cfg.frames)?;
+            for (k, &i) in members.iter().enumerate() {
+                me.steering[i].set_xsk(q, port.fds()[k])?;
+            }
+            eprintln!(
+                "xvsd: queue {q}: AF_XDP socket(s) on {} in {} mode",
+                names.join(", "),
+                if port.zero_copy() {
+                    "zero-copy"
+                } else {
+                    "copy"
+                }
+            );
+            let core = cores.get(next_core % cores.len().max(1)).copied();
+            next_core += 1;
+            let name = format!("{}:{q}", names.join("+"));
+            let (tx, rx) = unbounded();
+            let part = parts.next().expect("one partition per worker");
+            let first = &infos[members[0]];
+            let mut pipeline = Pipeline::with_table(cell.load().1, table.clone(), part, first.mac);
+            pipeline.set_ports(
+                members
+                    .iter()
+                    .map(|&i| PortInfo {
+                        ifindex: infos[i].ifindex,
+                        mac: infos[i].mac,
+                        mtu: infos[i].mtu,
+                    })
+                    .collect(),
+            );
+            pipeline.set_writer(me.workers.len());
+            let (c2, s2, n2) = (cell.clone(), stop.clone(), name.clone());
+            let join = std::thread::Builder::new()
+                .name(format!("xvs-q{q}"))
+                .spawn(move || {
+                    if let Some(id) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id });
+                    }
+                    worker::run(n2, port, pipeline, c2, s2, rx)
+                })?;
+            me.workers.push(WorkerHandle {
+                name,
+                requests: tx,
+                join,
+            });
         }
         if !infos.is_empty() {
             me.neigh_thread = Some(neigh.spawn(stop));
@@ -226,22 +292,90 @@ impl Director {
             }
         }
         self.steered = keys;
+        // NAT replies: (proto, rip, rport) plus (0, rip, 0) for ICMP errors.
+        let mut nat: HashSet<V4Key> = HashSet::new();
+        for k in snap.nat_keys() {
+            nat.insert(k);
+            nat.insert(V4Key {
+                proto: 0,
+                vip: k.vip,
+                port: 0,
+            });
+        }
+        for k in nat.difference(&self.nat_steered) {
+            for s in &self.steering {
+                s.add_nat(k.proto, k.vip, k.port)?;
+            }
+        }
+        for k in self.nat_steered.difference(&nat) {
+            for s in &self.steering {
+                s.remove_nat(k.proto, k.vip, k.port);
+            }
+        }
+        self.nat_steered = nat;
+        let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
+        for v in vips.difference(&self.vips_steered) {
+            for s in &self.steering {
+                s.add_vip(*v)?;
+            }
+        }
+        for v in self.vips_steered.difference(&vips) {
+            for s in &self.steering {
+                s.remove_vip(*v);
+            }
+        }
+        self.vips_steered = vips;
         self.cell.publish(snap);
         Ok(())
     }
 
-    /// Every worker's connections.
+    /// The shared connection table.
+    pub fn table(&self) -> &Arc<ConnTable> {
+        &self.table
+    }
+
+    /// Every live connection and template (read from the shared table).
     pub fn connections(&self) -> Vec<ConnInfo> {
-        let mut out = Vec::new();
-        for w in &self.workers {
-            let (tx, rx) = crossbeam::channel::bounded(1);
-            if w.requests.send(Request::Conns(tx)).is_ok() {
-                if let Ok(list) = rx.recv_timeout(Duration::from_secs(2)) {
-                    out.extend(list);
-                }
-            }
-        }
-        out
+        let (_, snap) = self.cell.load();
+        let now = ticks(crate::clock::now_ns());
+        self.table
+            .iter()
+            // A template past its time still lives while it controls
+            // connections (IPVS extends it): list it, as due now.
+            .filter(|v| !reached(now, v.expires) || (v.key.template && v.ctl > 0))
+            .filter_map(|v| {
+                let d = snap.dest(v.dest)?;
+                let f = v.flow();
+                let state = if v.key.template {
+                    "NONE"
+                } else if f.proto == crate::wire::ipv4::PROTO_TCP {
+                    crate::conn::state_of(v.state).name()
+                } else {
+                    "UDP"
+                };
+                let left = if reached(now, v.expires) {
+                    0
+                } else {
+                    u64::from(v.expires.wrapping_sub(now)) * TICK_NS
+                };
+                Some(ConnInfo {
+                    proto: f.proto,
+                    template: v.key.template,
+                    state,
+                    expire_secs: left.div_ceil(1_000_000_000),
+                    cip: f.cip,
+                    cport: f.cport,
+                    vip: f.vip,
+                    vport: f.vport,
+                    rip: d.sched.addr,
+                    rport: if v.key.template && f.vport == 0 {
+                        0
+                    } else {
+                        d.sched.port
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Every worker's counters, summed, plus the drop reasons by name.

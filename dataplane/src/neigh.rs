@@ -86,41 +86,55 @@ impl NeighTable {
         *g = false;
     }
 
-    /// Read the kernel's table once, update the cells, and request
-    /// resolution of the addresses still missing.
+    /// Read the kernel's tables once: for every address, its route (the
+    /// outgoing interface, gateway and source address) and the next hop's
+    /// MAC; ask for resolution of the next hops still missing.
     pub fn refresh(&self, nl: &mut Netlink) -> std::io::Result<()> {
+        let addrs: Vec<Ipv4Addr> = {
+            let m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            m.keys().copied().collect()
+        };
+        if addrs.is_empty() {
+            return Ok(());
+        }
         let kernel = nl.neighbours()?;
         let now = Instant::now();
         let mut to_resolve = Vec::new();
-        {
+        for addr in addrs {
+            let route = nl.route_get(addr).ok();
             let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            for (addr, e) in m.iter_mut() {
-                let found = kernel.iter().find(|n| {
-                    n.addr == *addr
-                        && n.usable()
-                        && (self.ifindexes.is_empty() || self.ifindexes.contains(&n.ifindex))
-                });
-                match found {
-                    Some(n) => e.cell.set(n.mac),
-                    None => {
-                        e.cell.set(None);
-                        let wanted = e.cell.take_wanted();
-                        let due = e
-                            .last_request
-                            .is_none_or(|t| now.duration_since(t) >= RETRY);
-                        if due || (wanted && e.last_request.is_none()) {
-                            e.last_request = Some(now);
-                            to_resolve.push(*addr);
-                        }
+            let Some(e) = m.get_mut(&addr) else { continue };
+            let Some(route) =
+                route.filter(|r| self.ifindexes.is_empty() || self.ifindexes.contains(&r.oif))
+            else {
+                // No route through an interface of ours: unreachable.
+                e.cell.set(None);
+                e.cell.set_route(0, None);
+                continue;
+            };
+            e.cell.set_route(route.oif, route.prefsrc);
+            let hop = route.hop(addr);
+            let found = kernel
+                .iter()
+                .find(|n| n.addr == hop && n.ifindex == route.oif && n.usable());
+            match found {
+                Some(n) => e.cell.set(n.mac),
+                None => {
+                    e.cell.set(None);
+                    let wanted = e.cell.take_wanted();
+                    let due = e
+                        .last_request
+                        .is_none_or(|t| now.duration_since(t) >= RETRY);
+                    if due || (wanted && e.last_request.is_none()) {
+                        e.last_request = Some(now);
+                        to_resolve.push((route.oif, hop));
                     }
                 }
             }
         }
-        if let Some(&ifindex) = self.ifindexes.first() {
-            for a in to_resolve {
-                // A failure here (e.g. address not on-link) is retried later.
-                let _ = nl.resolve(ifindex, a);
-            }
+        for (oif, hop) in to_resolve {
+            // A failure here is retried at the next period.
+            let _ = nl.resolve(oif, hop);
         }
         Ok(())
     }

@@ -74,7 +74,7 @@ impl Counters {
     /// The shard worker `w` owns, if it has one.
     #[inline]
     fn own(&self, w: usize) -> Option<&Shard> {
-        if w + 1 < self.shards.len() {
+        if w < self.shards.len() - 1 {
             self.shards.get(w)
         } else {
             None

@@ -41,16 +41,23 @@ use crate::stats::Counters;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use xvs_scheduler::{Dest, Scheduler};
 
-/// The MAC of one next hop, mirrored from the kernel's neighbour table by
-/// the neighbour thread and read by workers with one relaxed load.
+/// How to reach one real server, mirrored from the kernel's routing and
+/// neighbour tables by the neighbour thread and read by workers with
+/// relaxed loads: the next hop's MAC, the outgoing interface, and the
+/// director's source address on it (the outer source of tunnels).
 #[derive(Debug, Default)]
 pub struct NeighCell {
     /// MAC in the low 48 bits, bit 63 set when known.
     mac: AtomicU64,
+    /// Outgoing interface index (0: unknown).
+    oif: AtomicU32,
+    /// Director's address towards the server (network order bits; 0:
+    /// unknown).
+    src: AtomicU32,
     /// Set by a worker that needed the MAC and found none.
     wanted: AtomicBool,
 }
@@ -78,6 +85,30 @@ impl NeighCell {
         self.mac.store(v, Ordering::Relaxed);
     }
 
+    /// The outgoing interface, if the route is known.
+    #[inline]
+    pub fn oif(&self) -> Option<u32> {
+        match self.oif.load(Ordering::Relaxed) {
+            0 => None,
+            i => Some(i),
+        }
+    }
+
+    /// The director's address towards the server, if known.
+    #[inline]
+    pub fn src(&self) -> Option<Ipv4Addr> {
+        match self.src.load(Ordering::Relaxed) {
+            0 => None,
+            a => Some(Ipv4Addr::from(a)),
+        }
+    }
+
+    /// Store the route (outgoing interface and source address).
+    pub fn set_route(&self, oif: u32, src: Option<Ipv4Addr>) {
+        self.oif.store(oif, Ordering::Relaxed);
+        self.src.store(src.map_or(0, u32::from), Ordering::Relaxed);
+    }
+
     /// Ask the neighbour thread to trigger resolution.
     #[inline]
     pub fn want(&self) {
@@ -95,10 +126,17 @@ impl NeighCell {
 /// A real server as the workers see it.
 #[derive(Debug)]
 pub struct DestRt {
+    /// Stable id: the index connections refer to it by (`Snapshot::dest`).
+    pub id: u32,
+    /// Still configured (false: deleted, kept only while connections or
+    /// templates still refer to it, like IPVS's destination trash).
+    pub in_service: bool,
     /// The scheduler's view (address, port, weight, thresholds, load).
     pub sched: Dest,
     /// Forwarding method.
     pub fwd: Fwd,
+    /// Encapsulation, for `Fwd::Tun`.
+    pub tun: crate::xmit::tun::TunKind,
     /// Traffic counters, shared with the control thread.
     pub stats: Arc<Counters>,
     /// Next-hop MAC of the real server.
@@ -178,11 +216,24 @@ impl SchedState {
     }
 }
 
+/// Persistence of a service (`-p timeout [-M netmask]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persist {
+    /// Template lifetime in seconds.
+    pub timeout: u32,
+    /// Client address mask applied to the template key.
+    pub mask: u32,
+}
+
 /// A virtual service as the workers see it.
 #[derive(Debug)]
 pub struct ServiceRt {
+    /// Stable id: the index connections refer to it by.
+    pub id: u32,
     /// Identity.
     pub key: SvcKey,
+    /// Persistence, if `-p`.
+    pub persist: Option<Persist>,
     /// Traffic counters, shared with the control thread.
     pub stats: Arc<Counters>,
     /// Scheduler state, shared by every worker (locked only to schedule a
@@ -241,35 +292,86 @@ impl Hasher for FastHasher {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     services: HashMap<V4Key, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
+    /// Firewall-mark services by mark.
+    fwmarks: HashMap<u32, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
+    /// `(proto, vip, port)` → mark (the xvs equivalent of iptables MARK).
+    marks: HashMap<V4Key, u32, BuildHasherDefault<FastHasher>>,
+    /// Destinations by id (deleted ones stay while referenced).
+    dests: Vec<Option<Arc<DestRt>>>,
+    /// Services by id.
+    svcs: Vec<Option<Arc<ServiceRt>>>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
 }
 
 impl Snapshot {
-    /// A snapshot of `services` with `timeouts`.
-    pub fn new(services: impl IntoIterator<Item = Arc<ServiceRt>>, timeouts: Timeouts) -> Self {
-        let mut map = HashMap::default();
+    /// A snapshot of `services` with `timeouts`; `dests` are every
+    /// destination by id (live and deleted-but-referenced ones), `marks`
+    /// the firewall-mark assignments.
+    pub fn new(
+        services: impl IntoIterator<Item = Arc<ServiceRt>>,
+        dests: impl IntoIterator<Item = Arc<DestRt>>,
+        marks: impl IntoIterator<Item = (V4Key, u32)>,
+        timeouts: Timeouts,
+    ) -> Self {
+        let mut snap = Snapshot {
+            timeouts,
+            ..Default::default()
+        };
         for s in services {
-            if let SvcKey::Addr {
-                proto,
-                vip: IpAddr::V4(vip),
-                port,
-            } = s.key
-            {
-                map.insert(V4Key { proto, vip, port }, s);
+            let id = s.id as usize;
+            if snap.svcs.len() <= id {
+                snap.svcs.resize(id + 1, None);
+            }
+            snap.svcs[id] = Some(s.clone());
+            match s.key {
+                SvcKey::Addr {
+                    proto,
+                    vip: IpAddr::V4(vip),
+                    port,
+                } => {
+                    snap.services.insert(V4Key { proto, vip, port }, s);
+                }
+                SvcKey::Fwmark { mark, v6: false } => {
+                    snap.fwmarks.insert(mark, s);
+                }
+                _ => {}
             }
         }
-        Snapshot {
-            services: map,
-            timeouts,
+        for d in dests {
+            let id = d.id as usize;
+            if snap.dests.len() <= id {
+                snap.dests.resize(id + 1, None);
+            }
+            snap.dests[id] = Some(d);
         }
+        snap.marks = marks.into_iter().collect();
+        snap
     }
 
-    /// The service a packet to `vip:port` belongs to: the exact port first,
-    /// then a port-0 (every port) service of the VIP.
+    /// A snapshot of services whose destinations are all in their
+    /// schedulers (tests and benchmarks).
+    pub fn of_services(services: &[Arc<ServiceRt>], timeouts: Timeouts) -> Self {
+        let mut dests = Vec::new();
+        for s in services {
+            let st = s.sched.lock().unwrap_or_else(|e| e.into_inner());
+            dests.extend(st.rt.iter().cloned());
+        }
+        Snapshot::new(services.iter().cloned(), dests, [], timeouts)
+    }
+
+    /// The service a packet to `vip:port` belongs to: a firewall-mark
+    /// service if the triple is marked, else the exact port, then a port-0
+    /// (every port) service of the VIP.
     #[inline]
     pub fn lookup(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Arc<ServiceRt>> {
-        self.services.get(&V4Key { proto, vip, port }).or_else(|| {
+        let k = V4Key { proto, vip, port };
+        if !self.marks.is_empty() {
+            if let Some(s) = self.marks.get(&k).and_then(|m| self.fwmarks.get(m)) {
+                return Some(s);
+            }
+        }
+        self.services.get(&k).or_else(|| {
             self.services.get(&V4Key {
                 proto,
                 vip,
@@ -278,9 +380,60 @@ impl Snapshot {
         })
     }
 
-    /// Every IPv4 service key (for the steering program's map).
+    /// Destination `id`.
+    #[inline]
+    pub fn dest(&self, id: u32) -> Option<&Arc<DestRt>> {
+        self.dests.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// Service `id`.
+    #[inline]
+    pub fn svc(&self, id: u32) -> Option<&Arc<ServiceRt>> {
+        self.svcs.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// Every NAT real server `(proto, rip, rport)` whose replies the
+    /// steering program must send to the sockets (rport 0: any port, for
+    /// port-0 services).
+    pub fn nat_keys(&self) -> Vec<V4Key> {
+        let mut out = Vec::new();
+        for s in self.svcs.iter().flatten() {
+            let st = s.sched.lock().unwrap_or_else(|e| e.into_inner());
+            for d in st.rt.iter().filter(|d| d.fwd == Fwd::Nat) {
+                let Some(rip) = d.rip() else { continue };
+                let protos = match s.key {
+                    SvcKey::Addr { proto, .. } => [Some(proto), None],
+                    SvcKey::Fwmark { .. } => [Some(6), Some(17)],
+                };
+                for proto in protos.into_iter().flatten() {
+                    out.push(V4Key {
+                        proto,
+                        vip: rip,
+                        port: d.sched.port,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Every VIP (for ICMP errors about its connections).
+    pub fn vips(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self
+            .services
+            .keys()
+            .map(|k| k.vip)
+            .chain(self.marks.keys().map(|k| k.vip))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every (proto, VIP, port) the steering program must send to the
+    /// sockets: address services and marked triples.
     pub fn v4_keys(&self) -> impl Iterator<Item = &V4Key> {
-        self.services.keys()
+        self.services.keys().chain(self.marks.keys())
     }
 }
 

@@ -2,7 +2,8 @@
 //! DR real servers whose MACs are known, and frame builders.
 
 use crate::stats::Counters;
-use crate::svc::{DestRt, Fwd, NeighCell, SchedState, ServiceRt, SvcKey};
+use crate::svc::{DestRt, Fwd, NeighCell, Persist, SchedState, ServiceRt, SvcKey};
+use crate::xmit::tun::TunKind;
 use etherparse::PacketBuilder;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ pub const DIR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const VIP: [u8; 4] = [198, 18, 0, 100];
 /// The client address.
 pub const CIP: [u8; 4] = [198, 18, 0, 10];
+/// The director's own address.
+pub const DIR_IP: [u8; 4] = [198, 18, 0, 2];
 
 /// MAC of real server `i` (1-based).
 pub fn rs_mac(i: u8) -> [u8; 6] {
@@ -30,17 +33,53 @@ pub fn dr_service(
     n: u8,
     unresolved: Option<u8>,
 ) -> (Arc<ServiceRt>, Vec<Arc<DestRt>>) {
+    service(sched, n, unresolved, 80, None)
+}
+
+/// Like [`dr_service`] for virtual port `port` (0: every port) with
+/// persistence `persist`.
+pub fn service(
+    sched: &str,
+    n: u8,
+    unresolved: Option<u8>,
+    port: u16,
+    persist: Option<Persist>,
+) -> (Arc<ServiceRt>, Vec<Arc<DestRt>>) {
+    let fwds = vec![(Fwd::Dr, TunKind::Ipip); usize::from(n)];
+    service_with(sched, &fwds, unresolved, port, persist)
+}
+
+/// A service whose server `i` (1-based, in the order of `fwds`) is
+/// forwarded by `fwds[i - 1]`; NAT servers listen on port 8080 when the
+/// service port is 80.
+pub fn service_with(
+    sched: &str,
+    fwds: &[(Fwd, TunKind)],
+    unresolved: Option<u8>,
+    port: u16,
+    persist: Option<Persist>,
+) -> (Arc<ServiceRt>, Vec<Arc<DestRt>>) {
     let mut dests = Vec::new();
-    for i in 1..=n {
+    for (k, &(fwd, tun)) in fwds.iter().enumerate() {
+        let i = k as u8 + 1;
+        let rport = if fwd == Fwd::Nat && port == 80 {
+            8080
+        } else {
+            port
+        };
         let neigh = Arc::new(NeighCell::default());
         if Some(i) != unresolved {
             neigh.set(Some(rs_mac(i)));
         }
+        neigh.set_route(0, Some(Ipv4Addr::from(DIR_IP)));
         dests.insert(
             0,
             Arc::new(DestRt {
-                sched: Dest::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + i)), 80, 1),
-                fwd: Fwd::Dr,
+                id: u32::from(i),
+                in_service: true,
+                sched: Dest::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + i)), rport, 1),
+                fwd,
+                tun,
                 stats: Arc::new(Counters::default()),
                 neigh,
             }),
@@ -48,10 +87,12 @@ pub fn dr_service(
     }
     let sched = xvs_scheduler::new(sched, 0).expect("scheduler exists");
     let svc = Arc::new(ServiceRt {
+        id: 0,
+        persist,
         key: SvcKey::Addr {
             proto: 6,
             vip: IpAddr::V4(Ipv4Addr::from(VIP)),
-            port: 80,
+            port,
         },
         stats: Arc::new(Counters::default()),
         sched: Arc::new(Mutex::new(SchedState::new(sched, dests.clone()))),

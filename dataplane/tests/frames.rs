@@ -18,7 +18,10 @@ struct Fixture {
 
 fn fixture(sched: &str, n: u8, unresolved: Option<u8>) -> Fixture {
     let (svc, dests) = dr_service(sched, n, unresolved);
-    let snap = Arc::new(Snapshot::new([svc.clone()], Timeouts::default()));
+    let snap = Arc::new(Snapshot::of_services(
+        std::slice::from_ref(&svc),
+        Timeouts::default(),
+    ));
     Fixture {
         pipeline: Pipeline::new(snap, 1024, DIR_MAC),
         dests,
@@ -40,7 +43,7 @@ fn run(f: &mut Fixture, frames: Vec<Vec<u8>>) -> MemPort {
         port.push(fr);
     }
     while !port.rx.is_empty() {
-        port.poll(0, |fr| f.pipeline.process(1_000_000_000, fr))
+        port.poll(0, |_, fr| f.pipeline.process(1_000_000_000, fr))
             .expect("mem poll");
     }
     port
@@ -165,7 +168,11 @@ fn malformed_frames_are_counted_drops_or_passes_never_panics() {
     assert_eq!(drops, want_drops, "every drop is counted");
     assert_eq!(st.pass, want_pass, "every pass is counted");
     assert_eq!(st.tx, 0);
-    assert_eq!(f.pipeline.conns().len(), 0, "no connection from bad frames");
+    assert_eq!(
+        f.pipeline.table().iter().count(),
+        0,
+        "no connection from bad frames"
+    );
 }
 
 #[test]
@@ -189,7 +196,7 @@ fn dr_rewrites_only_the_macs_and_keeps_a_flow_on_one_server() {
     let ack = tcp(40000, 80, false, true, b"");
     let data = tcp(40000, 80, false, true, b"GET / HTTP/1.0\r\n\r\n");
     let port = run(&mut f, vec![syn.clone(), ack.clone(), data.clone()]);
-    assert_eq!(port.verdicts, vec![Verdict::Tx; 3]);
+    assert_eq!(port.verdicts, vec![Verdict::Tx(0); 3]);
     // rr walks the list from the front (newest first): server 3 first.
     for (out, input) in port.tx.iter().zip([&syn, &ack, &data]) {
         let mut want = input.clone();
@@ -236,7 +243,7 @@ fn unresolved_next_hop_is_a_counted_drop_that_asks_for_resolution() {
     // Once the MAC is known the retransmitted SYN goes through.
     f.dests[0].neigh.set(Some(rs_mac(1)));
     let port = run(&mut f, vec![tcp(40000, 80, true, false, b"")]);
-    assert_eq!(port.verdicts, vec![Verdict::Tx]);
+    assert_eq!(port.verdicts, vec![Verdict::Tx(0)]);
 }
 
 #[test]
@@ -253,12 +260,12 @@ fn syn_on_a_closed_connection_reschedules() {
             tcp(40000, 80, true, false, b""),
         ],
     );
-    assert_eq!(port.verdicts, vec![Verdict::Tx; 4]);
+    assert_eq!(port.verdicts, vec![Verdict::Tx(0); 4]);
     assert_ne!(
         port.tx[0][5], port.tx[3][5],
         "the new SYN was scheduled again"
     );
-    assert_eq!(f.pipeline.conns().len(), 1);
+    assert_eq!(f.pipeline.table().iter().count(), 1);
 }
 
 #[test]
@@ -266,7 +273,10 @@ fn full_table_drops_new_connections_and_keeps_established_ones() {
     let mut f = fixture("rr", 1, None);
     let mut fx = Fixture {
         pipeline: Pipeline::new(
-            Arc::new(Snapshot::new([f.svc.clone()], Timeouts::default())),
+            Arc::new(Snapshot::of_services(
+                std::slice::from_ref(&f.svc),
+                Timeouts::default(),
+            )),
             2,
             DIR_MAC,
         ),
@@ -285,10 +295,10 @@ fn full_table_drops_new_connections_and_keeps_established_ones() {
     assert_eq!(
         port.verdicts,
         vec![
-            Verdict::Tx,
-            Verdict::Tx,
+            Verdict::Tx(0),
+            Verdict::Tx(0),
             Verdict::Drop(DropReason::ConnTableFull),
-            Verdict::Tx
+            Verdict::Tx(0)
         ]
     );
 }

@@ -1,94 +1,89 @@
 //! Connections: the table that keeps every packet of a flow on one real
-//! server, the IPVS TCP state machine, and the active/inactive counters
-//! that feed lc/wlc and the listings.
-//!
-//! This first cut keeps one table per worker (no sharing, no locks): with
-//! RSS hashing the 5-tuple, every inbound packet of a flow reaches the same
-//! queue, which is all a DR/TUN director sees.
+//! server (shared by all workers, see `table`), the IPVS TCP state machine
+//! (`state`), persistence templates, and the active/inactive/persistent
+//! counts that feed lc/wlc and the listings.
 
 pub mod state;
 pub mod table;
 
-use crate::flow::FlowKey;
-use crate::stats::Counters;
 use crate::svc::DestRt;
 use state::TcpState;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-/// One connection through the director.
-#[derive(Debug)]
-pub struct Conn {
-    /// The flow.
-    pub key: FlowKey,
-    /// TCP state (`None` for UDP).
-    pub state: TcpState,
-    /// When it expires, in nanoseconds of the worker's clock.
-    pub expires: u64,
-    /// The real server it is bound to, with its forwarding method.
-    pub dest: Arc<DestRt>,
-    /// The service's counters.
-    pub svc: Arc<Counters>,
+/// `TcpState` from its `u8` form in the table (unknown values are NONE).
+#[inline]
+pub fn state_of(s: u8) -> TcpState {
+    use TcpState::*;
+    const ALL: [TcpState; 11] = [
+        None,
+        Established,
+        SynSent,
+        SynRecv,
+        FinWait,
+        TimeWait,
+        Close,
+        CloseWait,
+        LastAck,
+        Listen,
+        SynAck,
+    ];
+    ALL.get(usize::from(s)).copied().unwrap_or(None)
 }
 
-impl Conn {
-    /// A new connection bound to `dest`, counted inactive or active by its
-    /// state as IPVS's bind does.
-    pub fn bind(
-        key: FlowKey,
-        state: TcpState,
-        expires: u64,
-        dest: Arc<DestRt>,
-        svc: Arc<Counters>,
-    ) -> Conn {
-        let load = &dest.sched.load;
-        if state.is_active() {
+/// Count a new connection (in `state`) or template against `dest`, as
+/// IPVS's bind does, and re-evaluate its overload flag.
+pub fn bind(dest: &DestRt, template: bool, state: TcpState) {
+    let load = &dest.sched.load;
+    if template {
+        load.persist.fetch_add(1, Ordering::Relaxed);
+    } else if state.is_active() {
+        load.active.fetch_add(1, Ordering::Relaxed);
+    } else {
+        load.inactive.fetch_add(1, Ordering::Relaxed);
+    }
+    dest.sched.note_bound();
+}
+
+/// Undo [`bind`] for a connection last in `state` (or a template).
+pub fn unbind(dest: &DestRt, template: bool, state: TcpState) {
+    let load = &dest.sched.load;
+    let dec = |a: &std::sync::atomic::AtomicU32| {
+        let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
+    };
+    if template {
+        dec(&load.persist);
+    } else if state.is_active() {
+        dec(&load.active);
+    } else {
+        dec(&load.inactive);
+    }
+    dest.sched.note_unbound();
+}
+
+/// Move a connection's count between active and inactive when its state
+/// crosses ESTABLISHED.
+#[inline]
+pub fn transition(dest: &DestRt, old: TcpState, new: TcpState) {
+    let load = &dest.sched.load;
+    match (old.is_active(), new.is_active()) {
+        (false, true) => {
+            let _ = load
+                .inactive
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
             load.active.fetch_add(1, Ordering::Relaxed);
-        } else {
+        }
+        (true, false) => {
+            let _ = load
+                .active
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
             load.inactive.fetch_add(1, Ordering::Relaxed);
         }
-        dest.sched.note_bound();
-        Conn {
-            key,
-            state,
-            expires,
-            dest,
-            svc,
-        }
-    }
-
-    /// Move to `new`, moving the connection between the active and
-    /// inactive counts when that changes.
-    #[inline]
-    pub fn set_state(&mut self, new: TcpState) {
-        if new == self.state {
-            return;
-        }
-        let load = &self.dest.sched.load;
-        match (self.state.is_active(), new.is_active()) {
-            (false, true) => {
-                load.inactive.fetch_sub(1, Ordering::Relaxed);
-                load.active.fetch_add(1, Ordering::Relaxed);
-            }
-            (true, false) => {
-                load.active.fetch_sub(1, Ordering::Relaxed);
-                load.inactive.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-        self.state = new;
-    }
-}
-
-impl Drop for Conn {
-    /// Unbind: the destination loses the connection from its counts.
-    fn drop(&mut self) {
-        let load = &self.dest.sched.load;
-        if self.state.is_active() {
-            load.active.fetch_sub(1, Ordering::Relaxed);
-        } else {
-            load.inactive.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.dest.sched.note_unbound();
+        _ => {}
     }
 }

@@ -1,211 +1,1035 @@
-//! A fixed-capacity open-addressing hash table of connections (linear
-//! probing, backward-shift deletion: no tombstones, no allocation after
-//! creation, expiry swept a bounded number of slots at a time).
+//! The connection table shared by every worker.
+//!
+//! * An arena of fixed-size entries allocated once (`--conn-max`), split
+//!   into one partition per worker. A worker allocates from and expires in
+//!   its own partition only, with a free list of its own: no lock, no
+//!   allocation.
+//! * A chained hash index (one `u32` head per bucket, a `next` link in each
+//!   entry) over the whole arena, so a flow whose packets arrive on several
+//!   queues still finds its one connection. Readers never lock: every entry
+//!   carries a sequence number (odd while free) that a reader checks before
+//!   and after reading it, as in a seqlock, and restarts on a change.
+//!   Writers (a new connection, an expiry) link and unlink under the lock
+//!   of the bucket's stripe; those are the only locks, and they are never
+//!   taken for a packet of an established connection.
+//! * Every field is an atomic, so a reader racing a writer reads a stale
+//!   value at worst, which the sequence check then rejects.
 
-use super::Conn;
 use crate::flow::FlowKey;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 
-/// The table is full: the new connection is dropped (and counted).
+/// Buckets per writer lock.
+const STRIPE: usize = 256;
+/// Lookups give up after this many restarts (a writer storm); the caller
+/// then treats the packet as having no connection.
+const MAX_RETRIES: usize = 64;
+
+/// `meta` bits: protocol in the low byte, state in the next one.
+const META_TEMPLATE: u32 = 1 << 16;
+/// The fwd method in bits 17-18.
+const META_FWD_SHIFT: u32 = 17;
+/// `meta` of a removed entry: state 0xff, which no transition starts from.
+const META_DEAD: u32 = 0x0000_ff00;
+
+/// One entry: a connection or a persistence template (56 bytes).
+#[derive(Debug, Default)]
+pub struct Entry {
+    /// `cip << 32 | vip` (templates: masked client, VIP or mark).
+    addrs: AtomicU64,
+    /// `cport << 16 | vport`.
+    ports: AtomicU32,
+    /// Protocol, state, template flag, forwarding method.
+    meta: AtomicU32,
+    /// Expiry in ticks (see [`ticks`]).
+    expires: AtomicU32,
+    /// Destination id (index in the snapshot's destination arena).
+    dest: AtomicU32,
+    /// `rport << 16 | service id` (rport: the real server's port, NAT).
+    svc: AtomicU32,
+    /// For a connection: its template's index + 1 (0: none). For a
+    /// template: how many connections it controls.
+    ctl: AtomicU32,
+    /// Next entry in the bucket's chain (index + 1; 0 ends it). For a free
+    /// entry: the next free entry of its partition.
+    next: AtomicU32,
+    /// Sequence number: odd while the entry is free or being written.
+    seq: AtomicU32,
+    /// Where replies to the client go (NAT): `1 << 63 | port << 48 | MAC`.
+    ret: AtomicU64,
+    /// Next entry in the reply index's chain (NAT connections only).
+    onext: AtomicU32,
+    /// Real server address (NAT: the reply index's key).
+    rip: AtomicU32,
+}
+
+/// Clock ticks of the table: 10 ms.
+pub const TICK_NS: u64 = 10_000_000;
+
+/// Nanoseconds → table ticks (wraps after ~497 days; comparisons use
+/// wrapping arithmetic).
+#[inline]
+pub fn ticks(now_ns: u64) -> u32 {
+    (now_ns / TICK_NS) as u32
+}
+
+/// Whether tick `t` is at or after `deadline` (wrapping).
+#[inline]
+pub fn reached(t: u32, deadline: u32) -> bool {
+    t.wrapping_sub(deadline) < (1 << 31)
+}
+
+/// What identifies an entry in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
+pub struct Key {
+    /// `cip << 32 | vip`.
+    pub addrs: u64,
+    /// `cport << 16 | vport`.
+    pub ports: u32,
+    /// Protocol number (0 for firewall-mark templates).
+    pub proto: u8,
+    /// A persistence template rather than a connection.
+    pub template: bool,
+}
 
-/// A connection table owned by one worker.
+impl Key {
+    /// The key of a connection.
+    pub fn conn(k: &FlowKey) -> Key {
+        Key {
+            addrs: u64::from(u32::from(k.cip)) << 32 | u64::from(u32::from(k.vip)),
+            ports: u32::from(k.cport) << 16 | u32::from(k.vport),
+            proto: k.proto,
+            template: false,
+        }
+    }
+
+    /// The key of a persistence template `<proto, caddr, vaddr, vport>`.
+    pub fn template(proto: u8, caddr: Ipv4Addr, vaddr: u32, vport: u16) -> Key {
+        Key {
+            addrs: u64::from(u32::from(caddr)) << 32 | u64::from(vaddr),
+            ports: u32::from(vport),
+            proto,
+            template: true,
+        }
+    }
+
+    #[inline]
+    fn hash(&self) -> u64 {
+        let mut h = self.addrs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= (u64::from(self.ports) << 9 | u64::from(self.proto) << 1 | u64::from(self.template))
+            .wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        h ^= h >> 31;
+        h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        h ^ (h >> 29)
+    }
+
+    #[inline]
+    fn meta_bits(&self) -> u32 {
+        u32::from(self.proto) | if self.template { META_TEMPLATE } else { 0 }
+    }
+}
+
+/// What a new entry holds besides its key.
+#[derive(Debug, Clone, Copy)]
+pub struct Init {
+    /// Initial state (a `TcpState` as u8).
+    pub state: u8,
+    /// Forwarding method (0 DR, 1 TUN, 2 NAT).
+    pub fwd: u8,
+    /// Expiry tick.
+    pub expires: u32,
+    /// Destination id.
+    pub dest: u32,
+    /// Service id.
+    pub svc: u32,
+    /// Template index + 1 for a connection (0: none); 0 for a template.
+    pub ctl: u32,
+    /// NAT: the real server's address and port (the connection is then
+    /// also indexed by its reply 5-tuple) and where replies go.
+    pub nat: Option<NatInit>,
+}
+
+/// The NAT part of a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatInit {
+    /// Real server address.
+    pub rip: Ipv4Addr,
+    /// Real server port.
+    pub rport: u16,
+    /// Port (of the worker's group) the client's frames came in on.
+    pub ret_port: u8,
+    /// MAC the client's frames came from (where replies go).
+    pub ret_mac: [u8; 6],
+}
+
+fn pack_ret(n: &NatInit) -> u64 {
+    let m = n.ret_mac;
+    1 << 63
+        | u64::from(n.ret_port) << 48
+        | u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+fn unpack_ret(v: u64, rip: u32, rport: u16) -> Option<NatInit> {
+    if v >> 63 == 0 {
+        return None;
+    }
+    let b = v.to_be_bytes();
+    Some(NatInit {
+        rip: Ipv4Addr::from(rip),
+        rport,
+        ret_port: (v >> 48) as u8,
+        ret_mac: [b[2], b[3], b[4], b[5], b[6], b[7]],
+    })
+}
+
+/// Key of the reply index: the real server's answer to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyKey {
+    /// Protocol.
+    pub proto: u8,
+    /// Real server (the reply's source).
+    pub rip: Ipv4Addr,
+    /// Real server port.
+    pub rport: u16,
+    /// Client (the reply's destination).
+    pub cip: Ipv4Addr,
+    /// Client port.
+    pub cport: u16,
+}
+
+impl ReplyKey {
+    #[inline]
+    fn hash(&self) -> u64 {
+        let a = u64::from(u32::from(self.rip)) << 32 | u64::from(u32::from(self.cip));
+        let b = u64::from(self.rport) << 24 | u64::from(self.cport) << 8 | u64::from(self.proto);
+        let mut h = a.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 32;
+        h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        h ^ (h >> 29)
+    }
+}
+
+/// A consistent copy of an entry, read lock-free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// Index in the arena.
+    pub idx: u32,
+    /// Sequence number it was read at.
+    pub seq: u32,
+    /// Key.
+    pub key: Key,
+    /// State.
+    pub state: u8,
+    /// Forwarding method.
+    pub fwd: u8,
+    /// Expiry tick.
+    pub expires: u32,
+    /// Destination id.
+    pub dest: u32,
+    /// Service id.
+    pub svc: u32,
+    /// Template link / controlled count.
+    pub ctl: u32,
+    /// NAT connection data.
+    pub nat: Option<NatInit>,
+}
+
+impl View {
+    /// The flow of a connection entry.
+    pub fn flow(&self) -> FlowKey {
+        FlowKey {
+            proto: self.key.proto,
+            cip: Ipv4Addr::from((self.key.addrs >> 32) as u32),
+            cport: (self.key.ports >> 16) as u16,
+            vip: Ipv4Addr::from(self.key.addrs as u32),
+            vport: self.key.ports as u16,
+        }
+    }
+}
+
+/// Why an insert did not add an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// Another worker inserted the same key first: here it is.
+    Exists(View),
+    /// The table is full (this worker's partition is): the new connection
+    /// is dropped and counted.
+    Full,
+}
+
+/// The shared table.
 #[derive(Debug)]
 pub struct ConnTable {
-    slots: Box<[Option<Conn>]>,
+    entries: Box<[Entry]>,
+    heads: Box<[AtomicU32]>,
+    /// Heads of the reply index (NAT connections by their reply 5-tuple).
+    oheads: Box<[AtomicU32]>,
+    locks: Box<[Mutex<()>]>,
+    olocks: Box<[Mutex<()>]>,
     mask: usize,
-    len: usize,
-    limit: usize,
-    cursor: usize,
+    parts: usize,
+}
+
+/// One worker's share of the arena: its free list and expiry cursor.
+#[derive(Debug)]
+pub struct Partition {
+    start: u32,
+    end: u32,
+    /// First free entry + 1 (0: none); the list runs through `next`.
+    free: u32,
+    nfree: usize,
+    cursor: u32,
+    /// Fraction of a sweep owed (entries), carried between calls.
+    owed: f64,
+}
+
+impl Partition {
+    /// Entries in use.
+    pub fn len(&self) -> usize {
+        (self.end - self.start) as usize - self.nfree
+    }
+
+    /// Whether no entry is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries this partition can hold.
+    pub fn capacity(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// Whether a new entry can be allocated.
+    pub fn is_full(&self) -> bool {
+        self.free == 0
+    }
 }
 
 impl ConnTable {
-    /// A table holding at most `max_conns` connections (slots are sized to
-    /// the next power of two of 8/7 of that, allocated now).
-    pub fn new(max_conns: usize) -> Self {
-        let max_conns = max_conns.max(1);
-        let cap = (max_conns + max_conns / 7 + 1).next_power_of_two();
-        let slots: Vec<Option<Conn>> = (0..cap).map(|_| None).collect();
-        ConnTable {
-            slots: slots.into_boxed_slice(),
-            mask: cap - 1,
-            len: 0,
-            limit: max_conns,
-            cursor: 0,
-        }
+    /// A table of `capacity` entries split into `parts` partitions, with
+    /// every byte allocated now. Returns the table and the partitions (one
+    /// per worker, to be moved into the worker).
+    pub fn new(capacity: usize, parts: usize) -> (ConnTable, Vec<Partition>) {
+        let parts = parts.max(1);
+        let capacity = capacity.clamp(parts, u32::MAX as usize - 1);
+        let buckets = capacity.next_power_of_two();
+        // Huge pages for the big arrays (advised before first touch).
+        let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
+        crate::io::advise_hugepages(entries.spare_capacity_mut());
+        entries.extend((0..capacity).map(|_| Entry {
+            seq: AtomicU32::new(1),
+            ..Default::default()
+        }));
+        let entries = entries.into_boxed_slice();
+        let mut heads: Vec<AtomicU32> = Vec::with_capacity(buckets);
+        crate::io::advise_hugepages(heads.spare_capacity_mut());
+        heads.extend((0..buckets).map(|_| AtomicU32::new(0)));
+        let heads = heads.into_boxed_slice();
+        let mut oheads: Vec<AtomicU32> = Vec::with_capacity(buckets);
+        crate::io::advise_hugepages(oheads.spare_capacity_mut());
+        oheads.extend((0..buckets).map(|_| AtomicU32::new(0)));
+        let oheads = oheads.into_boxed_slice();
+        let locks: Box<[Mutex<()>]> = (0..buckets.div_ceil(STRIPE))
+            .map(|_| Mutex::new(()))
+            .collect();
+        let olocks: Box<[Mutex<()>]> = (0..buckets.div_ceil(STRIPE))
+            .map(|_| Mutex::new(()))
+            .collect();
+        let per = capacity / parts;
+        let partitions = (0..parts)
+            .map(|p| {
+                let start = (p * per) as u32;
+                let end = if p + 1 == parts {
+                    capacity as u32
+                } else {
+                    ((p + 1) * per) as u32
+                };
+                // Free list in index order, linked through `next`.
+                for i in start..end {
+                    let link = if i + 1 < end { i + 2 } else { 0 };
+                    entries[i as usize].next.store(link, Ordering::Relaxed);
+                }
+                Partition {
+                    start,
+                    end,
+                    free: if start < end { start + 1 } else { 0 },
+                    nfree: (end - start) as usize,
+                    cursor: start,
+                    owed: 0.0,
+                }
+            })
+            .collect();
+        (
+            ConnTable {
+                entries,
+                heads,
+                oheads,
+                locks,
+                olocks,
+                mask: buckets - 1,
+                parts,
+            },
+            partitions,
+        )
     }
 
-    /// Connections held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the table holds no connection.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Maximum number of connections.
+    /// Entries in the arena.
     pub fn capacity(&self) -> usize {
-        self.limit
+        self.entries.len()
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> usize {
+        self.parts
+    }
+
+    /// Bytes of memory per entry, both indexes included.
+    pub fn bytes_per_entry(&self) -> f64 {
+        let arena = std::mem::size_of::<Entry>() * self.entries.len();
+        let index = std::mem::size_of::<AtomicU32>() * (self.heads.len() + self.oheads.len());
+        (arena + index) as f64 / self.entries.len() as f64
     }
 
     #[inline]
-    fn home(&self, key: &FlowKey) -> usize {
-        key.hash64() as usize & self.mask
+    fn bucket(&self, key: &Key) -> usize {
+        key.hash() as usize & self.mask
     }
 
-    /// The slot holding `key`, if any.
+    /// Read entry `idx` consistently, if it is in use.
     #[inline]
-    pub fn find(&self, key: &FlowKey) -> Option<usize> {
-        let mut i = self.home(key);
-        loop {
-            match &self.slots[i] {
-                None => return None,
-                Some(c) if c.key == *key => return Some(i),
-                Some(_) => i = (i + 1) & self.mask,
+    pub fn read(&self, idx: u32) -> Option<View> {
+        let e = self.entries.get(idx as usize)?;
+        for _ in 0..MAX_RETRIES {
+            let s1 = e.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                return None;
+            }
+            let addrs = e.addrs.load(Ordering::Relaxed);
+            let ports = e.ports.load(Ordering::Relaxed);
+            let meta = e.meta.load(Ordering::Relaxed);
+            let expires = e.expires.load(Ordering::Relaxed);
+            let dest = e.dest.load(Ordering::Relaxed);
+            let svc = e.svc.load(Ordering::Relaxed);
+            let ctl = e.ctl.load(Ordering::Relaxed);
+            let ret = e.ret.load(Ordering::Relaxed);
+            let rip = e.rip.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if e.seq.load(Ordering::Relaxed) == s1 {
+                return Some(View {
+                    idx,
+                    seq: s1,
+                    key: Key {
+                        addrs,
+                        ports,
+                        proto: meta as u8,
+                        template: meta & META_TEMPLATE != 0,
+                    },
+                    state: (meta >> 8) as u8,
+                    fwd: ((meta >> META_FWD_SHIFT) & 3) as u8,
+                    expires,
+                    dest,
+                    svc: svc & 0xffff,
+                    ctl,
+                    nat: unpack_ret(ret, rip, (svc >> 16) as u16),
+                });
+            }
+        }
+        None
+    }
+
+    /// Prefetch the memory a lookup of `key` will read: stage 0 its bucket
+    /// head, stage 1 (once the head is in cache) the chain's first entry.
+    /// Run stage 0 over a whole batch, then stage 1, so the misses overlap.
+    #[inline]
+    pub fn prefetch(&self, key: &Key, stage: u8) {
+        let head = &self.heads[self.bucket(key)];
+        if stage == 0 {
+            crate::io::prefetch(head);
+            return;
+        }
+        let i = head.load(Ordering::Relaxed);
+        if let Some(e) = (i as usize)
+            .checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+        {
+            crate::io::prefetch(e);
+        }
+    }
+
+    /// Find the entry with `key`, lock-free.
+    #[inline]
+    pub fn lookup(&self, key: &Key) -> Option<View> {
+        let b = self.bucket(key);
+        let want_meta = key.meta_bits();
+        'retry: for _ in 0..MAX_RETRIES {
+            let mut i = self.heads[b].load(Ordering::Acquire);
+            let mut hops = 0usize;
+            while i != 0 {
+                let Some(e) = self.entries.get(i as usize - 1) else {
+                    continue 'retry;
+                };
+                let s1 = e.seq.load(Ordering::Acquire);
+                if s1 & 1 == 1 {
+                    continue 'retry;
+                }
+                let hit = e.addrs.load(Ordering::Relaxed) == key.addrs
+                    && e.ports.load(Ordering::Relaxed) == key.ports
+                    && e.meta.load(Ordering::Relaxed) & (0xff | META_TEMPLATE) == want_meta;
+                let next = e.next.load(Ordering::Acquire);
+                fence(Ordering::Acquire);
+                if e.seq.load(Ordering::Relaxed) != s1 {
+                    continue 'retry;
+                }
+                if hit {
+                    if let Some(v) = self.read(i - 1) {
+                        if v.seq == s1 {
+                            return Some(v);
+                        }
+                    }
+                    continue 'retry;
+                }
+                i = next;
+                hops += 1;
+                if hops > self.entries.len() {
+                    continue 'retry;
+                }
+            }
+            return None;
+        }
+        None
+    }
+
+    /// Write `init`'s fields (all but the chain links) into entry `e`.
+    fn fill(e: &Entry, key: &Key, init: &Init) {
+        e.addrs.store(key.addrs, Ordering::Relaxed);
+        e.ports.store(key.ports, Ordering::Relaxed);
+        e.expires.store(init.expires, Ordering::Relaxed);
+        e.dest.store(init.dest, Ordering::Relaxed);
+        let rport = init.nat.map_or(0, |n| u32::from(n.rport));
+        e.svc
+            .store(rport << 16 | (init.svc & 0xffff), Ordering::Relaxed);
+        e.ctl.store(init.ctl, Ordering::Relaxed);
+        e.ret
+            .store(init.nat.as_ref().map_or(0, pack_ret), Ordering::Relaxed);
+        e.rip
+            .store(init.nat.map_or(0, |n| u32::from(n.rip)), Ordering::Relaxed);
+    }
+
+    fn meta_of(key: &Key, init: &Init) -> u32 {
+        key.meta_bits() | u32::from(init.state) << 8 | u32::from(init.fwd & 3) << META_FWD_SHIFT
+    }
+
+    fn view_of(idx: u32, seq: u32, key: &Key, init: &Init) -> View {
+        View {
+            idx,
+            seq,
+            key: *key,
+            state: init.state,
+            fwd: init.fwd & 3,
+            expires: init.expires,
+            dest: init.dest,
+            svc: init.svc & 0xffff,
+            ctl: init.ctl,
+            nat: init.nat,
+        }
+    }
+
+    fn reply_key(key: &Key, nat: &NatInit) -> ReplyKey {
+        ReplyKey {
+            proto: key.proto,
+            rip: nat.rip,
+            rport: nat.rport,
+            cip: Ipv4Addr::from((key.addrs >> 32) as u32),
+            cport: (key.ports >> 16) as u16,
+        }
+    }
+
+    #[inline]
+    fn obucket(&self, rk: &ReplyKey) -> usize {
+        rk.hash() as usize & self.mask
+    }
+
+    /// Link entry `idx` into the reply index (caller holds its key's lock).
+    fn link_reply(&self, idx: u32, rk: &ReplyKey) {
+        let ob = self.obucket(rk);
+        let _g = self.olocks[ob / STRIPE]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.entries[idx as usize]
+            .onext
+            .store(self.oheads[ob].load(Ordering::Relaxed), Ordering::Relaxed);
+        self.oheads[ob].store(idx + 1, Ordering::Release);
+    }
+
+    /// Unlink entry `idx` from the reply index.
+    fn unlink_reply(&self, idx: u32, rk: &ReplyKey) {
+        let ob = self.obucket(rk);
+        let _g = self.olocks[ob / STRIPE]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let target = idx + 1;
+        let mut link = &self.oheads[ob];
+        for _ in 0..=self.entries.len() {
+            let cur = link.load(Ordering::Relaxed);
+            if cur == 0 {
+                return;
+            }
+            if cur == target {
+                let next = self.entries[idx as usize].onext.load(Ordering::Relaxed);
+                link.store(next, Ordering::Release);
+                return;
+            }
+            link = &self.entries[cur as usize - 1].onext;
+        }
+    }
+
+    /// Find the NAT connection a real server's reply belongs to, lock-free.
+    #[inline]
+    pub fn lookup_reply(&self, rk: &ReplyKey) -> Option<View> {
+        let ob = self.obucket(rk);
+        let want_addrs_hi = u32::from(rk.cip);
+        'retry: for _ in 0..MAX_RETRIES {
+            let mut i = self.oheads[ob].load(Ordering::Acquire);
+            let mut hops = 0usize;
+            while i != 0 {
+                let Some(e) = self.entries.get(i as usize - 1) else {
+                    continue 'retry;
+                };
+                let s1 = e.seq.load(Ordering::Acquire);
+                if s1 & 1 == 1 {
+                    continue 'retry;
+                }
+                let hit = (e.addrs.load(Ordering::Relaxed) >> 32) as u32 == want_addrs_hi
+                    && (e.ports.load(Ordering::Relaxed) >> 16) as u16 == rk.cport
+                    && e.rip.load(Ordering::Relaxed) == u32::from(rk.rip)
+                    && (e.svc.load(Ordering::Relaxed) >> 16) as u16 == rk.rport
+                    && e.meta.load(Ordering::Relaxed) & (0xff | META_TEMPLATE)
+                        == u32::from(rk.proto);
+                let next = e.onext.load(Ordering::Acquire);
+                fence(Ordering::Acquire);
+                if e.seq.load(Ordering::Relaxed) != s1 {
+                    continue 'retry;
+                }
+                if hit {
+                    match self.read(i - 1) {
+                        Some(v) if v.seq == s1 => return Some(v),
+                        _ => continue 'retry,
+                    }
+                }
+                i = next;
+                hops += 1;
+                if hops > self.entries.len() {
+                    continue 'retry;
+                }
+            }
+            return None;
+        }
+        None
+    }
+
+    /// Insert a new entry for `key` from partition `part`, unless one
+    /// exists already (then that one is returned in `Insert::Exists`).
+    pub fn insert(&self, part: &mut Partition, key: &Key, init: Init) -> Result<View, Insert> {
+        let b = self.bucket(key);
+        let _g = self.locks[b / STRIPE]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = self.lookup(key) {
+            return Err(Insert::Exists(v));
+        }
+        if part.free == 0 {
+            return Err(Insert::Full);
+        }
+        let idx = part.free - 1;
+        let e = &self.entries[idx as usize];
+        part.free = e.next.load(Ordering::Relaxed);
+        part.nfree -= 1;
+        let s = e.seq.load(Ordering::Relaxed);
+        debug_assert_eq!(s & 1, 1, "a free entry has an odd sequence");
+        Self::fill(e, key, &init);
+        e.meta.store(Self::meta_of(key, &init), Ordering::Relaxed);
+        e.next
+            .store(self.heads[b].load(Ordering::Relaxed), Ordering::Relaxed);
+        e.seq.store(s.wrapping_add(1), Ordering::Release);
+        self.heads[b].store(idx + 1, Ordering::Release);
+        if let Some(n) = &init.nat {
+            self.link_reply(idx, &Self::reply_key(key, n));
+        }
+        Ok(Self::view_of(idx, s.wrapping_add(1), key, &init))
+    }
+
+    /// Give the existing entry `v` a new life in place (a new SYN on a
+    /// closed connection, or a packet for an expired one not swept yet),
+    /// whichever partition owns it. Returns the old contents (for
+    /// unbinding) and the new view, or `None` if `v` changed meanwhile.
+    pub fn rebind(&self, v: &View, init: Init) -> Option<(View, View)> {
+        let b = self.bucket(&v.key);
+        let _g = self.locks[b / STRIPE]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let cur = self.read(v.idx)?;
+        if cur.seq != v.seq {
+            return None;
+        }
+        let e = &self.entries[v.idx as usize];
+        e.seq.store(v.seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        if let Some(n) = &cur.nat {
+            self.unlink_reply(v.idx, &Self::reply_key(&v.key, n));
+        }
+        let old_meta = e.meta.swap(Self::meta_of(&v.key, &init), Ordering::AcqRel);
+        Self::fill(e, &v.key, &init);
+        let seq = v.seq.wrapping_add(2);
+        e.seq.store(seq, Ordering::Release);
+        if let Some(n) = &init.nat {
+            self.link_reply(v.idx, &Self::reply_key(&v.key, n));
+        }
+        let old = View {
+            state: (old_meta >> 8) as u8,
+            ..cur
+        };
+        Some((old, Self::view_of(v.idx, seq, &v.key, &init)))
+    }
+
+    /// Remove entry `idx` (which must belong to `part`) if it still is the
+    /// entry `seq` named and `still(view)` holds under the lock. Returns the
+    /// removed entry (its state as it was last).
+    pub fn remove_if(
+        &self,
+        part: &mut Partition,
+        idx: u32,
+        seq: u32,
+        still: impl FnOnce(&View) -> bool,
+    ) -> Option<View> {
+        if idx < part.start || idx >= part.end {
+            return None;
+        }
+        let v = self.read(idx)?;
+        if v.seq != seq {
+            return None;
+        }
+        let b = self.bucket(&v.key);
+        let _g = self.locks[b / STRIPE]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let v = self.read(idx)?;
+        if v.seq != seq || !still(&v) {
+            return None;
+        }
+        // Unlink: find the link that points at idx + 1.
+        let target = idx + 1;
+        let mut link = &self.heads[b];
+        for _ in 0..=self.entries.len() {
+            let cur = link.load(Ordering::Relaxed);
+            if cur == 0 {
+                return None; // not in its chain: nothing to do
+            }
+            if cur == target {
+                let e = &self.entries[idx as usize];
+                // Odd sequence first, so readers holding this entry retry,
+                // and a dead state, so a racing `set_state` fails.
+                e.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+                fence(Ordering::Release);
+                let last = e.meta.swap(META_DEAD, Ordering::AcqRel);
+                link.store(e.next.load(Ordering::Relaxed), Ordering::Release);
+                if let Some(n) = &v.nat {
+                    self.unlink_reply(idx, &Self::reply_key(&v.key, n));
+                }
+                // Onto the partition's free list (through `next`).
+                e.next.store(part.free, Ordering::Release);
+                part.free = idx + 1;
+                part.nfree += 1;
+                return Some(View {
+                    state: (last >> 8) as u8,
+                    ..v
+                });
+            }
+            link = &self.entries[cur as usize - 1].next;
+        }
+        None
+    }
+
+    /// Set the state of entry `v` from `old` to `new` (compare-and-swap, so
+    /// of two workers racing on one connection exactly one wins). Returns
+    /// whether this call made the change.
+    #[inline]
+    pub fn set_state(&self, v: &View, old: u8, new: u8) -> bool {
+        let e = &self.entries[v.idx as usize];
+        let cur = e.meta.load(Ordering::Relaxed);
+        if (cur >> 8) as u8 != old || e.seq.load(Ordering::Relaxed) != v.seq {
+            return false;
+        }
+        let next = (cur & !0xff00) | u32::from(new) << 8;
+        e.meta
+            .compare_exchange(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Set the expiry of entry `v`.
+    #[inline]
+    pub fn set_expires(&self, v: &View, expires: u32) {
+        self.entries[v.idx as usize]
+            .expires
+            .store(expires, Ordering::Relaxed);
+    }
+
+    /// Add `delta` to the `ctl` field of entry `idx` (a template's count of
+    /// controlled connections).
+    pub fn add_ctl(&self, idx: u32, delta: i32) {
+        if let Some(e) = self.entries.get(idx as usize) {
+            if delta >= 0 {
+                e.ctl.fetch_add(delta as u32, Ordering::Relaxed);
+            } else {
+                let d = delta.unsigned_abs();
+                let _ = e
+                    .ctl
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                        Some(c.saturating_sub(d))
+                    });
             }
         }
     }
 
-    /// The connection in slot `i`.
-    #[inline]
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut Conn> {
-        self.slots.get_mut(i).and_then(Option::as_mut)
-    }
-
-    /// Insert a connection whose key is not in the table.
-    pub fn insert(&mut self, conn: Conn) -> Result<usize, Full> {
-        if self.len >= self.limit {
-            return Err(Full);
-        }
-        let mut i = self.home(&conn.key);
-        while self.slots[i].is_some() {
-            i = (i + 1) & self.mask;
-        }
-        self.slots[i] = Some(conn);
-        self.len += 1;
-        Ok(i)
-    }
-
-    /// Remove the connection in slot `i` (dropping it unbinds it).
-    pub fn remove(&mut self, i: usize) -> Option<Conn> {
-        let out = self.slots.get_mut(i)?.take()?;
-        self.len -= 1;
-        // Backward shift: pull later members of the probe run into the hole.
-        let mut hole = i;
-        let mut j = (i + 1) & self.mask;
-        while let Some(c) = &self.slots[j] {
-            let home = self.home(&c.key);
-            // Move c into the hole if its home is not cyclically in (hole, j].
-            let dist_home = j.wrapping_sub(home) & self.mask;
-            let dist_hole = j.wrapping_sub(hole) & self.mask;
-            if dist_home >= dist_hole {
-                self.slots[hole] = self.slots[j].take();
-                hole = j;
+    /// The entries of partition `part` due for examination now: the expiry
+    /// sweep walks the partition once per `period_ns`, so a call after
+    /// `elapsed_ns` examines that share of it. Returns the views of entries
+    /// expired at tick `now` (the caller decides and calls `remove_if`).
+    pub fn sweep(
+        &self,
+        part: &mut Partition,
+        elapsed_ns: u64,
+        period_ns: u64,
+        now: u32,
+        out: &mut Vec<View>,
+    ) {
+        let size = part.capacity() as f64;
+        part.owed += size * elapsed_ns as f64 / period_ns.max(1) as f64;
+        let n = (part.owed as usize).min(part.capacity());
+        part.owed -= n as f64;
+        for _ in 0..n {
+            let i = part.cursor;
+            part.cursor = if i + 1 >= part.end { part.start } else { i + 1 };
+            if let Some(v) = self.read(i) {
+                if reached(now, v.expires) {
+                    out.push(v);
+                }
             }
-            j = (j + 1) & self.mask;
         }
-        Some(out)
     }
 
-    /// Examine up to `budget` slots from the sweep cursor and remove the
-    /// connections expired at `now`. Returns how many were removed.
-    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
-        let mut removed = 0;
-        for _ in 0..budget.min(self.slots.len()) {
-            let i = self.cursor;
-            let expired = matches!(&self.slots[i], Some(c) if c.expires <= now);
-            if expired {
-                self.remove(i);
-                removed += 1;
-                // A later entry may have shifted into `i`: look again.
-                continue;
-            }
-            self.cursor = (i + 1) & self.mask;
-        }
-        removed
-    }
-
-    /// Every connection (for listings).
-    pub fn iter(&self) -> impl Iterator<Item = &Conn> {
-        self.slots.iter().filter_map(Option::as_ref)
+    /// Every entry in use (for listings; lock-free, consistent per entry).
+    pub fn iter(&self) -> impl Iterator<Item = View> + '_ {
+        (0..self.entries.len() as u32).filter_map(|i| self.read(i))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::state::TcpState;
-    use crate::stats::Counters;
-    use crate::svc::{DestRt, Fwd, NeighCell};
-    use std::net::{IpAddr, Ipv4Addr};
     use std::sync::Arc;
-    use xvs_scheduler::Dest;
 
-    fn dest() -> Arc<DestRt> {
-        Arc::new(DestRt {
-            sched: Dest::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11)), 80, 1),
-            fwd: Fwd::Dr,
-            stats: Arc::new(Counters::default()),
-            neigh: Arc::new(NeighCell::default()),
-        })
-    }
-
-    fn key(n: u32) -> FlowKey {
-        FlowKey {
+    fn key(n: u32) -> Key {
+        Key::conn(&FlowKey {
             proto: 6,
             cip: Ipv4Addr::from(0xC612_0000 + n),
             cport: (n % 60000) as u16 + 1024,
             vip: Ipv4Addr::new(198, 18, 0, 100),
             vport: 80,
+        })
+    }
+
+    fn init(expires: u32) -> Init {
+        Init {
+            state: 3,
+            fwd: 0,
+            expires,
+            dest: 7,
+            svc: 1,
+            ctl: 0,
+            nat: None,
+        }
+    }
+
+    fn nat(n: u32) -> NatInit {
+        NatInit {
+            rip: Ipv4Addr::new(198, 18, 2, 11 + (n % 3) as u8),
+            rport: 8080,
+            ret_port: 1,
+            ret_mac: [2, 0, 0, 0, 0, n as u8],
+        }
+    }
+
+    fn reply(n: u32) -> ReplyKey {
+        ReplyKey {
+            proto: 6,
+            rip: nat(n).rip,
+            rport: 8080,
+            cip: Ipv4Addr::from(0xC612_0000 + n),
+            cport: (n % 60000) as u16 + 1024,
         }
     }
 
     #[test]
-    fn insert_find_remove_keep_probe_runs_intact() {
-        let d = dest();
-        let svc = Arc::new(Counters::default());
-        let mut t = ConnTable::new(1000);
-        for n in 0..1000 {
-            let c = Conn::bind(key(n), TcpState::SynRecv, 10, d.clone(), svc.clone());
-            t.insert(c).unwrap();
+    fn nat_connections_are_found_by_their_replies_until_removed() {
+        let (t, mut parts) = ConnTable::new(100, 1);
+        let p = &mut parts[0];
+        let mut views = Vec::new();
+        for n in 0..100 {
+            let mut i = init(10);
+            i.nat = Some(nat(n));
+            views.push(t.insert(p, &key(n), i).unwrap());
         }
-        assert_eq!(d.sched.load.inactive(), 1000);
-        let c = Conn::bind(key(5000), TcpState::SynRecv, 10, d.clone(), svc.clone());
-        assert!(t.insert(c).is_err(), "table must refuse past its limit");
-        assert_eq!(d.sched.load.inactive(), 1000, "refused conn unbound");
+        for n in 0..100 {
+            let v = t
+                .lookup_reply(&reply(n))
+                .expect("reply finds its connection");
+            assert_eq!(v.key, key(n));
+            assert_eq!(v.nat, Some(nat(n)));
+        }
+        let mut wrong_port = reply(5);
+        wrong_port.rport = 80;
+        assert!(t.lookup_reply(&wrong_port).is_none());
+        for v in views.iter().step_by(2) {
+            t.remove_if(p, v.idx, v.seq, |_| true).unwrap();
+        }
+        for n in 0..100 {
+            assert_eq!(t.lookup_reply(&reply(n)).is_some(), n % 2 == 1, "{n}");
+        }
+        // Rebinding to another real server moves the reply key.
+        let v = t.lookup(&key(1)).unwrap();
+        let mut i = init(10);
+        let mut moved = nat(1);
+        moved.rip = Ipv4Addr::new(198, 18, 2, 99);
+        i.nat = Some(moved);
+        t.rebind(&v, i).unwrap();
+        assert!(t.lookup_reply(&reply(1)).is_none());
+        let mut r = reply(1);
+        r.rip = moved.rip;
+        assert!(t.lookup_reply(&r).is_some());
+        // Freed entries are reused: the partition refills completely.
+        for n in 100..150 {
+            t.insert(p, &key(n), init(10)).unwrap();
+        }
+        assert!(p.is_full());
+    }
+
+    #[test]
+    fn insert_lookup_remove() {
+        let (t, mut parts) = ConnTable::new(1000, 1);
+        let p = &mut parts[0];
+        for n in 0..1000 {
+            t.insert(p, &key(n), init(10)).unwrap();
+        }
+        assert!(matches!(
+            t.insert(p, &key(5000), init(10)),
+            Err(Insert::Full)
+        ));
+        assert!(
+            matches!(t.insert(p, &key(5), init(10)), Err(Insert::Exists(_))),
+            "duplicate refused"
+        );
         for n in (0..1000).step_by(2) {
-            let i = t.find(&key(n)).unwrap();
-            t.remove(i);
+            let v = t.lookup(&key(n)).unwrap();
+            assert_eq!(v.flow().cport, (n % 60000) as u16 + 1024);
+            assert!(t.remove_if(p, v.idx, v.seq, |_| true).is_some());
         }
         for n in 0..1000 {
-            assert_eq!(t.find(&key(n)).is_some(), n % 2 == 1, "key {n}");
+            assert_eq!(t.lookup(&key(n)).is_some(), n % 2 == 1, "key {n}");
         }
-        assert_eq!(t.len(), 500);
-        assert_eq!(d.sched.load.inactive(), 500);
+        assert_eq!(p.len(), 500);
+        let tk = Key::template(6, Ipv4Addr::new(198, 18, 0, 0), 0xC612_0064, 80);
+        t.insert(p, &tk, init(10)).unwrap();
+        assert!(t.lookup(&tk).unwrap().key.template);
     }
 
     #[test]
-    fn expiry_sweeps_everything_eventually() {
-        let d = dest();
-        let svc = Arc::new(Counters::default());
-        let mut t = ConnTable::new(100);
+    fn sweep_visits_every_entry_once_per_period() {
+        let (t, mut parts) = ConnTable::new(100, 1);
+        let p = &mut parts[0];
         for n in 0..100 {
-            let exp = if n % 3 == 0 { 5 } else { 50 };
-            let c = Conn::bind(key(n), TcpState::Established, exp, d.clone(), svc.clone());
-            t.insert(c).unwrap();
+            t.insert(p, &key(n), init(if n % 3 == 0 { 5 } else { 50 }))
+                .unwrap();
         }
-        assert_eq!(d.sched.load.active(), 100);
-        let mut removed = 0;
-        for _ in 0..100 {
-            removed += t.expire(10, 7);
+        let mut out = Vec::new();
+        t.sweep(p, 500, 1000, 10, &mut out);
+        t.sweep(p, 500, 1000, 10, &mut out);
+        assert_eq!(out.len(), 34);
+        for v in &out {
+            t.remove_if(p, v.idx, v.seq, |v| reached(10, v.expires))
+                .unwrap();
         }
-        assert_eq!(removed, 34);
-        assert_eq!(t.len(), 66);
-        for n in 0..100 {
-            assert_eq!(t.find(&key(n)).is_some(), n % 3 != 0);
+        assert_eq!(p.len(), 66);
+    }
+
+    #[test]
+    fn state_cas_has_one_winner() {
+        let (t, mut parts) = ConnTable::new(4, 1);
+        let v = t.insert(&mut parts[0], &key(1), init(10)).unwrap();
+        assert!(t.set_state(&v, 3, 1));
+        assert!(
+            !t.set_state(&v, 3, 1),
+            "second transition from the old state loses"
+        );
+        assert_eq!(t.lookup(&key(1)).unwrap().state, 1);
+    }
+
+    #[test]
+    fn concurrent_workers_never_lose_or_duplicate_a_flow() {
+        // 4 workers on 2 cores: each inserts and removes its own flows while
+        // looking up everyone's; a flow present for the whole run must always
+        // be found.
+        let (t, parts) = ConnTable::new(40_000, 4);
+        let t = Arc::new(t);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let mut hs = Vec::new();
+        for (w, mut part) in parts.into_iter().enumerate() {
+            let t = t.clone();
+            let tx = tx.clone();
+            let barrier = barrier.clone();
+            hs.push(std::thread::spawn(move || {
+                let base = w as u32 * 100_000;
+                // Long-lived flows of this worker.
+                for n in 0..1000 {
+                    t.insert(&mut part, &key(base + n), init(u32::MAX / 2))
+                        .unwrap();
+                }
+                barrier.wait();
+                let mut misses = 0;
+                for round in 0..50u32 {
+                    // Churn: short flows in and out.
+                    let mut views = Vec::new();
+                    for n in 0..500 {
+                        let k = key(base + 50_000 + round * 500 + n);
+                        views.push(t.insert(&mut part, &k, init(1)).unwrap());
+                    }
+                    for other in 0..4u32 {
+                        for n in (0..1000).step_by(37) {
+                            if t.lookup(&key(other * 100_000 + n)).is_none() {
+                                misses += 1;
+                            }
+                        }
+                    }
+                    for v in views {
+                        t.remove_if(&mut part, v.idx, v.seq, |_| true).unwrap();
+                    }
+                }
+                tx.send(misses).unwrap();
+                part
+            }));
         }
-        assert_eq!(d.sched.load.active(), 66);
+        drop(tx);
+        let parts: Vec<Partition> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        let misses: u32 = rx.iter().sum();
+        assert_eq!(misses, 0, "a live flow was not found");
+        for (w, p) in parts.iter().enumerate() {
+            assert_eq!(
+                p.len(),
+                1000,
+                "worker {w} keeps exactly its long-lived flows"
+            );
+        }
+        assert_eq!(t.iter().count(), 4000);
     }
 }

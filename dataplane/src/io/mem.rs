@@ -12,6 +12,8 @@ pub struct MemPort {
     pub rx: VecDeque<Vec<u8>>,
     /// Frames transmitted, in order.
     pub tx: Vec<Vec<u8>>,
+    /// The port each transmitted frame went out on.
+    pub tx_ports: Vec<u8>,
     /// Verdicts of every frame processed, in order.
     pub verdicts: Vec<Verdict>,
     /// Frames per `poll`.
@@ -34,7 +36,7 @@ impl MemPort {
 }
 
 impl Port for MemPort {
-    fn poll<F: FnMut(&mut [u8]) -> Verdict>(
+    fn poll<F: FnMut(u8, &mut dyn super::FrameBuf) -> Verdict>(
         &mut self,
         _timeout_ms: i32,
         mut f: F,
@@ -44,9 +46,10 @@ impl Port for MemPort {
             let Some(mut frame) = self.rx.pop_front() else {
                 break;
             };
-            let v = f(&mut frame);
+            let v = f(0, &mut frame);
             self.verdicts.push(v);
-            if v == Verdict::Tx {
+            if let Verdict::Tx(port) = v {
+                self.tx_ports.push(port);
                 self.tx.push(frame);
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod mem;
 pub mod netlink;
+pub mod rawsock;
 pub mod xdp;
 pub mod xsk;
 
@@ -36,19 +37,94 @@ impl FrameAccounting {
     }
 }
 
+/// A received frame the pipeline rewrites in place: its bytes, and room
+/// to grow into the tailroom of its buffer (encapsulation).
+pub trait FrameBuf {
+    /// The frame's bytes.
+    fn bytes(&mut self) -> &mut [u8];
+    /// Set the frame's length, growing into the tailroom or shrinking;
+    /// false (and no change) when the buffer has no room for `len`.
+    fn set_len(&mut self, len: usize) -> bool;
+}
+
+/// The largest frame a `Vec` frame may grow to (as a UMEM frame of 4 KiB
+/// minus the kernel's headroom).
+pub const VEC_FRAME_MAX: usize = 3840;
+
+impl FrameBuf for Vec<u8> {
+    fn bytes(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+
+    fn set_len(&mut self, len: usize) -> bool {
+        if len > VEC_FRAME_MAX {
+            return false;
+        }
+        self.resize(len, 0);
+        true
+    }
+}
+
 /// A source and sink of frames that the pipeline rewrites in place.
 pub trait Port {
-    /// Receive up to one batch (waiting at most `timeout_ms`), call `f` on
-    /// each frame's bytes, transmit the frames it returns `Verdict::Tx`
-    /// for, and recycle the rest. Returns the number of frames received.
-    fn poll<F: FnMut(&mut [u8]) -> Verdict>(
+    /// Receive up to one batch (waiting at most `timeout_ms`), call
+    /// `f(ingress port, frame)` on each frame, transmit the frames it
+    /// returns `Verdict::Tx(port)` for on that port, and recycle the rest.
+    /// Returns the number of frames received.
+    fn poll<F: FnMut(u8, &mut dyn FrameBuf) -> Verdict>(
         &mut self,
         timeout_ms: i32,
         f: F,
     ) -> std::io::Result<usize>;
 
+    /// Like [`Port::poll`], but first calls `pre(stage, frame)` on every
+    /// frame of the batch for stage 0, then again for stage 1 (read-only),
+    /// so that the memory the pipeline will need for all of them is
+    /// requested at once and the cache misses overlap.
+    fn poll_prefetch<P: FnMut(u8, &[u8]), F: FnMut(u8, &mut dyn FrameBuf) -> Verdict>(
+        &mut self,
+        timeout_ms: i32,
+        _pre: P,
+        f: F,
+    ) -> std::io::Result<usize> {
+        self.poll(timeout_ms, f)
+    }
+
     /// Where the frames are now.
     fn accounting(&self) -> FrameAccounting;
+}
+
+/// Ask the CPU to start loading the cache line of `r` (a hint: no effect
+/// on what the program computes).
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch never faults and never changes memory; the address
+    // comes from a live reference.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            (r as *const T).cast(),
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
+/// Ask the kernel to back `mem` with transparent huge pages where it can
+/// (large tables: fewer TLB misses). Best effort: errors are ignored.
+pub fn advise_hugepages<T>(mem: &[T]) {
+    const HUGE: usize = 2 << 20;
+    let start = mem.as_ptr() as usize;
+    let end = start + std::mem::size_of_val(mem);
+    let first = start.next_multiple_of(HUGE);
+    if end <= first + HUGE {
+        return;
+    }
+    let len = (end - first) / HUGE * HUGE;
+    // SAFETY: madvise(MADV_HUGEPAGE) only changes how the kernel backs the
+    // pages of [first, first + len), a range inside `mem`'s allocation; it
+    // never changes their contents or validity.
+    unsafe { libc::madvise(first as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
 }
 
 /// Set the process file-creation mask, returning the previous one (used to

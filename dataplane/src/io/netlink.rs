@@ -7,7 +7,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const NLMSG_HDRLEN: usize = 16;
 const NDMSG_LEN: usize = 12;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
+const RTMSG_LEN: usize = 12;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PREFSRC: u16 = 7;
 const RTM_GETNEIGH: u16 = 30;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -39,6 +46,24 @@ impl Neighbour {
     /// Whether the MAC may be used (resolved and not failed).
     pub fn usable(&self) -> bool {
         self.mac.is_some() && self.state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP) == 0
+    }
+}
+
+/// The kernel's answer to "how do I reach this address".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Outgoing interface.
+    pub oif: u32,
+    /// Gateway, if the address is not on-link.
+    pub gateway: Option<Ipv4Addr>,
+    /// Preferred source address (the director's address towards it).
+    pub prefsrc: Option<Ipv4Addr>,
+}
+
+impl Route {
+    /// The next hop: the gateway, or the address itself when on-link.
+    pub fn hop(&self, dst: Ipv4Addr) -> Ipv4Addr {
+        self.gateway.unwrap_or(dst)
     }
 }
 
@@ -180,6 +205,50 @@ impl Netlink {
         }
     }
 
+    /// Look up the route to `dst` (as `ip route get` does).
+    pub fn route_get(&mut self, dst: Ipv4Addr) -> io::Result<Route> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut msg = Vec::with_capacity(64);
+        put_hdr(&mut msg, RTM_GETROUTE, NLM_F_REQUEST, seq);
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol,
+        // scope, type, flags (u32).
+        msg.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0]);
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&8u16.to_ne_bytes());
+        msg.extend_from_slice(&RTA_DST.to_ne_bytes());
+        msg.extend_from_slice(&dst.octets());
+        finish(&mut msg);
+        self.send(&msg)?;
+        loop {
+            let n = self.recv()?;
+            let mut off = 0;
+            while off + NLMSG_HDRLEN <= n {
+                let b = &self.buf[off..n];
+                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let ty = u16::from_ne_bytes([b[4], b[5]]);
+                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+                if len < NLMSG_HDRLEN || len > b.len() {
+                    return Err(io::Error::other("malformed netlink message"));
+                }
+                if mseq == seq {
+                    match ty {
+                        NLMSG_ERROR => {
+                            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+                            return Err(io::Error::from_raw_os_error(-code));
+                        }
+                        RTM_NEWROUTE => {
+                            return parse_route(&b[NLMSG_HDRLEN..len])
+                                .ok_or_else(|| io::Error::other("route without an interface"));
+                        }
+                        _ => {}
+                    }
+                }
+                off += align4(len);
+            }
+        }
+    }
+
     /// Ask the kernel to resolve `addr` on interface `ifindex` (creates
     /// the entry and sends an ARP request, like a packet sent to it would).
     pub fn resolve(&mut self, ifindex: u32, addr: Ipv4Addr) -> io::Result<()> {
@@ -217,6 +286,37 @@ impl Netlink {
             };
         }
     }
+}
+
+fn parse_route(b: &[u8]) -> Option<Route> {
+    if b.len() < RTMSG_LEN {
+        return None;
+    }
+    let mut route = Route {
+        oif: 0,
+        gateway: None,
+        prefsrc: None,
+    };
+    let mut off = RTMSG_LEN;
+    while off + 4 <= b.len() {
+        let alen = usize::from(u16::from_ne_bytes([b[off], b[off + 1]]));
+        let aty = u16::from_ne_bytes([b[off + 2], b[off + 3]]);
+        if alen < 4 || off + alen > b.len() {
+            break;
+        }
+        let val = &b[off + 4..off + alen];
+        let v4 = || (val.len() == 4).then(|| Ipv4Addr::new(val[0], val[1], val[2], val[3]));
+        match aty {
+            RTA_OIF if val.len() == 4 => {
+                route.oif = u32::from_ne_bytes([val[0], val[1], val[2], val[3]])
+            }
+            RTA_GATEWAY => route.gateway = v4(),
+            RTA_PREFSRC => route.prefsrc = v4(),
+            _ => {}
+        }
+        off += align4(alen);
+    }
+    (route.oif != 0).then_some(route)
 }
 
 fn parse_neigh(b: &[u8]) -> Option<Neighbour> {

@@ -43,6 +43,8 @@ pub struct Steering {
     attached: Option<u32>,
     xsks_fd: RawFd,
     svc_fd: RawFd,
+    nat_fd: RawFd,
+    vip_fd: RawFd,
     stats_fd: RawFd,
     prog_fd: RawFd,
 }
@@ -76,6 +78,8 @@ impl Steering {
             attached: None,
             xsks_fd: -1,
             svc_fd: -1,
+            nat_fd: -1,
+            vip_fd: -1,
             stats_fd: -1,
             prog_fd: -1,
         };
@@ -93,6 +97,8 @@ impl Steering {
         s.prog_fd = unsafe { sys::bpf_program__fd(prog) };
         s.xsks_fd = s.map_fd("xsks_map")?;
         s.svc_fd = s.map_fd("svc_map")?;
+        s.nat_fd = s.map_fd("nat_map")?;
+        s.vip_fd = s.map_fd("vip_map")?;
         s.stats_fd = s.map_fd("steer_stats")?;
         Ok(s)
     }
@@ -193,6 +199,60 @@ impl Steering {
         let k = Self::svc_key(proto, vip, port);
         // SAFETY: key matches the map's key size.
         unsafe { sys::bpf_map_delete_elem(self.svc_fd, (&k as *const SvcKey).cast()) };
+    }
+
+    /// Start sending the replies of NAT real server `rip:rport` (`proto`;
+    /// port 0: any port; proto 0 and port 0: its ICMP errors) to the
+    /// sockets.
+    pub fn add_nat(&self, proto: u8, rip: Ipv4Addr, rport: u16) -> io::Result<()> {
+        let k = Self::svc_key(proto, rip, rport);
+        let v: u32 = 1;
+        // SAFETY: key and value match the map's key (8 bytes) and value (4).
+        let rc = unsafe {
+            sys::bpf_map_update_elem(
+                self.nat_fd,
+                (&k as *const SvcKey).cast(),
+                (&v as *const u32).cast(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(neg_err("inserting a NAT real server in nat_map", rc));
+        }
+        Ok(())
+    }
+
+    /// Stop sending `rip:rport`'s replies to the sockets.
+    pub fn remove_nat(&self, proto: u8, rip: Ipv4Addr, rport: u16) {
+        let k = Self::svc_key(proto, rip, rport);
+        // SAFETY: key matches the map's key size.
+        unsafe { sys::bpf_map_delete_elem(self.nat_fd, (&k as *const SvcKey).cast()) };
+    }
+
+    /// Send ICMP errors addressed to `vip` to the sockets.
+    pub fn add_vip(&self, vip: Ipv4Addr) -> io::Result<()> {
+        let k = u32::from_ne_bytes(vip.octets());
+        let v: u32 = 1;
+        // SAFETY: key and value are u32s, the map's sizes.
+        let rc = unsafe {
+            sys::bpf_map_update_elem(
+                self.vip_fd,
+                (&k as *const u32).cast(),
+                (&v as *const u32).cast(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(neg_err("inserting a VIP in vip_map", rc));
+        }
+        Ok(())
+    }
+
+    /// Stop sending ICMP errors for `vip` to the sockets.
+    pub fn remove_vip(&self, vip: Ipv4Addr) {
+        let k = u32::from_ne_bytes(vip.octets());
+        // SAFETY: key is a u32, the map's key size.
+        unsafe { sys::bpf_map_delete_elem(self.vip_fd, (&k as *const u32).cast()) };
     }
 
     /// The program's counters summed over CPUs: (passed, redirected,

@@ -4,6 +4,7 @@
 
 pub mod checksum;
 pub mod eth;
+pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;

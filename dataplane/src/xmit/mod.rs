@@ -2,3 +2,5 @@
 //! bound with.
 
 pub mod dr;
+pub mod nat;
+pub mod tun;

@@ -1,0 +1,310 @@
+//! NAT ("masquerading", `-m`): the director rewrites the client's packets
+//! from VIP:vport to RIP:rport on the way in and the real server's replies
+//! from RIP:rport back to VIP:vport on the way out, so real servers need no
+//! VIP but must route their replies through the director.
+//!
+//! Every rewrite is in place and updates the checksums incrementally
+//! (RFC 1624): the IPv4 header checksum for the address, the TCP/UDP
+//! checksum for the address (through the pseudo-header) and the port. A
+//! UDP checksum of 0 (none) stays 0. ICMP errors about a NAT'd connection
+//! are translated too, as IPVS's `ip_vs_nat_icmp` does: the outer address,
+//! the quoted datagram's address, port and checksums, and the ICMP
+//! checksum.
+//!
+//! Every function validates the whole frame before it writes a byte: on
+//! `Err` the frame is untouched.
+
+use crate::wire::checksum::Delta;
+use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
+use crate::wire::icmp::{IcmpPacket, QuotedFlow};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::{get_u16, set_u16, tcp, udp};
+use std::net::Ipv4Addr;
+
+/// Why a frame could not be rewritten (the frame is left unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum XmitError {
+    /// Not an IPv4 Ethernet frame.
+    #[error("not an IPv4 frame")]
+    NotIpv4,
+    /// A header is truncated or has impossible fields.
+    #[error("malformed packet: {0}")]
+    Malformed(#[from] crate::wire::Error),
+    /// An IPv4 fragment (xvs does not reassemble).
+    #[error("IPv4 fragment")]
+    Fragment,
+    /// The protocol cannot be translated (NAT handles TCP and UDP, and ICMP
+    /// errors quoting TCP or UDP).
+    #[error("protocol {0} not translated")]
+    Protocol(u8),
+    /// An ICMP message that is not an error quoting a TCP or UDP datagram.
+    #[error("not an ICMP error about a TCP or UDP datagram")]
+    NotIcmpError,
+}
+
+/// Offset of the source port in a TCP or UDP header.
+const PORT_SRC: usize = 0;
+/// Offset of the destination port in a TCP or UDP header.
+const PORT_DST: usize = 2;
+
+/// Which end of a packet a rewrite changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Src,
+    Dst,
+}
+
+/// Inbound, client → real server: rewrite the destination VIP:vport to
+/// `rip`:`rport`, update the IPv4 and TCP/UDP checksums, and address the
+/// frame from `src_mac` (the director's egress interface) to `dst_mac`
+/// (the real server). TTL is left as it is (IPVS does not decrement it
+/// either: the packet is delivered locally to the VIP and sent anew).
+pub fn xmit_in(
+    frame: &mut [u8],
+    rip: Ipv4Addr,
+    rport: u16,
+    src_mac: Mac,
+    dst_mac: Mac,
+) -> Result<(), XmitError> {
+    rewrite(frame, End::Dst, rip, rport, src_mac, dst_mac)
+}
+
+/// Outbound, real server → client: rewrite the source RIP:rport of a reply
+/// to `vip`:`vport`, update the checksums, and address the frame from
+/// `src_mac` (the director's client-side interface) to `dst_mac` (the
+/// client or its gateway).
+pub fn xmit_out(
+    frame: &mut [u8],
+    vip: Ipv4Addr,
+    vport: u16,
+    src_mac: Mac,
+    dst_mac: Mac,
+) -> Result<(), XmitError> {
+    rewrite(frame, End::Src, vip, vport, src_mac, dst_mac)
+}
+
+/// Offset of the IPv4 header in a validated frame, its header length and
+/// protocol; rejects non-IPv4 frames and fragments.
+fn ipv4_of(frame: &[u8]) -> Result<(usize, u8), XmitError> {
+    let e = EthernetFrame::new_checked(frame)?;
+    if e.ethertype() != ETHERTYPE_IPV4 {
+        return Err(XmitError::NotIpv4);
+    }
+    let ip = Ipv4Packet::new_checked(e.payload())?;
+    if ip.is_fragment() {
+        return Err(XmitError::Fragment);
+    }
+    Ok((ip.header_len(), ip.protocol()))
+}
+
+fn set_macs(frame: &mut [u8], src_mac: Mac, dst_mac: Mac) {
+    if let Ok(mut e) = EthernetFrame::new_checked(frame) {
+        e.set_src(src_mac);
+        e.set_dst(dst_mac);
+    }
+}
+
+fn rewrite(
+    frame: &mut [u8],
+    end: End,
+    addr: Ipv4Addr,
+    port: u16,
+    src_mac: Mac,
+    dst_mac: Mac,
+) -> Result<(), XmitError> {
+    let (_, proto) = ipv4_of(frame)?;
+    {
+        // Validate the transport header before touching anything.
+        let ip = Ipv4Packet::new_checked(&frame[eth::HEADER_LEN..])?;
+        match proto {
+            PROTO_TCP => {
+                tcp::TcpPacket::new_checked(ip.payload())?;
+            }
+            PROTO_UDP => {
+                udp::UdpPacket::new_checked(ip.payload())?;
+            }
+            p => return Err(XmitError::Protocol(p)),
+        }
+    }
+    let mut ip = Ipv4Packet::new_checked(&mut frame[eth::HEADER_LEN..])?;
+    let old_addr = match end {
+        End::Src => ip.src(),
+        End::Dst => ip.dst(),
+    };
+    match end {
+        End::Src => ip.rewrite_src(addr),
+        End::Dst => ip.rewrite_dst(addr),
+    }
+    let seg = ip.payload_mut();
+    let csum_at = match proto {
+        PROTO_TCP => tcp::CHECKSUM_OFFSET,
+        _ => udp::CHECKSUM_OFFSET,
+    };
+    let port_at = match end {
+        End::Src => PORT_SRC,
+        End::Dst => PORT_DST,
+    };
+    let old_port = get_u16(seg, port_at);
+    let mut d = Delta::new();
+    d.add_addr(old_addr, addr);
+    d.add16(old_port, port);
+    let old_sum = get_u16(seg, csum_at);
+    let new_sum = if proto == PROTO_UDP {
+        d.apply_udp(old_sum)
+    } else {
+        d.apply(old_sum)
+    };
+    set_u16(seg, port_at, port);
+    set_u16(seg, csum_at, new_sum);
+    set_macs(frame, src_mac, dst_mac);
+    Ok(())
+}
+
+/// An ICMP error as the pipeline sees it: the outer addresses and the
+/// connection the quoted datagram belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpErrorInfo {
+    /// Outer source (the host or router that reports the error).
+    pub src: Ipv4Addr,
+    /// Outer destination.
+    pub dst: Ipv4Addr,
+    /// ICMP type (3, 4, 11 or 12).
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub code: u8,
+    /// The quoted datagram's 5-tuple, in the direction it was sent: for an
+    /// error from the client side about a reply, `src` is VIP:vport and
+    /// `dst` the client; for one from the server side about a forwarded
+    /// request, `src` is the client and `dst` RIP:rport.
+    pub quoted: QuotedFlow,
+}
+
+/// Parse an Ethernet frame holding an ICMP error about a TCP or UDP
+/// datagram, to look its connection up. Fragments, non-errors, and errors
+/// quoting anything else (or too little: IP header + 8 bytes is needed)
+/// are refused.
+pub fn parse_icmp_error(frame: &[u8]) -> Result<IcmpErrorInfo, XmitError> {
+    let (_, proto) = ipv4_of(frame)?;
+    if proto != PROTO_ICMP {
+        return Err(XmitError::Protocol(proto));
+    }
+    let ip = Ipv4Packet::new_checked(&frame[eth::HEADER_LEN..])?;
+    let icmp = IcmpPacket::new_checked(ip.payload())?;
+    if !icmp.is_error() {
+        return Err(XmitError::NotIcmpError);
+    }
+    let quoted = icmp.quoted_flow().map_err(|e| match e {
+        crate::wire::Error::Truncated => XmitError::Malformed(e),
+        crate::wire::Error::Malformed => XmitError::NotIcmpError,
+    })?;
+    Ok(IcmpErrorInfo {
+        src: ip.src(),
+        dst: ip.dst(),
+        icmp_type: icmp.msg_type(),
+        code: icmp.code(),
+        quoted,
+    })
+}
+
+/// Translate an ICMP error from the client side (the client or a router on
+/// its path) about a reply the director sent as VIP:vport → client: the
+/// outer destination VIP becomes `rip`, the quoted source VIP:vport becomes
+/// `rip`:`rport` (with the quoted IPv4 header checksum and, where quoted,
+/// the TCP/UDP checksum), the ICMP checksum follows; the frame is
+/// addressed from `src_mac` to `dst_mac` (the real server).
+pub fn icmp_in(
+    frame: &mut [u8],
+    rip: Ipv4Addr,
+    rport: u16,
+    src_mac: Mac,
+    dst_mac: Mac,
+) -> Result<(), XmitError> {
+    icmp_rewrite(frame, End::Dst, rip, rport, src_mac, dst_mac)
+}
+
+/// Translate an ICMP error from the server side (the real server or a
+/// router between it and the director) about a request the director
+/// forwarded as client → RIP:rport: the outer source becomes `vip` (as in
+/// IPVS, whoever reported it), the quoted destination RIP:rport becomes
+/// `vip`:`vport` with its checksums, the ICMP checksum follows; the frame
+/// is addressed from `src_mac` to `dst_mac` (the client or its gateway).
+pub fn icmp_out(
+    frame: &mut [u8],
+    vip: Ipv4Addr,
+    vport: u16,
+    src_mac: Mac,
+    dst_mac: Mac,
+) -> Result<(), XmitError> {
+    icmp_rewrite(frame, End::Src, vip, vport, src_mac, dst_mac)
+}
+
+/// `outer` is the end of the outer header to rewrite; the quoted datagram
+/// travelled the other way, so its opposite end changes.
+fn icmp_rewrite(
+    frame: &mut [u8],
+    outer: End,
+    addr: Ipv4Addr,
+    port: u16,
+    src_mac: Mac,
+    dst_mac: Mac,
+) -> Result<(), XmitError> {
+    let info = parse_icmp_error(frame)?;
+    let mut ip = Ipv4Packet::new_checked(&mut frame[eth::HEADER_LEN..])?;
+    match outer {
+        End::Src => ip.rewrite_src(addr),
+        End::Dst => ip.rewrite_dst(addr),
+    }
+    let mut msg = IcmpPacket::new_checked(ip.payload_mut())?;
+    let mut icmp_delta = Delta::new();
+    {
+        let mut q = Ipv4Packet::new_checked_quoted(msg.data_mut())?;
+        let old_qsum = q.checksum();
+        let old_addr = match outer {
+            End::Src => {
+                let a = q.dst();
+                q.rewrite_dst(addr);
+                a
+            }
+            End::Dst => {
+                let a = q.src();
+                q.rewrite_src(addr);
+                a
+            }
+        };
+        icmp_delta.add_addr(old_addr, addr);
+        icmp_delta.add16(old_qsum, q.checksum());
+
+        let l4 = q.payload_mut();
+        // The quoted datagram's own end: its destination when the outer
+        // source changes (it was sent towards the reporter), and vice versa.
+        let port_at = match outer {
+            End::Src => PORT_DST,
+            End::Dst => PORT_SRC,
+        };
+        let old_port = get_u16(l4, port_at);
+        set_u16(l4, port_at, port);
+        icmp_delta.add16(old_port, port);
+
+        let mut l4_delta = Delta::new();
+        l4_delta.add_addr(old_addr, addr);
+        l4_delta.add16(old_port, port);
+        let csum_at = match info.quoted.proto {
+            PROTO_TCP => tcp::CHECKSUM_OFFSET,
+            _ => udp::CHECKSUM_OFFSET,
+        };
+        if l4.len() >= csum_at + 2 {
+            let old = get_u16(l4, csum_at);
+            let new = if info.quoted.proto == PROTO_UDP {
+                l4_delta.apply_udp(old)
+            } else {
+                l4_delta.apply(old)
+            };
+            set_u16(l4, csum_at, new);
+            icmp_delta.add16(old, new);
+        }
+    }
+    let c = icmp_delta.apply(msg.checksum());
+    msg.set_checksum(c);
+    set_macs(frame, src_mac, dst_mac);
+    Ok(())
+}

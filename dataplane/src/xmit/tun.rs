@@ -1,0 +1,407 @@
+//! Tunnelling (`-i`): the client's packet travels unchanged inside an outer
+//! IPv4 header from the director to the real server, which decapsulates it
+//! and, holding the VIP, answers the client directly.
+//!
+//! The outer headers are written in place into the headroom in front of the
+//! frame, so encapsulating costs no copy of the payload: only the 14-byte
+//! Ethernet header moves. Three encapsulations, as IPVS's `--tun-type`:
+//!
+//! | kind | outer headers | overhead |
+//! |------|---------------|----------|
+//! | `ipip` | IPv4 (protocol 4) | 20 |
+//! | `gue`  | IPv4 + UDP (dst `--tun-port`) + GUE version 0, 4-byte header, proto/ctype 4 | 32 |
+//! | `gre`  | IPv4 (protocol 47) + GRE without options, protocol 0x0800 | 24 |
+//!
+//! The outer header copies the inner packet's TOS, TTL and DF bit (IPVS's
+//! `ip_vs_tunnel_xmit`). When the result would exceed the egress MTU and
+//! the inner packet has DF set, the frame is replaced, in the same buffer,
+//! by an ICMP "fragmentation needed" (type 3 code 4, next-hop MTU = MTU −
+//! overhead) back to the client, so it lowers its path MTU. That error is
+//! sent from the inner packet's destination, the VIP: the VIP is a local
+//! address of the director, and the kernel's `icmp_send`, which IPVS calls,
+//! answers a packet addressed to a local address from that address.
+//! Without DF the kernel would fragment the outer packet; one frame in, one
+//! frame out cannot, so that case is an error ([`TunError::TooBig`]).
+
+use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
+use crate::wire::icmp::{self, IcmpPacket};
+use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr, PROTO_GRE, PROTO_ICMP, PROTO_IPIP};
+use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+use crate::wire::udp::{self, UdpPacket};
+use std::net::Ipv4Addr;
+
+/// Length of the GUE header written (version 0, no extension fields).
+pub const GUE_HEADER_LEN: usize = 4;
+/// Length of the GRE header written (no checksum, key or sequence).
+pub const GRE_HEADER_LEN: usize = 4;
+/// The smallest IPv4 MTU (RFC 791); a tunnel leaving less is refused.
+pub const MIN_IPV4_MTU: usize = 68;
+/// TOS of the fragmentation-needed errors: precedence "internetwork
+/// control", as ICMP errors carry.
+pub const ICMP_ERROR_TOS: u8 = 0xc0;
+/// TTL of the fragmentation-needed errors.
+pub const ICMP_ERROR_TTL: u8 = 64;
+/// Lowest UDP source port of GUE packets; the flow hash picks one of the
+/// 16384 ports from here up.
+pub const GUE_SRC_PORT_BASE: u16 = 49152;
+
+/// The encapsulation of a tunnel (IPVS's `--tun-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunKind {
+    /// IP-in-IP (protocol 4), the default.
+    Ipip,
+    /// Generic UDP Encapsulation to UDP port `port` (`--tun-port`); the
+    /// UDP checksum is computed when `checksum` is set, else 0 (none).
+    Gue {
+        /// Destination UDP port.
+        port: u16,
+        /// Compute the outer UDP checksum (IPVS's `--tun-nocsum` off).
+        checksum: bool,
+    },
+    /// Plain GRE (protocol 47) carrying IPv4 (0x0800).
+    Gre,
+}
+
+impl TunKind {
+    /// Bytes the encapsulation adds in front of the inner IPv4 packet.
+    pub const fn overhead(self) -> usize {
+        match self {
+            TunKind::Ipip => ipv4::MIN_HEADER_LEN,
+            TunKind::Gue { .. } => ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + GUE_HEADER_LEN,
+            TunKind::Gre => ipv4::MIN_HEADER_LEN + GRE_HEADER_LEN,
+        }
+    }
+}
+
+/// Where a tunnelled packet goes: bound once per real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The encapsulation.
+    pub kind: TunKind,
+    /// Outer source: the director's address on the egress interface.
+    pub src: Ipv4Addr,
+    /// Outer destination: the real server.
+    pub rip: Ipv4Addr,
+    /// Source MAC: the director's egress interface.
+    pub src_mac: Mac,
+    /// Destination MAC: the real server or the next hop towards it.
+    pub dst_mac: Mac,
+    /// IP MTU of the egress link (1500 on plain Ethernet).
+    pub mtu: u16,
+}
+
+/// What [`xmit`] left in the buffer: in both cases a frame to transmit at
+/// `buf[start..start + len]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunOutcome {
+    /// The packet was encapsulated; send the frame towards the real server.
+    Encapsulated {
+        /// Where the frame now starts (`headroom` − overhead with [`xmit`],
+        /// 0 with [`xmit_tailroom`]).
+        start: usize,
+        /// Frame length (Ethernet padding of the original is dropped).
+        len: usize,
+    },
+    /// The packet was too big and had DF set: the buffer now holds an ICMP
+    /// fragmentation-needed for the client; send it back out of the port
+    /// the packet came in on.
+    FragNeeded {
+        /// Where the frame starts (the original `headroom`).
+        start: usize,
+        /// Frame length.
+        len: usize,
+        /// The next-hop MTU announced (MTU − overhead).
+        mtu: u16,
+    },
+}
+
+impl TunOutcome {
+    /// The frame to transmit, as a range of the buffer.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        match *self {
+            TunOutcome::Encapsulated { start, len } | TunOutcome::FragNeeded { start, len, .. } => {
+                start..start + len
+            }
+        }
+    }
+}
+
+/// Why a frame could not be tunnelled (the buffer is left unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TunError {
+    /// `headroom + len` lies outside the buffer.
+    #[error("frame outside the buffer")]
+    Bounds,
+    /// Not an IPv4 Ethernet frame.
+    #[error("not an IPv4 frame")]
+    NotIpv4,
+    /// A header is truncated or has impossible fields.
+    #[error("malformed packet: {0}")]
+    Malformed(#[from] crate::wire::Error),
+    /// Less headroom than the encapsulation needs.
+    #[error("{need} bytes of headroom needed, {have} available")]
+    NoHeadroom {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes available.
+        have: usize,
+    },
+    /// The buffer cannot hold the result (the encapsulated frame, with
+    /// [`xmit_tailroom`], or the ICMP error that should answer).
+    #[error("buffer too small for the result")]
+    NoRoom,
+    /// Too big for the MTU and no ICMP error may answer it: DF is clear
+    /// (the outer packet would need fragmenting, which xvs does not do) or
+    /// the packet is itself an ICMP error.
+    #[error("packet exceeds the tunnel MTU")]
+    TooBig,
+    /// The MTU leaves less than 68 bytes for the inner packet.
+    #[error("MTU too small for the tunnel")]
+    MtuTooSmall,
+}
+
+/// Encapsulate the Ethernet frame at `buf[headroom..headroom + len]` for
+/// `tun`, in place, writing the outer headers into the headroom (only the
+/// Ethernet header moves); `ident` is the outer header's identification
+/// (the caller keeps a counter, e.g. per worker). On success the buffer
+/// holds the frame to send at [`TunOutcome::range`]; on error it is
+/// unchanged.
+pub fn xmit(
+    buf: &mut [u8],
+    headroom: usize,
+    len: usize,
+    tun: &Tunnel,
+    ident: u16,
+) -> Result<TunOutcome, TunError> {
+    xmit_with(buf, headroom, len, tun, ident, Room::Head)
+}
+
+/// [`xmit`] for a frame at the start of `buf` (`buf[..len]`) with room
+/// after it instead of before: the inner packet moves forward by the
+/// overhead (a copy of the packet) and the frame keeps starting at 0.
+/// Fails with [`TunError::NoRoom`] when `buf` cannot hold the result.
+pub fn xmit_tailroom(
+    buf: &mut [u8],
+    len: usize,
+    tun: &Tunnel,
+    ident: u16,
+) -> Result<TunOutcome, TunError> {
+    xmit_with(buf, 0, len, tun, ident, Room::Tail)
+}
+
+/// Where the outer headers find their room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// Before the frame: the Ethernet header moves back.
+    Head,
+    /// After the frame: the inner packet moves forward.
+    Tail,
+}
+
+fn xmit_with(
+    buf: &mut [u8],
+    headroom: usize,
+    len: usize,
+    tun: &Tunnel,
+    ident: u16,
+    room: Room,
+) -> Result<TunOutcome, TunError> {
+    let end = headroom.checked_add(len).ok_or(TunError::Bounds)?;
+    let frame = buf.get(headroom..end).ok_or(TunError::Bounds)?;
+    let e = EthernetFrame::new_checked(frame)?;
+    if e.ethertype() != ETHERTYPE_IPV4 {
+        return Err(TunError::NotIpv4);
+    }
+    let inner = Ipv4Packet::new_checked(e.payload())?;
+    let over = tun.kind.overhead();
+    let mtu = usize::from(tun.mtu);
+    if mtu < over + MIN_IPV4_MTU {
+        return Err(TunError::MtuTooSmall);
+    }
+    let inner_len = inner.total_len();
+    if inner_len + over > mtu {
+        if !inner.dont_frag() || is_icmp_error(&inner) {
+            return Err(TunError::TooBig);
+        }
+        // Fits in u16: mtu is a u16 and over < mtu.
+        let nh_mtu = (mtu - over) as u16;
+        let len = frag_needed(buf, headroom, len, nh_mtu, ident)?;
+        return Ok(TunOutcome::FragNeeded {
+            start: headroom,
+            len,
+            mtu: nh_mtu,
+        });
+    }
+    let out_len = eth::HEADER_LEN + over + inner_len;
+    match room {
+        Room::Head if headroom < over => {
+            return Err(TunError::NoHeadroom {
+                need: over,
+                have: headroom,
+            })
+        }
+        Room::Tail if buf.len() - headroom < out_len => return Err(TunError::NoRoom),
+        _ => {}
+    }
+    let outer = Ipv4Repr {
+        src: tun.src,
+        dst: tun.rip,
+        protocol: match tun.kind {
+            TunKind::Ipip => PROTO_IPIP,
+            TunKind::Gue { .. } => PROTO_UDP,
+            TunKind::Gre => PROTO_GRE,
+        },
+        // inner_len + over ≤ mtu ≤ u16::MAX.
+        payload_len: (inner_len + over - ipv4::MIN_HEADER_LEN) as u16,
+        tos: inner.tos(),
+        ttl: inner.ttl(),
+        ident,
+        dont_frag: inner.dont_frag(),
+    };
+    let sport = gue_src_port(inner.header(), inner.payload(), inner.protocol());
+
+    let start = match room {
+        Room::Head => {
+            let start = headroom - over;
+            buf.copy_within(headroom..headroom + eth::HEADER_LEN, start);
+            start
+        }
+        Room::Tail => {
+            let inner_at = headroom + eth::HEADER_LEN;
+            buf.copy_within(inner_at..inner_at + inner_len, inner_at + over);
+            headroom
+        }
+    };
+    let out = &mut buf[start..start + out_len];
+    {
+        let mut e = EthernetFrame::new_checked(&mut *out)?;
+        e.set_dst(tun.dst_mac);
+        e.set_src(tun.src_mac);
+        e.set_ethertype(ETHERTYPE_IPV4);
+    }
+    let ip_at = eth::HEADER_LEN;
+    let l4_at = ip_at + ipv4::MIN_HEADER_LEN;
+    outer.emit(&mut out[ip_at..])?;
+    match tun.kind {
+        TunKind::Ipip => {}
+        TunKind::Gre => {
+            // Flags and version 0, protocol type IPv4 (RFC 2784).
+            out[l4_at..l4_at + GRE_HEADER_LEN].copy_from_slice(&[0, 0, 0x08, 0x00]);
+        }
+        TunKind::Gue { port, checksum } => {
+            // inner_len + GUE header < mtu ≤ u16::MAX.
+            let payload_len = (GUE_HEADER_LEN + inner_len) as u16;
+            udp::emit_header(&mut out[l4_at..], sport, port, payload_len)?;
+            // GUE (draft-ietf-intarea-gue): version 0, C = 0 (data),
+            // Hlen = 0, proto/ctype = 4 (IPv4), flags 0.
+            let gue_at = l4_at + udp::HEADER_LEN;
+            out[gue_at..gue_at + GUE_HEADER_LEN].copy_from_slice(&[0, PROTO_IPIP, 0, 0]);
+            if checksum {
+                let mut u = UdpPacket::new_checked(&mut out[l4_at..])?;
+                u.fill_checksum(tun.src, tun.rip);
+            }
+        }
+    }
+    Ok(TunOutcome::Encapsulated {
+        start,
+        len: out_len,
+    })
+}
+
+fn is_icmp_error(ip: &Ipv4Packet<&[u8]>) -> bool {
+    ip.protocol() == PROTO_ICMP
+        && ip.frag_offset() == 0
+        && ip
+            .payload()
+            .first()
+            .is_some_and(|t| icmp::is_error_type(*t))
+}
+
+/// The UDP source port of a GUE packet: a hash of the inner flow (the
+/// addresses and protocol, plus the ports of an unfragmented or first
+/// fragment TCP/UDP packet) mapped into 49152..=65535, so that one flow
+/// keeps one outer 5-tuple (no reordering under ECMP or RSS) and distinct
+/// flows spread. `header` is the inner IPv4 header, `payload` what follows.
+pub fn gue_src_port(header: &[u8], payload: &[u8], protocol: u8) -> u16 {
+    let word = |b: &[u8], at: usize| -> u64 {
+        b.get(at..at + 4).map_or(0, |w| {
+            u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+        })
+    };
+    let saddr = word(header, ipv4::SRC_OFFSET);
+    let daddr = word(header, ipv4::DST_OFFSET);
+    let first = header
+        .get(6..8)
+        .is_some_and(|f| f[0] & 0x1f == 0 && f[1] == 0);
+    let ports = if (protocol == PROTO_TCP || protocol == PROTO_UDP) && first {
+        word(payload, 0)
+    } else {
+        0
+    };
+    let mut h = (saddr << 32 | daddr).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= (ports << 8 | u64::from(protocol)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    h ^= h >> 32;
+    GUE_SRC_PORT_BASE + (h & 0x3fff) as u16
+}
+
+/// Replace the Ethernet frame at `buf[headroom..headroom + len]`, an IPv4
+/// packet from a client, by an ICMP fragmentation-needed answering it, at
+/// the same start: Ethernet back to the sender's MAC (from the MAC the
+/// frame was sent to), IPv4 from the packet's destination to its source
+/// (TOS [`ICMP_ERROR_TOS`], TTL [`ICMP_ERROR_TTL`], DF clear, `ident`),
+/// ICMP type 3 code 4 with next-hop MTU `mtu`, quoting the packet's IP
+/// header and the first 8 bytes of its payload. Returns the frame length.
+pub fn frag_needed(
+    buf: &mut [u8],
+    headroom: usize,
+    len: usize,
+    mtu: u16,
+    ident: u16,
+) -> Result<usize, TunError> {
+    let end = headroom.checked_add(len).ok_or(TunError::Bounds)?;
+    let frame = buf.get(headroom..end).ok_or(TunError::Bounds)?;
+    let e = EthernetFrame::new_checked(frame)?;
+    if e.ethertype() != ETHERTYPE_IPV4 {
+        return Err(TunError::NotIpv4);
+    }
+    let (client_mac, our_mac) = (e.src(), e.dst());
+    let inner = Ipv4Packet::new_checked(e.payload())?;
+    let quote_len = (inner.header_len() + icmp::QUOTED_PAYLOAD_LEN).min(inner.total_len());
+    let icmp_len = icmp::HEADER_LEN + quote_len;
+    let ip_at = eth::HEADER_LEN;
+    let icmp_at = ip_at + ipv4::MIN_HEADER_LEN;
+    let out_len = icmp_at + icmp_len;
+    if buf.len() - headroom < out_len {
+        return Err(TunError::NoRoom);
+    }
+    let ip = Ipv4Repr {
+        src: inner.dst(),
+        dst: inner.src(),
+        protocol: PROTO_ICMP,
+        // At most 8 + 60 + 8.
+        payload_len: icmp_len as u16,
+        tos: ICMP_ERROR_TOS,
+        ttl: ICMP_ERROR_TTL,
+        ident,
+        dont_frag: false,
+    };
+    let out = &mut buf[headroom..headroom + out_len.max(len)];
+    // The quote moves back by the new headers' length; memmove semantics.
+    out.copy_within(ip_at..ip_at + quote_len, icmp_at + icmp::HEADER_LEN);
+    let out = &mut out[..out_len];
+    {
+        let mut e = EthernetFrame::new_checked(&mut *out)?;
+        e.set_dst(client_mac);
+        e.set_src(our_mac);
+        e.set_ethertype(ETHERTYPE_IPV4);
+    }
+    ip.emit(&mut out[ip_at..])?;
+    let mut m = IcmpPacket::new_checked(&mut out[icmp_at..])?;
+    m.set_msg_type(icmp::TYPE_DEST_UNREACH);
+    m.set_code(icmp::CODE_FRAG_NEEDED);
+    m.set_rest_of_header(u32::from(mtu));
+    m.fill_checksum();
+    Ok(out_len)
+}
