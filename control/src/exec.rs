@@ -10,6 +10,7 @@
 use std::time::Instant;
 
 use crate::grammar::{self, Command, ParseError, HINT};
+use crate::json;
 use crate::listing;
 use crate::model::{ConfigError, Limits, Model};
 use crate::proto::{Request, Response};
@@ -108,6 +109,22 @@ impl Control {
         match cmd {
             Command::Help => Response::ok(grammar::usage()),
             Command::Version => Response::ok(grammar::version()),
+            Command::List { svc, opts } if opts.json => {
+                if opts.connection {
+                    Response::ok(json::list_conns(&rt.connections(), opts.persistent_conn))
+                } else if opts.timeout {
+                    Response::ok(json::list_timeout(&self.model.timeouts))
+                } else if opts.daemon {
+                    Response::ok(json::list_daemon())
+                } else if let Some(key) = svc {
+                    match json::list_service(&self.model, key, opts, self.conn_tab_size) {
+                        Ok(out) => Response::ok(out),
+                        Err(e) => Response::fail(1, e),
+                    }
+                } else {
+                    Response::ok(json::list_all(&self.model, opts, self.conn_tab_size))
+                }
+            }
             Command::List { svc, opts } => {
                 if opts.connection {
                     Response::ok(listing::list_conns(&rt.connections(), opts.persistent_conn))

@@ -166,6 +166,9 @@ pub struct ListOpts {
     pub daemon: bool,
     /// `--nosort`: list in table order.
     pub nosort: bool,
+    /// `--json` (xvs's own): the listing as JSON for tools, in the shape
+    /// documented in [`crate::json`].
+    pub json: bool,
 }
 
 /// One parsed xvsadm invocation.
@@ -344,9 +347,10 @@ enum Opt {
     TunCsum,
     TunRemCsum,
     TunInfo,
+    Json,
 }
 
-const ALL_OPTS: [Opt; 36] = [
+const ALL_OPTS: [Opt; 37] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -383,6 +387,7 @@ const ALL_OPTS: [Opt; 36] = [
     Opt::TunCsum,
     Opt::TunRemCsum,
     Opt::TunInfo,
+    Opt::Json,
 ];
 
 impl Opt {
@@ -424,6 +429,7 @@ impl Opt {
             Opt::TunCsum => "tun-csum",
             Opt::TunRemCsum => "tun-remcsum",
             Opt::TunInfo => "tun-info",
+            Opt::Json => "json",
         }
     }
 
@@ -468,7 +474,8 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             | O::Sort
             | O::Exact
             | O::Ipv6
-            | O::TunInfo => A,
+            | O::TunInfo
+            | O::Json => A,
             _ => X,
         },
         Cmd::AddDest | Cmd::EditDest => match opt {
@@ -632,6 +639,7 @@ fn long(name: &str) -> Option<Tok> {
         "thresholds" => Tok::Set(Opt::Thresholds),
         "persistent-conn" => Tok::Set(Opt::PersistentConn),
         "tun-info" => Tok::Set(Opt::TunInfo),
+        "json" => Tok::Set(Opt::Json),
         "timeout" => Tok::Set(Opt::Timeout),
         "daemon" => Tok::Set(Opt::Daemon),
         "nosort" => Tok::Set(Opt::NoSort),
@@ -1113,6 +1121,7 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 timeout: raw.has(Opt::Timeout),
                 daemon: raw.has(Opt::Daemon),
                 nosort: raw.has(Opt::NoSort),
+                json: raw.has(Opt::Json),
             },
         }),
         Cmd::DelDest => {
@@ -1271,6 +1280,7 @@ Options:
   --persistent-conn                   output of persistent connection info
   --tun-info                          output of tunnel information
   --nosort                            disable sorting output of service/server entries
+  --json                              listing as JSON (xvs extension, for tools)
   --sort                              does nothing, for backwards compatibility
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports

@@ -12,9 +12,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod exec;
 pub mod grammar;
+pub mod invariants;
+pub mod json;
 pub mod listing;
+pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod rate;

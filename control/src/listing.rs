@@ -159,7 +159,7 @@ fn mask_text(s: &Service) -> Option<String> {
     }
 }
 
-fn fwd_name(f: Fwd) -> &'static str {
+pub(crate) fn fwd_name(f: Fwd) -> &'static str {
     match f {
         Fwd::Nat => "Masq",
         Fwd::Dr => "Route",
@@ -201,7 +201,7 @@ fn svc_sort_key(s: &Service) -> (u32, u8, u8, [u8; 16], u16) {
 }
 
 /// Services in listing order.
-fn ordered_services(model: &Model, nosort: bool) -> Vec<&Service> {
+pub(crate) fn ordered_services(model: &Model, nosort: bool) -> Vec<&Service> {
     let mut v: Vec<&Service> = model.services.iter().collect();
     if nosort {
         v.sort_by_key(|s| s.seq);
@@ -212,7 +212,7 @@ fn ordered_services(model: &Model, nosort: bool) -> Vec<&Service> {
 }
 
 /// Destinations in listing order (`nosort`: list order, newest first).
-fn ordered_dests(s: &Service, nosort: bool) -> Vec<&Dest> {
+pub(crate) fn ordered_dests(s: &Service, nosort: bool) -> Vec<&Dest> {
     let mut v: Vec<&Dest> = s.dests.iter().collect();
     if !nosort {
         v.sort_by_key(|d| (family(d.addr), addr_bytes(d.addr), d.port));

@@ -7,6 +7,7 @@
 //! workers write (traffic counters, connection counts) sit behind `Arc`s
 //! that survive edits, so an edit never loses a count.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -81,6 +82,9 @@ impl Default for Timeouts {
 }
 
 /// Table limits; exceeding one is refused with `Memory allocation problem`.
+///
+/// IPVS itself has no hard limit on services; xvs's comes from the XDP
+/// steering program, whose service map holds 65,536 entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most virtual services.
@@ -92,7 +96,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_services: 4096,
+            max_services: 65_536,
             max_dests: 1024,
         }
     }
@@ -195,8 +199,13 @@ impl Service {
 /// The whole configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
-    /// Services in insertion order.
+    /// Services in insertion order. Read it freely; change services only
+    /// through [`Model`]'s methods, which keep the lookup index in step.
     pub services: Vec<Service>,
+    /// Position of every service in `services`, by key: lookups stay O(1)
+    /// with tens of thousands of services (a restore of 10,000 services
+    /// would otherwise scan the list for every rule).
+    index: HashMap<SvcKey, usize>,
     /// Protocol timeouts.
     pub timeouts: Timeouts,
     /// Incremented on every successful change.
@@ -238,11 +247,30 @@ impl Model {
 
     /// Find a service.
     pub fn service(&self, key: &SvcKey) -> Option<&Service> {
-        self.services.iter().find(|s| s.key == *key)
+        self.service_index(key).map(|i| &self.services[i])
     }
 
     fn service_index(&self, key: &SvcKey) -> Option<usize> {
-        self.services.iter().position(|s| s.key == *key)
+        match self.index.get(key) {
+            Some(&i) if self.services.get(i).is_some_and(|s| s.key == *key) => Some(i),
+            // The index is private and kept in step by every method; a
+            // miss is authoritative unless `services` was edited directly,
+            // which the scan below still gets right.
+            Some(_) => self.services.iter().position(|s| s.key == *key),
+            None if self.index.len() == self.services.len() => None,
+            None => self.services.iter().position(|s| s.key == *key),
+        }
+    }
+
+    fn service_mut(&mut self, key: &SvcKey) -> Option<&mut Service> {
+        self.service_index(key).map(move |i| &mut self.services[i])
+    }
+
+    /// Rebuild the index from `services` after removals.
+    fn reindex(&mut self, from: usize) {
+        for (i, s) in self.services.iter().enumerate().skip(from) {
+            self.index.insert(s.key, i);
+        }
     }
 
     fn changed(&mut self) {
@@ -285,6 +313,7 @@ impl Model {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.index.insert(spec.key, self.services.len());
         self.services.push(Service {
             key: spec.key,
             sched: spec.sched.clone(),
@@ -322,6 +351,8 @@ impl Model {
     pub fn delete_service(&mut self, key: &SvcKey) -> Result<(), ConfigError> {
         let i = self.service_index(key).ok_or(ConfigError::NoSuchService)?;
         self.services.remove(i);
+        self.index.remove(key);
+        self.reindex(i);
         self.changed();
         Ok(())
     }
@@ -329,6 +360,7 @@ impl Model {
     /// `-C`: remove every service (timeouts stay).
     pub fn clear(&mut self) {
         self.services.clear();
+        self.index.clear();
         self.changed();
     }
 
@@ -361,9 +393,7 @@ impl Model {
     pub fn add_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), ConfigError> {
         let max = self.limits.max_dests;
         let s = self
-            .services
-            .iter_mut()
-            .find(|s| s.key == *key)
+            .service_mut(key)
             .ok_or(ConfigError::ServiceNotDefined)?;
         if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
             return Err(ConfigError::OutOfRange);
@@ -399,9 +429,7 @@ impl Model {
     /// `-e`: replaces forwarding, weight, thresholds and tunnel settings.
     pub fn edit_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), ConfigError> {
         let s = self
-            .services
-            .iter_mut()
-            .find(|s| s.key == *key)
+            .service_mut(key)
             .ok_or(ConfigError::ServiceNotDefined)?;
         if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
             return Err(ConfigError::OutOfRange);
@@ -433,9 +461,7 @@ impl Model {
         port: Option<u16>,
     ) -> Result<(), ConfigError> {
         let s = self
-            .services
-            .iter_mut()
-            .find(|s| s.key == *key)
+            .service_mut(key)
             .ok_or(ConfigError::ServiceNotDefined)?;
         let port = match s.key {
             SvcKey::Fwmark { .. } => 0,
@@ -470,11 +496,7 @@ impl Model {
         };
         match key {
             Some(k) => {
-                let s = self
-                    .services
-                    .iter_mut()
-                    .find(|s| s.key == *k)
-                    .ok_or(ConfigError::NoSuchService)?;
+                let s = self.service_mut(k).ok_or(ConfigError::NoSuchService)?;
                 zero_svc(s);
             }
             None => self.services.iter_mut().for_each(zero_svc),

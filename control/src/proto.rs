@@ -8,10 +8,10 @@
 //! hostile client costs at most [`REQUEST_DEADLINE`] and never a panic or
 //! an unbounded allocation.
 //!
-//! Peer credentials: std's `UnixStream::peer_cred` is still unstable and
-//! this crate forbids `unsafe`, so SO_PEERCRED is not checked here; the
-//! daemon restricts access with the socket file's permissions instead
-//! (create it mode 0600 in a root-owned directory).
+//! Who may talk: xvsd creates the socket mode 0600 (0660 with `--group`)
+//! and checks every peer's SO_PEERCRED uid before it reads more than a
+//! small request ([`MAX_UNPRIVILEGED_FRAME`]); only root (or, with
+//! `--group`, that group's members) get a request executed.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 
 /// Largest message accepted in either direction (64 MiB).
 pub const MAX_FRAME: usize = 64 << 20;
+/// Largest request read from a peer that may not use the daemon: enough
+/// for any command line, too small to cost memory.
+pub const MAX_UNPRIVILEGED_FRAME: usize = 64 << 10;
 /// Default path of the daemon's socket.
 pub const DEFAULT_SOCKET: &str = "/run/xvs/xvsd.sock";
 /// Environment variable overriding the socket path.
@@ -105,10 +108,18 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Fra
 /// Read one frame and decode it. The length is checked before anything
 /// is allocated, and the body is read incrementally.
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameError> {
+    read_frame_max(r, MAX_FRAME)
+}
+
+/// [`read_frame`] with a lower ceiling `max` (at most [`MAX_FRAME`]).
+pub fn read_frame_max<R: Read, T: DeserializeOwned>(
+    r: &mut R,
+    max: usize,
+) -> Result<T, FrameError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u64::from(u32::from_be_bytes(len));
-    if len > MAX_FRAME as u64 {
+    if len > max.min(MAX_FRAME) as u64 {
         return Err(FrameError::TooLarge(len));
     }
     let mut body = Vec::new();
@@ -144,6 +155,34 @@ impl Read for DeadlineReader<'_> {
     }
 }
 
+/// Read one request of at most `max` bytes within [`REQUEST_DEADLINE`]
+/// (however slowly the peer sends). A request that is too large or
+/// malformed is answered here with an error response (exit 255) and
+/// returned as `Err`, like a dead or stalled peer.
+pub fn read_request(stream: &UnixStream, max: usize) -> Result<Request, FrameError> {
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let mut reader = DeadlineReader {
+        stream,
+        deadline: Instant::now() + REQUEST_DEADLINE,
+    };
+    match read_frame_max::<_, Request>(&mut reader, max) {
+        Ok(req) => Ok(req),
+        Err(FrameError::Io(e)) => Err(FrameError::Io(e)),
+        Err(e @ FrameError::TooLarge(_)) | Err(e @ FrameError::Json(_)) => {
+            let resp = Response::fail(255, format_args!("xvsd: bad request: {e}"));
+            let _ = write_response(stream, &resp);
+            Err(e)
+        }
+    }
+}
+
+/// Write the response (within [`WRITE_TIMEOUT`]).
+pub fn write_response(stream: &UnixStream, resp: &Response) -> Result<(), FrameError> {
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let mut w = stream;
+    write_frame(&mut w, resp)
+}
+
 /// Serve one connection: read a request (within [`REQUEST_DEADLINE`]),
 /// answer it with `handler`, write the response. A request that is too
 /// large or malformed gets an error response (exit 255) and never reaches
@@ -152,23 +191,8 @@ pub fn serve_one(
     stream: UnixStream,
     mut handler: impl FnMut(Request) -> Response,
 ) -> Result<(), FrameError> {
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let mut reader = DeadlineReader {
-        stream: &stream,
-        deadline: Instant::now() + REQUEST_DEADLINE,
-    };
-    let resp = match read_frame::<_, Request>(&mut reader) {
-        Ok(req) => handler(req),
-        Err(FrameError::Io(e)) => return Err(FrameError::Io(e)),
-        Err(e @ FrameError::TooLarge(_)) | Err(e @ FrameError::Json(_)) => {
-            let resp = Response::fail(255, format_args!("xvsd: bad request: {e}"));
-            let mut w = &stream;
-            let _ = write_frame(&mut w, &resp);
-            return Err(e);
-        }
-    };
-    let mut w = &stream;
-    write_frame(&mut w, &resp)
+    let req = read_request(&stream, MAX_FRAME)?;
+    write_response(&stream, &handler(req))
 }
 
 /// Send one request to the daemon at `path` and wait for its response.

@@ -1,20 +1,40 @@
 //! `xvsd`: the xvs daemon. Binds an AF_XDP socket on every RX queue of the
 //! interfaces it is given, runs one pinned worker per queue, and serves
 //! xvsadm on a Unix socket. With no `--iface` it runs control-only.
+//!
+//! Threads: the workers (data plane); an acceptor that checks each peer's
+//! credentials; a few request readers, so a slow client never holds up the
+//! control thread; the control thread (this `main`), the only owner of the
+//! configuration, which executes requests in batches, publishes one new
+//! snapshot per batch that changed something and only then answers, ticks
+//! the rate estimators every 2 s and renders the metrics page every second;
+//! and with `--metrics`, the thread serving that page.
 
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use xvs_control::proto::{self, Request};
+use xvs_control::access::{self, Group};
+use xvs_control::metrics::{self, DataplaneStats, MetricsServer};
+use xvs_control::proto::{self, Request, Response};
 use xvs_control::snapshot::SnapshotBuilder;
 use xvs_control::{ConnEntry, Control, Runtime};
 use xvs_dataplane::director::{Director, DirectorConfig};
 use xvs_dataplane::pipeline::DropReason;
+
+/// Threads reading requests off accepted connections.
+const READERS: usize = 4;
+/// Requests executed before one publish (and then all answered).
+const MAX_BATCH: usize = 256;
+/// Rate estimator period.
+const TICK: Duration = Duration::from_secs(2);
+/// Metrics page refresh period.
+const METRICS_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +58,14 @@ struct Args {
     /// Rules in `xvsadm -S` format to load at start.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics; ADDR is PORT or
+    /// :PORT (loopback) or HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Also let members of this group (id or name) use the control socket
+    /// (default: root only).
+    #[arg(long, value_name = "GID|NAME")]
+    group: Option<String>,
 }
 
 fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
@@ -68,7 +96,7 @@ impl Runtime for Live<'_> {
             .into_iter()
             .map(|c| ConnEntry {
                 proto: c.proto,
-                template: false,
+                template: c.template,
                 state: c.state,
                 expire_secs: c.expire_secs,
                 cip: c.cip.into(),
@@ -87,6 +115,150 @@ fn fail(msg: String) -> ! {
     std::process::exit(1);
 }
 
+/// One request on its way to the control thread, with where to answer.
+struct Job {
+    req: Request,
+    reply: mpsc::Sender<Response>,
+}
+
+/// Accept connections until `stop`; hand each to a reader thread with
+/// whether its peer may use the daemon.
+fn accept_loop(
+    listener: UnixListener,
+    jobs: SyncSender<Job>,
+    stop: Arc<AtomicBool>,
+    group: Option<Group>,
+) {
+    let (conns_tx, conns_rx) = mpsc::sync_channel::<(UnixStream, bool)>(64);
+    let conns_rx = Arc::new(Mutex::new(conns_rx));
+    for i in 0..READERS {
+        let rx = conns_rx.clone();
+        let jobs = jobs.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("xvs-ctl-read{i}"))
+            .spawn(move || read_loop(&rx, &jobs));
+        if let Err(e) = spawned {
+            fail(format!("cannot start a request reader: {e}"));
+        }
+    }
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("xvsd: accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let allowed = xvs_dataplane::io::peer_uid(&stream)
+            .map(|uid| access::allowed(uid, group.as_ref()))
+            .unwrap_or(false);
+        if conns_tx.send((stream, allowed)).is_err() {
+            break;
+        }
+    }
+}
+
+fn read_loop(conns: &Mutex<Receiver<(UnixStream, bool)>>, jobs: &SyncSender<Job>) {
+    loop {
+        let next = conns.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((stream, allowed)) = next else {
+            return;
+        };
+        // Peers that may not use the daemon get a small ceiling: their
+        // request is read only to be answered with a refusal.
+        let max = if allowed {
+            proto::MAX_FRAME
+        } else {
+            proto::MAX_UNPRIVILEGED_FRAME
+        };
+        let req = match proto::read_request(&stream, max) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("xvsd: control request: {e}");
+                continue;
+            }
+        };
+        let resp = if allowed {
+            let (tx, rx) = mpsc::channel();
+            if jobs.send(Job { req, reply: tx }).is_err() {
+                return;
+            }
+            match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            Response::fail(
+                255,
+                "xvsd: permission denied (only root, or the --group given to xvsd, may use it)",
+            )
+        };
+        if let Err(e) = proto::write_response(&stream, &resp) {
+            eprintln!("xvsd: control response: {e}");
+        }
+    }
+}
+
+/// The data plane's summed counters for the metrics page.
+fn dataplane_stats(director: &Director, workers: usize) -> DataplaneStats {
+    let t = director.stats();
+    DataplaneStats {
+        workers,
+        tx: t.tx,
+        pass: t.pass,
+        drops: DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), t.drops[*r as usize]))
+            .collect(),
+        conns_created: t.conns_created,
+        conns_expired: t.conns_expired,
+    }
+}
+
+/// Create the control socket: mode 0600, or 0660 owned by `group`.
+fn bind_socket(socket: &Path, group: Option<&Group>) -> UnixListener {
+    if let Some(dir) = socket.parent() {
+        if !dir.as_os_str().is_empty() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                fail(format!("{}: {e}", dir.display()));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(socket);
+    // No permissions for group and others from the start; widened below
+    // only for --group.
+    let listener = {
+        let old = nix_umask(0o177);
+        let l = UnixListener::bind(socket);
+        nix_umask(old);
+        match l {
+            Ok(l) => l,
+            Err(e) => fail(format!("{}: {e}", socket.display())),
+        }
+    };
+    let mode = match group {
+        Some(g) => {
+            if let Err(e) = std::os::unix::fs::chown(socket, None, Some(g.gid)) {
+                fail(format!(
+                    "{}: cannot give it to group {}: {e}",
+                    socket.display(),
+                    g.gid
+                ));
+            }
+            0o660
+        }
+        None => 0o600,
+    };
+    if let Err(e) = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode)) {
+        fail(format!("{}: {e}", socket.display()));
+    }
+    listener
+}
+
 fn main() {
     let args = Args::parse();
     let cores = match args.cores.as_deref().map(parse_cores).transpose() {
@@ -98,6 +270,14 @@ fn main() {
         .clone()
         .or_else(|| std::env::var_os(proto::SOCKET_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(proto::DEFAULT_SOCKET));
+    let group = args.group.as_deref().map(|g| {
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        access::resolve_group(g, &groups).unwrap_or_else(|e| fail(format!("--group: {e}")))
+    });
+    let metrics_addr = args
+        .metrics
+        .as_deref()
+        .map(|a| metrics::parse_listen_addr(a).unwrap_or_else(|e| fail(e)));
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
@@ -109,7 +289,7 @@ fn main() {
     let mut queues = 0usize;
     for i in &args.ifaces {
         match xvs_dataplane::director::IfaceInfo::read(i) {
-            Ok(info) => queues += info.rx_queues as usize,
+            Ok(info) => queues = queues.max(info.rx_queues as usize),
             Err(e) => fail(e.to_string()),
         }
     }
@@ -118,7 +298,7 @@ fn main() {
     let cfg = DirectorConfig {
         ifaces: args.ifaces.clone(),
         cores,
-        conns_per_worker: (args.conn_max / queues.max(1)).max(1),
+        conn_max: args.conn_max,
         ..DirectorConfig::default()
     };
     let mut director = match Director::start(&cfg) {
@@ -144,6 +324,11 @@ fn main() {
         if resp.code != 0 {
             fail(format!("{}: {}", path.display(), resp.stderr.trim_end()));
         }
+        eprintln!(
+            "xvsd: {}: {} service(s) loaded",
+            path.display(),
+            control.model().services.len()
+        );
     }
     let snap = builder.build(control.model(), director.neigh());
     if let Err(e) = director.publish(snap) {
@@ -151,74 +336,96 @@ fn main() {
     }
     let mut published = control.generation();
 
-    if let Some(dir) = socket.parent() {
-        if !dir.as_os_str().is_empty() {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                fail(format!("{}: {e}", dir.display()));
+    let page = Arc::new(Mutex::new(String::new()));
+    let metrics_server = metrics_addr.map(|addr| {
+        *page.lock().unwrap_or_else(|e| e.into_inner()) =
+            metrics::render(control.model(), &dataplane_stats(&director, queues));
+        match MetricsServer::start(addr, page.clone()) {
+            Ok(m) => {
+                eprintln!("xvsd: metrics on http://{}/metrics", m.local_addr());
+                m
             }
+            Err(e) => fail(format!("--metrics {addr}: {e}")),
         }
-    }
-    let _ = std::fs::remove_file(&socket);
-    // Create the socket with no permissions for group and others from the
-    // start, then set 0600 explicitly.
-    let listener = {
-        let old = nix_umask(0o177);
-        let l = UnixListener::bind(&socket);
-        nix_umask(old);
-        match l {
-            Ok(l) => l,
-            Err(e) => fail(format!("{}: {e}", socket.display())),
-        }
+    });
+
+    let listener = bind_socket(&socket, group.as_ref());
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(MAX_BATCH);
+    let acceptor = {
+        let stop = stop.clone();
+        let group = group.clone();
+        std::thread::Builder::new()
+            .name("xvs-ctl-accept".into())
+            .spawn(move || accept_loop(listener, jobs_tx, stop, group))
+            .unwrap_or_else(|e| fail(format!("cannot start the acceptor: {e}")))
     };
-    let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
-    if let Err(e) = listener.set_nonblocking(true) {
-        fail(format!("{}: {e}", socket.display()));
-    }
     eprintln!("xvsd: listening on {}", socket.display());
 
-    let mut next_tick = Instant::now() + Duration::from_secs(2);
+    let mut next_tick = Instant::now() + TICK;
+    let mut next_metrics = Instant::now() + METRICS_REFRESH;
+    let mut batch: Vec<(Response, mpsc::Sender<Response>)> = Vec::with_capacity(MAX_BATCH);
     while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                let allowed = xvs_dataplane::io::peer_uid(&stream)
-                    .map(|uid| uid == 0)
-                    .unwrap_or(false);
-                let res = proto::serve_one(stream, |req| {
-                    if !allowed {
-                        return proto::Response::fail(
-                            255,
-                            "xvsd: permission denied (only root may use xvsd)",
-                        );
-                    }
-                    control.execute(&req, &Live(&director))
-                });
-                if let Err(e) = res {
-                    eprintln!("xvsd: control request: {e}");
-                }
-                if control.generation() != published {
-                    let snap = builder.build(control.model(), director.neigh());
-                    if let Err(e) = director.publish(snap) {
-                        eprintln!("xvsd: cannot program the steering map: {e}");
-                    }
-                    published = control.generation();
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => {
-                eprintln!("xvsd: accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
+        let now = Instant::now();
+        if now >= next_tick {
+            control.tick(now);
+            next_tick += TICK;
+            if next_tick <= now {
+                next_tick = now + TICK;
             }
         }
-        if Instant::now() >= next_tick {
-            control.tick(Instant::now());
-            next_tick += Duration::from_secs(2);
+        if metrics_server.is_some() && now >= next_metrics {
+            let text = metrics::render(control.model(), &dataplane_stats(&director, queues));
+            *page.lock().unwrap_or_else(|e| e.into_inner()) = text;
+            next_metrics = Instant::now() + METRICS_REFRESH;
+        }
+        let wake = if metrics_server.is_some() {
+            next_tick.min(next_metrics)
+        } else {
+            next_tick
+        };
+        // Wake at least every 100 ms to notice a stop signal.
+        let wait = wake
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        let first = match jobs_rx.recv_timeout(wait) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => {
+                eprintln!("xvsd: the control acceptor stopped");
+                break;
+            }
+        };
+        // Execute everything queued, publish once, then answer: when
+        // xvsadm returns, the workers already have the new configuration.
+        let mut job = Some(first);
+        while let Some(j) = job.take() {
+            let resp = control.execute(&j.req, &Live(&director));
+            batch.push((resp, j.reply));
+            if batch.len() < MAX_BATCH {
+                job = jobs_rx.try_recv().ok();
+            }
+        }
+        if control.generation() != published {
+            let snap = builder.build(control.model(), director.neigh());
+            if let Err(e) = director.publish(snap) {
+                eprintln!("xvsd: cannot program the steering map: {e}");
+            }
+            published = control.generation();
+        }
+        for (resp, reply) in batch.drain(..) {
+            let _ = reply.send(resp);
         }
     }
 
     eprintln!("xvsd: stopping");
+    stop.store(true, Ordering::Relaxed);
+    // Wake the acceptor so it sees the stop flag.
+    let _ = UnixStream::connect(&socket);
+    let _ = acceptor.join();
+    drop(jobs_rx);
+    if let Some(m) = metrics_server {
+        m.stop();
+    }
     let totals = director.stats();
     let drops: Vec<String> = DropReason::ALL
         .iter()

@@ -1,0 +1,359 @@
+//! `xvsd --metrics ADDR`: a Prometheus text endpoint.
+//!
+//! Scrapers poll; the control thread owns the configuration and the data
+//! plane handles, neither of which may be shared with another thread
+//! without locks on the hot path. So the control thread renders the page
+//! ([`render`]) every second and after every change, and a small thread
+//! ([`MetricsServer`]) serves the latest text from an `Arc<Mutex<String>>`:
+//! a scrape never touches the configuration or the workers, and a slow
+//! scraper never delays a control request. HTTP is the minimum Prometheus
+//! needs: `GET /metrics`, one request per connection, bounded reads and
+//! timeouts.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use xvs_dataplane::stats::CounterValues;
+use xvs_dataplane::svc::SvcKey;
+
+use crate::listing::{addr_port, proto_name};
+use crate::model::Model;
+
+/// Longest request head read from a scraper.
+const MAX_REQUEST: usize = 8192;
+/// Per-connection read and write timeout.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Summed data-plane counters (from `Director::stats`), as plain numbers
+/// so this crate's tests need no data plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataplaneStats {
+    /// Worker threads (one per RX queue).
+    pub workers: usize,
+    /// Frames transmitted.
+    pub tx: u64,
+    /// Frames passed to the kernel.
+    pub pass: u64,
+    /// Frames dropped, by reason name.
+    pub drops: Vec<(&'static str, u64)>,
+    /// Connections created.
+    pub conns_created: u64,
+    /// Connections expired.
+    pub conns_expired: u64,
+}
+
+/// Parse `--metrics`: `PORT` or `:PORT` (loopback, 127.0.0.1), `HOST:PORT`,
+/// `[V6]:PORT`.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let bad = || format!("bad --metrics address {s:?} (want PORT, :PORT or HOST:PORT)");
+    let port_only = s.strip_prefix(':').unwrap_or(s);
+    if !port_only.is_empty() && port_only.bytes().all(|b| b.is_ascii_digit()) {
+        let port: u16 = port_only.parse().map_err(|_| bad())?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    s.parse::<SocketAddr>().map_err(|_| bad())
+}
+
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The `service` label: `TCP 198.18.0.100:80`, `FWM 10`, `FWM 10 IPv6`.
+pub fn service_label(key: &SvcKey) -> String {
+    match *key {
+        SvcKey::Addr { proto, vip, port } => {
+            format!("{} {}", proto_name(proto), addr_port(vip, port))
+        }
+        SvcKey::Fwmark { mark, v6: false } => format!("FWM {mark}"),
+        SvcKey::Fwmark { mark, v6: true } => format!("FWM {mark} IPv6"),
+    }
+}
+
+const COUNTER_FIELDS: [(&str, &str); 5] = [
+    ("connections_total", "Connections scheduled"),
+    ("packets_in_total", "Packets from clients"),
+    ("packets_out_total", "Packets to clients (NAT only)"),
+    ("bytes_in_total", "Bytes from clients"),
+    ("bytes_out_total", "Bytes to clients (NAT only)"),
+];
+
+fn values(c: CounterValues) -> [u64; 5] {
+    [c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes]
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The page: per-service and per-destination counters and load, the data
+/// plane's totals and drop reasons.
+pub fn render(model: &Model, dp: &DataplaneStats) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "xvs_services",
+        "gauge",
+        "Virtual services configured",
+    );
+    let _ = writeln!(out, "xvs_services {}", model.services.len());
+    family(
+        &mut out,
+        "xvs_config_generation",
+        "gauge",
+        "Configuration changes applied since start",
+    );
+    let _ = writeln!(out, "xvs_config_generation {}", model.generation);
+
+    let svcs: Vec<(String, [u64; 5])> = model
+        .services
+        .iter()
+        .map(|s| (escape(&service_label(&s.key)), values(s.counters.get())))
+        .collect();
+    for (i, (field, help)) in COUNTER_FIELDS.iter().enumerate() {
+        let name = format!("xvs_service_{field}");
+        family(&mut out, &name, "counter", &format!("{help}, per service"));
+        for (label, v) in &svcs {
+            let _ = writeln!(out, "{name}{{service=\"{label}\"}} {}", v[i]);
+        }
+    }
+
+    struct Row {
+        labels: String,
+        v: [u64; 5],
+        gauges: [i64; 4],
+    }
+    let mut dests = Vec::new();
+    for (s, (slabel, _)) in model.services.iter().zip(&svcs) {
+        for d in &s.dests {
+            dests.push(Row {
+                labels: format!(
+                    "service=\"{slabel}\",server=\"{}\"",
+                    escape(&addr_port(d.addr, d.port))
+                ),
+                v: values(d.counters.get()),
+                gauges: [
+                    i64::from(d.weight),
+                    i64::from(d.load.active()),
+                    i64::from(d.load.inactive()),
+                    i64::from(d.load.persist()),
+                ],
+            });
+        }
+    }
+    for (i, (field, help)) in COUNTER_FIELDS.iter().enumerate() {
+        let name = format!("xvs_dest_{field}");
+        family(
+            &mut out,
+            &name,
+            "counter",
+            &format!("{help}, per real server"),
+        );
+        for r in &dests {
+            let _ = writeln!(out, "{name}{{{}}} {}", r.labels, r.v[i]);
+        }
+    }
+    let gauges = [
+        ("weight", "Weight of the real server (0: quiesced)"),
+        ("active_connections", "Active (ESTABLISHED) connections"),
+        ("inactive_connections", "Inactive connections"),
+        ("persistent_connections", "Persistence templates"),
+    ];
+    for (i, (field, help)) in gauges.iter().enumerate() {
+        let name = format!("xvs_dest_{field}");
+        family(&mut out, &name, "gauge", help);
+        for r in &dests {
+            let _ = writeln!(out, "{name}{{{}}} {}", r.labels, r.gauges[i]);
+        }
+    }
+
+    family(
+        &mut out,
+        "xvs_dataplane_workers",
+        "gauge",
+        "Data-plane worker threads (one per RX queue)",
+    );
+    let _ = writeln!(out, "xvs_dataplane_workers {}", dp.workers);
+    let totals = [
+        ("tx_frames_total", "Frames transmitted", dp.tx),
+        ("pass_frames_total", "Frames passed to the kernel", dp.pass),
+        (
+            "connections_created_total",
+            "Connections created",
+            dp.conns_created,
+        ),
+        (
+            "connections_expired_total",
+            "Connections expired",
+            dp.conns_expired,
+        ),
+    ];
+    for (field, help, v) in totals {
+        let name = format!("xvs_dataplane_{field}");
+        family(&mut out, &name, "counter", &format!("{help}, all workers"));
+        let _ = writeln!(out, "{name} {v}");
+    }
+    family(
+        &mut out,
+        "xvs_dataplane_drops_total",
+        "counter",
+        "Frames dropped, by reason, all workers",
+    );
+    for (reason, v) in &dp.drops {
+        let _ = writeln!(
+            out,
+            "xvs_dataplane_drops_total{{reason=\"{}\"}} {v}",
+            escape(reason)
+        );
+    }
+    out
+}
+
+/// The metrics thread: serves the latest page until stopped.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Bind `addr` and serve `page` from a new thread.
+    pub fn start(addr: SocketAddr, page: Arc<Mutex<String>>) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let join = std::thread::Builder::new()
+            .name("xvs-metrics".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if s2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(conn) = conn {
+                        let _ = answer(conn, &page);
+                    }
+                }
+            })?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            join: Some(join),
+        })
+    }
+
+    /// The address actually bound (port 0 picks one).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop the thread and wait for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Read one request head (bounded) and answer it.
+fn answer(mut conn: TcpStream, page: &Mutex<String>) -> io::Result<()> {
+    conn.set_read_timeout(Some(IO_TIMEOUT))?;
+    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < MAX_REQUEST {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut words = text.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            page.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        ),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "xvsd serves /metrics only\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET /metrics\n".to_string(),
+        ),
+    };
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        resp.push_str(&body);
+    }
+    conn.write_all(resp.as_bytes())?;
+    conn.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let lo = |p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p);
+        assert_eq!(parse_listen_addr("9100").unwrap(), lo(9100));
+        assert_eq!(parse_listen_addr(":9100").unwrap(), lo(9100));
+        assert_eq!(
+            parse_listen_addr("0.0.0.0:9100").unwrap(),
+            "0.0.0.0:9100".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:9100").unwrap(),
+            "[::1]:9100".parse().unwrap()
+        );
+        for bad in ["", ":", "99999", "host:1", "1.2.3.4", "[::1]"] {
+            assert!(parse_listen_addr(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
