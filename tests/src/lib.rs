@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+pub mod lans;
 pub mod listing;
 pub mod netns;
 pub mod node;

@@ -634,6 +634,67 @@ impl DrLan {
         );
         out.contains("xdp")
     }
+
+    /// Adds another virtual address: on the director's interface (so the
+    /// director answers ARP for it) and on every real server's `lo` (so
+    /// they accept DR frames for it; their ARP settings already keep them
+    /// quiet). `vip` must lie in 198.18.0.0/24.
+    pub fn add_vip(&self, vip: Ipv4Addr) {
+        assert_eq!(vip.octets()[..3], [198, 18, 0], "{vip} is not on the LAN");
+        let cidr = format!("{vip}/32");
+        run_ok(&[
+            "ip",
+            "-n",
+            &self.director.ns,
+            "addr",
+            "add",
+            &cidr,
+            "dev",
+            &self.director.iface,
+        ]);
+        for h in &self.rs {
+            run_ok(&["ip", "-n", &h.ns, "addr", "add", &cidr, "dev", "lo"]);
+        }
+    }
+
+    /// Gives the client extra addresses (/32, in 198.18.0.0/24) it can
+    /// send from; see [`DrLan::client_source`].
+    pub fn add_client_addrs(&self, addrs: &[Ipv4Addr]) {
+        for a in addrs {
+            assert_eq!(a.octets()[..3], [198, 18, 0], "{a} is not on the LAN");
+            run_ok(&[
+                "ip",
+                "-n",
+                &self.client.ns,
+                "addr",
+                "add",
+                &format!("{a}/32"),
+                "dev",
+                &self.client.iface,
+            ]);
+        }
+    }
+
+    /// Makes the client's new connections to `dst` leave from source
+    /// address `src` (a host route with a preferred source), so one client
+    /// namespace can play several clients in turn. `None` returns to the
+    /// primary address.
+    pub fn client_source(&self, dst: Ipv4Addr, src: Option<Ipv4Addr>) {
+        let dst = format!("{dst}/32");
+        let src = src.unwrap_or(self.client.ip).to_string();
+        run_ok(&[
+            "ip",
+            "-n",
+            &self.client.ns,
+            "route",
+            "replace",
+            &dst,
+            "dev",
+            &self.client.iface,
+            "src",
+            &src,
+        ]);
+    }
 }
 
 impl Default for DrLan {

@@ -2,9 +2,13 @@
 //!
 //! The client prints one `NAME COUNT` line per server name that answered and
 //! a final `total=N ok=N failed=N` line; tests assert on the parsed form.
+//! [`Holder`] drives `xvs-node hold` (long-lived connections).
 
 use std::collections::BTreeMap;
-use std::process::Output;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// Result of one `xvs-node client` run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,6 +64,102 @@ impl ClientSummary {
     /// Replies from server `name` (0 if none).
     pub fn count(&self, name: &str) -> u64 {
         self.counts.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// A running `xvs-node hold` inside a namespace: connections opened and
+/// kept idle until [`Holder::release`]. Killed on drop.
+#[derive(Debug)]
+pub struct Holder {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    held: u64,
+    what: String,
+}
+
+impl Holder {
+    /// Starts `xvs-node hold --connect TARGET --count N` in namespace `ns`
+    /// and waits (at most `timeout`) for it to report its connections
+    /// open; panics if it does not. `node` is the path of `xvs-node`.
+    pub fn start(ns: &str, node: &str, target: &str, count: u64, timeout: Duration) -> Self {
+        let what = format!("xvs-node hold {target} x{count} in {ns}");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, node, "hold", "--connect", target])
+            .args(["--count", &count.to_string()])
+            .args(["--timeout-ms", "4000", "--hold-max-ms", "60000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut h = Holder {
+            child: Some(child),
+            lines,
+            held: 0,
+            what,
+        };
+        match h.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                h.held = line
+                    .strip_prefix("held ")
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("{} said {line:?}, not `held N`", h.what));
+            }
+            Err(_) => panic!("{} did not report within {timeout:?}", h.what),
+        }
+        h
+    }
+
+    /// How many connections are open.
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Lets the connections complete their exchange and returns the
+    /// report (waiting at most `timeout`).
+    pub fn release(mut self, timeout: Duration) -> ClientSummary {
+        let mut child = self.child.take().expect("running until release");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"go\n");
+        }
+        let deadline = Instant::now() + timeout;
+        let mut out = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    out.push_str(&line);
+                    out.push('\n');
+                    if line.starts_with("total=") {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        ClientSummary::parse(&out)
+            .unwrap_or_else(|| panic!("{} printed no summary after release:\n{out}", self.what))
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

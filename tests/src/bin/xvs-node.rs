@@ -7,8 +7,10 @@
 //!
 //! ```text
 //! xvs-node serve --name NAME --port P [--bind ADDR] [--udp] [--lifetime-s S]
+//!                [--idle-timeout-s I]
 //! xvs-node client --connect ADDR:PORT --count N [--timeout-ms T]
 //!                 [--deadline-ms D] [--max-failures F] [--udp]
+//! xvs-node hold --connect ADDR:PORT --count N [--timeout-ms T] [--hold-max-ms H]
 //! ```
 //!
 //! The TCP server reads one request line, answers with `NAME\n` and closes.
@@ -16,7 +18,15 @@
 //! for DR, so replies leave from the VIP). The client makes N sequential
 //! requests, one connection (or one fresh UDP socket) each, and prints one
 //! `NAME COUNT` line per name plus `total=N ok=N failed=N`; it exits 1 if
-//! any request failed, 2 on a usage error.
+//! any request failed, 2 on a usage error. The TCP server waits up to
+//! `--idle-timeout-s` (default 5) for a request line.
+//!
+//! `hold` makes long-lived connections: it opens N connections one after
+//! the other without sending anything, prints `held K` (K connected), then
+//! waits for a line (or EOF) on stdin, or `--hold-max-ms` (default 60000);
+//! then it completes the request/reply exchange on every connection and
+//! reports like `client` (a connection that failed to open counts as
+//! failed). Serve with an idle timeout longer than the hold.
 
 #![forbid(unsafe_code)]
 
@@ -29,7 +39,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   xvs-node serve --name NAME --port P [--bind ADDR] [--udp] [--lifetime-s S]
   xvs-node client --connect ADDR:PORT --count N [--timeout-ms T] [--deadline-ms D]
-                  [--max-failures F] [--udp]";
+                  [--max-failures F] [--udp]
+  xvs-node hold --connect ADDR:PORT --count N [--timeout-ms T] [--hold-max-ms H]";
 
 /// The request line the client sends (the server reads up to a newline).
 const REQUEST: &[u8] = b"xvs\n";
@@ -43,8 +54,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => Opts::parse(&args[1..]).and_then(|o| serve(&o)),
         Some("client") => Opts::parse(&args[1..]).and_then(|o| client(&o)),
+        Some("hold") => Opts::parse(&args[1..]).and_then(|o| hold(&o)),
         _ => Err(Fail::Usage(
-            "a command (serve or client) is required".into(),
+            "a command (serve, client or hold) is required".into(),
         )),
     };
     match result {
@@ -77,6 +89,8 @@ struct Opts {
     timeout: Option<Duration>,
     deadline: Option<Duration>,
     max_failures: Option<u64>,
+    idle_timeout: Option<Duration>,
+    hold_max: Option<Duration>,
 }
 
 impl Opts {
@@ -105,6 +119,8 @@ impl Opts {
                 "--timeout-ms" => o.timeout = Some(Duration::from_millis(num(flag, v)?)),
                 "--deadline-ms" => o.deadline = Some(Duration::from_millis(num(flag, v)?)),
                 "--max-failures" => o.max_failures = Some(num(flag, v)?),
+                "--idle-timeout-s" => o.idle_timeout = Some(Duration::from_secs(num(flag, v)?)),
+                "--hold-max-ms" => o.hold_max = Some(Duration::from_millis(num(flag, v)?)),
                 _ => return Err(Fail::Usage(format!("unknown option {flag}"))),
             }
         }
@@ -142,6 +158,10 @@ fn serve(o: &Opts) -> Result<ExitCode, Fail> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let idle = o.idle_timeout.unwrap_or(Duration::from_secs(5));
+    if idle.is_zero() {
+        return Err(Fail::Usage("--idle-timeout-s must be positive".into()));
+    }
     let listener = TcpListener::bind(addr).map_err(io_err("bind"))?;
     listener
         .set_nonblocking(true)
@@ -153,7 +173,7 @@ fn serve(o: &Opts) -> Result<ExitCode, Fail> {
                 let reply = reply.clone();
                 // One short-lived thread per connection: a stuck peer never
                 // blocks the others, and every socket call has a timeout.
-                std::thread::spawn(move || answer(stream, reply.as_bytes()));
+                std::thread::spawn(move || answer(stream, reply.as_bytes(), idle));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(1));
@@ -164,9 +184,10 @@ fn serve(o: &Opts) -> Result<ExitCode, Fail> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the request line (bounded), writes the reply, closes.
-fn answer(mut stream: TcpStream, reply: &[u8]) {
-    let timeout = Some(Duration::from_secs(5));
+/// Reads the request line (bounded, waiting at most `idle` per read),
+/// writes the reply, closes.
+fn answer(mut stream: TcpStream, reply: &[u8], idle: Duration) {
+    let timeout = Some(idle);
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(timeout).is_err()
         || stream.set_write_timeout(timeout).is_err()
@@ -242,15 +263,77 @@ fn client(o: &Opts) -> Result<ExitCode, Fail> {
             }
         }
     }
-    for (name, n) in &counts {
+    Ok(report(&counts, count, ok, failed))
+}
+
+/// Prints the per-name counts and the summary line; the exit code.
+fn report(counts: &BTreeMap<String, u64>, total: u64, ok: u64, failed: u64) -> ExitCode {
+    for (name, n) in counts {
         println!("{name} {n}");
     }
-    println!("total={count} ok={ok} failed={failed}");
-    Ok(if failed == 0 {
+    println!("total={total} ok={ok} failed={failed}");
+    if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
+}
+
+fn hold(o: &Opts) -> Result<ExitCode, Fail> {
+    let target = o
+        .connect
+        .ok_or_else(|| Fail::Usage("hold needs --connect ADDR:PORT".into()))?;
+    let count = o
+        .count
+        .ok_or_else(|| Fail::Usage("hold needs --count N".into()))?;
+    let timeout = o.timeout.unwrap_or(Duration::from_millis(3000));
+    if timeout.is_zero() {
+        return Err(Fail::Usage("--timeout-ms must be positive".into()));
+    }
+    let hold_max = o.hold_max.unwrap_or(Duration::from_secs(60));
+
+    let mut conns = Vec::new();
+    let mut failed = 0u64;
+    for i in 0..count {
+        match TcpStream::connect_timeout(&target, timeout) {
+            Ok(s) => conns.push(s),
+            Err(e) => {
+                failed += 1;
+                if failed <= MAX_REPORTED_FAILURES {
+                    eprintln!("xvs-node hold: connection {i} to {target}: {e}");
+                }
+            }
+        }
+    }
+    println!("held {}", conns.len());
+    let _ = std::io::stdout().flush();
+
+    // Release on a stdin line or EOF, or after hold_max at the latest.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(hold_max);
+
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ok = 0u64;
+    for (i, s) in conns.into_iter().enumerate() {
+        match exchange(s, timeout) {
+            Ok(name) => {
+                ok += 1;
+                *counts.entry(name).or_default() += 1;
+            }
+            Err(e) => {
+                failed += 1;
+                if failed <= MAX_REPORTED_FAILURES {
+                    eprintln!("xvs-node hold: exchange on held connection {i}: {e}");
+                }
+            }
+        }
+    }
+    Ok(report(&counts, count, ok, failed))
 }
 
 fn reply_name(buf: &[u8]) -> Result<String, String> {
@@ -263,8 +346,12 @@ fn reply_name(buf: &[u8]) -> Result<String, String> {
 }
 
 fn tcp_request(target: SocketAddr, timeout: Duration) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?;
+    let s = TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?;
+    exchange(s, timeout)
+}
+
+/// Sends the request line on a connected stream and reads the reply to EOF.
+fn exchange(mut s: TcpStream, timeout: Duration) -> Result<String, String> {
     s.set_read_timeout(Some(timeout))
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("set timeout: {e}"))?;
