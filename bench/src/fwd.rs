@@ -6,10 +6,9 @@
 //! 198.18.0.10, which is the generator's own address, so every forwarded
 //! frame comes back to `gen`'s interface and is counted there by the kernel.
 
+use crate::gen::SENT;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use xvs_dataplane::io::xsk::XskPort;
-use xvs_dataplane::testkit::udp_frame;
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::netns::{ensure_bpffs, exec_ok, run_ok, unique_prefix, Netns};
 
@@ -34,48 +33,6 @@ impl FwdResult {
     pub fn fwd_mpps(&self) -> f64 {
         self.forwarded as f64 / self.secs / 1e6
     }
-}
-
-/// What the generator prints as its last line.
-const SENT: &str = "sent ";
-
-/// The generator: `frames` copies of a UDP frame of `size` bytes (FCS
-/// included) to the VIP, source ports cycling over `flows`, as fast as the
-/// socket takes them, for at most `secs` seconds and `max` frames.
-pub fn generate(
-    iface: &str,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    flows: u16,
-    size: usize,
-    secs: f64,
-    max: u64,
-) -> Result<u64, String> {
-    let payload = vec![0x5a; size.saturating_sub(4 + 42).max(1)];
-    let mut frame = udp_frame([198, 18, 0, 10], 1024, 80, &payload);
-    frame[0..6].copy_from_slice(&dst_mac);
-    frame[6..12].copy_from_slice(&src_mac);
-    // UDP checksum 0: none (IPv4), so varying the port needs no fix-up.
-    frame[14 + 20 + 6] = 0;
-    frame[14 + 20 + 7] = 0;
-    let mut port = XskPort::open(iface, 0, 4096).map_err(|e| e.to_string())?;
-    let flows = u64::from(flows.max(1));
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let mut sent = 0u64;
-    while sent < max && Instant::now() < deadline {
-        let n = port.send_burst(
-            &frame,
-            64.min((max - sent) as usize),
-            |seq, f| {
-                let sport = 1024 + (seq % flows) as u16;
-                f[34..36].copy_from_slice(&sport.to_be_bytes());
-            },
-            sent,
-        );
-        sent += n as u64;
-    }
-    port.drain(100);
-    Ok(sent)
 }
 
 fn rx_packets(ns: &str, iface: &str) -> u64 {
@@ -196,9 +153,4 @@ pub fn run(secs: f64, flows: u16, size: usize) -> Result<FwdResult, String> {
         sent,
         forwarded,
     })
-}
-
-/// Print the generator's result line (parsed by [`run`]).
-pub fn print_sent(n: u64) {
-    println!("{SENT}{n}");
 }

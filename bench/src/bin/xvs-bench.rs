@@ -11,17 +11,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// ns per packet of the in-memory pipeline on established DR flows.
+    /// ns per packet of the in-memory pipeline: new connections and
+    /// established DR flows (one run per --flows value).
     Pipeline {
-        /// Established flows to cycle through.
-        #[arg(long, default_value_t = 10_000)]
-        flows: usize,
+        /// Established flows to cycle through (comma list).
+        #[arg(long, value_delimiter = ',', default_value = "10000")]
+        flows: Vec<usize>,
         /// Real servers behind the service.
         #[arg(long, default_value_t = 3)]
         servers: u8,
         /// Packets to time (at least).
         #[arg(long, default_value_t = 20_000_000)]
         packets: u64,
+    },
+    /// ns per schedule() of every scheduler at 1..1000 destinations, and
+    /// the mh table rebuild time.
+    Sched {
+        /// Timed runs per measurement (the median is printed).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
     },
     /// AF_XDP forward rate through xvsd (DR) on a veth pair (needs root).
     Fwd {
@@ -35,31 +43,31 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
-    /// The AF_XDP generator `fwd` runs inside its namespace.
-    Gen {
-        #[arg(long)]
-        iface: String,
-        #[arg(long)]
-        src_mac: String,
-        #[arg(long)]
-        dst_mac: String,
-        #[arg(long, default_value_t = 1000)]
-        flows: u16,
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-        #[arg(long, default_value_t = 5.0)]
-        secs: f64,
-        /// Stop after this many frames.
-        #[arg(long, default_value_t = 100_000_000)]
-        max: u64,
+    /// Time `xvsadm -R` of a large table in the control plane (restore,
+    /// save, first snapshot build).
+    Restore {
+        /// Virtual services.
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        /// Real servers per service.
+        #[arg(long, default_value_t = 10)]
+        dests: usize,
+        /// Timed runs (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
-}
-
-fn mac(s: &str) -> [u8; 6] {
-    xvs_dataplane::director::parse_mac(s).unwrap_or_else(|| {
-        eprintln!("xvs-bench: bad MAC {s:?}");
-        std::process::exit(2)
-    })
+    /// AF_XDP packet generator (with --rx also the sink: the tester).
+    Gen(xvs_bench::gen::GenArgs),
+    /// AF_XDP sink: counts, loss, reordering, one-way latency.
+    Sink(xvs_bench::sink::SinkArgs),
+    /// MAC-swapping AF_XDP reflector (the ceiling of a forwarder).
+    Reflect(xvs_bench::reflect::ReflectArgs),
+    /// The same traffic through the reflector, xvs DR/TUN/NAT and nftables
+    /// DNAT on a namespace topology built here: table, JSON and chart.
+    Compare(xvs_bench::compare::CompareArgs),
+    /// Every in-memory microbenchmark (pipeline per method, connection
+    /// table sizes, schedulers) in one table.
+    Micro(xvs_bench::micro::MicroArgs),
 }
 
 fn main() {
@@ -69,11 +77,34 @@ fn main() {
             servers,
             packets,
         } => {
-            let r = xvs_bench::pipeline::run(flows, servers, packets);
+            println!("{:>10} {:>14} {:>14} {:>12}", "flows", "estab ns/pkt", "new conn ns", "bytes/conn");
+            for f in flows {
+                let r = xvs_bench::pipeline::run(f, servers, packets);
+                println!(
+                    "{:>10} {:>14.1} {:>14.1} {:>12.1}",
+                    r.flows, r.ns_per_packet, r.ns_per_new_conn, r.bytes_per_conn
+                );
+            }
+        }
+        Cmd::Restore {
+            services,
+            dests,
+            runs,
+        } => {
+            let r = xvs_bench::restore::run(services, dests, runs.clamp(1, 100));
             println!(
-                "pipeline DR established: {:.1} ns/packet ({} packets over {} flows); new connection: {:.1} ns",
-                r.ns_per_packet, r.packets, r.flows, r.ns_per_new_conn
+                "restore of {} services x {} servers ({} rules, {} bytes): restore {:.1} ms, save {:.1} ms, snapshot build {:.1} ms (median of {runs})",
+                r.services,
+                r.dests,
+                r.lines,
+                r.bytes,
+                r.restore.as_secs_f64() * 1e3,
+                r.save.as_secs_f64() * 1e3,
+                r.snapshot.as_secs_f64() * 1e3,
             );
+        }
+        Cmd::Sched { runs } => {
+            print!("{}", xvs_bench::sched::table(&xvs_bench::sched::run(runs)));
         }
         Cmd::Fwd { secs, flows, size } => match xvs_bench::fwd::run(secs.clamp(0.1, 60.0), flows, size) {
             Ok(r) => println!(
@@ -89,20 +120,22 @@ fn main() {
                 std::process::exit(1);
             }
         },
-        Cmd::Gen {
-            iface,
-            src_mac,
-            dst_mac,
-            flows,
-            size,
-            secs,
-            max,
-        } => match xvs_bench::fwd::generate(&iface, mac(&src_mac), mac(&dst_mac), flows, size, secs.clamp(0.0, 60.0), max) {
-            Ok(n) => xvs_bench::fwd::print_sent(n),
+        Cmd::Gen(a) => std::process::exit(xvs_bench::gen::main(&a)),
+        Cmd::Sink(a) => match xvs_bench::sink::main(&a) {
+            Ok(r) => println!("{}", serde_json::to_string(&r).expect("a report serialises")),
             Err(e) => {
-                eprintln!("xvs-bench gen: {e}");
+                eprintln!("xvs-bench sink: {e}");
                 std::process::exit(1);
             }
         },
+        Cmd::Reflect(a) => match xvs_bench::reflect::main(&a) {
+            Ok(n) => eprintln!("reflect: {n} frames"),
+            Err(e) => {
+                eprintln!("xvs-bench reflect: {e}");
+                std::process::exit(1);
+            }
+        },
+        Cmd::Compare(a) => std::process::exit(xvs_bench::compare::main(&a)),
+        Cmd::Micro(a) => print!("{}", xvs_bench::micro::run(&a)),
     }
 }

@@ -1,0 +1,1037 @@
+//! `xvs-bench compare`: the same traffic through every forwarder, one
+//! after the other, in one run, on one topology built here.
+//!
+//! ```text
+//!  namespace PREFIX-tst (core --gen-core)        namespace PREFIX-fwd (core --fwd-core)
+//!  tester: gen --rx on T  ◄──── veth, 1 queue ────► forwarder on F
+//!  198.18.0.10/24                                   198.18.0.2/24, VIP 198.18.0.100/32
+//! ```
+//!
+//! The forwarder is one-armed: its output comes back over the same link,
+//! addressed to the real servers 198.18.0.11-13, which exist only as
+//! permanent neighbour entries on F (MACs 02:58:56:00:01:0b-0d); the
+//! tester's XDP program steers every TCP/UDP frame for the VIP or a real
+//! server to its socket, so one process on one core is both the client
+//! and every real server, and reads per-destination counts, loss,
+//! reordering and one-way latency from the stamps. Forwarders:
+//!
+//! * `reflect`: `xvs-bench reflect` (MAC swap on AF_XDP), the ceiling;
+//! * `dr`, `tun` (GUE to port 6080), `nat`: xvsd with 3 real servers, rr;
+//! * `nft`: Linux forwarding with nftables DNAT
+//!   (`numgen inc mod 3 map {...}`), its softirq work moved to the
+//!   forwarding core with RPS.
+//!
+//! Per forwarder: a warm-up until frames come back (none within a few
+//! seconds: "n/a (not forwarded)"), a throughput run at `--rate` (default:
+//! as fast as the generator goes) with the forwarding core's busy time
+//! from /proc/stat, a latency run at `--lat-rate`, and with `--rfc2544`
+//! a bounded binary search for the highest rate without loss.
+
+use crate::chart::{self, Bar};
+use crate::gen::{GenReport, REPORT};
+use crate::traffic::{Proto, TcpEstablished};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use xvs_tests::daemon::Xvsd;
+use xvs_tests::netns::{
+    ensure_bpffs, exec, exec_ok, run_ok, spawn_ready, unique_prefix, Netns, Proc,
+};
+
+/// The virtual address.
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+/// The virtual port (and the real servers' port).
+const PORT: u16 = 80;
+/// The tester's address.
+const TESTER: &str = "198.18.0.10";
+/// The forwarder's address.
+const FORWARDER: &str = "198.18.0.2";
+/// GUE port of the TUN mode.
+const GUE_PORT: u16 = 6080;
+/// First client address.
+const CIP: &str = "198.19.0.1";
+/// New-flow numbers reserved per generator run.
+const NEW_BASE_STEP: u64 = 1 << 26;
+
+/// The real servers: address and MAC.
+fn real_servers() -> [(Ipv4Addr, String); 3] {
+    [11u8, 12, 13].map(|i| {
+        (
+            Ipv4Addr::new(198, 18, 0, i),
+            format!("02:58:56:00:01:{i:02x}"),
+        )
+    })
+}
+
+/// A forwarder under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// MAC-swapping AF_XDP reflector (the machine's ceiling).
+    Reflect,
+    /// xvs, direct routing.
+    Dr,
+    /// xvs, tunnelling (GUE).
+    Tun,
+    /// xvs, NAT.
+    Nat,
+    /// Linux forwarding with nftables DNAT.
+    Nft,
+}
+
+impl Mode {
+    /// Label in the table and chart.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Reflect => "reflector",
+            Mode::Dr => "xvs DR",
+            Mode::Tun => "xvs TUN",
+            Mode::Nat => "xvs NAT",
+            Mode::Nft => "nft DNAT",
+        }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Mode::Reflect => "#8c8c8c",
+            Mode::Dr => "#1f77b4",
+            Mode::Tun => "#2ca02c",
+            Mode::Nat => "#9467bd",
+            Mode::Nft => "#d62728",
+        }
+    }
+
+    fn xvs_flag(self) -> &'static [&'static str] {
+        match self {
+            Mode::Dr => &["-g"],
+            Mode::Tun => &["-i", "--tun-type", "gue", "--tun-port", "6080"],
+            Mode::Nat => &["-m"],
+            Mode::Reflect | Mode::Nft => &[],
+        }
+    }
+}
+
+/// Arguments of `xvs-bench compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Forwarders to run, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "reflect,dr,tun,nat,nft"
+    )]
+    pub modes: Vec<Mode>,
+    /// Seconds of the throughput run of each forwarder.
+    #[arg(long, default_value_t = 5.0)]
+    pub secs: f64,
+    /// Offered rate of the throughput run in frames/s (0: as fast as the
+    /// generator goes).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Rate of the latency run in frames/s (0: take latency from the
+    /// throughput run).
+    #[arg(long, default_value_t = 100_000.0)]
+    pub lat_rate: f64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 2.0)]
+    pub lat_secs: f64,
+    /// Transport protocol.
+    #[arg(long, value_enum, default_value_t = Proto::Udp)]
+    pub proto: Proto,
+    /// What established TCP flows send.
+    #[arg(long, value_enum, default_value_t = TcpEstablished::Data)]
+    pub tcp: TcpEstablished,
+    /// Established flows.
+    #[arg(long, default_value_t = 1000)]
+    pub flows: u64,
+    /// Percentage of frames opening new connections.
+    #[arg(long, default_value_t = 0.0)]
+    pub new_pct: f64,
+    /// Frame size, FCS included.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(64..=1518))]
+    pub size: u16,
+    /// Also find the zero-loss rate of each forwarder (RFC 2544 binary
+    /// search).
+    #[arg(long)]
+    pub rfc2544: bool,
+    /// Trials of the search, at most.
+    #[arg(long, default_value_t = 7)]
+    pub rfc_steps: u32,
+    /// Seconds per trial.
+    #[arg(long, default_value_t = 1.0)]
+    pub rfc_secs: f64,
+    /// Seconds one forwarder's search may take, at most.
+    #[arg(long, default_value_t = 30.0)]
+    pub rfc_max_secs: f64,
+    /// Loss accepted as "zero", in percent of the frames sent.
+    #[arg(long, default_value_t = 0.0)]
+    pub rfc_loss: f64,
+    /// Core of the tester (generator and sink).
+    #[arg(long, default_value_t = 0)]
+    pub gen_core: usize,
+    /// Core of the forwarder.
+    #[arg(long, default_value_t = 1)]
+    pub fwd_core: usize,
+    /// Directory for compare.json, compare.svg (and compare.png when
+    /// rsvg-convert is installed).
+    #[arg(long, default_value = "target/xvs-bench")]
+    pub out: PathBuf,
+}
+
+/// One forwarder's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The forwarder.
+    pub mode: Mode,
+    /// "ok", "n/a (not forwarded)" or an error.
+    pub status: String,
+    /// Forwarded (received) rate in Mpps.
+    pub mpps: f64,
+    /// Forwarded rate in Gbit/s (frames with FCS, no preamble).
+    pub gbps: f64,
+    /// Offered rate in Mpps.
+    pub offered_mpps: f64,
+    /// Loss of the throughput run, percent.
+    pub loss_pct: f64,
+    /// Reordered frames in the throughput run.
+    pub reordered: u64,
+    /// Latency run: p50, p99, p99.9, max in µs.
+    pub lat_us: [f64; 4],
+    /// Rate of the latency run in Mpps (received).
+    pub lat_mpps: f64,
+    /// Loss of the latency run, percent.
+    pub lat_loss_pct: f64,
+    /// Busy share of the forwarding core during the throughput run.
+    pub fwd_core_cpu_pct: f64,
+    /// CPU time of the forwarder process (xvsd, reflector) per second of
+    /// the throughput run, percent of one core (kernel forwarding: none).
+    pub fwd_proc_cpu_pct: Option<f64>,
+    /// Zero-loss rate in Mpps (with `--rfc2544`).
+    pub zero_loss_mpps: Option<f64>,
+    /// The search's trials: (offered Mpps, loss %).
+    pub rfc_trials: Vec<(f64, f64)>,
+    /// Frames per destination in the throughput run.
+    pub dests: Vec<(String, u64)>,
+    /// The generator's report of the throughput run.
+    pub throughput: Option<GenReport>,
+}
+
+impl Row {
+    fn new(mode: Mode, status: &str) -> Self {
+        Row {
+            mode,
+            status: status.into(),
+            mpps: 0.0,
+            gbps: 0.0,
+            offered_mpps: 0.0,
+            loss_pct: 0.0,
+            reordered: 0,
+            lat_us: [0.0; 4],
+            lat_mpps: 0.0,
+            lat_loss_pct: 0.0,
+            fwd_core_cpu_pct: 0.0,
+            fwd_proc_cpu_pct: None,
+            zero_loss_mpps: None,
+            rfc_trials: Vec::new(),
+            dests: Vec::new(),
+            throughput: None,
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// The two namespaces and their link (removed on drop).
+struct Bench {
+    tst: Netns,
+    fwd: Netns,
+    t_if: String,
+    f_if: String,
+    t_mac: String,
+    f_mac: String,
+}
+
+fn mac_of(ns: &str, iface: &str) -> String {
+    exec_ok(ns, &["cat", &format!("/sys/class/net/{iface}/address")])
+        .trim()
+        .to_string()
+}
+
+fn sysctls(ns: &str, kv: &[(&str, &str)]) {
+    let script: Vec<String> = kv
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "echo {v} > /proc/sys/{} 2>/dev/null || true",
+                k.replace('.', "/")
+            )
+        })
+        .collect();
+    exec_ok(ns, &["sh", "-c", &script.join("\n")]);
+}
+
+impl Bench {
+    fn build() -> Result<Self, String> {
+        ensure_bpffs();
+        let p = unique_prefix();
+        let tst = Netns::create(&format!("{p}-tst"))?;
+        let fwd = Netns::create(&format!("{p}-fwd"))?;
+        let (t_if, f_if) = (format!("{p}-t"), format!("{p}-f"));
+        run_ok(&[
+            "ip",
+            "-n",
+            tst.name(),
+            "link",
+            "add",
+            &t_if,
+            "numrxqueues",
+            "1",
+            "numtxqueues",
+            "1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &f_if,
+            "netns",
+            fwd.name(),
+            "numrxqueues",
+            "1",
+            "numtxqueues",
+            "1",
+        ]);
+        let no_v6 = [
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ];
+        for (ns, ifc, addrs) in [
+            (tst.name(), &t_if, vec![format!("{TESTER}/24")]),
+            (
+                fwd.name(),
+                &f_if,
+                vec![format!("{FORWARDER}/24"), format!("{VIP}/32")],
+            ),
+        ] {
+            sysctls(ns, &no_v6);
+            for a in addrs {
+                run_ok(&["ip", "-n", ns, "addr", "add", &a, "dev", ifc]);
+            }
+            // Room for the 32 bytes of GUE around a 1518-byte frame.
+            run_ok(&["ip", "-n", ns, "link", "set", ifc, "mtu", "1600", "up"]);
+            exec_ok(ns, &["ethtool", "-K", ifc, "tx", "off"]);
+        }
+        for (rip, mac) in real_servers() {
+            run_ok(&[
+                "ip",
+                "-n",
+                fwd.name(),
+                "neigh",
+                "replace",
+                &rip.to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                &f_if,
+                "nud",
+                "permanent",
+            ]);
+        }
+        // Hairpin forwarding (nft) must not send redirects; the clients'
+        // addresses are not routed back through the link.
+        sysctls(
+            fwd.name(),
+            &[
+                ("net.ipv4.conf.all.send_redirects", "0"),
+                (&format!("net.ipv4.conf.{f_if}.send_redirects"), "0"),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                (&format!("net.ipv4.conf.{f_if}.rp_filter"), "0"),
+            ],
+        );
+        let t_mac = mac_of(tst.name(), &t_if);
+        let f_mac = mac_of(fwd.name(), &f_if);
+        let b = Bench {
+            tst,
+            fwd,
+            t_if,
+            f_if,
+            t_mac,
+            f_mac,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while exec_ok(
+            b.fwd.name(),
+            &["cat", &format!("/sys/class/net/{}/operstate", b.f_if)],
+        )
+        .trim()
+            != "up"
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(b)
+    }
+
+    /// Run the tester for `secs` at `rate` (0: max) and parse its report.
+    fn gen(
+        &self,
+        a: &CompareArgs,
+        rate: f64,
+        secs: f64,
+        new_base: u64,
+        quiet: bool,
+    ) -> Result<GenReport, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            self.tst.name(),
+            "taskset",
+            "-c",
+            &a.gen_core.to_string(),
+        ])
+        .arg(&me)
+        .args([
+            "gen",
+            "--rx",
+            "--iface",
+            &self.t_if,
+            "--src-mac",
+            &self.t_mac,
+            "--dst-mac",
+            &self.f_mac,
+        ])
+        .args([
+            "--proto",
+            a.proto.name(),
+            "--tcp",
+            match a.tcp {
+                TcpEstablished::Ack => "ack",
+                TcpEstablished::Data => "data",
+            },
+        ])
+        .args([
+            "--flows",
+            &a.flows.to_string(),
+            "--new-pct",
+            &a.new_pct.to_string(),
+        ])
+        .args([
+            "--new-base",
+            &new_base.to_string(),
+            "--size",
+            &a.size.to_string(),
+        ])
+        .args(["--rate", &rate.to_string(), "--secs", &secs.to_string()])
+        .args([
+            "--vip",
+            &VIP.to_string(),
+            "--vport",
+            &PORT.to_string(),
+            "--cip",
+            CIP,
+        ])
+        .args([
+            "--gue-port",
+            &GUE_PORT.to_string(),
+            "--rx-addr",
+            &VIP.to_string(),
+        ]);
+        for (rip, _) in real_servers() {
+            cmd.args(["--rx-addr", &rip.to_string()]);
+        }
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        let out = cmd
+            .stderr(if quiet {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::inherit()
+            })
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix(REPORT))
+            .and_then(|j| serde_json::from_str(j).ok())
+            .ok_or_else(|| {
+                format!(
+                    "tester failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })
+    }
+}
+
+/// A running forwarder; stopped on drop (and its XDP program removed).
+enum Forwarder<'a> {
+    Reflect(Option<Proc>, &'a Bench),
+    Xvsd(Option<Box<Xvsd>>, &'a Bench),
+    Nft(&'a Bench),
+}
+
+impl Forwarder<'_> {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Forwarder::Reflect(p, _) => p.as_ref().map(Proc::pid),
+            Forwarder::Xvsd(x, _) => x.as_ref().and_then(|x| x.pid()),
+            Forwarder::Nft(_) => None,
+        }
+    }
+}
+
+impl Drop for Forwarder<'_> {
+    fn drop(&mut self) {
+        let b = match self {
+            Forwarder::Reflect(p, b) => {
+                drop(p.take());
+                *b
+            }
+            Forwarder::Xvsd(x, b) => {
+                drop(x.take());
+                *b
+            }
+            Forwarder::Nft(b) => {
+                let _ = exec(b.fwd.name(), &["nft", "delete", "table", "ip", "xvsbench"]);
+                sysctls(b.fwd.name(), &[("net.ipv4.ip_forward", "0")]);
+                let _ = exec(
+                    b.fwd.name(),
+                    &[
+                        "sh",
+                        "-c",
+                        &format!("echo 0 > /sys/class/net/{}/queues/rx-0/rps_cpus", b.f_if),
+                    ],
+                );
+                *b
+            }
+        };
+        // A killed process leaves its XDP program attached: remove it.
+        let _ = exec(
+            b.fwd.name(),
+            &["ip", "link", "set", "dev", &b.f_if, "xdp", "off"],
+        );
+    }
+}
+
+fn nft_available() -> bool {
+    Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Install nftables with apt when `nft` is missing (root, Debian).
+fn ensure_nft() -> Result<(), String> {
+    if nft_available() {
+        return Ok(());
+    }
+    eprintln!("compare: installing nftables (apt-get)");
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let _ = Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "nftables",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    if nft_available() {
+        Ok(())
+    } else {
+        Err("nft not found and nftables could not be installed".into())
+    }
+}
+
+fn start<'a>(
+    b: &'a Bench,
+    m: Mode,
+    a: &CompareArgs,
+    budget_secs: f64,
+) -> Result<Forwarder<'a>, String> {
+    let fwd_core = a.fwd_core.to_string();
+    let proto = a.proto.adm_flag();
+    let vip = format!("{VIP}:{PORT}");
+    match m {
+        Mode::Reflect => {
+            let me = std::env::current_exe().map_err(|e| e.to_string())?;
+            let me = me.to_string_lossy();
+            let secs = budget_secs.to_string();
+            let mut cmd = vec![
+                "taskset", "-c", &fwd_core, &me, "reflect", "--iface", &b.f_if,
+            ];
+            cmd.extend(["--secs", &secs, "--addr"]);
+            let vip_s = VIP.to_string();
+            cmd.push(&vip_s);
+            // bpffs as xvsd gets it is not needed: no dispatcher is fine.
+            Ok(Forwarder::Reflect(Some(spawn_ready(b.fwd.name(), &cmd)), b))
+        }
+        Mode::Dr | Mode::Tun | Mode::Nat => {
+            let fwd = Forwarder::Xvsd(
+                Some(Box::new(Xvsd::start_with(
+                    Some(b.fwd.name()),
+                    &["--iface".into(), b.f_if.clone(), "--cores".into(), fwd_core],
+                ))),
+                b,
+            );
+            let Forwarder::Xvsd(Some(x), _) = &fwd else {
+                unreachable!("just built")
+            };
+            let adm = |args: &[&str]| -> Result<(), String> {
+                let o = x.adm(args);
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "xvsadm {}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ))
+                }
+            };
+            adm(&["-A", proto, &vip, "-s", "rr"])?;
+            for (rip, _) in real_servers() {
+                let mut args = vec!["-a", proto, &vip, "-r"];
+                let r = format!("{rip}:{PORT}");
+                args.push(&r);
+                args.extend_from_slice(m.xvs_flag());
+                adm(&args)?;
+            }
+            Ok(fwd)
+        }
+        Mode::Nft => {
+            ensure_nft()?;
+            let map: Vec<String> = real_servers()
+                .iter()
+                .enumerate()
+                .map(|(i, (rip, _))| format!("{i} : {rip}"))
+                .collect();
+            let l4 = a.proto.name();
+            let rules = format!(
+                "table ip xvsbench {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {l4} dport {PORT} dnat to numgen inc mod 3 map {{ {} }}\n }}\n}}\n",
+                map.join(", ")
+            );
+            let fwd = Forwarder::Nft(b);
+            let path = std::env::temp_dir().join(format!("{}.nft", b.fwd.name()));
+            std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+            let out = exec(b.fwd.name(), &["nft", "-f", &path.to_string_lossy()]);
+            let _ = std::fs::remove_file(&path);
+            if !out.status.success() {
+                return Err(format!(
+                    "nft: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            sysctls(
+                b.fwd.name(),
+                &[
+                    ("net.ipv4.ip_forward", "1"),
+                    ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
+                ],
+            );
+            // Kernel forwarding runs in softirq; without XDP on the link it
+            // would run on the sender's (the tester's) core: RPS moves it to
+            // the forwarding core.
+            let mask = format!("{:x}", 1u64 << a.fwd_core.min(63));
+            exec_ok(
+                b.fwd.name(),
+                &[
+                    "sh",
+                    "-c",
+                    &format!(
+                        "echo {mask} > /sys/class/net/{}/queues/rx-0/rps_cpus",
+                        b.f_if
+                    ),
+                ],
+            );
+            Ok(fwd)
+        }
+    }
+}
+
+/// Busy and total jiffies of `core` from /proc/stat.
+fn core_times(core: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{core}");
+    for l in stat.lines() {
+        let mut it = l.split_whitespace();
+        if it.next() != Some(name.as_str()) {
+            continue;
+        }
+        let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest is in user).
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        return (total - idle, total);
+    }
+    (0, 0)
+}
+
+/// utime + stime of process `pid` (and its threads) in clock ticks.
+fn proc_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second of /proc times (USER_HZ: 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+struct Runner<'a> {
+    b: &'a Bench,
+    a: &'a CompareArgs,
+    runs: u64,
+}
+
+impl Runner<'_> {
+    fn gen(&mut self, rate: f64, secs: f64, quiet: bool) -> Result<GenReport, String> {
+        self.runs += 1;
+        self.b
+            .gen(self.a, rate, secs, self.runs * NEW_BASE_STEP, quiet)
+    }
+
+    fn run_mode(&mut self, m: Mode) -> Row {
+        let a = self.a;
+        let budget =
+            20.0 + a.secs + a.lat_secs + if a.rfc2544 { a.rfc_max_secs + 5.0 } else { 0.0 };
+        eprintln!("compare: {} ...", m.label());
+        let fwd = match start(self.b, m, a, budget) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("compare: {}: {e}", m.label());
+                return Row::new(m, &format!("error: {e}"));
+            }
+        };
+        // Warm-up: until frames come back (neighbours resolved, sockets
+        // bound), at most ~6 s.
+        let deadline = Instant::now() + Duration::from_secs(6);
+        loop {
+            match self.gen(20_000.0, 0.3, true) {
+                Ok(r) if r.rx.as_ref().is_some_and(|x| x.received > 0) => break,
+                Ok(_) => {}
+                Err(e) => return Row::new(m, &format!("error: {e}")),
+            }
+            if Instant::now() > deadline {
+                eprintln!("compare: {}: nothing came back", m.label());
+                return Row::new(m, "n/a (not forwarded)");
+            }
+        }
+        let mut row = Row::new(m, "ok");
+        let pid = fwd.pid();
+        let (busy0, total0) = core_times(a.fwd_core);
+        let p0 = pid.and_then(proc_ticks);
+        let t0 = Instant::now();
+        let r = match self.gen(a.rate, a.secs, false) {
+            Ok(r) => r,
+            Err(e) => return Row::new(m, &format!("error: {e}")),
+        };
+        let el = t0.elapsed().as_secs_f64();
+        let (busy1, total1) = core_times(a.fwd_core);
+        let p1 = pid.and_then(proc_ticks);
+        row.fwd_core_cpu_pct = 100.0 * (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+        if let (Some(p0), Some(p1)) = (p0, p1) {
+            row.fwd_proc_cpu_pct = Some(100.0 * (p1 - p0) as f64 / USER_HZ / el);
+        }
+        row.mpps = r.rx_mpps;
+        row.offered_mpps = r.sent_mpps;
+        row.gbps = r.rx_mpps * 1e6 * f64::from(a.size) * 8.0 / 1e9;
+        row.loss_pct = r.loss_pct;
+        if let Some(rx) = &r.rx {
+            row.reordered = rx.reordered;
+            row.dests = rx
+                .dests
+                .iter()
+                .map(|d| (format!("{} {}", d.ip, d.mac), d.frames))
+                .collect();
+            row.lat_us = lat_us(rx);
+        }
+        row.throughput = Some(r);
+        if a.lat_rate > 0.0 {
+            match self.gen(a.lat_rate, a.lat_secs, true) {
+                Ok(l) => {
+                    if let Some(rx) = &l.rx {
+                        row.lat_us = lat_us(rx);
+                    }
+                    row.lat_mpps = l.rx_mpps;
+                    row.lat_loss_pct = l.loss_pct;
+                }
+                Err(e) => eprintln!("compare: {}: latency run: {e}", m.label()),
+            }
+        }
+        if a.rfc2544 {
+            self.search(&mut row);
+        }
+        drop(fwd);
+        std::thread::sleep(Duration::from_millis(300));
+        row
+    }
+
+    /// RFC 2544 throughput: the highest offered rate with loss ≤
+    /// `--rfc-loss`, by bisection between 0 and the rate measured at full
+    /// speed, bounded in trials and time.
+    fn search(&mut self, row: &mut Row) {
+        let a = self.a;
+        let start = Instant::now();
+        let mut hi = row.offered_mpps.max(row.mpps) * 1e6;
+        let mut lo = 0.0f64;
+        let mut rate = row.mpps * 1e6;
+        for _ in 0..a.rfc_steps {
+            if start.elapsed().as_secs_f64() + a.rfc_secs + 1.0 > a.rfc_max_secs || rate < 1000.0 {
+                break;
+            }
+            let Ok(r) = self.gen(rate, a.rfc_secs, true) else {
+                break;
+            };
+            row.rfc_trials.push((rate / 1e6, r.loss_pct));
+            if r.loss_pct <= a.rfc_loss {
+                lo = rate;
+            } else {
+                hi = rate;
+            }
+            if hi - lo < 0.02 * hi {
+                break;
+            }
+            rate = (lo + hi) / 2.0;
+        }
+        row.zero_loss_mpps = Some(lo / 1e6);
+    }
+}
+
+fn lat_us(rx: &crate::sink::SinkReport) -> [f64; 4] {
+    let l = rx.latency;
+    [l.p50, l.p99, l.p999, l.max].map(|v| v as f64 / 1e3)
+}
+
+/// Machine description for the report.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+/// The whole comparison's report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: String,
+    /// Traffic description.
+    pub traffic: String,
+    /// One row per forwarder.
+    pub rows: Vec<Row>,
+    /// The goals and whether they were met.
+    pub goals: Vec<(String, Option<bool>)>,
+}
+
+fn find(rows: &[Row], m: Mode) -> Option<&Row> {
+    rows.iter().find(|r| r.mode == m && r.ok())
+}
+
+fn goals(rows: &[Row]) -> Vec<(String, Option<bool>)> {
+    let mut g = Vec::new();
+    let refl = find(rows, Mode::Reflect).map(|r| r.mpps);
+    let dr = find(rows, Mode::Dr).map(|r| r.mpps);
+    let nft = find(rows, Mode::Nft).map(|r| r.mpps);
+    g.push(match (dr, refl) {
+        (Some(d), Some(r)) if r > 0.0 => (
+            format!(
+                "xvs DR >= 0.9x reflector: {:.2}x ({d:.3} / {r:.3} Mpps)",
+                d / r
+            ),
+            Some(d >= 0.9 * r),
+        ),
+        _ => ("xvs DR >= 0.9x reflector: not measured".into(), None),
+    });
+    for m in [Mode::Dr, Mode::Tun, Mode::Nat] {
+        let x = find(rows, m).map(|r| r.mpps);
+        g.push(match (x, nft) {
+            (Some(x), Some(n)) if n > 0.0 => (
+                format!(
+                    "{} ahead of nft DNAT: {:.2}x ({x:.3} / {n:.3} Mpps)",
+                    m.label(),
+                    x / n
+                ),
+                Some(x > n),
+            ),
+            _ => (
+                format!("{} ahead of nft DNAT: not measured", m.label()),
+                None,
+            ),
+        });
+    }
+    g
+}
+
+/// The table printed at the end.
+pub fn table(r: &Report) -> String {
+    let mut s = String::new();
+    let rfc = r.rows.iter().any(|x| x.zero_loss_mpps.is_some());
+    let _ = write!(
+        s,
+        "{:<10} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
+        "forwarder",
+        "Mpps",
+        "Gbps",
+        "loss %",
+        "vs refl",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "core CPU%",
+        "proc %"
+    );
+    if rfc {
+        let _ = write!(s, " {:>11}", "0-loss Mpps");
+    }
+    s.push('\n');
+    let refl = find(&r.rows, Mode::Reflect).map(|x| x.mpps);
+    for row in &r.rows {
+        if !row.ok() {
+            let _ = writeln!(s, "{:<10} {}", row.mode.label(), row.status);
+            continue;
+        }
+        let vs = refl
+            .filter(|v| *v > 0.0)
+            .map_or("-".into(), |v| format!("{:.2}x", row.mpps / v));
+        let _ = write!(
+            s,
+            "{:<10} {:>8.3} {:>7.3} {:>8.2} {:>8} {:>8.1} {:>8.1} {:>9.1} {:>9.0} {:>7}",
+            row.mode.label(),
+            row.mpps,
+            row.gbps,
+            row.loss_pct,
+            vs,
+            row.lat_us[0],
+            row.lat_us[1],
+            row.lat_us[2],
+            row.fwd_core_cpu_pct,
+            row.fwd_proc_cpu_pct
+                .map_or("-".into(), |p| format!("{p:.0}"))
+        );
+        if rfc {
+            let _ = write!(
+                s,
+                " {:>11}",
+                row.zero_loss_mpps.map_or("-".into(), |v| format!("{v:.3}"))
+            );
+        }
+        s.push('\n');
+    }
+    for (text, met) in &r.goals {
+        let mark = match met {
+            Some(true) => "met    ",
+            Some(false) => "NOT met",
+            None => "-      ",
+        };
+        let _ = writeln!(s, "goal {mark} {text}");
+    }
+    s
+}
+
+/// Run the comparison; returns the report (also written to `--out`).
+pub fn run(a: &CompareArgs) -> Result<Report, String> {
+    if !xvs_tests::is_root() {
+        return Err("needs root (network namespaces, XDP)".into());
+    }
+    let b = Bench::build()?;
+    let mut runner = Runner { b: &b, a, runs: 0 };
+    let rows: Vec<Row> = a.modes.iter().map(|&m| runner.run_mode(m)).collect();
+    let traffic = format!(
+        "{} {}-byte frames, {} flows, {}% new connections{}, {} s per forwarder, latency at {} kpps; tester on core {}, forwarder on core {}",
+        a.proto.name().to_uppercase(),
+        a.size,
+        a.flows,
+        a.new_pct,
+        if a.proto == Proto::Tcp {
+            format!(", established: {:?}", a.tcp).to_lowercase()
+        } else {
+            String::new()
+        },
+        a.secs,
+        a.lat_rate / 1e3,
+        a.gen_core,
+        a.fwd_core
+    );
+    let report = Report {
+        machine: machine(),
+        traffic,
+        goals: goals(&rows),
+        rows,
+    };
+    write_outputs(a, &report)?;
+    Ok(report)
+}
+
+fn write_outputs(a: &CompareArgs, r: &Report) -> Result<(), String> {
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let json = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+    let jp = a.out.join("compare.json");
+    std::fs::write(&jp, json).map_err(|e| format!("{}: {e}", jp.display()))?;
+    let bars: Vec<Bar> = r
+        .rows
+        .iter()
+        .map(|row| Bar {
+            label: row.mode.label().into(),
+            mpps: row.ok().then_some(row.mpps),
+            p99_us: row.ok().then_some(row.lat_us[1]),
+            color: row.mode.color(),
+        })
+        .collect();
+    let svg = chart::svg(
+        "xvs vs the AF_XDP reflector and Linux nftables DNAT",
+        &format!("{}\n{}", r.traffic, r.machine),
+        &bars,
+    );
+    let sp = a.out.join("compare.svg");
+    std::fs::write(&sp, svg).map_err(|e| format!("{}: {e}", sp.display()))?;
+    let png = a.out.join("compare.png");
+    if let Ok(o) = Command::new("rsvg-convert")
+        .arg("-o")
+        .arg(&png)
+        .arg(&sp)
+        .output()
+    {
+        if !o.status.success() {
+            eprintln!(
+                "compare: rsvg-convert: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+    }
+    eprintln!("compare: wrote {} and {}", jp.display(), sp.display());
+    Ok(())
+}
+
+/// `xvs-bench compare`.
+pub fn main(a: &CompareArgs) -> i32 {
+    match run(a) {
+        Ok(r) => {
+            println!("{}\n{}", r.machine, r.traffic);
+            print!("{}", table(&r));
+            0
+        }
+        Err(e) => {
+            eprintln!("xvs-bench compare: {e}");
+            1
+        }
+    }
+}
