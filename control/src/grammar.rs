@@ -240,6 +240,17 @@ pub enum Command {
         /// `master` or `backup`.
         state: String,
     },
+    /// `--set-mark MARK -t|-u VIP:PORT` (xvs): packets to this (protocol,
+    /// VIP, port) carry firewall mark MARK, the equivalent of an iptables
+    /// `-j MARK --set-mark` rule, so a `-f MARK` service groups them.
+    SetMark {
+        /// The triple (an address service key with a port).
+        triple: SvcKey,
+        /// The mark.
+        mark: u32,
+    },
+    /// `--del-mark -t|-u VIP:PORT` (xvs): forget the triple's mark.
+    DelMark(SvcKey),
     /// `-h`.
     Help,
     /// `-v`.
@@ -259,6 +270,8 @@ impl Command {
                 | Command::EditServer { .. }
                 | Command::DeleteServer { .. }
                 | Command::Set { .. }
+                | Command::SetMark { .. }
+                | Command::DelMark(_)
         )
     }
 }
@@ -280,6 +293,8 @@ enum Cmd {
     Restore,
     Save,
     Zero,
+    SetMark,
+    DelMark,
     Help,
     Version,
 }
@@ -301,6 +316,8 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::SetMark => "set-mark",
+            Cmd::DelMark => "del-mark",
             Cmd::Help => "help",
             Cmd::Version => "version",
         }
@@ -515,6 +532,10 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             O::Service | O::Ipv6 => A,
             _ => X,
         },
+        Cmd::SetMark | Cmd::DelMark => match opt {
+            O::Service => R,
+            _ => X,
+        },
         Cmd::Flush | Cmd::Timeout | Cmd::Restore | Cmd::Help | Cmd::Version => X,
     }
 }
@@ -544,7 +565,7 @@ enum Tok {
 impl Tok {
     fn arg(self) -> Arg {
         match self {
-            Tok::Cmd(Cmd::StartDaemon | Cmd::StopDaemon) => Arg::Required,
+            Tok::Cmd(Cmd::StartDaemon | Cmd::StopDaemon | Cmd::SetMark) => Arg::Required,
             Tok::Cmd(_) => Arg::No,
             Tok::Tcp | Tok::Udp | Tok::Sctp | Tok::Fwmark => Arg::Required,
             Tok::Value(Opt::Persistent) => Arg::Optional,
@@ -607,6 +628,8 @@ fn long(name: &str) -> Option<Tok> {
         "set" => Tok::Cmd(Cmd::Timeout),
         "start-daemon" => Tok::Cmd(Cmd::StartDaemon),
         "stop-daemon" => Tok::Cmd(Cmd::StopDaemon),
+        "set-mark" => Tok::Cmd(Cmd::SetMark),
+        "del-mark" => Tok::Cmd(Cmd::DelMark),
         "help" => Tok::Cmd(Cmd::Help),
         "version" => Tok::Cmd(Cmd::Version),
         "tcp-service" => Tok::Tcp,
@@ -683,6 +706,7 @@ struct Raw {
     tun_port: Option<u16>,
     csum: Vec<TunCsum>,
     daemon_state: Option<String>,
+    mark: Option<u32>,
     positional: Vec<String>,
 }
 
@@ -889,6 +913,11 @@ fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result
                     return err(format!("illegal {} parameter specified", cmd.name()));
                 }
                 raw.daemon_state = Some(v);
+            } else if cmd == Cmd::SetMark {
+                match parse_number(&v, 1, u64::from(u32::MAX)) {
+                    Some(m) => raw.mark = Some(m as u32),
+                    None => return err(format!("invalid fwmark value `{v}' specified")),
+                }
             }
         }
         Tok::Tcp | Tok::Udp | Tok::Sctp => {
@@ -1158,6 +1187,21 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
         Cmd::StopDaemon => Ok(Command::StopDaemon {
             state: raw.daemon_state.unwrap_or_default(),
         }),
+        Cmd::SetMark | Cmd::DelMark => {
+            let triple = svc.expect("required");
+            match triple {
+                SvcKey::Addr { port, .. } if port != 0 => {}
+                _ => return err("a mark is set on a protocol, address and port (-t|-u VIP:PORT)"),
+            }
+            Ok(if cmd == Cmd::SetMark {
+                Command::SetMark {
+                    triple,
+                    mark: raw.mark.expect("parsed with the command"),
+                }
+            } else {
+                Command::DelMark(triple)
+            })
+        }
         Cmd::Timeout | Cmd::Help | Cmd::Version => unreachable!("handled above"),
     }
 }
@@ -1224,6 +1268,8 @@ pub fn usage() -> String {
   xvsadm --set tcp tcpfin udp
   xvsadm --start-daemon {master|backup} [daemon-options]
   xvsadm --stop-daemon {master|backup}
+  xvsadm --set-mark fwmark -t|-u service-address:port
+  xvsadm --del-mark -t|-u service-address:port
   xvsadm -h
 
 Commands:
@@ -1242,6 +1288,10 @@ Either long or short options are allowed.
   --set tcp tcpfin udp        set connection timeout values
   --start-daemon              start connection sync daemon (not supported by xvs)
   --stop-daemon               stop connection sync daemon (not supported by xvs)
+  --set-mark fwmark           mark packets to a protocol, address and port with
+                              fwmark, so that a -f fwmark service takes them
+                              (what iptables -j MARK --set-mark does for IPVS)
+  --del-mark                  remove the mark of a protocol, address and port
   --help            -h        display this help message
 
 virtual-service:

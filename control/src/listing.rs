@@ -468,6 +468,20 @@ fn push_rules(out: &mut String, s: &Service) {
 /// walk) becomes the reverse of the sorted order.
 pub fn save(model: &Model) -> String {
     let mut out = String::new();
+    for (triple, mark) in &model.marks {
+        if let SvcKey::Addr { proto, vip, port } = triple {
+            let _ = writeln!(
+                out,
+                "--set-mark {mark} {} {}",
+                match *proto {
+                    17 => "-u",
+                    132 => "--sctp-service",
+                    _ => "-t",
+                },
+                addr_port(*vip, *port)
+            );
+        }
+    }
     for s in ordered_services(model, false) {
         push_rules(&mut out, s);
     }

@@ -52,6 +52,9 @@ pub enum ConfigError {
     /// `--start-daemon`: xvs has no connection synchronisation.
     #[error("xvs has no connection synchronisation daemon: --start-daemon is not supported")]
     NoSyncDaemon,
+    /// `--del-mark` of a triple that has no mark.
+    #[error("No such firewall mark assignment")]
+    NoSuchMark,
     /// `--stop-daemon`: nothing can be running.
     #[error("No daemon is running")]
     NoDaemonRunning,
@@ -206,6 +209,9 @@ pub struct Model {
     /// with tens of thousands of services (a restore of 10,000 services
     /// would otherwise scan the list for every rule).
     index: HashMap<SvcKey, usize>,
+    /// Firewall-mark assignments `(protocol, VIP, port) → mark` set with
+    /// `--set-mark`, in the order they were made.
+    pub marks: Vec<(SvcKey, u32)>,
     /// Protocol timeouts.
     pub timeouts: Timeouts,
     /// Incremented on every successful change.
@@ -296,6 +302,28 @@ impl Model {
                 Ok(())
             }
             Command::Zero(key) => self.zero(key.as_ref()),
+            Command::SetMark { triple, mark } => {
+                match self.marks.iter_mut().find(|(k, _)| k == triple) {
+                    Some(m) => m.1 = *mark,
+                    None => {
+                        if self.marks.len() >= self.limits.max_services {
+                            return Err(ConfigError::NoMemory);
+                        }
+                        self.marks.push((*triple, *mark));
+                    }
+                }
+                self.changed();
+                Ok(())
+            }
+            Command::DelMark(triple) => {
+                let before = self.marks.len();
+                self.marks.retain(|(k, _)| k != triple);
+                if self.marks.len() == before {
+                    return Err(ConfigError::NoSuchMark);
+                }
+                self.changed();
+                Ok(())
+            }
             Command::StartDaemon { .. } => Err(ConfigError::NoSyncDaemon),
             Command::StopDaemon { .. } => Err(ConfigError::NoDaemonRunning),
             _ => Ok(()),
@@ -361,6 +389,7 @@ impl Model {
     pub fn clear(&mut self) {
         self.services.clear();
         self.index.clear();
+        self.marks.clear();
         self.changed();
     }
 
@@ -444,6 +473,13 @@ impl Model {
         d.weight = spec.weight;
         if spec.weight > 0 {
             d.last_weight = spec.weight;
+        }
+        // IPVS clears the overload flag when the upper threshold is removed
+        // or raised.
+        if spec.u_threshold == 0 || spec.u_threshold > d.u_threshold {
+            d.load
+                .overloaded
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;

@@ -13,7 +13,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::neigh::NeighTable;
-use xvs_dataplane::svc::{DestRt, NeighCell, Persist, SchedState, ServiceRt, Snapshot, SvcKey};
+use xvs_dataplane::svc::{
+    DestRt, NeighCell, Persist, SchedState, ServiceRt, Snapshot, SvcKey, V4Key,
+};
 use xvs_dataplane::xmit::tun::TunKind;
 
 /// What decides whether a destination list changed for the scheduler.
@@ -244,10 +246,18 @@ impl SnapshotBuilder {
         self.last = all_dests.clone();
         all_dests.extend(self.trash.iter().cloned());
         let t = &model.timeouts;
+        let marks = model.marks.iter().filter_map(|(k, mark)| match *k {
+            SvcKey::Addr {
+                proto,
+                vip: IpAddr::V4(vip),
+                port,
+            } => Some((V4Key { proto, vip, port }, *mark)),
+            _ => None,
+        });
         Snapshot::new(
             out,
             all_dests,
-            [],
+            marks,
             Timeouts {
                 tcp: t.tcp,
                 tcp_fin: t.tcpfin,

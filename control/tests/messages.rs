@@ -344,3 +344,62 @@ fn defaults_and_limits_of_section_1() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(c.model().services.len(), 10_004);
 }
+
+#[test]
+fn firewall_marks_are_set_listed_in_save_and_restored() {
+    use xvs_control::{Control, NoRuntime, Request};
+    let mut c = Control::new();
+    let run = |c: &mut Control, args: &[&str], stdin: Option<&str>| {
+        c.execute(
+            &Request {
+                args: args.iter().map(|s| s.to_string()).collect(),
+                stdin: stdin.map(str::to_string),
+            },
+            &NoRuntime,
+        )
+    };
+    for args in [
+        &["--set-mark", "10", "-t", "198.18.0.100:80"][..],
+        &["--set-mark", "10", "-t", "198.18.0.100:8080"],
+        &["--set-mark", "10", "-t", "198.18.0.100:22"],
+        &["-A", "-f", "10", "-s", "rr", "-p"],
+        &["-a", "-f", "10", "-r", "198.18.0.11", "-g"],
+    ] {
+        let r = run(&mut c, args, None);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    let saved = run(&mut c, &["-S", "-n"], None).stdout;
+    assert!(
+        saved.starts_with("--set-mark 10 -t 198.18.0.100:80\n"),
+        "{saved}"
+    );
+    assert!(saved.contains("-A -f 10 -s rr -p 360"), "{saved}");
+    let mut d = Control::new();
+    let r = run(&mut d, &["-R"], Some(&saved));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        run(&mut d, &["-S", "-n"], None).stdout,
+        saved,
+        "restore is identical"
+    );
+    // Errors: no port, a fwmark service, an absent mark, a bad mark.
+    assert_eq!(
+        run(&mut c, &["--set-mark", "10", "-t", "198.18.0.100"], None).code,
+        2
+    );
+    assert_eq!(run(&mut c, &["--set-mark", "10", "-f", "3"], None).code, 2);
+    assert_eq!(
+        run(&mut c, &["--set-mark", "0", "-t", "198.18.0.100:80"], None).code,
+        2
+    );
+    let r = run(&mut c, &["--del-mark", "-t", "198.18.0.100:81"], None);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (255, "No such firewall mark assignment\n")
+    );
+    assert_eq!(
+        run(&mut c, &["--del-mark", "-t", "198.18.0.100:22"], None).code,
+        0
+    );
+    assert!(!run(&mut c, &["-S"], None).stdout.contains(":22"));
+}

@@ -177,3 +177,43 @@ fn short_template_lets_the_client_move_once_it_expired_and_its_connections_ended
     assert_ne!(again, first, "rescheduled after the template expired");
     drop(xvsd);
 }
+
+#[test]
+fn firewall_mark_groups_ports_under_one_persistent_service() {
+    let _g = net_lock();
+    let lan = DrLan::new();
+    let _servers = serve(&lan, &[80, 8080, 443]);
+    lan.add_client_addrs(&others());
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    // The tutorial's iptables MARK rules, as xvsadm commands.
+    for port in [80, 8080, 443] {
+        xvsd.adm_ok(&["--set-mark", "10", "-t", &format!("{VIP}:{port}")]);
+    }
+    xvsd.adm_ok(&["-A", "-f", "10", "-s", "rr", "-p"]);
+    for h in &lan.rs {
+        xvsd.adm_ok(&["-a", "-f", "10", "-r", &h.ip.to_string(), "-g"]);
+    }
+    let l = xvsd.adm_ok(&["-Ln"]);
+    assert!(l.contains("FWM  10 rr persistent 360"), "{l}");
+    assert!(l.contains(":0 "), "FWM destinations list port 0:\n{l}");
+    let a = only_server(&client(&lan, 80, 4));
+    assert_eq!(only_server(&client(&lan, 8080, 4)), a, "8080 follows 80");
+    assert_eq!(only_server(&client(&lan, 443, 4)), a, "443 follows 80");
+    lan.client_source(VIP, Some(others()[0]));
+    let b = only_server(&client(&lan, 443, 4));
+    assert_eq!(only_server(&client(&lan, 80, 4)), b);
+    assert_ne!(a, b, "another client, the next server");
+    // The template is keyed on the mark: protocol IP, the mark as address.
+    let c = xvsd.adm_ok(&["-Lnc"]);
+    assert!(
+        c.lines()
+            .any(|l| l.starts_with("IP ") && l.contains("0.0.0.10:0")),
+        "{c}"
+    );
+    let saved = xvsd.adm_ok(&["-S", "-n"]);
+    assert!(
+        saved.contains(&format!("--set-mark 10 -t {VIP}:8080")),
+        "{saved}"
+    );
+    drop(xvsd);
+}
