@@ -313,7 +313,14 @@ impl ConnTable {
     pub fn new(capacity: usize, parts: usize) -> (ConnTable, Vec<Partition>) {
         let parts = parts.max(1);
         let capacity = capacity.clamp(parts, u32::MAX as usize - 1);
-        let buckets = capacity.next_power_of_two();
+        // The largest power of two not above the capacity: a full table has
+        // chains of two on average, and the two indexes cost at most 8
+        // bytes per entry.
+        let buckets = if capacity.is_power_of_two() {
+            capacity
+        } else {
+            capacity.next_power_of_two() / 2
+        };
         // Huge pages for the big arrays (advised before first touch).
         let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
         crate::io::advise_hugepages(entries.spare_capacity_mut());
@@ -912,6 +919,19 @@ mod tests {
             t.insert(p, &key(n), init(10)).unwrap();
         }
         assert!(p.is_full());
+    }
+
+    #[test]
+    fn an_entry_and_its_share_of_both_indexes_fit_in_64_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 56);
+        for cap in [1000, 1 << 16, 100_000, 3_000_000] {
+            let (t, _) = ConnTable::new(cap, 2);
+            assert!(
+                t.bytes_per_entry() <= 64.0,
+                "{cap}: {}",
+                t.bytes_per_entry()
+            );
+        }
     }
 
     #[test]
