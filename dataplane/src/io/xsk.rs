@@ -314,11 +314,11 @@ impl XskGroup {
             let s = &mut self.socks[i];
             // SAFETY: received descriptors name frames of this UMEM that the
             // kernel handed back to us; we own them until produced again.
+            // Take what is there first; only an empty ring costs a poll(2).
             let n = unsafe {
-                if wait > 0 {
-                    s.rx.poll_and_consume(&mut self.rx_batch, wait)?
-                } else {
-                    s.rx.consume(&mut self.rx_batch)
+                match s.rx.consume(&mut self.rx_batch) {
+                    0 if wait > 0 => s.rx.poll_and_consume(&mut self.rx_batch, wait)?,
+                    n => n,
                 }
             };
             s.fill -= n as u64;
