@@ -13,7 +13,12 @@ use std::fmt::Write;
 pub type PipelineBench = fn(usize, u8, u64) -> PipelineResult;
 
 /// The forwarding methods benchmarked, by name.
-pub const METHODS: &[(&str, PipelineBench)] = &[("DR", pipeline::run)];
+pub const METHODS: &[(&str, PipelineBench)] = &[
+    ("DR", pipeline::run),
+    ("NAT in", pipeline::run_nat_in),
+    ("NAT out", pipeline::run_nat_out),
+    ("TUN", pipeline::run_tun),
+];
 
 /// Goal of the established path at the smallest table, ns per packet.
 pub const GOAL_ESTABLISHED_NS: f64 = 35.0;

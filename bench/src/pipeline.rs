@@ -8,7 +8,7 @@ use std::time::Instant;
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::pipeline::{Pipeline, Verdict};
 use xvs_dataplane::svc::Snapshot;
-use xvs_dataplane::testkit::{dr_service, tcp_frame, DIR_MAC};
+use xvs_dataplane::testkit::{tcp_frame, DIR_MAC};
 
 /// Result of one run.
 #[derive(Debug, Clone, Copy)]
@@ -57,12 +57,69 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
+/// The forwarding method a run exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Direct routing (MAC rewrite).
+    Dr,
+    /// NAT, client → server (address, port, checksums).
+    NatIn,
+    /// NAT, a real server's reply → client (reply-index lookup).
+    NatOut,
+    /// IPIP tunnel (a 20-byte header in front; the packet moves).
+    Tun,
+}
+
 /// Run the benchmark with `flows` established connections over `servers`
 /// DR real servers for at least `packets` packets.
 pub fn run(flows: usize, servers: u8, packets: u64) -> PipelineResult {
+    run_method(Method::Dr, flows, servers, packets)
+}
+
+/// [`run`] for NAT, client to server.
+pub fn run_nat_in(flows: usize, servers: u8, packets: u64) -> PipelineResult {
+    run_method(Method::NatIn, flows, servers, packets)
+}
+
+/// [`run`] for NAT replies (one real server, so every reply's source is
+/// known).
+pub fn run_nat_out(flows: usize, _servers: u8, packets: u64) -> PipelineResult {
+    run_method(Method::NatOut, flows, 1, packets)
+}
+
+/// [`run`] for IPIP tunnelling.
+pub fn run_tun(flows: usize, servers: u8, packets: u64) -> PipelineResult {
+    run_method(Method::Tun, flows, servers, packets)
+}
+
+/// A reply of real server 1 (NAT, port 8080) to flow `i`'s client.
+fn set_reply(frame: &mut [u8], i: usize) {
+    let cip = [
+        198,
+        18 | ((i >> 24) & 1) as u8,
+        (i >> 16) as u8,
+        (i >> 8) as u8,
+    ];
+    frame[30..34].copy_from_slice(&cip);
+    frame[36..38].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
+}
+
+/// Run one method. Every packet starts from a fresh copy of its template
+/// (NAT and TUN rewrite what identifies the flow), for DR too, so the
+/// methods are compared doing the same work around the pipeline.
+pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> PipelineResult {
+    use xvs_dataplane::svc::Fwd;
+    use xvs_dataplane::testkit::{rs_mac, service_with};
+    use xvs_dataplane::xmit::tun::TunKind;
     let flows = flows.max(1);
     xvs_dataplane::stats::set_workers(1);
-    let (svc, _dests) = dr_service("wrr", servers, None);
+    let fwd = match method {
+        Method::Dr => Fwd::Dr,
+        Method::NatIn | Method::NatOut => Fwd::Nat,
+        Method::Tun => Fwd::Tun,
+    };
+    let fwds = vec![(fwd, TunKind::Ipip); usize::from(servers.max(1))];
+    let (svc, _dests) = service_with("wrr", &fwds, None, 80, None);
     let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
     let mut p = Pipeline::new(snap, flows, DIR_MAC);
     p.set_writer(0);
@@ -72,15 +129,16 @@ pub fn run(flows: usize, servers: u8, packets: u64) -> PipelineResult {
     // Frames go through in batches of 64, as a worker receives them: the
     // prefetch pass requests every frame's table memory first.
     const BATCH: usize = 64;
-    let mut batch: Vec<Vec<u8>> = (0..BATCH)
-        .map(|_| tcp_frame([198, 18, 0, 1], 1024, 80, true, false, b"0123456789abcdef"))
-        .collect();
+    let syn = tcp_frame([198, 18, 0, 1], 1024, 80, true, false, b"0123456789abcdef");
+    let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| syn.clone()).collect();
     let t = Instant::now();
     let mut j = 0usize;
     let mut done = 0usize;
     while done < flows {
         let k = BATCH.min(flows - done);
         for f in &mut batch[..k] {
+            f.clear();
+            f.extend_from_slice(&syn);
             set_flow(f, j);
             j = (j + step) % flows;
         }
@@ -97,13 +155,39 @@ pub fn run(flows: usize, servers: u8, packets: u64) -> PipelineResult {
     }
     let ns_per_new_conn = t.elapsed().as_nanos() as f64 / flows as f64;
 
-    let mut batch: Vec<Vec<u8>> = (0..BATCH)
-        .map(|_| tcp_frame([198, 18, 0, 1], 1024, 80, false, true, b"0123456789abcdef"))
-        .collect();
+    let ack = tcp_frame([198, 18, 0, 1], 1024, 80, false, true, b"0123456789abcdef");
+    let mut reply = tcp_frame(
+        [198, 18, 0, 1],
+        8080,
+        1024,
+        false,
+        true,
+        b"0123456789abcdef",
+    );
+    // A reply: from rs1 (198.18.0.11:8080) to the client, MACs rs1 → director.
+    reply[0..6].copy_from_slice(&DIR_MAC);
+    reply[6..12].copy_from_slice(&rs_mac(1));
+    reply[26..30].copy_from_slice(&[198, 18, 0, 11]);
+    let template = if method == Method::NatOut {
+        &reply
+    } else {
+        &ack
+    };
+    let fill = |f: &mut Vec<u8>, i: usize| {
+        f.clear();
+        f.extend_from_slice(template);
+        if method == Method::NatOut {
+            set_reply(f, i);
+        } else {
+            set_flow(f, i);
+        }
+    };
+    let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| ack.clone()).collect();
     // One warm-up round (ESTABLISHED from here on).
     for i in 0..flows {
-        set_flow(&mut batch[0], i);
-        p.process(now, &mut batch[0]);
+        let mut f = ack.clone();
+        set_flow(&mut f, i);
+        p.process(now, &mut f);
     }
     let rounds = packets.max(flows as u64).div_ceil(BATCH as u64);
     let n = rounds * BATCH as u64;
@@ -112,7 +196,7 @@ pub fn run(flows: usize, servers: u8, packets: u64) -> PipelineResult {
     let mut j = 0usize;
     for r in 0..rounds {
         for f in batch.iter_mut() {
-            set_flow(f, j);
+            fill(f, j);
             j += step;
             if j >= flows {
                 j -= flows;
@@ -130,7 +214,7 @@ pub fn run(flows: usize, servers: u8, packets: u64) -> PipelineResult {
         }
     }
     let el = t.elapsed().as_nanos() as f64;
-    assert_eq!(tx, n, "every established packet is forwarded");
+    assert_eq!(tx, n, "every established packet is forwarded ({method:?})");
     PipelineResult {
         flows,
         packets: n,
