@@ -112,7 +112,9 @@ pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 /// The packet pipeline of one worker.
 #[derive(Debug)]
 pub struct Pipeline {
-    snap: Arc<Snapshot>,
+    /// The configuration; taken out while a frame is processed (moving an
+    /// `Arc` costs nothing, cloning one costs two locked instructions).
+    snap: Option<Arc<Snapshot>>,
     table: Arc<ConnTable>,
     part: Partition,
     ports: Vec<PortInfo>,
@@ -184,9 +186,24 @@ fn is_icmp(frame: &[u8]) -> bool {
 /// pipeline (a port's prefetch pass while the pipeline is borrowed).
 #[inline]
 pub fn prefetch(table: &ConnTable, stage: u8, frame: &[u8]) {
-    if let Ok(p) = parse(frame) {
-        table.prefetch(&Key::conn(&p.key), stage);
+    // A hint only: read the key at the offsets of the common case (IPv4
+    // without options, TCP or UDP) without validating; `process` parses
+    // properly.
+    if frame.len() < 38 || frame[12..14] != [0x08, 0x00] || frame[14] != 0x45 {
+        return;
     }
+    let proto = frame[23];
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return;
+    }
+    let key = FlowKey {
+        proto,
+        cip: Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]),
+        cport: u16::from_be_bytes([frame[34], frame[35]]),
+        vip: Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]),
+        vport: u16::from_be_bytes([frame[36], frame[37]]),
+    };
+    table.prefetch(&Key::conn(&key), stage);
 }
 
 fn fwd_code(f: Fwd) -> u8 {
@@ -241,7 +258,7 @@ impl Pipeline {
         our_mac: Mac,
     ) -> Self {
         Pipeline {
-            snap,
+            snap: Some(snap),
             table,
             part,
             ports: vec![PortInfo {
@@ -285,7 +302,7 @@ impl Pipeline {
 
     /// Switch to a newer configuration snapshot (between batches).
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
-        self.snap = snap;
+        self.snap = Some(snap);
     }
 
     /// The counters.
@@ -318,6 +335,9 @@ impl Pipeline {
             None => 0,
         };
         self.last_sweep = Some(now_ns);
+        let Some(snap) = self.snap.take() else {
+            return;
+        };
         let now = ticks(now_ns);
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
@@ -332,8 +352,7 @@ impl Pipeline {
         );
         for v in expired.iter().take(cap) {
             if v.key.template && v.ctl > 0 {
-                let t = self
-                    .snap
+                let t = snap
                     .svc(v.svc)
                     .and_then(|s| s.persist)
                     .map_or(60, |p| p.timeout.max(1));
@@ -344,15 +363,16 @@ impl Pipeline {
                 reached(now, cur.expires) && !(cur.key.template && cur.ctl > 0)
             });
             if let Some(old) = removed {
-                self.unbind_entry(&old);
+                self.unbind_entry(&snap, &old);
                 self.stats.conns_expired += 1;
             }
         }
         self.expired = expired;
+        self.snap = Some(snap);
     }
 
-    fn unbind_entry(&self, old: &View) {
-        if let Some(d) = self.snap.dest(old.dest) {
+    fn unbind_entry(&self, snap: &Snapshot, old: &View) {
+        if let Some(d) = snap.dest(old.dest) {
             conn::unbind(d, old.key.template, conn::state_of(old.state));
         }
         if !old.key.template && old.ctl != 0 {
@@ -382,7 +402,11 @@ impl Pipeline {
         ingress: u8,
         frame: &mut B,
     ) -> Verdict {
-        let v = self.process_inner(now, ingress, frame);
+        let Some(snap) = self.snap.take() else {
+            return Verdict::Drop(DropReason::NoDest);
+        };
+        let v = self.process_inner(&snap, now, ingress, frame);
+        self.snap = Some(snap);
         match v {
             Verdict::Tx(_) => self.stats.tx += 1,
             Verdict::Pass => self.stats.pass += 1,
@@ -395,6 +419,7 @@ impl Pipeline {
     /// persistence template when the service has one, else the scheduler.
     fn choose(
         &mut self,
+        snap: &Snapshot,
         svc: &Arc<ServiceRt>,
         key: &FlowKey,
         now_ns: u64,
@@ -418,7 +443,7 @@ impl Pipeline {
             SvcKey::Addr { port, .. } => Key::template(key.proto, caddr, u32::from(key.vip), port),
         };
         if let Some(t) = self.table.lookup(&tkey) {
-            let usable = self.snap.dest(t.dest).filter(|d| d.in_service).cloned();
+            let usable = snap.dest(t.dest).filter(|d| d.in_service).cloned();
             let live = !reached(now, t.expires) || t.ctl > 0;
             match usable {
                 Some(dest) if live => {
@@ -443,7 +468,7 @@ impl Pipeline {
                         nat: None,
                     };
                     let (old, new) = self.table.rebind(&t, init).ok_or(DropReason::NoDest)?;
-                    if let Some(d) = self.snap.dest(old.dest) {
+                    if let Some(d) = snap.dest(old.dest) {
                         conn::unbind(d, true, TcpState::None);
                     }
                     conn::bind(&dest, true, TcpState::None);
@@ -478,7 +503,7 @@ impl Pipeline {
             }
             Err(Insert::Exists(t)) => {
                 // Another worker made the template first: follow it.
-                let dest = self.snap.dest(t.dest).cloned().ok_or(DropReason::NoDest)?;
+                let dest = snap.dest(t.dest).cloned().ok_or(DropReason::NoDest)?;
                 self.table.add_ctl(t.idx, 1);
                 Ok(Choice {
                     dest,
@@ -492,6 +517,7 @@ impl Pipeline {
     #[inline]
     fn process_inner<B: FrameBuf + ?Sized>(
         &mut self,
+        snap: &Snapshot,
         now_ns: u64,
         ingress: u8,
         buf: &mut B,
@@ -499,10 +525,9 @@ impl Pipeline {
         let frame = buf.bytes();
         let p = match parse(frame) {
             Ok(p) => p,
-            Err(Verdict::Pass) if is_icmp(frame) => return self.icmp(now_ns, ingress, buf),
+            Err(Verdict::Pass) if is_icmp(frame) => return self.icmp(snap, now_ns, ingress, buf),
             Err(v) => return v,
         };
-        let snap = self.snap.clone();
         let timeouts = snap.timeouts;
         let is_tcp = p.key.proto == PROTO_TCP;
         let syn = is_tcp && p.tcp_flags & SYN != 0;
@@ -528,7 +553,7 @@ impl Pipeline {
                 cport: p.key.vport,
             };
             if let Some(v) = self.table.lookup_reply(&rk) {
-                return self.reply(now_ns, &v, &p, buf);
+                return self.reply(snap, now_ns, &v, &p, buf);
             }
         }
         let v = match (found, stale) {
@@ -543,7 +568,7 @@ impl Pipeline {
                 if stale.is_none() && self.part.is_full() {
                     return Verdict::Drop(DropReason::ConnTableFull);
                 }
-                let choice = match self.choose(&svc, &p.key, now_ns) {
+                let choice = match self.choose(snap, &svc, &p.key, now_ns) {
                     Ok(c) => c,
                     Err(r) => return Verdict::Drop(r),
                 };
@@ -580,7 +605,7 @@ impl Pipeline {
                 let v = match stale {
                     Some(old) => match self.table.rebind(&old, init) {
                         Some((old, new)) => {
-                            self.unbind_entry(&old);
+                            self.unbind_entry(snap, &old);
                             new
                         }
                         None => {
@@ -718,6 +743,7 @@ impl Pipeline {
     /// from VIP:vport.
     fn reply<B: FrameBuf + ?Sized>(
         &mut self,
+        snap: &Snapshot,
         now_ns: u64,
         v: &View,
         p: &Parsed,
@@ -726,7 +752,6 @@ impl Pipeline {
         let Some(nat) = v.nat else {
             return Verdict::Drop(DropReason::NoConn);
         };
-        let snap = self.snap.clone();
         let flow = v.flow();
         let now = ticks(now_ns);
         let ttl = if p.key.proto == PROTO_TCP {
@@ -755,12 +780,17 @@ impl Pipeline {
     /// (about a packet the client got from the VIP) it goes to the real
     /// server by the connection's method; from a NAT real server's side it
     /// goes back to the client, translated. Anything else is not ours.
-    fn icmp<B: FrameBuf + ?Sized>(&mut self, _now_ns: u64, ingress: u8, buf: &mut B) -> Verdict {
+    fn icmp<B: FrameBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        _now_ns: u64,
+        ingress: u8,
+        buf: &mut B,
+    ) -> Verdict {
         let Ok(info) = xmit::nat::parse_icmp_error(buf.bytes()) else {
             return Verdict::Pass;
         };
         let q = info.quoted;
-        let snap = self.snap.clone();
         let client_side = Key::conn(&FlowKey {
             proto: q.proto,
             cip: q.dst,

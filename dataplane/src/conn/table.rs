@@ -248,6 +248,16 @@ impl View {
     }
 }
 
+/// The outcome of one seqlock read of an entry.
+enum Read {
+    /// A consistent copy and the entry's chain link.
+    Ok(View, u32),
+    /// The entry is free.
+    Free,
+    /// A writer changed it meanwhile.
+    Changed,
+}
+
 /// Why an insert did not add an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
@@ -406,43 +416,63 @@ impl ConnTable {
     /// Read entry `idx` consistently, if it is in use.
     #[inline]
     pub fn read(&self, idx: u32) -> Option<View> {
-        let e = self.entries.get(idx as usize)?;
         for _ in 0..MAX_RETRIES {
-            let s1 = e.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                return None;
-            }
-            let addrs = e.addrs.load(Ordering::Relaxed);
-            let ports = e.ports.load(Ordering::Relaxed);
-            let meta = e.meta.load(Ordering::Relaxed);
-            let expires = e.expires.load(Ordering::Relaxed);
-            let dest = e.dest.load(Ordering::Relaxed);
-            let svc = e.svc.load(Ordering::Relaxed);
-            let ctl = e.ctl.load(Ordering::Relaxed);
-            let ret = e.ret.load(Ordering::Relaxed);
-            let rip = e.rip.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            if e.seq.load(Ordering::Relaxed) == s1 {
-                return Some(View {
-                    idx,
-                    seq: s1,
-                    key: Key {
-                        addrs,
-                        ports,
-                        proto: meta as u8,
-                        template: meta & META_TEMPLATE != 0,
-                    },
-                    state: (meta >> 8) as u8,
-                    fwd: ((meta >> META_FWD_SHIFT) & 3) as u8,
-                    expires,
-                    dest,
-                    svc: svc & 0xffff,
-                    ctl,
-                    nat: unpack_ret(ret, rip, (svc >> 16) as u16),
-                });
+            match self.read_once(idx)? {
+                Read::Ok(v, _) => return Some(v),
+                Read::Free => return None,
+                Read::Changed => {}
             }
         }
         None
+    }
+
+    /// One seqlock read of entry `idx`: its view and its chain link, or
+    /// why not.
+    #[inline]
+    fn read_once(&self, idx: u32) -> Option<Read> {
+        let e = self.entries.get(idx as usize)?;
+        let s1 = e.seq.load(Ordering::Acquire);
+        if s1 & 1 == 1 {
+            return Some(Read::Free);
+        }
+        let addrs = e.addrs.load(Ordering::Relaxed);
+        let ports = e.ports.load(Ordering::Relaxed);
+        let meta = e.meta.load(Ordering::Relaxed);
+        let expires = e.expires.load(Ordering::Relaxed);
+        let dest = e.dest.load(Ordering::Relaxed);
+        let svc = e.svc.load(Ordering::Relaxed);
+        let ctl = e.ctl.load(Ordering::Relaxed);
+        let ret = e.ret.load(Ordering::Relaxed);
+        let rip = e.rip.load(Ordering::Relaxed);
+        let next = e.next.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if e.seq.load(Ordering::Relaxed) != s1 {
+            return Some(Read::Changed);
+        }
+        Some(Read::Ok(
+            View {
+                idx,
+                seq: s1,
+                key: Key {
+                    addrs,
+                    ports,
+                    proto: meta as u8,
+                    template: meta & META_TEMPLATE != 0,
+                },
+                state: (meta >> 8) as u8,
+                fwd: ((meta >> META_FWD_SHIFT) & 3) as u8,
+                expires,
+                dest,
+                svc: svc & 0xffff,
+                ctl,
+                nat: if ret >> 63 == 0 {
+                    None
+                } else {
+                    unpack_ret(ret, rip, (svc >> 16) as u16)
+                },
+            },
+            next,
+        ))
     }
 
     /// Prefetch the memory a lookup of `key` will read: stage 0 its bucket
@@ -468,35 +498,19 @@ impl ConnTable {
     #[inline]
     pub fn lookup(&self, key: &Key) -> Option<View> {
         let b = self.bucket(key);
-        let want_meta = key.meta_bits();
         'retry: for _ in 0..MAX_RETRIES {
             let mut i = self.heads[b].load(Ordering::Acquire);
             let mut hops = 0usize;
             while i != 0 {
-                let Some(e) = self.entries.get(i as usize - 1) else {
-                    continue 'retry;
-                };
-                let s1 = e.seq.load(Ordering::Acquire);
-                if s1 & 1 == 1 {
-                    continue 'retry;
-                }
-                let hit = e.addrs.load(Ordering::Relaxed) == key.addrs
-                    && e.ports.load(Ordering::Relaxed) == key.ports
-                    && e.meta.load(Ordering::Relaxed) & (0xff | META_TEMPLATE) == want_meta;
-                let next = e.next.load(Ordering::Acquire);
-                fence(Ordering::Acquire);
-                if e.seq.load(Ordering::Relaxed) != s1 {
-                    continue 'retry;
-                }
-                if hit {
-                    if let Some(v) = self.read(i - 1) {
-                        if v.seq == s1 {
+                match self.read_once(i - 1) {
+                    Some(Read::Ok(v, next)) => {
+                        if v.key == *key {
                             return Some(v);
                         }
+                        i = next;
                     }
-                    continue 'retry;
+                    _ => continue 'retry,
                 }
-                i = next;
                 hops += 1;
                 if hops > self.entries.len() {
                     continue 'retry;
