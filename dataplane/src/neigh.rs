@@ -7,7 +7,7 @@
 //! worker never waits for resolution: it drops the packet, counts it, and
 //! flags the cell.
 
-use crate::io::netlink::Netlink;
+use crate::io::netlink::{Netlink, Route};
 use crate::svc::NeighCell;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -19,11 +19,21 @@ use std::time::{Duration, Instant};
 const REFRESH: Duration = Duration::from_millis(50);
 /// How often resolution of a missing MAC is asked for again.
 const RETRY: Duration = Duration::from_millis(500);
+/// How often an address's route is read again (routes change rarely; a
+/// change is picked up within this time).
+pub const ROUTE_REFRESH: Duration = Duration::from_secs(2);
+/// Route look-ups per refresh at most (a large configuration is covered
+/// over several periods instead of stalling one).
+pub const ROUTES_PER_REFRESH: usize = 512;
 
 #[derive(Debug)]
 struct Entry {
     cell: Arc<NeighCell>,
     last_request: Option<Instant>,
+    /// The route last read (outgoing interface of ours, gateway, source).
+    route: Option<Route>,
+    /// When it was read (`None`: never).
+    route_at: Option<Instant>,
 }
 
 /// The set of next hops the data plane needs MACs for.
@@ -58,6 +68,8 @@ impl NeighTable {
                     Entry {
                         cell: Arc::new(NeighCell::default()),
                         last_request: None,
+                        route: None,
+                        route_at: None,
                     }
                 })
                 .cell
@@ -86,48 +98,76 @@ impl NeighTable {
         *g = false;
     }
 
-    /// Read the kernel's tables once: for every address, its route (the
-    /// outgoing interface, gateway and source address) and the next hop's
-    /// MAC; ask for resolution of the next hops still missing.
+    /// Read the kernel's tables once: the neighbour table (one dump), and
+    /// the routes of the addresses whose route is unknown or older than
+    /// [`ROUTE_REFRESH`] (at most [`ROUTES_PER_REFRESH`] of them); store the
+    /// next hops' MACs and routes in the cells, ask for resolution of the
+    /// next hops still missing, and forget addresses no snapshot refers to.
     pub fn refresh(&self, nl: &mut Netlink) -> std::io::Result<()> {
-        let addrs: Vec<Ipv4Addr> = {
-            let m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            m.keys().copied().collect()
-        };
-        if addrs.is_empty() {
-            return Ok(());
-        }
-        let kernel = nl.neighbours()?;
         let now = Instant::now();
-        let mut to_resolve = Vec::new();
-        for addr in addrs {
-            let route = nl.route_get(addr).ok();
+        let due: Vec<Ipv4Addr> = {
             let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(e) = m.get_mut(&addr) else { continue };
-            let Some(route) =
-                route.filter(|r| self.ifindexes.is_empty() || self.ifindexes.contains(&r.oif))
-            else {
-                // No route through an interface of ours: unreachable.
-                e.cell.set(None);
-                e.cell.set_route(0, None);
-                continue;
-            };
-            e.cell.set_route(route.oif, route.prefsrc);
-            let hop = route.hop(addr);
-            let found = kernel
-                .iter()
-                .find(|n| n.addr == hop && n.ifindex == route.oif && n.usable());
-            match found {
-                Some(n) => e.cell.set(n.mac),
-                None => {
+            m.retain(|_, e| Arc::strong_count(&e.cell) > 1);
+            if m.is_empty() {
+                return Ok(());
+            }
+            m.iter()
+                .filter(|(_, e)| {
+                    e.route_at
+                        .is_none_or(|t| now.duration_since(t) >= ROUTE_REFRESH)
+                })
+                .map(|(a, _)| *a)
+                .take(ROUTES_PER_REFRESH)
+                .collect()
+        };
+        let routes: Vec<(Ipv4Addr, Option<Route>)> = due
+            .into_iter()
+            .map(|a| {
+                let r = nl
+                    .route_get(a)
+                    .ok()
+                    .filter(|r| self.ifindexes.is_empty() || self.ifindexes.contains(&r.oif));
+                (a, r)
+            })
+            .collect();
+        let kernel: HashMap<(Ipv4Addr, u32), [u8; 6]> = nl
+            .neighbours()?
+            .into_iter()
+            .filter(|n| n.usable())
+            .filter_map(|n| Some(((n.addr, n.ifindex), n.mac?)))
+            .collect();
+        let mut to_resolve = Vec::new();
+        {
+            let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            for (a, r) in routes {
+                if let Some(e) = m.get_mut(&a) {
+                    e.route = r;
+                    e.route_at = Some(now);
+                    match r {
+                        Some(r) => e.cell.set_route(r.oif, r.prefsrc),
+                        None => e.cell.set_route(0, None),
+                    }
+                }
+            }
+            for (addr, e) in m.iter_mut() {
+                let Some(route) = e.route else {
+                    // No route through an interface of ours: unreachable.
                     e.cell.set(None);
-                    let wanted = e.cell.take_wanted();
-                    let due = e
-                        .last_request
-                        .is_none_or(|t| now.duration_since(t) >= RETRY);
-                    if due || (wanted && e.last_request.is_none()) {
-                        e.last_request = Some(now);
-                        to_resolve.push((route.oif, hop));
+                    continue;
+                };
+                let hop = route.hop(*addr);
+                match kernel.get(&(hop, route.oif)) {
+                    Some(mac) => e.cell.set(Some(*mac)),
+                    None => {
+                        e.cell.set(None);
+                        let wanted = e.cell.take_wanted();
+                        let due = e
+                            .last_request
+                            .is_none_or(|t| now.duration_since(t) >= RETRY);
+                        if due || (wanted && e.last_request.is_none()) {
+                            e.last_request = Some(now);
+                            to_resolve.push((route.oif, hop));
+                        }
                     }
                 }
             }
