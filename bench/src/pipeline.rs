@@ -206,9 +206,12 @@ pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> Pi
                 j -= flows;
             }
         }
-        for stage in 0..2 {
-            for f in &batch {
-                p.prefetch(stage, f);
+        // XVS_NO_PREFETCH=1 measures the same loop without the prefetch pass.
+        if std::env::var_os("XVS_NO_PREFETCH").is_none() {
+            for stage in 0..2 {
+                for f in &batch {
+                    p.prefetch(stage, f);
+                }
             }
         }
         for f in batch.iter_mut() {

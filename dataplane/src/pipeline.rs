@@ -562,13 +562,13 @@ impl Pipeline {
                 if is_tcp && !syn {
                     return Verdict::Drop(DropReason::NoConn);
                 }
-                let Some(svc) = snap.lookup(p.key.proto, p.key.vip, p.key.vport).cloned() else {
+                let Some(svc) = snap.lookup(p.key.proto, p.key.vip, p.key.vport) else {
                     return Verdict::Pass;
                 };
                 if stale.is_none() && self.part.is_full() {
                     return Verdict::Drop(DropReason::ConnTableFull);
                 }
-                let choice = match self.choose(snap, &svc, &p.key, now_ns) {
+                let choice = match self.choose(snap, svc, &p.key, now_ns) {
                     Ok(c) => c,
                     Err(r) => return Verdict::Drop(r),
                 };

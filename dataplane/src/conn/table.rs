@@ -33,8 +33,10 @@ const META_FWD_SHIFT: u32 = 17;
 /// `meta` of a removed entry: state 0xff, which no transition starts from.
 const META_DEAD: u32 = 0x0000_ff00;
 
-/// One entry: a connection or a persistence template (56 bytes).
+/// One entry: a connection or a persistence template (56 bytes, laid out
+/// in declaration order so that its first and last fields bound it).
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct Entry {
     /// `cip << 32 | vip` (templates: masked client, VIP or mark).
     addrs: AtomicU64,
@@ -490,7 +492,9 @@ impl ConnTable {
             .checked_sub(1)
             .and_then(|i| self.entries.get(i))
         {
-            crate::io::prefetch(e);
+            // An entry may straddle two cache lines: ask for both.
+            crate::io::prefetch(&e.addrs);
+            crate::io::prefetch(&e.rip);
         }
     }
 
