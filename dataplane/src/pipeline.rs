@@ -204,6 +204,17 @@ pub fn prefetch(table: &ConnTable, stage: u8, frame: &[u8]) {
         vport: u16::from_be_bytes([frame[36], frame[37]]),
     };
     table.prefetch(&Key::conn(&key), stage);
+    // The same frame read as a NAT real server's reply.
+    table.prefetch_reply(
+        &ReplyKey {
+            proto,
+            rip: key.cip,
+            rport: key.cport,
+            cip: key.vip,
+            cport: key.vport,
+        },
+        stage,
+    );
 }
 
 fn fwd_code(f: Fwd) -> u8 {

@@ -279,6 +279,8 @@ pub struct ConnTable {
     oheads: Box<[AtomicU32]>,
     locks: Box<[Mutex<()>]>,
     olocks: Box<[Mutex<()>]>,
+    /// Set once the first NAT connection is inserted.
+    nat_seen: std::sync::atomic::AtomicBool,
     mask: usize,
     parts: usize,
 }
@@ -386,6 +388,7 @@ impl ConnTable {
                 oheads,
                 locks,
                 olocks,
+                nat_seen: std::sync::atomic::AtomicBool::new(false),
                 mask: buckets - 1,
                 parts,
             },
@@ -482,7 +485,20 @@ impl ConnTable {
     /// Run stage 0 over a whole batch, then stage 1, so the misses overlap.
     #[inline]
     pub fn prefetch(&self, key: &Key, stage: u8) {
-        let head = &self.heads[self.bucket(key)];
+        self.prefetch_chain(&self.heads[self.bucket(key)], stage);
+    }
+
+    /// [`ConnTable::prefetch`] for the reply index (a NAT real server's
+    /// answer); does nothing until a NAT connection was ever made.
+    #[inline]
+    pub fn prefetch_reply(&self, rk: &ReplyKey, stage: u8) {
+        if self.nat_seen.load(Ordering::Relaxed) {
+            self.prefetch_chain(&self.oheads[self.obucket(rk)], stage);
+        }
+    }
+
+    #[inline]
+    fn prefetch_chain(&self, head: &AtomicU32, stage: u8) {
         if stage == 0 {
             crate::io::prefetch(head);
             return;
@@ -577,6 +593,9 @@ impl ConnTable {
 
     /// Link entry `idx` into the reply index (caller holds its key's lock).
     fn link_reply(&self, idx: u32, rk: &ReplyKey) {
+        if !self.nat_seen.load(Ordering::Relaxed) {
+            self.nat_seen.store(true, Ordering::Relaxed);
+        }
         let ob = self.obucket(rk);
         let _g = self.olocks[ob / STRIPE]
             .lock()
