@@ -3,6 +3,7 @@
 //! neighbour thread, and snapshot publication (which also keeps the
 //! steering program's service map in step).
 
+use crate::conn::state::TcpState;
 use crate::conn::table::{reached, ticks, ConnTable, TICK_NS};
 use crate::io::xdp::{AttachMode, Steering};
 use crate::io::xsk::XskGroup;
@@ -349,7 +350,7 @@ impl Director {
                 let state = if v.key.template {
                     "NONE"
                 } else if f.proto == crate::wire::ipv4::PROTO_TCP {
-                    crate::conn::state_of(v.state).name()
+                    TcpState::from_u8(v.state).name()
                 } else {
                     "UDP"
                 };

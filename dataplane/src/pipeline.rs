@@ -384,7 +384,7 @@ impl Pipeline {
 
     fn unbind_entry(&self, snap: &Snapshot, old: &View) {
         if let Some(d) = snap.dest(old.dest) {
-            conn::unbind(d, old.key.template, conn::state_of(old.state));
+            conn::unbind(d, old.key.template, TcpState::from_u8(old.state));
         }
         if !old.key.template && old.ctl != 0 {
             self.table.add_ctl(old.ctl - 1, -1);
@@ -448,6 +448,16 @@ impl Pipeline {
         };
         let now = ticks(now_ns);
         let life = now.wrapping_add(p.timeout.saturating_mul(100));
+        // A template: no state, no method; it controls its first connection.
+        let template_init = |dest: &DestRt| Init {
+            state: 0,
+            fwd: 0,
+            expires: life,
+            dest: dest.id,
+            svc: svc.id,
+            ctl: 1,
+            nat: None,
+        };
         let caddr = Ipv4Addr::from(u32::from(key.cip) & p.mask);
         let tkey = match svc.key {
             SvcKey::Fwmark { mark, .. } => Key::template(0, caddr, mark, 0),
@@ -469,16 +479,10 @@ impl Pipeline {
                     // Expired, or its server was deleted: a new choice,
                     // written into the same template.
                     let dest = schedule(svc)?;
-                    let init = Init {
-                        state: 0,
-                        fwd: 0,
-                        expires: life,
-                        dest: dest.id,
-                        svc: svc.id,
-                        ctl: 1,
-                        nat: None,
-                    };
-                    let (old, new) = self.table.rebind(&t, init).ok_or(DropReason::NoDest)?;
+                    let (old, new) = self
+                        .table
+                        .rebind(&t, template_init(&dest))
+                        .ok_or(DropReason::NoDest)?;
                     if let Some(d) = snap.dest(old.dest) {
                         conn::unbind(d, true, TcpState::None);
                     }
@@ -494,16 +498,10 @@ impl Pipeline {
             return Err(DropReason::ConnTableFull);
         }
         let dest = schedule(svc)?;
-        let init = Init {
-            state: 0,
-            fwd: 0,
-            expires: life,
-            dest: dest.id,
-            svc: svc.id,
-            ctl: 1,
-            nat: None,
-        };
-        match self.table.insert(&mut self.part, &tkey, init) {
+        match self
+            .table
+            .insert(&mut self.part, &tkey, template_init(&dest))
+        {
             Ok(t) => {
                 conn::bind(&dest, true, TcpState::None);
                 self.stats.templates_created += 1;
@@ -550,7 +548,7 @@ impl Pipeline {
             reached(now, v.expires)
                 || (syn
                     && matches!(
-                        conn::state_of(v.state),
+                        TcpState::from_u8(v.state),
                         TcpState::TimeWait | TcpState::Close
                     ))
         });
@@ -651,7 +649,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoDest);
         };
         let ttl = if is_tcp {
-            let old = conn::state_of(v.state);
+            let old = TcpState::from_u8(v.state);
             let new = old.next(p.tcp_flags);
             if new != old && self.table.set_state(&v, v.state, new as u8) {
                 conn::transition(dest, old, new);
@@ -766,7 +764,7 @@ impl Pipeline {
         let flow = v.flow();
         let now = ticks(now_ns);
         let ttl = if p.key.proto == PROTO_TCP {
-            snap.timeouts.tcp_state(conn::state_of(v.state))
+            snap.timeouts.tcp_state(TcpState::from_u8(v.state))
         } else {
             snap.timeouts.udp
         };

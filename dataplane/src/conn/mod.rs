@@ -10,26 +10,6 @@ use crate::svc::DestRt;
 use state::TcpState;
 use std::sync::atomic::Ordering;
 
-/// `TcpState` from its `u8` form in the table (unknown values are NONE).
-#[inline]
-pub fn state_of(s: u8) -> TcpState {
-    use TcpState::*;
-    const ALL: [TcpState; 11] = [
-        None,
-        Established,
-        SynSent,
-        SynRecv,
-        FinWait,
-        TimeWait,
-        Close,
-        CloseWait,
-        LastAck,
-        Listen,
-        SynAck,
-    ];
-    ALL.get(usize::from(s)).copied().unwrap_or(None)
-}
-
 /// Count a new connection (in `state`) or template against `dest`, as
 /// IPVS's bind does, and re-evaluate its overload flag.
 pub fn bind(dest: &DestRt, template: bool, state: TcpState) {

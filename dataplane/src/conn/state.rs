@@ -95,6 +95,25 @@ impl TcpState {
         INPUT_ONLY[row][self as usize]
     }
 
+    /// The state whose discriminant is `v` (unknown values are NONE).
+    #[inline]
+    pub fn from_u8(v: u8) -> TcpState {
+        const ALL: [TcpState; 11] = [
+            None,
+            Established,
+            SynSent,
+            SynRecv,
+            FinWait,
+            TimeWait,
+            Close,
+            CloseWait,
+            LastAck,
+            Listen,
+            SynAck,
+        ];
+        ALL.get(usize::from(v)).copied().unwrap_or(None)
+    }
+
     /// ipvsadm's name of the state (`-c` listing).
     pub fn name(self) -> &'static str {
         match self {

@@ -164,16 +164,10 @@ impl Netlink {
         Ok(rc as usize)
     }
 
-    /// The IPv4 neighbour table.
-    pub fn neighbours(&mut self) -> io::Result<Vec<Neighbour>> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut msg = Vec::with_capacity(64);
-        put_hdr(&mut msg, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, seq);
-        put_ndmsg(&mut msg, 0, 0, 0);
-        finish(&mut msg);
-        self.send(&msg)?;
-        let mut out = Vec::new();
+    /// Read the messages answering request `seq`, handing each (type,
+    /// payload) to `f`, until `f` says stop, the dump ends (`NLMSG_DONE`)
+    /// or the kernel acknowledges; a negative acknowledgement is the error.
+    fn each_reply(&mut self, seq: u32, mut f: impl FnMut(u16, &[u8]) -> bool) -> io::Result<()> {
         loop {
             let n = self.recv()?;
             let mut off = 0;
@@ -187,22 +181,49 @@ impl Netlink {
                 }
                 if mseq == seq {
                     match ty {
-                        NLMSG_DONE => return Ok(out),
+                        NLMSG_DONE => return Ok(()),
                         NLMSG_ERROR => {
+                            if len < NLMSG_HDRLEN + 4 {
+                                return Err(io::Error::other("short netlink error"));
+                            }
                             let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-                            return Err(io::Error::from_raw_os_error(-code));
+                            return if code == 0 {
+                                Ok(())
+                            } else {
+                                Err(io::Error::from_raw_os_error(-code))
+                            };
                         }
-                        RTM_NEWNEIGH => {
-                            if let Some(nb) = parse_neigh(&b[NLMSG_HDRLEN..len]) {
-                                out.push(nb);
+                        _ => {
+                            if !f(ty, &b[NLMSG_HDRLEN..len]) {
+                                return Ok(());
                             }
                         }
-                        _ => {}
                     }
                 }
                 off += align4(len);
             }
         }
+    }
+
+    /// The IPv4 neighbour table.
+    pub fn neighbours(&mut self) -> io::Result<Vec<Neighbour>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut msg = Vec::with_capacity(64);
+        put_hdr(&mut msg, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, seq);
+        put_ndmsg(&mut msg, 0, 0, 0);
+        finish(&mut msg);
+        self.send(&msg)?;
+        let mut out = Vec::new();
+        self.each_reply(seq, |ty, payload| {
+            if ty == RTM_NEWNEIGH {
+                if let Some(nb) = parse_neigh(payload) {
+                    out.push(nb);
+                }
+            }
+            true
+        })?;
+        Ok(out)
     }
 
     /// Look up the route to `dst` (as `ip route get` does).
@@ -220,33 +241,15 @@ impl Netlink {
         msg.extend_from_slice(&dst.octets());
         finish(&mut msg);
         self.send(&msg)?;
-        loop {
-            let n = self.recv()?;
-            let mut off = 0;
-            while off + NLMSG_HDRLEN <= n {
-                let b = &self.buf[off..n];
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if len < NLMSG_HDRLEN || len > b.len() {
-                    return Err(io::Error::other("malformed netlink message"));
-                }
-                if mseq == seq {
-                    match ty {
-                        NLMSG_ERROR => {
-                            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-                            return Err(io::Error::from_raw_os_error(-code));
-                        }
-                        RTM_NEWROUTE => {
-                            return parse_route(&b[NLMSG_HDRLEN..len])
-                                .ok_or_else(|| io::Error::other("route without an interface"));
-                        }
-                        _ => {}
-                    }
-                }
-                off += align4(len);
+        let mut route = None;
+        self.each_reply(seq, |ty, payload| {
+            if ty == RTM_NEWROUTE {
+                route = parse_route(payload);
+                return false;
             }
-        }
+            true
+        })?;
+        route.ok_or_else(|| io::Error::other("no route through an interface"))
     }
 
     /// Ask the kernel to resolve `addr` on interface `ifindex` (creates
@@ -267,24 +270,7 @@ impl Netlink {
         msg.extend_from_slice(&addr.octets());
         finish(&mut msg);
         self.send(&msg)?;
-        loop {
-            let n = self.recv()?;
-            if n < NLMSG_HDRLEN + 4 {
-                return Err(io::Error::other("short netlink answer"));
-            }
-            let b = &self.buf[..n];
-            let ty = u16::from_ne_bytes([b[4], b[5]]);
-            let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-            if mseq != seq || ty != NLMSG_ERROR {
-                continue;
-            }
-            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-            return if code == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(-code))
-            };
-        }
+        self.each_reply(seq, |_, _| true)
     }
 }
 
