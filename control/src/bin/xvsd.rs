@@ -309,7 +309,10 @@ fn main() {
         eprintln!("xvsd: no --iface given: control only, nothing is forwarded");
     }
 
-    let mut control = Control::new();
+    // `-L`'s header shows the connection table's hash buckets, as IPVS's
+    // `size=` does.
+    let buckets = u32::try_from(director.table().buckets()).unwrap_or(u32::MAX);
+    let mut control = Control::with_config(xvs_control::model::Limits::default(), buckets);
     let mut builder = SnapshotBuilder::new();
     if let Some(path) = &args.config {
         let rules = match std::fs::read_to_string(path) {

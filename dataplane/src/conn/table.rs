@@ -401,6 +401,11 @@ impl ConnTable {
         self.entries.len()
     }
 
+    /// Buckets of the connection index (what IPVS lists as `size=`).
+    pub fn buckets(&self) -> usize {
+        self.heads.len()
+    }
+
     /// Number of partitions.
     pub fn partitions(&self) -> usize {
         self.parts
