@@ -125,6 +125,7 @@ impl Control {
                     Response::ok(json::list_all(&self.model, opts, self.conn_tab_size))
                 }
             }
+            Command::List { opts, .. } if opts.dataplane => Response::ok(rt.dataplane()),
             Command::List { svc, opts } => {
                 if opts.connection {
                     Response::ok(listing::list_conns(&rt.connections(), opts.persistent_conn))

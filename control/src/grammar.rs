@@ -164,6 +164,9 @@ pub struct ListOpts {
     pub timeout: bool,
     /// `--daemon`.
     pub daemon: bool,
+    /// `--dataplane` (xvs): the data plane's counters, drops by reason and
+    /// connection-table use.
+    pub dataplane: bool,
     /// `--nosort`: list in table order.
     pub nosort: bool,
     /// `--json` (xvs's own): the listing as JSON for tools, in the shape
@@ -365,9 +368,10 @@ enum Opt {
     TunRemCsum,
     TunInfo,
     Json,
+    Dataplane,
 }
 
-const ALL_OPTS: [Opt; 37] = [
+const ALL_OPTS: [Opt; 38] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -405,6 +409,7 @@ const ALL_OPTS: [Opt; 37] = [
     Opt::TunRemCsum,
     Opt::TunInfo,
     Opt::Json,
+    Opt::Dataplane,
 ];
 
 impl Opt {
@@ -447,6 +452,7 @@ impl Opt {
             Opt::TunRemCsum => "tun-remcsum",
             Opt::TunInfo => "tun-info",
             Opt::Json => "json",
+            Opt::Dataplane => "dataplane",
         }
     }
 
@@ -481,7 +487,7 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             _ => X,
         },
         Cmd::List => match opt {
-            O::Connection | O::Service | O::Timeout | O::Daemon => One,
+            O::Connection | O::Service | O::Timeout | O::Daemon | O::Dataplane => One,
             O::Numeric
             | O::Stats
             | O::Rate
@@ -663,6 +669,7 @@ fn long(name: &str) -> Option<Tok> {
         "persistent-conn" => Tok::Set(Opt::PersistentConn),
         "tun-info" => Tok::Set(Opt::TunInfo),
         "json" => Tok::Set(Opt::Json),
+        "dataplane" => Tok::Set(Opt::Dataplane),
         "timeout" => Tok::Set(Opt::Timeout),
         "daemon" => Tok::Set(Opt::Daemon),
         "nosort" => Tok::Set(Opt::NoSort),
@@ -1149,6 +1156,7 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 tun_info: raw.has(Opt::TunInfo),
                 timeout: raw.has(Opt::Timeout),
                 daemon: raw.has(Opt::Daemon),
+                dataplane: raw.has(Opt::Dataplane),
                 nosort: raw.has(Opt::NoSort),
                 json: raw.has(Opt::Json),
             },
@@ -1331,6 +1339,8 @@ Options:
   --tun-info                          output of tunnel information
   --nosort                            disable sorting output of service/server entries
   --json                              listing as JSON (xvs extension, for tools)
+  --dataplane                         data plane counters, drops by reason and
+                                      connection-table use (xvs extension)
   --sort                              does nothing, for backwards compatibility
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports

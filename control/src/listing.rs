@@ -48,6 +48,11 @@ pub struct ConnEntry {
 pub trait Runtime {
     /// Every live connection and persistence template.
     fn connections(&self) -> Vec<ConnEntry>;
+
+    /// `-L --dataplane`: the data plane's counters as text.
+    fn dataplane(&self) -> String {
+        "Data plane: none (control only)\n".to_string()
+    }
 }
 
 /// A [`Runtime`] with no connections (tests, tools).

@@ -330,6 +330,11 @@ impl Director {
         Ok(())
     }
 
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
     /// The shared connection table.
     pub fn table(&self) -> &Arc<ConnTable> {
         &self.table
@@ -390,6 +395,8 @@ impl Director {
                     sum.pass += s.pass;
                     sum.conns_created += s.conns_created;
                     sum.conns_expired += s.conns_expired;
+                    sum.templates_created += s.templates_created;
+                    sum.frag_needed += s.frag_needed;
                     for r in DropReason::ALL {
                         sum.drops[r as usize] += s.drops[r as usize];
                     }

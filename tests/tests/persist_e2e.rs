@@ -217,3 +217,74 @@ fn firewall_mark_groups_ports_under_one_persistent_service() {
     );
     drop(xvsd);
 }
+
+#[test]
+fn a_full_table_drops_and_counts_new_connections_and_established_ones_keep_going() {
+    let _g = net_lock();
+    let lan = DrLan::new();
+    let _servers: Vec<_> = lan
+        .rs
+        .iter()
+        .map(|h| {
+            h.spawn_ready(&[
+                NODE,
+                "serve",
+                "--name",
+                &h.role,
+                "--port",
+                "80",
+                "--idle-timeout-s",
+                "30",
+            ])
+        })
+        .collect();
+    let xvsd = Xvsd::start_with(
+        Some(&lan.director.ns),
+        &[
+            "--iface".into(),
+            lan.director.iface.clone(),
+            "--conn-max".into(),
+            "3".into(),
+        ],
+    );
+    let svc = format!("{VIP}:80");
+    xvsd.adm_ok(&["-A", "-t", &svc, "-s", "rr"]);
+    for h in &lan.rs {
+        xvsd.adm_ok(&["-a", "-t", &svc, "-r", &h.ip.to_string(), "-g"]);
+    }
+    // Three held connections fill the table.
+    let holder =
+        xvs_tests::node::Holder::start(&lan.client.ns, NODE, &svc, 3, Duration::from_secs(20));
+    assert_eq!(holder.held(), 3);
+    // New connections are dropped (the client's SYNs go unanswered).
+    let n = "2".to_string();
+    let out = lan.client.exec(&[
+        NODE,
+        "client",
+        "--connect",
+        &svc,
+        "--count",
+        &n,
+        "--timeout-ms",
+        "1500",
+        "--deadline-ms",
+        "10000",
+        "--max-failures",
+        "2",
+    ]);
+    let s = ClientSummary::from_output(&out);
+    assert_eq!(s.ok, 0, "no room for new connections: {s:?}");
+    let dp = xvsd.adm_ok(&["-L", "--dataplane"]);
+    let full: u64 = dp
+        .split_whitespace()
+        .skip_while(|w| *w != "conn_table_full")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(full >= 2, "drops counted and visible in xvsadm:\n{dp}");
+    assert!(dp.contains("3 of 3 entries in use"), "{dp}");
+    // The established connections complete their exchange.
+    let done = holder.release(Duration::from_secs(20));
+    assert_eq!(done.ok, 3, "established connections keep flowing: {done:?}");
+    drop(xvsd);
+}

@@ -90,6 +90,33 @@ fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
 struct Live<'a>(&'a Director);
 
 impl Runtime for Live<'_> {
+    fn dataplane(&self) -> String {
+        let d = self.0;
+        let t = d.stats();
+        let table = d.table();
+        let used = table.iter().count();
+        let mut out = String::new();
+        out.push_str(&format!(
+            "Data plane: {} worker(s)\n  tx {}  pass {}  conns_created {}  conns_expired {}  templates_created {}  frag_needed {}\n  drops:",
+            d.workers(),
+            t.tx,
+            t.pass,
+            t.conns_created,
+            t.conns_expired,
+            t.templates_created,
+            t.frag_needed
+        ));
+        for r in DropReason::ALL {
+            out.push_str(&format!(" {} {}", r.name(), t.drops[r as usize]));
+        }
+        out.push_str(&format!(
+            "\n  connection table: {used} of {} entries in use ({:.0} bytes each with its indexes)\n",
+            table.capacity(),
+            table.bytes_per_entry()
+        ));
+        out
+    }
+
     fn connections(&self) -> Vec<ConnEntry> {
         self.0
             .connections()
