@@ -164,3 +164,98 @@ fn a_mixed_service_binds_each_connection_to_its_servers_method() {
         assert_eq!((dst.octets(), proto), want, "connection {port}");
     }
 }
+
+/// A small deterministic PRNG (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn mutated_frames_never_panic_whatever_the_method() {
+    let mut p = pipeline(&[
+        (Fwd::Dr, TunKind::Ipip),
+        (
+            Fwd::Tun,
+            TunKind::Gue {
+                port: 6080,
+                checksum: true,
+            },
+        ),
+        (Fwd::Nat, TunKind::Ipip),
+    ]);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    for port in 1..=6u16 {
+        seeds.push(tcp_frame(CIP, port, 80, true, false, b""));
+        seeds.push(tcp_frame(CIP, port, 80, false, true, b"payload"));
+    }
+    let mut reply = Vec::new();
+    PacketBuilder::ethernet2(rs_mac(3), DIR_MAC)
+        .ipv4([198, 18, 0, 13], CIP, 64)
+        .tcp(8080, 3, 1, 100)
+        .write(&mut reply, b"r")
+        .unwrap();
+    seeds.push(reply);
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4(CIP, [198, 18, 0, 13], 63)
+        .tcp(3, 8080, 1000, 65535)
+        .write(&mut quoted, b"")
+        .unwrap();
+    let mut icmp = Vec::new();
+    PacketBuilder::ethernet2(rs_mac(3), DIR_MAC)
+        .ipv4([198, 18, 0, 13], CIP, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut icmp, &quoted[..28])
+        .unwrap();
+    seeds.push(icmp);
+    // Establish the connections the seeds belong to.
+    for s in seeds.clone() {
+        let mut f = s;
+        p.process(S, &mut f);
+    }
+    let drops_before: u64 = p.stats().drops.iter().sum();
+    let mut verdicts = [0u64; 3];
+    for i in 0..100_000u64 {
+        let mut f = seeds[(rng.next() % seeds.len() as u64) as usize].clone();
+        match rng.next() % 4 {
+            0 => {
+                let n = (rng.next() % f.len() as u64) as usize;
+                f.truncate(n);
+            }
+            1 => {
+                for _ in 0..1 + rng.next() % 4 {
+                    let at = (rng.next() % f.len() as u64) as usize;
+                    f[at] = rng.next() as u8;
+                }
+            }
+            2 => {
+                // Header bytes only (where parsing decides).
+                let at = 12 + (rng.next() % 40) as usize;
+                if at < f.len() {
+                    f[at] = rng.next() as u8;
+                }
+            }
+            _ => f.extend((0..rng.next() % 64).map(|_| rng.next() as u8)),
+        }
+        match p.process(S + i, &mut f) {
+            Verdict::Tx(_) => verdicts[0] += 1,
+            Verdict::Pass => verdicts[1] += 1,
+            Verdict::Drop(_) => verdicts[2] += 1,
+        }
+    }
+    assert!(
+        verdicts.iter().all(|&n| n > 0),
+        "every outcome reached: {verdicts:?}"
+    );
+    let drops: u64 = p.stats().drops.iter().sum();
+    assert_eq!(drops - drops_before, verdicts[2], "every drop counted");
+}
