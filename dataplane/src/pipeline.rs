@@ -32,7 +32,8 @@ pub enum DropReason {
     NoNeigh,
     /// The connection table is full.
     ConnTableFull,
-    /// Forwarding method not available in this build of the pipeline.
+    /// The forwarding method cannot serve this real server (an IPv6 real
+    /// server behind the IPv4 data plane).
     FwdUnsupported,
     /// The pipeline said pass, but the port cannot hand frames to the kernel.
     PassUnavailable,
