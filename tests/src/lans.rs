@@ -12,11 +12,10 @@
 use std::net::Ipv4Addr;
 use std::ops::Deref;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use crate::netns::{
-    ensure_bpffs, exec, exec_ok, reap_stale, run_ok, spawn_ready, sysctl, unique_prefix, DrLan,
-    Host, Netns, Proc, RECORD_DIR,
+    ensure_bpffs, exec, plug, reap_stale, run_ok, spawn_ready, sysctl, unique_prefix, wait_up,
+    DrLan, Host, Netns, Proc, RECORD_DIR,
 };
 
 /// The virtual address of the NAT topology's service (client segment).
@@ -53,75 +52,6 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Creates a veth in `switch_ns` whose peer `h.iface` goes to `h.ns` with
-/// one RX and one TX queue, enslaves the switch end to `bridge`, turns TX
-/// checksum offload and IPv6 off on the host end, and adds `h.ip/24`.
-fn plug(switch_ns: &str, bridge: &str, h: &Host) {
-    run_ok(&[
-        "ip",
-        "-n",
-        switch_ns,
-        "link",
-        "add",
-        "name",
-        &h.port,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &h.iface,
-        "address",
-        &h.mac,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "netns",
-        &h.ns,
-    ]);
-    run_ok(&[
-        "ip", "-n", switch_ns, "link", "set", &h.port, "master", bridge, "up",
-    ]);
-    sysctl(
-        &h.ns,
-        &[(&format!("net.ipv6.conf.{}.disable_ipv6", h.iface), "1")],
-    );
-    exec_ok(&h.ns, &["ethtool", "-K", &h.iface, "tx", "off"]);
-    run_ok(&[
-        "ip",
-        "-n",
-        &h.ns,
-        "addr",
-        "add",
-        &format!("{}/24", h.ip),
-        "dev",
-        &h.iface,
-    ]);
-    run_ok(&["ip", "-n", &h.ns, "link", "set", &h.iface, "up"]);
-}
-
-/// Waits (at most 5 s) until every interface reports carrier.
-fn wait_up<'a>(hosts: impl Iterator<Item = &'a Host>) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for h in hosts {
-        loop {
-            let out = exec(
-                &h.ns,
-                &["cat", &format!("/sys/class/net/{}/operstate", h.iface)],
-            );
-            if String::from_utf8_lossy(&out.stdout).trim() == "up" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{} never came up", h.iface);
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 

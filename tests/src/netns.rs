@@ -482,52 +482,15 @@ impl DrLan {
         run_ok(&["ip", "-n", &switch_ns, "link", "set", &bridge, "up"]);
 
         for h in &hosts {
-            run_ok(&[
-                "ip",
-                "-n",
-                &switch_ns,
-                "link",
-                "add",
-                "name",
-                &h.port,
-                "numtxqueues",
-                "1",
-                "numrxqueues",
-                "1",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &h.iface,
-                "address",
-                &h.mac,
-                "numtxqueues",
-                "1",
-                "numrxqueues",
-                "1",
-                "netns",
-                &h.ns,
-            ]);
-            run_ok(&[
-                "ip", "-n", &switch_ns, "link", "set", &h.port, "master", &bridge, "up",
-            ]);
-            sysctl(
-                &h.ns,
-                &[(&format!("net.ipv6.conf.{}.disable_ipv6", h.iface), "1")],
-            );
-            exec_ok(&h.ns, &["ethtool", "-K", &h.iface, "tx", "off"]);
             if h.role.starts_with("rs") {
                 // Real servers hold the VIP on lo but must never answer ARP
-                // for it nor use it as an ARP source.
-                let iface_ignore = format!("net.ipv4.conf.{}.arp_ignore", h.iface);
-                let iface_announce = format!("net.ipv4.conf.{}.arp_announce", h.iface);
+                // for it nor use it as an ARP source (set before the link
+                // comes up; the interface's own settings follow below).
                 sysctl(
                     &h.ns,
                     &[
                         ("net.ipv4.conf.all.arp_ignore", "1"),
                         ("net.ipv4.conf.all.arp_announce", "2"),
-                        (&iface_ignore, "1"),
-                        (&iface_announce, "2"),
                     ],
                 );
                 run_ok(&[
@@ -541,16 +504,12 @@ impl DrLan {
                     "lo",
                 ]);
             }
-            run_ok(&[
-                "ip",
-                "-n",
-                &h.ns,
-                "addr",
-                "add",
-                &format!("{}/{LAN_PREFIX_LEN}", h.ip),
-                "dev",
-                &h.iface,
-            ]);
+            plug(&switch_ns, &bridge, h);
+            if h.role.starts_with("rs") {
+                let iface_ignore = format!("net.ipv4.conf.{}.arp_ignore", h.iface);
+                let iface_announce = format!("net.ipv4.conf.{}.arp_announce", h.iface);
+                sysctl(&h.ns, &[(&iface_ignore, "1"), (&iface_announce, "2")]);
+            }
             if h.role == "director" {
                 run_ok(&[
                     "ip",
@@ -563,7 +522,6 @@ impl DrLan {
                     &h.iface,
                 ]);
             }
-            run_ok(&["ip", "-n", &h.ns, "link", "set", &h.iface, "up"]);
         }
 
         let mut it = hosts.into_iter();
@@ -581,26 +539,8 @@ impl DrLan {
             namespaces,
             _record: record,
         };
-        lan.wait_links_up();
+        wait_up(lan.hosts());
         Ok(lan)
-    }
-
-    /// Waits (at most 5 s) until every host interface reports carrier.
-    fn wait_links_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for h in self.hosts() {
-            loop {
-                let out = exec(
-                    &h.ns,
-                    &["cat", &format!("/sys/class/net/{}/operstate", h.iface)],
-                );
-                if String::from_utf8_lossy(&out.stdout).trim() == "up" {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "{} never came up", h.iface);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
     }
 
     /// All hosts: client, director, rs1..rs3.
@@ -700,5 +640,74 @@ impl DrLan {
 impl Default for DrLan {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Creates a veth in `switch_ns` whose peer `h.iface` goes to `h.ns` with
+/// one RX and one TX queue, enslaves the switch end to `bridge`, turns TX
+/// checksum offload and IPv6 off on the host end, and adds `h.ip/24`.
+pub(crate) fn plug(switch_ns: &str, bridge: &str, h: &Host) {
+    run_ok(&[
+        "ip",
+        "-n",
+        switch_ns,
+        "link",
+        "add",
+        "name",
+        &h.port,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &h.iface,
+        "address",
+        &h.mac,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "netns",
+        &h.ns,
+    ]);
+    run_ok(&[
+        "ip", "-n", switch_ns, "link", "set", &h.port, "master", bridge, "up",
+    ]);
+    sysctl(
+        &h.ns,
+        &[(&format!("net.ipv6.conf.{}.disable_ipv6", h.iface), "1")],
+    );
+    exec_ok(&h.ns, &["ethtool", "-K", &h.iface, "tx", "off"]);
+    run_ok(&[
+        "ip",
+        "-n",
+        &h.ns,
+        "addr",
+        "add",
+        &format!("{}/{LAN_PREFIX_LEN}", h.ip),
+        "dev",
+        &h.iface,
+    ]);
+    run_ok(&["ip", "-n", &h.ns, "link", "set", &h.iface, "up"]);
+}
+
+/// Waits (at most 5 s) until every interface reports carrier.
+pub(crate) fn wait_up<'a>(hosts: impl Iterator<Item = &'a Host>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for h in hosts {
+        loop {
+            let out = exec(
+                &h.ns,
+                &["cat", &format!("/sys/class/net/{}/operstate", h.iface)],
+            );
+            if String::from_utf8_lossy(&out.stdout).trim() == "up" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} never came up", h.iface);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
