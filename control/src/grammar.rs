@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use xvs_dataplane::svc::{Fwd, SvcKey};
+use xvs_config::svc::{Fwd, SvcKey};
 use xvs_scheduler::{SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3};
 
 /// The hint line printed after every command-line error.
@@ -43,62 +43,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(msg.into()))
 }
 
-/// Encapsulation of a tunnel (`-i`) destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TunType {
-    /// IP-in-IP (the default).
-    #[default]
-    Ipip,
-    /// Generic UDP Encapsulation, to `--tun-port`.
-    Gue,
-    /// Generic Routing Encapsulation.
-    Gre,
-}
-
-impl TunType {
-    /// The name as `--tun-type` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            TunType::Ipip => "ipip",
-            TunType::Gue => "gue",
-            TunType::Gre => "gre",
-        }
-    }
-}
-
-/// Checksum option of a GUE/GRE tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TunCsum {
-    /// `--tun-nocsum` (the default).
-    #[default]
-    NoCsum,
-    /// `--tun-csum`.
-    Csum,
-    /// `--tun-remcsum` (remote checksum offload, GUE only).
-    RemCsum,
-}
-
-impl TunCsum {
-    /// The option that selects this setting.
-    pub fn option(self) -> &'static str {
-        match self {
-            TunCsum::NoCsum => "--tun-nocsum",
-            TunCsum::Csum => "--tun-csum",
-            TunCsum::RemCsum => "--tun-remcsum",
-        }
-    }
-}
-
-/// Tunnel parameters of a destination (meaningful for [`Fwd::Tun`] only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TunConf {
-    /// Encapsulation.
-    pub kind: TunType,
-    /// Destination UDP port of GUE (0 otherwise).
-    pub port: u16,
-    /// Checksum setting.
-    pub csum: TunCsum,
-}
+/// Tunnel parameters, shared with the data plane.
+pub use xvs_config::tun::{TunConf, TunCsum, TunType};
 
 /// `-A`/`-E`: a virtual service and its scheduling options, defaults
 /// filled in (ipvsadm sends every field, so an edit replaces them all).

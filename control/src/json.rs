@@ -35,8 +35,8 @@
 //! ```
 
 use serde::Serialize;
-use xvs_dataplane::stats::CounterValues;
-use xvs_dataplane::svc::{Fwd, SvcKey};
+use xvs_config::stats::CounterValues;
+use xvs_config::svc::{Fwd, SvcKey};
 
 use crate::grammar::{ListOpts, TunCsum};
 use crate::listing::{
@@ -342,7 +342,7 @@ pub fn list_timeout(t: &Timeouts) -> String {
         schema: SCHEMA,
         timeout: TimeoutJson {
             tcp: t.tcp,
-            tcpfin: t.tcpfin,
+            tcpfin: t.tcp_fin,
             udp: t.udp,
         },
     })

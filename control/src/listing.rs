@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use xvs_dataplane::stats::CounterValues;
-use xvs_dataplane::svc::{Fwd, SvcKey};
+use xvs_config::stats::CounterValues;
+use xvs_config::svc::{Fwd, SvcKey};
 use xvs_scheduler::{SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3};
 
 use crate::grammar::{ListOpts, TunCsum, TunType, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
@@ -497,7 +497,7 @@ pub fn save(model: &Model) -> String {
 pub fn list_timeout(t: &Timeouts) -> String {
     format!(
         "Timeout (tcp tcpfin udp): {} {} {}\n",
-        t.tcp, t.tcpfin, t.udp
+        t.tcp, t.tcp_fin, t.udp
     )
 }
 

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use xvs_dataplane::stats::CounterValues;
-use xvs_dataplane::svc::SvcKey;
+use xvs_config::stats::CounterValues;
+use xvs_config::svc::SvcKey;
 
 use crate::listing::{addr_port, proto_name};
 use crate::model::Model;

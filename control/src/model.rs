@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use xvs_dataplane::stats::Counters;
-use xvs_dataplane::svc::{Fwd, SvcKey};
+use xvs_config::stats::Counters;
+use xvs_config::svc::{Fwd, SvcKey};
 use xvs_scheduler::DestLoad;
 
 use crate::grammar::{Command, DestSpec, ServiceSpec, TunConf};
@@ -63,26 +63,9 @@ pub enum ConfigError {
     NoSipEngine,
 }
 
-/// Protocol timeouts in seconds (`--set`, `-L --timeout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// TCP ESTABLISHED.
-    pub tcp: u32,
-    /// TCP FIN_WAIT.
-    pub tcpfin: u32,
-    /// UDP.
-    pub udp: u32,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            tcp: 900,
-            tcpfin: 120,
-            udp: 300,
-        }
-    }
-}
+/// Protocol timeouts in seconds (`--set`, `-L --timeout`), shared with the
+/// data plane.
+pub use xvs_config::state::Timeouts;
 
 /// Table limits; exceeding one is refused with `Memory allocation problem`.
 ///
@@ -400,7 +383,7 @@ impl Model {
             t.tcp = tcp;
         }
         if tcpfin != 0 {
-            t.tcpfin = tcpfin;
+            t.tcp_fin = tcpfin;
         }
         if udp != 0 {
             t.udp = udp;

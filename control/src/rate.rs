@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use xvs_dataplane::stats::{CounterValues, Counters};
+use xvs_config::stats::{CounterValues, Counters};
 
 use crate::model::Model;
 

@@ -6,17 +6,13 @@
 //! list changed, and a new instance only when `-E -s` changed the
 //! scheduler or its flags.
 
-use crate::grammar::{TunConf, TunCsum, TunType};
 use crate::model::Model;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use xvs_dataplane::conn::state::Timeouts;
+use xvs_config::svc::{Persist, SvcKey};
 use xvs_dataplane::neigh::NeighTable;
-use xvs_dataplane::svc::{
-    DestRt, NeighCell, Persist, SchedState, ServiceRt, Snapshot, SvcKey, V4Key,
-};
-use xvs_dataplane::xmit::tun::TunKind;
+use xvs_dataplane::svc::{DestRt, NeighCell, SchedState, ServiceRt, Snapshot, V4Key};
 
 /// What decides whether a destination list changed for the scheduler.
 type DestSig = Vec<(IpAddr, u16, i32, i32, u32, u32)>;
@@ -60,30 +56,6 @@ pub struct SnapshotBuilder {
     trash: Vec<Arc<DestRt>>,
     /// The live destinations of the last snapshot.
     last: Vec<Arc<DestRt>>,
-}
-
-/// The data plane's encapsulation for a destination's tunnel options
-/// (remote checksum offload is not done: GUE then goes with a checksum).
-fn tun_kind(t: &TunConf) -> TunKind {
-    match t.kind {
-        TunType::Ipip => TunKind::Ipip,
-        TunType::Gre => TunKind::Gre,
-        TunType::Gue => TunKind::Gue {
-            port: t.port,
-            checksum: t.csum != TunCsum::NoCsum,
-        },
-    }
-}
-
-/// `/n` as an IPv4 mask (n ≥ 32 or an IPv6 length: all ones).
-fn prefix_mask(n: u8) -> u32 {
-    if n >= 32 {
-        u32::MAX
-    } else if n == 0 {
-        0
-    } else {
-        u32::MAX << (32 - n)
-    }
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -139,7 +111,7 @@ impl SnapshotBuilder {
                         in_service: true,
                         sched: view,
                         fwd: d.fwd,
-                        tun: tun_kind(&d.tun),
+                        tun: d.tun.kind(),
                         stats: d.counters.clone(),
                         neigh: cell,
                     })
@@ -197,10 +169,9 @@ impl SnapshotBuilder {
                     }
                 }
             };
-            let persist = s.persistence.map(|timeout| Persist {
-                timeout,
-                mask: prefix_mask(s.netmask),
-            });
+            let persist = s
+                .persistence
+                .map(|timeout| Persist::new(timeout, s.netmask));
             out.push(Arc::new(ServiceRt {
                 id: st.id,
                 persist,
@@ -245,7 +216,6 @@ impl SnapshotBuilder {
         self.dests = live_dests;
         self.last = all_dests.clone();
         all_dests.extend(self.trash.iter().cloned());
-        let t = &model.timeouts;
         let marks = model.marks.iter().filter_map(|(k, mark)| match *k {
             SvcKey::Addr {
                 proto,
@@ -254,15 +224,6 @@ impl SnapshotBuilder {
             } => Some((V4Key { proto, vip, port }, *mark)),
             _ => None,
         });
-        Snapshot::new(
-            out,
-            all_dests,
-            marks,
-            Timeouts {
-                tcp: t.tcp,
-                tcp_fin: t.tcpfin,
-                udp: t.udp,
-            },
-        )
+        Snapshot::new(out, all_dests, marks, model.timeouts)
     }
 }

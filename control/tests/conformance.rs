@@ -24,10 +24,10 @@
 //!   trailing spaces included ([`oracle`], written from those strings and
 //!   independent of `listing.rs`).
 
+use xvs_config::stats::CounterValues;
 use xvs_control::grammar::{self, Command, HINT};
 use xvs_control::listing::addr_port;
 use xvs_control::{Control, NoRuntime, Request};
-use xvs_dataplane::stats::CounterValues;
 
 const SESSIONS: [(&str, &str); 5] = [
     ("000", include_str!("seeds/000.session")),
@@ -240,7 +240,7 @@ fn parse_session(text: &str) -> Session {
     }
 }
 
-fn key_of(svc: &[String]) -> xvs_dataplane::svc::SvcKey {
+fn key_of(svc: &[String]) -> xvs_config::svc::SvcKey {
     let mut args = vec!["-L".to_string()];
     args.extend_from_slice(svc);
     match grammar::parse(&args) {

@@ -7,10 +7,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use xvs_config::stats::CounterValues;
 use xvs_control::listing::push_largenum;
 use xvs_control::model::Limits;
 use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
-use xvs_dataplane::stats::CounterValues;
 
 fn req(line: &str) -> Request {
     Request {

@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
+use xvs_config::stats::CounterValues;
 use xvs_control::metrics::{self, DataplaneStats, MetricsServer};
 use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
-use xvs_dataplane::stats::CounterValues;
 
 fn run(c: &mut Control, line: &str) -> Response {
     c.execute(

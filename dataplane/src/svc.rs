@@ -3,38 +3,9 @@
 
 use std::net::IpAddr;
 
-/// Forwarding method of a real server, bound to a connection when it is
-/// created (as IPVS binds `packet_xmit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Fwd {
-    /// Direct routing (`-g`, listed as `Route`).
-    Dr,
-    /// IP-in-IP tunnelling (`-i`, listed as `Tunnel`).
-    Tun,
-    /// Masquerading (`-m`, listed as `Masq`).
-    Nat,
-}
-
-/// Identity of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SvcKey {
-    /// `-t/-u/--sctp-service addr:port` (protocol number, VIP, port).
-    Addr {
-        /// IP protocol number.
-        proto: u8,
-        /// Virtual IP.
-        vip: IpAddr,
-        /// Virtual port (0 = every port, persistent only).
-        port: u16,
-    },
-    /// `-f mark` (firewall mark, IPv6 or not).
-    Fwmark {
-        /// The mark.
-        mark: u32,
-        /// `-6`.
-        v6: bool,
-    },
-}
+/// The service key and forwarding method are shared with the control
+/// plane.
+pub use xvs_config::svc::{Fwd, Persist, SvcKey};
 
 use crate::conn::state::Timeouts;
 use crate::stats::Counters;
@@ -136,7 +107,7 @@ pub struct DestRt {
     /// Forwarding method.
     pub fwd: Fwd,
     /// Encapsulation, for `Fwd::Tun`.
-    pub tun: crate::xmit::tun::TunKind,
+    pub tun: xvs_config::tun::TunKind,
     /// Traffic counters, shared with the control thread.
     pub stats: Arc<Counters>,
     /// Next-hop MAC of the real server.
@@ -214,15 +185,6 @@ impl SchedState {
         let i = self.sched.schedule(&self.view, flow, now_ns)?;
         self.rt.get(i).cloned()
     }
-}
-
-/// Persistence of a service (`-p timeout [-M netmask]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Persist {
-    /// Template lifetime in seconds.
-    pub timeout: u32,
-    /// Client address mask applied to the template key.
-    pub mask: u32,
 }
 
 /// A virtual service as the workers see it.

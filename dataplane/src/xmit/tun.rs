@@ -30,10 +30,9 @@ use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::wire::udp::{self, UdpPacket};
 use std::net::Ipv4Addr;
 
-/// Length of the GUE header written (version 0, no extension fields).
-pub const GUE_HEADER_LEN: usize = 4;
-/// Length of the GRE header written (no checksum, key or sequence).
-pub const GRE_HEADER_LEN: usize = 4;
+/// Lengths of the GUE and GRE headers written (shared with `TunKind`'s
+/// overhead).
+pub use xvs_config::tun::{GRE_HEADER_LEN, GUE_HEADER_LEN};
 /// The smallest IPv4 MTU (RFC 791); a tunnel leaving less is refused.
 pub const MIN_IPV4_MTU: usize = 68;
 /// TOS of the fragmentation-needed errors: precedence "internetwork
@@ -45,33 +44,8 @@ pub const ICMP_ERROR_TTL: u8 = 64;
 /// 16384 ports from here up.
 pub const GUE_SRC_PORT_BASE: u16 = 49152;
 
-/// The encapsulation of a tunnel (IPVS's `--tun-type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TunKind {
-    /// IP-in-IP (protocol 4), the default.
-    Ipip,
-    /// Generic UDP Encapsulation to UDP port `port` (`--tun-port`); the
-    /// UDP checksum is computed when `checksum` is set, else 0 (none).
-    Gue {
-        /// Destination UDP port.
-        port: u16,
-        /// Compute the outer UDP checksum (IPVS's `--tun-nocsum` off).
-        checksum: bool,
-    },
-    /// Plain GRE (protocol 47) carrying IPv4 (0x0800).
-    Gre,
-}
-
-impl TunKind {
-    /// Bytes the encapsulation adds in front of the inner IPv4 packet.
-    pub const fn overhead(self) -> usize {
-        match self {
-            TunKind::Ipip => ipv4::MIN_HEADER_LEN,
-            TunKind::Gue { .. } => ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + GUE_HEADER_LEN,
-            TunKind::Gre => ipv4::MIN_HEADER_LEN + GRE_HEADER_LEN,
-        }
-    }
-}
+/// The encapsulation of a tunnel, shared with the control plane.
+pub use xvs_config::tun::TunKind;
 
 /// Where a tunnelled packet goes: bound once per real server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
