@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use xvs_control::model::Limits;
-use xvs_control::snapshot::SnapshotBuilder;
 use xvs_control::{Control, NoRuntime, Request};
+use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::neigh::NeighTable;
 
 /// What one benchmark measured.
@@ -95,7 +95,7 @@ pub fn run(services: usize, dests: usize, runs: usize) -> RestoreResult {
         saved = s.stdout;
 
         let t = Instant::now();
-        let snap = SnapshotBuilder::new().build(c.model(), &neigh);
+        let snap = SnapshotBuilder::new().build(&c.model().config(), &neigh);
         snapshot.push(t.elapsed());
         drop(snap);
     }

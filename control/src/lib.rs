@@ -22,7 +22,6 @@ pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod rate;
-pub mod snapshot;
 
 pub use exec::Control;
 pub use listing::{ConnEntry, NoRuntime, Runtime};

@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use xvs_config::stats::Counters;
-use xvs_config::svc::{Fwd, SvcKey};
+use xvs_config::svc::{Fwd, Persist, SvcKey};
+use xvs_config::{Config, DestConf, ServiceConf};
 use xvs_scheduler::DestLoad;
 
 use crate::grammar::{Command, DestSpec, ServiceSpec, TunConf};
@@ -115,6 +116,24 @@ pub struct Dest {
     pub rate: RateEst,
 }
 
+impl Dest {
+    /// The real server as the data plane needs it.
+    pub fn config(&self) -> DestConf {
+        DestConf {
+            addr: self.addr,
+            port: self.port,
+            weight: self.weight,
+            last_weight: self.last_weight,
+            u_threshold: self.u_threshold,
+            l_threshold: self.l_threshold,
+            fwd: self.fwd,
+            tun: self.tun.kind(),
+            load: self.load.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
 /// One virtual service.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -154,6 +173,20 @@ impl Service {
         match self.key {
             SvcKey::Addr { port, .. } => port,
             SvcKey::Fwmark { .. } => 0,
+        }
+    }
+
+    /// The service as the data plane needs it.
+    pub fn config(&self) -> ServiceConf {
+        ServiceConf {
+            key: self.key,
+            sched: self.sched.clone(),
+            flags: self.flags,
+            persist: self
+                .persistence
+                .map(|timeout| Persist::new(timeout, self.netmask)),
+            dests: self.dests.iter().map(Dest::config).collect(),
+            counters: self.counters.clone(),
         }
     }
 
@@ -231,6 +264,16 @@ impl Model {
         Model {
             limits,
             ..Model::default()
+        }
+    }
+
+    /// What the data plane needs of the configuration, in plain data (the
+    /// counters and connection counts are the model's own `Arc`s).
+    pub fn config(&self) -> Config {
+        Config {
+            services: self.services.iter().map(Service::config).collect(),
+            marks: self.marks.clone(),
+            timeouts: self.timeouts,
         }
     }
 

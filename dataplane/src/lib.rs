@@ -2,6 +2,7 @@
 //! pure packet pipeline that schedules, tracks and rewrites frames in
 //! place, and the per-queue workers that drive it.
 
+pub mod build;
 pub mod clock;
 pub mod conn;
 pub mod director;

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use xvs_control::access::{self, Group};
 use xvs_control::metrics::{self, DataplaneStats, MetricsServer};
 use xvs_control::proto::{self, Request, Response};
-use xvs_control::snapshot::SnapshotBuilder;
 use xvs_control::{ConnEntry, Control, Runtime};
+use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::director::{Director, DirectorConfig};
 use xvs_dataplane::pipeline::DropReason;
 
@@ -360,7 +360,7 @@ fn main() {
             control.model().services.len()
         );
     }
-    let snap = builder.build(control.model(), director.neigh());
+    let snap = builder.build(&control.model().config(), director.neigh());
     if let Err(e) = director.publish(snap) {
         fail(format!("cannot program the steering map: {e}"));
     }
@@ -436,7 +436,7 @@ fn main() {
             }
         }
         if control.generation() != published {
-            let snap = builder.build(control.model(), director.neigh());
+            let snap = builder.build(&control.model().config(), director.neigh());
             if let Err(e) = director.publish(snap) {
                 eprintln!("xvsd: cannot program the steering map: {e}");
             }

@@ -1,18 +1,21 @@
 //! Turning the configuration into the data plane's immutable snapshot.
 //!
+//! This is the one place where the runtime objects the workers use
+//! (`DestRt`, `ServiceRt`, `SchedState`, next-hop cells) are made: the
+//! control plane hands over a plain [`Config`] and never sees them.
+//!
 //! Scheduler state belongs to the service and outlives snapshots: a
 //! service keeps its scheduler instance (and so its rr/wrr position) across
 //! changes of other services, gets `update` only when its own destination
 //! list changed, and a new instance only when `-E -s` changed the
 //! scheduler or its flags.
 
-use crate::model::Model;
+use crate::neigh::NeighTable;
+use crate::svc::{DestRt, NeighCell, SchedState, ServiceRt, Snapshot, SvcKey, V4Key};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use xvs_config::svc::{Persist, SvcKey};
-use xvs_dataplane::neigh::NeighTable;
-use xvs_dataplane::svc::{DestRt, NeighCell, SchedState, ServiceRt, Snapshot, V4Key};
+use xvs_config::Config;
 
 /// What decides whether a destination list changed for the scheduler.
 type DestSig = Vec<(IpAddr, u16, i32, i32, u32, u32)>;
@@ -73,21 +76,22 @@ impl SnapshotBuilder {
     }
 
     /// Whether deleted destinations are still waiting for their last
-    /// connection to go (the daemon rebuilds periodically to free them).
+    /// connection to go: while so, the daemon rebuilds periodically, and
+    /// the first build after the last connection expired frees them.
     pub fn has_trash(&self) -> bool {
         !self.trash.is_empty()
     }
 
-    /// The snapshot of `model`. Next hops get their MAC cells from `neigh`
+    /// The snapshot of `cfg`. Next hops get their MAC cells from `neigh`
     /// (IPv6 real servers, which the data plane does not forward to yet,
     /// get a cell that never resolves).
-    pub fn build(&mut self, model: &Model, neigh: &NeighTable) -> Snapshot {
+    pub fn build(&mut self, cfg: &Config, neigh: &NeighTable) -> Snapshot {
         let mut live = HashMap::new();
         let mut out = Vec::new();
         let mut all_dests: Vec<Arc<DestRt>> = Vec::new();
         let mut live_dests: HashMap<DestIdent, u32> = HashMap::new();
         let mut prev_dests = std::mem::take(&mut self.dests);
-        for s in &model.services {
+        for s in &cfg.services {
             let dests: Vec<Arc<DestRt>> = s
                 .dests
                 .iter()
@@ -111,7 +115,7 @@ impl SnapshotBuilder {
                         in_service: true,
                         sched: view,
                         fwd: d.fwd,
-                        tun: d.tun.kind(),
+                        tun: d.tun,
                         stats: d.counters.clone(),
                         neigh: cell,
                     })
@@ -169,12 +173,9 @@ impl SnapshotBuilder {
                     }
                 }
             };
-            let persist = s
-                .persistence
-                .map(|timeout| Persist::new(timeout, s.netmask));
             out.push(Arc::new(ServiceRt {
                 id: st.id,
-                persist,
+                persist: s.persist,
                 key: s.key,
                 stats: s.counters.clone(),
                 sched: st.state.clone(),
@@ -216,7 +217,7 @@ impl SnapshotBuilder {
         self.dests = live_dests;
         self.last = all_dests.clone();
         all_dests.extend(self.trash.iter().cloned());
-        let marks = model.marks.iter().filter_map(|(k, mark)| match *k {
+        let marks = cfg.marks.iter().filter_map(|(k, mark)| match *k {
             SvcKey::Addr {
                 proto,
                 vip: IpAddr::V4(vip),
@@ -224,6 +225,143 @@ impl SnapshotBuilder {
             } => Some((V4Key { proto, vip, port }, *mark)),
             _ => None,
         });
-        Snapshot::new(out, all_dests, marks, model.timeouts)
+        Snapshot::new(out, all_dests, marks, cfg.timeouts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{self, state::TcpState};
+    use crate::svc::Fwd;
+    use std::net::Ipv4Addr;
+    use xvs_config::{DestConf, ServiceConf, TunKind};
+    use xvs_scheduler::{DestLoad, Flow};
+
+    fn vip(port: u16) -> SvcKey {
+        SvcKey::Addr {
+            proto: 6,
+            vip: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
+            port,
+        }
+    }
+
+    fn dest(last: u8) -> DestConf {
+        DestConf {
+            addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, last)),
+            port: 80,
+            weight: 1,
+            last_weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            fwd: Fwd::Dr,
+            tun: TunKind::Ipip,
+            load: Arc::new(DestLoad::default()),
+            counters: Arc::default(),
+        }
+    }
+
+    fn service(key: SvcKey, dests: Vec<DestConf>) -> ServiceConf {
+        ServiceConf {
+            key,
+            sched: "rr".into(),
+            flags: 0,
+            persist: None,
+            dests,
+            counters: Arc::default(),
+        }
+    }
+
+    fn flow() -> Flow {
+        Flow {
+            proto: 6,
+            saddr: IpAddr::V4(Ipv4Addr::new(198, 18, 2, 1)),
+            sport: 1000,
+            daddr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
+            dport: 80,
+        }
+    }
+
+    /// The last octet of the server the service on `port` schedules next.
+    fn next(snap: &Snapshot, port: u16) -> u8 {
+        let s = snap
+            .lookup(6, Ipv4Addr::new(198, 18, 0, 100), port)
+            .expect("service");
+        let d = s.sched.lock().unwrap().schedule(&flow(), 0).expect("dest");
+        d.rip().expect("v4").octets()[3]
+    }
+
+    fn live_ids(snap: &Snapshot) -> Vec<(u32, bool)> {
+        (0..16)
+            .filter_map(|i| snap.dest(i).map(|d| (d.id, d.in_service)))
+            .collect()
+    }
+
+    #[test]
+    fn ids_and_scheduler_positions_survive_other_changes() {
+        let neigh = NeighTable::new(Vec::new());
+        let a = service(vip(80), vec![dest(1), dest(2), dest(3)]);
+        let mut cfg = Config {
+            services: vec![a.clone()],
+            ..Config::default()
+        };
+        let mut b = SnapshotBuilder::new();
+        let s1 = b.build(&cfg, &neigh);
+        let first = next(&s1, 80);
+        let ids = live_ids(&s1);
+        // Another service comes: the first keeps its ids and its rr
+        // position.
+        cfg.services.push(service(vip(81), vec![dest(9)]));
+        let s2 = b.build(&cfg, &neigh);
+        assert_eq!(&live_ids(&s2)[..3], &ids[..]);
+        let second = next(&s2, 80);
+        assert_ne!(first, second);
+        // Its own list changes: the scheduler starts over.
+        cfg.services[0].dests.remove(2);
+        let s3 = b.build(&cfg, &neigh);
+        let fresh = SnapshotBuilder::new().build(&cfg, &neigh);
+        assert_eq!(next(&s3, 80), next(&fresh, 80));
+        assert!(!b.has_trash());
+    }
+
+    #[test]
+    fn deleted_dest_stays_as_trash_while_a_connection_counts_against_it() {
+        let neigh = NeighTable::new(Vec::new());
+        let mut cfg = Config {
+            services: vec![service(vip(80), vec![dest(1), dest(2)])],
+            ..Config::default()
+        };
+        let mut b = SnapshotBuilder::new();
+        let s1 = b.build(&cfg, &neigh);
+        let busy = s1
+            .lookup(6, Ipv4Addr::new(198, 18, 0, 100), 80)
+            .unwrap()
+            .sched
+            .lock()
+            .unwrap()
+            .schedule(&flow(), 0)
+            .unwrap();
+        conn::bind(&busy, false, TcpState::Established);
+        let gone = busy.rip().unwrap().octets()[3];
+        cfg.services[0].dests.retain(|d| d.addr != busy.sched.addr);
+        assert_eq!(cfg.services[0].dests.len(), 1, "deleted {gone}");
+
+        let s2 = b.build(&cfg, &neigh);
+        assert!(b.has_trash());
+        let kept = s2.dest(busy.id).expect("kept while busy");
+        assert!(!kept.in_service);
+        // Rebuilding with nothing changed keeps it while it is busy.
+        let s3 = b.build(&cfg, &neigh);
+        assert!(s3.dest(busy.id).is_some());
+        assert!(b.has_trash());
+
+        conn::unbind(&busy, false, TcpState::Established);
+        let s4 = b.build(&cfg, &neigh);
+        assert!(!b.has_trash());
+        assert!(s4.dest(busy.id).is_none());
+        // Its id is free again for the next new server.
+        cfg.services[0].dests.insert(0, dest(7));
+        let s5 = b.build(&cfg, &neigh);
+        assert_eq!(s5.dest(busy.id).map(|d| d.in_service), Some(true));
     }
 }
