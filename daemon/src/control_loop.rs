@@ -1,0 +1,145 @@
+//! The control thread: the only owner of the configuration.
+//!
+//! It executes requests in batches, publishes one new snapshot per batch
+//! that changed something and only then answers, so that when xvsadm
+//! returns the workers already run the new configuration. Between requests
+//! it ticks the rate estimators and refreshes the metrics page.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use xvs_control::proto::Response;
+use xvs_control::{metrics, Control};
+use xvs_dataplane::build::SnapshotBuilder;
+use xvs_dataplane::director::Director;
+
+use crate::runtime::{dataplane_stats, Live};
+use crate::server::Job;
+
+/// Requests executed before one publish (and then all answered).
+pub const MAX_BATCH: usize = 256;
+/// Rate estimator period.
+const TICK: Duration = Duration::from_secs(2);
+/// Metrics page refresh period.
+const METRICS_REFRESH: Duration = Duration::from_secs(1);
+
+/// The control thread's state.
+pub struct ControlLoop {
+    /// The configuration and its executor.
+    pub control: Control,
+    /// Carries scheduler state and ids from one snapshot to the next.
+    builder: SnapshotBuilder,
+    /// The data plane the snapshots go to.
+    pub director: Director,
+    /// Worker count (for the metrics page).
+    workers: usize,
+    /// The model generation last published.
+    published: u64,
+    /// The metrics page, when `--metrics` serves it.
+    page: Option<Arc<Mutex<String>>>,
+}
+
+impl ControlLoop {
+    /// A control loop over `control` and `director` that has published
+    /// nothing yet.
+    pub fn new(control: Control, director: Director, workers: usize) -> Self {
+        ControlLoop {
+            control,
+            builder: SnapshotBuilder::new(),
+            director,
+            workers,
+            published: 0,
+            page: None,
+        }
+    }
+
+    /// Build the snapshot of the current configuration and give it to the
+    /// workers.
+    pub fn publish(&mut self) -> std::io::Result<()> {
+        let snap = self
+            .builder
+            .build(&self.control.model().config(), self.director.neigh());
+        self.published = self.control.generation();
+        self.director.publish(snap)
+    }
+
+    /// The data plane, to stop it.
+    pub fn into_director(self) -> Director {
+        self.director
+    }
+
+    /// Render the metrics page into `page` now and on every refresh.
+    pub fn serve_metrics(&mut self, page: Arc<Mutex<String>>) {
+        *page.lock().unwrap_or_else(|e| e.into_inner()) = self.render_metrics();
+        self.page = Some(page);
+    }
+
+    fn render_metrics(&self) -> String {
+        metrics::render(
+            self.control.model(),
+            &dataplane_stats(&self.director, self.workers),
+        )
+    }
+
+    /// Serve `jobs` until `stop` is set or every sender is gone.
+    pub fn run(&mut self, jobs: &Receiver<Job>, stop: &AtomicBool) {
+        let mut next_tick = Instant::now() + TICK;
+        let mut next_metrics = Instant::now() + METRICS_REFRESH;
+        let mut batch: Vec<(Response, mpsc::Sender<Response>)> = Vec::with_capacity(MAX_BATCH);
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.control.tick(now);
+                next_tick += TICK;
+                if next_tick <= now {
+                    next_tick = now + TICK;
+                }
+            }
+            if self.page.is_some() && now >= next_metrics {
+                let text = self.render_metrics();
+                if let Some(page) = &self.page {
+                    *page.lock().unwrap_or_else(|e| e.into_inner()) = text;
+                }
+                next_metrics = Instant::now() + METRICS_REFRESH;
+            }
+            let wake = if self.page.is_some() {
+                next_tick.min(next_metrics)
+            } else {
+                next_tick
+            };
+            // Wake at least every 100 ms to notice a stop signal.
+            let wait = wake
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            let first = match jobs.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    eprintln!("xvsd: the control acceptor stopped");
+                    break;
+                }
+            };
+            // Execute everything queued, publish once, then answer: when
+            // xvsadm returns, the workers already have the new
+            // configuration.
+            let mut job = Some(first);
+            while let Some(j) = job.take() {
+                let resp = self.control.execute(&j.req, &Live(&self.director));
+                batch.push((resp, j.reply));
+                if batch.len() < MAX_BATCH {
+                    job = jobs.try_recv().ok();
+                }
+            }
+            if self.control.generation() != self.published {
+                if let Err(e) = self.publish() {
+                    eprintln!("xvsd: cannot program the steering map: {e}");
+                }
+            }
+            for (resp, reply) in batch.drain(..) {
+                let _ = reply.send(resp);
+            }
+        }
+    }
+}

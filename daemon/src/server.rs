@@ -1,0 +1,152 @@
+//! The control socket: an acceptor that checks each peer's credentials and
+//! a few readers that take requests off connections, so that a slow or
+//! silent client never holds up the control thread, which only ever sees
+//! whole requests ([`Job`]s) on a channel.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use xvs_control::access::{self, Group};
+use xvs_control::proto::{self, Request, Response};
+
+use crate::fail;
+
+/// Threads reading requests off accepted connections.
+const READERS: usize = 4;
+
+/// One request on its way to the control thread, with where to answer.
+pub struct Job {
+    /// The request.
+    pub req: Request,
+    /// Where the reader waits for the response.
+    pub reply: mpsc::Sender<Response>,
+}
+
+/// Accept connections until `stop`; hand each to a reader thread with
+/// whether its peer may use the daemon.
+pub fn accept_loop(
+    listener: UnixListener,
+    jobs: SyncSender<Job>,
+    stop: Arc<AtomicBool>,
+    group: Option<Group>,
+) {
+    let (conns_tx, conns_rx) = mpsc::sync_channel::<(UnixStream, bool)>(64);
+    let conns_rx = Arc::new(Mutex::new(conns_rx));
+    for i in 0..READERS {
+        let rx = conns_rx.clone();
+        let jobs = jobs.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("xvs-ctl-read{i}"))
+            .spawn(move || read_loop(&rx, &jobs));
+        if let Err(e) = spawned {
+            fail(format!("cannot start a request reader: {e}"));
+        }
+    }
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("xvsd: accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let allowed = xvs_dataplane::io::peer_uid(&stream)
+            .map(|uid| access::allowed(uid, group.as_ref()))
+            .unwrap_or(false);
+        if conns_tx.send((stream, allowed)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Read one request per connection, have the control thread execute it
+/// (or refuse it for a peer that may not use the daemon) and answer.
+fn read_loop(conns: &Mutex<Receiver<(UnixStream, bool)>>, jobs: &SyncSender<Job>) {
+    loop {
+        let next = conns.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((stream, allowed)) = next else {
+            return;
+        };
+        // Peers that may not use the daemon get a small ceiling: their
+        // request is read only to be answered with a refusal.
+        let max = if allowed {
+            proto::MAX_FRAME
+        } else {
+            proto::MAX_UNPRIVILEGED_FRAME
+        };
+        let req = match proto::read_request(&stream, max) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("xvsd: control request: {e}");
+                continue;
+            }
+        };
+        let resp = if allowed {
+            let (tx, rx) = mpsc::channel();
+            if jobs.send(Job { req, reply: tx }).is_err() {
+                return;
+            }
+            match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            Response::fail(
+                255,
+                "xvsd: permission denied (only root, or the --group given to xvsd, may use it)",
+            )
+        };
+        if let Err(e) = proto::write_response(&stream, &resp) {
+            eprintln!("xvsd: control response: {e}");
+        }
+    }
+}
+
+/// Create the control socket: mode 0600, or 0660 owned by `group`.
+pub fn bind_socket(socket: &Path, group: Option<&Group>) -> UnixListener {
+    if let Some(dir) = socket.parent() {
+        if !dir.as_os_str().is_empty() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                fail(format!("{}: {e}", dir.display()));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(socket);
+    // No permissions for group and others from the start; widened below
+    // only for --group.
+    let listener = {
+        let old = xvs_dataplane::io::set_umask(0o177);
+        let l = UnixListener::bind(socket);
+        xvs_dataplane::io::set_umask(old);
+        match l {
+            Ok(l) => l,
+            Err(e) => fail(format!("{}: {e}", socket.display())),
+        }
+    };
+    let mode = match group {
+        Some(g) => {
+            if let Err(e) = std::os::unix::fs::chown(socket, None, Some(g.gid)) {
+                fail(format!(
+                    "{}: cannot give it to group {}: {e}",
+                    socket.display(),
+                    g.gid
+                ));
+            }
+            0o660
+        }
+        None => 0o600,
+    };
+    if let Err(e) = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode)) {
+        fail(format!("{}: {e}", socket.display()));
+    }
+    listener
+}
