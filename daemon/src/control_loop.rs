@@ -3,7 +3,10 @@
 //! It executes requests in batches, publishes one new snapshot per batch
 //! that changed something and only then answers, so that when xvsadm
 //! returns the workers already run the new configuration. Between requests
-//! it ticks the rate estimators and refreshes the metrics page.
+//! it ticks the rate estimators, refreshes the metrics page, and, while
+//! deleted real servers still have connections, rebuilds the snapshot so
+//! that they are released soon after their last connection expires rather
+//! than at the next configuration change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -24,6 +27,9 @@ pub const MAX_BATCH: usize = 256;
 const TICK: Duration = Duration::from_secs(2);
 /// Metrics page refresh period.
 const METRICS_REFRESH: Duration = Duration::from_secs(1);
+/// How often the snapshot is rebuilt while deleted destinations wait for
+/// their last connection.
+const TRASH_REBUILD: Duration = Duration::from_secs(1);
 
 /// The control thread's state.
 pub struct ControlLoop {
@@ -87,6 +93,7 @@ impl ControlLoop {
     pub fn run(&mut self, jobs: &Receiver<Job>, stop: &AtomicBool) {
         let mut next_tick = Instant::now() + TICK;
         let mut next_metrics = Instant::now() + METRICS_REFRESH;
+        let mut next_trash = Instant::now() + TRASH_REBUILD;
         let mut batch: Vec<(Response, mpsc::Sender<Response>)> = Vec::with_capacity(MAX_BATCH);
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -104,11 +111,18 @@ impl ControlLoop {
                 }
                 next_metrics = Instant::now() + METRICS_REFRESH;
             }
-            let wake = if self.page.is_some() {
-                next_tick.min(next_metrics)
-            } else {
-                next_tick
-            };
+            if now >= next_trash {
+                if self.builder.has_trash() {
+                    if let Err(e) = self.publish() {
+                        eprintln!("xvsd: cannot program the steering map: {e}");
+                    }
+                }
+                next_trash = Instant::now() + TRASH_REBUILD;
+            }
+            let mut wake = next_tick.min(next_trash);
+            if self.page.is_some() {
+                wake = wake.min(next_metrics);
+            }
             // Wake at least every 100 ms to notice a stop signal.
             let wait = wake
                 .saturating_duration_since(Instant::now())
