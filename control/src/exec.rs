@@ -93,7 +93,9 @@ impl Control {
 
     /// Update the rate estimates; the daemon calls this every 2 s.
     pub fn tick(&mut self, now: Instant) {
-        self.est.tick(&mut self.model, now);
+        if let Some(sample) = self.est.tick(now) {
+            self.model.sample_rates(sample);
+        }
     }
 
     /// Run one xvsadm invocation.

@@ -17,7 +17,7 @@ use xvs_config::{Config, DestConf, ServiceConf};
 use xvs_scheduler::DestLoad;
 
 use crate::grammar::{Command, DestSpec, ServiceSpec, TunConf};
-use crate::rate::RateEst;
+use crate::rate::{RateEst, Sample};
 
 /// Why IPVS refused an operation. The Display strings are ipvsadm's,
 /// byte for byte; xvsadm exits 255 with them.
@@ -543,6 +543,17 @@ impl Model {
         s.dests.remove(i);
         self.changed();
         Ok(())
+    }
+
+    /// Fold one rate sample into every service's and destination's
+    /// estimator (the daemon's 2-second timer).
+    pub fn sample_rates(&mut self, sample: Sample) {
+        for s in &mut self.services {
+            s.rate.sample(s.counters.get(), sample);
+            for d in &mut s.dests {
+                d.rate.sample(d.counters.get(), sample);
+            }
+        }
     }
 
     /// `-Z`: zero the counters and rates of one service (and its servers)

@@ -12,9 +12,7 @@
 
 use std::time::Instant;
 
-use xvs_config::stats::{CounterValues, Counters};
-
-use crate::model::Model;
+use xvs_config::stats::CounterValues;
 
 /// Nominal estimator period.
 pub const PERIOD_MS: u64 = 2000;
@@ -105,7 +103,29 @@ impl RateEst {
     }
 }
 
-/// Drives every estimator of a [`Model`] from the daemon's 2-second timer.
+/// One sampling instant of the daemon's 2-second timer, as every
+/// estimator folds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sample {
+    /// The first sample: taken as the starting point only.
+    First,
+    /// A sample taken this many milliseconds after the previous one.
+    After(u64),
+}
+
+impl RateEst {
+    /// Fold the counters `now` read at `sample`.
+    pub fn sample(&mut self, now: CounterValues, sample: Sample) {
+        match sample {
+            Sample::First => self.prime(now),
+            Sample::After(ms) => self.update(now, ms),
+        }
+    }
+}
+
+/// Paces the estimators: decides, at each tick of the daemon's timer,
+/// whether and how the counters are sampled (the model then samples every
+/// service and destination, see `Model::sample_rates`).
 #[derive(Debug, Clone, Default)]
 pub struct Estimator {
     last_tick: Option<Instant>,
@@ -117,30 +137,22 @@ impl Estimator {
         Estimator::default()
     }
 
-    /// Sample all counters at `now` and update the averages.
-    pub fn tick(&mut self, model: &mut Model, now: Instant) {
-        let ms = match self.last_tick {
-            None => None,
+    /// The sample to take at `now`, or `None` if the previous one is too
+    /// recent for a meaningful rate.
+    pub fn tick(&mut self, now: Instant) -> Option<Sample> {
+        let sample = match self.last_tick {
+            None => Sample::First,
             Some(last) => {
                 let ms = u64::try_from(now.saturating_duration_since(last).as_millis())
                     .unwrap_or(u64::MAX);
                 if ms < MIN_INTERVAL_MS {
-                    return;
+                    return None;
                 }
-                Some(ms)
+                Sample::After(ms)
             }
         };
         self.last_tick = Some(now);
-        let sample = |est: &mut RateEst, c: &Counters| match ms {
-            None => est.prime(c.get()),
-            Some(ms) => est.update(c.get(), ms),
-        };
-        for s in &mut model.services {
-            sample(&mut s.rate, &s.counters);
-            for d in &mut s.dests {
-                sample(&mut d.rate, &d.counters);
-            }
-        }
+        Some(sample)
     }
 }
 
@@ -197,6 +209,17 @@ mod tests {
         assert_ne!(e.rates(), Rates::default());
         e.reset();
         assert_eq!(e.rates(), Rates::default());
+    }
+
+    #[test]
+    fn ticks_too_close_together_are_skipped() {
+        let mut est = Estimator::new();
+        let t0 = Instant::now();
+        assert_eq!(est.tick(t0), Some(Sample::First));
+        let t1 = t0 + std::time::Duration::from_millis(50);
+        assert_eq!(est.tick(t1), None);
+        let t2 = t0 + std::time::Duration::from_millis(2000);
+        assert_eq!(est.tick(t2), Some(Sample::After(2000)));
     }
 
     #[test]
