@@ -1,0 +1,506 @@
+//! Walking the argument vector: each option as it is met (bad values,
+//! repeated options), then the command/option table, then the checks that
+//! need the whole command, in ipvsadm's order.
+
+use std::net::IpAddr;
+
+use xvs_config::svc::{Fwd, SvcKey};
+
+use super::lex::{long, short, Arg, Tok};
+use super::table::{rule, Cmd, Opt, Rule, ALL_OPTS};
+use super::values::{
+    parse_addr_port, parse_netmask, parse_number, parse_sched_flags, parse_timeout,
+};
+use super::*;
+
+/// The virtual service as written (family of a fwmark service is known
+/// only at the end, when `-6` may have been seen).
+#[derive(Debug, Clone, Copy)]
+enum RawSvc {
+    Addr { proto: u8, vip: IpAddr, port: u16 },
+    Fwmark(u32),
+}
+
+/// Everything collected while walking the arguments.
+#[derive(Debug, Default)]
+struct Raw {
+    cmd: Option<Cmd>,
+    opts: u64,
+    svc: Option<RawSvc>,
+    sched: Option<String>,
+    persistence: Option<u32>,
+    netmask: Option<String>,
+    flags: u32,
+    pe: Option<String>,
+    server: Option<(IpAddr, Option<u16>)>,
+    fwd: Option<Fwd>,
+    weight: Option<i32>,
+    u_threshold: u32,
+    l_threshold: u32,
+    tun_type: Option<TunType>,
+    tun_port: Option<u16>,
+    csum: Vec<TunCsum>,
+    daemon_state: Option<String>,
+    mark: Option<u32>,
+    positional: Vec<String>,
+}
+
+impl Raw {
+    fn has(&self, opt: Opt) -> bool {
+        self.opts & opt.bit() != 0
+    }
+
+    fn set_option(&mut self, opt: Opt) -> Result<(), ParseError> {
+        if self.has(opt) {
+            return err(format!("multiple '{}' options specified", opt.name()));
+        }
+        self.opts |= opt.bit();
+        Ok(())
+    }
+
+    fn set_command(&mut self, cmd: Cmd) -> Result<(), ParseError> {
+        if self.cmd.is_some() {
+            return err("multiple commands specified");
+        }
+        self.cmd = Some(cmd);
+        Ok(())
+    }
+}
+
+/// Parse an ipvsadm argument vector (without the program name).
+///
+/// An empty vector lists the table, as bare `ipvsadm` does.
+pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    if args.is_empty() {
+        return Ok(Command::List {
+            svc: None,
+            opts: ListOpts::default(),
+        });
+    }
+    let mut raw = Raw::default();
+    let mut i = 0;
+    let mut first = true;
+    while i < args.len() {
+        let a = args[i];
+        i += 1;
+        if a == "--" {
+            raw.positional
+                .extend(args[i..].iter().map(|s| s.to_string()));
+            break;
+        }
+        if let Some(name) = a.strip_prefix("--") {
+            let (name, inline) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (name, None),
+            };
+            let Some(tok) = long(name) else {
+                return err(format!("{a}: unknown option"));
+            };
+            let value = match (tok.arg(), inline) {
+                (Arg::No, Some(_)) => {
+                    return err(format!("--{name}: option does not take a value"))
+                }
+                (Arg::No, None) => None,
+                (_, Some(v)) => Some(v.to_string()),
+                (Arg::Required, None) => match args.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        Some(v.to_string())
+                    }
+                    None => return err(format!("--{name}: missing argument")),
+                },
+                (Arg::Optional, None) => take_optional(&args, &mut i),
+            };
+            handle(&mut raw, tok, value, first)?;
+            first = false;
+        } else if a.len() > 1 && a.starts_with('-') {
+            let body = &a[1..];
+            for (pos, c) in body.char_indices() {
+                let Some(tok) = short(c) else {
+                    return err(format!("-{c}: unknown option"));
+                };
+                let rest = &body[pos + c.len_utf8()..];
+                let value = match tok.arg() {
+                    Arg::No => None,
+                    Arg::Required if !rest.is_empty() => Some(rest.to_string()),
+                    Arg::Required => match args.get(i) {
+                        Some(v) => {
+                            i += 1;
+                            Some(v.to_string())
+                        }
+                        None => return err(format!("-{c}: missing argument")),
+                    },
+                    Arg::Optional if !rest.is_empty() => Some(rest.to_string()),
+                    Arg::Optional => take_optional(&args, &mut i),
+                };
+                handle(&mut raw, tok, value, first)?;
+                first = false;
+                if tok.arg() != Arg::No {
+                    break;
+                }
+            }
+        } else {
+            if first {
+                return err("the first option must be a command");
+            }
+            raw.positional.push(a.to_string());
+        }
+    }
+    finish(raw)
+}
+
+/// An optional value is the next argument unless that looks like an option.
+fn take_optional(args: &[&str], i: &mut usize) -> Option<String> {
+    match args.get(*i) {
+        Some(v) if !v.starts_with('-') => {
+            *i += 1;
+            Some(v.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result<(), ParseError> {
+    if first && !matches!(tok, Tok::Cmd(_)) {
+        return err("the first option must be a command");
+    }
+    let v = value.unwrap_or_default();
+    match tok {
+        Tok::Cmd(cmd) => {
+            raw.set_command(cmd)?;
+            if matches!(cmd, Cmd::StartDaemon | Cmd::StopDaemon) {
+                if v != "master" && v != "backup" {
+                    return err(format!("illegal {} parameter specified", cmd.name()));
+                }
+                raw.daemon_state = Some(v);
+            } else if cmd == Cmd::SetMark {
+                match parse_number(&v, 1, u64::from(u32::MAX)) {
+                    Some(m) => raw.mark = Some(m as u32),
+                    None => return err(format!("invalid fwmark value `{v}' specified")),
+                }
+            }
+        }
+        Tok::Tcp | Tok::Udp | Tok::Sctp => {
+            raw.set_option(Opt::Service)?;
+            let proto = match tok {
+                Tok::Tcp => IPPROTO_TCP,
+                Tok::Udp => IPPROTO_UDP,
+                _ => IPPROTO_SCTP,
+            };
+            let Some((vip, port)) = parse_addr_port(&v) else {
+                return err("illegal virtual server address[:port] specified");
+            };
+            raw.svc = Some(RawSvc::Addr {
+                proto,
+                vip,
+                port: port.unwrap_or(0),
+            });
+        }
+        Tok::Fwmark => {
+            raw.set_option(Opt::Service)?;
+            match parse_number(&v, 1, u64::from(u32::MAX)) {
+                Some(m) => raw.svc = Some(RawSvc::Fwmark(m as u32)),
+                None => return err(format!("invalid fwmark value `{v}' specified")),
+            }
+        }
+        Tok::Fwd(f) => {
+            raw.set_option(Opt::Forward)?;
+            raw.fwd = Some(f);
+        }
+        Tok::Csum(c) => {
+            let opt = match c {
+                TunCsum::NoCsum => Opt::TunNoCsum,
+                TunCsum::Csum => Opt::TunCsum,
+                TunCsum::RemCsum => Opt::TunRemCsum,
+            };
+            raw.set_option(opt)?;
+            raw.csum.push(c);
+        }
+        Tok::Set(opt) => raw.set_option(opt)?,
+        Tok::Value(opt) => {
+            raw.set_option(opt)?;
+            match opt {
+                Opt::Scheduler => raw.sched = Some(v),
+                Opt::Persistent => {
+                    raw.persistence = Some(if v.is_empty() {
+                        DEFAULT_PERSISTENCE
+                    } else {
+                        parse_timeout(&v, 1)?
+                    });
+                }
+                Opt::Netmask => raw.netmask = Some(v),
+                Opt::SchedFlags => match parse_sched_flags(&v) {
+                    Some(f) => raw.flags = f,
+                    None => return err(format!("invalid scheduler flag `{v}' specified")),
+                },
+                Opt::Pe => raw.pe = Some(v),
+                Opt::Server => match parse_addr_port(&v) {
+                    Some(s) => raw.server = Some(s),
+                    None => return err("illegal real server address[:port] specified"),
+                },
+                Opt::Weight => match parse_number(&v, 0, MAX_WEIGHT as u64) {
+                    Some(w) => raw.weight = Some(w as i32),
+                    None => return err("illegal weight specified"),
+                },
+                Opt::UThreshold => match parse_number(&v, 0, i32::MAX as u64) {
+                    Some(x) => raw.u_threshold = x as u32,
+                    None => return err("illegal u_threshold specified"),
+                },
+                Opt::LThreshold => match parse_number(&v, 0, i32::MAX as u64) {
+                    Some(y) => raw.l_threshold = y as u32,
+                    None => return err("illegal l_threshold specified"),
+                },
+                Opt::TunType => {
+                    raw.tun_type = Some(match v.as_str() {
+                        "ipip" => TunType::Ipip,
+                        "gue" => TunType::Gue,
+                        "gre" => TunType::Gre,
+                        _ => return err(format!("illegal tunnel type `{v}' specified")),
+                    })
+                }
+                Opt::TunPort => match parse_number(&v, 1, 65535) {
+                    Some(p) => raw.tun_port = Some(p as u16),
+                    None => return err("illegal tunnel port specified"),
+                },
+                // Sync-daemon options: xvs has no sync daemon, so their
+                // values are never used; --start-daemon is refused later.
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn finish(raw: Raw) -> Result<Command, ParseError> {
+    let Some(cmd) = raw.cmd else {
+        return err("the first option must be a command");
+    };
+    if matches!(cmd, Cmd::Help) {
+        return Ok(Command::Help);
+    }
+    if matches!(cmd, Cmd::Version) {
+        return Ok(Command::Version);
+    }
+    // The command/option table, walked in option order.
+    let mut one: Option<Opt> = None;
+    for opt in ALL_OPTS {
+        let given = raw.has(opt);
+        match (rule(cmd, opt), given) {
+            (Rule::Required, false) => {
+                return err(format!(
+                    "You need to supply the '{}' option for the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                ))
+            }
+            (Rule::Illegal, true) => {
+                return err(format!(
+                    "Illegal '{}' option with the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                ))
+            }
+            (Rule::One, true) => match one {
+                None => one = Some(opt),
+                Some(first) => {
+                    return err(format!(
+                        "The option '{}' can't be used with '{}'",
+                        opt.name(),
+                        first.name()
+                    ))
+                }
+            },
+            _ => {}
+        }
+    }
+    // Bare values belong to --set only.
+    let mut positional = raw.positional.iter();
+    if cmd == Cmd::Timeout {
+        let (Some(tcp), Some(fin), Some(udp)) =
+            (positional.next(), positional.next(), positional.next())
+        else {
+            return err("--set option requires 3 timeout values");
+        };
+        let (tcp, tcpfin, udp) = (
+            parse_timeout(tcp, 0)?,
+            parse_timeout(fin, 0)?,
+            parse_timeout(udp, 0)?,
+        );
+        if let Some(extra) = positional.next() {
+            return err(format!("unexpected argument `{extra}'"));
+        }
+        return Ok(Command::Set { tcp, tcpfin, udp });
+    }
+    if let Some(extra) = positional.next() {
+        return err(format!("unexpected argument `{extra}'"));
+    }
+
+    let v6_mark = raw.has(Opt::Ipv6);
+    let svc = raw.svc.map(|s| match s {
+        RawSvc::Addr { proto, vip, port } => SvcKey::Addr { proto, vip, port },
+        RawSvc::Fwmark(mark) => SvcKey::Fwmark { mark, v6: v6_mark },
+    });
+    let svc_v6 = match svc {
+        Some(SvcKey::Addr { vip, .. }) => vip.is_ipv6(),
+        Some(SvcKey::Fwmark { v6, .. }) => v6,
+        None => false,
+    };
+
+    match cmd {
+        Cmd::Add | Cmd::Edit => {
+            let key = svc.expect("service is required by the table");
+            let persistent = raw.persistence.is_some();
+            if let SvcKey::Addr { proto, port, .. } = key {
+                if port == 0 && !persistent {
+                    return err("Zero port specified for non-persistent service");
+                }
+                if raw.has(Opt::Ops) && proto != IPPROTO_UDP {
+                    return err("One-Packet Scheduling is only for UDP virtual services");
+                }
+            } else if raw.has(Opt::Ops) {
+                return err("One-Packet Scheduling is only for UDP virtual services");
+            }
+            let netmask = match &raw.netmask {
+                None => {
+                    if svc_v6 {
+                        128
+                    } else {
+                        32
+                    }
+                }
+                Some(m) => match parse_netmask(m, svc_v6) {
+                    Some(p) => p,
+                    None => return err("illegal netmask specified"),
+                },
+            };
+            let ops = raw.has(Opt::Ops);
+            let spec = ServiceSpec {
+                key,
+                sched: raw.sched.unwrap_or_else(|| DEFAULT_SCHED.to_string()),
+                flags: raw.flags,
+                persistence: raw.persistence,
+                netmask,
+                ops,
+                pe: raw.pe,
+            };
+            Ok(if cmd == Cmd::Add {
+                Command::AddService(spec)
+            } else {
+                Command::EditService(spec)
+            })
+        }
+        Cmd::Del => Ok(Command::DeleteService(svc.expect("required"))),
+        Cmd::Flush => Ok(Command::Clear),
+        Cmd::Restore => Ok(Command::Restore),
+        Cmd::Save => Ok(Command::Save {
+            numeric: raw.has(Opt::Numeric),
+        }),
+        Cmd::Zero => Ok(Command::Zero(svc)),
+        Cmd::List => Ok(Command::List {
+            svc,
+            opts: ListOpts {
+                numeric: raw.has(Opt::Numeric),
+                connection: raw.has(Opt::Connection),
+                stats: raw.has(Opt::Stats),
+                rate: raw.has(Opt::Rate),
+                exact: raw.has(Opt::Exact),
+                thresholds: raw.has(Opt::Thresholds),
+                persistent_conn: raw.has(Opt::PersistentConn),
+                tun_info: raw.has(Opt::TunInfo),
+                timeout: raw.has(Opt::Timeout),
+                daemon: raw.has(Opt::Daemon),
+                dataplane: raw.has(Opt::Dataplane),
+                nosort: raw.has(Opt::NoSort),
+                json: raw.has(Opt::Json),
+            },
+        }),
+        Cmd::DelDest => {
+            let (addr, port) = raw.server.expect("required");
+            Ok(Command::DeleteServer {
+                svc: svc.expect("required"),
+                addr,
+                port,
+            })
+        }
+        Cmd::AddDest | Cmd::EditDest => {
+            let svc = svc.expect("required");
+            let (addr, port) = raw.server.expect("required");
+            let fwd = raw.fwd.unwrap_or(Fwd::Dr);
+            let tun = tunnel(&raw, fwd)?;
+            let dest = DestSpec {
+                addr,
+                port,
+                fwd,
+                weight: raw.weight.unwrap_or(1),
+                u_threshold: raw.u_threshold,
+                l_threshold: raw.l_threshold,
+                tun,
+            };
+            Ok(if cmd == Cmd::AddDest {
+                Command::AddServer { svc, dest }
+            } else {
+                Command::EditServer { svc, dest }
+            })
+        }
+        Cmd::StartDaemon => Ok(Command::StartDaemon {
+            state: raw.daemon_state.unwrap_or_default(),
+        }),
+        Cmd::StopDaemon => Ok(Command::StopDaemon {
+            state: raw.daemon_state.unwrap_or_default(),
+        }),
+        Cmd::SetMark | Cmd::DelMark => {
+            let triple = svc.expect("required");
+            match triple {
+                SvcKey::Addr { port, .. } if port != 0 => {}
+                _ => return err("a mark is set on a protocol, address and port (-t|-u VIP:PORT)"),
+            }
+            Ok(if cmd == Cmd::SetMark {
+                Command::SetMark {
+                    triple,
+                    mark: raw.mark.expect("parsed with the command"),
+                }
+            } else {
+                Command::DelMark(triple)
+            })
+        }
+        Cmd::Timeout | Cmd::Help | Cmd::Version => unreachable!("handled above"),
+    }
+}
+
+/// Check and collect the `--tun-*` options of a server.
+fn tunnel(raw: &Raw, fwd: Fwd) -> Result<TunConf, ParseError> {
+    let any = raw.tun_type.is_some() || raw.tun_port.is_some() || !raw.csum.is_empty();
+    if any && fwd != Fwd::Tun {
+        return err("tunnel options are only valid with the tunneling forwarding method (-i)");
+    }
+    if raw.csum.len() > 1 {
+        return err(format!(
+            "The option '{}' can't be used with '{}'",
+            &raw.csum[1].option()[2..],
+            &raw.csum[0].option()[2..]
+        ));
+    }
+    let kind = raw.tun_type.unwrap_or_default();
+    let csum = raw.csum.first().copied().unwrap_or_default();
+    match kind {
+        TunType::Gue if raw.tun_port.is_none() => {
+            return err("You need to supply the 'tun-port' option for a gue tunnel")
+        }
+        TunType::Ipip | TunType::Gre if raw.tun_port.is_some() => {
+            return err("the 'tun-port' option is only for gue tunnels")
+        }
+        TunType::Ipip if csum != TunCsum::NoCsum => {
+            return err("checksum options are only for gue and gre tunnels")
+        }
+        TunType::Gre if csum == TunCsum::RemCsum => {
+            return err("the 'tun-remcsum' option is only for gue tunnels")
+        }
+        _ => {}
+    }
+    Ok(TunConf {
+        kind,
+        port: raw.tun_port.unwrap_or(0),
+        csum,
+    })
+}

@@ -1,0 +1,332 @@
+//! The parser's messages, defaults and corner cases.
+
+use super::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+fn p(line: &str) -> Result<Command, ParseError> {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    parse(&args)
+}
+
+fn msg(line: &str) -> String {
+    match p(line) {
+        Ok(c) => panic!("{line:?} parsed as {c:?}"),
+        Err(e) => e.0,
+    }
+}
+
+const V4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+
+#[test]
+fn parser_messages() {
+    let table: &[(&str, &str)] = &[
+        (
+            "-A -t 198.18.0.300:80",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t www.example.com:80",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t 198.18.0.1:http",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t 198.18.0.1:65536",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t 198.18.0.1:",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -u [2001:db8::1",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r foo",
+            "illegal real server address[:port] specified",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.0.2 -w 65536",
+            "illegal weight specified",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.0.2 -w -1",
+            "illegal weight specified",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.0.2 -w abc",
+            "illegal weight specified",
+        ),
+        ("-A -a", "multiple commands specified"),
+        ("-L -L", "multiple commands specified"),
+        (
+            "-A -s rr",
+            "You need to supply the 'service-address' option for the 'add-service' command",
+        ),
+        (
+            "-a -t 198.18.0.1:80",
+            "You need to supply the 'real-server' option for the 'add-server' command",
+        ),
+        (
+            "-d -t 198.18.0.1:80",
+            "You need to supply the 'real-server' option for the 'delete-server' command",
+        ),
+        (
+            "-D -t 198.18.0.1:80 -s rr",
+            "Illegal 'scheduler' option with the 'delete-service' command",
+        ),
+        (
+            "-C -t 198.18.0.1:80",
+            "Illegal 'service-address' option with the 'flush' command",
+        ),
+        (
+            "-A -t 198.18.0.1:80 -w 3",
+            "Illegal 'weight' option with the 'add-service' command",
+        ),
+        (
+            "-L -r 198.18.0.1",
+            "Illegal 'real-server' option with the 'list' command",
+        ),
+        (
+            "-S --stats",
+            "Illegal 'stats' option with the 'save' command",
+        ),
+        (
+            "-A -t 198.18.0.1:0 -s rr",
+            "Zero port specified for non-persistent service",
+        ),
+        (
+            "-A -t 198.18.0.1 -s rr",
+            "Zero port specified for non-persistent service",
+        ),
+        (
+            "-A -t 198.18.0.1:53 -o",
+            "One-Packet Scheduling is only for UDP virtual services",
+        ),
+        (
+            "-A -f 1 -o",
+            "One-Packet Scheduling is only for UDP virtual services",
+        ),
+        (
+            "-A -t 198.18.0.1:80 -p 0",
+            "invalid timeout value `0' specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 -p 2678401",
+            "invalid timeout value `2678401' specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 -p abc",
+            "invalid timeout value `abc' specified",
+        ),
+        ("--set 1 2", "--set option requires 3 timeout values"),
+        ("--set", "--set option requires 3 timeout values"),
+        ("--set 1 2 x", "invalid timeout value `x' specified"),
+        (
+            "-A -t 198.18.0.1:80 -t 198.18.0.2:80",
+            "multiple 'service-address' options specified",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.0.2 -g -m",
+            "multiple 'forwarding-method' options specified",
+        ),
+        (
+            "-L -c --timeout",
+            "The option 'timeout' can't be used with 'connection'",
+        ),
+        ("-A -f 0", "invalid fwmark value `0' specified"),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.0.2 -x -3",
+            "illegal u_threshold specified",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.0.2 -y 2147483648",
+            "illegal l_threshold specified",
+        ),
+        ("-t 198.18.0.1:80", "the first option must be a command"),
+        ("-nL", "the first option must be a command"),
+        ("garbage", "the first option must be a command"),
+        ("-L extra", "unexpected argument `extra'"),
+        ("-L --bogus", "--bogus: unknown option"),
+        ("-Lq", "-q: unknown option"),
+        ("-A -t", "-t: missing argument"),
+        ("-A --tcp-service", "--tcp-service: missing argument"),
+        (
+            "-A -t 198.18.0.1:80 -M 255.0.255.0 -p",
+            "illegal netmask specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 -b sh-bogus",
+            "invalid scheduler flag `sh-bogus' specified",
+        ),
+        (
+            "--start-daemon slave",
+            "illegal start-daemon parameter specified",
+        ),
+    ];
+    for (line, want) in table {
+        assert_eq!(&msg(line), want, "for {line:?}");
+    }
+}
+
+#[test]
+fn defaults_and_clusters() {
+    assert_eq!(
+        p("-A -t 198.18.0.100:80").unwrap(),
+        Command::AddService(ServiceSpec {
+            key: SvcKey::Addr {
+                proto: IPPROTO_TCP,
+                vip: V4,
+                port: 80
+            },
+            sched: "wlc".into(),
+            flags: 0,
+            persistence: None,
+            netmask: 32,
+            ops: false,
+            pe: None,
+        })
+    );
+    let Command::AddService(s) = p("-A -t 198.18.0.100:0 -s rr -p").unwrap() else {
+        panic!()
+    };
+    assert_eq!(s.persistence, Some(360));
+    let Command::AddService(s) = p("-A -t 198.18.0.100:80 -p 60 -s rr").unwrap() else {
+        panic!()
+    };
+    assert_eq!((s.persistence, s.sched.as_str()), (Some(60), "rr"));
+    let Command::AddService(s) = p("-A -t 198.18.0.100:80 -p60 -srr -M 255.255.255.0").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((s.persistence, s.netmask), (Some(60), 24));
+    let Command::AddService(s) =
+        p("--add-service --tcp-service=198.18.0.100:80 --persistent=30").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(s.persistence, Some(30));
+    let Command::List { svc, opts } = p("-Lnc").unwrap() else {
+        panic!()
+    };
+    assert!(svc.is_none() && opts.numeric && opts.connection);
+    let Command::List { opts, .. } = p("-Ln --stats --exact").unwrap() else {
+        panic!()
+    };
+    assert!(opts.stats && opts.exact);
+    let Command::AddServer { dest, .. } = p("-a -t 198.18.0.100:80 -r 198.18.1.1 -w2").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((dest.weight, dest.fwd, dest.port), (2, Fwd::Dr, None));
+    let Command::AddServer { dest, .. } = p("-a -t 198.18.0.100:80 -r 198.18.1.1:8080 -m").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (dest.weight, dest.fwd, dest.port),
+        (1, Fwd::Nat, Some(8080))
+    );
+    assert_eq!(
+        p("-A -f 10 -6 -p").unwrap(),
+        Command::AddService(ServiceSpec {
+            key: SvcKey::Fwmark { mark: 10, v6: true },
+            sched: "wlc".into(),
+            flags: 0,
+            persistence: Some(360),
+            netmask: 128,
+            ops: false,
+            pe: None,
+        })
+    );
+    assert_eq!(
+        p("--set 0 120 300").unwrap(),
+        Command::Set {
+            tcp: 0,
+            tcpfin: 120,
+            udp: 300
+        }
+    );
+    assert_eq!(p("-h").unwrap(), Command::Help);
+    assert_eq!(p("--version").unwrap(), Command::Version);
+    assert!(matches!(p("").unwrap(), Command::List { svc: None, .. }));
+}
+
+#[test]
+fn addresses() {
+    let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    assert_eq!(
+        parse_addr_port("[2001:db8::1]:80"),
+        Some((IpAddr::V6(v6), Some(80)))
+    );
+    assert_eq!(
+        parse_addr_port("[2001:db8::1]"),
+        Some((IpAddr::V6(v6), None))
+    );
+    assert_eq!(parse_addr_port("2001:db8::1"), Some((IpAddr::V6(v6), None)));
+    assert_eq!(parse_addr_port("198.18.0.100:80"), Some((V4, Some(80))));
+    assert_eq!(parse_addr_port("198.18.0.100"), Some((V4, None)));
+    for bad in [
+        "",
+        ":",
+        "[]:1",
+        "1.2.3",
+        "1.2.3.4:99999",
+        "[::1]x",
+        "host",
+        "1.2.3.4:-1",
+    ] {
+        assert_eq!(parse_addr_port(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn tunnel_options() {
+    let Command::AddServer { dest, .. } =
+        p("-a -t 198.18.0.100:80 -r 198.18.1.1 -i --tun-type gue --tun-port 6080 --tun-csum")
+            .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        dest.tun,
+        TunConf {
+            kind: TunType::Gue,
+            port: 6080,
+            csum: TunCsum::Csum
+        }
+    );
+    assert!(p("-a -t 198.18.0.100:80 -r 198.18.1.1 --tun-type gre").is_err());
+    assert!(p("-a -t 198.18.0.100:80 -r 198.18.1.1 -i --tun-type gue").is_err());
+    assert!(p("-a -t 198.18.0.100:80 -r 198.18.1.1 -i --tun-csum").is_err());
+    assert!(
+        p("-a -t 198.18.0.100:80 -r 198.18.1.1 -i --tun-type gre --tun-csum --tun-nocsum").is_err()
+    );
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    let long = "9".repeat(500);
+    let lines = [
+        format!("-A -t 198.18.0.1:{long}"),
+        format!("-a -t 198.18.0.1:80 -r 198.18.0.2 -w {long}"),
+        format!("--set {long} {long} {long}"),
+        format!("-A -f {long}"),
+        "-".to_string(),
+        "--".to_string(),
+        "--=".to_string(),
+        "-p".to_string(),
+        "-A -t [::1]:80 -M 0".to_string(),
+        "-Léé".to_string(),
+        "-A -t é:80".to_string(),
+        "-a -t 1.2.3.4:80 -r 1.2.3.5 -i --tun-port 0".to_string(),
+    ];
+    for l in &lines {
+        let _ = p(l);
+    }
+    let _ = parse(&["-A", "-t", "\u{0}"]);
+    let _ = parse(&["-e", "-t", "1.1.1.1:1", "-r", "[::]:0", "-wé"]);
+}
