@@ -10,6 +10,10 @@
 //!   configuration and its generation exactly as they were;
 //! - a successful change leaves a table whose `-S` output, restored into
 //!   an empty daemon, saves back identically.
+//!
+//! It is test support, compiled only with the `testkit` feature (which
+//! control's own tests and the fuzz crate turn on), so it never ships in
+//! xvsadm or xvsd.
 
 use crate::grammar::{self, HINT};
 use crate::{Control, NoRuntime, Request};

@@ -15,6 +15,7 @@
 pub mod access;
 pub mod exec;
 pub mod grammar;
+#[cfg(feature = "testkit")]
 pub mod invariants;
 pub mod json;
 pub mod listing;
