@@ -7,6 +7,16 @@
 /// Ticks per second (a tick is 10 ms).
 pub const TICKS_PER_SEC: u32 = 100;
 
+/// Nanoseconds per tick.
+pub const TICK_NS: u64 = 1_000_000_000 / TICKS_PER_SEC as u64;
+
+/// The tick `ns` nanoseconds of the shared monotonic clock fall in (the
+/// count wraps after about 497 days; expiry comparisons are modular).
+#[inline]
+pub const fn ticks_of_ns(ns: u64) -> u32 {
+    (ns / TICK_NS) as u32
+}
+
 /// `secs` seconds in ticks (saturating: no configurable timeout comes near
 /// the limit, ipvsadm's largest being 31 days).
 #[inline]
@@ -30,5 +40,7 @@ mod tests {
         assert_eq!(secs_of_ticks(ticks_of_secs(86_400 * 31)), 86_400 * 31);
         assert_eq!(ticks_of_secs(u32::MAX), u32::MAX);
         assert_eq!(secs_of_ticks(199), 1);
+        assert_eq!(ticks_of_ns(2_500_000_000), 250);
+        assert_eq!(u64::from(ticks_of_secs(3)) * TICK_NS, 3_000_000_000);
     }
 }
