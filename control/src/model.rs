@@ -577,3 +577,48 @@ impl Model {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grammar;
+    use xvs_config::TunKind;
+
+    fn apply(m: &mut Model, line: &str) {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        m.apply(&grammar::parse(&args).expect("parses"))
+            .expect("applies");
+    }
+
+    #[test]
+    fn config_carries_what_the_data_plane_needs_and_shares_the_live_parts() {
+        let mut m = Model::default();
+        apply(&mut m, "-A -u 198.18.0.53:53 -s sh -p 60 -M 255.255.255.0");
+        apply(
+            &mut m,
+            "-a -u 198.18.0.53:53 -r 198.18.1.3 -i -w 2 --tun-type gue --tun-port 6080 --tun-remcsum",
+        );
+        apply(&mut m, "-a -u 198.18.0.53:53 -r 198.18.1.4 -g -w 0");
+        apply(&mut m, "--set 0 30 0");
+        let cfg = m.config();
+        assert_eq!(cfg.timeouts.tcp_fin, 30);
+        let s = &cfg.services[0];
+        assert_eq!((s.sched.as_str(), s.flags), ("sh", 0));
+        assert_eq!(s.persist, Some(Persist::new(60, 24)));
+        // Newest first, as the model lists them.
+        let d = &s.dests[1];
+        assert_eq!(d.addr, "198.18.1.3".parse::<IpAddr>().unwrap());
+        assert_eq!((d.fwd, d.weight, d.last_weight), (Fwd::Tun, 2, 2));
+        assert_eq!(
+            d.tun,
+            TunKind::Gue {
+                port: 6080,
+                checksum: true
+            }
+        );
+        assert_eq!((s.dests[0].weight, s.dests[0].tun), (0, TunKind::Ipip));
+        assert!(Arc::ptr_eq(&s.counters, &m.services[0].counters));
+        assert!(Arc::ptr_eq(&d.load, &m.services[0].dests[1].load));
+        assert!(Arc::ptr_eq(&d.counters, &m.services[0].dests[1].counters));
+    }
+}
