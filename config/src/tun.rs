@@ -110,6 +110,7 @@ pub enum TunKind {
 
 impl TunKind {
     /// Bytes the encapsulation adds in front of the inner IPv4 packet.
+    #[inline]
     pub const fn overhead(self) -> usize {
         match self {
             TunKind::Ipip => OUTER_IPV4_LEN,

@@ -179,11 +179,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// The payload, up to the total length (padding excluded); for a
     /// quoted header, what the buffer holds of it.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let (start, end) = self.payload_range();
         &self.buf.as_ref()[start..end]
     }
 
+    #[inline]
     fn payload_range(&self) -> (usize, usize) {
         let hl = self.header_len();
         let end = self.total_len().min(self.buf.as_ref().len()).max(hl);
