@@ -2,23 +2,21 @@
 //! place. It never sees a NIC or a clock: time is passed in and frames are
 //! byte buffers, so tests, fuzzing and benchmarks drive it directly.
 
-use crate::conn;
-use crate::conn::state::TcpState;
-use crate::conn::table::{
-    reached, ticks, ConnTable, Init, Insert, Key, NatInit, Partition, ReplyKey, View,
-};
+use crate::conn::table::{ConnTable, Key, Partition, ReplyKey, View};
+use crate::conn::tracker::{self, fwd_of, nat_rport, Seen, Track, Tracker};
 use crate::flow::FlowKey;
 use crate::frame::FrameBuf;
-use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey};
-/// The verdict types, at the path other crates know them by.
-pub use crate::verdict::{DropReason, Verdict};
+use crate::svc::{DestRt, Fwd, Snapshot};
 use crate::wire::eth::{EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
-use crate::wire::tcp::{TcpPacket, SYN};
+use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
 use crate::xmit;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+
+/// The verdict types, at the path other crates know them by.
+pub use crate::verdict::{DropReason, Verdict};
 
 /// Per-worker counters of the pipeline (plain integers: one writer).
 #[derive(Debug, Default, Clone)]
@@ -39,8 +37,25 @@ pub struct PipelineStats {
     pub frag_needed: u64,
 }
 
+impl tracker::Counts for PipelineStats {
+    #[inline]
+    fn conn_created(&mut self) {
+        self.conns_created += 1;
+    }
+
+    #[inline]
+    fn template_created(&mut self) {
+        self.templates_created += 1;
+    }
+
+    #[inline]
+    fn conn_expired(&mut self) {
+        self.conns_expired += 1;
+    }
+}
+
 /// How often the expiry sweep walks a worker's whole partition.
-pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
+pub use crate::conn::tracker::SWEEP_PERIOD_NS;
 
 /// The packet pipeline of one worker.
 #[derive(Debug)]
@@ -48,27 +63,18 @@ pub struct Pipeline {
     /// The configuration; taken out while a frame is processed (moving an
     /// `Arc` costs nothing, cloning one costs two locked instructions).
     snap: Option<Arc<Snapshot>>,
-    table: Arc<ConnTable>,
-    part: Partition,
+    /// The connections of this worker.
+    track: Tracker,
     ports: Vec<PortInfo>,
     /// Identification of the next tunnel header.
     ident: u16,
     stats: PipelineStats,
-    writer: usize,
-    expired: Vec<View>,
-    last_sweep: Option<u64>,
-}
-
-struct Parsed {
-    key: FlowKey,
-    tcp_flags: u8,
-    ip_len: u64,
 }
 
 /// Parse a frame far enough to key it. `Err(verdict)` when the frame is not
 /// for the director or is malformed.
 #[inline]
-fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
+fn parse(frame: &[u8]) -> Result<Seen, Verdict> {
     let eth =
         EthernetFrame::new_checked(frame).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
     if eth.ethertype() != ETHERTYPE_IPV4 {
@@ -92,7 +98,7 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
         }
         _ => return Err(Verdict::Pass),
     };
-    Ok(Parsed {
+    Ok(Seen {
         key: FlowKey {
             proto: ip.protocol(),
             cip: ip.src(),
@@ -102,6 +108,7 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
         },
         tcp_flags,
         ip_len: ip.total_len() as u64,
+        src_mac: eth.src(),
     })
 }
 
@@ -150,22 +157,6 @@ pub fn prefetch(table: &ConnTable, stage: u8, frame: &[u8]) {
     );
 }
 
-fn fwd_code(f: Fwd) -> u8 {
-    match f {
-        Fwd::Dr => 0,
-        Fwd::Tun => 1,
-        Fwd::Nat => 2,
-    }
-}
-
-fn fwd_of(code: u8) -> Fwd {
-    match code {
-        1 => Fwd::Tun,
-        2 => Fwd::Nat,
-        _ => Fwd::Dr,
-    }
-}
-
 /// One interface of the worker's group, as the pipeline needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortInfo {
@@ -175,13 +166,6 @@ pub struct PortInfo {
     pub mac: Mac,
     /// Its IP MTU.
     pub mtu: u16,
-}
-
-/// Outcome of choosing a real server for a new connection.
-struct Choice {
-    dest: Arc<DestRt>,
-    /// Template index + 1 (0: none) the connection is controlled by.
-    ctl: u32,
 }
 
 impl Pipeline {
@@ -203,8 +187,7 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             snap: Some(snap),
-            table,
-            part,
+            track: Tracker::new(table, part),
             ports: vec![PortInfo {
                 ifindex: 0,
                 mac: our_mac,
@@ -212,9 +195,6 @@ impl Pipeline {
             }],
             ident: 0,
             stats: PipelineStats::default(),
-            writer: usize::MAX,
-            expired: Vec::with_capacity(4096),
-            last_sweep: None,
         }
     }
 
@@ -241,7 +221,7 @@ impl Pipeline {
     /// Count into the counter shards of worker `w` (see `stats`); without
     /// this the pipeline counts through the shared shards.
     pub fn set_writer(&mut self, w: usize) {
-        self.writer = w;
+        self.track.set_writer(w);
     }
 
     /// Switch to a newer configuration snapshot (between batches).
@@ -256,12 +236,12 @@ impl Pipeline {
 
     /// The shared connection table.
     pub fn table(&self) -> &Arc<ConnTable> {
-        &self.table
+        self.track.table()
     }
 
     /// This worker's partition of the table.
     pub fn partition(&self) -> &Partition {
-        &self.part
+        self.track.partition()
     }
 
     /// Count a drop decided outside `process` (e.g. by the port).
@@ -274,54 +254,11 @@ impl Pipeline {
     /// so it never stalls the worker. A template that still controls
     /// connections is kept (IPVS: it does not expire while in use).
     pub fn expire(&mut self, now_ns: u64) {
-        let elapsed = match self.last_sweep {
-            Some(t) => now_ns.saturating_sub(t),
-            None => 0,
-        };
-        self.last_sweep = Some(now_ns);
         let Some(snap) = self.snap.take() else {
             return;
         };
-        let now = ticks(now_ns);
-        let mut expired = std::mem::take(&mut self.expired);
-        expired.clear();
-        // At most the scratch buffer's capacity per call: no allocation.
-        let cap = expired.capacity();
-        self.table.sweep(
-            &mut self.part,
-            elapsed.min(SWEEP_PERIOD_NS),
-            SWEEP_PERIOD_NS,
-            now,
-            &mut expired,
-        );
-        for v in expired.iter().take(cap) {
-            if v.key.template && v.ctl > 0 {
-                let t = snap
-                    .svc(v.svc)
-                    .and_then(|s| s.persist)
-                    .map_or(60, |p| p.timeout.max(1));
-                self.table.set_expires(v, now.wrapping_add(t * 100));
-                continue;
-            }
-            let removed = self.table.remove_if(&mut self.part, v.idx, v.seq, |cur| {
-                reached(now, cur.expires) && !(cur.key.template && cur.ctl > 0)
-            });
-            if let Some(old) = removed {
-                self.unbind_entry(&snap, &old);
-                self.stats.conns_expired += 1;
-            }
-        }
-        self.expired = expired;
+        self.track.expire(&snap, now_ns, &mut self.stats);
         self.snap = Some(snap);
-    }
-
-    fn unbind_entry(&self, snap: &Snapshot, old: &View) {
-        if let Some(d) = snap.dest(old.dest) {
-            conn::unbind(d, old.key.template, TcpState::from_u8(old.state));
-        }
-        if !old.key.template && old.ctl != 0 {
-            self.table.add_ctl(old.ctl - 1, -1);
-        }
     }
 
     /// Request the connection-table memory `frame` will need: stage 0 for
@@ -329,7 +266,7 @@ impl Pipeline {
     /// then overlap instead of coming one after another).
     #[inline]
     pub fn prefetch(&self, stage: u8, frame: &[u8]) {
-        prefetch(&self.table, stage, frame);
+        prefetch(self.track.table(), stage, frame);
     }
 
     /// Process one frame in place. `now` is a monotonic clock in ns.
@@ -359,103 +296,6 @@ impl Pipeline {
         v
     }
 
-    /// Choose the real server of a new connection: through the client's
-    /// persistence template when the service has one, else the scheduler.
-    fn choose(
-        &mut self,
-        snap: &Snapshot,
-        svc: &Arc<ServiceRt>,
-        key: &FlowKey,
-        now_ns: u64,
-    ) -> Result<Choice, DropReason> {
-        let schedule = |svc: &ServiceRt| {
-            let flow = key.to_sched_flow();
-            let mut st = svc.sched.lock().unwrap_or_else(|e| e.into_inner());
-            st.schedule(&flow, now_ns).ok_or(DropReason::NoDest)
-        };
-        let Some(p) = svc.persist else {
-            return Ok(Choice {
-                dest: schedule(svc)?,
-                ctl: 0,
-            });
-        };
-        let now = ticks(now_ns);
-        let life = now.wrapping_add(p.timeout.saturating_mul(100));
-        // A template: no state, no method; it controls its first connection.
-        let template_init = |dest: &DestRt| Init {
-            state: 0,
-            fwd: 0,
-            expires: life,
-            dest: dest.id,
-            svc: svc.id,
-            ctl: 1,
-            nat: None,
-        };
-        let caddr = Ipv4Addr::from(u32::from(key.cip) & p.mask);
-        let tkey = match svc.key {
-            SvcKey::Fwmark { mark, .. } => Key::template(0, caddr, mark, 0),
-            SvcKey::Addr { port, .. } => Key::template(key.proto, caddr, u32::from(key.vip), port),
-        };
-        if let Some(t) = self.table.lookup(&tkey) {
-            let usable = snap.dest(t.dest).filter(|d| d.in_service).cloned();
-            let live = !reached(now, t.expires) || t.ctl > 0;
-            match usable {
-                Some(dest) if live => {
-                    self.table.set_expires(&t, life);
-                    self.table.add_ctl(t.idx, 1);
-                    return Ok(Choice {
-                        dest,
-                        ctl: t.idx + 1,
-                    });
-                }
-                _ => {
-                    // Expired, or its server was deleted: a new choice,
-                    // written into the same template.
-                    let dest = schedule(svc)?;
-                    let (old, new) = self
-                        .table
-                        .rebind(&t, template_init(&dest))
-                        .ok_or(DropReason::NoDest)?;
-                    if let Some(d) = snap.dest(old.dest) {
-                        conn::unbind(d, true, TcpState::None);
-                    }
-                    conn::bind(&dest, true, TcpState::None);
-                    return Ok(Choice {
-                        dest,
-                        ctl: new.idx + 1,
-                    });
-                }
-            }
-        }
-        if self.part.is_full() {
-            return Err(DropReason::ConnTableFull);
-        }
-        let dest = schedule(svc)?;
-        match self
-            .table
-            .insert(&mut self.part, &tkey, template_init(&dest))
-        {
-            Ok(t) => {
-                conn::bind(&dest, true, TcpState::None);
-                self.stats.templates_created += 1;
-                Ok(Choice {
-                    dest,
-                    ctl: t.idx + 1,
-                })
-            }
-            Err(Insert::Exists(t)) => {
-                // Another worker made the template first: follow it.
-                let dest = snap.dest(t.dest).cloned().ok_or(DropReason::NoDest)?;
-                self.table.add_ctl(t.idx, 1);
-                Ok(Choice {
-                    dest,
-                    ctl: t.idx + 1,
-                })
-            }
-            Err(Insert::Full) => Err(DropReason::ConnTableFull),
-        }
-    }
-
     #[inline]
     fn process_inner<B: FrameBuf + ?Sized>(
         &mut self,
@@ -470,137 +310,12 @@ impl Pipeline {
             Err(Verdict::Pass) if is_icmp(frame) => return self.icmp(snap, now_ns, ingress, buf),
             Err(v) => return v,
         };
-        let timeouts = snap.timeouts;
-        let is_tcp = p.key.proto == PROTO_TCP;
-        let syn = is_tcp && p.tcp_flags & SYN != 0;
-        let now = ticks(now_ns);
-        let key = Key::conn(&p.key);
-
-        let found = self.table.lookup(&key);
-        let stale = found.filter(|v| {
-            reached(now, v.expires)
-                || (syn
-                    && matches!(
-                        TcpState::from_u8(v.state),
-                        TcpState::TimeWait | TcpState::Close
-                    ))
-        });
-
-        if found.is_none() {
-            let rk = ReplyKey {
-                proto: p.key.proto,
-                rip: p.key.cip,
-                rport: p.key.cport,
-                cip: p.key.vip,
-                cport: p.key.vport,
-            };
-            if let Some(v) = self.table.lookup_reply(&rk) {
-                return self.reply(snap, now_ns, &v, &p, buf);
-            }
+        match self.track.track(snap, now_ns, ingress, &p, &mut self.stats) {
+            Track::In(v, dest) => self.xmit(&v, dest, ingress, p.key.vport, buf),
+            Track::Out(v) => self.reply(&v, buf),
+            Track::Pass => Verdict::Pass,
+            Track::Drop(r) => Verdict::Drop(r),
         }
-        let v = match (found, stale) {
-            (Some(v), None) => v,
-            _ => {
-                if is_tcp && !syn {
-                    return Verdict::Drop(DropReason::NoConn);
-                }
-                let Some(svc) = snap.lookup(p.key.proto, p.key.vip, p.key.vport) else {
-                    return Verdict::Pass;
-                };
-                if stale.is_none() && self.part.is_full() {
-                    return Verdict::Drop(DropReason::ConnTableFull);
-                }
-                let choice = match self.choose(snap, svc, &p.key, now_ns) {
-                    Ok(c) => c,
-                    Err(r) => return Verdict::Drop(r),
-                };
-                let nat = match (choice.dest.fwd, choice.dest.rip()) {
-                    (Fwd::Nat, Some(rip)) => {
-                        let eth = EthernetFrame::new_checked(&*frame).map_err(|_| ()).ok();
-                        Some(NatInit {
-                            rip,
-                            rport: if choice.dest.sched.port == 0 {
-                                p.key.vport
-                            } else {
-                                choice.dest.sched.port
-                            },
-                            ret_port: ingress,
-                            ret_mac: eth.map_or([0; 6], |e| e.src()),
-                        })
-                    }
-                    _ => None,
-                };
-                let init = Init {
-                    state: TcpState::None as u8,
-                    fwd: fwd_code(choice.dest.fwd),
-                    expires: now.wrapping_add(timeouts.tcp_state(TcpState::None) * 100),
-                    dest: choice.dest.id,
-                    svc: svc.id,
-                    ctl: choice.ctl,
-                    nat,
-                };
-                let undo_ctl = |t: &ConnTable| {
-                    if choice.ctl != 0 {
-                        t.add_ctl(choice.ctl - 1, -1);
-                    }
-                };
-                let v = match stale {
-                    Some(old) => match self.table.rebind(&old, init) {
-                        Some((old, new)) => {
-                            self.unbind_entry(snap, &old);
-                            new
-                        }
-                        None => {
-                            undo_ctl(&self.table);
-                            return Verdict::Drop(DropReason::NoConn);
-                        }
-                    },
-                    None => match self.table.insert(&mut self.part, &key, init) {
-                        Ok(v) => v,
-                        Err(Insert::Exists(v)) => {
-                            undo_ctl(&self.table);
-                            v
-                        }
-                        Err(Insert::Full) => {
-                            undo_ctl(&self.table);
-                            return Verdict::Drop(DropReason::ConnTableFull);
-                        }
-                    },
-                };
-                if v.dest == choice.dest.id && v.seq == self.table.read(v.idx).map_or(0, |c| c.seq)
-                {
-                    conn::bind(&choice.dest, false, TcpState::None);
-                    svc.stats.add_conn_by(self.writer);
-                    choice.dest.stats.add_conn_by(self.writer);
-                    self.stats.conns_created += 1;
-                }
-                v
-            }
-        };
-
-        let Some(dest) = snap.dest(v.dest) else {
-            return Verdict::Drop(DropReason::NoDest);
-        };
-        let ttl = if is_tcp {
-            let old = TcpState::from_u8(v.state);
-            let new = old.next(p.tcp_flags);
-            if new != old && self.table.set_state(&v, v.state, new as u8) {
-                conn::transition(dest, old, new);
-            }
-            timeouts.tcp_state(new)
-        } else {
-            timeouts.udp
-        };
-        let expires = now.wrapping_add(ttl.saturating_mul(100));
-        if expires != v.expires {
-            self.table.set_expires(&v, expires);
-        }
-        if let Some(s) = snap.svc(v.svc) {
-            s.stats.add_in_by(self.writer, p.ip_len);
-        }
-        dest.stats.add_in_by(self.writer, p.ip_len);
-
-        self.xmit(&v, dest, ingress, p.key.vport, buf)
     }
 
     /// Send a frame of connection `v` (bound to `dest`) towards its real
@@ -631,14 +346,7 @@ impl Pipeline {
                 let Some(rip) = dest.rip() else {
                     return Verdict::Drop(DropReason::FwdUnsupported);
                 };
-                let rport = v.nat.map_or(
-                    if dest.sched.port == 0 {
-                        vport
-                    } else {
-                        dest.sched.port
-                    },
-                    |n| n.rport,
-                );
+                let rport = v.nat.map_or(nat_rport(dest, vport), |n| n.rport);
                 match xmit::nat::xmit_in(buf.bytes(), rip, rport, port.mac, mac) {
                     Ok(()) => Verdict::Tx(out),
                     Err(_) => Verdict::Drop(DropReason::Malformed),
@@ -683,32 +391,11 @@ impl Pipeline {
 
     /// A real server's reply on NAT connection `v`: back to the client as
     /// from VIP:vport.
-    fn reply<B: FrameBuf + ?Sized>(
-        &mut self,
-        snap: &Snapshot,
-        now_ns: u64,
-        v: &View,
-        p: &Parsed,
-        buf: &mut B,
-    ) -> Verdict {
+    fn reply<B: FrameBuf + ?Sized>(&mut self, v: &View, buf: &mut B) -> Verdict {
         let Some(nat) = v.nat else {
             return Verdict::Drop(DropReason::NoConn);
         };
         let flow = v.flow();
-        let now = ticks(now_ns);
-        let ttl = if p.key.proto == PROTO_TCP {
-            snap.timeouts.tcp_state(TcpState::from_u8(v.state))
-        } else {
-            snap.timeouts.udp
-        };
-        self.table
-            .set_expires(v, now.wrapping_add(ttl.saturating_mul(100)));
-        if let Some(s) = snap.svc(v.svc) {
-            s.stats.add_out_by(self.writer, p.ip_len);
-        }
-        if let Some(d) = snap.dest(v.dest) {
-            d.stats.add_out_by(self.writer, p.ip_len);
-        }
         let Some(port) = self.ports.get(usize::from(nat.ret_port)).copied() else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
@@ -733,14 +420,17 @@ impl Pipeline {
             return Verdict::Pass;
         };
         let q = info.quoted;
-        let client_side = Key::conn(&FlowKey {
+        // The quoted datagram reversed: a client's packet to the VIP (the
+        // error is about a reply the client got) or a real server's reply
+        // (the error is about a packet forwarded to it).
+        let about = FlowKey {
             proto: q.proto,
             cip: q.dst,
             cport: q.dport,
             vip: q.src,
             vport: q.sport,
-        });
-        if let Some(v) = self.table.lookup(&client_side) {
+        };
+        if let Some(v) = self.track.lookup(&about) {
             let Some(dest) = snap.dest(v.dest).cloned() else {
                 return Verdict::Drop(DropReason::NoDest);
             };
@@ -758,14 +448,7 @@ impl Pipeline {
                 Err(_) => Verdict::Drop(DropReason::Malformed),
             };
         }
-        let rk = ReplyKey {
-            proto: q.proto,
-            rip: q.dst,
-            rport: q.dport,
-            cip: q.src,
-            cport: q.sport,
-        };
-        if let Some(v) = self.table.lookup_reply(&rk) {
+        if let Some(v) = self.track.lookup_reply(&about) {
             let Some(nat) = v.nat else {
                 return Verdict::Pass;
             };
