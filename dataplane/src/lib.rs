@@ -15,6 +15,7 @@ pub mod frame;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod neigh;
+pub mod packet;
 pub mod pipeline;
 pub mod stats;
 pub mod svc;

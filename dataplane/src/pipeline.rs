@@ -1,17 +1,18 @@
-//! The pure packet logic: parse, find or create the connection, rewrite in
-//! place. It never sees a NIC or a clock: time is passed in and frames are
-//! byte buffers, so tests, fuzzing and benchmarks drive it directly.
+//! The pure packet logic, in three steps: parse the frame once
+//! (`packet`), track its connection (`conn::tracker`), transmit it by the
+//! connection's forwarding method (`xmit`), rewriting in place. It never
+//! sees a NIC or a clock: time is passed in and frames are byte buffers,
+//! so tests, fuzzing and benchmarks drive it directly.
 
 use crate::conn::table::{ConnTable, Key, Partition, ReplyKey, View};
-use crate::conn::tracker::{self, fwd_of, nat_rport, Seen, Track, Tracker};
+use crate::conn::tracker::{self, fwd_of, nat_rport, Track, Tracker};
 use crate::flow::FlowKey;
 use crate::frame::FrameBuf;
+use crate::packet::{self, Parsed, Quoted};
 use crate::svc::{DestRt, Fwd, Snapshot};
-use crate::wire::eth::{EthernetFrame, Mac, ETHERTYPE_IPV4};
-use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
-use crate::wire::tcp::TcpPacket;
-use crate::wire::udp::UdpPacket;
-use crate::xmit;
+use crate::wire::eth::Mac;
+use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+use crate::xmit::{self, Dir, Out, XmitCtx, XmitError};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -69,57 +70,6 @@ pub struct Pipeline {
     /// Identification of the next tunnel header.
     ident: u16,
     stats: PipelineStats,
-}
-
-/// Parse a frame far enough to key it. `Err(verdict)` when the frame is not
-/// for the director or is malformed.
-#[inline]
-fn parse(frame: &[u8]) -> Result<Seen, Verdict> {
-    let eth =
-        EthernetFrame::new_checked(frame).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
-    if eth.ethertype() != ETHERTYPE_IPV4 {
-        return Err(Verdict::Pass);
-    }
-    let ip =
-        Ipv4Packet::new_checked(eth.payload()).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
-    if ip.is_fragment() {
-        return Err(Verdict::Pass);
-    }
-    let (cport, vport, tcp_flags) = match ip.protocol() {
-        PROTO_TCP => {
-            let t = TcpPacket::new_checked(ip.payload())
-                .map_err(|_| Verdict::Drop(DropReason::Malformed))?;
-            (t.src_port(), t.dst_port(), t.flags())
-        }
-        PROTO_UDP => {
-            let u = UdpPacket::new_checked(ip.payload())
-                .map_err(|_| Verdict::Drop(DropReason::Malformed))?;
-            (u.src_port(), u.dst_port(), 0)
-        }
-        _ => return Err(Verdict::Pass),
-    };
-    Ok(Seen {
-        key: FlowKey {
-            proto: ip.protocol(),
-            cip: ip.src(),
-            cport,
-            vip: ip.dst(),
-            vport,
-        },
-        tcp_flags,
-        ip_len: ip.total_len() as u64,
-        src_mac: eth.src(),
-    })
-}
-
-/// Whether `frame` is an IPv4 ICMP message (headers validated).
-fn is_icmp(frame: &[u8]) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return false;
-    };
-    eth.ethertype() == ETHERTYPE_IPV4
-        && Ipv4Packet::new_checked(eth.payload())
-            .is_ok_and(|ip| ip.protocol() == crate::wire::ipv4::PROTO_ICMP && !ip.is_fragment())
 }
 
 /// [`Pipeline::prefetch`] for callers that hold the table but not the
@@ -305,14 +255,19 @@ impl Pipeline {
         buf: &mut B,
     ) -> Verdict {
         let frame = buf.bytes();
-        let p = match parse(frame) {
+        let p = match packet::parse(frame) {
             Ok(p) => p,
-            Err(Verdict::Pass) if is_icmp(frame) => return self.icmp(snap, now_ns, ingress, buf),
             Err(v) => return v,
         };
-        match self.track.track(snap, now_ns, ingress, &p, &mut self.stats) {
-            Track::In(v, dest) => self.xmit(&v, dest, ingress, p.key.vport, buf),
-            Track::Out(v) => self.reply(&v, buf),
+        if let Some(q) = p.quoted {
+            return self.icmp(snap, ingress, &p, &q, buf);
+        }
+        match self
+            .track
+            .track(snap, now_ns, ingress, &p, frame, &mut self.stats)
+        {
+            Track::In(v, dest) => self.xmit(&v, dest, ingress, p.key.vport, &p, buf),
+            Track::Out(v) => self.reply(&v, &p, buf),
             Track::Pass => Verdict::Pass,
             Track::Drop(r) => Verdict::Drop(r),
         }
@@ -320,12 +275,14 @@ impl Pipeline {
 
     /// Send a frame of connection `v` (bound to `dest`) towards its real
     /// server by the connection's forwarding method.
+    #[inline]
     fn xmit<B: FrameBuf + ?Sized>(
         &mut self,
         v: &View,
         dest: &Arc<DestRt>,
         ingress: u8,
         vport: u16,
+        pkt: &Parsed,
         buf: &mut B,
     ) -> Verdict {
         let Some(mac) = dest.neigh.mac() else {
@@ -337,61 +294,57 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoNeigh);
         };
         let port = self.ports[out as usize];
-        match fwd_of(v.fwd) {
-            Fwd::Dr => {
-                xmit::dr::xmit(buf.bytes(), mac, port.mac);
-                Verdict::Tx(out)
-            }
+        let mut ctx = XmitCtx::macs(port.mac, mac);
+        let sent = match fwd_of(v.fwd) {
+            Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
             Fwd::Nat => {
                 let Some(rip) = dest.rip() else {
                     return Verdict::Drop(DropReason::FwdUnsupported);
                 };
-                let rport = v.nat.map_or(nat_rport(dest, vport), |n| n.rport);
-                match xmit::nat::xmit_in(buf.bytes(), rip, rport, port.mac, mac) {
-                    Ok(()) => Verdict::Tx(out),
-                    Err(_) => Verdict::Drop(DropReason::Malformed),
-                }
+                ctx.addr = rip;
+                ctx.port = v.nat.map_or(nat_rport(dest, vport), |n| n.rport);
+                ctx.dir = Dir::In;
+                xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
             Fwd::Tun => {
                 let (Some(rip), Some(src)) = (dest.rip(), dest.neigh.src()) else {
                     dest.neigh.want();
                     return Verdict::Drop(DropReason::NoNeigh);
                 };
-                let tun = xmit::tun::Tunnel {
-                    kind: dest.tun,
-                    src,
-                    rip,
-                    src_mac: port.mac,
-                    dst_mac: mac,
-                    mtu: port.mtu,
-                };
-                let len = buf.bytes().len();
-                if !buf.set_len(len + dest.tun.overhead()) {
-                    return Verdict::Drop(DropReason::Malformed);
+                ctx.addr = rip;
+                ctx.tun = dest.tun;
+                ctx.tun_src = src;
+                ctx.mtu = port.mtu;
+                ctx.ident = self.ident.wrapping_add(1);
+                let sent = xmit::tun::packet_xmit(buf, pkt, &ctx);
+                if sent != Err(XmitError::NoTailroom) {
+                    self.ident = ctx.ident;
                 }
-                self.ident = self.ident.wrapping_add(1);
-                match xmit::tun::xmit_tailroom(buf.bytes(), len, &tun, self.ident) {
-                    Ok(xmit::tun::TunOutcome::Encapsulated { len, .. }) => {
-                        buf.set_len(len);
-                        Verdict::Tx(out)
-                    }
-                    Ok(xmit::tun::TunOutcome::FragNeeded { len, .. }) => {
-                        buf.set_len(len);
-                        self.stats.frag_needed += 1;
-                        Verdict::Tx(ingress)
-                    }
-                    Err(_) => {
-                        buf.set_len(len);
-                        Verdict::Drop(DropReason::TooBig)
-                    }
-                }
+                sent
             }
+        };
+        self.verdict(sent, out, ingress)
+    }
+
+    /// The verdict for what a forwarding method did with a frame bound for
+    /// port `out` that came in on port `ingress`.
+    #[inline]
+    fn verdict(&mut self, sent: Result<Out, XmitError>, out: u8, ingress: u8) -> Verdict {
+        match sent {
+            Ok(Out::Tx) => Verdict::Tx(out),
+            Ok(Out::FragNeeded) => {
+                self.stats.frag_needed += 1;
+                Verdict::Tx(ingress)
+            }
+            Err(XmitError::NoTailroom) => Verdict::Drop(DropReason::Malformed),
+            Err(XmitError::TooBig) => Verdict::Drop(DropReason::TooBig),
         }
     }
 
-    /// A real server's reply on NAT connection `v`: back to the client as
-    /// from VIP:vport.
-    fn reply<B: FrameBuf + ?Sized>(&mut self, v: &View, buf: &mut B) -> Verdict {
+    /// A real server's packet on NAT connection `v` (a reply, or an ICMP
+    /// error about a packet forwarded to it): back to the client as from
+    /// VIP:vport.
+    fn reply<B: FrameBuf + ?Sized>(&mut self, v: &View, pkt: &Parsed, buf: &mut B) -> Verdict {
         let Some(nat) = v.nat else {
             return Verdict::Drop(DropReason::NoConn);
         };
@@ -399,27 +352,28 @@ impl Pipeline {
         let Some(port) = self.ports.get(usize::from(nat.ret_port)).copied() else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
-        match xmit::nat::xmit_out(buf.bytes(), flow.vip, flow.vport, port.mac, nat.ret_mac) {
-            Ok(()) => Verdict::Tx(nat.ret_port),
-            Err(_) => Verdict::Drop(DropReason::Malformed),
-        }
+        let mut ctx = XmitCtx::macs(port.mac, nat.ret_mac);
+        ctx.addr = flow.vip;
+        ctx.port = flow.vport;
+        ctx.dir = Dir::Out;
+        let sent = xmit::nat::packet_xmit(buf, pkt, &ctx);
+        self.verdict(sent, nat.ret_port, nat.ret_port)
     }
 
     /// An ICMP error about one of our connections: from the client side
     /// (about a packet the client got from the VIP) it goes to the real
     /// server by the connection's method; from a NAT real server's side it
     /// goes back to the client, translated. Anything else is not ours.
+    #[cold]
     fn icmp<B: FrameBuf + ?Sized>(
         &mut self,
         snap: &Snapshot,
-        _now_ns: u64,
         ingress: u8,
+        pkt: &Parsed,
+        q: &Quoted,
         buf: &mut B,
     ) -> Verdict {
-        let Ok(info) = xmit::nat::parse_icmp_error(buf.bytes()) else {
-            return Verdict::Pass;
-        };
-        let q = info.quoted;
+        let q = q.flow;
         // The quoted datagram reversed: a client's packet to the VIP (the
         // error is about a reply the client got) or a real server's reply
         // (the error is about a packet forwarded to it).
@@ -435,37 +389,25 @@ impl Pipeline {
                 return Verdict::Drop(DropReason::NoDest);
             };
             if fwd_of(v.fwd) != Fwd::Nat {
-                return self.xmit(&v, &dest, ingress, q.sport, buf);
+                return self.xmit(&v, &dest, ingress, q.sport, pkt, buf);
             }
             let (Some(mac), Some(out), Some(nat)) =
                 (dest.neigh.mac(), self.port_of(dest.neigh.oif()), v.nat)
             else {
                 return Verdict::Drop(DropReason::NoNeigh);
             };
-            let src = self.ports[out as usize].mac;
-            return match xmit::nat::icmp_in(buf.bytes(), nat.rip, nat.rport, src, mac) {
-                Ok(()) => Verdict::Tx(out),
-                Err(_) => Verdict::Drop(DropReason::Malformed),
-            };
+            let mut ctx = XmitCtx::macs(self.ports[out as usize].mac, mac);
+            ctx.addr = nat.rip;
+            ctx.port = nat.rport;
+            ctx.dir = Dir::In;
+            let sent = xmit::nat::packet_xmit(buf, pkt, &ctx);
+            return self.verdict(sent, out, ingress);
         }
         if let Some(v) = self.track.lookup_reply(&about) {
-            let Some(nat) = v.nat else {
+            if v.nat.is_none() {
                 return Verdict::Pass;
-            };
-            let flow = v.flow();
-            let Some(port) = self.ports.get(usize::from(nat.ret_port)).copied() else {
-                return Verdict::Drop(DropReason::NoNeigh);
-            };
-            return match xmit::nat::icmp_out(
-                buf.bytes(),
-                flow.vip,
-                flow.vport,
-                port.mac,
-                nat.ret_mac,
-            ) {
-                Ok(()) => Verdict::Tx(nat.ret_port),
-                Err(_) => Verdict::Drop(DropReason::Malformed),
-            };
+            }
+            return self.reply(&v, pkt, buf);
         }
         Verdict::Pass
     }

@@ -11,9 +11,9 @@ use super::state::TcpState;
 use super::table::{ConnTable, Init, Insert, Key, NatInit, Partition, ReplyKey, View};
 use super::time::{self, reached, ticks};
 use crate::flow::FlowKey;
+use crate::packet::Parsed;
 use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey};
 use crate::verdict::DropReason;
-use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::wire::tcp::SYN;
 use std::net::Ipv4Addr;
@@ -136,19 +136,6 @@ pub trait Counts {
     fn conn_expired(&mut self);
 }
 
-/// What the tracker needs to know of an inbound TCP or UDP packet.
-#[derive(Debug, Clone, Copy)]
-pub struct Seen {
-    /// Its flow, as the client sent it.
-    pub key: FlowKey,
-    /// TCP flags (0 for UDP).
-    pub tcp_flags: u8,
-    /// IP total length (the byte counters).
-    pub ip_len: u64,
-    /// Source MAC (where a NAT connection's replies go).
-    pub src_mac: Mac,
-}
-
 /// What tracking decided for a packet.
 #[derive(Debug)]
 pub enum Track<'s> {
@@ -229,8 +216,8 @@ impl Tracker {
         })
     }
 
-    /// Track an inbound TCP or UDP packet `p` that arrived on port
-    /// `ingress`: find its connection (or the NAT connection it replies
+    /// Track an inbound TCP or UDP packet `p` (parsed from `frame`) that
+    /// arrived on port `ingress`: find its connection (or the NAT connection it replies
     /// on), create one for the first packet of a flow, move its state and
     /// deadline, and count its bytes.
     #[inline]
@@ -239,7 +226,8 @@ impl Tracker {
         snap: &'s Snapshot,
         now_ns: u64,
         ingress: u8,
-        p: &Seen,
+        p: &Parsed,
+        frame: &[u8],
         stats: &mut impl Counts,
     ) -> Track<'s> {
         let timeouts = snap.timeouts;
@@ -275,7 +263,7 @@ impl Tracker {
                 if stale.is_none() && self.part.is_full() {
                     return Track::Drop(DropReason::ConnTableFull);
                 }
-                match self.create(snap, svc, &key, stale, now_ns, ingress, p, stats) {
+                match self.create(snap, svc, &key, stale, now_ns, ingress, p, frame, stats) {
                     Ok(v) => v,
                     Err(r) => return Track::Drop(r),
                 }
@@ -300,15 +288,15 @@ impl Tracker {
             self.table.set_expires(&v, expires);
         }
         if let Some(s) = snap.svc(v.svc) {
-            s.stats.add_in_by(self.writer, p.ip_len);
+            s.stats.add_in_by(self.writer, u64::from(p.ip_len));
         }
-        dest.stats.add_in_by(self.writer, p.ip_len);
+        dest.stats.add_in_by(self.writer, u64::from(p.ip_len));
         Track::In(v, dest)
     }
 
     /// A real server's packet on NAT connection `v`: push its deadline and
     /// count the bytes.
-    fn reply<'s>(&self, snap: &'s Snapshot, now: u32, v: View, p: &Seen) -> Track<'s> {
+    fn reply<'s>(&self, snap: &'s Snapshot, now: u32, v: View, p: &Parsed) -> Track<'s> {
         if v.nat.is_none() {
             return Track::Drop(DropReason::NoConn);
         }
@@ -319,10 +307,10 @@ impl Tracker {
         };
         self.table.set_expires(&v, time::after(now, ttl));
         if let Some(s) = snap.svc(v.svc) {
-            s.stats.add_out_by(self.writer, p.ip_len);
+            s.stats.add_out_by(self.writer, u64::from(p.ip_len));
         }
         if let Some(d) = snap.dest(v.dest) {
-            d.stats.add_out_by(self.writer, p.ip_len);
+            d.stats.add_out_by(self.writer, u64::from(p.ip_len));
         }
         Track::Out(v)
     }
@@ -338,7 +326,8 @@ impl Tracker {
         stale: Option<View>,
         now_ns: u64,
         ingress: u8,
-        p: &Seen,
+        p: &Parsed,
+        frame: &[u8],
         stats: &mut impl Counts,
     ) -> Result<View, DropReason> {
         let choice = self.choose(snap, svc, &p.key, now_ns, stats)?;
@@ -347,7 +336,7 @@ impl Tracker {
                 rip,
                 rport: nat_rport(&choice.dest, p.key.vport),
                 ret_port: ingress,
-                ret_mac: p.src_mac,
+                ret_mac: p.src_mac(frame),
             }),
             _ => None,
         };
