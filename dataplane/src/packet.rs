@@ -89,19 +89,21 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
         end: L3 + ip.total_len(),
         quoted: None,
     };
+    // The IPv4 payload, padding excluded: validated to lie in the frame.
+    let seg = &frame[l4..L3 + ip.total_len()];
     match ip.protocol() {
         PROTO_TCP => {
-            let t = TcpPacket::new_checked(ip.payload()).map_err(|_| MALFORMED)?;
+            let t = TcpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
             p.key.cport = t.src_port();
             p.key.vport = t.dst_port();
             p.tcp_flags = t.flags();
         }
         PROTO_UDP => {
-            let u = UdpPacket::new_checked(ip.payload()).map_err(|_| MALFORMED)?;
+            let u = UdpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
             p.key.cport = u.src_port();
             p.key.vport = u.dst_port();
         }
-        PROTO_ICMP => p.quoted = Some(quoted(ip.payload(), l4).ok_or(Verdict::Pass)?),
+        PROTO_ICMP => p.quoted = Some(quoted(seg, l4).ok_or(Verdict::Pass)?),
         _ => return Err(Verdict::Pass),
     }
     Ok(p)

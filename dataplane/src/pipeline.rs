@@ -4,8 +4,8 @@
 //! sees a NIC or a clock: time is passed in and frames are byte buffers,
 //! so tests, fuzzing and benchmarks drive it directly.
 
-use crate::conn::table::{ConnTable, Key, Partition, ReplyKey, View};
-use crate::conn::tracker::{self, fwd_of, nat_rport, Track, Tracker};
+use crate::conn::table::{ConnTable, Key, Partition, ReplyKey};
+use crate::conn::tracker::{self, fwd_of, nat_rport, Bound, Reply, Track, Tracker};
 use crate::flow::FlowKey;
 use crate::frame::FrameBuf;
 use crate::packet::{self, Parsed, Quoted};
@@ -266,19 +266,19 @@ impl Pipeline {
             .track
             .track(snap, now_ns, ingress, &p, frame, &mut self.stats)
         {
-            Track::In(v, dest) => self.xmit(&v, dest, ingress, p.key.vport, &p, buf),
-            Track::Out(v) => self.reply(&v, &p, buf),
+            Track::In(dest, b) => self.xmit(b, dest, ingress, p.key.vport, &p, buf),
+            Track::Out(r) => self.reply(&r, &p, buf),
             Track::Pass => Verdict::Pass,
             Track::Drop(r) => Verdict::Drop(r),
         }
     }
 
-    /// Send a frame of connection `v` (bound to `dest`) towards its real
-    /// server by the connection's forwarding method.
+    /// Send a frame of a connection bound to `dest` as `b` towards its
+    /// real server by the connection's forwarding method.
     #[inline]
     fn xmit<B: FrameBuf + ?Sized>(
         &mut self,
-        v: &View,
+        b: Bound,
         dest: &Arc<DestRt>,
         ingress: u8,
         vport: u16,
@@ -295,14 +295,14 @@ impl Pipeline {
         };
         let port = self.ports[out as usize];
         let mut ctx = XmitCtx::macs(port.mac, mac);
-        let sent = match fwd_of(v.fwd) {
+        let sent = match fwd_of(b.fwd) {
             Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
             Fwd::Nat => {
                 let Some(rip) = dest.rip() else {
                     return Verdict::Drop(DropReason::FwdUnsupported);
                 };
                 ctx.addr = rip;
-                ctx.port = v.nat.map_or(nat_rport(dest, vport), |n| n.rport);
+                ctx.port = b.rport.unwrap_or_else(|| nat_rport(dest, vport));
                 ctx.dir = Dir::In;
                 xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
@@ -341,23 +341,19 @@ impl Pipeline {
         }
     }
 
-    /// A real server's packet on NAT connection `v` (a reply, or an ICMP
+    /// A real server's packet on a NAT connection (a reply, or an ICMP
     /// error about a packet forwarded to it): back to the client as from
     /// VIP:vport.
-    fn reply<B: FrameBuf + ?Sized>(&mut self, v: &View, pkt: &Parsed, buf: &mut B) -> Verdict {
-        let Some(nat) = v.nat else {
-            return Verdict::Drop(DropReason::NoConn);
-        };
-        let flow = v.flow();
-        let Some(port) = self.ports.get(usize::from(nat.ret_port)).copied() else {
+    fn reply<B: FrameBuf + ?Sized>(&mut self, r: &Reply, pkt: &Parsed, buf: &mut B) -> Verdict {
+        let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
-        let mut ctx = XmitCtx::macs(port.mac, nat.ret_mac);
-        ctx.addr = flow.vip;
-        ctx.port = flow.vport;
+        let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
+        ctx.addr = r.vip;
+        ctx.port = r.vport;
         ctx.dir = Dir::Out;
         let sent = xmit::nat::packet_xmit(buf, pkt, &ctx);
-        self.verdict(sent, nat.ret_port, nat.ret_port)
+        self.verdict(sent, r.ret_port, r.ret_port)
     }
 
     /// An ICMP error about one of our connections: from the client side
@@ -389,7 +385,7 @@ impl Pipeline {
                 return Verdict::Drop(DropReason::NoDest);
             };
             if fwd_of(v.fwd) != Fwd::Nat {
-                return self.xmit(&v, &dest, ingress, q.sport, pkt, buf);
+                return self.xmit(Bound::of(&v), &dest, ingress, q.sport, pkt, buf);
             }
             let (Some(mac), Some(out), Some(nat)) =
                 (dest.neigh.mac(), self.port_of(dest.neigh.oif()), v.nat)
@@ -404,10 +400,10 @@ impl Pipeline {
             return self.verdict(sent, out, ingress);
         }
         if let Some(v) = self.track.lookup_reply(&about) {
-            if v.nat.is_none() {
-                return Verdict::Pass;
-            }
-            return self.reply(&v, pkt, buf);
+            return match Reply::of(&v) {
+                Some(r) => self.reply(&r, pkt, buf),
+                None => Verdict::Pass,
+            };
         }
         Verdict::Pass
     }

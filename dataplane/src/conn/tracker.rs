@@ -14,6 +14,7 @@ use crate::flow::FlowKey;
 use crate::packet::Parsed;
 use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey};
 use crate::verdict::DropReason;
+use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::wire::tcp::SYN;
 use std::net::Ipv4Addr;
@@ -136,15 +137,65 @@ pub trait Counts {
     fn conn_expired(&mut self);
 }
 
+/// What the forwarding method needs of a connection entry (a few bytes,
+/// so that the entry itself is not copied out of the tracker per packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// The forwarding method's code (see [`fwd_of`]).
+    pub fwd: u8,
+    /// NAT: the real server's port fixed when the connection was made.
+    pub rport: Option<u16>,
+}
+
+impl Bound {
+    /// What connection `v` is bound to.
+    #[inline]
+    pub fn of(v: &View) -> Bound {
+        Bound {
+            fwd: v.fwd,
+            rport: v.nat.map(|n| n.rport),
+        }
+    }
+}
+
+/// Where a NAT real server's packets go back to: the client, as from the
+/// virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Port of the worker's group the client's packets came in on.
+    pub ret_port: u8,
+    /// MAC they came from (the client or its gateway).
+    pub ret_mac: Mac,
+    /// The virtual address the client talks to.
+    pub vip: Ipv4Addr,
+    /// The virtual port.
+    pub vport: u16,
+}
+
+impl Reply {
+    /// Where replies on connection `v` go; `None` unless it is a NAT
+    /// connection.
+    #[inline]
+    pub fn of(v: &View) -> Option<Reply> {
+        let nat = v.nat?;
+        let flow = v.flow();
+        Some(Reply {
+            ret_port: nat.ret_port,
+            ret_mac: nat.ret_mac,
+            vip: flow.vip,
+            vport: flow.vport,
+        })
+    }
+}
+
 /// What tracking decided for a packet.
 #[derive(Debug)]
 pub enum Track<'s> {
-    /// A packet of connection `.0`, to send to its server `.1` by the
-    /// connection's forwarding method.
-    In(View, &'s Arc<DestRt>),
-    /// A NAT real server's reply on connection `.0` (whose `nat` is set):
-    /// back to the client.
-    Out(View),
+    /// A packet of a connection bound to server `.0` as `.1`: send it
+    /// there by the connection's forwarding method.
+    In(&'s Arc<DestRt>, Bound),
+    /// A NAT real server's reply: back to the client.
+    Out(Reply),
     /// Not for a virtual service.
     Pass,
     /// Drop it.
@@ -291,15 +342,15 @@ impl Tracker {
             s.stats.add_in_by(self.writer, u64::from(p.ip_len));
         }
         dest.stats.add_in_by(self.writer, u64::from(p.ip_len));
-        Track::In(v, dest)
+        Track::In(dest, Bound::of(&v))
     }
 
     /// A real server's packet on NAT connection `v`: push its deadline and
     /// count the bytes.
     fn reply<'s>(&self, snap: &'s Snapshot, now: u32, v: View, p: &Parsed) -> Track<'s> {
-        if v.nat.is_none() {
+        let Some(reply) = Reply::of(&v) else {
             return Track::Drop(DropReason::NoConn);
-        }
+        };
         let ttl = if p.key.proto == PROTO_TCP {
             snap.timeouts.tcp_state(TcpState::from_u8(v.state))
         } else {
@@ -312,7 +363,7 @@ impl Tracker {
         if let Some(d) = snap.dest(v.dest) {
             d.stats.add_out_by(self.writer, u64::from(p.ip_len));
         }
-        Track::Out(v)
+        Track::Out(reply)
     }
 
     /// Create the connection of a new flow of `svc` (or rebind `stale`, the

@@ -48,16 +48,19 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         get_u16(self.buf.as_ref(), SRC_PORT)
     }
 
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         get_u16(self.buf.as_ref(), DST_PORT)
     }
 
     /// The flag byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
+    #[inline]
     pub fn flags(&self) -> u8 {
         self.buf.as_ref()[FLAGS]
     }
