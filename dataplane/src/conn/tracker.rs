@@ -268,9 +268,9 @@ impl Tracker {
     }
 
     /// Track an inbound TCP or UDP packet `p` (parsed from `frame`) that
-    /// arrived on port `ingress`: find its connection (or the NAT connection it replies
-    /// on), create one for the first packet of a flow, move its state and
-    /// deadline, and count its bytes.
+    /// arrived on port `ingress`: find its connection (or the NAT
+    /// connection it replies on), create one for the first packet of a
+    /// flow, move its state and deadline, and count its bytes.
     #[inline]
     pub fn track<'s>(
         &mut self,
