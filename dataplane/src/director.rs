@@ -4,7 +4,9 @@
 //! steering program's service map in step).
 
 use crate::conn::state::TcpState;
-use crate::conn::table::{reached, ticks, ConnTable, TICK_NS};
+use crate::conn::table::ConnTable;
+use crate::conn::time::{left_ns, ticks};
+use crate::conn::tracker::alive;
 use crate::io::xdp::{AttachMode, Steering};
 use crate::io::xsk::XskGroup;
 use crate::neigh::NeighTable;
@@ -348,7 +350,7 @@ impl Director {
             .iter()
             // A template past its time still lives while it controls
             // connections (IPVS extends it): list it, as due now.
-            .filter(|v| !reached(now, v.expires) || (v.key.template && v.ctl > 0))
+            .filter(|v| alive(now, v))
             .filter_map(|v| {
                 let d = snap.dest(v.dest)?;
                 let f = v.flow();
@@ -359,11 +361,7 @@ impl Director {
                 } else {
                     "UDP"
                 };
-                let left = if reached(now, v.expires) {
-                    0
-                } else {
-                    u64::from(v.expires.wrapping_sub(now)) * TICK_NS
-                };
+                let left = left_ns(now, v.expires);
                 Some(ConnInfo {
                     proto: f.proto,
                     template: v.key.template,

@@ -3,8 +3,9 @@
 //! and picking up new configuration snapshots between batches.
 
 use crate::io::{FrameAccounting, Port};
-use crate::pipeline::{prefetch, DropReason, Pipeline, PipelineStats, Verdict};
+use crate::pipeline::{prefetch, Pipeline, PipelineStats};
 use crate::svc::SnapshotCell;
+use crate::verdict::{DropReason, Verdict};
 use crossbeam::channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -66,21 +66,7 @@ pub struct Entry {
     rip: AtomicU32,
 }
 
-/// Clock ticks of the table: 10 ms.
-pub const TICK_NS: u64 = 10_000_000;
-
-/// Nanoseconds → table ticks (wraps after ~497 days; comparisons use
-/// wrapping arithmetic).
-#[inline]
-pub fn ticks(now_ns: u64) -> u32 {
-    (now_ns / TICK_NS) as u32
-}
-
-/// Whether tick `t` is at or after `deadline` (wrapping).
-#[inline]
-pub fn reached(t: u32, deadline: u32) -> bool {
-    t.wrapping_sub(deadline) < (1 << 31)
-}
+pub use super::time::{reached, ticks, TICK_NS};
 
 /// What identifies an entry in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! and what the pipeline transmits or drops is collected for inspection.
 
 use super::{FrameAccounting, Port};
-use crate::pipeline::Verdict;
+use crate::verdict::Verdict;
 use std::collections::VecDeque;
 
 /// A port backed by memory.

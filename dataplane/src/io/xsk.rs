@@ -6,7 +6,7 @@
 //! fill rings. Every frame is accounted for at all times.
 
 use super::{FrameAccounting, FrameBuf, Port};
-use crate::pipeline::Verdict;
+use crate::verdict::Verdict;
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};

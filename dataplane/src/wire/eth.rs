@@ -25,6 +25,13 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
+    /// Wrap `buf` without checking it: for a frame already validated
+    /// (see `crate::packet`); accessors index past the header otherwise.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        EthernetFrame { buf }
+    }
+
     /// Wrap `buf`, checking it holds a whole header.
     pub fn new_checked(buf: T) -> Result<Self> {
         if buf.as_ref().len() < HEADER_LEN {

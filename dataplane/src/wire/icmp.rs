@@ -69,6 +69,13 @@ pub struct IcmpPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
+    /// Wrap `buf` without checking it: for a message already validated by
+    /// [`IcmpPacket::new_checked`] (see `crate::packet`).
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        IcmpPacket { buf }
+    }
+
     /// Wrap `buf` (the IP payload): at least the 8-byte header.
     pub fn new_checked(buf: T) -> Result<Self> {
         if buf.as_ref().len() < HEADER_LEN {

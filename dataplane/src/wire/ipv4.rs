@@ -49,6 +49,14 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// Wrap `buf` without checking it: for a header already validated by
+    /// [`Ipv4Packet::new_checked`] or [`Ipv4Packet::new_checked_quoted`]
+    /// (see `crate::packet`), whose accessors then stay in bounds.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        Ipv4Packet { buf }
+    }
+
     /// Wrap `buf`: version 4, IHL ≥ 5, the header and the announced total
     /// length both inside the buffer (trailing padding is allowed).
     pub fn new_checked(buf: T) -> Result<Self> {

@@ -60,6 +60,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// The flag byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
+    #[inline]
     pub fn flags(&self) -> u8 {
         self.buf.as_ref()[FLAGS]
     }

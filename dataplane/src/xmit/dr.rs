@@ -1,14 +1,18 @@
 //! Direct routing: the frame goes to the real server's MAC unchanged at the
 //! IP layer (the real server holds the VIP on a non-ARPing interface).
 
-use crate::wire::eth::{EthernetFrame, Mac};
+use super::{set_macs, Out, XmitCtx, XmitError};
+use crate::frame::FrameBuf;
+use crate::packet::Parsed;
 
-/// Rewrite the Ethernet header in place: destination := real server,
-/// source := the egress interface.
+/// Rewrite the Ethernet header in place: destination := `ctx.dst_mac`
+/// (the real server), source := `ctx.src_mac` (the egress interface).
 #[inline]
-pub fn xmit(frame: &mut [u8], rs_mac: Mac, our_mac: Mac) {
-    if let Ok(mut eth) = EthernetFrame::new_checked(frame) {
-        eth.set_dst(rs_mac);
-        eth.set_src(our_mac);
-    }
+pub fn packet_xmit<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    _pkt: &Parsed,
+    ctx: &XmitCtx,
+) -> Result<Out, XmitError> {
+    set_macs(buf.bytes(), ctx.src_mac, ctx.dst_mac);
+    Ok(Out::Tx)
 }

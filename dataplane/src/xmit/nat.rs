@@ -11,9 +11,13 @@
 //! the quoted datagram's address, port and checksums, and the ICMP
 //! checksum.
 //!
-//! Every function validates the whole frame before it writes a byte: on
-//! `Err` the frame is untouched.
+//! [`packet_xmit`] rewrites a frame the pipeline has parsed, at the offsets
+//! it recorded. The other functions validate the whole frame before they
+//! write a byte: on `Err` the frame is untouched.
 
+use super::{set_macs, Dir, Out, XmitCtx};
+use crate::frame::FrameBuf;
+use crate::packet::{self, Parsed, Quoted, L3};
 use crate::wire::checksum::Delta;
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::icmp::{IcmpPacket, QuotedFlow};
@@ -52,6 +56,38 @@ const PORT_DST: usize = 2;
 enum End {
     Src,
     Dst,
+}
+
+impl End {
+    /// The end of the outer packet a NAT'd packet going `dir` changes.
+    #[inline]
+    fn of(dir: Dir) -> End {
+        match dir {
+            Dir::In => End::Dst,
+            Dir::Out => End::Src,
+        }
+    }
+}
+
+/// Translate a parsed frame going `ctx.dir`: its changing end (or, for an
+/// ICMP error, the outer end and the quoted datagram's opposite end)
+/// becomes `ctx.addr`:`ctx.port`, with every checksum updated, and the
+/// frame is readdressed from `ctx.src_mac` to `ctx.dst_mac`. Never fails:
+/// the frame was validated when it was parsed.
+#[inline]
+pub fn packet_xmit<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed,
+    ctx: &XmitCtx,
+) -> Result<Out, super::XmitError> {
+    let frame = buf.bytes();
+    let end = End::of(ctx.dir);
+    match &pkt.quoted {
+        None => rewrite_l4(frame, pkt, end, ctx.addr, ctx.port),
+        Some(q) => rewrite_icmp(frame, pkt, q, end, ctx.addr, ctx.port),
+    }
+    set_macs(frame, ctx.src_mac, ctx.dst_mac);
+    Ok(Out::Tx)
 }
 
 /// Inbound, client → real server: rewrite the destination VIP:vport to
@@ -97,13 +133,6 @@ fn ipv4_of(frame: &[u8]) -> Result<(usize, u8), XmitError> {
     Ok((ip.header_len(), ip.protocol()))
 }
 
-fn set_macs(frame: &mut [u8], src_mac: Mac, dst_mac: Mac) {
-    if let Ok(mut e) = EthernetFrame::new_checked(frame) {
-        e.set_src(src_mac);
-        e.set_dst(dst_mac);
-    }
-}
-
 fn rewrite(
     frame: &mut [u8],
     end: End,
@@ -126,7 +155,17 @@ fn rewrite(
             p => return Err(XmitError::Protocol(p)),
         }
     }
-    let mut ip = Ipv4Packet::new_checked(&mut frame[eth::HEADER_LEN..])?;
+    let pkt = packet::parse(frame).map_err(|_| XmitError::Protocol(proto))?;
+    rewrite_l4(frame, &pkt, end, addr, port);
+    set_macs(frame, src_mac, dst_mac);
+    Ok(())
+}
+
+/// The TCP/UDP rewrite of a parsed frame (Ethernet untouched).
+#[inline]
+fn rewrite_l4(frame: &mut [u8], pkt: &Parsed, end: End, addr: Ipv4Addr, port: u16) {
+    let proto = pkt.key.proto;
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[L3..pkt.l4]);
     let old_addr = match end {
         End::Src => ip.src(),
         End::Dst => ip.dst(),
@@ -135,7 +174,7 @@ fn rewrite(
         End::Src => ip.rewrite_src(addr),
         End::Dst => ip.rewrite_dst(addr),
     }
-    let seg = ip.payload_mut();
+    let seg = &mut frame[pkt.l4..pkt.end];
     let csum_at = match proto {
         PROTO_TCP => tcp::CHECKSUM_OFFSET,
         _ => udp::CHECKSUM_OFFSET,
@@ -156,8 +195,6 @@ fn rewrite(
     };
     set_u16(seg, port_at, port);
     set_u16(seg, csum_at, new_sum);
-    set_macs(frame, src_mac, dst_mac);
-    Ok(())
 }
 
 /// An ICMP error as the pipeline sees it: the outer addresses and the
@@ -248,63 +285,74 @@ fn icmp_rewrite(
     src_mac: Mac,
     dst_mac: Mac,
 ) -> Result<(), XmitError> {
-    let info = parse_icmp_error(frame)?;
-    let mut ip = Ipv4Packet::new_checked(&mut frame[eth::HEADER_LEN..])?;
-    match outer {
-        End::Src => ip.rewrite_src(addr),
-        End::Dst => ip.rewrite_dst(addr),
-    }
-    let mut msg = IcmpPacket::new_checked(ip.payload_mut())?;
-    let mut icmp_delta = Delta::new();
+    parse_icmp_error(frame)?;
+    let pkt = packet::parse(frame).map_err(|_| XmitError::NotIcmpError)?;
+    let q = pkt.quoted.ok_or(XmitError::NotIcmpError)?;
+    rewrite_icmp(frame, &pkt, &q, outer, addr, port);
+    set_macs(frame, src_mac, dst_mac);
+    Ok(())
+}
+
+/// The ICMP error rewrite of a parsed frame quoting `q` (Ethernet
+/// untouched).
+fn rewrite_icmp(frame: &mut [u8], pkt: &Parsed, q: &Quoted, outer: End, addr: Ipv4Addr, port: u16) {
     {
-        let mut q = Ipv4Packet::new_checked_quoted(msg.data_mut())?;
-        let old_qsum = q.checksum();
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[L3..pkt.l4]);
+        match outer {
+            End::Src => ip.rewrite_src(addr),
+            End::Dst => ip.rewrite_dst(addr),
+        }
+    }
+    let mut icmp_delta = Delta::new();
+    let old_addr = {
+        let mut qip = Ipv4Packet::new_unchecked(&mut frame[q.l3..q.l4]);
+        let old_qsum = qip.checksum();
         let old_addr = match outer {
             End::Src => {
-                let a = q.dst();
-                q.rewrite_dst(addr);
+                let a = qip.dst();
+                qip.rewrite_dst(addr);
                 a
             }
             End::Dst => {
-                let a = q.src();
-                q.rewrite_src(addr);
+                let a = qip.src();
+                qip.rewrite_src(addr);
                 a
             }
         };
         icmp_delta.add_addr(old_addr, addr);
-        icmp_delta.add16(old_qsum, q.checksum());
+        icmp_delta.add16(old_qsum, qip.checksum());
+        old_addr
+    };
 
-        let l4 = q.payload_mut();
-        // The quoted datagram's own end: its destination when the outer
-        // source changes (it was sent towards the reporter), and vice versa.
-        let port_at = match outer {
-            End::Src => PORT_DST,
-            End::Dst => PORT_SRC,
-        };
-        let old_port = get_u16(l4, port_at);
-        set_u16(l4, port_at, port);
-        icmp_delta.add16(old_port, port);
+    let l4 = &mut frame[q.l4..q.end];
+    // The quoted datagram's own end: its destination when the outer
+    // source changes (it was sent towards the reporter), and vice versa.
+    let port_at = match outer {
+        End::Src => PORT_DST,
+        End::Dst => PORT_SRC,
+    };
+    let old_port = get_u16(l4, port_at);
+    set_u16(l4, port_at, port);
+    icmp_delta.add16(old_port, port);
 
-        let mut l4_delta = Delta::new();
-        l4_delta.add_addr(old_addr, addr);
-        l4_delta.add16(old_port, port);
-        let csum_at = match info.quoted.proto {
-            PROTO_TCP => tcp::CHECKSUM_OFFSET,
-            _ => udp::CHECKSUM_OFFSET,
+    let mut l4_delta = Delta::new();
+    l4_delta.add_addr(old_addr, addr);
+    l4_delta.add16(old_port, port);
+    let csum_at = match q.flow.proto {
+        PROTO_TCP => tcp::CHECKSUM_OFFSET,
+        _ => udp::CHECKSUM_OFFSET,
+    };
+    if l4.len() >= csum_at + 2 {
+        let old = get_u16(l4, csum_at);
+        let new = if q.flow.proto == PROTO_UDP {
+            l4_delta.apply_udp(old)
+        } else {
+            l4_delta.apply(old)
         };
-        if l4.len() >= csum_at + 2 {
-            let old = get_u16(l4, csum_at);
-            let new = if info.quoted.proto == PROTO_UDP {
-                l4_delta.apply_udp(old)
-            } else {
-                l4_delta.apply(old)
-            };
-            set_u16(l4, csum_at, new);
-            icmp_delta.add16(old, new);
-        }
+        set_u16(l4, csum_at, new);
+        icmp_delta.add16(old, new);
     }
+    let mut msg = IcmpPacket::new_unchecked(&mut frame[pkt.l4..pkt.end]);
     let c = icmp_delta.apply(msg.checksum());
     msg.set_checksum(c);
-    set_macs(frame, src_mac, dst_mac);
-    Ok(())
 }

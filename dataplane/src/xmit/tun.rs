@@ -23,6 +23,9 @@
 //! Without DF the kernel would fragment the outer packet; one frame in, one
 //! frame out cannot, so that case is an error ([`TunError::TooBig`]).
 
+use super::{Out, XmitCtx, XmitError};
+use crate::frame::FrameBuf;
+use crate::packet::Parsed;
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr, PROTO_GRE, PROTO_ICMP, PROTO_IPIP};
@@ -186,7 +189,60 @@ fn xmit_with(
     if e.ethertype() != ETHERTYPE_IPV4 {
         return Err(TunError::NotIpv4);
     }
-    let inner = Ipv4Packet::new_checked(e.payload())?;
+    Ipv4Packet::new_checked(e.payload())?;
+    encap(buf, headroom, len, tun, ident, room)
+}
+
+/// Encapsulate for the pipeline: the frame is `buf`, parsed as `pkt`; it
+/// grows by the overhead into the buffer's tailroom. Outer headers from
+/// `ctx`: `tun`, `tun_src` → `addr`, `src_mac` → `dst_mac`, `mtu`,
+/// `ident`. [`Out::FragNeeded`] when the buffer now holds an ICMP
+/// fragmentation-needed for the client instead.
+#[inline]
+pub fn packet_xmit<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    _pkt: &Parsed,
+    ctx: &XmitCtx,
+) -> Result<Out, XmitError> {
+    let tun = Tunnel {
+        kind: ctx.tun,
+        src: ctx.tun_src,
+        rip: ctx.addr,
+        src_mac: ctx.src_mac,
+        dst_mac: ctx.dst_mac,
+        mtu: ctx.mtu,
+    };
+    let len = buf.bytes().len();
+    if !buf.set_len(len + ctx.tun.overhead()) {
+        return Err(XmitError::NoTailroom);
+    }
+    match encap(buf.bytes(), 0, len, &tun, ctx.ident, Room::Tail) {
+        Ok(TunOutcome::Encapsulated { len, .. }) => {
+            buf.set_len(len);
+            Ok(Out::Tx)
+        }
+        Ok(TunOutcome::FragNeeded { len, .. }) => {
+            buf.set_len(len);
+            Ok(Out::FragNeeded)
+        }
+        Err(_) => {
+            buf.set_len(len);
+            Err(XmitError::TooBig)
+        }
+    }
+}
+
+/// [`xmit_with`] for a frame at `buf[headroom..headroom + len]` already
+/// validated (Ethernet, IPv4 header and total length inside it).
+fn encap(
+    buf: &mut [u8],
+    headroom: usize,
+    len: usize,
+    tun: &Tunnel,
+    ident: u16,
+    room: Room,
+) -> Result<TunOutcome, TunError> {
+    let inner = Ipv4Packet::new_unchecked(&buf[headroom + eth::HEADER_LEN..headroom + len]);
     let over = tun.kind.overhead();
     let mtu = usize::from(tun.mtu);
     if mtu < over + MIN_IPV4_MTU {
@@ -199,7 +255,7 @@ fn xmit_with(
         }
         // Fits in u16: mtu is a u16 and over < mtu.
         let nh_mtu = (mtu - over) as u16;
-        let len = frag_needed(buf, headroom, len, nh_mtu, ident)?;
+        let len = frag_needed_valid(buf, headroom, len, nh_mtu, ident)?;
         return Ok(TunOutcome::FragNeeded {
             start: headroom,
             len,
@@ -340,8 +396,23 @@ pub fn frag_needed(
     if e.ethertype() != ETHERTYPE_IPV4 {
         return Err(TunError::NotIpv4);
     }
+    Ipv4Packet::new_checked(e.payload())?;
+    frag_needed_valid(buf, headroom, len, mtu, ident)
+}
+
+/// [`frag_needed`] for a frame at `buf[headroom..headroom + len]` already
+/// validated.
+fn frag_needed_valid(
+    buf: &mut [u8],
+    headroom: usize,
+    len: usize,
+    mtu: u16,
+    ident: u16,
+) -> Result<usize, TunError> {
+    let frame = &buf[headroom..headroom + len];
+    let e = EthernetFrame::new_unchecked(frame);
     let (client_mac, our_mac) = (e.src(), e.dst());
-    let inner = Ipv4Packet::new_checked(e.payload())?;
+    let inner = Ipv4Packet::new_unchecked(&frame[eth::HEADER_LEN..]);
     let quote_len = (inner.header_len() + icmp::QUOTED_PAYLOAD_LEN).min(inner.total_len());
     let icmp_len = icmp::HEADER_LEN + quote_len;
     let ip_at = eth::HEADER_LEN;

@@ -1,0 +1,233 @@
+//! A frame parsed once. The pipeline validates each header a single time,
+//! here, and records where everything is; the connection tracker reads the
+//! flow from the result and every forwarding method rewrites the frame at
+//! the recorded offsets without validating it again. Only Ethernet +
+//! unfragmented IPv4 carrying TCP, UDP or an ICMP error about TCP or UDP is
+//! for the director; everything else is passed or dropped here.
+
+use crate::flow::FlowKey;
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
+use crate::wire::icmp::{IcmpPacket, QuotedFlow};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::UdpPacket;
+
+/// Offset of the IPv4 header in a frame.
+pub const L3: usize = eth::HEADER_LEN;
+
+/// The datagram an ICMP error quotes: its flow and where it lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quoted {
+    /// Its 5-tuple, in the direction it was sent.
+    pub flow: QuotedFlow,
+    /// Frame offset of its IPv4 header (inside the ICMP message).
+    pub l3: usize,
+    /// Frame offset of its TCP or UDP header.
+    pub l4: usize,
+    /// Frame offset where what is quoted of it ends (at least `l4 + 8`).
+    pub end: usize,
+}
+
+/// A validated frame: IPv4 (header and total length inside the frame,
+/// not a fragment) over Ethernet, carrying TCP or UDP (`quoted` is
+/// `None`: header inside the packet) or an ICMP error about a TCP or UDP
+/// datagram (`quoted` is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    /// The packet's flow: protocol, source and destination address and
+    /// port. For an ICMP error the protocol is ICMP and the ports are 0.
+    pub key: FlowKey,
+    /// TCP flags (0 unless TCP).
+    pub tcp_flags: u8,
+    /// IPv4 total length.
+    pub ip_len: u16,
+    /// Frame offset of the transport header (after the IPv4 options).
+    pub l4: usize,
+    /// Frame offset where the IPv4 packet ends (Ethernet padding after).
+    pub end: usize,
+    /// For an ICMP error: the datagram it quotes.
+    pub quoted: Option<Quoted>,
+}
+
+impl Parsed {
+    /// Source MAC of the frame `frame` this was parsed from.
+    #[inline]
+    pub fn src_mac(&self, frame: &[u8]) -> Mac {
+        EthernetFrame::new_unchecked(frame).src()
+    }
+}
+
+const MALFORMED: Verdict = Verdict::Drop(DropReason::Malformed);
+
+/// Parse `frame`. `Err(Verdict::Pass)` when it is not for the director
+/// (not IPv4, a fragment, another protocol, an ICMP message that is not an
+/// error about TCP or UDP), `Err(Verdict::Drop(Malformed))` when a header
+/// it needs is truncated or impossible.
+#[inline]
+pub fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| MALFORMED)?;
+    if eth.ethertype() != ETHERTYPE_IPV4 {
+        return Err(Verdict::Pass);
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|_| MALFORMED)?;
+    if ip.is_fragment() {
+        return Err(Verdict::Pass);
+    }
+    let l4 = L3 + ip.header_len();
+    let mut p = Parsed {
+        key: FlowKey {
+            proto: ip.protocol(),
+            cip: ip.src(),
+            cport: 0,
+            vip: ip.dst(),
+            vport: 0,
+        },
+        tcp_flags: 0,
+        ip_len: ip.total_len() as u16,
+        l4,
+        end: L3 + ip.total_len(),
+        quoted: None,
+    };
+    // The IPv4 payload, padding excluded: validated to lie in the frame.
+    let seg = &frame[l4..L3 + ip.total_len()];
+    match ip.protocol() {
+        PROTO_TCP => {
+            let t = TcpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
+            p.key.cport = t.src_port();
+            p.key.vport = t.dst_port();
+            p.tcp_flags = t.flags();
+        }
+        PROTO_UDP => {
+            let u = UdpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
+            p.key.cport = u.src_port();
+            p.key.vport = u.dst_port();
+        }
+        PROTO_ICMP => p.quoted = Some(quoted(seg, l4).ok_or(Verdict::Pass)?),
+        _ => return Err(Verdict::Pass),
+    }
+    Ok(p)
+}
+
+/// The datagram quoted by the ICMP message `msg` (at frame offset `at`),
+/// if it is an error about TCP or UDP quoting the ports.
+#[cold]
+fn quoted(msg: &[u8], at: usize) -> Option<Quoted> {
+    let icmp = IcmpPacket::new_checked(msg).ok()?;
+    let flow = icmp.quoted_flow().ok()?;
+    let q = icmp.quoted().ok()?;
+    let l3 = at + crate::wire::icmp::HEADER_LEN;
+    let l4 = l3 + q.header_len();
+    Some(Quoted {
+        flow,
+        l3,
+        l4,
+        end: l4 + q.payload().len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::icmp;
+    use crate::wire::ipv4::Ipv4Repr;
+    use std::net::Ipv4Addr;
+
+    const C: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const V: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+
+    /// Ethernet + IPv4 (`opts` bytes of options) + `l4`.
+    fn frame(proto: u8, opts: usize, src: Ipv4Addr, dst: Ipv4Addr, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; L3];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let mut ip = vec![0u8; 20];
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: proto,
+            payload_len: (opts + l4.len()) as u16,
+            tos: 0,
+            ttl: 64,
+            ident: 0,
+            dont_frag: false,
+        }
+        .emit(&mut ip)
+        .unwrap();
+        ip[0] = 0x45 + (opts / 4) as u8;
+        ip.extend(std::iter::repeat_n(1u8, opts));
+        f.extend(ip);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    fn udp(sport: u16, dport: u16) -> Vec<u8> {
+        let mut u = vec![0u8; 8];
+        u[0..2].copy_from_slice(&sport.to_be_bytes());
+        u[2..4].copy_from_slice(&dport.to_be_bytes());
+        u[4..6].copy_from_slice(&8u16.to_be_bytes());
+        u
+    }
+
+    #[test]
+    fn records_the_offsets_of_tcp_and_udp() {
+        let f = frame(PROTO_UDP, 4, C, V, &udp(5000, 53));
+        let p = parse(&f).unwrap();
+        assert_eq!(p.l4, L3 + 24);
+        assert_eq!(p.end, f.len());
+        assert_eq!(p.ip_len, 32);
+        assert_eq!(
+            (p.key.cip, p.key.cport, p.key.vip, p.key.vport),
+            (C, 5000, V, 53)
+        );
+        assert_eq!(p.quoted, None);
+        let mut t = vec![0u8; 20];
+        t[12] = 5 << 4;
+        t[13] = 0x12;
+        let p = parse(&frame(PROTO_TCP, 0, C, V, &t)).unwrap();
+        assert_eq!((p.l4, p.tcp_flags), (L3 + 20, 0x12));
+    }
+
+    #[test]
+    fn finds_the_datagram_an_icmp_error_quotes() {
+        // The client says port unreachable about VIP:53 → client:5000.
+        let inner = frame(PROTO_UDP, 8, V, C, &udp(53, 5000));
+        let mut msg = vec![
+            icmp::TYPE_DEST_UNREACH,
+            icmp::CODE_PORT_UNREACH,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        msg.extend_from_slice(&inner[L3..]);
+        let f = frame(PROTO_ICMP, 0, C, V, &msg);
+        let p = parse(&f).unwrap();
+        let q = p.quoted.unwrap();
+        assert_eq!(q.l3, L3 + 20 + 8);
+        assert_eq!(q.l4, q.l3 + 28);
+        assert_eq!(q.end, f.len());
+        assert_eq!(
+            (q.flow.src, q.flow.sport, q.flow.dst, q.flow.dport),
+            (V, 53, C, 5000)
+        );
+        // An echo request is not for the director; nor is a truncated quote.
+        msg[0] = icmp::TYPE_ECHO_REQUEST;
+        assert_eq!(parse(&frame(PROTO_ICMP, 0, C, V, &msg)), Err(Verdict::Pass));
+        msg[0] = icmp::TYPE_DEST_UNREACH;
+        msg.truncate(8 + 28 + 4);
+        assert_eq!(parse(&frame(PROTO_ICMP, 0, C, V, &msg)), Err(Verdict::Pass));
+    }
+
+    #[test]
+    fn refuses_what_is_not_for_the_director() {
+        let mut f = frame(PROTO_UDP, 0, C, V, &udp(1, 2));
+        assert_eq!(parse(&f[..L3 + 10]), Err(MALFORMED));
+        f[L3 + 6] = 0x20; // more fragments
+        assert_eq!(parse(&f), Err(Verdict::Pass));
+        f[12] = 0x86;
+        assert_eq!(parse(&f), Err(Verdict::Pass));
+        assert_eq!(parse(&f[..10]), Err(MALFORMED));
+    }
+}
