@@ -11,6 +11,7 @@ pub mod neigh;
 pub mod pipeline;
 pub mod stats;
 pub mod svc;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod wire;
 pub mod worker;
