@@ -178,27 +178,6 @@ fn port_zero_service_groups_every_port_and_netmask_groups_clients() {
 }
 
 #[test]
-fn full_table_counts_drops_and_established_flows_keep_going() {
-    let mut p = Fixture::new(dr_service("rr", 2, None), 3).pipeline;
-    let c = [198, 18, 0, 10];
-    for port in 1..=3 {
-        assert!(sent_to(&mut p, S, syn(c, port, 80)).is_some());
-    }
-    let mut f = syn(c, 4, 80);
-    assert_eq!(
-        p.process(S, &mut f),
-        Verdict::Drop(DropReason::ConnTableFull)
-    );
-    assert_eq!(p.stats().drops[DropReason::ConnTableFull as usize], 1);
-    for port in 1..=3 {
-        assert!(
-            sent_to(&mut p, S, ack(c, port, 80)).is_some(),
-            "established flow {port}"
-        );
-    }
-}
-
-#[test]
 fn closed_connections_release_a_short_template_within_two_sweeps() {
     let persist = Persist {
         timeout: 2,
