@@ -3,12 +3,12 @@
 //! state, counters, MAC rewrite) over `flows` live connections visited in
 //! a scattered order, on one core, with no I/O.
 
+use std::sync::Arc;
 use std::time::Instant;
-use xvs_dataplane::pipeline::Verdict;
-use xvs_dataplane::svc::Fwd;
-use xvs_dataplane::testkit::frame::{eth, ip, ip_packet, tcp};
-use xvs_dataplane::testkit::{rip, rs_mac, service_with, tcp_frame, Fixture, DIR_MAC};
-use xvs_dataplane::xmit::tun::TunKind;
+use xvs_dataplane::conn::state::Timeouts;
+use xvs_dataplane::pipeline::{Pipeline, Verdict};
+use xvs_dataplane::svc::Snapshot;
+use xvs_dataplane::testkit::{tcp_frame, DIR_MAC};
 
 /// Result of one run.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +107,9 @@ fn set_reply(frame: &mut [u8], i: usize) {
 /// Run one method over `flows` established connections visited in a
 /// scattered order, in batches of 64 with the prefetch pass a worker does.
 pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> PipelineResult {
+    use xvs_dataplane::svc::Fwd;
+    use xvs_dataplane::testkit::{rs_mac, service_with};
+    use xvs_dataplane::xmit::tun::TunKind;
     let flows = flows.max(1);
     xvs_dataplane::stats::set_workers(1);
     let fwd = match method {
@@ -115,7 +118,9 @@ pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> Pi
         Method::Tun => Fwd::Tun,
     };
     let fwds = vec![(fwd, TunKind::Ipip); usize::from(servers.max(1))];
-    let mut p = Fixture::new(service_with("wrr", &fwds, None, 80, None), flows).pipeline;
+    let (svc, _dests) = service_with("wrr", &fwds, None, 80, None);
+    let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
+    let mut p = Pipeline::new(snap, flows, DIR_MAC);
     p.set_writer(0);
     let now = 1_000_000_000u64;
     let step = stride(flows);
@@ -150,16 +155,18 @@ pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> Pi
     let ns_per_new_conn = t.elapsed().as_nanos() as f64 / flows as f64;
 
     let ack = tcp_frame([198, 18, 0, 1], 1024, 80, false, true, b"0123456789abcdef");
-    // A reply: from rs1 (198.18.0.11:8080) to the client, MACs rs1 → director.
-    let reply = eth(
-        rs_mac(1),
-        DIR_MAC,
-        &ip_packet(
-            &ip(rip(1), [198, 18, 0, 1]),
-            &tcp(8080, 1024).ack(1),
-            b"0123456789abcdef",
-        ),
+    let mut reply = tcp_frame(
+        [198, 18, 0, 1],
+        8080,
+        1024,
+        false,
+        true,
+        b"0123456789abcdef",
     );
+    // A reply: from rs1 (198.18.0.11:8080) to the client, MACs rs1 → director.
+    reply[0..6].copy_from_slice(&DIR_MAC);
+    reply[6..12].copy_from_slice(&rs_mac(1));
+    reply[26..30].copy_from_slice(&[198, 18, 0, 11]);
     let template = if method == Method::NatOut {
         &reply
     } else {
