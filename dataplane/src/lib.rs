@@ -20,6 +20,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod stats;
 pub mod svc;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod verdict;
 pub mod wire;

@@ -6,23 +6,27 @@ use std::sync::Arc;
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::conn::table::ConnTable;
 use xvs_dataplane::pipeline::{DropReason, Pipeline, Verdict};
-use xvs_dataplane::svc::{Persist, Snapshot};
-use xvs_dataplane::testkit::{dr_service, service, tcp_frame, DIR_MAC};
+use xvs_dataplane::svc::Persist;
+use xvs_dataplane::testkit::frame::{eth, ip, ip_packet, tcp, L4};
+use xvs_dataplane::testkit::{dr_service, service, snapshot, Fixture, CLIENT_MAC, DIR_MAC, VIP};
 
 const S: u64 = 1_000_000_000;
 
+/// A segment client `cip`:`sport` → VIP:`dport`.
+fn seg(cip: [u8; 4], l4: L4) -> Vec<u8> {
+    eth(CLIENT_MAC, DIR_MAC, &ip_packet(&ip(cip, VIP), &l4, b""))
+}
+
 fn syn(cip: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    tcp_frame(cip, sport, dport, true, false, b"")
+    seg(cip, tcp(sport, dport).syn())
 }
 
 fn ack(cip: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    tcp_frame(cip, sport, dport, false, true, b"")
+    seg(cip, tcp(sport, dport).ack(1))
 }
 
 fn fin(cip: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let mut f = tcp_frame(cip, sport, dport, false, true, b"");
-    f[14 + 20 + 13] |= 0x01;
-    f
+    seg(cip, tcp(sport, dport).ack(1).fin())
 }
 
 /// The real server a transmitted frame went to (last byte of its MAC).
@@ -36,7 +40,7 @@ fn sent_to(p: &mut Pipeline, now: u64, mut frame: Vec<u8>) -> Option<u8> {
 #[test]
 fn a_flow_arriving_on_two_workers_has_one_connection() {
     let (svc, dests) = dr_service("rr", 3, None);
-    let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
+    let snap = snapshot(&[svc], Timeouts::default());
     let (table, mut parts) = ConnTable::new(1000, 2);
     let table = Arc::new(table);
     let mut b = Pipeline::with_table(snap.clone(), table.clone(), parts.pop().unwrap(), DIR_MAC);
@@ -62,9 +66,11 @@ fn a_flow_arriving_on_two_workers_has_one_connection() {
 
 #[test]
 fn expiry_follows_ipvs_timeouts_with_an_injected_clock() {
-    let (svc, dests) = dr_service("rr", 1, None);
-    let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
-    let mut p = Pipeline::new(snap, 100, DIR_MAC);
+    let Fixture {
+        pipeline: mut p,
+        dests,
+        ..
+    } = Fixture::new(dr_service("rr", 1, None), 100);
     let c = [198, 18, 0, 10];
     p.expire(S);
     assert!(sent_to(&mut p, S, syn(c, 1, 80)).is_some());
@@ -101,9 +107,11 @@ fn persistence_keeps_a_client_on_one_server_and_templates_outlive_their_timeout_
         timeout: 2,
         mask: u32::MAX,
     };
-    let (svc, dests) = service("rr", 3, None, 80, Some(persist));
-    let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
-    let mut p = Pipeline::new(snap, 1000, DIR_MAC);
+    let Fixture {
+        pipeline: mut p,
+        dests,
+        ..
+    } = Fixture::new(service("rr", 3, None, 80, Some(persist)), 1000);
     let a = [198, 18, 0, 10];
     let first = sent_to(&mut p, S, syn(a, 1000, 80)).unwrap();
     for port in 1001..1010 {
@@ -149,9 +157,7 @@ fn port_zero_service_groups_every_port_and_netmask_groups_clients() {
         timeout: 360,
         mask: 0xffff_ff00,
     };
-    let (svc, _dests) = service("rr", 3, None, 0, Some(persist));
-    let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
-    let mut p = Pipeline::new(snap, 1000, DIR_MAC);
+    let mut p = Fixture::new(service("rr", 3, None, 0, Some(persist)), 1000).pipeline;
     let first = sent_to(&mut p, S, syn([198, 18, 0, 10], 1000, 80)).unwrap();
     assert_eq!(
         sent_to(&mut p, S, syn([198, 18, 0, 10], 1001, 443)),
@@ -172,42 +178,18 @@ fn port_zero_service_groups_every_port_and_netmask_groups_clients() {
 }
 
 #[test]
-fn full_table_counts_drops_and_established_flows_keep_going() {
-    let (svc, _dests) = dr_service("rr", 2, None);
-    let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
-    let mut p = Pipeline::new(snap, 3, DIR_MAC);
-    let c = [198, 18, 0, 10];
-    for port in 1..=3 {
-        assert!(sent_to(&mut p, S, syn(c, port, 80)).is_some());
-    }
-    let mut f = syn(c, 4, 80);
-    assert_eq!(
-        p.process(S, &mut f),
-        Verdict::Drop(DropReason::ConnTableFull)
-    );
-    assert_eq!(p.stats().drops[DropReason::ConnTableFull as usize], 1);
-    for port in 1..=3 {
-        assert!(
-            sent_to(&mut p, S, ack(c, port, 80)).is_some(),
-            "established flow {port}"
-        );
-    }
-}
-
-#[test]
 fn closed_connections_release_a_short_template_within_two_sweeps() {
     let persist = Persist {
         timeout: 2,
         mask: u32::MAX,
     };
-    let (svc, _dests) = service("rr", 3, None, 80, Some(persist));
     let t = Timeouts {
         tcp: 900,
         tcp_fin: 2,
         udp: 300,
     };
-    let snap = Arc::new(Snapshot::of_services(&[svc], t));
-    let mut p = Pipeline::new(snap, 1 << 20, DIR_MAC);
+    let mut p =
+        Fixture::with_timeouts(service("rr", 3, None, 80, Some(persist)), 1 << 20, t).pipeline;
     let a = [198, 18, 0, 10];
     let ms = S / 1000;
     let mut now = S;

@@ -1,10 +1,14 @@
 //! Everything that touches the kernel: AF_XDP sockets (`xsk`), the XDP
 //! steering program and its maps (`xdp`), netlink (`netlink`), and the
 //! in-memory port used by tests and benches (`mem`). This is the only
-//! module with `unsafe` code; each block says why it is sound.
+//! module with `unsafe` code; each block says why it is sound. The raw
+//! sockets and TAP devices of the test harness (`rawsock`) live here for
+//! that reason, but only with the `testkit` feature: the daemon never
+//! needs them.
 
 pub mod mem;
 pub mod netlink;
+#[cfg(feature = "testkit")]
 pub mod rawsock;
 pub mod xdp;
 pub mod xsk;

@@ -1,10 +1,17 @@
-//! Building blocks shared by tests, fuzzing and benchmarks: a service with
-//! DR real servers whose MACs are known, and frame builders.
+//! Test support, compiled only with the `testkit` feature so that none of
+//! it (nor etherparse) ships in the daemon: one set of frame builders
+//! ([`frame`]) and one set of fixtures (a service whose real servers'
+//! MACs are known, and a pipeline over it) shared by the data plane's
+//! tests, the end-to-end tests and the benches.
 
+pub mod frame;
+
+use crate::conn::state::Timeouts;
+use crate::pipeline::Pipeline;
 use crate::stats::Counters;
-use crate::svc::{DestRt, Fwd, NeighCell, Persist, SchedState, ServiceRt, SvcKey};
+use crate::svc::{DestRt, Fwd, NeighCell, Persist, SchedState, ServiceRt, Snapshot, SvcKey};
 use crate::xmit::tun::TunKind;
-use etherparse::PacketBuilder;
+use frame::{eth, ip, ip_packet, tcp, udp};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use xvs_scheduler::Dest;
@@ -23,6 +30,16 @@ pub const DIR_IP: [u8; 4] = [198, 18, 0, 2];
 /// MAC of real server `i` (1-based).
 pub fn rs_mac(i: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, 0, 0x10 + i]
+}
+
+/// Address of real server `i` (1-based): 198.18.0.10 + i.
+pub fn rip(i: u8) -> [u8; 4] {
+    [198, 18, 0, 10 + i]
+}
+
+/// `n` direct-routing servers, for [`service_with`].
+pub fn dr(n: u8) -> Vec<(Fwd, TunKind)> {
+    vec![(Fwd::Dr, TunKind::Ipip); usize::from(n)]
 }
 
 /// A TCP service VIP:80 with `n` DR real servers 198.18.0.11.. (added in
@@ -45,8 +62,7 @@ pub fn service(
     port: u16,
     persist: Option<Persist>,
 ) -> (Arc<ServiceRt>, Vec<Arc<DestRt>>) {
-    let fwds = vec![(Fwd::Dr, TunKind::Ipip); usize::from(n)];
-    service_with(sched, &fwds, unresolved, port, persist)
+    service_with(sched, &dr(n), unresolved, port, persist)
 }
 
 /// A service whose server `i` (1-based, in the order of `fwds`) is
@@ -77,7 +93,7 @@ pub fn service_with(
             Arc::new(DestRt {
                 id: u32::from(i),
                 in_service: true,
-                sched: Dest::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + i)), rport, 1),
+                sched: Dest::new(IpAddr::V4(Ipv4Addr::from(rip(i))), rport, 1),
                 fwd,
                 tun,
                 stats: Arc::new(Counters::default()),
@@ -100,7 +116,52 @@ pub fn service_with(
     (svc, dests)
 }
 
-/// A TCP frame client → VIP with the given ports, flags and payload.
+/// A configuration snapshot of `services` with `timeouts`.
+pub fn snapshot(services: &[Arc<ServiceRt>], timeouts: Timeouts) -> Arc<Snapshot> {
+    Arc::new(Snapshot::of_services(services, timeouts))
+}
+
+/// A pipeline (one worker, its own table) over one service.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The pipeline, transmitting from [`DIR_MAC`].
+    pub pipeline: Pipeline,
+    /// The service.
+    pub svc: Arc<ServiceRt>,
+    /// Its destinations in list order (newest first: server `n` first).
+    pub dests: Vec<Arc<DestRt>>,
+}
+
+impl Fixture {
+    /// A pipeline with a table of `max_conns` entries over the service
+    /// `(svc, dests)` (from [`service_with`] and friends), default
+    /// timeouts.
+    pub fn new((svc, dests): (Arc<ServiceRt>, Vec<Arc<DestRt>>), max_conns: usize) -> Fixture {
+        Fixture::with_timeouts((svc, dests), max_conns, Timeouts::default())
+    }
+
+    /// [`Fixture::new`] with `timeouts`.
+    pub fn with_timeouts(
+        (svc, dests): (Arc<ServiceRt>, Vec<Arc<DestRt>>),
+        max_conns: usize,
+        timeouts: Timeouts,
+    ) -> Fixture {
+        let snap = snapshot(std::slice::from_ref(&svc), timeouts);
+        Fixture {
+            pipeline: Pipeline::new(snap, max_conns, DIR_MAC),
+            svc,
+            dests,
+        }
+    }
+
+    /// Real server `i` (1-based, in the order the servers were given).
+    pub fn dest(&self, i: u8) -> &Arc<DestRt> {
+        &self.dests[self.dests.len() - usize::from(i)]
+    }
+}
+
+/// A TCP frame client → VIP with the given ports, flags and payload
+/// (sequence 1000, acknowledging 1 when `ack`, window 65535, TTL 64, DF).
 pub fn tcp_frame(
     cip: [u8; 4],
     sport: u16,
@@ -109,28 +170,21 @@ pub fn tcp_frame(
     ack: bool,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, DIR_MAC)
-        .ipv4(cip, VIP, 64)
-        .tcp(sport, dport, 1000, 65535);
+    let mut l4 = tcp(sport, dport);
     if syn {
-        b = b.syn();
+        l4 = l4.syn();
     }
     if ack {
-        b = b.ack(1);
+        l4 = l4.ack(1);
     }
-    let mut out = Vec::with_capacity(64 + payload.len());
-    b.write(&mut out, payload)
-        .expect("writing to a Vec cannot fail");
-    out
+    eth(CLIENT_MAC, DIR_MAC, &ip_packet(&ip(cip, VIP), &l4, payload))
 }
 
 /// A UDP frame client → VIP.
 pub fn udp_frame(cip: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, DIR_MAC)
-        .ipv4(cip, VIP, 64)
-        .udp(sport, dport);
-    let mut out = Vec::with_capacity(64 + payload.len());
-    b.write(&mut out, payload)
-        .expect("writing to a Vec cannot fail");
-    out
+    eth(
+        CLIENT_MAC,
+        DIR_MAC,
+        &ip_packet(&ip(cip, VIP), &udp(sport, dport), payload),
+    )
 }
