@@ -283,12 +283,12 @@ impl Director {
     pub fn publish(&mut self, snap: Snapshot) -> io::Result<()> {
         let keys: HashSet<V4Key> = snap.v4_keys().copied().collect();
         for k in keys.difference(&self.steered) {
-            for s in &self.steering {
+            for s in &mut self.steering {
                 s.add_service(k.proto, k.vip, k.port)?;
             }
         }
         for k in self.steered.difference(&keys) {
-            for s in &self.steering {
+            for s in &mut self.steering {
                 s.remove_service(k.proto, k.vip, k.port);
             }
         }
@@ -304,24 +304,24 @@ impl Director {
             });
         }
         for k in nat.difference(&self.nat_steered) {
-            for s in &self.steering {
+            for s in &mut self.steering {
                 s.add_nat(k.proto, k.vip, k.port)?;
             }
         }
         for k in self.nat_steered.difference(&nat) {
-            for s in &self.steering {
+            for s in &mut self.steering {
                 s.remove_nat(k.proto, k.vip, k.port);
             }
         }
         self.nat_steered = nat;
         let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
         for v in vips.difference(&self.vips_steered) {
-            for s in &self.steering {
+            for s in &mut self.steering {
                 s.add_vip(*v)?;
             }
         }
         for v in self.vips_steered.difference(&vips) {
-            for s in &self.steering {
+            for s in &mut self.steering {
                 s.remove_vip(*v);
             }
         }
