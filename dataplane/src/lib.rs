@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod conn;
+pub mod counters;
 pub mod director;
 pub mod flow;
 pub mod io;

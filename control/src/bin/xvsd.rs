@@ -20,12 +20,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvs_control::access::{self, Group};
-use xvs_control::metrics::{self, DataplaneStats, MetricsServer};
+use xvs_control::metrics::{self, DataplaneSample, DataplaneStats, MetricsServer};
 use xvs_control::proto::{self, Request, Response};
 use xvs_control::snapshot::SnapshotBuilder;
 use xvs_control::{ConnEntry, Control, Runtime};
 use xvs_dataplane::director::{Director, DirectorConfig};
-use xvs_dataplane::pipeline::DropReason;
 
 /// Threads reading requests off accepted connections.
 const READERS: usize = 4;
@@ -92,25 +91,15 @@ struct Live<'a>(&'a Director);
 impl Runtime for Live<'_> {
     fn dataplane(&self) -> String {
         let d = self.0;
-        let t = d.stats();
         let table = d.table();
         let used = table.iter().count();
-        let mut out = String::new();
-        out.push_str(&format!(
-            "Data plane: {} worker(s)\n  tx {}  pass {}  conns_created {}  conns_expired {}  templates_created {}  frag_needed {}\n  drops:",
-            d.workers(),
-            t.tx,
-            t.pass,
-            t.conns_created,
-            t.conns_expired,
-            t.templates_created,
-            t.frag_needed
-        ));
-        for r in DropReason::ALL {
-            out.push_str(&format!(" {} {}", r.name(), t.drops[r as usize]));
+        let mut out = format!("Data plane: {} worker(s)\n", d.workers());
+        for l in d.counters().lines("  ") {
+            out.push_str(&l);
+            out.push('\n');
         }
         out.push_str(&format!(
-            "\n  connection table: {used} of {} entries in use ({:.0} bytes each with its indexes)\n",
+            "  connection table: {used} of {} entries in use ({:.0} bytes each with its indexes)\n",
             table.capacity(),
             table.bytes_per_entry()
         ));
@@ -230,19 +219,20 @@ fn read_loop(conns: &Mutex<Receiver<(UnixStream, bool)>>, jobs: &SyncSender<Job>
     }
 }
 
-/// The data plane's summed counters for the metrics page.
+/// The data plane's counters for the metrics page.
 fn dataplane_stats(director: &Director, workers: usize) -> DataplaneStats {
-    let t = director.stats();
     DataplaneStats {
         workers,
-        tx: t.tx,
-        pass: t.pass,
-        drops: DropReason::ALL
+        counters: director
+            .counters()
             .iter()
-            .map(|r| (r.name(), t.drops[*r as usize]))
+            .map(|c| DataplaneSample {
+                metric: c.metric,
+                label: c.label,
+                help: c.help,
+                value: c.value,
+            })
             .collect(),
-        conns_created: t.conns_created,
-        conns_expired: t.conns_expired,
     }
 }
 
@@ -456,19 +446,9 @@ fn main() {
     if let Some(m) = metrics_server {
         m.stop();
     }
-    let totals = director.stats();
-    let drops: Vec<String> = DropReason::ALL
-        .iter()
-        .map(|r| format!("{}={}", r.name(), totals.drops[*r as usize]))
-        .collect();
-    eprintln!(
-        "xvsd: pipeline tx={} pass={} conns_created={} conns_expired={} drops: {}",
-        totals.tx,
-        totals.pass,
-        totals.conns_created,
-        totals.conns_expired,
-        drops.join(" ")
-    );
+    for l in director.counters().lines("xvsd: ") {
+        eprintln!("{l}");
+    }
     for r in director.stop() {
         let f = r.frames;
         eprintln!(

@@ -37,6 +37,15 @@ impl FrameAccounting {
     }
 }
 
+/// Counters of a port's rings: frames it could not hand on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RingCounters {
+    /// Frames dropped because the egress TX ring had no room.
+    pub tx_ring_full: u64,
+    /// Frames whose verdict named a port the group does not have.
+    pub no_port: u64,
+}
+
 /// A received frame the pipeline rewrites in place: its bytes, and room
 /// to grow into the tailroom of its buffer (encapsulation).
 pub trait FrameBuf {
@@ -92,6 +101,11 @@ pub trait Port {
 
     /// Where the frames are now.
     fn accounting(&self) -> FrameAccounting;
+
+    /// Frames the port could not hand on (a port that always can: zero).
+    fn rings(&self) -> RingCounters {
+        RingCounters::default()
+    }
 }
 
 /// Ask the CPU to start loading the cache line of `r` (a hint: no effect

@@ -77,11 +77,17 @@ pub struct SteerCounters {
     pub no_socket: u64,
 }
 
-/// The steering program loaded and attached to one interface.
+/// The steering program loaded and attached to one interface (boxed:
+/// aya's objects are large and a `Steering` is moved around).
 pub struct Steering {
-    ebpf: Ebpf,
+    ebpf: Box<Ebpf>,
     ifindex: u32,
     link: Option<XdpLink>,
+    maps: Box<Maps>,
+}
+
+/// The program's maps, taken out of the object.
+struct Maps {
     xsks: XskMap<MapData>,
     svc: HashMap<MapData, SvcKey, u32>,
     nat: HashMap<MapData, SvcKey, u32>,
@@ -125,13 +131,16 @@ impl Steering {
             .map_err(|e| ctx(format_args!("steering program {PROG}"), e))?;
         prog.load()
             .map_err(|e| ctx("loading the XDP steering program", e))?;
-        Ok(Steering {
+        let maps = Box::new(Maps {
             xsks: take(&mut ebpf, "xsks_map")?,
             svc: take(&mut ebpf, "svc_map")?,
             nat: take(&mut ebpf, "nat_map")?,
             vip: take(&mut ebpf, "vip_map")?,
             stats: take(&mut ebpf, "steer_stats")?,
-            ebpf,
+        });
+        Ok(Steering {
+            maps,
+            ebpf: Box::new(ebpf),
             ifindex,
             link: None,
         })
@@ -184,7 +193,8 @@ impl Steering {
         // it is only read for the duration of this call (the kernel takes
         // its own reference to the socket in the map).
         let fd = unsafe { BorrowedFd::borrow_raw(xsk_fd) };
-        self.xsks
+        self.maps
+            .xsks
             .set(queue, fd, 0)
             .map_err(|e| ctx("inserting an AF_XDP socket in xsks_map", e))
     }
@@ -192,52 +202,56 @@ impl Steering {
     /// Stop steering RX queue `queue`.
     pub fn clear_xsk(&mut self, queue: u32) {
         // Absent already: nothing to do.
-        let _ = self.xsks.unset(queue);
+        let _ = self.maps.xsks.unset(queue);
     }
 
     /// Start steering `proto vip:port` (port 0 = every port) to the sockets.
     pub fn add_service(&mut self, proto: u8, vip: Ipv4Addr, port: u16) -> io::Result<()> {
-        self.svc
+        self.maps
+            .svc
             .insert(SvcKey::new(proto, vip, port), 1, 0)
             .map_err(|e| ctx(format_args!("inserting {vip}:{port} in svc_map"), e))
     }
 
     /// Stop steering `proto vip:port`.
     pub fn remove_service(&mut self, proto: u8, vip: Ipv4Addr, port: u16) {
-        let _ = self.svc.remove(&SvcKey::new(proto, vip, port));
+        let _ = self.maps.svc.remove(&SvcKey::new(proto, vip, port));
     }
 
     /// Start sending the replies of NAT real server `rip:rport` (`proto`;
     /// port 0: any port; proto 0 and port 0: its ICMP errors) to the
     /// sockets.
     pub fn add_nat(&mut self, proto: u8, rip: Ipv4Addr, rport: u16) -> io::Result<()> {
-        self.nat
+        self.maps
+            .nat
             .insert(SvcKey::new(proto, rip, rport), 1, 0)
             .map_err(|e| ctx(format_args!("inserting {rip}:{rport} in nat_map"), e))
     }
 
     /// Stop sending `rip:rport`'s replies to the sockets.
     pub fn remove_nat(&mut self, proto: u8, rip: Ipv4Addr, rport: u16) {
-        let _ = self.nat.remove(&SvcKey::new(proto, rip, rport));
+        let _ = self.maps.nat.remove(&SvcKey::new(proto, rip, rport));
     }
 
     /// Send ICMP errors addressed to `vip` to the sockets.
     pub fn add_vip(&mut self, vip: Ipv4Addr) -> io::Result<()> {
-        self.vip
+        self.maps
+            .vip
             .insert(u32::from_ne_bytes(vip.octets()), 1, 0)
             .map_err(|e| ctx(format_args!("inserting {vip} in vip_map"), e))
     }
 
     /// Stop sending ICMP errors for `vip` to the sockets.
     pub fn remove_vip(&mut self, vip: Ipv4Addr) {
-        let _ = self.vip.remove(&u32::from_ne_bytes(vip.octets()));
+        let _ = self.maps.vip.remove(&u32::from_ne_bytes(vip.octets()));
     }
 
     /// The program's counters, summed over CPUs (a counter that cannot be
     /// read is 0).
     pub fn counters(&self) -> SteerCounters {
         let read = |k: u32| {
-            self.stats
+            self.maps
+                .stats
                 .get(&k, 0)
                 .map(|v| v.iter().copied().fold(0u64, u64::wrapping_add))
                 .unwrap_or(0)
