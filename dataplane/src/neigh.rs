@@ -186,9 +186,13 @@ impl NeighTable {
         let mut full = true;
         let mut last_full = Instant::now();
         let mut last_err: Option<String> = None;
+        // After a failed read, the next one waits for RETRY (a kernel that
+        // keeps refusing is not asked 50 times a second).
+        let mut not_before: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            let new = self.kicked.swap(false, Ordering::Relaxed);
-            if full || new || last_full.elapsed() >= RESYNC {
+            let held = not_before.is_some_and(|t| Instant::now() < t);
+            let new = !held && self.kicked.swap(false, Ordering::Relaxed);
+            if !held && (full || new || last_full.elapsed() >= RESYNC) {
                 let all = full || last_full.elapsed() >= RESYNC;
                 match self.resync(&mut nl, &mut mirror, all) {
                     Ok(()) => {
@@ -197,10 +201,12 @@ impl NeighTable {
                             last_full = Instant::now();
                         }
                         last_err = None;
+                        not_before = None;
                     }
                     Err(e) => {
-                        // Interrupted dump or kernel error: again next tick.
+                        // Interrupted dump or kernel error: read again.
                         full = true;
+                        not_before = Some(Instant::now() + RETRY);
                         let s = e.to_string();
                         if last_err.as_deref() != Some(&s) {
                             eprintln!("xvsd: neighbour resync: {s}");
