@@ -1,5 +1,6 @@
 //! Builds the XDP steering program (bpf/steer.bpf.c) with clang; the object
-//! is embedded into the binary and loaded by `io::xdp`.
+//! is embedded into the binary and loaded by `io::xdp` (with aya, which
+//! reads its BTF-defined maps: keep `-g`).
 
 use std::path::PathBuf;
 use std::process::Command;

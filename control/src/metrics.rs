@@ -29,22 +29,29 @@ const MAX_REQUEST: usize = 8192;
 /// Per-connection read and write timeout.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Summed data-plane counters (from `Director::stats`), as plain numbers
-/// so this crate's tests need no data plane.
+/// The data plane's counters for the metrics page (from
+/// `Director::counters`), as plain values so this crate's tests need no
+/// data plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataplaneStats {
     /// Worker threads (one per RX queue).
     pub workers: usize,
-    /// Frames transmitted.
-    pub tx: u64,
-    /// Frames passed to the kernel.
-    pub pass: u64,
-    /// Frames dropped, by reason name.
-    pub drops: Vec<(&'static str, u64)>,
-    /// Connections created.
-    pub conns_created: u64,
-    /// Connections expired.
-    pub conns_expired: u64,
+    /// Every counter, in the data plane's order (a family's samples are
+    /// shown together, where its first one is).
+    pub counters: Vec<DataplaneSample>,
+}
+
+/// One data-plane counter as a metric sample.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataplaneSample {
+    /// Family name without the `xvs_dataplane_` prefix.
+    pub metric: &'static str,
+    /// Label name and value, if the family has several samples.
+    pub label: Option<(&'static str, String)>,
+    /// The family's help text.
+    pub help: &'static str,
+    /// The value.
+    pub value: u64,
 }
 
 /// Parse `--metrics`: `PORT` or `:PORT` (loopback, 127.0.0.1), `HOST:PORT`,
@@ -187,37 +194,26 @@ pub fn render(model: &Model, dp: &DataplaneStats) -> String {
         "Data-plane worker threads (one per RX queue)",
     );
     let _ = writeln!(out, "xvs_dataplane_workers {}", dp.workers);
-    let totals = [
-        ("tx_frames_total", "Frames transmitted", dp.tx),
-        ("pass_frames_total", "Frames passed to the kernel", dp.pass),
-        (
-            "connections_created_total",
-            "Connections created",
-            dp.conns_created,
-        ),
-        (
-            "connections_expired_total",
-            "Connections expired",
-            dp.conns_expired,
-        ),
-    ];
-    for (field, help, v) in totals {
-        let name = format!("xvs_dataplane_{field}");
-        family(&mut out, &name, "counter", &format!("{help}, all workers"));
-        let _ = writeln!(out, "{name} {v}");
+    // Each family once, with all its samples, in first-seen order.
+    let mut families: Vec<&DataplaneSample> = Vec::new();
+    for c in &dp.counters {
+        if !families.iter().any(|f| f.metric == c.metric) {
+            families.push(c);
+        }
     }
-    family(
-        &mut out,
-        "xvs_dataplane_drops_total",
-        "counter",
-        "Frames dropped, by reason, all workers",
-    );
-    for (reason, v) in &dp.drops {
-        let _ = writeln!(
-            out,
-            "xvs_dataplane_drops_total{{reason=\"{}\"}} {v}",
-            escape(reason)
-        );
+    for f in families {
+        let name = format!("xvs_dataplane_{}", f.metric);
+        family(&mut out, &name, "counter", f.help);
+        for c in dp.counters.iter().filter(|c| c.metric == f.metric) {
+            match &c.label {
+                Some((k, v)) => {
+                    let _ = writeln!(out, "{name}{{{k}=\"{}\"}} {}", escape(v), c.value);
+                }
+                None => {
+                    let _ = writeln!(out, "{name} {}", c.value);
+                }
+            }
+        }
     }
     out
 }

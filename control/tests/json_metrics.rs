@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use xvs_config::stats::CounterValues;
-use xvs_control::metrics::{self, DataplaneStats, MetricsServer};
+use xvs_control::metrics::{self, DataplaneSample, DataplaneStats, MetricsServer};
 use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
 
 fn run(c: &mut Control, line: &str) -> Response {
@@ -187,13 +187,28 @@ fn sample(page: &str, key: &str) -> Option<String> {
 #[test]
 fn metrics_page_and_server() {
     let c = table();
+    let one = |metric, label: Option<(&'static str, &str)>, value| DataplaneSample {
+        metric,
+        label: label.map(|(k, v)| (k, v.to_string())),
+        help: "help",
+        value,
+    };
+    // As the data plane lists them: a family's samples need not be
+    // adjacent (the steering counters come per interface).
     let dp = DataplaneStats {
         workers: 2,
-        tx: 10,
-        pass: 1,
-        drops: vec![("no_neigh", 3), ("no_dest", 0)],
-        conns_created: 5,
-        conns_expired: 1,
+        counters: vec![
+            one("rx_frames_total", None, 12),
+            one("tx_frames_total", None, 10),
+            one("connections_expired_total", None, 1),
+            one("drops_total", Some(("reason", "no_neigh")), 3),
+            one("drops_total", Some(("reason", "no_dest")), 0),
+            one("drops_total", Some(("reason", "tx_ring_full")), 2),
+            one("steer_pass_frames_total", Some(("iface", "eth0")), 4),
+            one("steer_redirect_frames_total", Some(("iface", "eth0")), 12),
+            one("steer_pass_frames_total", Some(("iface", "eth1")), 5),
+            one("steer_redirect_frames_total", Some(("iface", "eth1")), 0),
+        ],
     };
     let page = metrics::render(c.model(), &dp);
     let svc = "service=\"TCP 198.18.0.100:80\"";
@@ -235,6 +250,19 @@ fn metrics_page_and_server() {
             "xvs_dataplane_drops_total{reason=\"no_dest\"}".to_string(),
             "0",
         ),
+        ("xvs_dataplane_rx_frames_total".to_string(), "12"),
+        (
+            "xvs_dataplane_drops_total{reason=\"tx_ring_full\"}".to_string(),
+            "2",
+        ),
+        (
+            "xvs_dataplane_steer_pass_frames_total{iface=\"eth1\"}".to_string(),
+            "5",
+        ),
+        (
+            "xvs_dataplane_steer_redirect_frames_total{iface=\"eth0\"}".to_string(),
+            "12",
+        ),
     ] {
         assert_eq!(
             sample(&page, &key).as_deref(),
@@ -242,15 +270,17 @@ fn metrics_page_and_server() {
             "{key} in\n{page}"
         );
     }
-    // Every family is announced once, before its samples.
+    // Every family is announced once, its samples right after it.
     let mut seen = std::collections::HashSet::new();
+    let mut current = String::new();
     for l in page.lines() {
         if let Some(rest) = l.strip_prefix("# TYPE ") {
             let name = rest.split_whitespace().next().unwrap();
             assert!(seen.insert(name.to_string()), "{name} twice");
+            current = name.to_string();
         } else if !l.starts_with('#') {
             let name = l.split(['{', ' ']).next().unwrap();
-            assert!(seen.contains(name), "{name} has no TYPE line before it");
+            assert_eq!(name, current, "{name} not under its TYPE line");
         }
     }
 

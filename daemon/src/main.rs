@@ -202,7 +202,9 @@ fn main() {
         m.stop();
     }
     let director = lp.into_director();
-    eprintln!("{}", runtime::exit_report(&director));
+    for l in runtime::exit_report(&director) {
+        eprintln!("{l}");
+    }
     for r in director.stop() {
         let f = r.frames;
         eprintln!(

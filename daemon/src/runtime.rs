@@ -3,10 +3,9 @@
 //! `-L --dataplane` text and the metrics page's counters. This is the only
 //! place that reads the data plane on the control plane's behalf.
 
-use xvs_control::metrics::DataplaneStats;
+use xvs_control::metrics::{DataplaneSample, DataplaneStats};
 use xvs_control::{ConnEntry, Runtime};
 use xvs_dataplane::director::Director;
-use xvs_dataplane::pipeline::DropReason;
 
 /// The running data plane, as the control plane sees it.
 pub struct Live<'a>(pub &'a Director);
@@ -14,25 +13,15 @@ pub struct Live<'a>(pub &'a Director);
 impl Runtime for Live<'_> {
     fn dataplane(&self) -> String {
         let d = self.0;
-        let t = d.stats();
         let table = d.table();
         let used = table.iter().count();
-        let mut out = String::new();
-        out.push_str(&format!(
-            "Data plane: {} worker(s)\n  tx {}  pass {}  conns_created {}  conns_expired {}  templates_created {}  frag_needed {}\n  drops:",
-            d.workers(),
-            t.tx,
-            t.pass,
-            t.conns_created,
-            t.conns_expired,
-            t.templates_created,
-            t.frag_needed
-        ));
-        for r in DropReason::ALL {
-            out.push_str(&format!(" {} {}", r.name(), t.drops[r as usize]));
+        let mut out = format!("Data plane: {} worker(s)\n", d.workers());
+        for l in d.counters().lines("  ") {
+            out.push_str(&l);
+            out.push('\n');
         }
         out.push_str(&format!(
-            "\n  connection table: {used} of {} entries in use ({:.0} bytes each with its indexes)\n",
+            "  connection table: {used} of {} entries in use ({:.0} bytes each with its indexes)\n",
             table.capacity(),
             table.bytes_per_entry()
         ));
@@ -59,35 +48,24 @@ impl Runtime for Live<'_> {
     }
 }
 
-/// The data plane's summed counters for the metrics page.
+/// The data plane's counters for the metrics page.
 pub fn dataplane_stats(director: &Director, workers: usize) -> DataplaneStats {
-    let t = director.stats();
     DataplaneStats {
         workers,
-        tx: t.tx,
-        pass: t.pass,
-        drops: DropReason::ALL
+        counters: director
+            .counters()
             .iter()
-            .map(|r| (r.name(), t.drops[*r as usize]))
+            .map(|c| DataplaneSample {
+                metric: c.metric,
+                label: c.label,
+                help: c.help,
+                value: c.value,
+            })
             .collect(),
-        conns_created: t.conns_created,
-        conns_expired: t.conns_expired,
     }
 }
 
-/// The line `xvsd` prints at exit with the pipeline's totals.
-pub fn exit_report(director: &Director) -> String {
-    let totals = director.stats();
-    let drops: Vec<String> = DropReason::ALL
-        .iter()
-        .map(|r| format!("{}={}", r.name(), totals.drops[*r as usize]))
-        .collect();
-    format!(
-        "xvsd: pipeline tx={} pass={} conns_created={} conns_expired={} drops: {}",
-        totals.tx,
-        totals.pass,
-        totals.conns_created,
-        totals.conns_expired,
-        drops.join(" ")
-    )
+/// The lines `xvsd` prints at exit with the data plane's totals.
+pub fn exit_report(director: &Director) -> Vec<String> {
+    director.counters().lines("xvsd: ")
 }

@@ -341,7 +341,7 @@ mod tests {
             .unwrap()
             .schedule(&flow(), 0)
             .unwrap();
-        conn::bind(&busy, false, TcpState::Established);
+        conn::tracker::bind(&busy, false, TcpState::Established);
         let gone = busy.rip().unwrap().octets()[3];
         cfg.services[0].dests.retain(|d| d.addr != busy.sched.addr);
         assert_eq!(cfg.services[0].dests.len(), 1, "deleted {gone}");
@@ -355,7 +355,7 @@ mod tests {
         assert!(s3.dest(busy.id).is_some());
         assert!(b.has_trash());
 
-        conn::unbind(&busy, false, TcpState::Established);
+        conn::tracker::unbind(&busy, false, TcpState::Established);
         let s4 = b.build(&cfg, &neigh);
         assert!(!b.has_trash());
         assert!(s4.dest(busy.id).is_none());

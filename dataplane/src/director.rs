@@ -7,10 +7,11 @@ use crate::conn::state::TcpState;
 use crate::conn::table::ConnTable;
 use crate::conn::time::{left_ns, ticks};
 use crate::conn::tracker::alive;
+use crate::counters::DataplaneCounters;
 use crate::io::xdp::{AttachMode, Steering};
 use crate::io::xsk::XskGroup;
 use crate::neigh::NeighTable;
-use crate::pipeline::{DropReason, Pipeline, PipelineStats, PortInfo};
+use crate::pipeline::{Pipeline, PortInfo};
 use crate::svc::{Snapshot, SnapshotCell, V4Key};
 use crate::worker::{self, Report, Request};
 use crossbeam::channel::{unbounded, Sender};
@@ -142,7 +143,8 @@ pub struct ConnInfo {
 /// The running data plane.
 pub struct Director {
     table: Arc<ConnTable>,
-    steering: Vec<Steering>,
+    /// Each interface's steering program, with the interface's name.
+    steering: Vec<(String, Steering)>,
     workers: Vec<WorkerHandle>,
     neigh: Arc<NeighTable>,
     neigh_thread: Option<JoinHandle<()>>,
@@ -215,7 +217,7 @@ impl Director {
                 },
                 info.rx_queues
             );
-            me.steering.push(steer);
+            me.steering.push((info.name.clone(), steer));
         }
         // One worker per queue index, with a socket on that queue of every
         // interface that has it, all sharing the worker's UMEM.
@@ -226,7 +228,7 @@ impl Director {
             let names: Vec<&str> = members.iter().map(|&i| infos[i].name.as_str()).collect();
             let port = XskGroup::open_group(&names, q, cfg.frames)?;
             for (k, &i) in members.iter().enumerate() {
-                me.steering[i].set_xsk(q, port.fds()[k])?;
+                me.steering[i].1.set_xsk(q, port.fds()[k])?;
             }
             eprintln!(
                 "xvsd: queue {q}: AF_XDP socket(s) on {} in {} mode",
@@ -285,12 +287,12 @@ impl Director {
     pub fn publish(&mut self, snap: Snapshot) -> io::Result<()> {
         let keys: HashSet<V4Key> = snap.v4_keys().copied().collect();
         for k in keys.difference(&self.steered) {
-            for s in &self.steering {
+            for (_, s) in &mut self.steering {
                 s.add_service(k.proto, k.vip, k.port)?;
             }
         }
         for k in self.steered.difference(&keys) {
-            for s in &self.steering {
+            for (_, s) in &mut self.steering {
                 s.remove_service(k.proto, k.vip, k.port);
             }
         }
@@ -306,24 +308,24 @@ impl Director {
             });
         }
         for k in nat.difference(&self.nat_steered) {
-            for s in &self.steering {
+            for (_, s) in &mut self.steering {
                 s.add_nat(k.proto, k.vip, k.port)?;
             }
         }
         for k in self.nat_steered.difference(&nat) {
-            for s in &self.steering {
+            for (_, s) in &mut self.steering {
                 s.remove_nat(k.proto, k.vip, k.port);
             }
         }
         self.nat_steered = nat;
         let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
         for v in vips.difference(&self.vips_steered) {
-            for s in &self.steering {
+            for (_, s) in &mut self.steering {
                 s.add_vip(*v)?;
             }
         }
         for v in self.vips_steered.difference(&vips) {
-            for s in &self.steering {
+            for (_, s) in &mut self.steering {
                 s.remove_vip(*v);
             }
         }
@@ -382,26 +384,27 @@ impl Director {
             .collect()
     }
 
-    /// Every worker's counters, summed, plus the drop reasons by name.
-    pub fn stats(&self) -> PipelineStats {
-        let mut sum = PipelineStats::default();
+    /// Every data-plane counter: the workers' (pipeline and rings),
+    /// summed, and each interface's steering program's.
+    pub fn counters(&self) -> DataplaneCounters {
+        let mut c = DataplaneCounters {
+            workers: self.workers.len(),
+            ..Default::default()
+        };
         for w in &self.workers {
             let (tx, rx) = crossbeam::channel::bounded(1);
             if w.requests.send(Request::Stats(tx)).is_ok() {
-                if let Ok((s, _)) = rx.recv_timeout(Duration::from_secs(2)) {
-                    sum.tx += s.tx;
-                    sum.pass += s.pass;
-                    sum.conns_created += s.conns_created;
-                    sum.conns_expired += s.conns_expired;
-                    sum.templates_created += s.templates_created;
-                    sum.frag_needed += s.frag_needed;
-                    for r in DropReason::ALL {
-                        sum.drops[r as usize] += s.drops[r as usize];
-                    }
+                if let Ok((wc, _)) = rx.recv_timeout(Duration::from_secs(2)) {
+                    c.add(&wc);
                 }
             }
         }
-        sum
+        c.steering = self
+            .steering
+            .iter()
+            .map(|(name, s)| (name.clone(), s.counters()))
+            .collect();
+        c
     }
 
     /// Stop the workers, drain their sockets, detach the programs, and
@@ -419,7 +422,7 @@ impl Director {
                 Err(_) => eprintln!("xvsd: worker {} panicked", w.name),
             }
         }
-        for s in &mut self.steering {
+        for (_, s) in &mut self.steering {
             s.detach();
         }
         if let Some(t) = self.neigh_thread.take() {
@@ -432,7 +435,7 @@ impl Director {
 impl Drop for Director {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for s in &mut self.steering {
+        for (_, s) in &mut self.steering {
             s.detach();
         }
     }

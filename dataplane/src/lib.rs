@@ -10,6 +10,7 @@
 pub mod build;
 pub mod clock;
 pub mod conn;
+pub mod counters;
 pub mod director;
 pub mod flow;
 pub mod frame;

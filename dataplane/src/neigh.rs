@@ -1,30 +1,33 @@
 //! Next-hop MACs mirrored from the kernel's neighbour table.
 //!
 //! Every real server address has one [`NeighCell`] shared by all the
-//! snapshots and connections that name it. A background thread dumps the
-//! kernel's table (netlink) every few milliseconds, stores the MACs in the
-//! cells, and asks the kernel to resolve the addresses that have none. A
-//! worker never waits for resolution: it drops the packet, counts it, and
-//! flags the cell.
+//! snapshots and connections that name it. A background thread keeps the
+//! cells right by following the kernel's announcements (neighbour, IPv4
+//! route and address changes) instead of polling: it reads the tables in
+//! full only at start, when an address is added, when announcements were
+//! lost or a dump was interrupted, and at a slow safety period. It asks the
+//! kernel to resolve next hops that have no MAC. A worker never waits for
+//! resolution: it drops the packet, counts it, and flags the cell, which
+//! the thread notices within a tick.
 
-use crate::io::netlink::{Netlink, Route};
+use crate::io::netlink::{Event, Events, Netlink, Route};
 use crate::svc::NeighCell;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the kernel's table is read.
-const REFRESH: Duration = Duration::from_millis(50);
+/// How often the thread looks at flagged cells, kicks and the stop flag
+/// when the kernel announces nothing.
+const TICK: Duration = Duration::from_millis(20);
 /// How often resolution of a missing MAC is asked for again.
 const RETRY: Duration = Duration::from_millis(500);
-/// How often an address's route is read again (routes change rarely; a
-/// change is picked up within this time).
-pub const ROUTE_REFRESH: Duration = Duration::from_secs(2);
-/// Route look-ups per refresh at most (a large configuration is covered
-/// over several periods instead of stalling one).
-pub const ROUTES_PER_REFRESH: usize = 512;
+/// How soon resolution is asked for again when a worker wants the MAC.
+const WANTED_RETRY: Duration = Duration::from_millis(100);
+/// How often the tables are read in full although no announcement said
+/// so (a safety net: announcements are the normal path).
+pub const RESYNC: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Entry {
@@ -32,8 +35,8 @@ struct Entry {
     last_request: Option<Instant>,
     /// The route last read (outgoing interface of ours, gateway, source).
     route: Option<Route>,
-    /// When it was read (`None`: never).
-    route_at: Option<Instant>,
+    /// Whether the route has been read at all.
+    looked_up: bool,
 }
 
 /// The set of next hops the data plane needs MACs for.
@@ -41,18 +44,22 @@ struct Entry {
 pub struct NeighTable {
     entries: Mutex<HashMap<Ipv4Addr, Entry>>,
     ifindexes: Vec<u32>,
-    /// Set (and signalled) when a new address needs resolving now.
-    wake: (Mutex<bool>, Condvar),
+    /// Set when a new address needs resolving now.
+    kicked: AtomicBool,
 }
 
+/// What the thread knows of the kernel: the usable neighbours, by
+/// (address, interface).
+type Mirror = HashMap<(Ipv4Addr, u32), [u8; 6]>;
+
 impl NeighTable {
-    /// A table resolving on the interfaces `ifindexes` (the first is used
-    /// to ask for resolution).
+    /// A table resolving on the interfaces `ifindexes` (routes through
+    /// other interfaces count as no route).
     pub fn new(ifindexes: Vec<u32>) -> Arc<Self> {
         Arc::new(NeighTable {
             entries: Mutex::new(HashMap::new()),
             ifindexes,
-            wake: (Mutex::new(false), Condvar::new()),
+            kicked: AtomicBool::new(false),
         })
     }
 
@@ -69,7 +76,7 @@ impl NeighTable {
                         cell: Arc::new(NeighCell::default()),
                         last_request: None,
                         route: None,
-                        route_at: None,
+                        looked_up: false,
                     }
                 })
                 .cell
@@ -81,45 +88,25 @@ impl NeighTable {
         cell
     }
 
-    /// Make the thread refresh now instead of at its next period.
+    /// Make the thread read the routes of new addresses and the neighbour
+    /// table at its next tick.
     pub fn kick(&self) {
-        let (m, cv) = &self.wake;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cv.notify_one();
+        self.kicked.store(true, Ordering::Relaxed);
     }
 
-    /// Wait for a kick or the refresh period, whichever comes first.
-    fn wait(&self) {
-        let (m, cv) = &self.wake;
-        let g = m.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut g, _) = cv
-            .wait_timeout_while(g, REFRESH, |kicked| !*kicked)
-            .unwrap_or_else(|e| e.into_inner());
-        *g = false;
-    }
-
-    /// Read the kernel's tables once: the neighbour table (one dump), and
-    /// the routes of the addresses whose route is unknown or older than
-    /// [`ROUTE_REFRESH`] (at most [`ROUTES_PER_REFRESH`] of them); store the
-    /// next hops' MACs and routes in the cells, ask for resolution of the
-    /// next hops still missing, and forget addresses no snapshot refers to.
-    pub fn refresh(&self, nl: &mut Netlink) -> std::io::Result<()> {
-        let now = Instant::now();
+    /// Read the kernel's tables: the routes of every address (`all`) or of
+    /// those never looked up, then the whole neighbour table, which
+    /// replaces `mirror`. Addresses no snapshot refers to are forgotten.
+    fn resync(&self, nl: &mut Netlink, mirror: &mut Mirror, all: bool) -> std::io::Result<()> {
         let due: Vec<Ipv4Addr> = {
             let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             m.retain(|_, e| Arc::strong_count(&e.cell) > 1);
-            if m.is_empty() {
-                return Ok(());
-            }
             m.iter()
-                .filter(|(_, e)| {
-                    e.route_at
-                        .is_none_or(|t| now.duration_since(t) >= ROUTE_REFRESH)
-                })
+                .filter(|(_, e)| all || !e.looked_up)
                 .map(|(a, _)| *a)
-                .take(ROUTES_PER_REFRESH)
                 .collect()
         };
+        // No lock held while the kernel answers.
         let routes: Vec<(Ipv4Addr, Option<Route>)> = due
             .into_iter()
             .map(|a| {
@@ -130,25 +117,36 @@ impl NeighTable {
                 (a, r)
             })
             .collect();
-        let kernel: HashMap<(Ipv4Addr, u32), [u8; 6]> = nl
-            .neighbours()?
-            .into_iter()
-            .filter(|n| n.usable())
-            .filter_map(|n| Some(((n.addr, n.ifindex), n.mac?)))
-            .collect();
-        let mut to_resolve = Vec::new();
         {
             let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             for (a, r) in routes {
                 if let Some(e) = m.get_mut(&a) {
                     e.route = r;
-                    e.route_at = Some(now);
+                    e.looked_up = true;
                     match r {
                         Some(r) => e.cell.set_route(r.oif, r.prefsrc),
                         None => e.cell.set_route(0, None),
                     }
                 }
             }
+        }
+        *mirror = nl
+            .neighbours()?
+            .into_iter()
+            .filter(|n| n.usable())
+            .filter_map(|n| Some(((n.addr, n.ifindex), n.mac?)))
+            .collect();
+        Ok(())
+    }
+
+    /// Store the next hops' MACs from `mirror` in the cells and ask the
+    /// kernel to resolve those still missing (again after [`RETRY`], or
+    /// [`WANTED_RETRY`] when a worker wants one).
+    fn apply(&self, nl: &mut Netlink, mirror: &Mirror) {
+        let now = Instant::now();
+        let mut to_resolve = Vec::new();
+        {
+            let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             for (addr, e) in m.iter_mut() {
                 let Some(route) = e.route else {
                     // No route through an interface of ours: unreachable.
@@ -156,15 +154,16 @@ impl NeighTable {
                     continue;
                 };
                 let hop = route.hop(*addr);
-                match kernel.get(&(hop, route.oif)) {
+                match mirror.get(&(hop, route.oif)) {
                     Some(mac) => e.cell.set(Some(*mac)),
                     None => {
                         e.cell.set(None);
-                        let wanted = e.cell.take_wanted();
-                        let due = e
-                            .last_request
-                            .is_none_or(|t| now.duration_since(t) >= RETRY);
-                        if due || (wanted && e.last_request.is_none()) {
+                        let wait = if e.cell.take_wanted() {
+                            WANTED_RETRY
+                        } else {
+                            RETRY
+                        };
+                        if e.last_request.is_none_or(|t| now.duration_since(t) >= wait) {
                             e.last_request = Some(now);
                             to_resolve.push((route.oif, hop));
                         }
@@ -173,35 +172,87 @@ impl NeighTable {
             }
         }
         for (oif, hop) in to_resolve {
-            // A failure here is retried at the next period.
+            // A failure here is retried after RETRY.
             let _ = nl.resolve(oif, hop);
+        }
+    }
+
+    /// Follow the kernel's tables until `stop` is set (the thread's body).
+    fn run(&self, stop: &AtomicBool) -> std::io::Result<()> {
+        // Subscribe before the first read so that no change falls between.
+        let mut events = Events::open()?;
+        let mut nl = Netlink::open()?;
+        let mut mirror = Mirror::new();
+        let mut full = true;
+        let mut last_full = Instant::now();
+        let mut last_err: Option<String> = None;
+        // After a failed read, the next one waits for RETRY (a kernel that
+        // keeps refusing is not asked 50 times a second).
+        let mut not_before: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let held = not_before.is_some_and(|t| Instant::now() < t);
+            let new = !held && self.kicked.swap(false, Ordering::Relaxed);
+            if !held && (full || new || last_full.elapsed() >= RESYNC) {
+                let all = full || last_full.elapsed() >= RESYNC;
+                match self.resync(&mut nl, &mut mirror, all) {
+                    Ok(()) => {
+                        if all {
+                            full = false;
+                            last_full = Instant::now();
+                        }
+                        last_err = None;
+                        not_before = None;
+                    }
+                    Err(e) => {
+                        // Interrupted dump or kernel error: read again.
+                        full = true;
+                        not_before = Some(Instant::now() + RETRY);
+                        let s = e.to_string();
+                        if last_err.as_deref() != Some(&s) {
+                            eprintln!("xvsd: neighbour resync: {s}");
+                        }
+                        last_err = Some(s);
+                    }
+                }
+            }
+            self.apply(&mut nl, &mirror);
+            let pending = events.wait(TICK).and_then(|ready| {
+                if ready {
+                    events.drain(|ev| match ev {
+                        Event::Neighbour(n) => match n.mac.filter(|_| n.usable()) {
+                            Some(mac) => {
+                                mirror.insert((n.addr, n.ifindex), mac);
+                            }
+                            None => {
+                                mirror.remove(&(n.addr, n.ifindex));
+                            }
+                        },
+                        Event::NeighbourGone(n) => {
+                            mirror.remove(&(n.addr, n.ifindex));
+                        }
+                        Event::Routes | Event::Lost => full = true,
+                    })?;
+                }
+                Ok(())
+            });
+            if let Err(e) = pending {
+                // Whatever was missed is read again in full.
+                eprintln!("xvsd: neighbour events: {e}");
+                full = true;
+                std::thread::sleep(TICK);
+            }
         }
         Ok(())
     }
 
-    /// Run `refresh` every few milliseconds until `stop` is set.
+    /// Run the thread until `stop` is set.
     pub fn spawn(self: &Arc<Self>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
         let me = self.clone();
         std::thread::Builder::new()
             .name("xvs-neigh".into())
             .spawn(move || {
-                let mut nl = match Netlink::open() {
-                    Ok(nl) => nl,
-                    Err(e) => {
-                        eprintln!("xvsd: neighbour thread: cannot open netlink: {e}");
-                        return;
-                    }
-                };
-                let mut last_err: Option<String> = None;
-                while !stop.load(Ordering::Relaxed) {
-                    if let Err(e) = me.refresh(&mut nl) {
-                        let s = e.to_string();
-                        if last_err.as_deref() != Some(&s) {
-                            eprintln!("xvsd: neighbour refresh: {s}");
-                        }
-                        last_err = Some(s);
-                    }
-                    me.wait();
+                if let Err(e) = me.run(&stop) {
+                    eprintln!("xvsd: neighbour thread: {e}");
                 }
             })
             .expect("spawn neighbour thread")

@@ -2,10 +2,11 @@
 //! batches from its port, running the pipeline over each frame in place,
 //! and picking up new configuration snapshots between batches.
 
+use crate::counters::WorkerCounters;
 use crate::io::{FrameAccounting, Port};
-use crate::pipeline::{prefetch, Pipeline, PipelineStats};
-use crate::svc::SnapshotCell;
+use crate::pipeline::{prefetch, Pipeline};
 use crate::verdict::{DropReason, Verdict};
+use crate::svc::SnapshotCell;
 use crossbeam::channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ const POLL_MS: i32 = 10;
 #[derive(Debug)]
 pub enum Request {
     /// Report the worker's counters.
-    Stats(Sender<(PipelineStats, FrameAccounting)>),
+    Stats(Sender<(WorkerCounters, FrameAccounting)>),
 }
 
 /// What a worker reports when it stops.
@@ -25,8 +26,8 @@ pub enum Request {
 pub struct Report {
     /// `iface:queue`.
     pub name: String,
-    /// Pipeline counters.
-    pub stats: PipelineStats,
+    /// Counters (pipeline and rings).
+    pub counters: WorkerCounters,
     /// Where the frames were after draining.
     pub frames: FrameAccounting,
 }
@@ -43,9 +44,14 @@ pub fn run<P: Port>(
     let (mut gen, snap) = cell.load();
     pipeline.set_snapshot(snap);
     let table = pipeline.table().clone();
+    // Frames read, and frames the pipeline passed that the port cannot
+    // give back to the kernel (counted as that drop, not as passed).
+    let mut rx = 0u64;
+    let mut unavailable = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let now = crate::clock::now_ns();
         let pipe = &mut pipeline;
+        let unavail = &mut unavailable;
         let res = port.poll_prefetch(
             POLL_MS,
             |stage, frame| prefetch(&table, stage, frame),
@@ -53,15 +59,18 @@ pub fn run<P: Port>(
                 Verdict::Pass => {
                     // Frames reach an AF_XDP socket only when the steering
                     // program chose them; there is no way back to the kernel.
-                    pipe.count_drop(DropReason::PassUnavailable);
+                    *unavail += 1;
                     Verdict::Drop(DropReason::PassUnavailable)
                 }
                 v => v,
             },
         );
-        if let Err(e) = res {
-            eprintln!("xvsd: worker {name}: poll: {e}");
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        match res {
+            Ok(n) => rx += n as u64,
+            Err(e) => {
+                eprintln!("xvsd: worker {name}: poll: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         pipeline.expire(crate::clock::now_ns());
         if cell.generation() != gen {
@@ -70,21 +79,31 @@ pub fn run<P: Port>(
             pipeline.set_snapshot(snap);
         }
         while let Ok(req) = requests.try_recv() {
-            answer(&pipeline, &port, req);
+            match req {
+                Request::Stats(tx) => {
+                    let c = counters(&pipeline, &port, rx, unavailable);
+                    let _ = tx.send((c, port.accounting()));
+                }
+            }
         }
     }
     let report = Report {
         name,
-        stats: pipeline.stats().clone(),
+        counters: counters(&pipeline, &port, rx, unavailable),
         frames: port.accounting(),
     };
     (port, report)
 }
 
-fn answer<P: Port>(pipeline: &Pipeline, port: &P, req: Request) {
-    match req {
-        Request::Stats(tx) => {
-            let _ = tx.send((pipeline.stats().clone(), port.accounting()));
-        }
+/// The worker's counters: `unavailable` of the pipeline's passed frames
+/// were dropped instead.
+fn counters<P: Port>(pipeline: &Pipeline, port: &P, rx: u64, unavailable: u64) -> WorkerCounters {
+    let mut p = pipeline.stats().clone();
+    p.pass = p.pass.saturating_sub(unavailable);
+    p.drops[DropReason::PassUnavailable as usize] += unavailable;
+    WorkerCounters {
+        rx,
+        pipeline: p,
+        rings: port.rings(),
     }
 }

@@ -214,8 +214,16 @@ fn metrics_endpoint_serves_services_dests_and_drops() {
             0,
         ),
         ("xvs_dataplane_workers".to_string(), 0),
+        ("xvs_dataplane_rx_frames_total".to_string(), 0),
         ("xvs_dataplane_tx_frames_total".to_string(), 0),
+        ("xvs_dataplane_pass_frames_total".to_string(), 0),
         ("xvs_dataplane_connections_created_total".to_string(), 0),
+        ("xvs_dataplane_templates_created_total".to_string(), 0),
+        ("xvs_dataplane_frag_needed_total".to_string(), 0),
+        (
+            "xvs_dataplane_drops_total{reason=\"tx_ring_full\"}".to_string(),
+            0,
+        ),
     ] {
         assert_eq!(metric(&page, &name), Some(want), "{name} in:\n{page}");
     }
@@ -580,6 +588,17 @@ fn established_connections_lose_nothing_while_rules_change_1000_times_a_second()
         "{page1}"
     );
     assert_eq!(metric(&page1, "xvs_dataplane_workers"), Some(1), "{page1}");
+    // The steering program's counters are shown: it redirected at least
+    // what the worker read (it is read after the worker), and the worker
+    // read every exchange's request.
+    let rx = metric(&page1, "xvs_dataplane_rx_frames_total").expect("rx");
+    let redirected: u64 = page1
+        .lines()
+        .filter(|l| l.starts_with("xvs_dataplane_steer_redirect_frames_total{iface="))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    assert!(rx >= exchanges, "{page1}");
+    assert!(redirected >= rx, "{page1}");
 
     let exit = xvsd.stop();
     assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);

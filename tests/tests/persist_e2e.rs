@@ -283,6 +283,12 @@ fn a_full_table_drops_and_counts_new_connections_and_established_ones_keep_going
         .unwrap_or(0);
     assert!(full >= 2, "drops counted and visible in xvsadm:\n{dp}");
     assert!(dp.contains("3 of 3 entries in use"), "{dp}");
+    // Every counter is listed once: the workers' reads, the rings' drops
+    // and the steering program's counters of the interface.
+    for name in [" rx ", " tx_ring_full ", " no_port ", " redirect "] {
+        assert_eq!(dp.matches(name).count(), 1, "{name:?} once in:\n{dp}");
+    }
+    assert!(dp.contains("  steering "), "{dp}");
     // The established connections complete their exchange.
     let done = holder.release(Duration::from_secs(20));
     assert_eq!(done.ok, 3, "established connections keep flowing: {done:?}");

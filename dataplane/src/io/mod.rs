@@ -42,6 +42,15 @@ impl FrameAccounting {
     }
 }
 
+/// Counters of a port's rings: frames it could not hand on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RingCounters {
+    /// Frames dropped because the egress TX ring had no room.
+    pub tx_ring_full: u64,
+    /// Frames whose verdict named a port the group does not have.
+    pub no_port: u64,
+}
+
 /// A source and sink of frames that the pipeline rewrites in place.
 pub trait Port {
     /// Receive up to one batch (waiting at most `timeout_ms`), call
@@ -69,6 +78,11 @@ pub trait Port {
 
     /// Where the frames are now.
     fn accounting(&self) -> FrameAccounting;
+
+    /// Frames the port could not hand on (a port that always can: zero).
+    fn rings(&self) -> RingCounters {
+        RingCounters::default()
+    }
 }
 
 /// Ask the CPU to start loading the cache line of `r` (a hint: no effect

@@ -1,33 +1,46 @@
-//! A minimal rtnetlink client: dump the IPv4 neighbour table and ask the
-//! kernel to resolve an address (`NTF_USE`), enough for DR next hops.
+//! The rtnetlink the data plane needs for next hops: look up a route, dump
+//! the IPv4 neighbour table, ask the kernel to resolve an address
+//! (`NTF_USE`), and follow neighbour, route and address changes as the
+//! kernel announces them.
+//!
+//! Messages are built and parsed by `netlink-packet-route` and the sockets
+//! are `netlink-sys`'s, synchronously (no async runtime in a data plane
+//! thread). What those crates leave to their user is done here: replies are
+//! matched by sequence number, a dump the kernel marks interrupted
+//! (`NLM_F_DUMP_INTR`) is repeated, a datagram larger than the buffer is
+//! detected (`MSG_TRUNC`) instead of parsed short, and an overflowing
+//! subscription (`ENOBUFS`: events were lost) is reported as such so that
+//! the caller reads the tables again.
 
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
-const NLMSG_HDRLEN: usize = 16;
-const NDMSG_LEN: usize = 12;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_GETROUTE: u16 = 26;
-const RTM_NEWNEIGH: u16 = 28;
-const RTMSG_LEN: usize = 12;
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_PREFSRC: u16 = 7;
-const RTM_GETNEIGH: u16 = 30;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_CREATE: u16 = 0x400;
-const NDA_DST: u16 = 1;
-const NDA_LLADDR: u16 = 2;
-const NTF_USE: u8 = 0x01;
 const NUD_INCOMPLETE: u16 = 0x01;
 const NUD_FAILED: u16 = 0x20;
 const NUD_NOARP: u16 = 0x40;
+
+/// How long a request waits for the kernel's answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a dump the kernel interrupted is tried again at once.
+const DUMP_TRIES: usize = 3;
+/// Receive buffer of a socket (the kernel's datagrams for a dump are at
+/// most a page or two; events are small).
+const BUF: usize = 64 * 1024;
+/// Kernel socket buffer asked for the subscription, so that a burst of
+/// changes (a link going down with many neighbours) is not lost.
+const EVENT_RCVBUF: usize = 4 << 20;
 
 /// One entry of the kernel's neighbour table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,275 +80,405 @@ impl Route {
     }
 }
 
-/// A NETLINK_ROUTE socket.
-#[derive(Debug)]
-pub struct Netlink {
-    fd: OwnedFd,
-    seq: u32,
-    buf: Vec<u8>,
+/// A change the kernel announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A neighbour entry was added or changed.
+    Neighbour(Neighbour),
+    /// A neighbour entry was deleted.
+    NeighbourGone(Neighbour),
+    /// An IPv4 route or address changed: any route may be different now.
+    Routes,
+    /// Events were lost (the socket overflowed, or one did not fit the
+    /// buffer): the tables must be read again.
+    Lost,
 }
 
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn put_hdr(msg: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) {
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // length, patched later
-    msg.extend_from_slice(&ty.to_ne_bytes());
-    msg.extend_from_slice(&flags.to_ne_bytes());
-    msg.extend_from_slice(&seq.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-}
-
-fn put_ndmsg(msg: &mut Vec<u8>, ifindex: u32, state: u16, flags: u8) {
-    msg.push(libc::AF_INET as u8);
-    msg.extend_from_slice(&[0, 0, 0]);
-    msg.extend_from_slice(&(ifindex as i32).to_ne_bytes());
-    msg.extend_from_slice(&state.to_ne_bytes());
-    msg.push(flags);
-    msg.push(0);
-}
-
-fn finish(msg: &mut [u8]) {
-    let len = msg.len() as u32;
-    msg[..4].copy_from_slice(&len.to_ne_bytes());
-}
-
-impl Netlink {
-    /// Open a socket (in the calling thread's network namespace).
-    pub fn open() -> io::Result<Self> {
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor that we own from here on.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let tv = libc::timeval {
-            tv_sec: 1,
-            tv_usec: 0,
-        };
-        // SAFETY: setting SO_RCVTIMEO with a valid timeval of the right size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        Ok(Netlink {
-            fd,
-            seq: 1,
-            buf: vec![0; 64 * 1024],
-        })
-    }
-
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        // SAFETY: msg is a valid buffer of msg.len() bytes; a netlink
-        // socket with no address sends to the kernel.
-        let rc = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    fn recv(&mut self) -> io::Result<usize> {
-        // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-        let rc = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                0,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(rc as usize)
-    }
-
-    /// Read the messages answering request `seq`, handing each (type,
-    /// payload) to `f`, until `f` says stop, the dump ends (`NLMSG_DONE`)
-    /// or the kernel acknowledges; a negative acknowledgement is the error.
-    fn each_reply(&mut self, seq: u32, mut f: impl FnMut(u16, &[u8]) -> bool) -> io::Result<()> {
-        loop {
-            let n = self.recv()?;
-            let mut off = 0;
-            while off + NLMSG_HDRLEN <= n {
-                let b = &self.buf[off..n];
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if len < NLMSG_HDRLEN || len > b.len() {
-                    return Err(io::Error::other("malformed netlink message"));
-                }
-                if mseq == seq {
-                    match ty {
-                        NLMSG_DONE => return Ok(()),
-                        NLMSG_ERROR => {
-                            if len < NLMSG_HDRLEN + 4 {
-                                return Err(io::Error::other("short netlink error"));
-                            }
-                            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-                            return if code == 0 {
-                                Ok(())
-                            } else {
-                                Err(io::Error::from_raw_os_error(-code))
-                            };
-                        }
-                        _ => {
-                            if !f(ty, &b[NLMSG_HDRLEN..len]) {
-                                return Ok(());
-                            }
-                        }
-                    }
-                }
-                off += align4(len);
+/// Wait until `fd` is readable or `timeout` passed; true if readable.
+fn readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `p` is one valid pollfd that poll(2) may write `revents` into;
+    // the descriptor is borrowed from a live socket for the call.
+    let rc = unsafe { libc::poll(&mut p, 1, ms) };
+    match rc {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
             }
         }
     }
-
-    /// The IPv4 neighbour table.
-    pub fn neighbours(&mut self) -> io::Result<Vec<Neighbour>> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut msg = Vec::with_capacity(64);
-        put_hdr(&mut msg, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, seq);
-        put_ndmsg(&mut msg, 0, 0, 0);
-        finish(&mut msg);
-        self.send(&msg)?;
-        let mut out = Vec::new();
-        self.each_reply(seq, |ty, payload| {
-            if ty == RTM_NEWNEIGH {
-                if let Some(nb) = parse_neigh(payload) {
-                    out.push(nb);
-                }
-            }
-            true
-        })?;
-        Ok(out)
-    }
-
-    /// Look up the route to `dst` (as `ip route get` does).
-    pub fn route_get(&mut self, dst: Ipv4Addr) -> io::Result<Route> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut msg = Vec::with_capacity(64);
-        put_hdr(&mut msg, RTM_GETROUTE, NLM_F_REQUEST, seq);
-        // struct rtmsg: family, dst_len, src_len, tos, table, protocol,
-        // scope, type, flags (u32).
-        msg.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0]);
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(&8u16.to_ne_bytes());
-        msg.extend_from_slice(&RTA_DST.to_ne_bytes());
-        msg.extend_from_slice(&dst.octets());
-        finish(&mut msg);
-        self.send(&msg)?;
-        let mut route = None;
-        self.each_reply(seq, |ty, payload| {
-            if ty == RTM_NEWROUTE {
-                route = parse_route(payload);
-                return false;
-            }
-            true
-        })?;
-        route.ok_or_else(|| io::Error::other("no route through an interface"))
-    }
-
-    /// Ask the kernel to resolve `addr` on interface `ifindex` (creates
-    /// the entry and sends an ARP request, like a packet sent to it would).
-    pub fn resolve(&mut self, ifindex: u32, addr: Ipv4Addr) -> io::Result<()> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut msg = Vec::with_capacity(64);
-        put_hdr(
-            &mut msg,
-            RTM_NEWNEIGH,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
-            seq,
-        );
-        put_ndmsg(&mut msg, ifindex, 0, NTF_USE);
-        msg.extend_from_slice(&8u16.to_ne_bytes());
-        msg.extend_from_slice(&NDA_DST.to_ne_bytes());
-        msg.extend_from_slice(&addr.octets());
-        finish(&mut msg);
-        self.send(&msg)?;
-        self.each_reply(seq, |_, _| true)
-    }
 }
 
-fn parse_route(b: &[u8]) -> Option<Route> {
-    if b.len() < RTMSG_LEN {
+/// Receive one datagram into `buf` (cleared first); `Ok(None)` when it was
+/// larger than the buffer (its content is lost; the buffer is grown for
+/// the next one).
+fn recv_whole(sock: &Socket, buf: &mut Vec<u8>, flags: libc::c_int) -> io::Result<Option<()>> {
+    buf.clear();
+    let cap = buf.capacity();
+    let n = sock.recv(buf, flags | libc::MSG_TRUNC)?;
+    if n > cap {
+        buf.clear();
+        buf.reserve(n.next_power_of_two());
+        return Ok(None);
+    }
+    Ok(Some(()))
+}
+
+/// The messages of one datagram, with their header flags.
+fn messages(
+    mut b: &[u8],
+) -> impl Iterator<Item = io::Result<NetlinkMessage<RouteNetlinkMessage>>> + '_ {
+    std::iter::from_fn(move || {
+        if b.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < 16 || len > b.len() {
+            b = &[];
+            return Some(Err(io::Error::other("malformed netlink message")));
+        }
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
+            .map_err(|e| io::Error::other(format!("netlink message: {e}")));
+        b = &b[len.next_multiple_of(4).min(b.len())..];
+        Some(msg)
+    })
+}
+
+fn parse_neigh(m: &NeighbourMessage) -> Option<Neighbour> {
+    if m.header.family != AddressFamily::Inet {
         return None;
     }
+    let mut addr = None;
+    let mut mac = None;
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => addr = Some(*ip),
+            NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                let mut b = [0u8; 6];
+                b.copy_from_slice(l);
+                mac = Some(b);
+            }
+            _ => {}
+        }
+    }
+    Some(Neighbour {
+        ifindex: m.header.ifindex,
+        addr: addr?,
+        mac,
+        state: u16::from(m.header.state),
+    })
+}
+
+fn parse_route(m: &RouteMessage) -> Option<Route> {
     let mut route = Route {
         oif: 0,
         gateway: None,
         prefsrc: None,
     };
-    let mut off = RTMSG_LEN;
-    while off + 4 <= b.len() {
-        let alen = usize::from(u16::from_ne_bytes([b[off], b[off + 1]]));
-        let aty = u16::from_ne_bytes([b[off + 2], b[off + 3]]);
-        if alen < 4 || off + alen > b.len() {
-            break;
-        }
-        let val = &b[off + 4..off + alen];
-        let v4 = || (val.len() == 4).then(|| Ipv4Addr::new(val[0], val[1], val[2], val[3]));
-        match aty {
-            RTA_OIF if val.len() == 4 => {
-                route.oif = u32::from_ne_bytes([val[0], val[1], val[2], val[3]])
-            }
-            RTA_GATEWAY => route.gateway = v4(),
-            RTA_PREFSRC => route.prefsrc = v4(),
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Oif(i) => route.oif = *i,
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => route.gateway = Some(*g),
+            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => route.prefsrc = Some(*s),
             _ => {}
         }
-        off += align4(alen);
     }
     (route.oif != 0).then_some(route)
 }
 
-fn parse_neigh(b: &[u8]) -> Option<Neighbour> {
-    if b.len() < NDMSG_LEN || b[0] != libc::AF_INET as u8 {
-        return None;
+/// A NETLINK_ROUTE socket for requests (route look-ups, dumps, resolution).
+#[derive(Debug)]
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    /// Open a socket (in the calling thread's network namespace).
+    pub fn open() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        Ok(Netlink {
+            sock,
+            seq: 1,
+            buf: Vec::with_capacity(BUF),
+        })
     }
-    let ifindex = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]) as u32;
-    let state = u16::from_ne_bytes([b[8], b[9]]);
-    let mut addr = None;
-    let mut mac = None;
-    let mut off = NDMSG_LEN;
-    while off + 4 <= b.len() {
-        let alen = usize::from(u16::from_ne_bytes([b[off], b[off + 1]]));
-        let aty = u16::from_ne_bytes([b[off + 2], b[off + 3]]);
-        if alen < 4 || off + alen > b.len() {
-            break;
-        }
-        let val = &b[off + 4..off + alen];
-        match aty {
-            NDA_DST if val.len() == 4 => addr = Some(Ipv4Addr::new(val[0], val[1], val[2], val[3])),
-            NDA_LLADDR if val.len() == 6 => {
-                let mut m = [0u8; 6];
-                m.copy_from_slice(val);
-                mac = Some(m);
+
+    /// Send `msg` with `flags`; returns its sequence number.
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = self.seq;
+        let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        m.finalize();
+        let mut out = vec![0u8; m.buffer_len()];
+        m.serialize(&mut out);
+        self.sock.send(&out, 0)?;
+        Ok(self.seq)
+    }
+
+    /// Read the answer to request `seq`, handing each message to `f` until
+    /// `f` says stop, the dump ends or the kernel acknowledges (a negative
+    /// acknowledgement is the error). Returns whether any message of a dump
+    /// was marked interrupted.
+    fn replies(
+        &mut self,
+        seq: u32,
+        mut f: impl FnMut(&RouteNetlinkMessage) -> bool,
+    ) -> io::Result<bool> {
+        let mut intr = false;
+        loop {
+            if !readable(&self.sock, REPLY_TIMEOUT)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no netlink answer from the kernel",
+                ));
             }
-            _ => {}
+            if recv_whole(&self.sock, &mut self.buf, 0)?.is_none() {
+                return Err(io::Error::other("netlink answer truncated"));
+            }
+            for m in messages(&self.buf) {
+                let m = m?;
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                intr |= m.header.flags & NLM_F_DUMP_INTR != 0;
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(intr),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(intr),
+                            Some(_) => Err(e.to_io()),
+                        }
+                    }
+                    NetlinkPayload::InnerMessage(inner) if !f(&inner) => return Ok(intr),
+                    _ => {}
+                }
+            }
         }
-        off += align4(alen);
     }
-    Some(Neighbour {
-        ifindex,
-        addr: addr?,
-        mac,
-        state,
-    })
+
+    /// The IPv4 neighbour table. A dump the kernel interrupted (the table
+    /// changed during it) is repeated; still interrupted after a few
+    /// tries, it fails with [`io::ErrorKind::Interrupted`].
+    pub fn neighbours(&mut self) -> io::Result<Vec<Neighbour>> {
+        for _ in 0..DUMP_TRIES {
+            let mut req = NeighbourMessage::default();
+            req.header.family = AddressFamily::Inet;
+            let seq = self.send(
+                RouteNetlinkMessage::GetNeighbour(req),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )?;
+            let mut out = Vec::new();
+            let intr = self.replies(seq, |m| {
+                if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                    out.extend(parse_neigh(n));
+                }
+                true
+            })?;
+            if !intr {
+                return Ok(out);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "neighbour dump interrupted",
+        ))
+    }
+
+    /// Look up the route to `dst` (as `ip route get` does).
+    pub fn route_get(&mut self, dst: Ipv4Addr) -> io::Result<Route> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        req.header.destination_prefix_length = 32;
+        req.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        let seq = self.send(RouteNetlinkMessage::GetRoute(req), NLM_F_REQUEST)?;
+        let mut route = None;
+        self.replies(seq, |m| match m {
+            RouteNetlinkMessage::NewRoute(r) => {
+                route = parse_route(r);
+                false
+            }
+            _ => true,
+        })?;
+        route.ok_or_else(|| io::Error::other(format!("no route to {dst} through an interface")))
+    }
+
+    /// Ask the kernel to resolve `addr` on interface `ifindex` (creates
+    /// the entry and sends an ARP request, like a packet sent to it would).
+    pub fn resolve(&mut self, ifindex: u32, addr: Ipv4Addr) -> io::Result<()> {
+        let mut req = NeighbourMessage::default();
+        req.header.family = AddressFamily::Inet;
+        req.header.ifindex = ifindex;
+        req.header.flags = NeighbourFlags::Use;
+        req.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                addr,
+            )));
+        let seq = self.send(
+            RouteNetlinkMessage::NewNeighbour(req),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+        )?;
+        self.replies(seq, |_| true).map(|_| ())
+    }
+}
+
+/// A NETLINK_ROUTE socket subscribed to neighbour, IPv4 route and IPv4
+/// address changes.
+#[derive(Debug)]
+pub struct Events {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl Events {
+    /// Subscribe (in the calling thread's network namespace).
+    pub fn open() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        // Best effort: a smaller buffer only makes ENOBUFS likelier.
+        let _ = sock.set_rx_buf_sz(EVENT_RCVBUF);
+        sock.bind_auto()?;
+        for g in [
+            libc::RTNLGRP_NEIGH,
+            libc::RTNLGRP_IPV4_ROUTE,
+            libc::RTNLGRP_IPV4_IFADDR,
+        ] {
+            sock.add_membership(g)?;
+        }
+        sock.set_non_blocking(true)?;
+        Ok(Events {
+            sock,
+            buf: Vec::with_capacity(BUF),
+        })
+    }
+
+    /// Wait until an event is pending or `timeout` passed.
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        readable(&self.sock, timeout)
+    }
+
+    /// Hand every pending event to `f`, without waiting.
+    pub fn drain(&mut self, mut f: impl FnMut(Event)) -> io::Result<()> {
+        loop {
+            match recv_whole(&self.sock, &mut self.buf, libc::MSG_DONTWAIT) {
+                Ok(Some(())) => {}
+                Ok(None) => {
+                    f(Event::Lost);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    f(Event::Lost);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for m in messages(&self.buf) {
+                let Ok(m) = m else {
+                    // An event we cannot read may have been one we need.
+                    f(Event::Lost);
+                    break;
+                };
+                let NetlinkPayload::InnerMessage(inner) = m.payload else {
+                    continue;
+                };
+                match inner {
+                    RouteNetlinkMessage::NewNeighbour(n) => {
+                        if let Some(n) = parse_neigh(&n) {
+                            f(Event::Neighbour(n));
+                        }
+                    }
+                    RouteNetlinkMessage::DelNeighbour(n) => {
+                        if let Some(n) = parse_neigh(&n) {
+                            f(Event::NeighbourGone(n));
+                        }
+                    }
+                    RouteNetlinkMessage::NewRoute(_)
+                    | RouteNetlinkMessage::DelRoute(_)
+                    | RouteNetlinkMessage::NewAddress(_)
+                    | RouteNetlinkMessage::DelAddress(_) => f(Event::Routes),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_get_request_parses_back() {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        req.header.destination_prefix_length = 32;
+        req.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                Ipv4Addr::new(198, 18, 0, 1),
+            )));
+        let mut m = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetRoute(req.clone())),
+        );
+        m.finalize();
+        let mut out = vec![0u8; m.buffer_len()];
+        m.serialize(&mut out);
+        // Two messages back to back, as a datagram holds them.
+        let mut two = out.clone();
+        two.extend_from_slice(&out);
+        let got: Vec<_> = messages(&two).collect::<io::Result<_>>().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[1].payload,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetRoute(req))
+        );
+        assert!(messages(&out[..out.len() - 1]).next().unwrap().is_err());
+    }
+
+    #[test]
+    fn neighbour_and_route_attributes_are_read() {
+        let mut n = NeighbourMessage::default();
+        n.header.family = AddressFamily::Inet;
+        n.header.ifindex = 7;
+        n.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                Ipv4Addr::new(198, 18, 0, 2),
+            )));
+        n.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 9]));
+        let nb = parse_neigh(&n).unwrap();
+        assert_eq!(nb.addr, Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(nb.mac, Some([2, 0, 0, 0, 0, 9]));
+        assert_eq!(nb.ifindex, 7);
+        let mut r = RouteMessage::default();
+        assert_eq!(parse_route(&r), None);
+        r.attributes.push(RouteAttribute::Oif(3));
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+                198, 18, 0, 254,
+            ))));
+        let route = parse_route(&r).unwrap();
+        assert_eq!(route.oif, 3);
+        assert_eq!(
+            route.hop(Ipv4Addr::new(198, 19, 0, 1)),
+            Ipv4Addr::new(198, 18, 0, 254)
+        );
+    }
 }

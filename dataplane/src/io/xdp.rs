@@ -1,20 +1,28 @@
 //! The XDP steering program (`bpf/steer.bpf.c`, built by `build.rs` and
-//! embedded here): loading it with libbpf, attaching it to an interface,
-//! and keeping its maps in step with the service table.
+//! embedded here): loading it, attaching it to an interface, and keeping
+//! its maps in step with the service table.
+//!
+//! The object is handled by `aya`, in Rust, rather than by libbpf through
+//! FFI: the maps are typed (keys laid out as the C structs), the attachment
+//! is a `bpf_link` owned here (dropped, it detaches, so no program outlives
+//! a crashed daemon), and aya can pin the maps, the program and the link in
+//! bpffs so that a restarted daemon can take them over.
 //!
 //! One program object is loaded per interface, so every interface has its
 //! own XSKMAP indexed by RX queue.
 
-use libxdp_sys as sys;
-use std::ffi::CString;
+use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::xdp::XdpLink;
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, Pod};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
 static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 
-const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// The program's name in the object.
+const PROG: &str = "xvs_steer";
 
 /// How the program was attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,280 +33,251 @@ pub enum AttachMode {
     Generic,
 }
 
-/// Key of the service map, laid out as `struct svc_key` in the C program.
+/// Key of `svc_map` and `nat_map`, laid out as `struct svc_key` in the C
+/// program (address and port in network byte order).
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
-struct SvcKey {
-    addr: u32,
-    port: u16,
-    proto: u8,
-    pad: u8,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SvcKey {
+    /// IPv4 address, network byte order.
+    pub addr: u32,
+    /// Port, network byte order (0: every port).
+    pub port: u16,
+    /// IP protocol number (0 with port 0 in `nat_map`: ICMP errors).
+    pub proto: u8,
+    /// Always 0 (the C struct's padding, part of the hashed key).
+    pub pad: u8,
 }
 
-/// The steering program loaded and attached to one interface.
-#[derive(Debug)]
-pub struct Steering {
-    obj: *mut sys::bpf_object,
-    ifindex: i32,
-    attached: Option<u32>,
-    xsks_fd: RawFd,
-    svc_fd: RawFd,
-    nat_fd: RawFd,
-    vip_fd: RawFd,
-    stats_fd: RawFd,
-    prog_fd: RawFd,
-}
+// SAFETY: SvcKey is repr(C), Copy, made of integers only, and has no
+// implicit padding (4 + 2 + 1 + 1 bytes), so every byte is initialised.
+unsafe impl Pod for SvcKey {}
 
-// SAFETY: the bpf_object is only used through &mut self or read-only map
-// syscalls, which the kernel serialises; libbpf keeps no thread-local state.
-unsafe impl Send for Steering {}
-// SAFETY: as above: `&self` methods only issue bpf() syscalls on map fds.
-unsafe impl Sync for Steering {}
-
-fn neg_err(what: &str, rc: i32) -> io::Error {
-    let e = io::Error::from_raw_os_error(rc.unsigned_abs() as i32);
-    io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
-impl Steering {
-    /// Load the steering program for interface `ifindex` (not attached yet).
-    pub fn load(ifindex: u32) -> io::Result<Self> {
-        let name = CString::new("xvs_steer").expect("no NUL");
-        // SAFETY: STEER_OBJ is a static byte slice that outlives the
-        // object; a null opts pointer asks for libbpf's defaults.
-        let obj = unsafe {
-            sys::bpf_object__open_mem(STEER_OBJ.as_ptr().cast(), STEER_OBJ.len(), std::ptr::null())
-        };
-        if obj.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        let mut s = Steering {
-            obj,
-            ifindex: ifindex as i32,
-            attached: None,
-            xsks_fd: -1,
-            svc_fd: -1,
-            nat_fd: -1,
-            vip_fd: -1,
-            stats_fd: -1,
-            prog_fd: -1,
-        };
-        // SAFETY: obj is a valid, opened, not yet loaded object.
-        let rc = unsafe { sys::bpf_object__load(obj) };
-        if rc != 0 {
-            return Err(neg_err("loading the XDP steering program", rc));
-        }
-        // SAFETY: obj is loaded; the name is a valid C string.
-        let prog = unsafe { sys::bpf_object__find_program_by_name(obj, name.as_ptr()) };
-        if prog.is_null() {
-            return Err(io::Error::other("steering program xvs_steer not in object"));
-        }
-        // SAFETY: prog belongs to the loaded obj.
-        s.prog_fd = unsafe { sys::bpf_program__fd(prog) };
-        s.xsks_fd = s.map_fd("xsks_map")?;
-        s.svc_fd = s.map_fd("svc_map")?;
-        s.nat_fd = s.map_fd("nat_map")?;
-        s.vip_fd = s.map_fd("vip_map")?;
-        s.stats_fd = s.map_fd("steer_stats")?;
-        Ok(s)
-    }
-
-    fn map_fd(&self, name: &str) -> io::Result<RawFd> {
-        let c = CString::new(name).expect("no NUL");
-        // SAFETY: self.obj is loaded; c is a valid C string.
-        let fd = unsafe { sys::bpf_object__find_map_fd_by_name(self.obj, c.as_ptr()) };
-        if fd < 0 {
-            return Err(neg_err(&format!("map {name}"), fd));
-        }
-        Ok(fd)
-    }
-
-    /// Attach to the interface: native mode when the driver has it, else
-    /// generic mode.
-    pub fn attach(&mut self) -> io::Result<AttachMode> {
-        for (flags, mode) in [
-            (XDP_FLAGS_DRV_MODE, AttachMode::Driver),
-            (XDP_FLAGS_SKB_MODE, AttachMode::Generic),
-        ] {
-            // SAFETY: prog_fd is a loaded XDP program; null opts = defaults.
-            let rc =
-                unsafe { sys::bpf_xdp_attach(self.ifindex, self.prog_fd, flags, std::ptr::null()) };
-            if rc == 0 {
-                self.attached = Some(flags);
-                return Ok(mode);
-            }
-            if flags == XDP_FLAGS_SKB_MODE {
-                return Err(neg_err("attaching the XDP steering program", rc));
-            }
-        }
-        unreachable!("the loop returns on its last iteration")
-    }
-
-    /// Detach from the interface (also done on drop).
-    pub fn detach(&mut self) {
-        if let Some(flags) = self.attached.take() {
-            // SAFETY: detaching the program we attached with these flags.
-            unsafe { sys::bpf_xdp_detach(self.ifindex, flags, std::ptr::null()) };
-        }
-    }
-
-    /// Steer RX queue `queue` to the AF_XDP socket `xsk_fd`.
-    pub fn set_xsk(&self, queue: u32, xsk_fd: RawFd) -> io::Result<()> {
-        let val: u32 = xsk_fd as u32;
-        // SAFETY: key and value point to u32s, the XSKMAP's sizes.
-        let rc = unsafe {
-            sys::bpf_map_update_elem(
-                self.xsks_fd,
-                (&queue as *const u32).cast(),
-                (&val as *const u32).cast(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(neg_err("inserting an AF_XDP socket in xsks_map", rc));
-        }
-        Ok(())
-    }
-
-    /// Stop steering RX queue `queue`.
-    pub fn clear_xsk(&self, queue: u32) {
-        // SAFETY: key points to a u32, the XSKMAP's key size.
-        unsafe { sys::bpf_map_delete_elem(self.xsks_fd, (&queue as *const u32).cast()) };
-    }
-
-    fn svc_key(proto: u8, vip: Ipv4Addr, port: u16) -> SvcKey {
+impl SvcKey {
+    /// The key of `proto addr:port`.
+    pub fn new(proto: u8, addr: Ipv4Addr, port: u16) -> Self {
         SvcKey {
-            addr: u32::from_ne_bytes(vip.octets()),
+            addr: u32::from_ne_bytes(addr.octets()),
             port: port.to_be(),
             proto,
             pad: 0,
         }
     }
+}
+
+/// The program's own counters (`steer_stats`, summed over CPUs), indexed
+/// as the C program's `STEER_*` constants.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SteerCounters {
+    /// Frames left to the kernel (not for a service).
+    pub pass: u64,
+    /// Frames redirected to an AF_XDP socket.
+    pub redirect: u64,
+    /// Frames for a service arriving on a queue with no socket (left to
+    /// the kernel).
+    pub no_socket: u64,
+}
+
+/// The steering program loaded and attached to one interface (boxed:
+/// aya's objects are large and a `Steering` is moved around).
+pub struct Steering {
+    ebpf: Box<Ebpf>,
+    ifindex: u32,
+    link: Option<XdpLink>,
+    maps: Box<Maps>,
+}
+
+/// The program's maps, taken out of the object.
+struct Maps {
+    xsks: XskMap<MapData>,
+    svc: HashMap<MapData, SvcKey, u32>,
+    nat: HashMap<MapData, SvcKey, u32>,
+    vip: HashMap<MapData, u32, u32>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for Steering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Steering")
+            .field("ifindex", &self.ifindex)
+            .field("attached", &self.link.is_some())
+            .finish()
+    }
+}
+
+/// `e` (with its sources) in the context of `what`.
+fn ctx(what: impl std::fmt::Display, e: impl std::error::Error) -> io::Error {
+    io::Error::other(format!("{what}: {}", error_chain(&e)))
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> io::Result<T> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| io::Error::other(format!("steering program: no map {name}")))?;
+    T::try_from(map).map_err(|e| ctx(format_args!("steering program: map {name}"), e))
+}
+
+impl Steering {
+    /// Load the steering program for interface `ifindex` (not attached yet).
+    pub fn load(ifindex: u32) -> io::Result<Self> {
+        let mut ebpf =
+            Ebpf::load(STEER_OBJ).map_err(|e| ctx("loading the XDP steering program", e))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG)
+            .ok_or_else(|| io::Error::other(format!("steering program {PROG} not in object")))?
+            .try_into()
+            .map_err(|e| ctx(format_args!("steering program {PROG}"), e))?;
+        prog.load()
+            .map_err(|e| ctx("loading the XDP steering program", e))?;
+        let maps = Box::new(Maps {
+            xsks: take(&mut ebpf, "xsks_map")?,
+            svc: take(&mut ebpf, "svc_map")?,
+            nat: take(&mut ebpf, "nat_map")?,
+            vip: take(&mut ebpf, "vip_map")?,
+            stats: take(&mut ebpf, "steer_stats")?,
+        });
+        Ok(Steering {
+            maps,
+            ebpf: Box::new(ebpf),
+            ifindex,
+            link: None,
+        })
+    }
+
+    fn program(&mut self) -> io::Result<&mut Xdp> {
+        self.ebpf
+            .program_mut(PROG)
+            .ok_or_else(|| io::Error::other(format!("steering program {PROG} not in object")))?
+            .try_into()
+            .map_err(|e| ctx(format_args!("steering program {PROG}"), e))
+    }
+
+    /// Attach to the interface: native mode when the driver has it, else
+    /// generic mode.
+    pub fn attach(&mut self) -> io::Result<AttachMode> {
+        let ifindex = self.ifindex;
+        let prog = self.program()?;
+        let mut last = None;
+        for (xmode, mode) in [
+            (XdpMode::Driver, AttachMode::Driver),
+            (XdpMode::Skb, AttachMode::Generic),
+        ] {
+            match prog.attach_to_if_index(ifindex, xmode) {
+                Ok(id) => {
+                    let link = prog
+                        .take_link(id)
+                        .map_err(|e| ctx("taking the XDP link", e))?;
+                    self.link = Some(link);
+                    return Ok(mode);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(io::Error::other(format!(
+            "attaching the XDP steering program to interface {ifindex}: {}",
+            last.map_or_else(String::new, |e| error_chain(&e))
+        )))
+    }
+
+    /// Detach from the interface (also done on drop).
+    pub fn detach(&mut self) {
+        // Dropping the link detaches the program.
+        self.link = None;
+    }
+
+    /// Steer RX queue `queue` to the AF_XDP socket `xsk_fd`.
+    pub fn set_xsk(&mut self, queue: u32, xsk_fd: RawFd) -> io::Result<()> {
+        // SAFETY: the caller passes the descriptor of a live AF_XDP socket;
+        // it is only read for the duration of this call (the kernel takes
+        // its own reference to the socket in the map).
+        let fd = unsafe { BorrowedFd::borrow_raw(xsk_fd) };
+        self.maps
+            .xsks
+            .set(queue, fd, 0)
+            .map_err(|e| ctx("inserting an AF_XDP socket in xsks_map", e))
+    }
+
+    /// Stop steering RX queue `queue`.
+    pub fn clear_xsk(&mut self, queue: u32) {
+        // Absent already: nothing to do.
+        let _ = self.maps.xsks.unset(queue);
+    }
 
     /// Start steering `proto vip:port` (port 0 = every port) to the sockets.
-    pub fn add_service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> io::Result<()> {
-        let k = Self::svc_key(proto, vip, port);
-        let v: u32 = 1;
-        // SAFETY: key and value match the map's key (8 bytes) and value (4).
-        let rc = unsafe {
-            sys::bpf_map_update_elem(
-                self.svc_fd,
-                (&k as *const SvcKey).cast(),
-                (&v as *const u32).cast(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(neg_err("inserting a service in svc_map", rc));
-        }
-        Ok(())
+    pub fn add_service(&mut self, proto: u8, vip: Ipv4Addr, port: u16) -> io::Result<()> {
+        self.maps
+            .svc
+            .insert(SvcKey::new(proto, vip, port), 1, 0)
+            .map_err(|e| ctx(format_args!("inserting {vip}:{port} in svc_map"), e))
     }
 
     /// Stop steering `proto vip:port`.
-    pub fn remove_service(&self, proto: u8, vip: Ipv4Addr, port: u16) {
-        let k = Self::svc_key(proto, vip, port);
-        // SAFETY: key matches the map's key size.
-        unsafe { sys::bpf_map_delete_elem(self.svc_fd, (&k as *const SvcKey).cast()) };
+    pub fn remove_service(&mut self, proto: u8, vip: Ipv4Addr, port: u16) {
+        let _ = self.maps.svc.remove(&SvcKey::new(proto, vip, port));
     }
 
     /// Start sending the replies of NAT real server `rip:rport` (`proto`;
     /// port 0: any port; proto 0 and port 0: its ICMP errors) to the
     /// sockets.
-    pub fn add_nat(&self, proto: u8, rip: Ipv4Addr, rport: u16) -> io::Result<()> {
-        let k = Self::svc_key(proto, rip, rport);
-        let v: u32 = 1;
-        // SAFETY: key and value match the map's key (8 bytes) and value (4).
-        let rc = unsafe {
-            sys::bpf_map_update_elem(
-                self.nat_fd,
-                (&k as *const SvcKey).cast(),
-                (&v as *const u32).cast(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(neg_err("inserting a NAT real server in nat_map", rc));
-        }
-        Ok(())
+    pub fn add_nat(&mut self, proto: u8, rip: Ipv4Addr, rport: u16) -> io::Result<()> {
+        self.maps
+            .nat
+            .insert(SvcKey::new(proto, rip, rport), 1, 0)
+            .map_err(|e| ctx(format_args!("inserting {rip}:{rport} in nat_map"), e))
     }
 
     /// Stop sending `rip:rport`'s replies to the sockets.
-    pub fn remove_nat(&self, proto: u8, rip: Ipv4Addr, rport: u16) {
-        let k = Self::svc_key(proto, rip, rport);
-        // SAFETY: key matches the map's key size.
-        unsafe { sys::bpf_map_delete_elem(self.nat_fd, (&k as *const SvcKey).cast()) };
+    pub fn remove_nat(&mut self, proto: u8, rip: Ipv4Addr, rport: u16) {
+        let _ = self.maps.nat.remove(&SvcKey::new(proto, rip, rport));
     }
 
     /// Send ICMP errors addressed to `vip` to the sockets.
-    pub fn add_vip(&self, vip: Ipv4Addr) -> io::Result<()> {
-        let k = u32::from_ne_bytes(vip.octets());
-        let v: u32 = 1;
-        // SAFETY: key and value are u32s, the map's sizes.
-        let rc = unsafe {
-            sys::bpf_map_update_elem(
-                self.vip_fd,
-                (&k as *const u32).cast(),
-                (&v as *const u32).cast(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(neg_err("inserting a VIP in vip_map", rc));
-        }
-        Ok(())
+    pub fn add_vip(&mut self, vip: Ipv4Addr) -> io::Result<()> {
+        self.maps
+            .vip
+            .insert(u32::from_ne_bytes(vip.octets()), 1, 0)
+            .map_err(|e| ctx(format_args!("inserting {vip} in vip_map"), e))
     }
 
     /// Stop sending ICMP errors for `vip` to the sockets.
-    pub fn remove_vip(&self, vip: Ipv4Addr) {
-        let k = u32::from_ne_bytes(vip.octets());
-        // SAFETY: key is a u32, the map's key size.
-        unsafe { sys::bpf_map_delete_elem(self.vip_fd, (&k as *const u32).cast()) };
+    pub fn remove_vip(&mut self, vip: Ipv4Addr) {
+        let _ = self.maps.vip.remove(&u32::from_ne_bytes(vip.octets()));
     }
 
-    /// The program's counters summed over CPUs: (passed, redirected,
-    /// no socket on the queue).
-    pub fn counters(&self) -> (u64, u64, u64) {
-        let ncpu = possible_cpus();
-        let mut out = [0u64; 3];
-        let mut vals = vec![0u64; ncpu];
-        for (k, o) in out.iter_mut().enumerate() {
-            let key = k as u32;
-            // SAFETY: a per-CPU array lookup writes ncpu u64 values into
-            // `vals`, which has exactly that many.
-            let rc = unsafe {
-                sys::bpf_map_lookup_elem(
-                    self.stats_fd,
-                    (&key as *const u32).cast(),
-                    vals.as_mut_ptr().cast(),
-                )
-            };
-            if rc == 0 {
-                *o = vals.iter().sum();
-            }
+    /// The program's counters, summed over CPUs (a counter that cannot be
+    /// read is 0).
+    pub fn counters(&self) -> SteerCounters {
+        let read = |k: u32| {
+            self.maps
+                .stats
+                .get(&k, 0)
+                .map(|v| v.iter().copied().fold(0u64, u64::wrapping_add))
+                .unwrap_or(0)
+        };
+        SteerCounters {
+            pass: read(0),
+            redirect: read(1),
+            no_socket: read(2),
         }
-        (out[0], out[1], out[2])
     }
 }
 
-/// Number of possible CPUs (the per-CPU map value count), from sysfs.
-fn possible_cpus() -> usize {
-    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
-    s.trim()
-        .split(',')
-        .filter_map(|r| {
-            let mut it = r.split('-');
-            let a: usize = it.next()?.trim().parse().ok()?;
-            let b: usize = it.next().map_or(Some(a), |b| b.trim().parse().ok())?;
-            Some(b.max(a) + 1)
-        })
-        .max()
-        .unwrap_or(1)
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 impl Drop for Steering {
     fn drop(&mut self) {
         self.detach();
-        // SAFETY: obj was opened by us and is closed exactly once.
-        unsafe { sys::bpf_object__close(self.obj) };
     }
 }

@@ -5,7 +5,7 @@
 //! queued on the egress socket's TX ring; completed frames go back to the
 //! fill rings. Every frame is accounted for at all times.
 
-use super::{FrameAccounting, FrameBuf, Port};
+use super::{FrameAccounting, FrameBuf, Port, RingCounters};
 use crate::verdict::Verdict;
 use std::io;
 use std::num::NonZeroU32;
@@ -43,10 +43,8 @@ pub struct XskGroup {
     /// Frames received and not yet handed on (inside a batch only).
     in_rx: u64,
     zero_copy: bool,
-    /// Frames dropped because the TX ring had no room.
-    pub tx_ring_full: u64,
-    /// Frames whose verdict named a port the group does not have.
-    pub no_port: u64,
+    /// Frames it could not hand on (read through [`Port::rings`]).
+    rings: RingCounters,
 }
 
 /// A group of one socket (the single-interface case and generators).
@@ -138,8 +136,7 @@ impl XskGroup {
                         total,
                         in_rx: 0,
                         zero_copy,
-                        tx_ring_full: 0,
-                        no_port: 0,
+                        rings: RingCounters::default(),
                     });
                 }
                 Err(e) => last_err = Some(e),
@@ -219,7 +216,7 @@ impl XskGroup {
             s.in_tx += n as u64;
             let unsent = s.tx_batch.len() - n;
             if unsent > 0 {
-                self.tx_ring_full += unsent as u64;
+                self.rings.tx_ring_full += unsent as u64;
                 self.free.extend_from_slice(&s.tx_batch[n..]);
             }
             s.tx_batch.clear();
@@ -348,7 +345,7 @@ impl XskGroup {
                     }
                     v => {
                         if matches!(v, Verdict::Tx(_)) {
-                            self.no_port += 1;
+                            self.rings.no_port += 1;
                         }
                         self.free.push(desc);
                         self.in_rx -= 1;
@@ -433,5 +430,9 @@ impl Port for XskGroup {
             comp: 0,
             free: self.free.len() as u64,
         }
+    }
+
+    fn rings(&self) -> RingCounters {
+        self.rings
     }
 }
