@@ -538,6 +538,9 @@ impl Pipeline {
             Err(Verdict::Pass) if is_icmp(frame) => return self.icmp(snap, now_ns, ingress, buf),
             Err(v) => return v,
         };
+        // A sender with TX checksum offload (the default) left a partial
+        // checksum: complete it before anything forwards or rewrites it.
+        crate::wire::checksum::complete_partial(frame);
         let timeouts = snap.timeouts;
         let is_tcp = p.key.proto == PROTO_TCP;
         let syn = is_tcp && p.tcp_flags & SYN != 0;
