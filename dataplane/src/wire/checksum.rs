@@ -229,52 +229,46 @@ const UDP_CHECK: usize = 6;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 
-/// Where the checksum field of the TCP or UDP segment in IPv4 packet `ip`
-/// sits, with the segment's bounds: `(field, start, end)`. `None` for
-/// anything else: not IPv4, a bad header or length, a fragment (the
-/// kernel completes checksums before it fragments), another protocol, a
-/// segment shorter than its header, or a UDP length that disagrees with
-/// the IPv4 one (Linux never sends that partial).
-#[inline]
-fn l4_checksum_at(ip: &[u8]) -> Option<(usize, usize, usize)> {
-    let (&vihl, _) = ip.split_first()?;
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-        return None;
-    }
-    let total = usize::from(super::get_u16(ip, 2));
-    if total < ihl || total > ip.len() || super::get_u16(ip, 6) & 0x3fff != 0 {
-        return None;
-    }
-    let len = total - ihl;
-    match ip[9] {
-        TCP if len >= 20 => Some((ihl + TCP_CHECK, ihl, total)),
-        UDP if len >= 8 && usize::from(super::get_u16(ip, ihl + 4)) == len => {
-            Some((ihl + UDP_CHECK, ihl, total))
-        }
-        _ => None,
-    }
-}
-
-/// The value Linux leaves in the checksum field of a TCP or UDP segment
-/// it sends with `CHECKSUM_PARTIAL`: `~csum_tcpudp_magic(src, dst, len,
+/// The checksum field of the TCP or UDP segment in IPv4 packet `ip`: its
+/// offset, the segment's bounds and the partial value the field would
+/// hold, `(field, start, end, partial)`. `None` for anything else: not
+/// IPv4, a bad header or length, a fragment (the kernel completes
+/// checksums before it fragments), another protocol, a segment shorter
+/// than its header, or a UDP length that disagrees with the IPv4 one
+/// (Linux never sends that partial).
+///
+/// The partial value is what Linux leaves in the field of a segment it
+/// sends with `CHECKSUM_PARTIAL`: `~csum_tcpudp_magic(src, dst, len,
 /// proto, 0)`, i.e. the pseudo-header sum folded with end-around carry and
 /// not complemented. It is never 0 (the sum includes the nonzero protocol
 /// number, and folding a nonzero sum never gives 0), so UDP's "no
 /// checksum" 0 can never be taken for it.
 #[inline]
-fn partial_value(ip: &[u8], proto: u8, len: usize) -> u16 {
-    let acc = sum(&ip[12..20]) + u32::from(proto) + len as u32;
-    fold(acc)
+fn partial_at(ip: &[u8]) -> Option<(usize, usize, usize, u16)> {
+    // The fixed header as an array: its fields read without bounds checks.
+    let h: &[u8; 20] = ip.get(..20)?.try_into().ok()?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let fragment = h[6] & 0x3f != 0 || h[7] != 0;
+    if h[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment {
+        return None;
+    }
+    let len = total - ihl;
+    let at = match h[9] {
+        TCP if len >= 20 => ihl + TCP_CHECK,
+        UDP if len >= 8 && usize::from(super::get_u16(ip, ihl + 4)) == len => ihl + UDP_CHECK,
+        _ => return None,
+    };
+    // Both addresses as one 64-bit word: its four 16-bit halves summed.
+    let a = u64::from_be_bytes([h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]]);
+    let acc = (a >> 32) + (a & 0xffff_ffff) + u64::from(h[9]) + len as u64;
+    Some((at, ihl, total, fold64(acc)))
 }
 
 /// Whether the TCP or UDP checksum of IPv4 packet `ip` (from its header
 /// on) is a partial one: exactly the folded pseudo-header sum.
 pub fn is_partial_ipv4(ip: &[u8]) -> bool {
-    match l4_checksum_at(ip) {
-        Some((at, start, end)) => super::get_u16(ip, at) == partial_value(ip, ip[9], end - start),
-        None => false,
-    }
+    partial_at(ip).is_some_and(|(at, _, _, partial)| super::get_u16(ip, at) == partial)
 }
 
 /// Complete a partial TCP or UDP checksum in IPv4 packet `ip` (from its
@@ -290,15 +284,14 @@ pub fn is_partial_ipv4(ip: &[u8]) -> bool {
 /// the pseudo-header sum is recomputed to the same value.
 #[inline]
 pub fn complete_partial_ipv4(ip: &mut [u8]) -> bool {
-    let Some((at, start, end)) = l4_checksum_at(ip) else {
+    let Some((at, start, end, partial)) = partial_at(ip) else {
         return false;
     };
-    let proto = ip[9];
-    if super::get_u16(ip, at) != partial_value(ip, proto, end - start) {
+    if super::get_u16(ip, at) != partial {
         return false;
     }
     let c = !fold64(sum_wide(&ip[start..end]));
-    let c = if proto == UDP { udp_wire(c) } else { c };
+    let c = if ip[9] == UDP { udp_wire(c) } else { c };
     super::set_u16(ip, at, c);
     true
 }
