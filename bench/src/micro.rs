@@ -18,6 +18,18 @@ pub const METHODS: &[(&str, PipelineBench)] = &[
     ("NAT in", pipeline::run_nat_in),
     ("NAT out", pipeline::run_nat_out),
     ("TUN", pipeline::run_tun),
+    ("DR 70 B", |f, s, p| {
+        pipeline::run_dr_csum(f, s, p, 16, false)
+    }),
+    ("DR 70 B partial csum", |f, s, p| {
+        pipeline::run_dr_csum(f, s, p, 16, true)
+    }),
+    ("DR 1514 B", |f, s, p| {
+        pipeline::run_dr_csum(f, s, p, 1460, false)
+    }),
+    ("DR 1514 B partial csum", |f, s, p| {
+        pipeline::run_dr_csum(f, s, p, 1460, true)
+    }),
 ];
 
 /// Goal of the established path at the smallest table, ns per packet.

@@ -104,9 +104,55 @@ fn set_reply(frame: &mut [u8], i: usize) {
     frame[36..38].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
 }
 
+/// DR with the client's TCP checksum rewritten into every packet before it
+/// is processed: the pseudo-header sum alone (`partial`: what a sender with
+/// TX checksum offload sends, which the pipeline completes) or its
+/// complement (a complete-looking value, left alone), over segments of
+/// `payload` bytes. The two differ only by the completion's cost.
+pub fn run_dr_csum(
+    flows: usize,
+    servers: u8,
+    packets: u64,
+    payload: usize,
+    partial: bool,
+) -> PipelineResult {
+    run_with(
+        Method::Dr,
+        flows,
+        servers,
+        packets,
+        Some((payload, partial)),
+    )
+}
+
+/// Write into TCP frame `f` (no IP options) its partial checksum, or the
+/// complement of it when not `partial`.
+#[inline]
+fn set_csum(f: &mut [u8], partial: bool) {
+    use xvs_dataplane::wire::checksum::{fold, pseudo_header_sum};
+    let ip = &f[14..34];
+    let len = u16::from_be_bytes([ip[2], ip[3]]) - 20;
+    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let p = fold(pseudo_header_sum(src, dst, ip[9], len));
+    let v = if partial { p } else { !p };
+    f[50..52].copy_from_slice(&v.to_be_bytes());
+}
+
 /// Run one method over `flows` established connections visited in a
 /// scattered order, in batches of 64 with the prefetch pass a worker does.
 pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> PipelineResult {
+    run_with(method, flows, servers, packets, None)
+}
+
+/// [`run_method`], with `csum` = `(payload, partial)` as in [`run_dr_csum`].
+fn run_with(
+    method: Method,
+    flows: usize,
+    servers: u8,
+    packets: u64,
+    csum: Option<(usize, bool)>,
+) -> PipelineResult {
     use xvs_dataplane::svc::Fwd;
     use xvs_dataplane::testkit::{rs_mac, service_with};
     use xvs_dataplane::xmit::tun::TunKind;
@@ -154,7 +200,11 @@ pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> Pi
     }
     let ns_per_new_conn = t.elapsed().as_nanos() as f64 / flows as f64;
 
-    let ack = tcp_frame([198, 18, 0, 1], 1024, 80, false, true, b"0123456789abcdef");
+    let data = match csum {
+        Some((payload, _)) => vec![0x5a; payload],
+        None => b"0123456789abcdef".to_vec(),
+    };
+    let ack = tcp_frame([198, 18, 0, 1], 1024, 80, false, true, &data);
     let mut reply = tcp_frame(
         [198, 18, 0, 1],
         8080,
@@ -184,6 +234,9 @@ pub fn run_method(method: Method, flows: usize, servers: u8, packets: u64) -> Pi
             set_reply(f, i);
         } else {
             set_flow(f, i);
+        }
+        if let Some((_, partial)) = csum {
+            set_csum(f, partial);
         }
     };
     let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| ack.clone()).collect();

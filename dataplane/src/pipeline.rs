@@ -262,6 +262,9 @@ impl Pipeline {
         if let Some(q) = p.quoted {
             return self.icmp(snap, ingress, &p, &q, buf);
         }
+        // A sender with TX checksum offload (the default) left a partial
+        // checksum: complete it before anything forwards or rewrites it.
+        crate::wire::checksum::complete_partial(frame);
         match self
             .track
             .track(snap, now_ns, ingress, &p, frame, &mut self.stats)

@@ -65,8 +65,8 @@ impl Drop for Record {
 /// | director | server  | 198.18.2.1/24      | same namespace, second interface   |
 /// | rs1..rs3 | server  | 198.18.2.11..13/24 | default route via 198.18.2.1       |
 ///
-/// Every veth has one RX and one TX queue and TX checksum offload off (as
-/// in [`DrLan`]); IPv6 is off. The director does not forward in the kernel
+/// Every veth has one RX and one TX queue and the kernel's default
+/// offloads (as in [`DrLan`]); IPv6 is off. The director does not forward in the kernel
 /// (`ip_forward` 0): only the data plane may pass packets between the
 /// segments, so an untranslated reply never leaks to the client.
 #[derive(Debug)]

@@ -389,11 +389,12 @@ pub fn sysctl(ns: &str, settings: &[(&str, &str)]) {
 /// | rs1..rs3 | 198.18.0.11..13  | VIP on `lo`, arp_ignore=1, arp_announce=2 |
 ///
 /// Every veth has one RX and one TX queue (so one AF_XDP socket on queue 0
-/// sees all traffic) and TX checksum offload off (so frames carry complete
-/// checksums: a frame forwarded by AF_XDP leaves as raw bytes, and a
-/// partial, offloaded checksum would make the receiver drop it). IPv6 is
-/// disabled on every test namespace to keep router solicitations and MLD
-/// reports off the wire.
+/// sees all traffic) and keeps the kernel's default offloads, as every
+/// container and namespace does: TX checksum offload on, so clients and
+/// servers send partial checksums that the director must complete
+/// ([`DrLan::tx_offload_off`] turns that off). IPv6 is disabled on every
+/// test namespace to keep router solicitations and MLD reports off the
+/// wire.
 #[derive(Debug)]
 pub struct DrLan {
     /// The per-run name prefix shared by every namespace and link.
@@ -575,6 +576,16 @@ impl DrLan {
         out.contains("xdp")
     }
 
+    /// Turns TX checksum offload (and with it segmentation offload) off
+    /// on every host's interface, so every frame carries a complete
+    /// checksum: the set-up the tests used before the director completed
+    /// partial checksums.
+    pub fn tx_offload_off(&self) {
+        for h in self.hosts() {
+            exec_ok(&h.ns, &["ethtool", "-K", &h.iface, "tx", "off"]);
+        }
+    }
+
     /// Adds another virtual address: on the director's interface (so the
     /// director answers ARP for it) and on every real server's `lo` (so
     /// they accept DR frames for it; their ARP settings already keep them
@@ -644,8 +655,9 @@ impl Default for DrLan {
 }
 
 /// Creates a veth in `switch_ns` whose peer `h.iface` goes to `h.ns` with
-/// one RX and one TX queue, enslaves the switch end to `bridge`, turns TX
-/// checksum offload and IPv6 off on the host end, and adds `h.ip/24`.
+/// one RX and one TX queue, enslaves the switch end to `bridge`, turns
+/// IPv6 off on the host end (its offloads stay as the kernel sets them),
+/// and adds `h.ip/24`.
 pub(crate) fn plug(switch_ns: &str, bridge: &str, h: &Host) {
     run_ok(&[
         "ip",
@@ -680,7 +692,6 @@ pub(crate) fn plug(switch_ns: &str, bridge: &str, h: &Host) {
         &h.ns,
         &[(&format!("net.ipv6.conf.{}.disable_ipv6", h.iface), "1")],
     );
-    exec_ok(&h.ns, &["ethtool", "-K", &h.iface, "tx", "off"]);
     run_ok(&[
         "ip",
         "-n",

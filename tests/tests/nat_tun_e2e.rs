@@ -6,8 +6,12 @@
 //!   servers route back through it; TCP with port mapping (VIP:80 → RIP:8080)
 //!   and UDP request/response, replies really pass back through xvsd.
 //! * TUN: the DR LAN with a user-space IPIP/GUE decapsulator on each real
-//!   server (this kernel has no ipip module); real TCP connections complete.
+//!   server (this kernel has no ipip module); real TCP connections and UDP
+//!   exchanges complete.
 //! * A mixed service with one real server of each method.
+//!
+//! Every host keeps the kernel's default offloads: clients and servers
+//! send partial checksums, which xvsd completes.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -139,10 +143,19 @@ fn nat_tcp_with_port_mapping_and_udp_replies_pass_back_through_the_director() {
 fn tun_run(tun: TunType, extra: &[&str]) {
     let _g = net_lock();
     let lan = TunLan::new(tun);
+    let bind = VIP.to_string();
     let servers: Vec<_> = lan
         .rs
         .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]))
+        .flat_map(|h| {
+            [
+                h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]),
+                // UDP answers must leave from the VIP: bound to it.
+                h.spawn_ready(&[
+                    NODE, "serve", "--name", &h.role, "--port", "53", "--udp", "--bind", &bind,
+                ]),
+            ]
+        })
         .collect();
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     let svc = format!("{VIP}:80");
@@ -170,6 +183,25 @@ fn tun_run(tun: TunType, extra: &[&str]) {
             i + 1,
             lan.decapsulated(i)
         );
+    }
+    let udp_svc = format!("{VIP}:53");
+    xvsd.adm_ok(&["-A", "-u", &udp_svc, "-s", "rr"]);
+    for h in &lan.rs {
+        let rip = h.ip.to_string();
+        let mut args = vec!["-a", "-u", &udp_svc, "-r", &rip, "-i"];
+        args.extend_from_slice(extra);
+        xvsd.adm_ok(&args);
+    }
+    // The new destinations' MACs are resolved on first use: the first
+    // datagram may be dropped (no_neigh) while resolution is requested.
+    client(&lan.client.ns, &udp_svc, 3, true);
+    let udp = client(&lan.client.ns, &udp_svc, 30, true);
+    assert_eq!(
+        udp.ok, 30,
+        "every tunnelled UDP request is answered: {udp:?}"
+    );
+    for h in &lan.rs {
+        assert_eq!(udp.count(&h.role), 10, "{udp:?}");
     }
     let l = xvsd.adm_ok(&["-Ln"]);
     assert!(l.contains("Tunnel"), "{l}");

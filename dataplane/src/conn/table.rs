@@ -14,6 +14,13 @@
 //!   taken for a packet of an established connection.
 //! * Every field is an atomic, so a reader racing a writer reads a stale
 //!   value at worst, which the sequence check then rejects.
+//! * Clients choose the tuples that are hashed, so a fixed hash would let
+//!   them pile every connection into one chain and turn each lookup into a
+//!   walk of the table. The hash is keyed with a secret drawn from the OS
+//!   when the table is made ([`HashKey`], part of the table's state, so a
+//!   table that outlives the process keeps its buckets), and no chain grows
+//!   past [`MAX_CHAIN`] entries: an insert into a full chain is refused
+//!   like one into a full partition, so a lookup never walks further.
 
 use crate::flow::FlowKey;
 use std::net::Ipv4Addr;
@@ -25,6 +32,11 @@ const STRIPE: usize = 256;
 /// Lookups give up after this many restarts (a writer storm); the caller
 /// then treats the packet as having no connection.
 const MAX_RETRIES: usize = 64;
+/// The most entries one chain of the connection index holds. With a
+/// uniform hash and the index's load of at most two entries per bucket,
+/// a chain of 32 comes by chance with a probability below 10^-26 per
+/// bucket: only an attack (one that knows the key) reaches it.
+pub const MAX_CHAIN: usize = 32;
 
 /// `meta` bits: protocol in the low byte, state in the next one.
 const META_TEMPLATE: u32 = 1 << 16;
@@ -68,6 +80,66 @@ pub struct Entry {
 
 pub use super::time::{reached, ticks, TICK_NS};
 
+/// The secret key of the table's hashes (256 bits).
+///
+/// The hash is a folded multiply (the 128-bit product of two 64-bit words,
+/// its halves XORed), keyed on both inputs, then folded once more with a
+/// constant to carry the high bits into the bucket index: the construction
+/// of foldhash and aHash's fallback, a few cycles for the 13-byte tuple.
+/// SipHash-1-3, the keyed hash of `std`, costs several times that per
+/// packet, more than this hot path allows. Without the key, an attacker
+/// cannot tell which tuples collide (the program never reveals hashes);
+/// with it, [`MAX_CHAIN`] still bounds every walk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HashKey([u64; 4]);
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashKey(..)")
+    }
+}
+
+impl HashKey {
+    /// A key from the OS's random source (`/dev/urandom`, or `std`'s own
+    /// OS-seeded hasher keys where that file cannot be read).
+    pub fn random() -> HashKey {
+        use std::io::Read;
+        let mut b = [0u8; 32];
+        let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+        if read.is_err() {
+            use std::hash::{BuildHasher, Hasher};
+            let s = std::collections::hash_map::RandomState::new();
+            for (i, c) in b.chunks_exact_mut(8).enumerate() {
+                let mut h = s.build_hasher();
+                h.write_usize(i);
+                c.copy_from_slice(&h.finish().to_ne_bytes());
+            }
+        }
+        let w = |i: usize| u64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        HashKey([w(0), w(1), w(2), w(3)])
+    }
+
+    /// The key with these words (a table restored from a saved state).
+    pub const fn from_words(words: [u64; 4]) -> HashKey {
+        HashKey(words)
+    }
+
+    /// The key's words (to save the table's state with it).
+    pub const fn words(&self) -> [u64; 4] {
+        self.0
+    }
+}
+
+/// The 128-bit product of `a` and `b`, its halves XORed.
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ (p >> 64) as u64
+}
+
+/// Final mixing constant (the fractional digits of pi).
+const MIX: u64 = 0x243F_6A88_85A3_08D3;
+
 /// What identifies an entry in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
@@ -103,13 +175,10 @@ impl Key {
     }
 
     #[inline]
-    fn hash(&self) -> u64 {
-        let mut h = self.addrs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^= (u64::from(self.ports) << 9 | u64::from(self.proto) << 1 | u64::from(self.template))
-            .wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-        h ^= h >> 31;
-        h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        h ^ (h >> 29)
+    fn hash(&self, k: &HashKey) -> u64 {
+        let rest =
+            u64::from(self.ports) << 9 | u64::from(self.proto) << 1 | u64::from(self.template);
+        fold_mul(fold_mul(self.addrs ^ k.0[0], rest ^ k.0[1]), MIX)
     }
 
     #[inline]
@@ -188,13 +257,10 @@ pub struct ReplyKey {
 
 impl ReplyKey {
     #[inline]
-    fn hash(&self) -> u64 {
+    fn hash(&self, k: &HashKey) -> u64 {
         let a = u64::from(u32::from(self.rip)) << 32 | u64::from(u32::from(self.cip));
         let b = u64::from(self.rport) << 24 | u64::from(self.cport) << 8 | u64::from(self.proto);
-        let mut h = a.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^= h >> 32;
-        h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        h ^ (h >> 29)
+        fold_mul(fold_mul(a ^ k.0[2], b ^ k.0[3]), MIX)
     }
 }
 
@@ -251,8 +317,9 @@ enum Read {
 pub enum Insert {
     /// Another worker inserted the same key first: here it is.
     Exists(View),
-    /// The table is full (this worker's partition is): the new connection
-    /// is dropped and counted.
+    /// The table is full (this worker's partition is), or the key's chain
+    /// holds [`MAX_CHAIN`] entries already: the new connection is dropped
+    /// and counted (as `conn_table_full`).
     Full,
 }
 
@@ -269,6 +336,8 @@ pub struct ConnTable {
     nat_seen: std::sync::atomic::AtomicBool,
     mask: usize,
     parts: usize,
+    /// The secret of both indexes' hashes.
+    hkey: HashKey,
 }
 
 /// One worker's share of the arena: its free list and expiry cursor.
@@ -311,6 +380,12 @@ impl ConnTable {
     /// every byte allocated now. Returns the table and the partitions (one
     /// per worker, to be moved into the worker).
     pub fn new(capacity: usize, parts: usize) -> (ConnTable, Vec<Partition>) {
+        Self::with_key(capacity, parts, HashKey::random())
+    }
+
+    /// [`ConnTable::new`] hashing with `hkey` (a table restored with its
+    /// key, or a test that needs known buckets).
+    pub fn with_key(capacity: usize, parts: usize, hkey: HashKey) -> (ConnTable, Vec<Partition>) {
         let parts = parts.max(1);
         let capacity = capacity.clamp(parts, u32::MAX as usize - 1);
         // The largest power of two not above the capacity: a full table has
@@ -377,6 +452,7 @@ impl ConnTable {
                 nat_seen: std::sync::atomic::AtomicBool::new(false),
                 mask: buckets - 1,
                 parts,
+                hkey,
             },
             partitions,
         )
@@ -404,9 +480,14 @@ impl ConnTable {
         (arena + index) as f64 / self.entries.len() as f64
     }
 
+    /// The key of the table's hashes.
+    pub fn hash_key(&self) -> HashKey {
+        self.hkey
+    }
+
     #[inline]
     fn bucket(&self, key: &Key) -> usize {
-        key.hash() as usize & self.mask
+        key.hash(&self.hkey) as usize & self.mask
     }
 
     /// Read entry `idx` consistently, if it is in use.
@@ -508,28 +589,36 @@ impl ConnTable {
     /// Find the entry with `key`, lock-free.
     #[inline]
     pub fn lookup(&self, key: &Key) -> Option<View> {
-        let b = self.bucket(key);
+        self.find(self.bucket(key), key).0
+    }
+
+    /// Find `key` in bucket `b`'s chain, lock-free: the entry if there, and
+    /// the length of the chain walked (all of it when the key is absent).
+    /// A walk longer than [`MAX_CHAIN`] can only have followed an entry
+    /// that was freed and reused meanwhile into another chain: it restarts.
+    #[inline]
+    fn find(&self, b: usize, key: &Key) -> (Option<View>, usize) {
         'retry: for _ in 0..MAX_RETRIES {
             let mut i = self.heads[b].load(Ordering::Acquire);
-            let mut hops = 0usize;
+            let mut len = 0usize;
             while i != 0 {
+                if len == MAX_CHAIN {
+                    continue 'retry;
+                }
                 match self.read_once(i - 1) {
                     Some(Read::Ok(v, next)) => {
                         if v.key == *key {
-                            return Some(v);
+                            return (Some(v), len);
                         }
                         i = next;
                     }
                     _ => continue 'retry,
                 }
-                hops += 1;
-                if hops > self.entries.len() {
-                    continue 'retry;
-                }
+                len += 1;
             }
-            return None;
+            return (None, len);
         }
-        None
+        (None, MAX_CHAIN)
     }
 
     /// Write `init`'s fields (all but the chain links) into entry `e`.
@@ -579,7 +668,7 @@ impl ConnTable {
 
     #[inline]
     fn obucket(&self, rk: &ReplyKey) -> usize {
-        rk.hash() as usize & self.mask
+        rk.hash(&self.hkey) as usize & self.mask
     }
 
     /// Link entry `idx` into the reply index (caller holds its key's lock).
@@ -670,10 +759,13 @@ impl ConnTable {
         let _g = self.locks[b / STRIPE]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = self.lookup(key) {
+        // Under the stripe's lock the chain cannot change: its length is
+        // exact.
+        let (found, len) = self.find(b, key);
+        if let Some(v) = found {
             return Err(Insert::Exists(v));
         }
-        if part.free == 0 {
+        if part.free == 0 || len >= MAX_CHAIN {
             return Err(Insert::Full);
         }
         let idx = part.free - 1;
@@ -947,6 +1039,119 @@ mod tests {
             t.insert(p, &key(n), init(10)).unwrap();
         }
         assert!(p.is_full());
+    }
+
+    /// The fixed mixer the index hashed with before it was keyed.
+    fn old_hash(k: &Key) -> u64 {
+        let mut h = k.addrs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= (u64::from(k.ports) << 9 | u64::from(k.proto) << 1 | u64::from(k.template))
+            .wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        h ^= h >> 31;
+        h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        h ^ (h >> 29)
+    }
+
+    /// Client `n` (198.18.0.0/15, any port) → VIP:80.
+    fn client(n: u32) -> Key {
+        Key::conn(&FlowKey {
+            proto: 6,
+            cip: Ipv4Addr::from(0xC612_0000 | (n >> 16) & 0x1_ffff),
+            cport: n as u16,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            vport: 80,
+        })
+    }
+
+    /// The first `n` keys, from `start`, that land in `bucket` of a table of
+    /// `buckets` under `hash`.
+    fn colliding(
+        start: u32,
+        n: usize,
+        buckets: usize,
+        bucket: usize,
+        hash: impl Fn(&Key) -> u64,
+    ) -> Vec<Key> {
+        (start..)
+            .map(client)
+            .filter(|k| hash(k) as usize & (buckets - 1) == bucket)
+            .take(n)
+            .collect()
+    }
+
+    fn longest_chain(t: &ConnTable, keys: &[Key]) -> usize {
+        let mut count = std::collections::HashMap::new();
+        for k in keys {
+            *count.entry(t.bucket(k)).or_insert(0usize) += 1;
+        }
+        count.into_values().max().unwrap_or(0)
+    }
+
+    #[test]
+    fn tuples_colliding_under_the_old_mixer_spread_under_the_keyed_hash() {
+        let (t, mut parts) = ConnTable::new(4096, 1);
+        assert_eq!(t.buckets(), 4096);
+        // An attacker's set: 256 tuples that all share bucket 0 under the
+        // old fixed mixer (a chain of 256, past the bound).
+        let keys = colliding(1 << 20, 256, 4096, 0, old_hash);
+        assert_eq!(keys.len(), 256);
+        let distinct: std::collections::HashSet<usize> = keys.iter().map(|k| t.bucket(k)).collect();
+        // 256 uniform draws from 4096 buckets give about 248 distinct ones.
+        assert!(distinct.len() > 230, "only {} buckets", distinct.len());
+        assert!(longest_chain(&t, &keys) <= 6);
+        for k in &keys {
+            assert!(t.insert(&mut parts[0], k, init(10)).is_ok());
+        }
+        assert!(keys.iter().all(|k| t.lookup(k).is_some()));
+        // Another table draws another key: other buckets.
+        let (u, _) = ConnTable::new(4096, 1);
+        assert_ne!(t.hash_key(), u.hash_key());
+        assert!(keys.iter().filter(|k| t.bucket(k) != u.bucket(k)).count() > 200);
+    }
+
+    #[test]
+    fn an_insert_into_a_chain_at_the_bound_is_refused() {
+        // A known key, so the test can find colliding tuples as an attacker
+        // who knew it could.
+        let hk = HashKey::from_words([1, 2, 3, 4]);
+        let (t, mut parts) = ConnTable::with_key(256, 1, hk);
+        assert_eq!(t.hash_key(), hk);
+        let p = &mut parts[0];
+        let keys = colliding(0, MAX_CHAIN + 2, t.buckets(), 7, |k| k.hash(&hk));
+        let mut views = Vec::new();
+        for k in &keys[..MAX_CHAIN] {
+            views.push(t.insert(p, k, init(10)).unwrap());
+        }
+        assert!(matches!(
+            t.insert(p, &keys[MAX_CHAIN], init(10)),
+            Err(Insert::Full)
+        ));
+        assert!(!p.is_full(), "refused for the chain, not the partition");
+        assert!(keys[..MAX_CHAIN].iter().all(|k| t.lookup(k).is_some()));
+        assert!(t.lookup(&keys[MAX_CHAIN]).is_none());
+        // Other buckets still take entries.
+        assert!(t
+            .insert(
+                p,
+                &colliding(0, 1, t.buckets(), 8, |k| k.hash(&hk))[0],
+                init(10)
+            )
+            .is_ok());
+        // A removal makes room in the chain again.
+        let v = views[3];
+        assert!(t.remove_if(p, v.idx, v.seq, |_| true).is_some());
+        assert!(t.insert(p, &keys[MAX_CHAIN], init(10)).is_ok());
+        assert!(matches!(
+            t.insert(p, &keys[MAX_CHAIN + 1], init(10)),
+            Err(Insert::Full)
+        ));
+    }
+
+    #[test]
+    fn the_hash_key_never_shows_in_debug_output() {
+        let hk = HashKey::from_words([0x1234_5678_9abc_def0; 4]);
+        assert_eq!(format!("{hk:?}"), "HashKey(..)");
+        let (t, _) = ConnTable::with_key(16, 1, hk);
+        assert!(!format!("{t:?}").contains("1311768467463790320"));
     }
 
     #[test]

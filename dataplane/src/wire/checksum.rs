@@ -1,4 +1,16 @@
-//! Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//! Internet checksum (RFC 1071) and its incremental update (RFC 1624),
+//! and the completion of the partial checksums a sender with TX checksum
+//! offload leaves for its "hardware" to finish.
+//!
+//! A Linux host whose interface offloads TX checksums (every veth,
+//! container and namespace by default) hands over TCP and UDP with
+//! `CHECKSUM_PARTIAL`: the checksum field holds only the folded,
+//! uncomplemented pseudo-header sum. A kernel receiving such a frame over
+//! a veth trusts it; bytes that AF_XDP forwards lose that mark, and the
+//! real server drops them. Such a field is recognised by its value alone
+//! (the frame's metadata does not carry the kernel's mark) and completed
+//! before any rewrite, so every forwarding method starts from a correct
+//! checksum.
 
 /// One's-complement sum of `data` as 16-bit big-endian words (unfolded).
 pub fn sum(data: &[u8]) -> u32 {
@@ -181,9 +193,281 @@ pub fn udp_wire(c: u16) -> u16 {
     }
 }
 
+/// Unfolded sum of `data` as 16-bit big-endian words (the same
+/// one's-complement value as [`sum`]), for long data: the completion of a
+/// partial checksum sums a whole segment.
+///
+/// It adds native-endian 32-bit words into 64 bits (no byte swap, and a
+/// loop the compiler vectorises): 2^16 = 1 (mod 0xffff), so 32-bit words
+/// sum like their two halves, and a sum taken in the other byte order is
+/// the byte swap of the right one (RFC 1071, 2.B), swapped back once.
+#[inline]
+pub fn sum_wide(data: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        // Each step adds < 2^32: 64 bits never overflow.
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    u64::from(u16::from_be(fold64(acc))) + u64::from(sum(words.remainder()))
+}
+
+/// Fold a 64-bit sum into 16 bits (end-around carry).
+#[inline]
+pub fn fold64(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// Offset of the checksum in a TCP header.
+const TCP_CHECK: usize = 16;
+/// Offset of the checksum in a UDP header.
+const UDP_CHECK: usize = 6;
+/// IPv4 protocol numbers (as in `wire::ipv4`).
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+/// The checksum field of the TCP or UDP segment in IPv4 packet `ip`: its
+/// offset, the segment's bounds and the partial value the field would
+/// hold, `(field, start, end, partial)`. `None` for anything else: not
+/// IPv4, a bad header or length, a fragment (the kernel completes
+/// checksums before it fragments), another protocol, a segment shorter
+/// than its header, or a UDP length that disagrees with the IPv4 one
+/// (Linux never sends that partial).
+///
+/// The partial value is what Linux leaves in the field of a segment it
+/// sends with `CHECKSUM_PARTIAL`: `~csum_tcpudp_magic(src, dst, len,
+/// proto, 0)`, i.e. the pseudo-header sum folded with end-around carry and
+/// not complemented. It is never 0 (the sum includes the nonzero protocol
+/// number, and folding a nonzero sum never gives 0), so UDP's "no
+/// checksum" 0 can never be taken for it.
+#[inline]
+fn partial_at(ip: &[u8]) -> Option<(usize, usize, usize, u16)> {
+    // The fixed header as an array: its fields read without bounds checks.
+    let h: &[u8; 20] = ip.get(..20)?.try_into().ok()?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let fragment = h[6] & 0x3f != 0 || h[7] != 0;
+    if h[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment {
+        return None;
+    }
+    let len = total - ihl;
+    let at = match h[9] {
+        TCP if len >= 20 => ihl + TCP_CHECK,
+        UDP if len >= 8 && usize::from(super::get_u16(ip, ihl + 4)) == len => ihl + UDP_CHECK,
+        _ => return None,
+    };
+    // Both addresses as one 64-bit word: its four 16-bit halves summed.
+    let a = u64::from_be_bytes([h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]]);
+    let acc = (a >> 32) + (a & 0xffff_ffff) + u64::from(h[9]) + len as u64;
+    Some((at, ihl, total, fold64(acc)))
+}
+
+/// Whether the TCP or UDP checksum of IPv4 packet `ip` (from its header
+/// on) is a partial one: exactly the folded pseudo-header sum.
+pub fn is_partial_ipv4(ip: &[u8]) -> bool {
+    partial_at(ip).is_some_and(|(at, _, _, partial)| super::get_u16(ip, at) == partial)
+}
+
+/// Complete a partial TCP or UDP checksum in IPv4 packet `ip` (from its
+/// header on), as the sender's NIC would have; returns whether it did.
+///
+/// The field already holds the pseudo-header sum, so the full checksum is
+/// the complement of the segment's sum taken with the field as it is
+/// (UDP: a result of 0 is sent as `0xffff`). Anything else is left alone:
+/// a correct checksum, and a wrong one, which stays wrong for the
+/// receiver to drop, unless it happens to equal the pseudo-header sum
+/// (1 in 65536 of corrupted segments): then it is indistinguishable from
+/// a partial one and comes out "repaired". A correct checksum that equals
+/// the pseudo-header sum is recomputed to the same value.
+#[inline]
+pub fn complete_partial_ipv4(ip: &mut [u8]) -> bool {
+    let Some((at, start, end, partial)) = partial_at(ip) else {
+        return false;
+    };
+    if super::get_u16(ip, at) != partial {
+        return false;
+    }
+    let c = !fold64(sum_wide(&ip[start..end]));
+    let c = if ip[9] == UDP { udp_wire(c) } else { c };
+    super::set_u16(ip, at, c);
+    true
+}
+
+/// [`complete_partial_ipv4`] on an Ethernet frame (an untagged IPv4
+/// frame; anything else is left alone); returns whether it completed one.
+#[inline]
+pub fn complete_partial(frame: &mut [u8]) -> bool {
+    match frame.get_mut(12..) {
+        Some([0x08, 0x00, ip @ ..]) => complete_partial_ipv4(ip),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etherparse::PacketBuilder;
+
+    const CLIENT: [u8; 4] = [198, 18, 0, 10];
+    const VIP: [u8; 4] = [198, 18, 0, 100];
+
+    fn tcp(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(CLIENT, VIP, 64)
+            .tcp(40000, 80, 7, 65535)
+            .ack(1);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn udp(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(CLIENT, VIP, 64)
+            .udp(40000, 53);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    /// Offset of the L4 checksum in the frames above (no IP options).
+    fn at(frame: &[u8]) -> usize {
+        14 + 20
+            + if frame[23] == TCP {
+                TCP_CHECK
+            } else {
+                UDP_CHECK
+            }
+    }
+
+    /// The frame as Linux would send it with TX checksum offload: the
+    /// field holds `~csum_tcpudp_magic(..)`, computed here from the
+    /// pseudo-header alone with the crate's general functions.
+    fn make_partial(frame: &mut [u8]) {
+        let ip = &frame[14..];
+        let len = (ip.len() - 20) as u16;
+        let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let p = fold(pseudo_header_sum(src, dst, ip[9], len));
+        let a = at(frame);
+        frame[a..a + 2].copy_from_slice(&p.to_be_bytes());
+    }
+
+    fn field(frame: &[u8]) -> u16 {
+        let a = at(frame);
+        u16::from_be_bytes([frame[a], frame[a + 1]])
+    }
+
+    #[test]
+    fn wide_sum_folds_like_the_word_sum() {
+        let data: Vec<u8> = (0..1503u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for n in [0, 1, 2, 7, 8, 9, 15, 16, 64, 1500, 1503] {
+            assert_eq!(fold64(sum_wide(&data[..n])), fold(sum(&data[..n])), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_partial_frame_completed_equals_the_full_checksum() {
+        let payloads: [&[u8]; 5] = [b"", b"x", b"0123456789abcdef", &[0xff; 1460], &[0x5a; 999]];
+        for payload in payloads {
+            for good in [tcp(payload), udp(payload)] {
+                let mut f = good.clone();
+                make_partial(&mut f);
+                assert_ne!(field(&f), field(&good));
+                assert!(is_partial_ipv4(&f[14..]));
+                assert!(complete_partial(&mut f));
+                assert_eq!(f, good, "completed as etherparse computes it");
+                assert!(!is_partial_ipv4(&f[14..]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_udp_sum_of_zero_is_sent_as_ffff() {
+        // Find a payload whose UDP checksum is the "computed 0" case.
+        let good = (0..=u16::MAX)
+            .map(|w| udp(&w.to_be_bytes()))
+            .find(|f| field(f) == 0xffff)
+            .expect("some 2-byte payload sums to zero");
+        let mut f = good.clone();
+        make_partial(&mut f);
+        assert!(complete_partial(&mut f));
+        assert_eq!(field(&f), 0xffff);
+        assert_eq!(f, good);
+    }
+
+    #[test]
+    fn correct_and_corrupted_frames_are_left_alone() {
+        for good in [tcp(b"hello, world"), udp(b"hello, world")] {
+            let mut f = good.clone();
+            assert!(!complete_partial(&mut f));
+            assert_eq!(f, good);
+            // A flipped payload bit: the checksum is wrong and stays so.
+            let mut bad = good.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x10;
+            let copy = bad.clone();
+            assert!(!complete_partial(&mut bad));
+            assert_eq!(bad, copy);
+            // A wrong checksum field (but not the pseudo-header sum).
+            let mut bad = good.clone();
+            let a = at(&bad);
+            bad[a] ^= 0x01;
+            let copy = bad.clone();
+            assert!(!complete_partial(&mut bad));
+            assert_eq!(bad, copy);
+        }
+        // UDP without a checksum stays without.
+        let mut f = udp(b"no checksum");
+        let a = at(&f);
+        f[a..a + 2].copy_from_slice(&[0, 0]);
+        let copy = f.clone();
+        assert!(!complete_partial(&mut f));
+        assert_eq!(f, copy);
+    }
+
+    #[test]
+    fn fragments_truncations_and_other_frames_are_left_alone() {
+        let mut f = tcp(b"0123456789");
+        make_partial(&mut f);
+        // A fragment (MF set): untouched.
+        let mut frag = f.clone();
+        frag[14 + 6] |= 0x20;
+        let copy = frag.clone();
+        assert!(!complete_partial(&mut frag));
+        assert_eq!(frag, copy);
+        // Every truncation: untouched, no panic.
+        for n in 0..f.len() {
+            let mut t = f[..n].to_vec();
+            let copy = t.clone();
+            assert!(!complete_partial(&mut t));
+            assert_eq!(t, copy);
+        }
+        // A UDP length that disagrees with the IPv4 one.
+        let mut u = udp(b"abcdefgh");
+        make_partial(&mut u);
+        u[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&12u16.to_be_bytes());
+        let copy = u.clone();
+        assert!(!complete_partial(&mut u));
+        assert_eq!(u, copy);
+        // Not IPv4.
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!complete_partial(&mut arp));
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_summed() {
+        let good = tcp(b"");
+        let mut f = good.clone();
+        make_partial(&mut f);
+        f.extend_from_slice(&[0xab; 6]); // padded to the 60-byte minimum
+        assert!(complete_partial(&mut f));
+        assert_eq!(&f[..good.len()], &good[..]);
+    }
 
     #[test]
     fn incremental_matches_full_recompute() {

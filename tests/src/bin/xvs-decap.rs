@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xvs_dataplane::io::rawsock::{self, PacketSocket, RawIpv4Socket, TunDevice, TunMode};
+use xvs_dataplane::wire::checksum;
 use xvs_dataplane::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use xvs_dataplane::wire::icmp::IcmpPacket;
 use xvs_dataplane::wire::ipv4::{
@@ -494,6 +495,10 @@ impl NatDir {
             let Some(icmp) = self.matches(f) else {
                 continue;
             };
+            // Hosts with TX checksum offload (the default) send partial
+            // checksums, which a packet socket shows as they are: complete
+            // them before rewriting, as xvsd does.
+            checksum::complete_partial(f);
             let (a, p, s, d) = (self.to_addr, self.to_port, self.src_mac, self.dst_mac);
             let r = match (self.inbound, icmp) {
                 (true, false) => nat::xmit_in(f, a, p, s, d),
