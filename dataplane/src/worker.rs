@@ -5,8 +5,8 @@
 use crate::counters::WorkerCounters;
 use crate::io::{FrameAccounting, Port};
 use crate::pipeline::{prefetch, Pipeline};
-use crate::verdict::{DropReason, Verdict};
 use crate::svc::SnapshotCell;
+use crate::verdict::{DropReason, Verdict};
 use crossbeam::channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

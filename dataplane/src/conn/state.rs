@@ -37,15 +37,4 @@ mod tests {
         assert_eq!(t.tcp_state(None), 2);
         assert_eq!(t.udp, 300);
     }
-
-    #[test]
-    fn the_connection_table_counts_the_ticks_config_converts_to() {
-        use crate::conn::table::{ticks, TICK_NS};
-        use xvs_config::time::{ticks_of_ns, ticks_of_secs};
-        assert_eq!(TICK_NS, xvs_config::time::TICK_NS);
-        for ns in [0, 9_999_999, 10_000_000, 123_456_789_012] {
-            assert_eq!(ticks(ns), ticks_of_ns(ns));
-        }
-        assert_eq!(ticks(3_000_000_000), ticks_of_secs(3));
-    }
 }

@@ -2,18 +2,15 @@
 //! a deadline fits in one atomic word and comparisons wrap instead of
 //! overflowing. Every conversion from the clock's nanoseconds or from the
 //! configuration's seconds goes through here, so the tick length is
-//! written once.
+//! written once (in `xvs_config::time`).
 
-/// Length of a tick: 10 ms.
-pub const TICK_NS: u64 = 10_000_000;
-/// Ticks per second.
-pub const TICKS_PER_SEC: u32 = (1_000_000_000 / TICK_NS) as u32;
+pub use xvs_config::time::{TICKS_PER_SEC, TICK_NS};
 
 /// Nanoseconds → ticks (wraps after ~497 days; comparisons use wrapping
 /// arithmetic).
 #[inline]
 pub fn ticks(now_ns: u64) -> u32 {
-    (now_ns / TICK_NS) as u32
+    xvs_config::time::ticks_of_ns(now_ns)
 }
 
 /// Whether tick `t` is at or after `deadline` (wrapping).
@@ -25,7 +22,7 @@ pub fn reached(t: u32, deadline: u32) -> bool {
 /// Seconds → ticks (saturating).
 #[inline]
 pub fn secs(s: u32) -> u32 {
-    s.saturating_mul(TICKS_PER_SEC)
+    xvs_config::time::ticks_of_secs(s)
 }
 
 /// The deadline `s` seconds after tick `now`.
