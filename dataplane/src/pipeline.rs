@@ -194,11 +194,6 @@ impl Pipeline {
         self.track.partition()
     }
 
-    /// Count a drop decided outside `process` (e.g. by the port).
-    pub fn count_drop(&mut self, r: DropReason) {
-        self.stats.drops[r as usize] += 1;
-    }
-
     /// Expire this worker's share of connections and templates: the sweep
     /// walks the partition once per [`SWEEP_PERIOD_NS`], a slice per call,
     /// so it never stalls the worker. A template that still controls
