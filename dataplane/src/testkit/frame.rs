@@ -304,7 +304,7 @@ pub fn icmp_packet(ip: &Ip, t: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<
 /// `extra` bytes after it (all of it when shorter).
 pub fn quote(datagram: &[u8], extra: usize) -> Vec<u8> {
     let ihl = usize::from(datagram[0] & 0x0f) * 4;
-    datagram[..(ihl + extra).min(datagram.len())].to_vec()
+    datagram[..ihl.saturating_add(extra).min(datagram.len())].to_vec()
 }
 
 /// The "rest of header" of a fragmentation-needed error with next-hop MTU
