@@ -154,7 +154,7 @@ fn run_with(
     csum: Option<(usize, bool)>,
 ) -> PipelineResult {
     use xvs_dataplane::svc::Fwd;
-    use xvs_dataplane::testkit::{rs_mac, service_with};
+    use xvs_dataplane::testkit::{frame, rip, rs_mac, service_with};
     use xvs_dataplane::xmit::tun::TunKind;
     let flows = flows.max(1);
     xvs_dataplane::stats::set_workers(1);
@@ -205,18 +205,16 @@ fn run_with(
         None => b"0123456789abcdef".to_vec(),
     };
     let ack = tcp_frame([198, 18, 0, 1], 1024, 80, false, true, &data);
-    let mut reply = tcp_frame(
-        [198, 18, 0, 1],
-        8080,
-        1024,
-        false,
-        true,
-        b"0123456789abcdef",
-    );
     // A reply: from rs1 (198.18.0.11:8080) to the client, MACs rs1 → director.
-    reply[0..6].copy_from_slice(&DIR_MAC);
-    reply[6..12].copy_from_slice(&rs_mac(1));
-    reply[26..30].copy_from_slice(&[198, 18, 0, 11]);
+    let reply = frame::eth(
+        rs_mac(1),
+        DIR_MAC,
+        &frame::ip_packet(
+            &frame::ip(rip(1), [198, 18, 0, 1]),
+            &frame::tcp(8080, 1024).ack(1),
+            b"0123456789abcdef",
+        ),
+    );
     let template = if method == Method::NatOut {
         &reply
     } else {

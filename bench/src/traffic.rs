@@ -18,6 +18,7 @@
 //! nftables DNAT) or an outer header (TUN: IPIP, GRE, GUE).
 
 use std::net::Ipv4Addr;
+use xvs_dataplane::testkit::frame;
 
 /// Ethernet header length.
 pub const ETH: usize = 14;
@@ -180,17 +181,13 @@ impl Template {
             Proto::Udp => L4 + 8,
         };
         let payload = vec![0u8; len - header];
-        let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(
-            [0, 0, 0, 0],
-            vip.octets(),
-            64,
-        );
-        let mut frame = Vec::with_capacity(len);
-        match proto {
-            Proto::Tcp => b.tcp(0, vport, 0, 65535).write(&mut frame, &payload),
-            Proto::Udp => b.udp(0, vport).write(&mut frame, &payload),
-        }
-        .expect("writing to a Vec cannot fail");
+        // TTL 64, DF, identification 0; TCP: no flags, window 65535.
+        let ip = frame::ip(Ipv4Addr::UNSPECIFIED, vip);
+        let l4 = match proto {
+            Proto::Tcp => frame::tcp(0, vport).seq(0),
+            Proto::Udp => frame::udp(0, vport),
+        };
+        let mut frame = frame::eth(src_mac, dst_mac, &frame::ip_packet(&ip, &l4, &payload));
         // Clear the header checksum fields, then sum the zeroed template.
         frame[ETH + 10] = 0;
         frame[ETH + 11] = 0;
@@ -341,6 +338,7 @@ pub fn mac_str(m: &[u8; 6]) -> String {
 mod tests {
     use super::*;
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    use xvs_dataplane::xmit::tun::TunKind;
 
     fn ends() -> Endpoints {
         Endpoints {
@@ -423,24 +421,30 @@ mod tests {
                 ts: 99,
             },
         );
+        let e = ends();
+        let tunnelled = |kind: TunKind, rip: [u8; 4]| {
+            let outer = frame::ip([198, 18, 0, 2], rip);
+            let pkt = frame::encapsulated(kind, &outer, &inner[ETH..], 0xc000);
+            frame::eth(e.src_mac, e.dst_mac, &pkt)
+        };
         // IPIP: outer IPv4 (protocol 4) in front of the inner IPv4 header.
-        let mut ipip = inner[..ETH].to_vec();
-        let mut outer = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 4, 0, 0];
-        outer.extend_from_slice(&[198, 18, 0, 2, 198, 18, 0, 11]);
-        ipip.extend_from_slice(&outer);
-        ipip.extend_from_slice(&inner[ETH..]);
-        let s = read_stamp(&ipip, 6080).unwrap();
+        let s = read_stamp(&tunnelled(TunKind::Ipip, [198, 18, 0, 11]), 6080).unwrap();
         assert_eq!((s.seq, s.ts48), (42, 99));
         assert_eq!(s.dst_ip, Ipv4Addr::new(198, 18, 0, 11));
-        // GUE: outer IPv4 (UDP) + UDP to 6080 + 4-byte GUE header.
-        let mut gue = inner[..ETH].to_vec();
-        let mut outer = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
-        outer.extend_from_slice(&[198, 18, 0, 2, 198, 18, 0, 12]);
-        gue.extend_from_slice(&outer);
-        gue.extend_from_slice(&[0xc0, 0x00, 0x17, 0xc0, 0, 0, 0, 0]);
-        gue.extend_from_slice(&[0, 4, 0, 0]);
-        gue.extend_from_slice(&inner[ETH..]);
-        let s = read_stamp(&gue, 6080).unwrap();
+        // GRE: outer IPv4 (protocol 47) + 4-byte GRE header.
+        let s = read_stamp(&tunnelled(TunKind::Gre, [198, 18, 0, 13]), 6080).unwrap();
         assert_eq!((s.seq, s.ts48), (42, 99));
+        assert_eq!(s.dst_ip, Ipv4Addr::new(198, 18, 0, 13));
+        // GUE: outer IPv4 (UDP) + UDP to 6080 + 4-byte GUE header.
+        let gue = TunKind::Gue {
+            port: 6080,
+            checksum: true,
+        };
+        let s = read_stamp(&tunnelled(gue, [198, 18, 0, 12]), 6080).unwrap();
+        assert_eq!((s.seq, s.ts48), (42, 99));
+        // The same UDP to another port is no GUE: its payload is read as
+        // the stamp, which is not the inner one.
+        let s = read_stamp(&tunnelled(gue, [198, 18, 0, 12]), 6081).unwrap();
+        assert_ne!((s.seq, s.ts48), (42, 99));
     }
 }

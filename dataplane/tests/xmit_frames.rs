@@ -3,22 +3,21 @@
 //! seeded property tests that every incremental checksum update equals a
 //! full recompute.
 //!
-//! Expected frames are built independently of the code under test, with
-//! etherparse's `PacketBuilder`, from the fields the output must carry.
+//! Expected frames are built independently of the code under test, by the
+//! shared builders of `testkit::frame` (etherparse underneath), from the
+//! fields the output must carry.
 
-use etherparse::{
-    EtherType, Ethernet2Header, IpDscp, IpEcn, IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header,
-    Ipv4Options, PacketBuilder, TcpHeader,
-};
 use std::net::Ipv4Addr;
+use xvs_dataplane::testkit::frame::{
+    self, assert_frame, eth, frame_diff, icmp_packet, ip_packet, ip_raw, mtu_rest, quote, udp, Ip,
+    Mac, Udp, L4,
+};
 use xvs_dataplane::wire::checksum::{self, Delta};
 use xvs_dataplane::wire::icmp::{IcmpPacket, QuotedFlow};
 use xvs_dataplane::wire::ipv4::Ipv4Packet;
 use xvs_dataplane::wire::Error as WireError;
 use xvs_dataplane::xmit::nat::{self, IcmpErrorInfo, XmitError};
 use xvs_dataplane::xmit::tun::{self, TunError, TunKind, TunOutcome, Tunnel};
-
-type Mac = [u8; 6];
 
 const CMAC: Mac = [0x02, 0, 0, 0, 0x01, 0x0a];
 const DMAC_C: Mac = [0x02, 0, 0, 0, 0x01, 0x02];
@@ -33,211 +32,34 @@ const SROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 254);
 const CROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 254);
 
 // ---------------------------------------------------------------- builders
+//
+// Frames come from the shared builders (`testkit::frame`); the fields this
+// file sets differently from their defaults are set here, once: a non-zero
+// IP identification and TCP acknowledgment and a window other than 65535,
+// so that a rewrite that zeroes or moves one of them shows in the bytes.
 
-/// IPv4 header fields of a packet to build.
-#[derive(Debug, Clone)]
-struct Ip {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    ttl: u8,
-    tos: u8,
-    ident: u16,
-    df: bool,
-    options: Vec<u8>,
-}
-
+/// An IPv4 header `src` → `dst` (TTL 64, DF) with identification 0x4242.
 fn ip(src: Ipv4Addr, dst: Ipv4Addr) -> Ip {
-    Ip {
-        src,
-        dst,
-        ttl: 64,
-        tos: 0,
-        ident: 0x4242,
-        df: true,
-        options: Vec::new(),
+    frame::ip(src, dst).with(|i| i.ident = 0x4242)
+}
+
+/// A TCP segment with window 29200 and `options`: a SYN when `syn`, else
+/// an ACK of 77.
+fn segment(sport: u16, dport: u16, seq: u32, syn: bool, options: Vec<u8>) -> L4 {
+    let l4 = frame::tcp(sport, dport)
+        .seq(seq)
+        .window(29200)
+        .options(options);
+    if syn {
+        l4.syn()
+    } else {
+        l4.ack(77)
     }
 }
 
-impl Ip {
-    fn hdr(&self) -> Ipv4Header {
-        let mut h = Ipv4Header::new(
-            0,
-            self.ttl,
-            IpNumber::TCP,
-            self.src.octets(),
-            self.dst.octets(),
-        )
-        .expect("valid header");
-        h.dscp = IpDscp::try_new(self.tos >> 2).expect("6 bits");
-        h.ecn = IpEcn::try_new(self.tos & 3).expect("2 bits");
-        h.identification = self.ident;
-        h.dont_fragment = self.df;
-        h.options = Ipv4Options::try_from(&self.options[..]).expect("options multiple of 4");
-        h
-    }
-
-    fn with(mut self, f: impl FnOnce(&mut Ip)) -> Ip {
-        f(&mut self);
-        self
-    }
-}
-
-/// The transport part of a packet to build.
-#[derive(Debug, Clone)]
-enum L4 {
-    Tcp {
-        sport: u16,
-        dport: u16,
-        seq: u32,
-        syn: bool,
-        options: Vec<u8>,
-    },
-    Udp {
-        sport: u16,
-        dport: u16,
-        /// Send without a checksum (field 0).
-        no_csum: bool,
-    },
-}
-
+/// A SYN `sport` → `dport`: sequence 1000, window 29200, no options.
 fn tcp(sport: u16, dport: u16) -> L4 {
-    L4::Tcp {
-        sport,
-        dport,
-        seq: 1000,
-        syn: true,
-        options: Vec::new(),
-    }
-}
-
-fn udp(sport: u16, dport: u16) -> L4 {
-    L4::Udp {
-        sport,
-        dport,
-        no_csum: false,
-    }
-}
-
-impl L4 {
-    /// The same with other ports.
-    fn ports(&self, s: u16, d: u16) -> L4 {
-        let mut l = self.clone();
-        match &mut l {
-            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport, .. } => {
-                *sport = s;
-                *dport = d;
-            }
-        }
-        l
-    }
-
-    fn sport(&self) -> u16 {
-        match self {
-            L4::Tcp { sport, .. } | L4::Udp { sport, .. } => *sport,
-        }
-    }
-
-    fn dport(&self) -> u16 {
-        match self {
-            L4::Tcp { dport, .. } | L4::Udp { dport, .. } => *dport,
-        }
-    }
-
-    fn proto(&self) -> u8 {
-        match self {
-            L4::Tcp { .. } => 6,
-            L4::Udp { .. } => 17,
-        }
-    }
-}
-
-/// An IPv4 packet (no Ethernet header) built by etherparse.
-fn ip_packet(ip: &Ip, l4: &L4, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ip(IpHeaders::Ipv4(ip.hdr(), Ipv4Extensions::default()));
-    let mut out = Vec::new();
-    match l4 {
-        L4::Tcp {
-            sport,
-            dport,
-            seq,
-            syn,
-            options,
-        } => {
-            let mut t = TcpHeader::new(*sport, *dport, *seq, 29200);
-            t.syn = *syn;
-            t.ack = !*syn;
-            t.acknowledgment_number = if *syn { 0 } else { 77 };
-            t.set_options_raw(options).expect("tcp options");
-            b.tcp_header(t).write(&mut out, payload).expect("build");
-        }
-        L4::Udp {
-            sport,
-            dport,
-            no_csum,
-        } => {
-            b.udp(*sport, *dport)
-                .write(&mut out, payload)
-                .expect("build");
-            if *no_csum {
-                let at = ip.hdr().header_len() + 6;
-                out[at..at + 2].copy_from_slice(&[0, 0]);
-            }
-        }
-    }
-    out
-}
-
-/// An IPv4 packet carrying `payload` as protocol `proto`.
-fn ip_raw(ip: &Ip, proto: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ip(IpHeaders::Ipv4(ip.hdr(), Ipv4Extensions::default()))
-        .write(&mut out, IpNumber(proto), payload)
-        .expect("build");
-    out
-}
-
-/// An ICMP message (checksum computed by etherparse) in an IPv4 packet.
-fn icmp_packet(ip: &Ip, t: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ip(IpHeaders::Ipv4(ip.hdr(), Ipv4Extensions::default()))
-        .icmpv4_raw(t, code, rest)
-        .write(&mut out, data)
-        .expect("build");
-    out
-}
-
-/// An Ethernet frame around an IP packet.
-fn eth(src: Mac, dst: Mac, pkt: &[u8]) -> Vec<u8> {
-    let mut v = Ethernet2Header {
-        source: src,
-        destination: dst,
-        ether_type: EtherType::IPV4,
-    }
-    .to_bytes()
-    .to_vec();
-    v.extend_from_slice(pkt);
-    v
-}
-
-fn assert_frame(desc: &str, got: &[u8], want: &[u8]) {
-    if got != want {
-        let first = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{desc}: frames differ (lengths {} vs {}, first difference at byte {first})\n got: {}\nwant: {}",
-            got.len(),
-            want.len(),
-            hex(got),
-            hex(want)
-        );
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    segment(sport, dport, 1000, true, Vec::new())
 }
 
 // ---------------------------------------------------------------- NAT table
@@ -293,7 +115,7 @@ fn nat_in_case(desc: &'static str, ipf: Ip, l4: L4, payload: &[u8], rport: u16) 
     let want = eth(
         DMAC_S,
         RSMAC,
-        &ip_packet(&out_ip, &l4.ports(l4.sport(), rport), payload),
+        &ip_packet(&out_ip, &l4.clone().ports(l4.sport(), rport), payload),
     );
     NatCase {
         desc,
@@ -311,7 +133,7 @@ fn nat_out_case(desc: &'static str, ipf: Ip, l4: L4, payload: &[u8], vport: u16)
     let want = eth(
         DMAC_C,
         CMAC,
-        &ip_packet(&out_ip, &l4.ports(vport, l4.dport()), payload),
+        &ip_packet(&out_ip, &l4.clone().ports(vport, l4.dport()), payload),
     );
     NatCase {
         desc,
@@ -326,7 +148,7 @@ fn nat_out_case(desc: &'static str, ipf: Ip, l4: L4, payload: &[u8], vport: u16)
 /// compute to 0, so that the field must read 0xffff.
 fn payload_for_zero_udp_checksum(ipf: &Ip, l4: &L4) -> Vec<u8> {
     let pkt = ip_packet(ipf, l4, &[0, 0]);
-    let at = ipf.hdr().header_len() + 6;
+    let at = ipf.header_len() + 6;
     let c = u16::from_be_bytes([pkt[at], pkt[at + 1]]);
     // Adding word w to a sum S (folded, checksum c = ~S) gives 0xffff
     // (checksum 0) for w = ~S = c.
@@ -348,28 +170,22 @@ fn nat_rewrites_frame_by_frame() {
         nat_in_case(
             "TCP with data, same port",
             c2v.clone(),
-            L4::Tcp {
-                sport: 51234,
-                dport: 443,
-                seq: 0xdead_beef,
-                syn: false,
-                options: vec![],
-            },
+            segment(51234, 443, 0xdead_beef, false, vec![]),
             b"GET / HTTP/1.1\r\n\r\n",
             443,
         ),
         nat_in_case(
             "TCP with options (MSS, SACK-permitted, timestamps, wscale)",
             c2v.clone(),
-            L4::Tcp {
-                sport: 40001,
-                dport: 80,
-                seq: 7,
-                syn: true,
-                options: vec![
+            segment(
+                40001,
+                80,
+                7,
+                true,
+                vec![
                     2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
                 ],
-            },
+            ),
             b"",
             80,
         ),
@@ -395,11 +211,7 @@ fn nat_rewrites_frame_by_frame() {
         nat_in_case(
             "UDP without checksum stays without",
             c2v.clone(),
-            L4::Udp {
-                sport: 5002,
-                dport: 53,
-                no_csum: true,
-            },
+            udp(5002, 53).no_csum(),
             b"query",
             5353,
         ),
@@ -421,13 +233,13 @@ fn nat_rewrites_frame_by_frame() {
         nat_out_case(
             "TCP data reply",
             r2c.clone(),
-            L4::Tcp {
-                sport: 8080,
-                dport: 40000,
-                seq: 1,
-                syn: false,
-                options: vec![1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 8],
-            },
+            segment(
+                8080,
+                40000,
+                1,
+                false,
+                vec![1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 8],
+            ),
             &[0x5a; 100],
             80,
         ),
@@ -435,11 +247,7 @@ fn nat_rewrites_frame_by_frame() {
         nat_out_case(
             "UDP reply without checksum",
             r2c.clone(),
-            L4::Udp {
-                sport: 5353,
-                dport: 5000,
-                no_csum: true,
-            },
+            udp(5353, 5000).no_csum(),
             b"answer",
             53,
         ),
@@ -448,7 +256,7 @@ fn nat_rewrites_frame_by_frame() {
     // A checksum that computes to 0 after translation is sent as 0xffff.
     let l4 = udp(5005, 53);
     let translated = ip(CIP, RIP);
-    let payload = payload_for_zero_udp_checksum(&translated, &l4.ports(5005, 5353));
+    let payload = payload_for_zero_udp_checksum(&translated, &l4.clone().ports(5005, 5353));
     let case = nat_in_case(
         "UDP translated checksum 0 is sent as 0xffff",
         c2v.clone(),
@@ -539,9 +347,8 @@ enum Quote {
 }
 
 fn quote_of(datagram: &[u8], q: Quote) -> Vec<u8> {
-    let ihl = usize::from(datagram[0] & 0x0f) * 4;
     match q {
-        Quote::Min => datagram[..ihl + 8].to_vec(),
+        Quote::Min => quote(datagram, 8),
         Quote::All => datagram.to_vec(),
     }
 }
@@ -574,7 +381,7 @@ fn icmp_out_case(
     );
     let trans = ip_packet(
         &orig_ip.clone().with(|i| i.dst = VIP),
-        &l4.ports(l4.sport(), vport),
+        &l4.clone().ports(l4.sport(), vport),
         payload,
     );
     let want = eth(
@@ -621,7 +428,7 @@ fn icmp_in_case(
     );
     let trans = ip_packet(
         &orig_ip.clone().with(|i| i.src = RIP),
-        &l4.ports(rport, l4.dport()),
+        &l4.clone().ports(rport, l4.dport()),
         payload,
     );
     let want = eth(
@@ -646,10 +453,6 @@ fn icmp_in_case(
 
 #[test]
 fn nat_translates_icmp_errors() {
-    let mtu = |m: u16| {
-        let b = m.to_be_bytes();
-        [0, 0, b[0], b[1]]
-    };
     let mut cases = vec![
         icmp_out_case(
             "port unreachable from the real server about UDP (8-byte quote)",
@@ -678,7 +481,7 @@ fn nat_translates_icmp_errors() {
             SROUTER,
             3,
             4,
-            mtu(1400),
+            mtu_rest(1400),
             tcp(40000, 8080),
             &[7u8; 64],
             Quote::All,
@@ -712,11 +515,7 @@ fn nat_translates_icmp_errors() {
             3,
             3,
             [0; 4],
-            L4::Udp {
-                sport: 40000,
-                dport: 5353,
-                no_csum: true,
-            },
+            udp(40000, 5353).no_csum(),
             b"q",
             Quote::All,
             53,
@@ -737,7 +536,7 @@ fn nat_translates_icmp_errors() {
             CROUTER,
             3,
             4,
-            mtu(1280),
+            mtu_rest(1280),
             tcp(80, 40000),
             &[1u8; 33],
             Quote::All,
@@ -906,33 +705,22 @@ fn outer_ip(inner: &Ip, ident: u16) -> Ip {
 }
 
 /// The frame a tunnel must produce for `inner` (an IP packet built from
-/// `inner_ip`).
+/// `inner_ip`): `inner` under [`outer_ip`], GUE's source port taken from
+/// the inner flow.
 fn encapsulated(kind: TunKind, inner_ip: &Ip, inner: &[u8], ident: u16) -> Vec<u8> {
-    let o = outer_ip(inner_ip, ident);
-    let pkt = match kind {
-        TunKind::Ipip => ip_raw(&o, 4, inner),
-        TunKind::Gre => {
-            let mut p = vec![0, 0, 0x08, 0x00];
-            p.extend_from_slice(inner);
-            ip_raw(&o, 47, &p)
-        }
-        TunKind::Gue { port, checksum } => {
+    let gue_sport = match kind {
+        TunKind::Gue { .. } => {
             let ihl = usize::from(inner[0] & 0x0f) * 4;
-            let sport = tun::gue_src_port(&inner[..ihl], &inner[ihl..], inner[9]);
-            let mut p = vec![0, 4, 0, 0];
-            p.extend_from_slice(inner);
-            let mut out = Vec::new();
-            PacketBuilder::ip(IpHeaders::Ipv4(o.hdr(), Ipv4Extensions::default()))
-                .udp(sport, port)
-                .write(&mut out, &p)
-                .expect("build");
-            if !checksum {
-                out[26..28].copy_from_slice(&[0, 0]);
-            }
-            out
+            tun::gue_src_port(&inner[..ihl], &inner[ihl..], inner[9])
         }
+        TunKind::Ipip | TunKind::Gre => 0,
     };
-    eth(DMAC_S, RSMAC, &pkt)
+    let o = outer_ip(inner_ip, ident);
+    eth(
+        DMAC_S,
+        RSMAC,
+        &frame::encapsulated(kind, &o, inner, gue_sport),
+    )
 }
 
 fn encap_case(
@@ -965,7 +753,6 @@ fn encap_case(
 
 /// The fragmentation-needed frame answering `inner` (from `inner_ip`).
 fn frag_needed_frame(inner_ip: &Ip, inner: &[u8], mtu: u16, ident: u16) -> Vec<u8> {
-    let ihl = usize::from(inner[0] & 0x0f) * 4;
     let o = Ip {
         src: inner_ip.dst,
         dst: inner_ip.src,
@@ -975,17 +762,16 @@ fn frag_needed_frame(inner_ip: &Ip, inner: &[u8], mtu: u16, ident: u16) -> Vec<u
         df: false,
         options: vec![],
     };
-    let b = mtu.to_be_bytes();
     eth(
         DMAC_C,
         CMAC,
-        &icmp_packet(&o, 3, 4, [0, 0, b[0], b[1]], &inner[..ihl + 8]),
+        &icmp_packet(&o, 3, 4, mtu_rest(mtu), &quote(inner, 8)),
     )
 }
 
 fn frag_case(desc: &'static str, kind: TunKind, inner_ip: Ip, total: usize, mtu: u16) -> TunCase {
     let l4 = tcp(40000, 80);
-    let payload = vec![0x61u8; total - inner_ip.hdr().header_len() - 20];
+    let payload = vec![0x61u8; total - inner_ip.header_len() - 20];
     let inner = ip_packet(&inner_ip, &l4, &payload);
     assert_eq!(inner.len(), total);
     let frame = eth(CMAC, DMAC_C, &inner);
@@ -1406,21 +1192,16 @@ fn prop_ipv4_header_rewrite_equals_full_recompute() {
 fn random_l4(r: &mut Rng, udp_only: Option<bool>) -> L4 {
     let is_udp = udp_only.unwrap_or_else(|| r.chance(2));
     if is_udp {
-        L4::Udp {
+        L4::Udp(Udp {
             sport: r.u16(),
             dport: r.u16(),
             no_csum: r.chance(8),
-        }
+        })
     } else {
         let opts = 4 * r.below(11) as usize;
-        L4::Tcp {
-            sport: r.u16(),
-            dport: r.u16(),
-            seq: r.next() as u32,
-            syn: r.chance(2),
-            // NOP options: always valid.
-            options: vec![1; opts],
-        }
+        let (sport, dport, seq, syn) = (r.u16(), r.u16(), r.next() as u32, r.chance(2));
+        // NOP options: always valid.
+        segment(sport, dport, seq, syn, vec![1; opts])
     }
 }
 
@@ -1455,7 +1236,7 @@ fn prop_nat(seed: u64, udp_only: bool) {
                 RSMAC,
                 &ip_packet(
                     &ipf.clone().with(|i| i.dst = rip),
-                    &l4.ports(l4.sport(), new_port),
+                    &l4.clone().ports(l4.sport(), new_port),
                     &payload,
                 ),
             );
@@ -1468,7 +1249,7 @@ fn prop_nat(seed: u64, udp_only: bool) {
                 CMAC,
                 &ip_packet(
                     &ipf.clone().with(|i| i.src = vip),
-                    &l4.ports(new_port, l4.dport()),
+                    &l4.clone().ports(new_port, l4.dport()),
                     &payload,
                 ),
             );
@@ -1481,8 +1262,8 @@ fn prop_nat(seed: u64, udp_only: bool) {
             nat::xmit_out(&mut f, vip, new_port, DMAC_C, CMAC)
         };
         assert_eq!(res, Ok(()), "case {case}");
-        if f != want {
-            panic!("case {case} ({l4:?}): {}\n vs {}", hex(&f), hex(&want));
+        if let Some(d) = frame_diff(&f, &want) {
+            panic!("case {case} ({l4:?}): {d}");
         }
     }
 }
@@ -1521,15 +1302,15 @@ fn prop_nat_icmp_equals_full_recompute() {
         let (orig_ip, trans_ip, trans_l4) = if inbound {
             let o = random_ip(&mut r, vip, cip);
             let t = o.clone().with(|i| i.src = rip);
-            (o, t, l4.ports(new_port, l4.dport()))
+            (o, t, l4.clone().ports(new_port, l4.dport()))
         } else {
             let o = random_ip(&mut r, cip, rip);
             let t = o.clone().with(|i| i.dst = vip);
-            (o, t, l4.ports(l4.sport(), new_port))
+            (o, t, l4.clone().ports(l4.sport(), new_port))
         };
         let orig = ip_packet(&orig_ip, &l4, &payload);
         let trans = ip_packet(&trans_ip, &trans_l4, &payload);
-        let ihl = orig_ip.hdr().header_len();
+        let ihl = orig_ip.header_len();
         let l4_len = orig.len() - ihl;
         // 8 bytes, or a longer quote that holds the whole TCP checksum.
         let min_long = if l4.proto() == 6 { 18 } else { 8 };
@@ -1547,7 +1328,7 @@ fn prop_nat_icmp_equals_full_recompute() {
         let input = eth(
             CMAC,
             DMAC_C,
-            &icmp_packet(&outer, t, code, rest, &orig[..ihl + qlen]),
+            &icmp_packet(&outer, t, code, rest, &quote(&orig, qlen)),
         );
         let want_outer = outer.clone().with(|i| {
             if inbound {
@@ -1559,7 +1340,7 @@ fn prop_nat_icmp_equals_full_recompute() {
         let want = eth(
             DMAC_S,
             RSMAC,
-            &icmp_packet(&want_outer, t, code, rest, &trans[..ihl + qlen]),
+            &icmp_packet(&want_outer, t, code, rest, &quote(&trans, qlen)),
         );
         let mut f = input.clone();
         let info = nat::parse_icmp_error(&f).expect("an error about TCP/UDP");
@@ -1574,12 +1355,8 @@ fn prop_nat_icmp_equals_full_recompute() {
             nat::icmp_out(&mut f, vip, new_port, DMAC_S, RSMAC)
         };
         assert_eq!(res, Ok(()), "case {case}");
-        if f != want {
-            panic!(
-                "case {case} ({l4:?}, quote {qlen}, inbound {inbound}): {}\n vs {}",
-                hex(&f),
-                hex(&want)
-            );
+        if let Some(d) = frame_diff(&f, &want) {
+            panic!("case {case} ({l4:?}, quote {qlen}, inbound {inbound}): {d}");
         }
     }
 }

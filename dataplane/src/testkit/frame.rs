@@ -195,6 +195,27 @@ impl L4 {
         self
     }
 
+    /// TCP: window `n`.
+    pub fn window(mut self, n: u16) -> L4 {
+        self.tcp_mut().window = n;
+        self
+    }
+
+    /// TCP: options `o` (a multiple of 4 bytes, at most 40).
+    pub fn options(mut self, o: Vec<u8>) -> L4 {
+        self.tcp_mut().options = o;
+        self
+    }
+
+    /// UDP: send without a checksum (field 0).
+    pub fn no_csum(mut self) -> L4 {
+        match &mut self {
+            L4::Udp(u) => u.no_csum = true,
+            L4::Tcp(_) => panic!("a UDP field set on a TCP header"),
+        }
+        self
+    }
+
     /// The same header with ports `s` → `d`.
     pub fn ports(mut self, s: u16, d: u16) -> L4 {
         match &mut self {
@@ -283,7 +304,7 @@ pub fn icmp_packet(ip: &Ip, t: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<
 /// `extra` bytes after it (all of it when shorter).
 pub fn quote(datagram: &[u8], extra: usize) -> Vec<u8> {
     let ihl = usize::from(datagram[0] & 0x0f) * 4;
-    datagram[..(ihl + extra).min(datagram.len())].to_vec()
+    datagram[..ihl.saturating_add(extra).min(datagram.len())].to_vec()
 }
 
 /// The "rest of header" of a fragmentation-needed error with next-hop MTU
