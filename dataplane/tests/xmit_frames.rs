@@ -16,7 +16,7 @@ use xvs_dataplane::wire::checksum::{self, Delta};
 use xvs_dataplane::wire::icmp::{IcmpPacket, QuotedFlow};
 use xvs_dataplane::wire::ipv4::Ipv4Packet;
 use xvs_dataplane::wire::Error as WireError;
-use xvs_dataplane::xmit::nat::{self, IcmpErrorInfo, XmitError};
+use xvs_dataplane::xmit::nat::{self, IcmpErrorInfo, NatError};
 use xvs_dataplane::xmit::tun::{self, TunError, TunKind, TunOutcome, Tunnel};
 
 const CMAC: Mac = [0x02, 0, 0, 0, 0x01, 0x0a];
@@ -77,10 +77,10 @@ struct NatCase {
     input: Vec<u8>,
     op: Op,
     macs: (Mac, Mac),
-    want: Result<Vec<u8>, XmitError>,
+    want: Result<Vec<u8>, NatError>,
 }
 
-fn apply(op: Op, f: &mut [u8], (s, d): (Mac, Mac)) -> Result<(), XmitError> {
+fn apply(op: Op, f: &mut [u8], (s, d): (Mac, Mac)) -> Result<(), NatError> {
     match op {
         Op::In(a, p) => nat::xmit_in(f, a, p, s, d),
         Op::Out(a, p) => nat::xmit_out(f, a, p, s, d),
@@ -292,10 +292,10 @@ fn nat_rewrites_frame_by_frame() {
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
     let mut doff = good.clone();
     doff[14 + 20 + 12] = 0x40;
-    let errors: Vec<(&'static str, Vec<u8>, XmitError)> = vec![
-        ("first fragment", frag, XmitError::Fragment),
-        ("later fragment", later_frag, XmitError::Fragment),
-        ("ARP", arp, XmitError::NotIpv4),
+    let errors: Vec<(&'static str, Vec<u8>, NatError)> = vec![
+        ("first fragment", frag, NatError::Fragment),
+        ("later fragment", later_frag, NatError::Fragment),
+        ("ARP", arp, NatError::NotIpv4),
         (
             "ICMP echo is not NATed by xmit_in",
             eth(
@@ -303,24 +303,24 @@ fn nat_rewrites_frame_by_frame() {
                 DMAC_C,
                 &icmp_packet(&c2v, 8, 0, [0, 1, 0, 1], b"ping"),
             ),
-            XmitError::Protocol(1),
+            NatError::Protocol(1),
         ),
         (
             "truncated TCP header",
             good[..14 + 20 + 10].to_vec(),
-            XmitError::Malformed(WireError::Truncated),
+            NatError::Malformed(WireError::Truncated),
         ),
         (
             "TCP data offset < 5",
             doff,
-            XmitError::Malformed(WireError::Malformed),
+            NatError::Malformed(WireError::Malformed),
         ),
         (
             "Ethernet only",
             good[..14].to_vec(),
-            XmitError::Malformed(WireError::Truncated),
+            NatError::Malformed(WireError::Truncated),
         ),
-        ("empty", vec![], XmitError::Malformed(WireError::Truncated)),
+        ("empty", vec![], NatError::Malformed(WireError::Truncated)),
     ];
     for (desc, input, e) in errors {
         cases.push(NatCase {
@@ -585,14 +585,14 @@ fn nat_translates_icmp_errors() {
     );
     let udp_frame = eth(CMAC, DMAC_C, &ip_packet(&ip(CIP, VIP), &udp(1, 2), b""));
     for (desc, input, e) in [
-        ("echo request is no error", echo, XmitError::NotIcmpError),
-        ("error quoting ICMP", about_icmp, XmitError::NotIcmpError),
+        ("echo request is no error", echo, NatError::NotIcmpError),
+        ("error quoting ICMP", about_icmp, NatError::NotIcmpError),
         (
             "quote shorter than 8 bytes",
             short,
-            XmitError::Malformed(WireError::Truncated),
+            NatError::Malformed(WireError::Truncated),
         ),
-        ("not ICMP", udp_frame, XmitError::Protocol(17)),
+        ("not ICMP", udp_frame, NatError::Protocol(17)),
     ] {
         cases.push(NatCase {
             desc,

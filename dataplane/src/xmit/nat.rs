@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 
 /// Why a frame could not be rewritten (the frame is left unchanged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum XmitError {
+pub enum NatError {
     /// Not an IPv4 Ethernet frame.
     #[error("not an IPv4 frame")]
     NotIpv4,
@@ -101,7 +101,7 @@ pub fn xmit_in(
     rport: u16,
     src_mac: Mac,
     dst_mac: Mac,
-) -> Result<(), XmitError> {
+) -> Result<(), NatError> {
     rewrite(frame, End::Dst, rip, rport, src_mac, dst_mac)
 }
 
@@ -115,20 +115,20 @@ pub fn xmit_out(
     vport: u16,
     src_mac: Mac,
     dst_mac: Mac,
-) -> Result<(), XmitError> {
+) -> Result<(), NatError> {
     rewrite(frame, End::Src, vip, vport, src_mac, dst_mac)
 }
 
 /// Offset of the IPv4 header in a validated frame, its header length and
 /// protocol; rejects non-IPv4 frames and fragments.
-fn ipv4_of(frame: &[u8]) -> Result<(usize, u8), XmitError> {
+fn ipv4_of(frame: &[u8]) -> Result<(usize, u8), NatError> {
     let e = EthernetFrame::new_checked(frame)?;
     if e.ethertype() != ETHERTYPE_IPV4 {
-        return Err(XmitError::NotIpv4);
+        return Err(NatError::NotIpv4);
     }
     let ip = Ipv4Packet::new_checked(e.payload())?;
     if ip.is_fragment() {
-        return Err(XmitError::Fragment);
+        return Err(NatError::Fragment);
     }
     Ok((ip.header_len(), ip.protocol()))
 }
@@ -140,7 +140,7 @@ fn rewrite(
     port: u16,
     src_mac: Mac,
     dst_mac: Mac,
-) -> Result<(), XmitError> {
+) -> Result<(), NatError> {
     let (_, proto) = ipv4_of(frame)?;
     {
         // Validate the transport header before touching anything.
@@ -152,10 +152,10 @@ fn rewrite(
             PROTO_UDP => {
                 udp::UdpPacket::new_checked(ip.payload())?;
             }
-            p => return Err(XmitError::Protocol(p)),
+            p => return Err(NatError::Protocol(p)),
         }
     }
-    let pkt = packet::parse(frame).map_err(|_| XmitError::Protocol(proto))?;
+    let pkt = packet::parse(frame).map_err(|_| NatError::Protocol(proto))?;
     rewrite_l4(frame, &pkt, end, addr, port);
     set_macs(frame, src_mac, dst_mac);
     Ok(())
@@ -220,19 +220,19 @@ pub struct IcmpErrorInfo {
 /// datagram, to look its connection up. Fragments, non-errors, and errors
 /// quoting anything else (or too little: IP header + 8 bytes is needed)
 /// are refused.
-pub fn parse_icmp_error(frame: &[u8]) -> Result<IcmpErrorInfo, XmitError> {
+pub fn parse_icmp_error(frame: &[u8]) -> Result<IcmpErrorInfo, NatError> {
     let (_, proto) = ipv4_of(frame)?;
     if proto != PROTO_ICMP {
-        return Err(XmitError::Protocol(proto));
+        return Err(NatError::Protocol(proto));
     }
     let ip = Ipv4Packet::new_checked(&frame[eth::HEADER_LEN..])?;
     let icmp = IcmpPacket::new_checked(ip.payload())?;
     if !icmp.is_error() {
-        return Err(XmitError::NotIcmpError);
+        return Err(NatError::NotIcmpError);
     }
     let quoted = icmp.quoted_flow().map_err(|e| match e {
-        crate::wire::Error::Truncated => XmitError::Malformed(e),
-        crate::wire::Error::Malformed => XmitError::NotIcmpError,
+        crate::wire::Error::Truncated => NatError::Malformed(e),
+        crate::wire::Error::Malformed => NatError::NotIcmpError,
     })?;
     Ok(IcmpErrorInfo {
         src: ip.src(),
@@ -255,7 +255,7 @@ pub fn icmp_in(
     rport: u16,
     src_mac: Mac,
     dst_mac: Mac,
-) -> Result<(), XmitError> {
+) -> Result<(), NatError> {
     icmp_rewrite(frame, End::Dst, rip, rport, src_mac, dst_mac)
 }
 
@@ -271,7 +271,7 @@ pub fn icmp_out(
     vport: u16,
     src_mac: Mac,
     dst_mac: Mac,
-) -> Result<(), XmitError> {
+) -> Result<(), NatError> {
     icmp_rewrite(frame, End::Src, vip, vport, src_mac, dst_mac)
 }
 
@@ -284,10 +284,10 @@ fn icmp_rewrite(
     port: u16,
     src_mac: Mac,
     dst_mac: Mac,
-) -> Result<(), XmitError> {
+) -> Result<(), NatError> {
     parse_icmp_error(frame)?;
-    let pkt = packet::parse(frame).map_err(|_| XmitError::NotIcmpError)?;
-    let q = pkt.quoted.ok_or(XmitError::NotIcmpError)?;
+    let pkt = packet::parse(frame).map_err(|_| NatError::NotIcmpError)?;
+    let q = pkt.quoted.ok_or(NatError::NotIcmpError)?;
     rewrite_icmp(frame, &pkt, &q, outer, addr, port);
     set_macs(frame, src_mac, dst_mac);
     Ok(())
