@@ -115,11 +115,21 @@ pub fn remove_pins(iface: &str, ifindex: Option<u32>) -> io::Result<bool> {
         Err(e) => return Err(ctx(dir.display(), e)),
     }
     if let Some(ifindex) = ifindex {
-        if let Some(p) = attached_program(ifindex)? {
-            if p.name == PROG {
-                crate::io::netlink::Netlink::open()?.detach_xdp(ifindex)?;
-                found = true;
+        // The kernel releases an unpinned link a moment later: wait for it
+        // before taking a program still there for a link-less one.
+        let mut left = None;
+        for _ in 0..100 {
+            left = attached_program(ifindex)?.filter(|p| p.name == PROG);
+            if left.is_none() {
+                break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if let Some(p) = left {
+            crate::io::netlink::Netlink::open()?
+                .detach_xdp(ifindex)
+                .map_err(|e| ctx(format_args!("detaching XDP program {p}"), e))?;
+            found = true;
         }
     }
     Ok(found)
