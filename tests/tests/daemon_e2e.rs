@@ -336,3 +336,50 @@ fn after_kill_9_the_program_stays_pinned_drops_without_reset_and_a_restart_takes
     assert!(!pins.exists(), "--cleanup left the pins");
     assert!(!lock_file(&lan).exists(), "--cleanup left the lock file");
 }
+
+#[test]
+fn maps_pinned_by_an_incompatible_version_are_never_reused() {
+    let _g = net_lock();
+    let lan = DrLan::new();
+    let iface = lan.director.iface.clone();
+    let pins = shared_pin_dir(&iface);
+    let _pins = PinGuard(pins.clone());
+    xvs_tests::daemon::ensure_shared_bpffs();
+    std::fs::create_dir_all(&pins).unwrap();
+    // A svc_map with another key layout than this version's.
+    let map = pins.join("svc_map");
+    netns::run_ok(&[
+        "bpftool",
+        "map",
+        "create",
+        &map.display().to_string(),
+        "type",
+        "hash",
+        "key",
+        "4",
+        "value",
+        "4",
+        "entries",
+        "16",
+        "name",
+        "svc_map",
+    ]);
+    let exit = Xvsd::run_to_exit(
+        Some(&lan.director.ns),
+        &iface_args(&lan, &[]),
+        &shared(),
+        EXIT_TIMEOUT,
+    );
+    assert_failed_with(&exit, "incompatible version");
+    assert_failed_with(&exit, &format!("--cleanup {iface}"));
+    assert!(!lan.director_has_xdp());
+    assert!(map.exists(), "the foreign map was removed");
+    let cleaned = Xvsd::run_to_exit(
+        Some(&lan.director.ns),
+        &["--cleanup".into(), iface.clone()],
+        &shared(),
+        EXIT_TIMEOUT,
+    );
+    assert!(cleaned.status.success(), "{}", cleaned.stderr);
+    assert!(!pins.exists());
+}

@@ -20,7 +20,7 @@
 //! One program object is loaded per interface, so every interface has its
 //! own XSKMAP indexed by RX queue.
 
-use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::maps::{HashMap, MapData, MapInfo, MapType, PerCpuArray, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
@@ -44,6 +44,49 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/xvs";
 const LINK_PIN: &str = "link";
 /// The maps, pinned under these names in an interface's pin directory.
 const MAPS: [&str; 5] = ["xsks_map", "svc_map", "nat_map", "vip_map", "steer_stats"];
+
+/// Each map's type, key size, value size and capacity, as the C program
+/// declares them (in the order of [`MAPS`]): a pinned map that differs was
+/// left by an incompatible version and is never reused.
+const MAP_SHAPES: [(MapType, u32, u32, u32); 5] = [
+    (MapType::XskMap, 4, 4, 256),
+    (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
+    (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
+    (MapType::Hash, 4, 4, 65536),
+    (MapType::PerCpuArray, 4, 8, 4),
+];
+
+/// `struct svc_key`'s size.
+const SVC_KEY_SIZE: u32 = std::mem::size_of::<SvcKey>() as u32;
+
+/// Check that the maps pinned in `dir` (those there are) have the shapes
+/// this program declares.
+fn check_pinned(dir: &Path, iface_hint: &str) -> io::Result<()> {
+    for (name, (ty, key, value, max)) in MAPS.iter().zip(MAP_SHAPES) {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|e| ctx(path.display(), e))?;
+        let same = info.map_type().ok() == Some(ty)
+            && info.key_size() == key
+            && info.value_size() == value
+            && info.max_entries() == max;
+        if !same {
+            return Err(io::Error::other(format!(
+                "{}: pinned by an incompatible version of xvsd (type {:?}, key {} B, \
+                 value {} B, {} entries; this version has {ty:?}, {key} B, {value} B, \
+                 {max}); `xvsd --cleanup {iface_hint}` removes it, detaching the old program",
+                path.display(),
+                info.map_type().ok(),
+                info.key_size(),
+                info.value_size(),
+                info.max_entries()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// The pin directory of interface `iface`.
 pub fn pin_dir(iface: &str) -> PathBuf {
@@ -293,6 +336,8 @@ impl Steering {
         let mut ebpf = match pins {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| ctx(dir.display(), e))?;
+                let iface = dir.file_name().map(|f| f.to_string_lossy().into_owned());
+                check_pinned(dir, iface.as_deref().unwrap_or("IFACE"))?;
                 reused = dir.join(MAPS[1]).exists();
                 let paths: Vec<(&str, PathBuf)> = MAPS.iter().map(|m| (*m, dir.join(m))).collect();
                 let mut loader = EbpfLoader::new();
@@ -379,7 +424,14 @@ impl Steering {
                     }
                 },
                 Err(e) => {
-                    return Err(ctx("the XDP link cannot be pinned", e));
+                    // A netlink attachment (old kernels) has no link to
+                    // pin: attach again, owned by the process.
+                    eprintln!(
+                        "xvsd: interface {ifindex}: the XDP attachment cannot be pinned ({}): \
+                         crash-safety is off for it",
+                        error_chain(&e)
+                    );
+                    self.attach_new()?;
                 }
             }
         }
