@@ -124,3 +124,51 @@ fn counters<P: Port>(pipeline: &Pipeline, port: &P, rx: u64, unavailable: u64) -
         rings: port.rings(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::svc::Snapshot;
+    use std::time::{Duration, Instant};
+
+    /// A port whose every poll fails (a ring that went away).
+    struct Broken {
+        polls: u32,
+    }
+
+    impl Port for Broken {
+        fn poll<F: FnMut(u8, &mut dyn crate::io::FrameBuf) -> Verdict>(
+            &mut self,
+            _timeout_ms: i32,
+            _f: F,
+        ) -> std::io::Result<usize> {
+            self.polls += 1;
+            Err(std::io::Error::from_raw_os_error(libc::ENXIO))
+        }
+
+        fn accounting(&self) -> FrameAccounting {
+            FrameAccounting::default()
+        }
+    }
+
+    #[test]
+    fn a_port_that_keeps_failing_stops_the_worker_on_its_own() {
+        let cell = Arc::new(SnapshotCell::new(Snapshot::default()));
+        let pipeline = Pipeline::new(cell.load().1, 64, [2, 0, 0, 0, 0, 1]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (_tx, rx) = crossbeam::channel::unbounded();
+        let start = Instant::now();
+        let (port, _) = run(
+            "t:0".into(),
+            Broken { polls: 0 },
+            pipeline,
+            cell,
+            stop.clone(),
+            rx,
+        );
+        // It gave up by itself (stop was never set), after the limit.
+        assert!(!stop.load(Ordering::Relaxed));
+        assert_eq!(port.polls, POLL_ERRORS_MAX);
+        assert!(start.elapsed() < Duration::from_secs(30));
+    }
+}
