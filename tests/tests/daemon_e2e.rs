@@ -180,13 +180,37 @@ fn a_second_daemon_on_the_interface_or_the_socket_is_refused_and_the_first_keeps
     assert!(listed.contains(VIP_PORT), "{listed}");
     assert_forwards(&lan, "after a second daemon was refused the socket");
 
+    // SIGHUP does not stop the daemon (it reloads); SIGQUIT stops it
+    // cleanly, as SIGTERM does.
+    signal(pid, "HUP");
+    wait_for(
+        || first.stderr_so_far().contains("SIGHUP"),
+        "the SIGHUP hook",
+    );
+    first.adm_ok(&["-Ln"]);
+    assert_forwards(&lan, "after SIGHUP");
+    signal(pid, "QUIT");
+    wait_for(|| !first.socket().exists(), "a clean exit on SIGQUIT");
     let exit = first.stop();
     assert!(exit.status.success(), "{}", exit.stderr);
+    assert!(!exit.killed);
     assert!(!lan.director_has_xdp());
     assert!(
         !lock_file(&lan).exists(),
         "lock file left after a clean stop"
     );
+}
+
+fn signal(pid: u32, sig: &str) {
+    netns::run_ok(&["sh", "-c", &format!("kill -{sig} {pid}")]);
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "no {what} within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
