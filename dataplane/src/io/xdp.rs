@@ -178,6 +178,13 @@ pub fn remove_pins(iface: &str, ifindex: Option<u32>) -> io::Result<bool> {
     Ok(found)
 }
 
+/// The id of the program the link pinned at `path` runs.
+fn pinned_link_program(path: &Path) -> io::Result<u32> {
+    let link = FdLink::from(PinnedLink::from_pin(path).map_err(|e| ctx(path.display(), e))?);
+    let info = link.info().map_err(|e| ctx(path.display(), e))?;
+    Ok(info.program_id())
+}
+
 /// An XDP program attached to an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachedProgram {
@@ -396,7 +403,21 @@ impl Steering {
         if let Some(dir) = self.pins.clone() {
             let path = dir.join(LINK_PIN);
             if path.exists() {
-                return self.take_over(&path);
+                match pinned_link_program(&path) {
+                    // The pinned link is the one this interface runs.
+                    Ok(id) if attached_program(ifindex)?.is_some_and(|p| p.id == id) => {
+                        return self.take_over(&path);
+                    }
+                    // Its interface went away (or was renamed): stale.
+                    found => {
+                        eprintln!(
+                            "xvsd: {}: stale (not attached to interface {ifindex}{}); attaching anew",
+                            path.display(),
+                            found.err().map_or_else(String::new, |e| format!(": {e}"))
+                        );
+                        std::fs::remove_file(&path).map_err(|e| ctx(path.display(), e))?;
+                    }
+                }
             }
         }
         if let Some(p) = attached_program(ifindex)? {
