@@ -185,8 +185,8 @@ pub struct RxSocket {
 impl RxSocket {
     /// Bind the socket and steer `addrs` to it.
     pub fn open(iface: &str, addrs: &[Ipv4Addr]) -> Result<Self, String> {
-        let mut steering = Steering::load(ifindex(iface)?).map_err(|e| e.to_string())?;
-        steering.attach().map_err(|e| e.to_string())?;
+        let mut steering = Steering::load(ifindex(iface)?, None).map_err(|e| e.to_string())?;
+        steering.attach(false).map_err(|e| e.to_string())?;
         let port = XskPort::open(iface, 0, 8192).map_err(|e| e.to_string())?;
         steering.set_xsk(0, port.fd()).map_err(|e| e.to_string())?;
         for a in addrs {

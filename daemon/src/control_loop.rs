@@ -89,13 +89,31 @@ impl ControlLoop {
         )
     }
 
-    /// Serve `jobs` until `stop` is set or every sender is gone.
-    pub fn run(&mut self, jobs: &Receiver<Job>, stop: &AtomicBool) {
+    /// SIGHUP: reload the configuration.
+    pub fn reload(&mut self) {
+        eprintln!("xvsd: SIGHUP: reload");
+    }
+
+    /// Serve `jobs` until `stop` is set or every sender is gone (`Ok`), or
+    /// until a worker stops on its own (`Err`, naming it: the daemon must
+    /// stop too). `hup` set (SIGHUP) runs [`ControlLoop::reload`].
+    pub fn run(
+        &mut self,
+        jobs: &Receiver<Job>,
+        stop: &AtomicBool,
+        hup: &AtomicBool,
+    ) -> Result<(), String> {
         let mut next_tick = Instant::now() + TICK;
         let mut next_metrics = Instant::now() + METRICS_REFRESH;
         let mut next_trash = Instant::now() + TRASH_REBUILD;
         let mut batch: Vec<(Response, mpsc::Sender<Response>)> = Vec::with_capacity(MAX_BATCH);
         while !stop.load(Ordering::Relaxed) {
+            if let Some(w) = self.director.failed_worker() {
+                return Err(format!("worker {w} stopped"));
+            }
+            if hup.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
             let now = Instant::now();
             if now >= next_tick {
                 self.control.tick(now);
@@ -132,7 +150,7 @@ impl ControlLoop {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     eprintln!("xvsd: the control acceptor stopped");
-                    break;
+                    return Ok(());
                 }
             };
             // Execute everything queued, publish once, then answer: when
@@ -155,5 +173,6 @@ impl ControlLoop {
                 let _ = reply.send(resp);
             }
         }
+        Ok(())
     }
 }

@@ -9,9 +9,20 @@
 //! `--metrics`, the thread serving that page. This crate is the only one
 //! that links both the control plane and the data plane: [`runtime`]
 //! answers the control plane's questions about the running data plane.
+//!
+//! Exits. Before anything is attached, an error just exits 1. After that:
+//! - a clean stop (SIGTERM, SIGINT, SIGQUIT) and every error exit detach
+//!   the steering programs, remove their pins and the interface locks,
+//!   and leave the interfaces as they were (exit 0, or 1 for an error);
+//! - a crash (`kill -9`, a panic) and a worker failure (a worker panic or
+//!   an unrecoverable ring error: exit 2, naming the worker) keep the
+//!   programs attached and pinned; they drop the services' frames until a
+//!   restarted xvsd takes them over, so that clients retransmit into it
+//!   rather than being reset. `xvsd --cleanup IFACE` removes what such an
+//!   exit left when the director is retired.
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,11 +32,15 @@ use xvs_control::access;
 use xvs_control::metrics::{self, MetricsServer};
 use xvs_control::proto::{self, Request};
 use xvs_control::Control;
-use xvs_dataplane::director::{Director, DirectorConfig};
+use xvs_dataplane::director::{Director, DirectorConfig, IfaceInfo};
+use xvs_dataplane::io::xdp;
 
 mod control_loop;
+mod lock;
 mod runtime;
 mod server;
+
+use lock::IfaceLock;
 
 use control_loop::{ControlLoop, MAX_BATCH};
 use runtime::Live;
@@ -61,6 +76,14 @@ struct Args {
     /// (default: root only).
     #[arg(long, value_name = "GID|NAME")]
     group: Option<String>,
+    /// Take over an interface that carries another XDP program (detaching
+    /// that program) instead of refusing it.
+    #[arg(long)]
+    replace: bool,
+    /// Remove what a dead xvsd left on IFACE (pinned program, maps and
+    /// link, lock file), detaching the program, and exit.
+    #[arg(long, value_name = "IFACE", conflicts_with = "ifaces")]
+    cleanup: Option<String>,
 }
 
 fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
@@ -88,8 +111,77 @@ pub(crate) fn fail(msg: String) -> ! {
     std::process::exit(1);
 }
 
+/// Print `msg`, stop the data plane cleanly (detaching and unpinning its
+/// programs), release the interfaces and exit 1 (errors after attaching).
+fn fail_attached(director: Director, locks: Vec<IfaceLock>, msg: String) -> ! {
+    eprintln!("xvsd: {msg}");
+    stop_data_plane(director);
+    for l in locks {
+        l.release();
+    }
+    std::process::exit(1);
+}
+
+/// Stop the data plane cleanly and print its totals.
+fn stop_data_plane(director: Director) {
+    for l in runtime::exit_report(&director) {
+        eprintln!("{l}");
+    }
+    for r in director.stop() {
+        let f = r.frames;
+        eprintln!(
+            "xvsd: worker {} frames total={} fill={} rx={} tx={} comp={} free={} lost={}",
+            r.name,
+            f.total,
+            f.fill,
+            f.rx,
+            f.tx,
+            f.comp,
+            f.free,
+            f.lost()
+        );
+    }
+}
+
+/// `--cleanup IFACE`: the exit code.
+fn cleanup(iface: &str) -> i32 {
+    let lock = match IfaceLock::acquire(iface) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("xvsd: --cleanup: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = xdp::ensure_bpffs() {
+        eprintln!(
+            "xvsd: --cleanup: bpffs is not mounted at {}: {e}",
+            xdp::BPFFS
+        );
+    }
+    let ifindex = IfaceInfo::read(iface).ok().map(|i| i.ifindex);
+    let code = match xdp::remove_pins(iface, ifindex) {
+        Ok(true) => {
+            eprintln!("xvsd: {iface}: removed what a previous xvsd left; detached");
+            0
+        }
+        Ok(false) => {
+            eprintln!("xvsd: {iface}: nothing left by a previous xvsd");
+            0
+        }
+        Err(e) => {
+            eprintln!("xvsd: --cleanup {iface}: {e}");
+            1
+        }
+    };
+    lock.release();
+    code
+}
+
 fn main() {
     let args = Args::parse();
+    if let Some(iface) = &args.cleanup {
+        std::process::exit(cleanup(iface));
+    }
     let cores = match args.cores.as_deref().map(parse_cores).transpose() {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => fail(e),
@@ -109,11 +201,39 @@ fn main() {
         .map(|a| metrics::parse_listen_addr(a).unwrap_or_else(|e| fail(e)));
 
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGINT, SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+    let hup = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (SIGINT, &stop),
+        (SIGTERM, &stop),
+        (SIGQUIT, &stop),
+        (SIGHUP, &hup),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             fail(format!("cannot install signal handler: {e}"));
         }
     }
+
+    // Claim the interfaces and the control socket before touching either.
+    let locks: Vec<IfaceLock> = args
+        .ifaces
+        .iter()
+        .map(|i| IfaceLock::acquire(i).unwrap_or_else(|e| fail(e)))
+        .collect();
+    if let Err(e) = server::claim_socket(&socket) {
+        fail(e);
+    }
+    let pin = !args.ifaces.is_empty()
+        && match xdp::ensure_bpffs() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!(
+                    "xvsd: no bpffs at {} ({e}): crash-safety is off: the XDP \
+                     programs go with the daemon and a restart resets every connection",
+                    xdp::BPFFS
+                );
+                false
+            }
+        };
 
     let mut queues = 0usize;
     for i in &args.ifaces {
@@ -128,6 +248,8 @@ fn main() {
         ifaces: args.ifaces.clone(),
         cores,
         conn_max: args.conn_max,
+        pin,
+        replace: args.replace,
         ..DirectorConfig::default()
     };
     let director = match Director::start(&cfg) {
@@ -145,7 +267,7 @@ fn main() {
     if let Some(path) = &args.config {
         let rules = match std::fs::read_to_string(path) {
             Ok(r) => r,
-            Err(e) => fail(format!("{}: {e}", path.display())),
+            Err(e) => fail_attached(director, locks, format!("{}: {e}", path.display())),
         };
         let req = Request {
             args: vec!["-R".into()],
@@ -153,7 +275,8 @@ fn main() {
         };
         let resp = control.execute(&req, &Live(&director));
         if resp.code != 0 {
-            fail(format!("{}: {}", path.display(), resp.stderr.trim_end()));
+            let msg = format!("{}: {}", path.display(), resp.stderr.trim_end());
+            fail_attached(director, locks, msg);
         }
         eprintln!(
             "xvsd: {}: {} service(s) loaded",
@@ -163,22 +286,35 @@ fn main() {
     }
     let mut lp = ControlLoop::new(control, director, queues);
     if let Err(e) = lp.publish() {
-        fail(format!("cannot program the steering map: {e}"));
+        let msg = format!("cannot program the steering map: {e}");
+        fail_attached(lp.into_director(), locks, msg);
     }
 
-    let metrics_server = metrics_addr.map(|addr| {
+    let mut metrics_server = None;
+    if let Some(addr) = metrics_addr {
         let page = Arc::new(Mutex::new(String::new()));
         lp.serve_metrics(page.clone());
         match MetricsServer::start(addr, page) {
             Ok(m) => {
                 eprintln!("xvsd: metrics on http://{}/metrics", m.local_addr());
-                m
+                metrics_server = Some(m);
             }
-            Err(e) => fail(format!("--metrics {addr}: {e}")),
+            Err(e) => fail_attached(lp.into_director(), locks, format!("--metrics {addr}: {e}")),
         }
-    });
+    }
+    let stop_metrics = |m: Option<MetricsServer>| {
+        if let Some(m) = m {
+            m.stop();
+        }
+    };
 
-    let listener = server::bind_socket(&socket, group.as_ref());
+    let listener = match server::bind_socket(&socket, group.as_ref()) {
+        Ok(l) => l,
+        Err(e) => {
+            stop_metrics(metrics_server);
+            fail_attached(lp.into_director(), locks, e)
+        }
+    };
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(MAX_BATCH);
     let acceptor = {
         let stop = stop.clone();
@@ -186,11 +322,28 @@ fn main() {
         std::thread::Builder::new()
             .name("xvs-ctl-accept".into())
             .spawn(move || server::accept_loop(listener, jobs_tx, stop, group))
-            .unwrap_or_else(|e| fail(format!("cannot start the acceptor: {e}")))
+    };
+    let acceptor = match acceptor {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            stop_metrics(metrics_server);
+            let msg = format!("cannot start the acceptor: {e}");
+            fail_attached(lp.into_director(), locks, msg)
+        }
     };
     eprintln!("xvsd: listening on {}", socket.display());
 
-    lp.run(&jobs_rx, &stop);
+    if let Err(e) = lp.run(&jobs_rx, &stop, &hup) {
+        // A crash-like stop: the programs stay pinned (see the module
+        // documentation) so that the restart keeps the connections.
+        eprintln!(
+            "xvsd: {e}: exiting without detaching; the steering programs stay \
+             pinned and drop the services' frames until xvsd is restarted"
+        );
+        let _ = std::fs::remove_file(&socket);
+        std::process::exit(2);
+    }
 
     eprintln!("xvsd: stopping");
     stop.store(true, Ordering::Relaxed);
@@ -198,26 +351,10 @@ fn main() {
     let _ = UnixStream::connect(&socket);
     let _ = acceptor.join();
     drop(jobs_rx);
-    if let Some(m) = metrics_server {
-        m.stop();
-    }
-    let director = lp.into_director();
-    for l in runtime::exit_report(&director) {
-        eprintln!("{l}");
-    }
-    for r in director.stop() {
-        let f = r.frames;
-        eprintln!(
-            "xvsd: worker {} frames total={} fill={} rx={} tx={} comp={} free={} lost={}",
-            r.name,
-            f.total,
-            f.fill,
-            f.rx,
-            f.tx,
-            f.comp,
-            f.free,
-            f.lost()
-        );
+    stop_metrics(metrics_server);
+    stop_data_plane(lp.into_director());
+    for l in locks {
+        l.release();
     }
     let _ = std::fs::remove_file(&socket);
 }

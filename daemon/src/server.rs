@@ -14,8 +14,6 @@ use std::time::Duration;
 use xvs_control::access::{self, Group};
 use xvs_control::proto::{self, Request, Response};
 
-use crate::fail;
-
 /// Threads reading requests off accepted connections.
 const READERS: usize = 4;
 
@@ -44,7 +42,12 @@ pub fn accept_loop(
             .name(format!("xvs-ctl-read{i}"))
             .spawn(move || read_loop(&rx, &jobs));
         if let Err(e) = spawned {
-            fail(format!("cannot start a request reader: {e}"));
+            // Fewer readers still serve; none at all is the only failure.
+            eprintln!("xvsd: cannot start a request reader: {e}");
+            if i == 0 {
+                return;
+            }
+            break;
         }
     }
     for conn in listener.incoming() {
@@ -111,42 +114,50 @@ fn read_loop(conns: &Mutex<Receiver<(UnixStream, bool)>>, jobs: &SyncSender<Job>
     }
 }
 
-/// Create the control socket: mode 0600, or 0660 owned by `group`.
-pub fn bind_socket(socket: &Path, group: Option<&Group>) -> UnixListener {
+/// Check that no live daemon answers on `socket`: a leftover file whose
+/// daemon is gone (nobody listens: `ECONNREFUSED`) is removed; one that
+/// answers is refused, never unlinked.
+pub fn claim_socket(socket: &Path) -> Result<(), String> {
+    match UnixStream::connect(socket) {
+        Ok(_) => Err(format!(
+            "{}: another xvsd is listening on this control socket (use another --socket)",
+            socket.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(socket).map_err(|e| format!("{}: {e}", socket.display()))
+        }
+        Err(e) => Err(format!("{}: {e}", socket.display())),
+    }
+}
+
+/// Create the control socket: mode 0600, or 0660 owned by `group`. A
+/// socket a live daemon listens on is left alone (see [`claim_socket`]).
+pub fn bind_socket(socket: &Path, group: Option<&Group>) -> Result<UnixListener, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", socket.display());
     if let Some(dir) = socket.parent() {
         if !dir.as_os_str().is_empty() {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                fail(format!("{}: {e}", dir.display()));
-            }
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
     }
-    let _ = std::fs::remove_file(socket);
+    claim_socket(socket)?;
     // No permissions for group and others from the start; widened below
     // only for --group.
     let listener = {
         let old = xvs_dataplane::io::set_umask(0o177);
         let l = UnixListener::bind(socket);
         xvs_dataplane::io::set_umask(old);
-        match l {
-            Ok(l) => l,
-            Err(e) => fail(format!("{}: {e}", socket.display())),
-        }
+        l.map_err(|e| fail(&e))?
     };
     let mode = match group {
         Some(g) => {
-            if let Err(e) = std::os::unix::fs::chown(socket, None, Some(g.gid)) {
-                fail(format!(
-                    "{}: cannot give it to group {}: {e}",
-                    socket.display(),
-                    g.gid
-                ));
-            }
+            std::os::unix::fs::chown(socket, None, Some(g.gid))
+                .map_err(|e| fail(&format_args!("cannot give it to group {}: {e}", g.gid)))?;
             0o660
         }
         None => 0o600,
     };
-    if let Err(e) = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode)) {
-        fail(format!("{}: {e}", socket.display()));
-    }
-    listener
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail(&e))?;
+    Ok(listener)
 }

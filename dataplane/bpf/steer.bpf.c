@@ -11,6 +11,12 @@
 // Everything else -- ARP, ICMP echo, traffic to the director's own
 // addresses, non-VIP ports, fragments -- is passed to the kernel
 // untouched. The maps are kept in step with the service table by xvsd.
+//
+// A frame for a service that finds no socket on its queue (xvsd died or
+// is restarting: the program and its maps stay pinned) is dropped and
+// counted, never passed: the kernel has no such connection and would
+// answer with a reset, while a dropped segment is retransmitted by TCP
+// into the restarted daemon.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -96,6 +102,7 @@ int xvs_steer(struct xdp_md *ctx)
 	__u32 queue = ctx->rx_queue_index;
 	__u16 *ports;
 	__u32 ihl;
+	long act;
 
 	if ((void *)(eth + 1) > data_end)
 		return count(STEER_PASS, XDP_PASS);
@@ -150,10 +157,14 @@ int xvs_steer(struct xdp_md *ctx)
 			}
 		}
 	}
-	/* No socket on this queue: the kernel keeps the frame (counted). */
+	/* No socket on this queue (the daemon is gone or restarting): drop
+	 * and count, so the peer retransmits instead of being reset. */
 	if (!bpf_map_lookup_elem(&xsks_map, &queue))
-		return count(STEER_NOSOCK, XDP_PASS);
-	return count(STEER_REDIRECT, bpf_redirect_map(&xsks_map, queue, XDP_PASS));
+		return count(STEER_NOSOCK, XDP_DROP);
+	/* The socket may go between the lookup and the redirect: the
+	 * redirect's fallback action is the same drop, counted alike. */
+	act = bpf_redirect_map(&xsks_map, queue, XDP_DROP);
+	return count(act == XDP_REDIRECT ? STEER_REDIRECT : STEER_NOSOCK, act);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -163,7 +163,7 @@ impl DataplaneCounters {
                 one(
                     "no_socket",
                     "steer_no_socket_frames_total",
-                    "Frames for a service on a queue with no AF_XDP socket (left to the kernel)",
+                    "Frames for a service dropped for want of an AF_XDP socket on their queue",
                     c.no_socket,
                 ),
             ]

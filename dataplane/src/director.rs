@@ -8,7 +8,7 @@ use crate::conn::table::ConnTable;
 use crate::conn::time::{left_ns, ticks};
 use crate::conn::tracker::alive;
 use crate::counters::DataplaneCounters;
-use crate::io::xdp::{AttachMode, Steering};
+use crate::io::xdp::{AttachMode, Steering, SvcKey};
 use crate::io::xsk::XskGroup;
 use crate::neigh::NeighTable;
 use crate::pipeline::{Pipeline, PortInfo};
@@ -35,6 +35,13 @@ pub struct DirectorConfig {
     pub conn_max: usize,
     /// UMEM frames per socket.
     pub frames: u32,
+    /// Pin each interface's program, maps and link under
+    /// [`crate::io::xdp::PIN_ROOT`] so that they outlive a crash, and take
+    /// over what a previous daemon pinned there.
+    pub pin: bool,
+    /// Replace a foreign XDP program found on an interface instead of
+    /// refusing the interface.
+    pub replace: bool,
 }
 
 impl Default for DirectorConfig {
@@ -44,6 +51,8 @@ impl Default for DirectorConfig {
             cores: Vec::new(),
             conn_max: 1 << 20,
             frames: 4096,
+            pin: false,
+            replace: false,
         }
     }
 }
@@ -165,7 +174,8 @@ impl std::fmt::Debug for Director {
 
 impl Director {
     /// Start on `cfg.ifaces` (none: control only). Prints one line per
-    /// interface and socket saying how it runs.
+    /// interface and socket saying how it runs. A start that fails after
+    /// attaching detaches again: the interfaces are left as they were.
     pub fn start(cfg: &DirectorConfig) -> io::Result<Self> {
         let infos = cfg
             .ifaces
@@ -204,18 +214,47 @@ impl Director {
         } else {
             cfg.cores.clone()
         };
+        match me.bring_up(cfg, &infos, &cores, workers, &mut parts) {
+            Ok(()) => Ok(me),
+            Err(e) => {
+                me.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    /// Attach the programs and start a worker per queue.
+    fn bring_up(
+        &mut self,
+        cfg: &DirectorConfig,
+        infos: &[IfaceInfo],
+        cores: &[usize],
+        workers: usize,
+        parts: &mut impl Iterator<Item = crate::conn::table::Partition>,
+    ) -> io::Result<()> {
+        let me = self;
+        let (cell, stop, table) = (me.cell.clone(), me.stop.clone(), me.table.clone());
         let mut next_core = 0;
-        for info in &infos {
-            let mut steer = Steering::load(info.ifindex)?;
-            let mode = steer.attach()?;
+        for info in infos {
+            let pins = cfg.pin.then(|| crate::io::xdp::pin_dir(&info.name));
+            let mut steer = Steering::load(info.ifindex, pins.as_deref())?;
+            let mode = steer
+                .attach(cfg.replace)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", info.name)))?;
             eprintln!(
-                "xvsd: {}: XDP steering program attached in {} mode, {} RX queue(s)",
+                "xvsd: {}: XDP steering program {}, {} RX queue(s){}",
                 info.name,
                 match mode {
-                    AttachMode::Driver => "native",
-                    AttachMode::Generic => "generic",
+                    AttachMode::Driver => "attached in native mode",
+                    AttachMode::Generic => "attached in generic mode",
+                    AttachMode::TakenOver => "taken over from the previous daemon",
                 },
-                info.rx_queues
+                info.rx_queues,
+                if steer.pinned() {
+                    ""
+                } else {
+                    " (not pinned: it goes with the daemon)"
+                }
             );
             me.steering.push((info.name.clone(), steer));
         }
@@ -240,6 +279,7 @@ impl Director {
                 }
             );
             let core = cores.get(next_core % cores.len().max(1)).copied();
+
             next_core += 1;
             let name = format!("{}:{q}", names.join("+"));
             let (tx, rx) = unbounded();
@@ -273,9 +313,9 @@ impl Director {
             });
         }
         if !infos.is_empty() {
-            me.neigh_thread = Some(neigh.spawn(stop));
+            me.neigh_thread = Some(me.neigh.spawn(stop));
         }
-        Ok(me)
+        Ok(())
     }
 
     /// The next-hop table (for building snapshots).
@@ -330,8 +370,36 @@ impl Director {
             }
         }
         self.vips_steered = vips;
+        // Maps a previous daemon pinned: drop what this configuration no
+        // longer steers (once, now that everything it steers is in).
+        let (svc, nat, vips) = (&self.steered, &self.nat_steered, &self.vips_steered);
+        let key = |k: &SvcKey| {
+            let (proto, vip, port) = k.parts();
+            V4Key { proto, vip, port }
+        };
+        for (_, s) in &mut self.steering {
+            if s.reused() {
+                s.prune(
+                    &|k| svc.contains(&key(k)),
+                    &|k| nat.contains(&key(k)),
+                    &|v| vips.contains(&v),
+                );
+            }
+        }
         self.cell.publish(snap);
         Ok(())
+    }
+
+    /// The first worker that stopped on its own (a panic or an
+    /// unrecoverable ring error), by name, while the data plane runs.
+    pub fn failed_worker(&self) -> Option<&str> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.workers
+            .iter()
+            .find(|w| w.join.is_finished())
+            .map(|w| w.name.as_str())
     }
 
     /// Number of workers.
@@ -407,8 +475,14 @@ impl Director {
         c
     }
 
-    /// Stop the workers, drain their sockets, detach the programs, and
-    /// return each worker's report (frame accounting included).
+    /// Stop the workers, drain their sockets, detach the programs and
+    /// remove their pins (a clean stop: the interfaces are left as they
+    /// were), and return each worker's report (frame accounting included).
+    ///
+    /// Only this detaches a pinned program. A data plane dropped without
+    /// it (a panic unwinding) or never stopped (`kill -9`, a worker
+    /// failure, which exits at once) leaves its programs pinned, dropping
+    /// the services' frames until a restarted daemon takes them over.
     pub fn stop(mut self) -> Vec<Report> {
         self.stop.store(true, Ordering::Relaxed);
         let mut reports = Vec::new();
@@ -432,11 +506,25 @@ impl Director {
     }
 }
 
-impl Drop for Director {
-    fn drop(&mut self) {
+impl Director {
+    /// After a failed start: stop what started and detach.
+    fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join.join();
+        }
         for (_, s) in &mut self.steering {
             s.detach();
         }
+        if let Some(t) = self.neigh_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        // Not a clean stop: pinned programs stay (see `stop`).
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

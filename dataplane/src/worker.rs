@@ -13,6 +13,10 @@ use std::sync::Arc;
 
 /// Longest a worker sleeps waiting for frames.
 const POLL_MS: i32 = 10;
+/// Poll errors in a row after which the ring is given up as broken (about
+/// a second): the worker stops, and the daemon with it, so that the
+/// service manager restarts it.
+const POLL_ERRORS_MAX: u32 = 100;
 
 /// A question the control thread asks a worker between batches.
 #[derive(Debug)]
@@ -32,7 +36,9 @@ pub struct Report {
     pub frames: FrameAccounting,
 }
 
-/// Run the loop until `stop` is set.
+/// Run the loop until `stop` is set, or until the port fails
+/// [`POLL_ERRORS_MAX`] times in a row (the thread then ends early, which
+/// the director reports as this worker's failure).
 pub fn run<P: Port>(
     name: String,
     mut port: P,
@@ -48,6 +54,7 @@ pub fn run<P: Port>(
     // give back to the kernel (counted as that drop, not as passed).
     let mut rx = 0u64;
     let mut unavailable = 0u64;
+    let mut errors = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let now = crate::clock::now_ns();
         let pipe = &mut pipeline;
@@ -66,9 +73,19 @@ pub fn run<P: Port>(
             },
         );
         match res {
-            Ok(n) => rx += n as u64,
+            Ok(n) => {
+                rx += n as u64;
+                errors = 0;
+            }
             Err(e) => {
-                eprintln!("xvsd: worker {name}: poll: {e}");
+                errors += 1;
+                if errors >= POLL_ERRORS_MAX {
+                    eprintln!("xvsd: worker {name}: poll: {e}: giving up after {errors} errors");
+                    break;
+                }
+                if errors == 1 {
+                    eprintln!("xvsd: worker {name}: poll: {e}");
+                }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
@@ -105,5 +122,53 @@ fn counters<P: Port>(pipeline: &Pipeline, port: &P, rx: u64, unavailable: u64) -
         rx,
         pipeline: p,
         rings: port.rings(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::svc::Snapshot;
+    use std::time::{Duration, Instant};
+
+    /// A port whose every poll fails (a ring that went away).
+    struct Broken {
+        polls: u32,
+    }
+
+    impl Port for Broken {
+        fn poll<F: FnMut(u8, &mut dyn crate::io::FrameBuf) -> Verdict>(
+            &mut self,
+            _timeout_ms: i32,
+            _f: F,
+        ) -> std::io::Result<usize> {
+            self.polls += 1;
+            Err(std::io::Error::from_raw_os_error(libc::ENXIO))
+        }
+
+        fn accounting(&self) -> FrameAccounting {
+            FrameAccounting::default()
+        }
+    }
+
+    #[test]
+    fn a_port_that_keeps_failing_stops_the_worker_on_its_own() {
+        let cell = Arc::new(SnapshotCell::new(Snapshot::default()));
+        let pipeline = Pipeline::new(cell.load().1, 64, [2, 0, 0, 0, 0, 1]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (_tx, rx) = crossbeam::channel::unbounded();
+        let start = Instant::now();
+        let (port, _) = run(
+            "t:0".into(),
+            Broken { polls: 0 },
+            pipeline,
+            cell,
+            stop.clone(),
+            rx,
+        );
+        // It gave up by itself (stop was never set), after the limit.
+        assert!(!stop.load(Ordering::Relaxed));
+        assert_eq!(port.polls, POLL_ERRORS_MAX);
+        assert!(start.elapsed() < Duration::from_secs(30));
     }
 }

@@ -7,6 +7,7 @@
 //! and is printed when a test fails while the daemon runs.
 
 use std::fs::File;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,12 +19,57 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for exit after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A bpffs shared by every daemon a test starts with
+/// [`Start::shared_bpffs`]: what one daemon pins there outlives it (and
+/// its private mount namespace), as `/sys/fs/bpf` does on a real host.
+pub const SHARED_BPFFS: &str = "/run/xvs-tests/bpffs";
+
+/// Mounts a bpffs at [`SHARED_BPFFS`] unless one is there.
+pub fn ensure_shared_bpffs() {
+    std::fs::create_dir_all(SHARED_BPFFS)
+        .unwrap_or_else(|e| panic!("cannot create {SHARED_BPFFS}: {e}"));
+    let mounted = Command::new("mountpoint")
+        .args(["-q", SHARED_BPFFS])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        let out = Command::new("mount")
+            .args(["-t", "bpf", "bpf", SHARED_BPFFS])
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount bpffs on {SHARED_BPFFS}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Where xvsd pins interface `iface`'s program, seen from the test (with
+/// [`Start::shared_bpffs`]).
+pub fn shared_pin_dir(iface: &str) -> PathBuf {
+    Path::new(SHARED_BPFFS).join("xvs").join(iface)
+}
+
+/// How to start `xvsd`, beyond its arguments.
+#[derive(Debug, Default, Clone)]
+pub struct Start {
+    /// The control socket (default: a fresh path). An existing file is
+    /// left in place, and the daemon is ready when it answers on it.
+    pub socket: Option<PathBuf>,
+    /// Give the daemon [`SHARED_BPFFS`] as its `/sys/fs/bpf` (default: a
+    /// private bpffs that goes with the daemon's mount namespace).
+    pub shared_bpffs: bool,
+}
+
 /// A running `xvsd`; stopped with SIGTERM (then SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Xvsd {
     child: Option<Child>,
     socket: PathBuf,
     stderr_path: PathBuf,
+    /// The socket file existed before the daemon: ready means answering.
+    preexisting: bool,
 }
 
 /// How `xvsd` ended.
@@ -125,40 +171,16 @@ impl Xvsd {
 
     /// Starts `xvsd EXTRA... --socket S`, inside `ns` if given.
     pub fn start_with(ns: Option<&str>, extra: &[String]) -> Self {
-        let xvsd = crate::bin("xvsd");
-        let tag = format!("{}-{}", unique_prefix(), std::process::id());
-        let tmp = std::env::temp_dir();
-        let socket = tmp.join(format!("xvs-{tag}.sock"));
-        let stderr_path = tmp.join(format!("xvs-{tag}.stderr"));
-        let _ = std::fs::remove_file(&socket);
-        let stderr = File::create(&stderr_path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
+        Self::start_opts(ns, extra, &Start::default())
+    }
 
-        let mut cmd = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "sh", "-c"]).arg(
-                    "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null; \
-                     exec \"$0\" \"$@\"",
-                );
-                c.arg(&xvsd);
-                c
-            }
-            None => Command::new(&xvsd),
-        };
-        cmd.args(extra)
-            .arg("--socket")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        // `ip netns exec` and `sh -c 'exec ...'` both exec in place: the
-        // child's pid is xvsd's pid, so signals reach the daemon itself.
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", xvsd.display()));
+    /// Starts `xvsd EXTRA... --socket S` as `how` says, inside `ns` if
+    /// given, and waits until it is ready.
+    pub fn start_opts(ns: Option<&str>, extra: &[String], how: &Start) -> Self {
+        let (child, socket, stderr_path) = spawn(ns, extra, how);
         let mut d = Xvsd {
             child: Some(child),
+            preexisting: how.socket.as_ref().is_some_and(|s| s.exists()),
             socket,
             stderr_path,
         };
@@ -166,10 +188,65 @@ impl Xvsd {
         d
     }
 
+    /// Runs `xvsd EXTRA... --socket S` as `how` says, inside `ns` if
+    /// given, expecting it to exit by itself; killed (and reported so)
+    /// after `timeout`.
+    pub fn run_to_exit(
+        ns: Option<&str>,
+        extra: &[String],
+        how: &Start,
+        timeout: Duration,
+    ) -> XvsdExit {
+        let (mut child, socket, stderr_path) = spawn(ns, extra, how);
+        let deadline = Instant::now() + timeout;
+        let mut killed = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    killed = true;
+                    let _ = child.kill();
+                    break child.wait().expect("wait for killed xvsd");
+                }
+            }
+        };
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&stderr_path);
+        if how.socket.is_none() {
+            let _ = std::fs::remove_file(&socket);
+        }
+        XvsdExit {
+            status,
+            stderr,
+            killed,
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (a crash: nothing of its own runs)
+    /// and returns how it ended; its socket file is left behind.
+    pub fn kill9(&mut self) -> XvsdExit {
+        let mut child = self.child.take().expect("xvsd is running");
+        let _ = child.kill();
+        let status = child.wait().expect("wait for killed xvsd");
+        XvsdExit {
+            status,
+            stderr: self.stderr_so_far(),
+            killed: true,
+        }
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.socket.exists() {
+            let ready = if self.preexisting {
+                UnixStream::connect(&self.socket).is_ok()
+            } else {
+                self.socket.exists()
+            };
+            if ready {
                 return;
             }
             let child = self.child.as_mut().expect("running");
@@ -264,6 +341,55 @@ impl Xvsd {
             killed,
         })
     }
+}
+
+/// Spawns xvsd: the child, its socket path and its stderr file.
+fn spawn(ns: Option<&str>, extra: &[String], how: &Start) -> (Child, PathBuf, PathBuf) {
+    let xvsd = crate::bin("xvsd");
+    let tag = format!("{}-{}", unique_prefix(), std::process::id());
+    let tmp = std::env::temp_dir();
+    let socket = match &how.socket {
+        Some(s) => s.clone(),
+        None => {
+            let s = tmp.join(format!("xvs-{tag}.sock"));
+            let _ = std::fs::remove_file(&s);
+            s
+        }
+    };
+    let stderr_path = tmp.join(format!("xvs-{tag}.stderr"));
+    let stderr = File::create(&stderr_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
+    if how.shared_bpffs {
+        ensure_shared_bpffs();
+    }
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mount = if how.shared_bpffs {
+                format!("mount --bind {SHARED_BPFFS} /sys/fs/bpf")
+            } else {
+                "mount -t bpf bpf /sys/fs/bpf 2>/dev/null".to_owned()
+            };
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "sh", "-c"]).arg(format!(
+                "mountpoint -q /sys/fs/bpf || {mount}; exec \"$0\" \"$@\""
+            ));
+            c.arg(&xvsd);
+            c
+        }
+        None => Command::new(&xvsd),
+    };
+    cmd.args(extra)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    // `ip netns exec` and `sh -c 'exec ...'` both exec in place: the
+    // child's pid is xvsd's pid, so signals reach the daemon itself.
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", xvsd.display()));
+    (child, socket, stderr_path)
 }
 
 impl Drop for Xvsd {

@@ -16,6 +16,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
+use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkXdp};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
@@ -317,6 +318,55 @@ impl Netlink {
             _ => true,
         })?;
         route.ok_or_else(|| io::Error::other(format!("no route to {dst} through an interface")))
+    }
+
+    /// The id of the XDP program attached to interface `ifindex`, if any.
+    pub fn xdp_prog_id(&mut self, ifindex: u32) -> io::Result<Option<u32>> {
+        let mut req = LinkMessage::default();
+        req.header.index = ifindex;
+        let seq = self.send(RouteNetlinkMessage::GetLink(req), NLM_F_REQUEST)?;
+        let mut id = None;
+        self.replies(seq, |m| match m {
+            RouteNetlinkMessage::NewLink(l) => {
+                for a in &l.attributes {
+                    if let LinkAttribute::Xdp(xs) = a {
+                        for x in xs {
+                            if let LinkXdp::ProgId(p) = x {
+                                id = Some(*p).filter(|&p| p != 0);
+                            }
+                        }
+                    }
+                }
+                false
+            }
+            _ => true,
+        })?;
+        Ok(id)
+    }
+
+    /// Detach the XDP program attached to interface `ifindex` without a
+    /// link (as `ip link set dev IF xdp off`), in generic and in driver
+    /// mode; a program attached through a link another process owns
+    /// cannot be, and that is the error.
+    pub fn detach_xdp(&mut self, ifindex: u32) -> io::Result<()> {
+        const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+        const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+        for flags in [XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE] {
+            let mut req = LinkMessage::default();
+            req.header.index = ifindex;
+            req.attributes.push(LinkAttribute::Xdp(vec![
+                LinkXdp::Fd(-1),
+                LinkXdp::Flags(flags),
+            ]));
+            let seq = self.send(RouteNetlinkMessage::SetLink(req), NLM_F_REQUEST | NLM_F_ACK)?;
+            self.replies(seq, |_| true)?;
+        }
+        match self.xdp_prog_id(ifindex)? {
+            None => Ok(()),
+            Some(id) => Err(io::Error::other(format!(
+                "XDP program id {id} is still attached (through a link another process owns?)"
+            ))),
+        }
     }
 
     /// Ask the kernel to resolve `addr` on interface `ifindex` (creates

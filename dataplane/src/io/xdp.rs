@@ -3,26 +3,215 @@
 //! its maps in step with the service table.
 //!
 //! The object is handled by `aya`, in Rust, rather than by libbpf through
-//! FFI: the maps are typed (keys laid out as the C structs), the attachment
-//! is a `bpf_link` owned here (dropped, it detaches, so no program outlives
-//! a crashed daemon), and aya can pin the maps, the program and the link in
-//! bpffs so that a restarted daemon can take them over.
+//! FFI: the maps are typed (keys laid out as the C structs) and the
+//! attachment is a `bpf_link`.
+//!
+//! A director must survive its own daemon: when xvsd crashes, the program
+//! and its maps stay attached and pinned under [`PIN_ROOT`]`/<iface>/`
+//! (the program then drops the services' frames, which TCP retransmits,
+//! instead of letting the kernel reset every connection), and a restarted
+//! xvsd takes them over: it loads the program again over the same maps (so
+//! the service map stays populated) and swaps it into the pinned link
+//! atomically. Only an explicit [`Steering::detach`] (a clean exit)
+//! unpins and detaches; dropping a `Steering` leaves a pinned program in
+//! place. Without bpffs nothing can be pinned: the program is then owned
+//! by the process and goes with it, as a crash-unsafe fallback.
 //!
 //! One program object is loaded per interface, so every interface has its
 //! own XSKMAP indexed by RX queue.
 
-use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::maps::{HashMap, MapData, MapInfo, MapType, PerCpuArray, XskMap};
+use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
-use aya::{Ebpf, Pod};
+use aya::{Ebpf, EbpfLoader, Pod};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
 
 static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 
-/// The program's name in the object.
-const PROG: &str = "xvs_steer";
+/// The program's name in the object (and in the kernel: how an attached
+/// program is recognised as xvs's own).
+pub const PROG: &str = "xvs_steer";
+
+/// Where bpffs is mounted.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// The directory under which each interface's program is pinned.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/xvs";
+/// The pinned link's file name in an interface's pin directory.
+const LINK_PIN: &str = "link";
+/// The maps, pinned under these names in an interface's pin directory.
+const MAPS: [&str; 5] = ["xsks_map", "svc_map", "nat_map", "vip_map", "steer_stats"];
+
+/// Each map's type, key size, value size and capacity, as the C program
+/// declares them (in the order of [`MAPS`]): a pinned map that differs was
+/// left by an incompatible version and is never reused.
+const MAP_SHAPES: [(MapType, u32, u32, u32); 5] = [
+    (MapType::XskMap, 4, 4, 256),
+    (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
+    (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
+    (MapType::Hash, 4, 4, 65536),
+    (MapType::PerCpuArray, 4, 8, 4),
+];
+
+/// `struct svc_key`'s size.
+const SVC_KEY_SIZE: u32 = std::mem::size_of::<SvcKey>() as u32;
+
+/// Check that the maps pinned in `dir` (those there are) have the shapes
+/// this program declares.
+fn check_pinned(dir: &Path, iface_hint: &str) -> io::Result<()> {
+    for (name, (ty, key, value, max)) in MAPS.iter().zip(MAP_SHAPES) {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|e| ctx(path.display(), e))?;
+        let same = info.map_type().ok() == Some(ty)
+            && info.key_size() == key
+            && info.value_size() == value
+            && info.max_entries() == max;
+        if !same {
+            return Err(io::Error::other(format!(
+                "{}: pinned by an incompatible version of xvsd (type {:?}, key {} B, \
+                 value {} B, {} entries; this version has {ty:?}, {key} B, {value} B, \
+                 {max}); `xvsd --cleanup {iface_hint}` removes it, detaching the old program",
+                path.display(),
+                info.map_type().ok(),
+                info.key_size(),
+                info.value_size(),
+                info.max_entries()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The pin directory of interface `iface`.
+pub fn pin_dir(iface: &str) -> PathBuf {
+    Path::new(PIN_ROOT).join(iface)
+}
+
+/// Whether bpffs is mounted at [`BPFFS`]; if it is not, try to mount it.
+pub fn ensure_bpffs() -> io::Result<()> {
+    if is_bpffs(Path::new(BPFFS)) {
+        return Ok(());
+    }
+    let src = c"bpf";
+    let target = c"/sys/fs/bpf";
+    // SAFETY: the three strings are NUL-terminated constants; a null data
+    // pointer is allowed for bpffs.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if is_bpffs(Path::new(BPFFS)) {
+        Ok(())
+    } else {
+        Err(io::Error::other("mounted, but not seen as bpffs"))
+    }
+}
+
+/// Whether `dir` is on a bpffs.
+fn is_bpffs(dir: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `st` is a plain C struct that statfs fills; all-zero is a
+    // valid value for it. `c` is NUL-terminated and lives for the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `st` is a valid, writable statfs.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as i64;
+    rc == 0 && magic == BPF_FS_MAGIC
+}
+
+/// What a dead daemon left for `iface`, removed: the pinned link (which
+/// detaches the program), the pinned maps and the directory; also an
+/// `xvs_steer` program attached without a link (old kernels). Returns
+/// whether anything was there. The caller makes sure no live daemon holds
+/// the interface.
+pub fn remove_pins(iface: &str, ifindex: Option<u32>) -> io::Result<bool> {
+    let dir = pin_dir(iface);
+    let mut found = false;
+    for f in std::iter::once(LINK_PIN).chain(MAPS) {
+        match std::fs::remove_file(dir.join(f)) {
+            Ok(()) => found = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ctx(dir.join(f).display(), e)),
+        }
+    }
+    match std::fs::remove_dir(&dir) {
+        Ok(()) => found = true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ctx(dir.display(), e)),
+    }
+    if let Some(ifindex) = ifindex {
+        // The kernel releases an unpinned link a moment later: wait for it
+        // before taking a program still there for a link-less one.
+        let mut left = None;
+        for _ in 0..100 {
+            left = attached_program(ifindex)?.filter(|p| p.name == PROG);
+            if left.is_none() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if let Some(p) = left {
+            crate::io::netlink::Netlink::open()?
+                .detach_xdp(ifindex)
+                .map_err(|e| ctx(format_args!("detaching XDP program {p}"), e))?;
+            found = true;
+        }
+    }
+    Ok(found)
+}
+
+/// The id of the program the link pinned at `path` runs.
+fn pinned_link_program(path: &Path) -> io::Result<u32> {
+    let link = FdLink::from(PinnedLink::from_pin(path).map_err(|e| ctx(path.display(), e))?);
+    let info = link.info().map_err(|e| ctx(path.display(), e))?;
+    Ok(info.program_id())
+}
+
+/// An XDP program attached to an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedProgram {
+    /// Kernel program id.
+    pub id: u32,
+    /// Its name (empty when the kernel does not say).
+    pub name: String,
+}
+
+impl std::fmt::Display for AttachedProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "id {} name {:?}", self.id, self.name)
+    }
+}
+
+/// The XDP program attached to interface `ifindex`, if any.
+pub fn attached_program(ifindex: u32) -> io::Result<Option<AttachedProgram>> {
+    let Some(id) = crate::io::netlink::Netlink::open()?.xdp_prog_id(ifindex)? else {
+        return Ok(None);
+    };
+    let name = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(Some(AttachedProgram { id, name }))
+}
 
 /// How the program was attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +220,17 @@ pub enum AttachMode {
     Driver,
     /// Generic (skb) XDP.
     Generic,
+    /// Swapped into the link a previous daemon pinned (the mode it chose).
+    TakenOver,
+}
+
+/// The attachment: pinned (outlives the process) or owned (detached with
+/// it).
+enum Link {
+    /// Pinned at the pin directory's `link` (held for its descriptor).
+    Pinned(#[allow(dead_code)] FdLink),
+    /// Owned only by this process.
+    Owned(XdpLink),
 }
 
 /// Key of `svc_map` and `nat_map`, laid out as `struct svc_key` in the C
@@ -62,6 +262,15 @@ impl SvcKey {
             pad: 0,
         }
     }
+
+    /// `(proto, addr, port)` back from the key.
+    pub fn parts(&self) -> (u8, Ipv4Addr, u16) {
+        (
+            self.proto,
+            Ipv4Addr::from(self.addr.to_ne_bytes()),
+            u16::from_be(self.port),
+        )
+    }
 }
 
 /// The program's own counters (`steer_stats`, summed over CPUs), indexed
@@ -72,8 +281,8 @@ pub struct SteerCounters {
     pub pass: u64,
     /// Frames redirected to an AF_XDP socket.
     pub redirect: u64,
-    /// Frames for a service arriving on a queue with no socket (left to
-    /// the kernel).
+    /// Frames for a service arriving on a queue with no socket (dropped:
+    /// the daemon is gone or restarting).
     pub no_socket: u64,
 }
 
@@ -82,8 +291,13 @@ pub struct SteerCounters {
 pub struct Steering {
     ebpf: Box<Ebpf>,
     ifindex: u32,
-    link: Option<XdpLink>,
+    link: Option<Link>,
     maps: Box<Maps>,
+    /// The pin directory, when pinning is on.
+    pins: Option<PathBuf>,
+    /// The maps were pinned by a previous daemon: they may hold entries
+    /// the current configuration no longer has.
+    reused: bool,
 }
 
 /// The program's maps, taken out of the object.
@@ -100,6 +314,7 @@ impl std::fmt::Debug for Steering {
         f.debug_struct("Steering")
             .field("ifindex", &self.ifindex)
             .field("attached", &self.link.is_some())
+            .field("pins", &self.pins)
             .finish()
     }
 }
@@ -120,10 +335,27 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 impl Steering {
-    /// Load the steering program for interface `ifindex` (not attached yet).
-    pub fn load(ifindex: u32) -> io::Result<Self> {
-        let mut ebpf =
-            Ebpf::load(STEER_OBJ).map_err(|e| ctx("loading the XDP steering program", e))?;
+    /// Load the steering program for interface `ifindex` (not attached
+    /// yet). With `pins`, its maps are the ones pinned there (created and
+    /// pinned when absent).
+    pub fn load(ifindex: u32, pins: Option<&Path>) -> io::Result<Self> {
+        let mut reused = false;
+        let mut ebpf = match pins {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| ctx(dir.display(), e))?;
+                let iface = dir.file_name().map(|f| f.to_string_lossy().into_owned());
+                check_pinned(dir, iface.as_deref().unwrap_or("IFACE"))?;
+                reused = dir.join(MAPS[1]).exists();
+                let paths: Vec<(&str, PathBuf)> = MAPS.iter().map(|m| (*m, dir.join(m))).collect();
+                let mut loader = EbpfLoader::new();
+                for (m, p) in &paths {
+                    loader.map_pin_path(m, p.as_path());
+                }
+                loader.load(STEER_OBJ)
+            }
+            None => Ebpf::load(STEER_OBJ),
+        }
+        .map_err(|e| ctx("loading the XDP steering program", e))?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG)
             .ok_or_else(|| io::Error::other(format!("steering program {PROG} not in object")))?
@@ -143,7 +375,14 @@ impl Steering {
             ebpf: Box::new(ebpf),
             ifindex,
             link: None,
+            pins: pins.map(Path::to_path_buf),
+            reused,
         })
+    }
+
+    /// Whether the program stays attached if the process dies.
+    pub fn pinned(&self) -> bool {
+        matches!(self.link, Some(Link::Pinned(_)))
     }
 
     fn program(&mut self) -> io::Result<&mut Xdp> {
@@ -154,9 +393,91 @@ impl Steering {
             .map_err(|e| ctx(format_args!("steering program {PROG}"), e))
     }
 
-    /// Attach to the interface: native mode when the driver has it, else
-    /// generic mode.
-    pub fn attach(&mut self) -> io::Result<AttachMode> {
+    /// Attach to the interface: take over the link a previous daemon
+    /// pinned, or else attach anew, in native mode when the driver has it,
+    /// else generic mode, and pin the link. An interface carrying another
+    /// program is refused, naming it, unless `replace` (then that program
+    /// is detached first).
+    pub fn attach(&mut self, replace: bool) -> io::Result<AttachMode> {
+        let ifindex = self.ifindex;
+        if let Some(dir) = self.pins.clone() {
+            let path = dir.join(LINK_PIN);
+            if path.exists() {
+                match pinned_link_program(&path) {
+                    // The pinned link is the one this interface runs.
+                    Ok(id) if attached_program(ifindex)?.is_some_and(|p| p.id == id) => {
+                        return self.take_over(&path);
+                    }
+                    // Its interface went away (or was renamed): stale.
+                    found => {
+                        eprintln!(
+                            "xvsd: {}: stale (not attached to interface {ifindex}{}); attaching anew",
+                            path.display(),
+                            found.err().map_or_else(String::new, |e| format!(": {e}"))
+                        );
+                        std::fs::remove_file(&path).map_err(|e| ctx(path.display(), e))?;
+                    }
+                }
+            }
+        }
+        if let Some(p) = attached_program(ifindex)? {
+            if p.name != PROG && !replace {
+                return Err(io::Error::other(format!(
+                    "interface {ifindex} carries a foreign XDP program ({p}); \
+                     --replace takes it over"
+                )));
+            }
+            crate::io::netlink::Netlink::open()?
+                .detach_xdp(ifindex)
+                .map_err(|e| ctx(format_args!("detaching XDP program {p}"), e))?;
+        }
+        let mode = self.attach_new()?;
+        if let (Some(dir), Some(Link::Owned(_))) = (&self.pins, &self.link) {
+            let Some(Link::Owned(link)) = self.link.take() else {
+                unreachable!("matched above")
+            };
+            match FdLink::try_from(link) {
+                Ok(fd) => match fd.pin(dir.join(LINK_PIN)) {
+                    Ok(p) => self.link = Some(Link::Pinned(FdLink::from(p))),
+                    Err(e) => {
+                        self.link = None;
+                        return Err(ctx("pinning the XDP link", e));
+                    }
+                },
+                Err(e) => {
+                    // A netlink attachment (old kernels) has no link to
+                    // pin: attach again, owned by the process.
+                    eprintln!(
+                        "xvsd: interface {ifindex}: the XDP attachment cannot be pinned ({}): \
+                         crash-safety is off for it",
+                        error_chain(&e)
+                    );
+                    self.attach_new()?;
+                }
+            }
+        }
+        Ok(mode)
+    }
+
+    /// Swap this program into the link pinned at `path`.
+    fn take_over(&mut self, path: &Path) -> io::Result<AttachMode> {
+        let pinned = PinnedLink::from_pin(path).map_err(|e| ctx(path.display(), e))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| ctx(format_args!("{}: not an XDP link", path.display()), e))?;
+        let prog = self.program()?;
+        let id = prog
+            .attach_to_link(link)
+            .map_err(|e| ctx("taking over the pinned XDP link", e))?;
+        let link = prog
+            .take_link(id)
+            .map_err(|e| ctx("taking the XDP link", e))?;
+        let fd = FdLink::try_from(link).map_err(|e| ctx("taking the XDP link", e))?;
+        self.link = Some(Link::Pinned(fd));
+        Ok(AttachMode::TakenOver)
+    }
+
+    /// Attach a new link (not pinned).
+    fn attach_new(&mut self) -> io::Result<AttachMode> {
         let ifindex = self.ifindex;
         let prog = self.program()?;
         let mut last = None;
@@ -169,7 +490,7 @@ impl Steering {
                     let link = prog
                         .take_link(id)
                         .map_err(|e| ctx("taking the XDP link", e))?;
-                    self.link = Some(link);
+                    self.link = Some(Link::Owned(link));
                     return Ok(mode);
                 }
                 Err(e) => last = Some(e),
@@ -181,10 +502,67 @@ impl Steering {
         )))
     }
 
-    /// Detach from the interface (also done on drop).
+    /// Detach from the interface and remove the pins: the interface is
+    /// left as it was before the daemon (a clean exit). Dropping a
+    /// `Steering` without this detaches only a program that is not pinned.
     pub fn detach(&mut self) {
-        // Dropping the link detaches the program.
+        if let Some(dir) = &self.pins {
+            for f in std::iter::once(LINK_PIN).chain(MAPS) {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        // With no pin left, closing the link detaches the program.
         self.link = None;
+    }
+
+    /// Whether the maps were a previous daemon's (see [`Steering::prune`]).
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Remove from the reused maps every entry not in the current
+    /// configuration (`svc`, `nat`: proto, address, port; `vips`), once.
+    pub fn prune(
+        &mut self,
+        svc: &dyn Fn(&SvcKey) -> bool,
+        nat: &dyn Fn(&SvcKey) -> bool,
+        vips: &dyn Fn(Ipv4Addr) -> bool,
+    ) {
+        if !self.reused {
+            return;
+        }
+        self.reused = false;
+        let stale: Vec<SvcKey> = self
+            .maps
+            .svc
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !svc(k))
+            .collect();
+        for k in stale {
+            let _ = self.maps.svc.remove(&k);
+        }
+        let stale: Vec<SvcKey> = self
+            .maps
+            .nat
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !nat(k))
+            .collect();
+        for k in stale {
+            let _ = self.maps.nat.remove(&k);
+        }
+        let stale: Vec<u32> = self
+            .maps
+            .vip
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !vips(Ipv4Addr::from(k.to_ne_bytes())))
+            .collect();
+        for k in stale {
+            let _ = self.maps.vip.remove(&k);
+        }
     }
 
     /// Steer RX queue `queue` to the AF_XDP socket `xsk_fd`.
@@ -274,10 +652,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
-}
-
-impl Drop for Steering {
-    fn drop(&mut self) {
-        self.detach();
-    }
 }
