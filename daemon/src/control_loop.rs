@@ -7,7 +7,12 @@
 //! deleted real servers still have connections, rebuilds the snapshot so
 //! that they are released soon after their last connection expires rather
 //! than at the next configuration change.
+//!
+//! After a batch that changed the configuration it also rewrites the state
+//! file ([`crate::state`]) before answering, so what xvsadm was told is
+//! done survives a crash; and on SIGHUP it reloads the rules by difference.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -20,6 +25,7 @@ use xvs_dataplane::director::Director;
 
 use crate::runtime::{dataplane_stats, Live};
 use crate::server::Job;
+use crate::state::{self, StateDir};
 
 /// Requests executed before one publish (and then all answered).
 pub const MAX_BATCH: usize = 256;
@@ -45,6 +51,17 @@ pub struct ControlLoop {
     published: u64,
     /// The metrics page, when `--metrics` serves it.
     page: Option<Arc<Mutex<String>>>,
+    /// Where the rules are kept across restarts, if anywhere.
+    state: Option<StateDir>,
+    /// The model generation last written to the state file.
+    saved: u64,
+    /// State file writes that failed (each is logged).
+    pub state_write_errors: u64,
+    /// The rules file a reload reads (`--config`); without one, a reload
+    /// re-reads the state file.
+    reload_from: Option<PathBuf>,
+    /// Set by SIGHUP: reload before the next request.
+    hup: Option<Arc<AtomicBool>>,
 }
 
 impl ControlLoop {
@@ -58,7 +75,94 @@ impl ControlLoop {
             workers,
             published: 0,
             page: None,
+            state: None,
+            saved: 0,
+            state_write_errors: 0,
+            reload_from: None,
+            hup: None,
         }
+    }
+
+    /// Keep the rules in `state` (whose file already matches the current
+    /// model unless `dirty`), reload from `reload_from` (else the state
+    /// file) whenever `hup` is set.
+    pub fn keep_state(
+        &mut self,
+        state: Option<StateDir>,
+        dirty: bool,
+        reload_from: Option<PathBuf>,
+        hup: Arc<AtomicBool>,
+    ) {
+        self.state = state;
+        self.saved = self.control.generation();
+        if dirty {
+            self.saved = self.saved.wrapping_sub(1);
+        }
+        self.reload_from = reload_from;
+        self.hup = Some(hup);
+        self.save_state();
+    }
+
+    /// Write the state file if the model changed since the last write. A
+    /// failure is logged and counted; the running configuration is kept
+    /// and the next change tries again.
+    pub fn save_state(&mut self) {
+        let Some(st) = &self.state else {
+            return;
+        };
+        let generation = self.control.generation();
+        if generation == self.saved {
+            return;
+        }
+        match st.write(&state::render(self.control.model())) {
+            Ok(()) => self.saved = generation,
+            Err(e) => {
+                self.state_write_errors += 1;
+                eprintln!(
+                    "xvsd: ERROR: cannot write the state file {}: {e} ({} failed write(s)); \
+                     the rules in force are NOT saved and a restart would lose them",
+                    st.rules_path().display(),
+                    self.state_write_errors
+                );
+            }
+        }
+    }
+
+    /// SIGHUP: re-read the rules file (`--config`, else the state file)
+    /// and apply only what differs. A file with an error changes nothing.
+    pub fn reload(&mut self) {
+        let path = match (&self.reload_from, &self.state) {
+            (Some(p), _) => p.clone(),
+            (None, Some(st)) => st.rules_path(),
+            (None, None) => {
+                eprintln!("xvsd: reload: no --config and no state file: nothing to reload");
+                return;
+            }
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("xvsd: reload: {}: {e}; nothing changed", path.display());
+                return;
+            }
+        };
+        match self.control.reload(&text) {
+            Ok(n) => eprintln!(
+                "xvsd: reload: {}: {n} change(s), {} service(s)",
+                path.display(),
+                self.control.model().services.len()
+            ),
+            Err(e) => {
+                eprintln!("xvsd: reload: {}: {e}; nothing changed", path.display());
+                return;
+            }
+        }
+        if self.control.generation() != self.published {
+            if let Err(e) = self.publish() {
+                eprintln!("xvsd: cannot program the steering map: {e}");
+            }
+        }
+        self.save_state();
     }
 
     /// Build the snapshot of the current configuration and give it to the
@@ -96,6 +200,13 @@ impl ControlLoop {
         let mut next_trash = Instant::now() + TRASH_REBUILD;
         let mut batch: Vec<(Response, mpsc::Sender<Response>)> = Vec::with_capacity(MAX_BATCH);
         while !stop.load(Ordering::Relaxed) {
+            if self
+                .hup
+                .as_ref()
+                .is_some_and(|h| h.swap(false, Ordering::Relaxed))
+            {
+                self.reload();
+            }
             let now = Instant::now();
             if now >= next_tick {
                 self.control.tick(now);
@@ -151,6 +262,7 @@ impl ControlLoop {
                     eprintln!("xvsd: cannot program the steering map: {e}");
                 }
             }
+            self.save_state();
             for (resp, reply) in batch.drain(..) {
                 let _ = reply.send(resp);
             }

@@ -11,7 +11,7 @@
 //! answers the control plane's questions about the running data plane.
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,16 +19,16 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use xvs_control::access;
 use xvs_control::metrics::{self, MetricsServer};
-use xvs_control::proto::{self, Request};
+use xvs_control::proto;
 use xvs_control::Control;
 use xvs_dataplane::director::{Director, DirectorConfig};
 
 mod control_loop;
 mod runtime;
 mod server;
+mod state;
 
 use control_loop::{ControlLoop, MAX_BATCH};
-use runtime::Live;
 use server::Job;
 
 #[derive(Parser, Debug)]
@@ -50,9 +50,14 @@ struct Args {
     /// Maximum number of connections in all.
     #[arg(long, default_value_t = 1 << 20)]
     conn_max: usize,
-    /// Rules in `xvsadm -S` format to load at start.
+    /// Rules in `xvsadm -S` format: seed an empty state at start (a state
+    /// file with rules wins over it), and what SIGHUP reloads.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Directory of the state file (`rules`), rewritten on every change
+    /// and loaded at start.
+    #[arg(long, value_name = "DIR", default_value = state::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Serve Prometheus metrics at http://ADDR/metrics; ADDR is PORT or
     /// :PORT (loopback) or HOST:PORT.
     #[arg(long, value_name = "ADDR")]
@@ -142,26 +147,34 @@ fn main() {
     // `size=` does.
     let buckets = u32::try_from(director.table().buckets()).unwrap_or(u32::MAX);
     let mut control = Control::with_config(xvs_control::model::Limits::default(), buckets);
-    if let Some(path) = &args.config {
-        let rules = match std::fs::read_to_string(path) {
-            Ok(r) => r,
-            Err(e) => fail(format!("{}: {e}", path.display())),
-        };
-        let req = Request {
-            args: vec!["-R".into()],
-            stdin: Some(rules),
-        };
-        let resp = control.execute(&req, &Live(&director));
-        if resp.code != 0 {
-            fail(format!("{}: {}", path.display(), resp.stderr.trim_end()));
+    let state_dir = match state::StateDir::open(&args.state_dir) {
+        Ok(st) => Some(st),
+        Err(e) => fail(format!("--state-dir {}: {e}", args.state_dir.display())),
+    };
+    let loaded = state::load_at_start(&mut control, state_dir.as_ref(), args.config.as_deref())
+        .unwrap_or_else(|e| fail(e));
+    let n = control.model().services.len();
+    match &loaded {
+        state::Loaded::State(p) => eprintln!(
+            "xvsd: rules from the state file {}: {n} service(s)",
+            p.display()
+        ),
+        state::Loaded::Config(p) => {
+            eprintln!("xvsd: rules from --config {}: {n} service(s)", p.display())
         }
-        eprintln!(
-            "xvsd: {}: {} service(s) loaded",
-            path.display(),
-            control.model().services.len()
-        );
+        state::Loaded::Nothing => eprintln!("xvsd: no rules yet"),
     }
     let mut lp = ControlLoop::new(control, director, queues);
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(SIGHUP, hup.clone()) {
+        fail(format!("cannot install signal handler: {e}"));
+    }
+    lp.keep_state(
+        state_dir,
+        !matches!(loaded, state::Loaded::State(_)),
+        args.config.clone(),
+        hup,
+    );
     if let Err(e) = lp.publish() {
         fail(format!("cannot program the steering map: {e}"));
     }

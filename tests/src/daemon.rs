@@ -24,6 +24,9 @@ pub struct Xvsd {
     child: Option<Child>,
     socket: PathBuf,
     stderr_path: PathBuf,
+    /// The temporary `--state-dir` made for this daemon (removed on drop);
+    /// `None` when the caller gave its own.
+    own_state_dir: Option<PathBuf>,
 }
 
 /// How `xvsd` ended.
@@ -123,7 +126,9 @@ impl Xvsd {
         Self::start_with(None, &[])
     }
 
-    /// Starts `xvsd EXTRA... --socket S`, inside `ns` if given.
+    /// Starts `xvsd EXTRA... --socket S`, inside `ns` if given. Unless
+    /// EXTRA has a `--state-dir`, the daemon gets a fresh temporary one, so
+    /// a test never reads or writes the system's `/var/lib/xvs`.
     pub fn start_with(ns: Option<&str>, extra: &[String]) -> Self {
         let xvsd = crate::bin("xvsd");
         let tag = format!("{}-{}", unique_prefix(), std::process::id());
@@ -131,6 +136,11 @@ impl Xvsd {
         let socket = tmp.join(format!("xvs-{tag}.sock"));
         let stderr_path = tmp.join(format!("xvs-{tag}.stderr"));
         let _ = std::fs::remove_file(&socket);
+        let own_state_dir = (!extra.iter().any(|a| a == "--state-dir"))
+            .then(|| tmp.join(format!("xvs-{tag}.state")));
+        if let Some(d) = &own_state_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
         let stderr = File::create(&stderr_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
 
@@ -146,8 +156,11 @@ impl Xvsd {
             }
             None => Command::new(&xvsd),
         };
-        cmd.args(extra)
-            .arg("--socket")
+        cmd.args(extra);
+        if let Some(d) = &own_state_dir {
+            cmd.arg("--state-dir").arg(d);
+        }
+        cmd.arg("--socket")
             .arg(&socket)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -161,6 +174,7 @@ impl Xvsd {
             child: Some(child),
             socket,
             stderr_path,
+            own_state_dir,
         };
         d.wait_ready();
         d
@@ -280,6 +294,9 @@ impl Drop for Xvsd {
         }
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.stderr_path);
+        if let Some(d) = &self.own_state_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
