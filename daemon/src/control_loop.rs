@@ -25,7 +25,7 @@ use xvs_dataplane::director::Director;
 
 use crate::runtime::{dataplane_stats, Live};
 use crate::server::Job;
-use crate::state::{self, StateDir};
+use crate::state::{self, StateDir, StateWriter};
 
 /// Requests executed before one publish (and then all answered).
 pub const MAX_BATCH: usize = 256;
@@ -53,10 +53,10 @@ pub struct ControlLoop {
     page: Option<Arc<Mutex<String>>>,
     /// Where the rules are kept across restarts, if anywhere.
     state: Option<StateDir>,
-    /// The model generation last written to the state file.
+    /// Writes the state file off the control thread.
+    writer: Option<StateWriter>,
+    /// The model generation last handed to the writer.
     saved: u64,
-    /// State file writes that failed (each is logged).
-    pub state_write_errors: u64,
     /// The rules file a reload reads (`--config`); without one, a reload
     /// re-reads the state file.
     reload_from: Option<PathBuf>,
@@ -76,8 +76,8 @@ impl ControlLoop {
             published: 0,
             page: None,
             state: None,
+            writer: None,
             saved: 0,
-            state_write_errors: 0,
             reload_from: None,
             hup: None,
         }
@@ -93,6 +93,15 @@ impl ControlLoop {
         reload_from: Option<PathBuf>,
         hup: Arc<AtomicBool>,
     ) {
+        self.writer = state.clone().and_then(|st| match StateWriter::start(st) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!(
+                    "xvsd: ERROR: cannot start the state file writer: {e}; rules are NOT saved"
+                );
+                None
+            }
+        });
         self.state = state;
         self.saved = self.control.generation();
         if dirty {
@@ -103,29 +112,36 @@ impl ControlLoop {
         self.save_state();
     }
 
-    /// Write the state file if the model changed since the last write. A
-    /// failure is logged and counted; the running configuration is kept
-    /// and the next change tries again.
+    /// Hand the rules to the state file writer if the model changed since
+    /// the last hand-over and the writer has taken that one (else the next
+    /// call does it: the loop calls this at least every 100 ms). A failed
+    /// write is logged and counted by the writer; the running
+    /// configuration is kept.
     pub fn save_state(&mut self) {
-        let Some(st) = &self.state else {
+        let Some(w) = &self.writer else {
             return;
         };
         let generation = self.control.generation();
-        if generation == self.saved {
+        if generation == self.saved || w.has_pending() {
             return;
         }
-        match st.write(&state::render(self.control.model())) {
-            Ok(()) => self.saved = generation,
-            Err(e) => {
-                self.state_write_errors += 1;
-                eprintln!(
-                    "xvsd: ERROR: cannot write the state file {}: {e} ({} failed write(s)); \
-                     the rules in force are NOT saved and a restart would lose them",
-                    st.rules_path().display(),
-                    self.state_write_errors
-                );
+        w.submit(state::render(self.control.model()));
+        self.saved = generation;
+    }
+
+    /// Write the last rules and stop the state file writer (at exit).
+    pub fn finish_state(&mut self) {
+        self.save_state();
+        if let Some(w) = &self.writer {
+            if !w.flush(Duration::from_secs(10)) {
+                eprintln!("xvsd: ERROR: the state file writer did not finish within 10 s");
+            }
+            if w.errors() > 0 {
+                eprintln!("xvsd: {} state file write(s) failed", w.errors());
             }
         }
+        self.save_state();
+        self.writer = None;
     }
 
     /// SIGHUP: re-read the rules file (`--config`, else the state file)
@@ -175,8 +191,9 @@ impl ControlLoop {
         self.director.publish(snap)
     }
 
-    /// The data plane, to stop it.
-    pub fn into_director(self) -> Director {
+    /// The data plane, to stop it (after writing the last rules).
+    pub fn into_director(mut self) -> Director {
+        self.finish_state();
         self.director
     }
 

@@ -156,11 +156,14 @@ fn main() {
     let n = control.model().services.len();
     match &loaded {
         state::Loaded::State(p) => eprintln!(
-            "xvsd: rules from the state file {}: {n} service(s)",
+            "xvsd: rules from the state file {}: {n} service(s) loaded",
             p.display()
         ),
         state::Loaded::Config(p) => {
-            eprintln!("xvsd: rules from --config {}: {n} service(s)", p.display())
+            eprintln!(
+                "xvsd: rules from --config {}: {n} service(s) loaded",
+                p.display()
+            )
         }
         state::Loaded::Nothing => eprintln!("xvsd: no rules yet"),
     }

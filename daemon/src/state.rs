@@ -8,11 +8,20 @@
 //! atomic (a temporary file in the same directory, fsync, rename, fsync of
 //! the directory): a crash in the middle leaves the old rules or the new
 //! ones, never half a file.
+//!
+//! The writes (two fsyncs each) happen on a thread of their own,
+//! [`StateWriter`], so that xvsadm's answers never wait for the disk: the
+//! control thread hands over the rendered rules and carries on, and when
+//! changes come faster than the disk takes them only the newest text is
+//! written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use xvs_control::listing;
 use xvs_control::model::Model;
@@ -88,6 +97,114 @@ impl StateDir {
         drop(f);
         fs::rename(&tmp, self.rules_path())?;
         File::open(&self.dir)?.sync_all()
+    }
+}
+
+/// What the control thread and the writer share.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Rules to write next (newest wins).
+    text: Option<String>,
+    /// A write is under way.
+    busy: bool,
+    /// Write what is pending, then end.
+    stop: bool,
+}
+
+/// The thread that writes the state file.
+#[derive(Debug)]
+pub struct StateWriter {
+    shared: Arc<(Mutex<Slot>, Condvar)>,
+    errors: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn lock(m: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl StateWriter {
+    /// Start the writer of `dir`'s rules file.
+    pub fn start(dir: StateDir) -> io::Result<Self> {
+        let shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
+        let errors = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let shared = shared.clone();
+            let errors = errors.clone();
+            std::thread::Builder::new()
+                .name("xvs-state".into())
+                .spawn(move || write_loop(&dir, &shared, &errors))?
+        };
+        Ok(StateWriter {
+            shared,
+            errors,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether a text handed over is still waiting to be written (a new
+    /// one would replace it).
+    pub fn has_pending(&self) -> bool {
+        lock(&self.shared.0).text.is_some()
+    }
+
+    /// Hand over the rules to write (replacing any not written yet).
+    pub fn submit(&self, text: String) {
+        lock(&self.shared.0).text = Some(text);
+        self.shared.1.notify_one();
+    }
+
+    /// Wait (at most `timeout`) until everything handed over is written.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let (m, cv) = &*self.shared;
+        let slot = lock(m);
+        let (slot, _) = cv
+            .wait_timeout_while(slot, timeout, |s| s.text.is_some() || s.busy)
+            .unwrap_or_else(|e| e.into_inner());
+        slot.text.is_none() && !slot.busy
+    }
+
+    /// State file writes that failed so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for StateWriter {
+    /// Write what is pending, then stop the thread.
+    fn drop(&mut self) {
+        lock(&self.shared.0).stop = true;
+        self.shared.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_loop(dir: &StateDir, shared: &(Mutex<Slot>, Condvar), errors: &AtomicU64) {
+    let (m, cv) = shared;
+    let mut slot = lock(m);
+    loop {
+        if let Some(text) = slot.text.take() {
+            slot.busy = true;
+            drop(slot);
+            if let Err(e) = dir.write(&text) {
+                let n = errors.fetch_add(1, Ordering::Relaxed) + 1;
+                eprintln!(
+                    "xvsd: ERROR: cannot write the state file {}: {e} ({n} failed write(s)); \
+                     the rules in force are NOT saved and a restart would lose them",
+                    dir.rules_path().display()
+                );
+            }
+            slot = lock(m);
+            slot.busy = false;
+            cv.notify_all();
+            continue;
+        }
+        if slot.stop {
+            return;
+        }
+        slot = cv.wait(slot).unwrap_or_else(|e| e.into_inner());
     }
 }
 
@@ -168,6 +285,33 @@ mod tests {
         assert_eq!(b.model().timeouts.udp, 100);
         assert_eq!(b.model().marks.len(), 1);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_writer_writes_the_newest_text_and_everything_before_it_stops() {
+        let dir = tempdir("writer");
+        let st = StateDir::open(&dir).unwrap();
+        let w = StateWriter::start(st.clone()).unwrap();
+        for i in 0..50 {
+            w.submit(format!("--set {} 2 3\n", i + 1));
+        }
+        assert!(w.flush(std::time::Duration::from_secs(10)));
+        assert!(!w.has_pending());
+        assert_eq!(st.read().unwrap().unwrap(), "--set 50 2 3\n");
+        w.submit("--set 7 7 7\n".into());
+        drop(w);
+        assert_eq!(st.read().unwrap().unwrap(), "--set 7 7 7\n");
+        assert_eq!(errors_after_the_directory_is_removed(&dir), 1);
+    }
+
+    /// A writer whose directory is gone counts the failure and keeps going.
+    fn errors_after_the_directory_is_removed(dir: &Path) -> u64 {
+        let st = StateDir::open(dir).unwrap();
+        let w = StateWriter::start(st).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+        w.submit("--set 1 1 1\n".into());
+        assert!(w.flush(std::time::Duration::from_secs(10)));
+        w.errors()
     }
 
     #[test]
