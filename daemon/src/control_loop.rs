@@ -8,9 +8,10 @@
 //! that they are released soon after their last connection expires rather
 //! than at the next configuration change.
 //!
-//! After a batch that changed the configuration it also rewrites the state
-//! file ([`crate::state`]) before answering, so what xvsadm was told is
-//! done survives a crash; and on SIGHUP it reloads the rules by difference.
+//! After a batch that changed the configuration it also hands the rules to
+//! the state file writer ([`crate::state`]), so that they survive a restart,
+//! without making xvsadm's answer wait for the disk; and on SIGHUP it
+//! reloads the rules by difference.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
