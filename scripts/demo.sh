@@ -25,6 +25,7 @@ HOSTS=(cl dir rs1 rs2 rs3)
 declare -A ADDR=([cl]=198.18.0.10 [dir]=198.18.0.2 [rs1]=198.18.0.11 [rs2]=198.18.0.12 [rs3]=198.18.0.13)
 SOCK=$(mktemp -u "/tmp/xvs-demo-$P.XXXXXX.sock")
 XVSD_LOG=$(mktemp "/tmp/xvs-demo-$P.XXXXXX.log")
+STATE_DIR=$(mktemp -d "/tmp/xvs-demo-$P.XXXXXX.state")
 CREATED=()
 XVSD_PID=
 
@@ -41,6 +42,7 @@ cleanup() {
     done
     for ns in "${CREATED[@]}"; do ip netns del "$ns" 2>/dev/null; done
     rm -f "$SOCK" "$XVSD_LOG"
+    rm -rf "$STATE_DIR"
     if [ "${#CREATED[@]}" -gt 0 ]; then echo "==> removed namespaces ${CREATED[*]}" >&2; fi
     return 0
 }
@@ -100,7 +102,7 @@ xvs_log "starting xvsd on $P-dir (socket $SOCK)"
 # `ip netns exec` gives a fresh /sys without bpffs: mount it again in that
 # private mount namespace. Both ip and sh exec in place, so $! is xvsd.
 ip netns exec "$P-dir" sh -c 'mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null; exec "$0" "$@"' \
-    "$XVS_BIN/xvsd" --iface "$P-dir" --socket "$SOCK" 2>"$XVSD_LOG" &
+    "$XVS_BIN/xvsd" --iface "$P-dir" --state-dir "$STATE_DIR" --socket "$SOCK" 2>"$XVSD_LOG" &
 XVSD_PID=$!
 for _ in $(seq 200); do
     [ -S "$SOCK" ] && break

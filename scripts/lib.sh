@@ -57,12 +57,24 @@ xvs_find_cargo() {
     command -v cargo >/dev/null || xvs_die "cargo not found: install the Rust toolchain"
 }
 
+# cargo-deb builds the Debian package (scripts/package.sh and its test).
+# Installed from crates.io once; it takes a few minutes, so here and not in
+# a test.
+xvs_install_cargo_deb() {
+    if cargo deb --version >/dev/null 2>&1; then
+        return 0
+    fi
+    xvs_log "installing cargo-deb (cargo install cargo-deb --locked)"
+    cargo install cargo-deb --locked || xvs_die "cargo install cargo-deb failed"
+}
+
 # Everything a run needs, up to and including the release binaries.
 xvs_setup_and_build() {
     xvs_require_root
     xvs_install_deps
     xvs_mount_bpffs
     xvs_find_cargo
+    xvs_install_cargo_deb
     cd "$XVS_ROOT"
     xvs_log "cargo build --release --workspace --bins"
     cargo build --release --workspace --bins || xvs_die "build failed"

@@ -15,6 +15,7 @@ use crate::listing;
 use crate::model::{ConfigError, Limits, Model};
 use crate::proto::{Request, Response};
 use crate::rate::Estimator;
+use crate::reload::{self, RulesError};
 
 pub use crate::listing::{ConnEntry, NoRuntime, Runtime};
 
@@ -49,7 +50,7 @@ fn refused(e: &ConfigError) -> Response {
 
 /// Split one `-R` line into arguments; `None` for blank and comment lines.
 /// A leading `ipvsadm` (or `xvsadm`, or a path ending in either) is dropped.
-fn restore_args(line: &str) -> Option<Vec<&str>> {
+pub(crate) fn restore_args(line: &str) -> Option<Vec<&str>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -152,6 +153,26 @@ impl Control {
                 Err(e) => refused(&e),
             },
         }
+    }
+
+    /// Reload: make the configuration the one `rules` (ipvsadm-save
+    /// format) describes by applying only the difference (see
+    /// [`crate::reload`]). A file with an error changes nothing. Returns
+    /// the number of commands applied.
+    pub fn reload(&mut self, rules: &str) -> Result<usize, RulesError> {
+        let wanted = reload::load_rules(rules, self.model.limits)?;
+        let cmds = reload::diff(&self.model, &wanted);
+        let mut copy = self.model.clone();
+        for cmd in &cmds {
+            // The wanted model passed the same checks, so this cannot fail
+            // unless the two disagree; then nothing changes.
+            copy.apply(cmd).map_err(|e| RulesError {
+                line: 0,
+                message: format!("cannot apply {cmd:?}: {e}"),
+            })?;
+        }
+        self.model = copy;
+        Ok(cmds.len())
     }
 
     /// `-R`: apply every rule line to a copy; swap it in only if all

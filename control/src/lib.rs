@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod rate;
+pub mod reload;
 
 pub use exec::Control;
 pub use listing::{ConnEntry, NoRuntime, Runtime};

@@ -7,7 +7,13 @@
 //! deleted real servers still have connections, rebuilds the snapshot so
 //! that they are released soon after their last connection expires rather
 //! than at the next configuration change.
+//!
+//! After a batch that changed the configuration it also hands the rules to
+//! the state file writer ([`crate::state`]), so that they survive a restart,
+//! without making xvsadm's answer wait for the disk; and on SIGHUP it
+//! reloads the rules by difference.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -20,6 +26,7 @@ use xvs_dataplane::director::Director;
 
 use crate::runtime::{dataplane_stats, Live};
 use crate::server::Job;
+use crate::state::{self, StateDir, StateWriter};
 
 /// Requests executed before one publish (and then all answered).
 pub const MAX_BATCH: usize = 256;
@@ -45,6 +52,15 @@ pub struct ControlLoop {
     published: u64,
     /// The metrics page, when `--metrics` serves it.
     page: Option<Arc<Mutex<String>>>,
+    /// Where the rules are kept across restarts, if anywhere.
+    state: Option<StateDir>,
+    /// Writes the state file off the control thread.
+    writer: Option<StateWriter>,
+    /// The model generation last handed to the writer.
+    saved: u64,
+    /// The rules file a reload reads (`--config`); without one, a reload
+    /// re-reads the state file.
+    reload_from: Option<PathBuf>,
 }
 
 impl ControlLoop {
@@ -58,7 +74,107 @@ impl ControlLoop {
             workers,
             published: 0,
             page: None,
+            state: None,
+            writer: None,
+            saved: 0,
+            reload_from: None,
         }
+    }
+
+    /// Keep the rules in `state` (whose file already matches the current
+    /// model unless `dirty`); a reload (SIGHUP) reads `reload_from`, else
+    /// the state file.
+    pub fn keep_state(
+        &mut self,
+        state: Option<StateDir>,
+        dirty: bool,
+        reload_from: Option<PathBuf>,
+    ) {
+        self.writer = state.clone().and_then(|st| match StateWriter::start(st) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!(
+                    "xvsd: ERROR: cannot start the state file writer: {e}; rules are NOT saved"
+                );
+                None
+            }
+        });
+        self.state = state;
+        self.saved = self.control.generation();
+        if dirty {
+            self.saved = self.saved.wrapping_sub(1);
+        }
+        self.reload_from = reload_from;
+        self.save_state();
+    }
+
+    /// Hand the rules to the state file writer if the model changed since
+    /// the last hand-over and the writer has taken that one (else the next
+    /// call does it: the loop calls this at least every 100 ms). A failed
+    /// write is logged and counted by the writer; the running
+    /// configuration is kept.
+    pub fn save_state(&mut self) {
+        let Some(w) = &self.writer else {
+            return;
+        };
+        let generation = self.control.generation();
+        if generation == self.saved || w.has_pending() {
+            return;
+        }
+        w.submit(state::render(self.control.model()));
+        self.saved = generation;
+    }
+
+    /// Write the last rules and stop the state file writer (at exit).
+    pub fn finish_state(&mut self) {
+        self.save_state();
+        if let Some(w) = &self.writer {
+            if !w.flush(Duration::from_secs(10)) {
+                eprintln!("xvsd: ERROR: the state file writer did not finish within 10 s");
+            }
+            if w.errors() > 0 {
+                eprintln!("xvsd: {} state file write(s) failed", w.errors());
+            }
+        }
+        self.save_state();
+        self.writer = None;
+    }
+
+    /// SIGHUP: re-read the rules file (`--config`, else the state file)
+    /// and apply only what differs. A file with an error changes nothing.
+    pub fn reload(&mut self) {
+        let path = match (&self.reload_from, &self.state) {
+            (Some(p), _) => p.clone(),
+            (None, Some(st)) => st.rules_path(),
+            (None, None) => {
+                eprintln!("xvsd: reload: no --config and no state file: nothing to reload");
+                return;
+            }
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("xvsd: reload: {}: {e}; nothing changed", path.display());
+                return;
+            }
+        };
+        match self.control.reload(&text) {
+            Ok(n) => eprintln!(
+                "xvsd: reload: {}: {n} change(s), {} service(s)",
+                path.display(),
+                self.control.model().services.len()
+            ),
+            Err(e) => {
+                eprintln!("xvsd: reload: {}: {e}; nothing changed", path.display());
+                return;
+            }
+        }
+        if self.control.generation() != self.published {
+            if let Err(e) = self.publish() {
+                eprintln!("xvsd: cannot program the steering map: {e}");
+            }
+        }
+        self.save_state();
     }
 
     /// Build the snapshot of the current configuration and give it to the
@@ -71,8 +187,9 @@ impl ControlLoop {
         self.director.publish(snap)
     }
 
-    /// The data plane, to stop it.
-    pub fn into_director(self) -> Director {
+    /// The data plane, to stop it (after writing the last rules).
+    pub fn into_director(mut self) -> Director {
+        self.finish_state();
         self.director
     }
 
@@ -87,11 +204,6 @@ impl ControlLoop {
             self.control.model(),
             &dataplane_stats(&self.director, self.workers),
         )
-    }
-
-    /// SIGHUP: reload the configuration.
-    pub fn reload(&mut self) {
-        eprintln!("xvsd: SIGHUP: reload");
     }
 
     /// Serve `jobs` until `stop` is set or every sender is gone (`Ok`), or
@@ -169,6 +281,7 @@ impl ControlLoop {
                     eprintln!("xvsd: cannot program the steering map: {e}");
                 }
             }
+            self.save_state();
             for (resp, reply) in batch.drain(..) {
                 let _ = reply.send(resp);
             }

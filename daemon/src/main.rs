@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use xvs_control::access;
 use xvs_control::metrics::{self, MetricsServer};
-use xvs_control::proto::{self, Request};
+use xvs_control::proto;
 use xvs_control::Control;
 use xvs_dataplane::director::{Director, DirectorConfig, IfaceInfo};
 use xvs_dataplane::io::xdp;
@@ -39,11 +39,11 @@ mod control_loop;
 mod lock;
 mod runtime;
 mod server;
+mod state;
 
 use lock::IfaceLock;
 
 use control_loop::{ControlLoop, MAX_BATCH};
-use runtime::Live;
 use server::Job;
 
 #[derive(Parser, Debug)]
@@ -65,9 +65,14 @@ struct Args {
     /// Maximum number of connections in all.
     #[arg(long, default_value_t = 1 << 20)]
     conn_max: usize,
-    /// Rules in `xvsadm -S` format to load at start.
+    /// Rules in `xvsadm -S` format: seed an empty state at start (a state
+    /// file with rules wins over it), and what SIGHUP reloads.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Directory of the state file (`rules`), rewritten on every change
+    /// and loaded at start.
+    #[arg(long, value_name = "DIR", default_value = state::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Serve Prometheus metrics at http://ADDR/metrics; ADDR is PORT or
     /// :PORT (loopback) or HOST:PORT.
     #[arg(long, value_name = "ADDR")]
@@ -264,27 +269,39 @@ fn main() {
     // `size=` does.
     let buckets = u32::try_from(director.table().buckets()).unwrap_or(u32::MAX);
     let mut control = Control::with_config(xvs_control::model::Limits::default(), buckets);
-    if let Some(path) = &args.config {
-        let rules = match std::fs::read_to_string(path) {
-            Ok(r) => r,
-            Err(e) => fail_attached(director, locks, format!("{}: {e}", path.display())),
+    let state_dir = match state::StateDir::open(&args.state_dir) {
+        Ok(st) => Some(st),
+        Err(e) => fail_attached(
+            director,
+            locks,
+            format!("--state-dir {}: {e}", args.state_dir.display()),
+        ),
+    };
+    let loaded =
+        match state::load_at_start(&mut control, state_dir.as_ref(), args.config.as_deref()) {
+            Ok(l) => l,
+            Err(e) => fail_attached(director, locks, e),
         };
-        let req = Request {
-            args: vec!["-R".into()],
-            stdin: Some(rules),
-        };
-        let resp = control.execute(&req, &Live(&director));
-        if resp.code != 0 {
-            let msg = format!("{}: {}", path.display(), resp.stderr.trim_end());
-            fail_attached(director, locks, msg);
+    let n = control.model().services.len();
+    match &loaded {
+        state::Loaded::State(p) => eprintln!(
+            "xvsd: rules from the state file {}: {n} service(s) loaded",
+            p.display()
+        ),
+        state::Loaded::Config(p) => {
+            eprintln!(
+                "xvsd: rules from --config {}: {n} service(s) loaded",
+                p.display()
+            )
         }
-        eprintln!(
-            "xvsd: {}: {} service(s) loaded",
-            path.display(),
-            control.model().services.len()
-        );
+        state::Loaded::Nothing => eprintln!("xvsd: no rules yet"),
     }
     let mut lp = ControlLoop::new(control, director, queues);
+    lp.keep_state(
+        state_dir,
+        !matches!(loaded, state::Loaded::State(_)),
+        args.config.clone(),
+    );
     if let Err(e) = lp.publish() {
         let msg = format!("cannot program the steering map: {e}");
         fail_attached(lp.into_director(), locks, msg);

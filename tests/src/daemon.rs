@@ -70,6 +70,9 @@ pub struct Xvsd {
     stderr_path: PathBuf,
     /// The socket file existed before the daemon: ready means answering.
     preexisting: bool,
+    /// The temporary `--state-dir` made for this daemon (removed on drop);
+    /// `None` when the caller gave its own.
+    own_state_dir: Option<PathBuf>,
 }
 
 /// How `xvsd` ended.
@@ -169,7 +172,9 @@ impl Xvsd {
         Self::start_with(None, &[])
     }
 
-    /// Starts `xvsd EXTRA... --socket S`, inside `ns` if given.
+    /// Starts `xvsd EXTRA... --socket S`, inside `ns` if given. Unless
+    /// EXTRA has a `--state-dir`, the daemon gets a fresh temporary one, so
+    /// a test never reads or writes the system's `/var/lib/xvs`.
     pub fn start_with(ns: Option<&str>, extra: &[String]) -> Self {
         Self::start_opts(ns, extra, &Start::default())
     }
@@ -177,12 +182,13 @@ impl Xvsd {
     /// Starts `xvsd EXTRA... --socket S` as `how` says, inside `ns` if
     /// given, and waits until it is ready.
     pub fn start_opts(ns: Option<&str>, extra: &[String], how: &Start) -> Self {
-        let (child, socket, stderr_path) = spawn(ns, extra, how);
+        let (child, socket, stderr_path, own_state_dir) = spawn(ns, extra, how);
         let mut d = Xvsd {
             child: Some(child),
             preexisting: how.socket.as_ref().is_some_and(|s| s.exists()),
             socket,
             stderr_path,
+            own_state_dir,
         };
         d.wait_ready();
         d
@@ -197,7 +203,7 @@ impl Xvsd {
         how: &Start,
         timeout: Duration,
     ) -> XvsdExit {
-        let (mut child, socket, stderr_path) = spawn(ns, extra, how);
+        let (mut child, socket, stderr_path, state_dir) = spawn(ns, extra, how);
         let deadline = Instant::now() + timeout;
         let mut killed = false;
         let status = loop {
@@ -215,6 +221,9 @@ impl Xvsd {
         };
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         let _ = std::fs::remove_file(&stderr_path);
+        if let Some(d) = state_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
         if how.socket.is_none() {
             let _ = std::fs::remove_file(&socket);
         }
@@ -344,7 +353,13 @@ impl Xvsd {
 }
 
 /// Spawns xvsd: the child, its socket path and its stderr file.
-fn spawn(ns: Option<&str>, extra: &[String], how: &Start) -> (Child, PathBuf, PathBuf) {
+/// Starts xvsd; returns the child, its socket, its stderr file and the
+/// temporary `--state-dir` made for it (`None` when `extra` names one).
+fn spawn(
+    ns: Option<&str>,
+    extra: &[String],
+    how: &Start,
+) -> (Child, PathBuf, PathBuf, Option<PathBuf>) {
     let xvsd = crate::bin("xvsd");
     let tag = format!("{}-{}", unique_prefix(), std::process::id());
     let tmp = std::env::temp_dir();
@@ -357,6 +372,11 @@ fn spawn(ns: Option<&str>, extra: &[String], how: &Start) -> (Child, PathBuf, Pa
         }
     };
     let stderr_path = tmp.join(format!("xvs-{tag}.stderr"));
+    let own_state_dir =
+        (!extra.iter().any(|a| a == "--state-dir")).then(|| tmp.join(format!("xvs-{tag}.state")));
+    if let Some(d) = &own_state_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
     let stderr = File::create(&stderr_path)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
     if how.shared_bpffs {
@@ -378,8 +398,11 @@ fn spawn(ns: Option<&str>, extra: &[String], how: &Start) -> (Child, PathBuf, Pa
         }
         None => Command::new(&xvsd),
     };
-    cmd.args(extra)
-        .arg("--socket")
+    cmd.args(extra);
+    if let Some(d) = &own_state_dir {
+        cmd.arg("--state-dir").arg(d);
+    }
+    cmd.arg("--socket")
         .arg(&socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -389,7 +412,7 @@ fn spawn(ns: Option<&str>, extra: &[String], how: &Start) -> (Child, PathBuf, Pa
     let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", xvsd.display()));
-    (child, socket, stderr_path)
+    (child, socket, stderr_path, own_state_dir)
 }
 
 impl Drop for Xvsd {
@@ -406,6 +429,9 @@ impl Drop for Xvsd {
         }
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.stderr_path);
+        if let Some(d) = &self.own_state_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 

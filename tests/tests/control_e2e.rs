@@ -107,13 +107,17 @@ fn config_file_brings_a_saved_table_back_after_restart() {
     )
     .expect("write");
     let sock = std::env::temp_dir().join(format!("xvs-e2e-bad-{}.sock", std::process::id()));
+    let state = std::env::temp_dir().join(format!("xvs-e2e-bad-{}.state", std::process::id()));
     let out = Command::new(xvs_tests::bin("xvsd"))
         .arg("--config")
         .arg(&file)
+        .arg("--state-dir")
+        .arg(&state)
         .arg("--socket")
         .arg(&sock)
         .output()
         .expect("run xvsd");
+    let _ = std::fs::remove_dir_all(&state);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
