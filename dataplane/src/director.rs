@@ -471,6 +471,9 @@ impl Director {
     /// binary) to take over. Returns the workers that panicked.
     pub fn stop_for_upgrade(mut self) -> Vec<String> {
         self.keep_attached = true;
+        // Dropped, the programs' links would detach them: leave them to
+        // the end of the process image (a pinned program outlives it).
+        std::mem::forget(std::mem::take(&mut self.steering));
         self.stop.store(true, Ordering::Relaxed);
         let mut panicked = Vec::new();
         for w in self.workers.drain(..) {
