@@ -69,7 +69,7 @@ impl ControlLoop {
     pub fn new(control: Control, director: Director, workers: usize) -> Self {
         ControlLoop {
             control,
-            builder: SnapshotBuilder::new(),
+            builder: SnapshotBuilder::with_id_file(director.id_file()),
             director,
             workers,
             published: 0,
