@@ -224,6 +224,7 @@ impl ControlLoop {
                 return Err(format!("worker {w} stopped"));
             }
             if hup.swap(false, Ordering::Relaxed) {
+                eprintln!("xvsd: SIGHUP: reload");
                 self.reload();
             }
             let now = Instant::now();
