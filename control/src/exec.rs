@@ -5,7 +5,9 @@
 //! statuses: 0 success, 1 listing something missing, 2 command-line error
 //! (message and hint), 255 refused. A restore (`-R`) is applied to a copy
 //! of the configuration that replaces the real one only when every line
-//! succeeded, so a bad line leaves nothing half-applied.
+//! succeeded, so a bad line leaves nothing half-applied; the copy is
+//! staged ([`Model::stage`]), so even the counters and overload flags it
+//! shares with the workers change only when it is kept.
 
 use std::time::Instant;
 
@@ -163,6 +165,7 @@ impl Control {
         let wanted = reload::load_rules(rules, self.model.limits)?;
         let cmds = reload::diff(&self.model, &wanted);
         let mut copy = self.model.clone();
+        copy.stage();
         for cmd in &cmds {
             // The wanted model passed the same checks, so this cannot fail
             // unless the two disagree; then nothing changes.
@@ -171,6 +174,7 @@ impl Control {
                 message: format!("cannot apply {cmd:?}: {e}"),
             })?;
         }
+        copy.commit();
         self.model = copy;
         Ok(cmds.len())
     }
@@ -180,6 +184,7 @@ impl Control {
     /// command-line error, 255 for a refused rule.
     fn restore(&mut self, rules: &str) -> Response {
         let mut copy = self.model.clone();
+        copy.stage();
         for line in rules.lines() {
             let Some(args) = restore_args(line) else {
                 continue;
@@ -203,6 +208,7 @@ impl Control {
                 return refused(&e);
             }
         }
+        copy.commit();
         self.model = copy;
         Response::ok("")
     }
