@@ -15,7 +15,7 @@ use crate::grammar::{self, Command, ParseError, HINT};
 use crate::json;
 use crate::listing;
 use crate::model::{ConfigError, Limits, Model};
-use crate::proto::{Request, Response};
+use crate::proto::{Reply, Request, Response, CHUNK};
 use crate::rate::Estimator;
 use crate::reload::{self, RulesError};
 
@@ -48,6 +48,29 @@ fn parse_error(e: &ParseError) -> Response {
 
 fn refused(e: &ConfigError) -> Response {
     Response::fail(255, e)
+}
+
+/// The lines of `-L -c`, about [`CHUNK`] bytes at a time.
+struct ConnLines {
+    conns: Box<dyn Iterator<Item = crate::ConnEntry> + Send>,
+    templates_only: bool,
+}
+
+impl Iterator for ConnLines {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let mut out = String::new();
+        for c in self.conns.by_ref() {
+            if c.template || !self.templates_only {
+                listing::push_conn(&mut out, &c);
+                if out.len() >= CHUNK - 256 {
+                    break;
+                }
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
 }
 
 /// Split one `-R` line into arguments; `None` for blank and comment lines.
@@ -106,6 +129,25 @@ impl Control {
         match grammar::parse(&req.args) {
             Ok(cmd) => self.run(&cmd, req.stdin.as_deref(), rt),
             Err(e) => parse_error(&e),
+        }
+    }
+
+    /// Run one xvsadm invocation for the socket: like
+    /// [`Control::execute`], but a connection listing (`-L -c`) comes
+    /// back as a [`Reply`] whose lines are formatted from the runtime's
+    /// connections as the client takes them, never all at once.
+    pub fn execute_reply(&mut self, req: &Request, rt: &dyn Runtime) -> Reply {
+        match grammar::parse(&req.args) {
+            Ok(Command::List { opts, .. }) if opts.connection && !opts.json && !opts.dataplane => {
+                Reply {
+                    resp: Response::ok(listing::conns_header()),
+                    rest: Some(Box::new(ConnLines {
+                        conns: rt.connections_iter(),
+                        templates_only: opts.persistent_conn,
+                    })),
+                }
+            }
+            _ => self.execute(req, rt).into(),
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xvs_control::proto::Response;
+use xvs_control::proto::Reply;
 use xvs_control::{metrics, Control};
 use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::director::Director;
@@ -218,7 +218,7 @@ impl ControlLoop {
         let mut next_tick = Instant::now() + TICK;
         let mut next_metrics = Instant::now() + METRICS_REFRESH;
         let mut next_trash = Instant::now() + TRASH_REBUILD;
-        let mut batch: Vec<(Response, mpsc::Sender<Response>)> = Vec::with_capacity(MAX_BATCH);
+        let mut batch: Vec<(Reply, mpsc::Sender<Reply>)> = Vec::with_capacity(MAX_BATCH);
         while !stop.load(Ordering::Relaxed) {
             if let Some(w) = self.director.failed_worker() {
                 return Err(format!("worker {w} stopped"));
@@ -270,7 +270,7 @@ impl ControlLoop {
             // configuration.
             let mut job = Some(first);
             while let Some(j) = job.take() {
-                let resp = self.control.execute(&j.req, &Live(&self.director));
+                let resp = self.control.execute_reply(&j.req, &Live(&self.director));
                 batch.push((resp, j.reply));
                 if batch.len() < MAX_BATCH {
                     job = jobs.try_recv().ok();

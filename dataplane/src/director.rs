@@ -414,42 +414,50 @@ impl Director {
 
     /// Every live connection and template (read from the shared table).
     pub fn connections(&self) -> Vec<ConnInfo> {
+        self.connections_iter().collect()
+    }
+
+    /// Every live connection and template, read from the shared table one
+    /// entry at a time as the iterator is pulled (on any thread): a
+    /// listing of a million connections never holds them all.
+    pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + Send + 'static {
         let (_, snap) = self.cell.load();
+        let table = self.table.clone();
         let now = ticks(crate::clock::now_ns());
-        self.table
-            .iter()
+        (0..table.capacity() as u32).filter_map(move |i| {
+            let v = table.read(i)?;
             // A template past its time still lives while it controls
             // connections (IPVS extends it): list it, as due now.
-            .filter(|v| alive(now, v))
-            .filter_map(|v| {
-                let d = snap.dest(v.dest)?;
-                let f = v.flow();
-                let state = if v.key.template {
-                    "NONE"
-                } else if f.proto == crate::wire::ipv4::PROTO_TCP {
-                    TcpState::from_u8(v.state).name()
+            if !alive(now, &v) {
+                return None;
+            }
+            let d = snap.dest(v.dest)?;
+            let f = v.flow();
+            let state = if v.key.template {
+                "NONE"
+            } else if f.proto == crate::wire::ipv4::PROTO_TCP {
+                TcpState::from_u8(v.state).name()
+            } else {
+                "UDP"
+            };
+            let left = left_ns(now, v.expires);
+            Some(ConnInfo {
+                proto: f.proto,
+                template: v.key.template,
+                state,
+                expire_secs: left.div_ceil(1_000_000_000),
+                cip: f.cip,
+                cport: f.cport,
+                vip: f.vip,
+                vport: f.vport,
+                rip: d.sched.addr,
+                rport: if v.key.template && f.vport == 0 {
+                    0
                 } else {
-                    "UDP"
-                };
-                let left = left_ns(now, v.expires);
-                Some(ConnInfo {
-                    proto: f.proto,
-                    template: v.key.template,
-                    state,
-                    expire_secs: left.div_ceil(1_000_000_000),
-                    cip: f.cip,
-                    cport: f.cport,
-                    vip: f.vip,
-                    vport: f.vport,
-                    rip: d.sched.addr,
-                    rport: if v.key.template && f.vport == 0 {
-                        0
-                    } else {
-                        d.sched.port
-                    },
-                })
+                    d.sched.port
+                },
             })
-            .collect()
+        })
     }
 
     /// Every data-plane counter: the workers' (pipeline and rings),
