@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xvs_control::access::{self, Group};
-use xvs_control::proto::{self, Request, Response};
+use xvs_control::proto::{self, Reply, Request, Response};
 
 /// Threads reading requests off accepted connections.
 const READERS: usize = 4;
@@ -21,8 +21,9 @@ const READERS: usize = 4;
 pub struct Job {
     /// The request.
     pub req: Request,
-    /// Where the reader waits for the response.
-    pub reply: mpsc::Sender<Response>,
+    /// Where the reader waits for the response (a listing's lines are
+    /// produced by the reader as it writes them).
+    pub reply: mpsc::Sender<Reply>,
 }
 
 /// Accept connections until `stop`; hand each to a reader thread with
@@ -93,7 +94,7 @@ fn read_loop(conns: &Mutex<Receiver<(UnixStream, bool)>>, jobs: &SyncSender<Job>
                 continue;
             }
         };
-        let resp = if allowed {
+        let reply = if allowed {
             let (tx, rx) = mpsc::channel();
             if jobs.send(Job { req, reply: tx }).is_err() {
                 return;
@@ -107,8 +108,9 @@ fn read_loop(conns: &Mutex<Receiver<(UnixStream, bool)>>, jobs: &SyncSender<Job>
                 255,
                 "xvsd: permission denied (only root, or the --group given to xvsd, may use it)",
             )
+            .into()
         };
-        if let Err(e) = proto::write_response(&stream, &resp) {
+        if let Err(e) = proto::write_reply(&stream, reply) {
             eprintln!("xvsd: control response: {e}");
         }
     }

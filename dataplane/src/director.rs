@@ -154,6 +154,15 @@ pub struct ConnInfo {
     pub rport: u16,
 }
 
+/// An entry one [`Director::publish`] put into a steering map (taken out
+/// again if the publish fails).
+#[derive(Debug, Clone, Copy)]
+enum Added {
+    Svc(V4Key),
+    Nat(V4Key),
+    Vip(Ipv4Addr),
+}
+
 /// The running data plane.
 pub struct Director {
     table: Arc<ConnTable>,
@@ -339,19 +348,14 @@ impl Director {
     }
 
     /// Publish a new snapshot to the workers and the steering programs.
+    /// Everything the snapshot steers that is not steered yet goes into
+    /// the maps first; if a map refuses (full: an error of kind
+    /// [`io::ErrorKind::StorageFull`]), what this call added is taken out
+    /// again and the error returned: the maps and the workers stay as
+    /// they were. Only then are the old entries removed and the snapshot
+    /// handed to the workers.
     pub fn publish(&mut self, snap: Snapshot) -> io::Result<()> {
         let keys: HashSet<V4Key> = snap.v4_keys().copied().collect();
-        for k in keys.difference(&self.steered) {
-            for (_, s) in &mut self.steering {
-                s.add_service(k.proto, k.vip, k.port)?;
-            }
-        }
-        for k in self.steered.difference(&keys) {
-            for (_, s) in &mut self.steering {
-                s.remove_service(k.proto, k.vip, k.port);
-            }
-        }
-        self.steered = keys;
         // NAT replies: (proto, rip, rport) plus (0, rip, 0) for ICMP errors.
         let mut nat: HashSet<V4Key> = HashSet::new();
         for k in snap.nat_keys() {
@@ -362,23 +366,31 @@ impl Director {
                 port: 0,
             });
         }
-        for k in nat.difference(&self.nat_steered) {
+        let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
+        let mut added = Vec::new();
+        if let Err(e) = self.add_new(&keys, &nat, &vips, &mut added) {
+            for (i, a) in added.into_iter().rev() {
+                let s = &mut self.steering[i].1;
+                match a {
+                    Added::Svc(k) => s.remove_service(k.proto, k.vip, k.port),
+                    Added::Nat(k) => s.remove_nat(k.proto, k.vip, k.port),
+                    Added::Vip(v) => s.remove_vip(v),
+                }
+            }
+            return Err(e);
+        }
+        for k in self.steered.difference(&keys) {
             for (_, s) in &mut self.steering {
-                s.add_nat(k.proto, k.vip, k.port)?;
+                s.remove_service(k.proto, k.vip, k.port);
             }
         }
+        self.steered = keys;
         for k in self.nat_steered.difference(&nat) {
             for (_, s) in &mut self.steering {
                 s.remove_nat(k.proto, k.vip, k.port);
             }
         }
         self.nat_steered = nat;
-        let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
-        for v in vips.difference(&self.vips_steered) {
-            for (_, s) in &mut self.steering {
-                s.add_vip(*v)?;
-            }
-        }
         for v in self.vips_steered.difference(&vips) {
             for (_, s) in &mut self.steering {
                 s.remove_vip(*v);
@@ -414,6 +426,40 @@ impl Director {
         Ok(())
     }
 
+    /// Put into every steering program's maps what `keys`, `nat` and
+    /// `vips` hold and is not steered yet, noting in `added` each entry
+    /// that was not in the map before (by steering program index), so
+    /// that a failure can take exactly those out again.
+    fn add_new(
+        &mut self,
+        keys: &HashSet<V4Key>,
+        nat: &HashSet<V4Key>,
+        vips: &HashSet<Ipv4Addr>,
+        added: &mut Vec<(usize, Added)>,
+    ) -> io::Result<()> {
+        for (i, (_, s)) in self.steering.iter_mut().enumerate() {
+            for k in keys.difference(&self.steered) {
+                if !s.has_service(k.proto, k.vip, k.port) {
+                    s.add_service(k.proto, k.vip, k.port)?;
+                    added.push((i, Added::Svc(*k)));
+                }
+            }
+            for k in nat.difference(&self.nat_steered) {
+                if !s.has_nat(k.proto, k.vip, k.port) {
+                    s.add_nat(k.proto, k.vip, k.port)?;
+                    added.push((i, Added::Nat(*k)));
+                }
+            }
+            for v in vips.difference(&self.vips_steered) {
+                if !s.has_vip(*v) {
+                    s.add_vip(*v)?;
+                    added.push((i, Added::Vip(*v)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The first worker that stopped on its own (a panic or an
     /// unrecoverable ring error), by name, while the data plane runs.
     pub fn failed_worker(&self) -> Option<&str> {
@@ -446,42 +492,50 @@ impl Director {
 
     /// Every live connection and template (read from the shared table).
     pub fn connections(&self) -> Vec<ConnInfo> {
+        self.connections_iter().collect()
+    }
+
+    /// Every live connection and template, read from the shared table one
+    /// entry at a time as the iterator is pulled (on any thread): a
+    /// listing of a million connections never holds them all.
+    pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + Send + 'static {
         let (_, snap) = self.cell.load();
+        let table = self.table.clone();
         let now = ticks(crate::clock::now_ns());
-        self.table
-            .iter()
+        (0..table.capacity() as u32).filter_map(move |i| {
+            let v = table.read(i)?;
             // A template past its time still lives while it controls
             // connections (IPVS extends it): list it, as due now.
-            .filter(|v| alive(now, v))
-            .filter_map(|v| {
-                let d = snap.dest(v.dest)?;
-                let f = v.flow();
-                let state = if v.key.template {
-                    "NONE"
-                } else if f.proto == crate::wire::ipv4::PROTO_TCP {
-                    TcpState::from_u8(v.state).name()
+            if !alive(now, &v) {
+                return None;
+            }
+            let d = snap.dest(v.dest)?;
+            let f = v.flow();
+            let state = if v.key.template {
+                "NONE"
+            } else if f.proto == crate::wire::ipv4::PROTO_TCP {
+                TcpState::from_u8(v.state).name()
+            } else {
+                "UDP"
+            };
+            let left = left_ns(now, v.expires);
+            Some(ConnInfo {
+                proto: f.proto,
+                template: v.key.template,
+                state,
+                expire_secs: left.div_ceil(1_000_000_000),
+                cip: f.cip,
+                cport: f.cport,
+                vip: f.vip,
+                vport: f.vport,
+                rip: d.sched.addr,
+                rport: if v.key.template && f.vport == 0 {
+                    0
                 } else {
-                    "UDP"
-                };
-                let left = left_ns(now, v.expires);
-                Some(ConnInfo {
-                    proto: f.proto,
-                    template: v.key.template,
-                    state,
-                    expire_secs: left.div_ceil(1_000_000_000),
-                    cip: f.cip,
-                    cport: f.cport,
-                    vip: f.vip,
-                    vport: f.vport,
-                    rip: d.sched.addr,
-                    rport: if v.key.template && f.vport == 0 {
-                        0
-                    } else {
-                        d.sched.port
-                    },
-                })
+                    d.sched.port
+                },
             })
-            .collect()
+        })
     }
 
     /// Every data-plane counter: the workers' (pipeline and rings),

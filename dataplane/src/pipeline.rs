@@ -341,8 +341,10 @@ impl Pipeline {
                 self.stats.frag_needed += 1;
                 Verdict::Tx(ingress)
             }
-            Err(XmitError::NoTailroom) => Verdict::Drop(DropReason::Malformed),
+            Err(XmitError::NoTailroom) => Verdict::Drop(DropReason::NoTailroom),
             Err(XmitError::TooBig) => Verdict::Drop(DropReason::TooBig),
+            Err(XmitError::Malformed) => Verdict::Drop(DropReason::Malformed),
+            Err(XmitError::MtuTooSmall) => Verdict::Drop(DropReason::MtuTooSmall),
         }
     }
 

@@ -770,3 +770,42 @@ fn mutated_frames_never_panic_whatever_the_method() {
     let drops: u64 = p.stats().drops.iter().sum();
     assert_eq!(drops - drops_before, verdicts[2], "every drop counted");
 }
+
+/// A tunnel that cannot be built is counted by why: a buffer that cannot
+/// grow by the overhead, or an egress MTU smaller than the headers.
+fn tun_failure_cases() -> Vec<Case> {
+    use xvs_dataplane::frame::VEC_FRAME_MAX;
+    use xvs_dataplane::pipeline::PortInfo;
+    let syn = from_client(tcp(4100, 80).syn(), b"");
+    // A jumbo segment that fills all but 10 bytes of its buffer: IPIP
+    // needs 20 more.
+    let jumbo = from_client(
+        tcp(4100, 80).ack(1),
+        &vec![0u8; VEC_FRAME_MAX - 10 - 14 - 20 - 20],
+    );
+    vec![
+        case(
+            "TUN: no tailroom for the outer header is no_tailroom",
+            servers(&[IPIP]),
+        )
+        .tx(syn.clone(), tun_to(TunKind::Ipip, 1, 1, &syn, 0))
+        .drop(jumbo, DropReason::NoTailroom),
+        case(
+            "TUN: an egress MTU below the tunnel's needs is mtu_too_small",
+            servers(&[IPIP]),
+        )
+        .then("egress MTU of 60", |f| {
+            f.pipeline.set_ports(vec![PortInfo {
+                ifindex: 0,
+                mac: DIR_MAC,
+                mtu: 60,
+            }])
+        })
+        .drop(syn, DropReason::MtuTooSmall),
+    ]
+}
+
+#[test]
+fn tunnel_failures_are_counted_by_reason() {
+    run(tun_failure_cases());
+}

@@ -1187,8 +1187,12 @@ impl ConnTable {
 
     /// The entries of partition `part` due for examination now: the expiry
     /// sweep walks the partition once per `period_ns`, so a call after
-    /// `elapsed_ns` examines that share of it. Returns the views of entries
-    /// expired at tick `now` (the caller decides and calls `remove_if`).
+    /// `elapsed_ns` examines that share of it. Appends to `out` the views
+    /// of entries expired at tick `now` (the caller decides and calls
+    /// `remove_if`), never beyond its capacity: `out` never allocates.
+    /// When it fills, the walk stops at that entry and the next call
+    /// resumes there with the rest of the share still owed, so no expired
+    /// entry waits a whole period for the cursor to come round again.
     pub fn sweep(
         &self,
         part: &mut Partition,
@@ -1198,12 +1202,15 @@ impl ConnTable {
         out: &mut Vec<View>,
     ) {
         let size = part.capacity() as f64;
-        part.owed += size * elapsed_ns as f64 / period_ns.max(1) as f64;
-        let n = (part.owed as usize).min(part.capacity());
-        part.owed -= n as f64;
-        for _ in 0..n {
+        // Owed work never exceeds one full walk: a caller that fell behind
+        // catches up at most one period's worth.
+        part.owed = (part.owed + size * elapsed_ns as f64 / period_ns.max(1) as f64).min(size);
+        let mut n = part.owed as usize;
+        while n > 0 && out.len() < out.capacity() {
             let i = part.cursor;
             part.cursor = if i + 1 >= part.end { part.start } else { i + 1 };
+            n -= 1;
+            part.owed -= 1.0;
             if let Some(v) = self.read(i) {
                 if reached(now, v.expires) {
                     out.push(v);
@@ -1471,7 +1478,7 @@ mod tests {
             t.insert(p, &key(n), init(if n % 3 == 0 { 5 } else { 50 }))
                 .unwrap();
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(100);
         t.sweep(p, 500, 1000, 10, &mut out);
         t.sweep(p, 500, 1000, 10, &mut out);
         assert_eq!(out.len(), 34);
@@ -1480,6 +1487,36 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(p.len(), 66);
+    }
+
+    #[test]
+    fn a_full_scratch_buffer_defers_the_rest_without_skipping_it() {
+        // 1000 entries, all expired, swept into a buffer of 64: first half
+        // a period at once (500 entries due, more than the buffer holds),
+        // then a fiftieth at a time. The buffer never grows, each call
+        // resumes where the last stopped, and every entry is gone within
+        // one period plus one slice.
+        let (t, mut parts) = ConnTable::new(1000, 1);
+        let p = &mut parts[0];
+        for n in 0..1000 {
+            t.insert(p, &key(n), init(5)).unwrap();
+        }
+        let mut out = Vec::with_capacity(64);
+        let cap = out.capacity();
+        let (mut clock, mut elapsed) = (0, 500);
+        while !p.is_empty() {
+            clock += elapsed;
+            assert!(clock <= 1000 + 20, "{} entries left after {clock}", p.len());
+            out.clear();
+            t.sweep(p, elapsed, 1000, 10, &mut out);
+            assert!(out.len() <= cap);
+            assert_eq!(out.capacity(), cap, "the scratch buffer grew");
+            for v in &out {
+                t.remove_if(p, v.idx, v.seq, |v| reached(10, v.expires))
+                    .unwrap();
+            }
+            elapsed = 20;
+        }
     }
 
     #[test]

@@ -24,6 +24,10 @@ use std::sync::Arc;
 /// How often the expiry sweep walks a worker's whole partition.
 pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 
+/// Most expired entries one sweep call removes (the capacity of its
+/// scratch buffer, allocated once).
+pub const SWEEP_BATCH: usize = 4096;
+
 /// Seconds a template is extended by when its service no longer says.
 const TEMPLATE_FALLBACK_SECS: u32 = 60;
 
@@ -228,7 +232,7 @@ impl Tracker {
             table,
             part,
             writer: usize::MAX,
-            expired: Vec::with_capacity(4096),
+            expired: Vec::with_capacity(SWEEP_BATCH),
             last_sweep: None,
         }
     }
@@ -546,8 +550,11 @@ impl Tracker {
 
     /// Expire this worker's share of connections and templates: the sweep
     /// walks the partition once per [`SWEEP_PERIOD_NS`], a slice per call,
-    /// so it never stalls the worker. A template that still controls
-    /// connections is kept and its deadline pushed.
+    /// so it never stalls the worker; a call handles at most
+    /// [`SWEEP_BATCH`] expired entries and the next resumes after them, so
+    /// every expired entry goes within a period plus one call per batch. A
+    /// template that still controls connections is kept and its deadline
+    /// pushed.
     pub fn expire(&mut self, snap: &Snapshot, now_ns: u64, stats: &mut impl Counts) {
         let elapsed = match self.last_sweep {
             Some(t) => now_ns.saturating_sub(t),
@@ -557,8 +564,8 @@ impl Tracker {
         let now = ticks(now_ns);
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
-        // At most the scratch buffer's capacity per call: no allocation.
-        let cap = expired.capacity();
+        // The sweep fills the scratch buffer at most to its capacity (no
+        // allocation) and resumes next call where it stopped.
         self.table.sweep(
             &mut self.part,
             elapsed.min(SWEEP_PERIOD_NS),
@@ -566,7 +573,7 @@ impl Tracker {
             now,
             &mut expired,
         );
-        for v in expired.iter().take(cap) {
+        for v in &expired {
             if holds(v) {
                 let t = snap
                     .svc(v.svc)
@@ -629,6 +636,58 @@ mod tests {
         // A connection's `ctl` names its template; it does not keep it alive.
         assert!(!alive(now, &entry(ckey, now, 3)));
         assert!(!holds(&entry(ckey, now, 3)));
+    }
+
+    #[test]
+    fn expire_removes_more_than_a_batch_in_one_period_without_growing() {
+        struct Expired(usize);
+        impl Counts for Expired {
+            fn conn_created(&mut self) {}
+            fn template_created(&mut self) {}
+            fn conn_expired(&mut self) {
+                self.0 += 1;
+            }
+        }
+        let n = 2 * SWEEP_BATCH + 100;
+        let (t, mut parts) = ConnTable::new(n, 1);
+        let mut part = parts.pop().unwrap();
+        for i in 0..n as u32 {
+            let key = Key::conn(&FlowKey {
+                proto: PROTO_TCP,
+                cip: Ipv4Addr::from(0xC612_0000 + i),
+                cport: 1024 + (i % 50_000) as u16,
+                vip: Ipv4Addr::new(198, 19, 0, 1),
+                vport: 80,
+            });
+            let init = Init {
+                state: 3,
+                fwd: 0,
+                expires: ticks(SWEEP_PERIOD_NS),
+                dest: 0,
+                svc: 0,
+                ctl: 0,
+                nat: None,
+            };
+            t.insert(&mut part, &key, init).unwrap();
+        }
+        let mut tr = Tracker::new(Arc::new(t), part);
+        let snap = Snapshot::of_services(&[], Default::default());
+        let cap = tr.expired.capacity();
+        let mut gone = Expired(0);
+        // Everything has expired at 1 s; the whole partition is due at 2 s
+        // (one period), then calls come every 10 ms: three calls of at most
+        // a batch each must find them all.
+        tr.expire(&snap, SWEEP_PERIOD_NS, &mut gone);
+        let mut now = 2 * SWEEP_PERIOD_NS;
+        while gone.0 < n && now <= 2 * SWEEP_PERIOD_NS + 2 * SWEEP_PERIOD_NS / 100 {
+            tr.expire(&snap, now, &mut gone);
+            assert_eq!(tr.expired.capacity(), cap, "the scratch buffer grew");
+            now += SWEEP_PERIOD_NS / 100;
+        }
+        assert_eq!(
+            gone.0, n,
+            "expired entries left after a period and three calls"
+        );
     }
 
     #[test]
