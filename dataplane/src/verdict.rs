@@ -14,7 +14,8 @@ pub enum DropReason {
     NoDest,
     /// The real server's MAC is not resolved yet (resolution requested).
     NoNeigh,
-    /// The connection table is full.
+    /// The connection table is full (nothing evictable) and the new flow
+    /// cannot go without an entry (NAT needs one to translate replies).
     ConnTableFull,
     /// The forwarding method cannot serve this real server (an IPv6 real
     /// server behind the IPv4 data plane).

@@ -429,30 +429,45 @@ fn dr_cases() -> Vec<Case> {
             expect("connections", f.pipeline.table().iter().count(), 1)
         }),
         case(
-            "a full table drops new connections and keeps established ones",
+            "a table full of established connections forwards new flows without an entry",
             Setup {
                 max_conns: 2,
                 ..servers(&dr(1))
             },
         )
         .tx(table_full(1), dr_to(1, &table_full(1)))
+        .tx(est(1, b""), dr_to(1, &est(1, b"")))
         .tx(table_full(2), dr_to(1, &table_full(2)))
-        .drop(table_full(3), DropReason::ConnTableFull)
-        .tx(est(1, b"x"), dr_to(1, &est(1, b"x"))),
+        .tx(est(2, b""), dr_to(1, &est(2, b"")))
+        .tx(table_full(3), dr_to(1, &table_full(3)))
+        .tx(est(3, b"x"), dr_to(1, &est(3, b"x")))
+        .tx(est(1, b"x"), dr_to(1, &est(1, b"x")))
+        .check("counted as stateless, nothing evicted", |f| {
+            let s = f.pipeline.stats();
+            expect("stateless", s.stateless, 2)?;
+            expect("evicted", s.conns_evicted, 0)?;
+            expect("entries", f.pipeline.table().iter().count(), 2)
+        }),
         case(
-            "a full table counts its drops and established flows keep going",
+            "a table full of half-open connections evicts one for a new connection",
             Setup {
                 max_conns: 3,
-                ..servers(&dr(2))
+                ..servers(&dr(1))
             },
         )
-        .tx(table_full(1), dr_to(2, &table_full(1)))
+        .tx(table_full(1), dr_to(1, &table_full(1)))
         .tx(table_full(2), dr_to(1, &table_full(2)))
-        .tx(table_full(3), dr_to(2, &table_full(3)))
-        .drop(table_full(4), DropReason::ConnTableFull)
-        .tx(est(1, b""), dr_to(2, &est(1, b"")))
-        .tx(est(2, b""), dr_to(1, &est(2, b"")))
-        .tx(est(3, b""), dr_to(2, &est(3, b""))),
+        .tx(table_full(3), dr_to(1, &table_full(3)))
+        .tx(table_full(4), dr_to(1, &table_full(4)))
+        .tx(est(4, b""), dr_to(1, &est(4, b"")))
+        .check("one evicted, the new one kept", |f| {
+            let s = f.pipeline.stats();
+            expect("evicted", s.conns_evicted, 1)?;
+            expect("stateless", s.stateless, 0)?;
+            expect("entries", f.pipeline.table().iter().count(), 3)?;
+            expect("active", f.dest(1).sched.load.active(), 1)?;
+            expect("inactive", f.dest(1).sched.load.inactive(), 2)
+        }),
     ]
 }
 

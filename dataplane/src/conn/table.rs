@@ -30,6 +30,10 @@
 //!   sizes) guards against reading another layout, and opening rebuilds
 //!   the indexes, free lists and template counts from the entries, which
 //!   settles whatever a dying writer left half done.
+//! * A full partition is not the end of new connections: [`ConnTable::evict`]
+//!   samples a few of its entries at random (bounded work, never a scan)
+//!   and removes the one the caller allows with the earliest deadline, as
+//!   IPVS's `drop_entry` drops half-open entries first under a SYN flood.
 
 use crate::flow::FlowKey;
 use crate::io::shm::{self, Mapping, Region};
@@ -47,6 +51,11 @@ const MAX_RETRIES: usize = 64;
 /// a chain of 32 comes by chance with a probability below 10^-26 per
 /// bucket: only an attack (one that knows the key) reaches it.
 pub const MAX_CHAIN: usize = 32;
+/// Entries [`ConnTable::evict`] looks at to find one to remove. Under a
+/// SYN flood nearly every entry is half-open, so a few samples find one;
+/// keeping the oldest of them spares the entries of real clients, whose
+/// handshakes complete within a round trip of their SYN.
+pub const EVICT_SAMPLES: usize = 8;
 
 /// `meta` bits: protocol in the low byte, state in the next one.
 const META_TEMPLATE: u32 = 1 << 16;
@@ -328,8 +337,8 @@ pub enum Insert {
     /// Another worker inserted the same key first: here it is.
     Exists(View),
     /// The table is full (this worker's partition is), or the key's chain
-    /// holds [`MAX_CHAIN`] entries already: the new connection is dropped
-    /// and counted (as `conn_table_full`).
+    /// holds [`MAX_CHAIN`] entries already: the caller makes room
+    /// ([`ConnTable::evict`]) or goes on without an entry.
     Full,
 }
 
@@ -348,6 +357,10 @@ pub struct ConnTable {
     parts: usize,
     /// The secret of both indexes' hashes.
     hkey: HashKey,
+    /// Until when (monotonic ns; 0: never) packets without a connection
+    /// may belong to flows that were forwarded without one (see
+    /// [`ConnTable::open_stateless`]).
+    stateless_until: AtomicU64,
 }
 
 /// One worker's share of the arena: its free list and expiry cursor.
@@ -361,6 +374,9 @@ pub struct Partition {
     cursor: u32,
     /// Fraction of a sweep owed (entries), carried between calls.
     owed: f64,
+    /// State of the generator that picks the entries [`ConnTable::evict`]
+    /// samples (xorshift64*, never 0).
+    rng: u64,
 }
 
 impl Partition {
@@ -382,6 +398,26 @@ impl Partition {
     /// Whether a new entry can be allocated.
     pub fn is_full(&self) -> bool {
         self.free == 0
+    }
+
+    /// Whether at least 7/8 of the partition is in use: half-open
+    /// connections then get short lives (IPVS's `secure_tcp`, which acts
+    /// under memory pressure).
+    #[inline]
+    pub fn under_pressure(&self) -> bool {
+        self.len() * 8 >= self.capacity() * 7
+    }
+
+    /// The next pseudo-random index of the partition.
+    #[inline]
+    fn sample(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+        self.start + ((r * u64::from(self.end - self.start)) >> 32) as u32
     }
 }
 
@@ -606,6 +642,7 @@ impl ConnTable {
                 mask: lay.buckets - 1,
                 parts: parts.max(1),
                 hkey,
+                stateless_until: AtomicU64::new(0),
             },
             Region::new(map, 0, header::WORDS)?,
         ))
@@ -692,6 +729,9 @@ impl ConnTable {
                 nfree,
                 cursor: start,
                 owed: 0.0,
+                // Seeded from the secret, so that nobody outside can tell
+                // which entries a flood's inserts will sample.
+                rng: fold_mul(self.hkey.0[0] ^ p as u64, MIX) | 1,
             });
         }
         // Templates' counts: the connections that name them now.
@@ -1185,6 +1225,63 @@ impl ConnTable {
         }
     }
 
+    /// Make room in partition `part`: look at [`EVICT_SAMPLES`] of its
+    /// entries chosen at random and remove, of those `rank` gives a
+    /// deadline (`None`: not to be evicted), the one whose deadline comes
+    /// first (relative to tick `now`). Returns the removed entry (for
+    /// unbinding), or `None` if no sample qualified. Bounded work: a
+    /// handful of entry reads and one removal.
+    pub fn evict(
+        &self,
+        part: &mut Partition,
+        now: u32,
+        rank: impl Fn(&View) -> Option<u32>,
+    ) -> Option<View> {
+        if part.capacity() == 0 {
+            return None;
+        }
+        let mut best: Option<(i32, View)> = None;
+        for _ in 0..EVICT_SAMPLES {
+            let Some(v) = self.read(part.sample()) else {
+                continue;
+            };
+            let Some(due) = rank(&v) else {
+                continue;
+            };
+            // Signed distance to the deadline: passed deadlines first.
+            let left = due.wrapping_sub(now) as i32;
+            if best.as_ref().is_none_or(|(l, _)| left < *l) {
+                best = Some((left, v));
+            }
+        }
+        let (_, v) = best?;
+        self.remove_if(part, v.idx, v.seq, |cur| rank(cur).is_some())
+    }
+
+    /// Note that a new flow was forwarded without a connection entry:
+    /// until `until_ns` (monotonic ns), packets that find no connection may
+    /// be of such a flow (see [`ConnTable::stateless_open`]).
+    #[inline]
+    pub fn open_stateless(&self, until_ns: u64) {
+        if self.stateless_until.load(Ordering::Relaxed) < until_ns {
+            self.stateless_until.store(until_ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether flows forwarded without an entry may still be alive at
+    /// `now_ns` (see [`ConnTable::open_stateless`]).
+    #[inline]
+    pub fn stateless_open(&self, now_ns: u64) -> bool {
+        now_ns < self.stateless_until.load(Ordering::Relaxed)
+    }
+
+    /// The keyed hash of `key` (the same for every packet of a flow, and
+    /// unknown outside: a flow forwarded without an entry is placed by it).
+    #[inline]
+    pub fn flow_hash(&self, key: &Key) -> u64 {
+        key.hash(&self.hkey)
+    }
+
     /// The entries of partition `part` due for examination now: the expiry
     /// sweep walks the partition once per `period_ns`, so a call after
     /// `elapsed_ns` examines that share of it. Appends to `out` the views
@@ -1517,6 +1614,28 @@ mod tests {
             }
             elapsed = 20;
         }
+    }
+
+    #[test]
+    fn evict_removes_only_what_rank_allows_earliest_due_first() {
+        // A known key: the samples are a known sequence.
+        let (t, mut parts) = ConnTable::with_key(4, 1, HashKey::from_words([5, 6, 7, 8]));
+        let p = &mut parts[0];
+        for n in 0..4 {
+            t.insert(p, &key(n), init(103 - n)).unwrap();
+        }
+        assert!(t.evict(p, 0, |_| None).is_none());
+        assert_eq!(p.len(), 4);
+        // Entries 0 (due at 103) and 2 (due at 101) may go: the earlier first.
+        let rank = |v: &View| (v.expires % 2 == 1).then_some(v.expires);
+        assert_eq!(t.evict(p, 0, rank).map(|v| v.key), Some(key(2)));
+        assert_eq!(t.evict(p, 0, rank).map(|v| v.key), Some(key(0)));
+        assert!(t.evict(p, 0, rank).is_none());
+        assert_eq!(p.len(), 2);
+        assert!(t.lookup(&key(1)).is_some() && t.lookup(&key(3)).is_some());
+        // A deadline already passed ranks before any to come.
+        let rank = |v: &View| Some(v.expires);
+        assert_eq!(t.evict(p, 102, rank).map(|v| v.key), Some(key(3)));
     }
 
     #[test]
