@@ -167,7 +167,29 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
         socket: None,
         shared_bpffs: true,
     };
-    let mut xvsd = Xvsd::start_opts(Some(director_ns), args, &how);
+    // The first start seeds the state directory from --config; the start
+    // after the crash gets the same state directory and no --config: the
+    // rules must come back from the state file.
+    let state = std::env::temp_dir().join(format!(
+        "xvs-restart-{}-{}.state",
+        unique_prefix(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&state);
+    let state_arg = ["--state-dir".to_string(), state.display().to_string()];
+    let first: Vec<String> = args.iter().cloned().chain(state_arg.clone()).collect();
+    let mut again: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            it.next();
+        } else {
+            again.push(a.clone());
+        }
+    }
+    again.extend(state_arg);
+    assert_ne!(first.len(), again.len(), "the rules came from --config");
+    let mut xvsd = Xvsd::start_opts(Some(director_ns), &first, &how);
     // Warm-up: resolves every next hop (a first SYN may wait on one).
     let warm = Command::new("ip")
         .args([
@@ -189,7 +211,12 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
     std::thread::sleep(Duration::from_millis(1000));
     let said = xvsd.kill_hard();
     std::thread::sleep(Duration::from_millis(300));
-    xvsd = Xvsd::start_opts(Some(director_ns), args, &how);
+    xvsd = Xvsd::start_opts(Some(director_ns), &again, &how);
+    assert!(
+        xvsd.stderr_so_far().contains("rules from the state file"),
+        "the rules did not come back from the state file; stderr:\n{}",
+        xvsd.stderr_so_far()
+    );
     let after = counts(&xvsd, svc);
     assert!(
         xvsd.stderr_so_far().contains("restored"),
@@ -219,6 +246,7 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
         assert!(n >= STREAM_MS / 50 / 2, "a stream stalled: {l}\n{out}");
     }
     let exit = xvsd.stop();
+    let _ = std::fs::remove_dir_all(&state);
     assert!(exit.status.success(), "{}", exit.stderr);
 }
 
