@@ -273,14 +273,7 @@ impl Pipeline {
         }
         // A sender with TX checksum offload (the default) left a partial
         // checksum: complete it before anything forwards or rewrites it.
-        crate::wire::checksum::complete_partial_segment(
-            frame,
-            u32::from(p.key.cip),
-            u32::from(p.key.vip),
-            p.key.proto,
-            p.l4,
-            p.end,
-        );
+        crate::wire::checksum::complete_partial(frame);
         match self
             .track
             .track(snap, now_ns, ingress, &p, frame, &mut self.stats)

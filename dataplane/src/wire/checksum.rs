@@ -299,43 +299,6 @@ pub fn complete_partial_ipv4(ip: &mut [u8]) -> bool {
     true
 }
 
-/// [`complete_partial_ipv4`] for a segment the caller has already
-/// validated: a TCP or UDP segment of an unfragmented IPv4 packet from
-/// `src` to `dst` (host order), at `frame[l4..end]`. Only the pseudo-header
-/// sum is computed unless the field holds exactly it.
-#[inline]
-pub fn complete_partial_segment(
-    frame: &mut [u8],
-    src: u32,
-    dst: u32,
-    proto: u8,
-    l4: usize,
-    end: usize,
-) -> bool {
-    let Some(seg) = frame.get_mut(l4..end) else {
-        return false;
-    };
-    let len = seg.len();
-    let at = match proto {
-        TCP if len >= 20 => TCP_CHECK,
-        UDP if len >= 8 && usize::from(super::get_u16(seg, 4)) == len => UDP_CHECK,
-        _ => return false,
-    };
-    let acc = u64::from(src >> 16)
-        + u64::from(src & 0xffff)
-        + u64::from(dst >> 16)
-        + u64::from(dst & 0xffff)
-        + u64::from(proto)
-        + len as u64;
-    if super::get_u16(seg, at) != fold64(acc) {
-        return false;
-    }
-    let c = !fold64(sum_wide(seg));
-    let c = if proto == UDP { udp_wire(c) } else { c };
-    super::set_u16(seg, at, c);
-    true
-}
-
 /// [`complete_partial_ipv4`] on an Ethernet frame (an untagged IPv4
 /// frame; anything else is left alone); returns whether it completed one.
 #[inline]
@@ -421,32 +384,6 @@ mod tests {
                 assert!(complete_partial(&mut f));
                 assert_eq!(f, good, "completed as etherparse computes it");
                 assert!(!is_partial_ipv4(&f[14..]));
-            }
-        }
-    }
-
-    #[test]
-    fn the_segment_form_decides_and_completes_like_the_frame_form() {
-        let payloads: [&[u8]; 4] = [b"", b"x", &[0xff; 1460], &[0x5a; 999]];
-        for payload in payloads {
-            for good in [tcp(payload), udp(payload)] {
-                let mut partial = good.clone();
-                make_partial(&mut partial);
-                let mut corrupt = good.clone();
-                let a = at(&corrupt);
-                corrupt[a] ^= 0x40;
-                for f in [good.clone(), partial, corrupt] {
-                    let (mut whole, mut seg) = (f.clone(), f.clone());
-                    let src = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
-                    let dst = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
-                    let done = complete_partial(&mut whole);
-                    let end = 14 + usize::from(u16::from_be_bytes([f[16], f[17]]));
-                    assert_eq!(
-                        complete_partial_segment(&mut seg, src, dst, f[23], 34, end),
-                        done
-                    );
-                    assert_eq!(seg, whole);
-                }
             }
         }
     }
