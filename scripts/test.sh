@@ -11,6 +11,9 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 trap 'rc=$?; if [ $rc -eq 0 ]; then echo "xvs test.sh: OK: build and all tests passed"; else echo "xvs test.sh: FAILED (exit $rc)" >&2; fi' EXIT
+# Interrupted is not passed: without these the EXIT trap would see 0.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 XVS_TEST_PROFILE=ci
 xvs_setup_and_build "$XVS_TEST_PROFILE"
