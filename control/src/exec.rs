@@ -5,7 +5,9 @@
 //! statuses: 0 success, 1 listing something missing, 2 command-line error
 //! (message and hint), 255 refused. A restore (`-R`) is applied to a copy
 //! of the configuration that replaces the real one only when every line
-//! succeeded, so a bad line leaves nothing half-applied.
+//! succeeded, so a bad line leaves nothing half-applied; the copy is
+//! staged ([`Model::stage`]), so even the counters and overload flags it
+//! shares with the workers change only when it is kept.
 
 use std::time::Instant;
 
@@ -13,7 +15,7 @@ use crate::grammar::{self, Command, ParseError, HINT};
 use crate::json;
 use crate::listing;
 use crate::model::{ConfigError, Limits, Model};
-use crate::proto::{Request, Response};
+use crate::proto::{Reply, Request, Response, CHUNK};
 use crate::rate::Estimator;
 use crate::reload::{self, RulesError};
 
@@ -46,6 +48,29 @@ fn parse_error(e: &ParseError) -> Response {
 
 fn refused(e: &ConfigError) -> Response {
     Response::fail(255, e)
+}
+
+/// The lines of `-L -c`, about [`CHUNK`] bytes at a time.
+struct ConnLines {
+    conns: Box<dyn Iterator<Item = crate::ConnEntry> + Send>,
+    templates_only: bool,
+}
+
+impl Iterator for ConnLines {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let mut out = String::new();
+        for c in self.conns.by_ref() {
+            if c.template || !self.templates_only {
+                listing::push_conn(&mut out, &c);
+                if out.len() >= CHUNK - 256 {
+                    break;
+                }
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
 }
 
 /// Split one `-R` line into arguments; `None` for blank and comment lines.
@@ -107,6 +132,25 @@ impl Control {
         }
     }
 
+    /// Run one xvsadm invocation for the socket: like
+    /// [`Control::execute`], but a connection listing (`-L -c`) comes
+    /// back as a [`Reply`] whose lines are formatted from the runtime's
+    /// connections as the client takes them, never all at once.
+    pub fn execute_reply(&mut self, req: &Request, rt: &dyn Runtime) -> Reply {
+        match grammar::parse(&req.args) {
+            Ok(Command::List { opts, .. }) if opts.connection && !opts.json && !opts.dataplane => {
+                Reply {
+                    resp: Response::ok(listing::conns_header()),
+                    rest: Some(Box::new(ConnLines {
+                        conns: rt.connections_iter(),
+                        templates_only: opts.persistent_conn,
+                    })),
+                }
+            }
+            _ => self.execute(req, rt).into(),
+        }
+    }
+
     /// Run one parsed command (`stdin` feeds `-R`).
     pub fn run(&mut self, cmd: &Command, stdin: Option<&str>, rt: &dyn Runtime) -> Response {
         match cmd {
@@ -163,6 +207,7 @@ impl Control {
         let wanted = reload::load_rules(rules, self.model.limits)?;
         let cmds = reload::diff(&self.model, &wanted);
         let mut copy = self.model.clone();
+        copy.stage();
         for cmd in &cmds {
             // The wanted model passed the same checks, so this cannot fail
             // unless the two disagree; then nothing changes.
@@ -171,6 +216,7 @@ impl Control {
                 message: format!("cannot apply {cmd:?}: {e}"),
             })?;
         }
+        copy.commit();
         self.model = copy;
         Ok(cmds.len())
     }
@@ -180,6 +226,7 @@ impl Control {
     /// command-line error, 255 for a refused rule.
     fn restore(&mut self, rules: &str) -> Response {
         let mut copy = self.model.clone();
+        copy.stage();
         for line in rules.lines() {
             let Some(args) = restore_args(line) else {
                 continue;
@@ -203,6 +250,7 @@ impl Control {
                 return refused(&e);
             }
         }
+        copy.commit();
         self.model = copy;
         Response::ok("")
     }

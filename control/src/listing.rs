@@ -49,6 +49,12 @@ pub trait Runtime {
     /// Every live connection and persistence template.
     fn connections(&self) -> Vec<ConnEntry>;
 
+    /// Every live connection and template, produced as pulled (on any
+    /// thread): a listing streams them instead of holding them all.
+    fn connections_iter(&self) -> Box<dyn Iterator<Item = ConnEntry> + Send> {
+        Box::new(self.connections().into_iter())
+    }
+
     /// `-L --dataplane`: the data plane's counters as text.
     fn dataplane(&self) -> String {
         "Data plane: none (control only)\n".to_string()
@@ -503,24 +509,35 @@ pub fn list_timeout(t: &Timeouts) -> String {
 
 /// `-L -c` (`templates_only`: `-c --persistent-conn`, templates alone).
 pub fn list_conns(conns: &[ConnEntry], templates_only: bool) -> String {
+    let mut out = conns_header();
+    for c in conns.iter().filter(|c| c.template || !templates_only) {
+        push_conn(&mut out, c);
+    }
+    out
+}
+
+/// The two header lines of `-L -c`.
+pub fn conns_header() -> String {
     let mut out = String::from("IPVS connection entries\n");
     let _ = writeln!(
         out,
         "pro expire {:<11} {:<18} {:<18} destination",
         "state", "source", "virtual"
     );
-    for c in conns.iter().filter(|c| c.template || !templates_only) {
-        let expire = format!("{:02}:{:02}", c.expire_secs / 60, c.expire_secs % 60);
-        let _ = writeln!(
-            out,
-            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
-            proto_name(c.proto),
-            expire,
-            c.state,
-            addr_port(c.cip, c.cport),
-            addr_port(c.vip, c.vport),
-            addr_port(c.dip, c.dport)
-        );
-    }
     out
+}
+
+/// One line of `-L -c`.
+pub fn push_conn(out: &mut String, c: &ConnEntry) {
+    let expire = format!("{:02}:{:02}", c.expire_secs / 60, c.expire_secs % 60);
+    let _ = writeln!(
+        out,
+        "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+        proto_name(c.proto),
+        expire,
+        c.state,
+        addr_port(c.cip, c.cport),
+        addr_port(c.vip, c.vport),
+        addr_port(c.dip, c.dport)
+    );
 }

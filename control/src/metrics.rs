@@ -8,15 +8,18 @@
 //! a scrape never touches the configuration or the workers, and a slow
 //! scraper never delays a control request. HTTP is the minimum Prometheus
 //! needs: `GET /metrics`, one request per connection, bounded reads and
-//! timeouts.
+//! timeouts. Each client is answered on its own short-lived thread, with
+//! a deadline for the whole exchange and a bound on how many are served
+//! at once, so a client that connects and never sends (or never reads)
+//! cannot hold up the next scrape.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xvs_config::stats::CounterValues;
 use xvs_config::svc::SvcKey;
@@ -26,8 +29,12 @@ use crate::model::Model;
 
 /// Longest request head read from a scraper.
 const MAX_REQUEST: usize = 8192;
-/// Per-connection read and write timeout.
+/// Deadline for a whole exchange with one client (reading its request
+/// and writing the page).
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most clients served at once; a connection beyond them is closed
+/// unanswered (a scraper retries at its next interval).
+pub const MAX_CLIENTS: usize = 16;
 
 /// The data plane's counters for the metrics page (from
 /// `Director::counters`), as plain values so this crate's tests need no
@@ -236,12 +243,25 @@ impl MetricsServer {
         let join = std::thread::Builder::new()
             .name("xvs-metrics".into())
             .spawn(move || {
+                let busy = Arc::new(AtomicUsize::new(0));
                 for conn in listener.incoming() {
                     if s2.load(Ordering::Relaxed) {
                         break;
                     }
-                    if let Ok(conn) = conn {
-                        let _ = answer(conn, &page);
+                    let Ok(conn) = conn else { continue };
+                    if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                        busy.fetch_sub(1, Ordering::AcqRel);
+                        continue;
+                    }
+                    let (page, busy2) = (page.clone(), busy.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("xvs-metrics-client".into())
+                        .spawn(move || {
+                            let _ = answer(conn, &page);
+                            busy2.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    if spawned.is_err() {
+                        busy.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
             })?;
@@ -278,13 +298,23 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Read one request head (bounded) and answer it.
+/// The time left before `deadline`, or a timeout error once it passed.
+fn left(deadline: Instant) -> io::Result<Duration> {
+    let d = deadline.saturating_duration_since(Instant::now());
+    if d.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "client too slow"));
+    }
+    Ok(d)
+}
+
+/// Read one request head (bounded) and answer it, all within
+/// [`IO_TIMEOUT`].
 fn answer(mut conn: TcpStream, page: &Mutex<String>) -> io::Result<()> {
-    conn.set_read_timeout(Some(IO_TIMEOUT))?;
-    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    let deadline = Instant::now() + IO_TIMEOUT;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while head.len() < MAX_REQUEST {
+        conn.set_read_timeout(Some(left(deadline)?))?;
         let n = conn.read(&mut buf)?;
         if n == 0 {
             break;
@@ -322,7 +352,16 @@ fn answer(mut conn: TcpStream, page: &Mutex<String>) -> io::Result<()> {
     if method != "HEAD" {
         resp.push_str(&body);
     }
-    conn.write_all(resp.as_bytes())?;
+    let mut rest = resp.as_bytes();
+    while !rest.is_empty() {
+        conn.set_write_timeout(Some(left(deadline)?))?;
+        match conn.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     conn.flush()
 }
 

@@ -235,6 +235,33 @@ pub struct Model {
     /// Table limits.
     pub limits: Limits,
     next_seq: u64,
+    /// While staged (a restore or reload being applied to a copy),
+    /// changes to state shared with the workers, recorded to be made on
+    /// commit instead of at once.
+    staged: Option<Vec<SharedEffect>>,
+}
+
+/// A change to state the workers share with the model through an `Arc`:
+/// it cannot be undone by dropping a copy of the model, so a staged model
+/// records it and makes it only when committed.
+#[derive(Debug, Clone)]
+enum SharedEffect {
+    /// `-Z`: zero these counters.
+    Zero(Arc<Counters>),
+    /// `-e` lifting or raising the upper threshold: clear the overload
+    /// flag.
+    ClearOverload(Arc<DestLoad>),
+}
+
+impl SharedEffect {
+    fn make(self) {
+        match self {
+            SharedEffect::Zero(c) => c.zero(),
+            SharedEffect::ClearOverload(l) => l
+                .overloaded
+                .store(false, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 /// Whether an address can be a real server (IPVS requires unicast).
@@ -264,6 +291,31 @@ impl Model {
         Model {
             limits,
             ..Model::default()
+        }
+    }
+
+    /// Stage this model (a copy being changed that may yet be dropped):
+    /// from now on, changes to state shared with the workers (zeroing
+    /// counters, clearing overload flags) are recorded, not made, until
+    /// [`Model::commit`].
+    pub fn stage(&mut self) {
+        self.staged.get_or_insert_with(Vec::new);
+    }
+
+    /// Make the changes to shared state recorded since [`Model::stage`],
+    /// in order, and stop staging. Call it only once the staged model is
+    /// the one kept.
+    pub fn commit(&mut self) {
+        for e in self.staged.take().unwrap_or_default() {
+            e.make();
+        }
+    }
+
+    /// Make `e` now, or record it while staged.
+    fn shared(&mut self, e: SharedEffect) {
+        match &mut self.staged {
+            Some(v) => v.push(e),
+            None => e.make(),
         }
     }
 
@@ -502,14 +554,14 @@ impl Model {
         }
         // IPVS clears the overload flag when the upper threshold is removed
         // or raised.
-        if spec.u_threshold == 0 || spec.u_threshold > d.u_threshold {
-            d.load
-                .overloaded
-                .store(false, std::sync::atomic::Ordering::Relaxed);
-        }
+        let clear =
+            (spec.u_threshold == 0 || spec.u_threshold > d.u_threshold).then(|| d.load.clone());
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;
         d.tun = spec.tun;
+        if let Some(load) = clear {
+            self.shared(SharedEffect::ClearOverload(load));
+        }
         self.changed();
         Ok(())
     }
@@ -559,11 +611,12 @@ impl Model {
     /// `-Z`: zero the counters and rates of one service (and its servers)
     /// or of everything. Not a configuration change.
     pub fn zero(&mut self, key: Option<&SvcKey>) -> Result<(), ConfigError> {
-        let zero_svc = |s: &mut Service| {
-            s.counters.zero();
+        let mut zeroed = Vec::new();
+        let mut zero_svc = |s: &mut Service| {
+            zeroed.push(s.counters.clone());
             s.rate.reset();
             for d in &mut s.dests {
-                d.counters.zero();
+                zeroed.push(d.counters.clone());
                 d.rate.reset();
             }
         };
@@ -573,6 +626,9 @@ impl Model {
                 zero_svc(s);
             }
             None => self.services.iter_mut().for_each(zero_svc),
+        }
+        for c in zeroed {
+            self.shared(SharedEffect::Zero(c));
         }
         Ok(())
     }

@@ -793,6 +793,42 @@ fn failing_restore_changes_nothing() {
     assert_eq!(c.generation(), g);
 }
 
+#[test]
+fn failing_restore_leaves_shared_counters_and_overload_alone() {
+    let mut c = setup(&[
+        "-A -t 198.18.0.1:80 -s wlc",
+        "-a -t 198.18.0.1:80 -r 198.18.1.1 -x 10",
+    ]);
+    let (svc, dest) = {
+        let s = &c.model().services[0];
+        (s.counters.clone(), s.dests[0].clone())
+    };
+    svc.add_conn_by(0);
+    svc.add_in_by(0, 100);
+    dest.counters.add_conn_by(0);
+    dest.load.overloaded.store(true, Ordering::Relaxed);
+    // -Z and an -e lifting the threshold, then a refused line: the live
+    // counters and the overload flag are untouched.
+    let r = restore(
+        &mut c,
+        "-Z\n-e -t 198.18.0.1:80 -r 198.18.1.1 -x 0\n-A -t 198.18.0.1:80\n",
+    );
+    assert_eq!(r.code, 255, "{r:?}");
+    assert_eq!((svc.get().conns, svc.get().inbytes), (1, 100));
+    assert_eq!(dest.counters.get().conns, 1);
+    assert!(dest.load.overloaded.load(Ordering::Relaxed));
+    // The same without the bad line: both happen when the restore commits.
+    let r = restore(&mut c, "-Z\n-e -t 198.18.0.1:80 -r 198.18.1.1 -x 0\n");
+    assert_eq!(r, Response::ok(""));
+    assert_eq!((svc.get().conns, svc.get().inbytes), (0, 0));
+    assert_eq!(dest.counters.get().conns, 0);
+    assert!(!dest.load.overloaded.load(Ordering::Relaxed));
+    // Outside a restore, -Z acts at once, as before.
+    svc.add_conn_by(0);
+    ok(&mut c, "-Z");
+    assert_eq!(svc.get().conns, 0);
+}
+
 /// A small deterministic generator for the hostile-input test.
 struct Lcg(u64);
 

@@ -314,3 +314,42 @@ fn metrics_page_and_server() {
         "still listening after stop"
     );
 }
+
+#[test]
+fn a_stuck_metrics_client_does_not_hold_up_a_scrape() {
+    let shared = Arc::new(Mutex::new("xvs_services 0\n".to_string()));
+    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), shared).unwrap();
+    let addr = server.local_addr();
+    // One client connects and never sends; another sends half a request
+    // and stops.
+    let _silent = TcpStream::connect(addr).unwrap();
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET /metr").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t0 = std::time::Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .expect("a scrape answered within 1 s");
+    assert!(out.ends_with("\r\n\r\nxvs_services 0\n"), "{out}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+    // More stuck clients than are served at once: the extra ones are
+    // closed, and once the stuck ones time out a scrape is answered again.
+    let stuck: Vec<TcpStream> = (0..metrics::MAX_CLIENTS + 4)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .expect("answered after the stuck clients timed out");
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    drop(stuck);
+    server.stop();
+}

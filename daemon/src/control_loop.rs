@@ -2,7 +2,12 @@
 //!
 //! It executes requests in batches, publishes one new snapshot per batch
 //! that changed something and only then answers, so that when xvsadm
-//! returns the workers already run the new configuration. Between requests
+//! returns the workers already run the new configuration. If the publish
+//! fails (a steering map is full), the batch is undone: the configuration
+//! from before it is put back (the data plane already left its maps and
+//! the workers' snapshot as they were), and every request of the batch
+//! that changed the configuration is answered with the error, exit 255;
+//! the others keep their answers. Between requests
 //! it ticks the rate estimators, refreshes the metrics page, and, while
 //! deleted real servers still have connections, rebuilds the snapshot so
 //! that they are released soon after their last connection expires rather
@@ -19,7 +24,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xvs_control::proto::Response;
+use xvs_control::grammar::{self, Command};
+use xvs_control::proto::{Reply, Request, Response};
 use xvs_control::{metrics, Control};
 use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::director::Director;
@@ -37,6 +43,27 @@ const METRICS_REFRESH: Duration = Duration::from_secs(1);
 /// How often the snapshot is rebuilt while deleted destinations wait for
 /// their last connection.
 const TRASH_REBUILD: Duration = Duration::from_secs(1);
+
+/// Whether `req` may change the configuration (anything but a listing,
+/// help or version, or a command-line error): the batch keeps a copy of
+/// the configuration from before the first such request.
+fn may_change(req: &Request) -> bool {
+    !matches!(
+        grammar::parse(&req.args),
+        Ok(Command::List { .. } | Command::Save { .. } | Command::Help | Command::Version) | Err(_)
+    )
+}
+
+/// The answer to a change the data plane could not take: ipvsadm's
+/// refusal status (255) and message, with the reason.
+fn refused_by_dataplane(e: &std::io::Error) -> Response {
+    let what = if e.kind() == std::io::ErrorKind::StorageFull {
+        "Memory allocation problem"
+    } else {
+        "Data plane refused the change"
+    };
+    Response::fail(255, format_args!("{what}: {e}; nothing changed"))
+}
 
 /// The control thread's state.
 pub struct ControlLoop {
@@ -69,7 +96,7 @@ impl ControlLoop {
     pub fn new(control: Control, director: Director, workers: usize) -> Self {
         ControlLoop {
             control,
-            builder: SnapshotBuilder::new(),
+            builder: SnapshotBuilder::with_id_file(director.id_file()),
             director,
             workers,
             published: 0,
@@ -158,6 +185,7 @@ impl ControlLoop {
                 return;
             }
         };
+        let before = self.control.clone();
         match self.control.reload(&text) {
             Ok(n) => eprintln!(
                 "xvsd: reload: {}: {n} change(s), {} service(s)",
@@ -171,7 +199,9 @@ impl ControlLoop {
         }
         if self.control.generation() != self.published {
             if let Err(e) = self.publish() {
-                eprintln!("xvsd: cannot program the steering map: {e}");
+                eprintln!("xvsd: reload: cannot program the steering map: {e}; nothing changed");
+                self.control = before;
+                self.published = self.control.generation();
             }
         }
         self.save_state();
@@ -218,12 +248,13 @@ impl ControlLoop {
         let mut next_tick = Instant::now() + TICK;
         let mut next_metrics = Instant::now() + METRICS_REFRESH;
         let mut next_trash = Instant::now() + TRASH_REBUILD;
-        let mut batch: Vec<(Response, mpsc::Sender<Response>)> = Vec::with_capacity(MAX_BATCH);
+        let mut batch: Vec<(Reply, bool, mpsc::Sender<Reply>)> = Vec::with_capacity(MAX_BATCH);
         while !stop.load(Ordering::Relaxed) {
             if let Some(w) = self.director.failed_worker() {
                 return Err(format!("worker {w} stopped"));
             }
             if hup.swap(false, Ordering::Relaxed) {
+                eprintln!("xvsd: SIGHUP: reload");
                 self.reload();
             }
             let now = Instant::now();
@@ -267,22 +298,39 @@ impl ControlLoop {
             };
             // Execute everything queued, publish once, then answer: when
             // xvsadm returns, the workers already have the new
-            // configuration.
+            // configuration. The configuration from before the batch is
+            // kept (copied before its first request that may change it)
+            // in case the publish fails.
+            let mut before: Option<xvs_control::Control> = None;
             let mut job = Some(first);
             while let Some(j) = job.take() {
-                let resp = self.control.execute(&j.req, &Live(&self.director));
-                batch.push((resp, j.reply));
+                if before.is_none() && may_change(&j.req) {
+                    before = Some(self.control.clone());
+                }
+                let generation = self.control.generation();
+                let resp = self.control.execute_reply(&j.req, &Live(&self.director));
+                let changed = self.control.generation() != generation;
+                batch.push((resp, changed, j.reply));
                 if batch.len() < MAX_BATCH {
                     job = jobs.try_recv().ok();
                 }
             }
             if self.control.generation() != self.published {
                 if let Err(e) = self.publish() {
-                    eprintln!("xvsd: cannot program the steering map: {e}");
+                    eprintln!("xvsd: cannot program the steering map: {e}; batch undone");
+                    if let Some(old) = before.take() {
+                        self.control = old;
+                        self.published = self.control.generation();
+                    }
+                    for (resp, changed, _) in batch.iter_mut() {
+                        if *changed {
+                            *resp = refused_by_dataplane(&e).into();
+                        }
+                    }
                 }
             }
             self.save_state();
-            for (resp, reply) in batch.drain(..) {
+            for (resp, _, reply) in batch.drain(..) {
                 let _ = reply.send(resp);
             }
         }

@@ -20,9 +20,15 @@
 //!   restarted xvsd takes them over, so that clients retransmit into it
 //!   rather than being reset. `xvsd --cleanup IFACE` removes what such an
 //!   exit left when the director is retired.
+//!
+//! The connection table lives in a file under `/dev/shm` (`--table-file`),
+//! so a daemon started again after a crash keeps every connection, and
+//! SIGUSR2 re-executes the binary from disk without letting go of the
+//! table, the steering program or its maps: a live upgrade. A plain stop
+//! (SIGTERM, SIGINT) detaches and removes the table file.
 
 use clap::Parser;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +56,13 @@ use server::Job;
 #[command(
     name = "xvsd",
     version,
-    about = "xvs: a userspace Layer-4 load balancer on AF_XDP"
+    about = "xvs: a userspace Layer-4 load balancer on AF_XDP",
+    after_help = "Signals: SIGTERM or SIGINT stop the daemon: the interfaces are left as \
+they were and the connection table file is removed. SIGUSR2 is a live upgrade: the \
+daemon re-executes its binary as it is on disk now, with the same arguments, \
+keeping the steering program, its maps and the connection table, so the new \
+version takes over every established connection. After a crash, start xvsd again \
+with the same arguments: it maps the table file again and carries on."
 )]
 struct Args {
     /// Interface to serve (repeat for several); none: control only.
@@ -89,6 +101,52 @@ struct Args {
     /// link, lock file), detaching the program, and exit.
     #[arg(long, value_name = "IFACE", conflicts_with = "ifaces")]
     cleanup: Option<String>,
+    /// File the connection table lives in, so connections survive a crash
+    /// and restart or a live upgrade (default:
+    /// /dev/shm/xvs-net<NETNS>-<IFACES>.table; ids of services and real
+    /// servers go next to it, in .ids).
+    #[arg(long, value_name = "PATH")]
+    table_file: Option<PathBuf>,
+}
+
+/// The default table file of a daemon on `ifaces` in this network
+/// namespace (its inode number tells namespaces apart).
+fn default_table_file(ifaces: &[String]) -> Option<PathBuf> {
+    if ifaces.is_empty() {
+        return None;
+    }
+    let ns = std::fs::read_link("/proc/self/ns/net")
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("net:[")?.strip_suffix(']')?.to_owned())
+        })
+        .unwrap_or_else(|| "0".into());
+    Some(PathBuf::from(format!(
+        "/dev/shm/xvs-net{ns}-{}.table",
+        ifaces.join("+")
+    )))
+}
+
+/// Replace this process with the binary at `/proc/self/exe` as it is on
+/// disk now (a new version installed over it included), with the same
+/// arguments. Returns only on failure.
+fn reexec() -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    // Replaced on disk (a package upgrade renames a new file over it): the
+    // link names the old, deleted inode; the new binary has the plain name.
+    let s = exe.to_string_lossy();
+    let exe = match s.strip_suffix(" (deleted)") {
+        Some(p) => PathBuf::from(p),
+        None => exe.clone(),
+    };
+    std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec()
 }
 
 fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
@@ -149,7 +207,7 @@ fn stop_data_plane(director: Director) {
 }
 
 /// `--cleanup IFACE`: the exit code.
-fn cleanup(iface: &str) -> i32 {
+fn cleanup(iface: &str, table_file: Option<PathBuf>) -> i32 {
     let lock = match IfaceLock::acquire(iface) {
         Ok(l) => l,
         Err(e) => {
@@ -178,6 +236,17 @@ fn cleanup(iface: &str) -> i32 {
             1
         }
     };
+    // The connection table a daemon on IFACE alone kept (or the one named
+    // with --table-file), and its ids.
+    if let Some(t) = table_file.or_else(|| default_table_file(&[iface.to_owned()])) {
+        for f in [xvs_dataplane::director::id_file_of(&t), t] {
+            match std::fs::remove_file(&f) {
+                Ok(()) => eprintln!("xvsd: removed {}", f.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => eprintln!("xvsd: --cleanup: {}: {e}", f.display()),
+            }
+        }
+    }
     lock.release();
     code
 }
@@ -185,7 +254,7 @@ fn cleanup(iface: &str) -> i32 {
 fn main() {
     let args = Args::parse();
     if let Some(iface) = &args.cleanup {
-        std::process::exit(cleanup(iface));
+        std::process::exit(cleanup(iface, args.table_file.clone()));
     }
     let cores = match args.cores.as_deref().map(parse_cores).transpose() {
         Ok(c) => c.unwrap_or_default(),
@@ -207,11 +276,14 @@ fn main() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
+    let upgrade = Arc::new(AtomicBool::new(false));
     for (sig, flag) in [
         (SIGINT, &stop),
         (SIGTERM, &stop),
         (SIGQUIT, &stop),
         (SIGHUP, &hup),
+        (SIGUSR2, &upgrade),
+        (SIGUSR2, &stop),
     ] {
         if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             fail(format!("cannot install signal handler: {e}"));
@@ -255,6 +327,10 @@ fn main() {
         conn_max: args.conn_max,
         pin,
         replace: args.replace,
+        table_file: args
+            .table_file
+            .clone()
+            .or_else(|| default_table_file(&args.ifaces)),
         ..DirectorConfig::default()
     };
     let director = match Director::start(&cfg) {
@@ -369,9 +445,27 @@ fn main() {
     let _ = acceptor.join();
     drop(jobs_rx);
     stop_metrics(metrics_server);
-    stop_data_plane(lp.into_director());
+    let director = lp.into_director();
+    if upgrade.load(Ordering::Relaxed) {
+        for w in director.stop_for_upgrade() {
+            eprintln!("xvsd: worker {w} panicked");
+        }
+        let _ = std::fs::remove_file(&socket);
+        eprintln!("xvsd: live upgrade: executing the binary on disk");
+        let e = reexec();
+        // The program and table are still in place: a start by hand (or
+        // the service manager) takes them over.
+        fail(format!("live upgrade: cannot execute the new binary: {e}"));
+    }
+    stop_data_plane(director);
     for l in locks {
         l.release();
     }
     let _ = std::fs::remove_file(&socket);
+    // Stopped on purpose: the interfaces are detached, so the table's
+    // connections are gone through the kernel's resets anyway.
+    if let Some(t) = &cfg.table_file {
+        let _ = std::fs::remove_file(t);
+        let _ = std::fs::remove_file(xvs_dataplane::director::id_file_of(t));
+    }
 }

@@ -29,22 +29,22 @@ impl Runtime for Live<'_> {
     }
 
     fn connections(&self) -> Vec<ConnEntry> {
-        self.0
-            .connections()
-            .into_iter()
-            .map(|c| ConnEntry {
-                proto: c.proto,
-                template: c.template,
-                state: c.state,
-                expire_secs: c.expire_secs,
-                cip: c.cip.into(),
-                cport: c.cport,
-                vip: c.vip.into(),
-                vport: c.vport,
-                dip: c.rip,
-                dport: c.rport,
-            })
-            .collect()
+        self.connections_iter().collect()
+    }
+
+    fn connections_iter(&self) -> Box<dyn Iterator<Item = ConnEntry> + Send> {
+        Box::new(self.0.connections_iter().map(|c| ConnEntry {
+            proto: c.proto,
+            template: c.template,
+            state: c.state,
+            expire_secs: c.expire_secs,
+            cip: c.cip.into(),
+            cport: c.cport,
+            vip: c.vip.into(),
+            vport: c.vport,
+            dip: c.rip,
+            dport: c.rport,
+        }))
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use xvs_control::access::{self, Group};
-use xvs_control::proto::{self, Request, Response};
+use xvs_control::proto::{self, Reply, Request, Response};
 
 /// Connections served at once, each by its own thread for at most
 /// [`proto::REQUEST_DEADLINE`] + [`proto::WRITE_TIMEOUT`] plus the time its
@@ -51,8 +51,9 @@ impl Slots {
 pub struct Job {
     /// The request.
     pub req: Request,
-    /// Where the reader waits for the response.
-    pub reply: mpsc::Sender<Response>,
+    /// Where the reader waits for the response (a listing's lines are
+    /// produced by the reader as it writes them).
+    pub reply: mpsc::Sender<Reply>,
 }
 
 /// Accept connections until `stop`; serve each on a thread of its own
@@ -114,7 +115,7 @@ fn serve(stream: UnixStream, allowed: bool, jobs: &SyncSender<Job>) {
             return;
         }
     };
-    let resp = if allowed {
+    let reply = if allowed {
         let (tx, rx) = mpsc::channel();
         if jobs.send(Job { req, reply: tx }).is_err() {
             return;
@@ -128,8 +129,9 @@ fn serve(stream: UnixStream, allowed: bool, jobs: &SyncSender<Job>) {
             255,
             "xvsd: permission denied (only root, or the --group given to xvsd, may use it)",
         )
+        .into()
     };
-    if let Err(e) = proto::write_response(&stream, &resp) {
+    if let Err(e) = proto::write_reply(&stream, reply) {
         eprintln!("xvsd: control response: {e}");
     }
 }

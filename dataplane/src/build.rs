@@ -9,11 +9,19 @@
 //! changes of other services, gets `update` only when its own destination
 //! list changed, and a new instance only when `-E -s` changed the
 //! scheduler or its flags.
+//!
+//! Connections name their service and destination by small ids, and the
+//! connection table can outlive the daemon (see `conn::table`). So that
+//! the ids mean the same in the next daemon, the builder can keep them in
+//! an id directory, a small file next to the table's: a restarted builder
+//! gives every (service, address:port) the id it had, and never hands an
+//! id some surviving connection may still name to anything else.
 
 use crate::neigh::NeighTable;
 use crate::svc::{DestRt, NeighCell, SchedState, ServiceRt, Snapshot, SvcKey, V4Key};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use xvs_config::Config;
 
@@ -59,6 +67,17 @@ pub struct SnapshotBuilder {
     trash: Vec<Arc<DestRt>>,
     /// The live destinations of the last snapshot.
     last: Vec<Arc<DestRt>>,
+    /// Who the destinations in the trash were (for the id directory).
+    trash_idents: HashMap<u32, DestIdent>,
+    /// The id directory, if ids are to survive the process.
+    id_file: Option<PathBuf>,
+    /// Ids of a previous process not claimed yet: given back to the same
+    /// service or destination when it comes, to nothing else ever.
+    reserved_svcs: HashMap<SvcKey, u32>,
+    /// As `reserved_svcs`, for destinations.
+    reserved_dests: HashMap<DestIdent, u32>,
+    /// What the id directory holds now.
+    written: String,
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -73,6 +92,85 @@ impl SnapshotBuilder {
     /// A builder with no history.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder that keeps its ids in the file at `path` (none: nowhere,
+    /// as [`SnapshotBuilder::new`]), starting from the ids the file holds:
+    /// those of the daemon that ran before. A file that cannot be read is
+    /// said on stderr and treated as empty.
+    pub fn with_id_file(path: Option<PathBuf>) -> Self {
+        let mut b = Self::new();
+        let Some(path) = path else {
+            return b;
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => b.load_ids(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!(
+                "xvsd: id directory {}: {e}: starting afresh",
+                path.display()
+            ),
+        }
+        b.written = ids_text(&b.reserved_svcs, &b.reserved_dests);
+        b.id_file = Some(path);
+        b
+    }
+
+    /// Reserve the ids in `text` (an id directory): the next ids to hand
+    /// out are past them, and the gaps below are free.
+    fn load_ids(&mut self, text: &str) {
+        // An id named twice (a damaged file) is reserved for nobody: two
+        // holders could not both be right.
+        let mut seen_s = std::collections::HashSet::new();
+        let mut seen_d = std::collections::HashSet::new();
+        for line in text.lines() {
+            let mut t = line.split_whitespace();
+            match t.next() {
+                Some("s") => {
+                    if let (Some(k), Some(id)) = (parse_svc(&mut t), parse_id(&mut t)) {
+                        if seen_s.insert(id) {
+                            self.reserved_svcs.insert(k, id);
+                        }
+                    }
+                }
+                Some("d") => {
+                    let ident = parse_svc(&mut t).and_then(|k| {
+                        let a: IpAddr = t.next()?.parse().ok()?;
+                        let p: u16 = t.next()?.parse().ok()?;
+                        Some((k, a, p))
+                    });
+                    if let (Some(i), Some(id)) = (ident, parse_id(&mut t)) {
+                        if seen_d.insert(id) {
+                            self.reserved_dests.insert(i, id);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.svc_ids = Ids::reserving(self.reserved_svcs.values());
+        self.dest_ids = Ids::reserving(self.reserved_dests.values());
+    }
+
+    /// Write the id directory if it changed (atomically: a temporary file
+    /// renamed over it).
+    fn save_ids(&mut self) {
+        let Some(path) = &self.id_file else {
+            return;
+        };
+        let mut svcs: HashMap<SvcKey, u32> = self.reserved_svcs.clone();
+        svcs.extend(self.services.iter().map(|(k, st)| (*k, st.id)));
+        let mut dests = self.reserved_dests.clone();
+        dests.extend(self.dests.iter().map(|(k, id)| (*k, *id)));
+        dests.extend(self.trash_idents.iter().map(|(id, k)| (*k, *id)));
+        let text = ids_text(&svcs, &dests);
+        if text == self.written {
+            return;
+        }
+        match write_atomically(path, &text) {
+            Ok(()) => self.written = text,
+            Err(e) => eprintln!("xvsd: id directory {}: {e}", path.display()),
+        }
     }
 
     /// Whether deleted destinations are still waiting for their last
@@ -99,6 +197,7 @@ impl SnapshotBuilder {
                     let ident = (s.key, d.addr, d.port);
                     let id = prev_dests
                         .remove(&ident)
+                        .or_else(|| self.reserved_dests.remove(&ident))
                         .unwrap_or_else(|| self.dest_ids.take());
                     live_dests.insert(ident, id);
                     let mut view = xvs_scheduler::Dest::new(d.addr, d.port, d.weight);
@@ -164,8 +263,12 @@ impl SnapshotBuilder {
                     let Ok(sched) = xvs_scheduler::new(&s.sched, s.flags) else {
                         continue;
                     };
+                    let id = match self.reserved_svcs.remove(&s.key) {
+                        Some(id) => id,
+                        None => self.svc_ids.take(),
+                    };
                     SvcState {
-                        id: self.svc_ids.take(),
+                        id,
                         sched: s.sched.clone(),
                         flags: s.flags,
                         sig,
@@ -189,8 +292,9 @@ impl SnapshotBuilder {
         }
         self.services = live;
         // Destinations gone: to the trash while still referenced.
-        for (_, id) in prev_dests.drain() {
+        for (ident, id) in prev_dests.drain() {
             if let Some(d) = self.last.iter().find(|d| d.id == id) {
+                self.trash_idents.insert(id, ident);
                 self.trash.push(Arc::new(DestRt {
                     id,
                     in_service: false,
@@ -210,6 +314,7 @@ impl SnapshotBuilder {
             if l.active() + l.inactive() + l.persist() > 0 {
                 kept.push(d);
             } else {
+                self.trash_idents.remove(&d.id);
                 self.dest_ids.free.push(d.id);
             }
         }
@@ -225,8 +330,79 @@ impl SnapshotBuilder {
             } => Some((V4Key { proto, vip, port }, *mark)),
             _ => None,
         });
+        self.save_ids();
         Snapshot::new(out, all_dests, marks, cfg.timeouts)
     }
+}
+
+impl Ids {
+    /// Ids handing out none of `taken`: past the largest, and the gaps
+    /// below it.
+    fn reserving<'a>(taken: impl Iterator<Item = &'a u32> + Clone) -> Ids {
+        let next = taken
+            .clone()
+            .map(|&i| i.saturating_add(1))
+            .max()
+            .unwrap_or(0);
+        let used: std::collections::HashSet<u32> = taken.copied().collect();
+        Ids {
+            next,
+            // Popped from the end: lowest first.
+            free: (0..next).rev().filter(|i| !used.contains(i)).collect(),
+        }
+    }
+}
+
+/// A service key as the id directory writes it.
+fn svc_text(k: &SvcKey) -> String {
+    match k {
+        SvcKey::Addr { proto, vip, port } => format!("a {proto} {vip} {port}"),
+        SvcKey::Fwmark { mark, v6 } => format!("f {mark} {}", u8::from(*v6)),
+    }
+}
+
+fn parse_svc<'a>(t: &mut impl Iterator<Item = &'a str>) -> Option<SvcKey> {
+    match t.next()? {
+        "a" => Some(SvcKey::Addr {
+            proto: t.next()?.parse().ok()?,
+            vip: t.next()?.parse().ok()?,
+            port: t.next()?.parse().ok()?,
+        }),
+        "f" => Some(SvcKey::Fwmark {
+            mark: t.next()?.parse().ok()?,
+            v6: t.next()? == "1",
+        }),
+        _ => None,
+    }
+}
+
+fn parse_id<'a>(t: &mut impl Iterator<Item = &'a str>) -> Option<u32> {
+    t.next()?.parse().ok()
+}
+
+/// The id directory's text: one line per service (`s KEY ID`) and per
+/// destination (`d KEY ADDR PORT ID`), sorted.
+fn ids_text(svcs: &HashMap<SvcKey, u32>, dests: &HashMap<DestIdent, u32>) -> String {
+    let mut lines: Vec<String> = svcs
+        .iter()
+        .map(|(k, id)| format!("s {} {id}\n", svc_text(k)))
+        .chain(
+            dests
+                .iter()
+                .map(|((k, a, p), id)| format!("d {} {a} {p} {id}\n", svc_text(k))),
+        )
+        .collect();
+    lines.sort();
+    lines.concat()
+}
+
+/// Replace the file at `path` with `text`: a temporary file next to it,
+/// renamed over it, so a crash leaves the old or the new one whole.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -363,5 +539,105 @@ mod tests {
         cfg.services[0].dests.insert(0, dest(7));
         let s5 = b.build(&cfg, &neigh);
         assert_eq!(s5.dest(busy.id).map(|d| d.in_service), Some(true));
+    }
+
+    /// Each destination's id by its last octet, and the services' ids by
+    /// port.
+    type IdMap = (Vec<(u8, u32)>, Vec<(u16, u32)>);
+
+    fn id_map(snap: &Snapshot) -> IdMap {
+        let mut d: Vec<(u8, u32)> = (0..64)
+            .filter_map(|i| snap.dest(i))
+            .filter(|d| d.in_service)
+            .map(|d| match d.sched.addr {
+                IpAddr::V4(a) => (a.octets()[3], d.id),
+                IpAddr::V6(_) => (0, d.id),
+            })
+            .collect();
+        d.sort();
+        let mut s: Vec<(u16, u32)> = [80, 81, 82]
+            .iter()
+            .filter_map(|&p| snap.lookup(6, Ipv4Addr::new(198, 18, 0, 100), p))
+            .map(|s| match s.key {
+                SvcKey::Addr { port, .. } => (port, s.id),
+                SvcKey::Fwmark { .. } => (0, s.id),
+            })
+            .collect();
+        s.sort();
+        (d, s)
+    }
+
+    #[test]
+    fn a_restarted_builder_gives_every_service_and_server_its_old_id() {
+        let path = std::env::temp_dir().join(format!("xvs-ids-test-{}.ids", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let neigh = NeighTable::new(Vec::new());
+        let mut b = SnapshotBuilder::with_id_file(Some(path.clone()));
+        let mut cfg = Config {
+            services: vec![
+                service(vip(80), vec![dest(1), dest(2), dest(3)]),
+                service(vip(81), vec![dest(4)]),
+            ],
+            ..Config::default()
+        };
+        b.build(&cfg, &neigh);
+        // Churn, so the ids are not simply the order of the rules.
+        cfg.services[0].dests.remove(0);
+        cfg.services.push(service(vip(82), vec![dest(5), dest(1)]));
+        let before = id_map(&b.build(&cfg, &neigh));
+        drop(b);
+
+        // The next daemon gets its rules in another order.
+        cfg.services.reverse();
+        for s in &mut cfg.services {
+            s.dests.reverse();
+        }
+        let mut b = SnapshotBuilder::with_id_file(Some(path.clone()));
+        let after = id_map(&b.build(&cfg, &neigh));
+        assert_eq!(after, before);
+        // A new server gets an id nobody had.
+        cfg.services[0].dests.push(dest(9));
+        let (d, _) = id_map(&b.build(&cfg, &neigh));
+        let new_id = d.iter().find(|(o, _)| *o == 9).map(|x| x.1);
+        assert!(new_id.is_some());
+        assert!(before.0.iter().all(|(_, id)| Some(*id) != new_id));
+
+        // A rule missing at restart keeps its id reserved: nothing else
+        // takes an id a surviving connection may name.
+        let gone = before.0.iter().find(|(o, _)| *o == 4).map(|x| x.1);
+        let mut b = SnapshotBuilder::with_id_file(Some(path.clone()));
+        let only = Config {
+            services: vec![service(vip(80), vec![dest(7), dest(8)])],
+            ..Config::default()
+        };
+        let (d, _) = id_map(&b.build(&only, &neigh));
+        assert!(d.iter().all(|(_, id)| Some(*id) != gone));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_damaged_id_directory_never_gives_one_id_to_two() {
+        let mut b = SnapshotBuilder::new();
+        b.load_ids(
+            "s a 6 198.18.0.100 80 0\ns a 6 198.18.0.100 81 0\n\
+             d a 6 198.18.0.100 80 198.18.1.1 80 3\n\
+             d a 6 198.18.0.100 80 198.18.1.2 80 3\ngarbage line\nd x\n",
+        );
+        assert_eq!(b.reserved_svcs.len(), 1);
+        assert_eq!(b.reserved_dests.len(), 1);
+        let neigh = NeighTable::new(Vec::new());
+        let cfg = Config {
+            services: vec![
+                service(vip(80), vec![dest(1), dest(2)]),
+                service(vip(81), vec![dest(3)]),
+            ],
+            ..Config::default()
+        };
+        let (d, s) = id_map(&b.build(&cfg, &neigh));
+        let mut ids: Vec<u32> = d.iter().map(|x| x.1).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "{d:?}");
+        assert_ne!(s[0].1, s[1].1);
     }
 }

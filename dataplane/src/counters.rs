@@ -66,6 +66,8 @@ impl DataplaneCounters {
         s.pipeline.conns_expired += p.conns_expired;
         s.pipeline.templates_created += p.templates_created;
         s.pipeline.frag_needed += p.frag_needed;
+        s.pipeline.conns_evicted += p.conns_evicted;
+        s.pipeline.stateless += p.stateless;
         for r in DropReason::ALL {
             s.pipeline.drops[r as usize] += p.drops[r as usize];
         }
@@ -124,6 +126,18 @@ impl DataplaneCounters {
                 "frag_needed_total",
                 "ICMP fragmentation-needed sent back for tunnelled packets",
                 p.frag_needed,
+            ),
+            plain(
+                "conns_evicted",
+                "connections_evicted_total",
+                "Half-open or expired connections evicted to make room for new ones",
+                p.conns_evicted,
+            ),
+            plain(
+                "stateless",
+                "stateless_frames_total",
+                "Frames forwarded without a connection entry (table full), by a hash of their flow",
+                p.stateless,
             ),
         ];
         let drop = |name: &'static str, value| Counter {
@@ -201,6 +215,8 @@ mod tests {
             ..Default::default()
         };
         w.pipeline.tx = 7;
+        w.pipeline.conns_evicted = 5;
+        w.pipeline.stateless = 9;
         w.pipeline.drops[DropReason::NoNeigh as usize] = 2;
         w.pipeline.drops[DropReason::PassUnavailable as usize] = 1;
         w.rings = RingCounters {
@@ -229,6 +245,8 @@ mod tests {
         };
         assert_eq!(value("pipeline", "rx"), Some(20));
         assert_eq!(value("pipeline", "tx"), Some(14));
+        assert_eq!(value("pipeline", "conns_evicted"), Some(10));
+        assert_eq!(value("pipeline", "stateless"), Some(18));
         assert_eq!(value("drops", "no_neigh"), Some(4));
         assert_eq!(value("drops", "no_port"), Some(8));
         assert_eq!(value("drops", "tx_ring_full"), Some(6));

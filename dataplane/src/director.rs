@@ -4,9 +4,9 @@
 //! steering program's service map in step).
 
 use crate::conn::state::TcpState;
-use crate::conn::table::ConnTable;
+use crate::conn::table::{ConnTable, Opened, Partition};
 use crate::conn::time::{left_ns, ticks};
-use crate::conn::tracker::alive;
+use crate::conn::tracker::{alive, bind};
 use crate::counters::DataplaneCounters;
 use crate::io::xdp::{AttachMode, Steering, SvcKey};
 use crate::io::xsk::XskGroup;
@@ -18,6 +18,7 @@ use crossbeam::channel::{unbounded, Sender};
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,6 +36,9 @@ pub struct DirectorConfig {
     pub conn_max: usize,
     /// UMEM frames per socket.
     pub frames: u32,
+    /// The file the connection table lives in, so that it survives the
+    /// process (see [`ConnTable::open`]); none: process memory.
+    pub table_file: Option<PathBuf>,
     /// Pin each interface's program, maps and link under
     /// [`crate::io::xdp::PIN_ROOT`] so that they outlive a crash, and take
     /// over what a previous daemon pinned there.
@@ -51,6 +55,7 @@ impl Default for DirectorConfig {
             cores: Vec::new(),
             conn_max: 1 << 20,
             frames: 4096,
+            table_file: None,
             pin: false,
             replace: false,
         }
@@ -149,6 +154,15 @@ pub struct ConnInfo {
     pub rport: u16,
 }
 
+/// An entry one [`Director::publish`] put into a steering map (taken out
+/// again if the publish fails).
+#[derive(Debug, Clone, Copy)]
+enum Added {
+    Svc(V4Key),
+    Nat(V4Key),
+    Vip(Ipv4Addr),
+}
+
 /// The running data plane.
 pub struct Director {
     table: Arc<ConnTable>,
@@ -162,6 +176,13 @@ pub struct Director {
     steered: HashSet<V4Key>,
     nat_steered: HashSet<V4Key>,
     vips_steered: HashSet<Ipv4Addr>,
+    /// The table came back with entries whose destinations' counts are
+    /// still to be made (at the first publish that has destinations).
+    loads_pending: bool,
+    /// Leave the programs attached when dropped (a live upgrade).
+    keep_attached: bool,
+    /// Where the snapshot builder keeps its ids (next to the table file).
+    id_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Director {
@@ -189,7 +210,7 @@ impl Director {
             .map(|i| i.rx_queues as usize)
             .max()
             .unwrap_or(0);
-        let (table, parts) = ConnTable::new(cfg.conn_max, workers.max(1));
+        let (table, parts, restored) = open_table(cfg, workers.max(1))?;
         let table = Arc::new(table);
         let mut parts = parts.into_iter();
         let neigh = NeighTable::new(infos.iter().map(|i| i.ifindex).collect());
@@ -204,6 +225,9 @@ impl Director {
             steered: HashSet::new(),
             nat_steered: HashSet::new(),
             vips_steered: HashSet::new(),
+            loads_pending: restored > 0,
+            keep_attached: false,
+            id_file: cfg.table_file.as_ref().map(|p| id_file_of(p)),
         };
         let cores: Vec<usize> = if cfg.cores.is_empty() {
             core_affinity::get_core_ids()
@@ -324,19 +348,14 @@ impl Director {
     }
 
     /// Publish a new snapshot to the workers and the steering programs.
+    /// Everything the snapshot steers that is not steered yet goes into
+    /// the maps first; if a map refuses (full: an error of kind
+    /// [`io::ErrorKind::StorageFull`]), what this call added is taken out
+    /// again and the error returned: the maps and the workers stay as
+    /// they were. Only then are the old entries removed and the snapshot
+    /// handed to the workers.
     pub fn publish(&mut self, snap: Snapshot) -> io::Result<()> {
         let keys: HashSet<V4Key> = snap.v4_keys().copied().collect();
-        for k in keys.difference(&self.steered) {
-            for (_, s) in &mut self.steering {
-                s.add_service(k.proto, k.vip, k.port)?;
-            }
-        }
-        for k in self.steered.difference(&keys) {
-            for (_, s) in &mut self.steering {
-                s.remove_service(k.proto, k.vip, k.port);
-            }
-        }
-        self.steered = keys;
         // NAT replies: (proto, rip, rport) plus (0, rip, 0) for ICMP errors.
         let mut nat: HashSet<V4Key> = HashSet::new();
         for k in snap.nat_keys() {
@@ -347,29 +366,46 @@ impl Director {
                 port: 0,
             });
         }
-        for k in nat.difference(&self.nat_steered) {
+        let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
+        let mut added = Vec::new();
+        if let Err(e) = self.add_new(&keys, &nat, &vips, &mut added) {
+            for (i, a) in added.into_iter().rev() {
+                let s = &mut self.steering[i].1;
+                match a {
+                    Added::Svc(k) => s.remove_service(k.proto, k.vip, k.port),
+                    Added::Nat(k) => s.remove_nat(k.proto, k.vip, k.port),
+                    Added::Vip(v) => s.remove_vip(v),
+                }
+            }
+            return Err(e);
+        }
+        for k in self.steered.difference(&keys) {
             for (_, s) in &mut self.steering {
-                s.add_nat(k.proto, k.vip, k.port)?;
+                s.remove_service(k.proto, k.vip, k.port);
             }
         }
+        self.steered = keys;
         for k in self.nat_steered.difference(&nat) {
             for (_, s) in &mut self.steering {
                 s.remove_nat(k.proto, k.vip, k.port);
             }
         }
         self.nat_steered = nat;
-        let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
-        for v in vips.difference(&self.vips_steered) {
-            for (_, s) in &mut self.steering {
-                s.add_vip(*v)?;
-            }
-        }
         for v in self.vips_steered.difference(&vips) {
             for (_, s) in &mut self.steering {
                 s.remove_vip(*v);
             }
         }
         self.vips_steered = vips;
+        if self.loads_pending {
+            let n = restore_loads(&self.table, &snap);
+            if n > 0 {
+                self.loads_pending = false;
+                eprintln!(
+                    "xvsd: {n} restored connection(s) and template(s) counted against their real servers"
+                );
+            }
+        }
         // Maps a previous daemon pinned: drop what this configuration no
         // longer steers (once, now that everything it steers is in).
         let (svc, nat, vips) = (&self.steered, &self.nat_steered, &self.vips_steered);
@@ -390,6 +426,40 @@ impl Director {
         Ok(())
     }
 
+    /// Put into every steering program's maps what `keys`, `nat` and
+    /// `vips` hold and is not steered yet, noting in `added` each entry
+    /// that was not in the map before (by steering program index), so
+    /// that a failure can take exactly those out again.
+    fn add_new(
+        &mut self,
+        keys: &HashSet<V4Key>,
+        nat: &HashSet<V4Key>,
+        vips: &HashSet<Ipv4Addr>,
+        added: &mut Vec<(usize, Added)>,
+    ) -> io::Result<()> {
+        for (i, (_, s)) in self.steering.iter_mut().enumerate() {
+            for k in keys.difference(&self.steered) {
+                if !s.has_service(k.proto, k.vip, k.port) {
+                    s.add_service(k.proto, k.vip, k.port)?;
+                    added.push((i, Added::Svc(*k)));
+                }
+            }
+            for k in nat.difference(&self.nat_steered) {
+                if !s.has_nat(k.proto, k.vip, k.port) {
+                    s.add_nat(k.proto, k.vip, k.port)?;
+                    added.push((i, Added::Nat(*k)));
+                }
+            }
+            for v in vips.difference(&self.vips_steered) {
+                if !s.has_vip(*v) {
+                    s.add_vip(*v)?;
+                    added.push((i, Added::Vip(*v)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The first worker that stopped on its own (a panic or an
     /// unrecoverable ring error), by name, while the data plane runs.
     pub fn failed_worker(&self) -> Option<&str> {
@@ -407,6 +477,14 @@ impl Director {
         self.workers.len()
     }
 
+    /// The file the snapshot builder keeps service and destination ids in
+    /// (see [`crate::build::SnapshotBuilder::with_id_file`]), so that the
+    /// connections of a table that outlives the process keep meaning the
+    /// same servers: next to the table file, none without one.
+    pub fn id_file(&self) -> Option<PathBuf> {
+        self.id_file.clone()
+    }
+
     /// The shared connection table.
     pub fn table(&self) -> &Arc<ConnTable> {
         &self.table
@@ -414,42 +492,50 @@ impl Director {
 
     /// Every live connection and template (read from the shared table).
     pub fn connections(&self) -> Vec<ConnInfo> {
+        self.connections_iter().collect()
+    }
+
+    /// Every live connection and template, read from the shared table one
+    /// entry at a time as the iterator is pulled (on any thread): a
+    /// listing of a million connections never holds them all.
+    pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + Send + 'static {
         let (_, snap) = self.cell.load();
+        let table = self.table.clone();
         let now = ticks(crate::clock::now_ns());
-        self.table
-            .iter()
+        (0..table.capacity() as u32).filter_map(move |i| {
+            let v = table.read(i)?;
             // A template past its time still lives while it controls
             // connections (IPVS extends it): list it, as due now.
-            .filter(|v| alive(now, v))
-            .filter_map(|v| {
-                let d = snap.dest(v.dest)?;
-                let f = v.flow();
-                let state = if v.key.template {
-                    "NONE"
-                } else if f.proto == crate::wire::ipv4::PROTO_TCP {
-                    TcpState::from_u8(v.state).name()
+            if !alive(now, &v) {
+                return None;
+            }
+            let d = snap.dest(v.dest)?;
+            let f = v.flow();
+            let state = if v.key.template {
+                "NONE"
+            } else if f.proto == crate::wire::ipv4::PROTO_TCP {
+                TcpState::from_u8(v.state).name()
+            } else {
+                "UDP"
+            };
+            let left = left_ns(now, v.expires);
+            Some(ConnInfo {
+                proto: f.proto,
+                template: v.key.template,
+                state,
+                expire_secs: left.div_ceil(1_000_000_000),
+                cip: f.cip,
+                cport: f.cport,
+                vip: f.vip,
+                vport: f.vport,
+                rip: d.sched.addr,
+                rport: if v.key.template && f.vport == 0 {
+                    0
                 } else {
-                    "UDP"
-                };
-                let left = left_ns(now, v.expires);
-                Some(ConnInfo {
-                    proto: f.proto,
-                    template: v.key.template,
-                    state,
-                    expire_secs: left.div_ceil(1_000_000_000),
-                    cip: f.cip,
-                    cport: f.cport,
-                    vip: f.vip,
-                    vport: f.vport,
-                    rip: d.sched.addr,
-                    rport: if v.key.template && f.vport == 0 {
-                        0
-                    } else {
-                        d.sched.port
-                    },
-                })
+                    d.sched.port
+                },
             })
-            .collect()
+        })
     }
 
     /// Every data-plane counter: the workers' (pipeline and rings),
@@ -507,6 +593,28 @@ impl Director {
 }
 
 impl Director {
+    /// Stop for a live upgrade: stop and join the workers, but flush
+    /// nothing and leave the steering programs, their maps and the
+    /// connection table as they are, for the next daemon (the re-executed
+    /// binary) to take over. Returns the workers that panicked.
+    pub fn stop_for_upgrade(mut self) -> Vec<String> {
+        self.keep_attached = true;
+        // Dropped, the programs' links would detach them: leave them to
+        // the end of the process image (a pinned program outlives it).
+        std::mem::forget(std::mem::take(&mut self.steering));
+        self.stop.store(true, Ordering::Relaxed);
+        let mut panicked = Vec::new();
+        for w in self.workers.drain(..) {
+            if w.join.join().is_err() {
+                panicked.push(w.name);
+            }
+        }
+        if let Some(t) = self.neigh_thread.take() {
+            let _ = t.join();
+        }
+        panicked
+    }
+
     /// After a failed start: stop what started and detach.
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -527,4 +635,78 @@ impl Drop for Director {
         // Not a clean stop: pinned programs stay (see `stop`).
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The id directory that goes with the table file `table`: `X.ids` for
+/// `X.table` (or `X.ids` appended to any other name).
+pub fn id_file_of(table: &std::path::Path) -> PathBuf {
+    let mut p = table.as_os_str().to_owned();
+    if table.extension().is_some_and(|e| e == "table") {
+        p = table.with_extension("").into_os_string();
+    }
+    p.push(".ids");
+    PathBuf::from(p)
+}
+
+/// The connection table `cfg` asks for, with its partitions and the
+/// number of entries it came back with. A table file that cannot be used
+/// (no such directory, no room) leaves the table in process memory, said
+/// on stderr; one that another live daemon holds is an error.
+fn open_table(
+    cfg: &DirectorConfig,
+    parts: usize,
+) -> io::Result<(ConnTable, Vec<Partition>, usize)> {
+    let Some(path) = &cfg.table_file else {
+        let (t, p) = ConnTable::new(cfg.conn_max, parts);
+        return Ok((t, p, 0));
+    };
+    let shown = path.display();
+    match ConnTable::open(path, cfg.conn_max, parts) {
+        Ok((t, p, opened)) => {
+            let n = match opened {
+                Opened::Created => {
+                    eprintln!(
+                        "xvsd: connection table {shown}: new, {} entries",
+                        t.capacity()
+                    );
+                    0
+                }
+                Opened::Restored { entries } => {
+                    eprintln!("xvsd: connection table {shown}: {entries} connection(s) and template(s) restored");
+                    entries
+                }
+                Opened::Reset(why) => {
+                    eprintln!("xvsd: connection table {shown}: {why}: starting empty");
+                    0
+                }
+            };
+            Ok((t, p, n))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            e.kind(),
+            format!("connection table {shown}: {e}"),
+        )),
+        Err(e) => {
+            eprintln!(
+                "xvsd: connection table {shown}: {e}: kept in process memory, connections will not survive a restart"
+            );
+            let (t, p) = ConnTable::new(cfg.conn_max, parts);
+            Ok((t, p, 0))
+        }
+    }
+}
+
+/// Count every entry of a restored table against its destination in
+/// `snap`, as the tracker did when it made them (and will undo when they
+/// expire), so ActiveConn/InActConn/PersistConn and the lc schedulers see
+/// the connections that survived. Returns the entries counted.
+fn restore_loads(table: &ConnTable, snap: &Snapshot) -> usize {
+    let mut n = 0;
+    for v in table.iter() {
+        if let Some(d) = snap.dest(v.dest) {
+            bind(d, v.key.template, TcpState::from_u8(v.state));
+            n += 1;
+        }
+    }
+    n
 }

@@ -36,6 +36,10 @@ pub struct PipelineStats {
     pub templates_created: u64,
     /// ICMP fragmentation-needed sent back for tunnelled packets.
     pub frag_needed: u64,
+    /// Half-open or expired entries evicted to make room for new ones.
+    pub conns_evicted: u64,
+    /// Frames forwarded without a connection entry (table full).
+    pub stateless: u64,
 }
 
 impl tracker::Counts for PipelineStats {
@@ -52,6 +56,16 @@ impl tracker::Counts for PipelineStats {
     #[inline]
     fn conn_expired(&mut self) {
         self.conns_expired += 1;
+    }
+
+    #[inline]
+    fn conn_evicted(&mut self) {
+        self.conns_evicted += 1;
+    }
+
+    #[inline]
+    fn stateless(&mut self) {
+        self.stateless += 1;
     }
 }
 
@@ -341,8 +355,10 @@ impl Pipeline {
                 self.stats.frag_needed += 1;
                 Verdict::Tx(ingress)
             }
-            Err(XmitError::NoTailroom) => Verdict::Drop(DropReason::Malformed),
+            Err(XmitError::NoTailroom) => Verdict::Drop(DropReason::NoTailroom),
             Err(XmitError::TooBig) => Verdict::Drop(DropReason::TooBig),
+            Err(XmitError::Malformed) => Verdict::Drop(DropReason::Malformed),
+            Err(XmitError::MtuTooSmall) => Verdict::Drop(DropReason::MtuTooSmall),
         }
     }
 

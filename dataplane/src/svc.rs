@@ -180,6 +180,11 @@ impl SchedState {
         self.sched.name()
     }
 
+    /// The destinations, in the scheduler's (IPVS list) order.
+    pub fn dests(&self) -> &[Arc<DestRt>] {
+        &self.rt
+    }
+
     /// Choose a destination for a new connection.
     pub fn schedule(&mut self, flow: &xvs_scheduler::Flow, now_ns: u64) -> Option<Arc<DestRt>> {
         let i = self.sched.schedule(&self.view, flow, now_ns)?;

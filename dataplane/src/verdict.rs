@@ -14,7 +14,8 @@ pub enum DropReason {
     NoDest,
     /// The real server's MAC is not resolved yet (resolution requested).
     NoNeigh,
-    /// The connection table is full.
+    /// The connection table is full (nothing evictable) and the new flow
+    /// cannot go without an entry (NAT needs one to translate replies).
     ConnTableFull,
     /// The forwarding method cannot serve this real server (an IPv6 real
     /// server behind the IPv4 data plane).
@@ -26,11 +27,16 @@ pub enum DropReason {
     TooBig,
     /// The egress port is not in this worker's group.
     NoPort,
+    /// The frame's buffer cannot grow to hold the encapsulated result.
+    NoTailroom,
+    /// The egress MTU leaves no room for the tunnel's headers and a
+    /// minimal inner packet (a configuration error, counted apart).
+    MtuTooSmall,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 11;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -42,6 +48,8 @@ impl DropReason {
         DropReason::PassUnavailable,
         DropReason::TooBig,
         DropReason::NoPort,
+        DropReason::NoTailroom,
+        DropReason::MtuTooSmall,
     ];
 
     /// A short name for logs and metrics.
@@ -56,6 +64,8 @@ impl DropReason {
             DropReason::PassUnavailable => "pass_unavailable",
             DropReason::TooBig => "too_big",
             DropReason::NoPort => "no_port",
+            DropReason::NoTailroom => "no_tailroom",
+            DropReason::MtuTooSmall => "mtu_too_small",
         }
     }
 }

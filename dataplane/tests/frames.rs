@@ -429,30 +429,45 @@ fn dr_cases() -> Vec<Case> {
             expect("connections", f.pipeline.table().iter().count(), 1)
         }),
         case(
-            "a full table drops new connections and keeps established ones",
+            "a table full of established connections forwards new flows without an entry",
             Setup {
                 max_conns: 2,
                 ..servers(&dr(1))
             },
         )
         .tx(table_full(1), dr_to(1, &table_full(1)))
+        .tx(est(1, b""), dr_to(1, &est(1, b"")))
         .tx(table_full(2), dr_to(1, &table_full(2)))
-        .drop(table_full(3), DropReason::ConnTableFull)
-        .tx(est(1, b"x"), dr_to(1, &est(1, b"x"))),
+        .tx(est(2, b""), dr_to(1, &est(2, b"")))
+        .tx(table_full(3), dr_to(1, &table_full(3)))
+        .tx(est(3, b"x"), dr_to(1, &est(3, b"x")))
+        .tx(est(1, b"x"), dr_to(1, &est(1, b"x")))
+        .check("counted as stateless, nothing evicted", |f| {
+            let s = f.pipeline.stats();
+            expect("stateless", s.stateless, 2)?;
+            expect("evicted", s.conns_evicted, 0)?;
+            expect("entries", f.pipeline.table().iter().count(), 2)
+        }),
         case(
-            "a full table counts its drops and established flows keep going",
+            "a table full of half-open connections evicts one for a new connection",
             Setup {
                 max_conns: 3,
-                ..servers(&dr(2))
+                ..servers(&dr(1))
             },
         )
-        .tx(table_full(1), dr_to(2, &table_full(1)))
+        .tx(table_full(1), dr_to(1, &table_full(1)))
         .tx(table_full(2), dr_to(1, &table_full(2)))
-        .tx(table_full(3), dr_to(2, &table_full(3)))
-        .drop(table_full(4), DropReason::ConnTableFull)
-        .tx(est(1, b""), dr_to(2, &est(1, b"")))
-        .tx(est(2, b""), dr_to(1, &est(2, b"")))
-        .tx(est(3, b""), dr_to(2, &est(3, b""))),
+        .tx(table_full(3), dr_to(1, &table_full(3)))
+        .tx(table_full(4), dr_to(1, &table_full(4)))
+        .tx(est(4, b""), dr_to(1, &est(4, b"")))
+        .check("one evicted, the new one kept", |f| {
+            let s = f.pipeline.stats();
+            expect("evicted", s.conns_evicted, 1)?;
+            expect("stateless", s.stateless, 0)?;
+            expect("entries", f.pipeline.table().iter().count(), 3)?;
+            expect("active", f.dest(1).sched.load.active(), 1)?;
+            expect("inactive", f.dest(1).sched.load.inactive(), 2)
+        }),
     ]
 }
 
@@ -769,4 +784,43 @@ fn mutated_frames_never_panic_whatever_the_method() {
     );
     let drops: u64 = p.stats().drops.iter().sum();
     assert_eq!(drops - drops_before, verdicts[2], "every drop counted");
+}
+
+/// A tunnel that cannot be built is counted by why: a buffer that cannot
+/// grow by the overhead, or an egress MTU smaller than the headers.
+fn tun_failure_cases() -> Vec<Case> {
+    use xvs_dataplane::frame::VEC_FRAME_MAX;
+    use xvs_dataplane::pipeline::PortInfo;
+    let syn = from_client(tcp(4100, 80).syn(), b"");
+    // A jumbo segment that fills all but 10 bytes of its buffer: IPIP
+    // needs 20 more.
+    let jumbo = from_client(
+        tcp(4100, 80).ack(1),
+        &vec![0u8; VEC_FRAME_MAX - 10 - 14 - 20 - 20],
+    );
+    vec![
+        case(
+            "TUN: no tailroom for the outer header is no_tailroom",
+            servers(&[IPIP]),
+        )
+        .tx(syn.clone(), tun_to(TunKind::Ipip, 1, 1, &syn, 0))
+        .drop(jumbo, DropReason::NoTailroom),
+        case(
+            "TUN: an egress MTU below the tunnel's needs is mtu_too_small",
+            servers(&[IPIP]),
+        )
+        .then("egress MTU of 60", |f| {
+            f.pipeline.set_ports(vec![PortInfo {
+                ifindex: 0,
+                mac: DIR_MAC,
+                mtu: 60,
+            }])
+        })
+        .drop(syn, DropReason::MtuTooSmall),
+    ]
+}
+
+#[test]
+fn tunnel_failures_are_counted_by_reason() {
+    run(tun_failure_cases());
 }

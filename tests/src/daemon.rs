@@ -279,6 +279,49 @@ impl Xvsd {
         }
     }
 
+    /// Kills the daemon with SIGKILL, as a crash would (nothing is cleaned
+    /// up: its socket file is removed here so a new daemon's can be
+    /// awaited), and returns what it wrote to stderr.
+    pub fn kill_hard(mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        self.stderr_so_far()
+    }
+
+    /// Sends SIGUSR2 (live upgrade) and waits until the re-executed daemon
+    /// serves its control socket again (at most [`START_TIMEOUT`]). Panics
+    /// if the daemon exits instead.
+    pub fn upgrade(&mut self) {
+        let pid = self.pid().expect("running");
+        let listening = |s: &str| s.matches("xvsd: listening on").count();
+        let before = listening(&self.stderr_so_far());
+        let out = Command::new("sh")
+            .args(["-c", &format!("kill -USR2 {pid}")])
+            .output()
+            .expect("run kill");
+        assert!(out.status.success(), "kill -USR2 {pid} failed");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while listening(&self.stderr_so_far()) <= before {
+            let child = self.child.as_mut().expect("running");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                panic!(
+                    "xvsd exited during a live upgrade ({status}); stderr:\n{}",
+                    self.stderr_so_far()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "xvsd did not come back from a live upgrade within {START_TIMEOUT:?}; stderr:\n{}",
+                self.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Path of the control socket.
     pub fn socket(&self) -> &Path {
         &self.socket

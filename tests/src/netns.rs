@@ -282,12 +282,19 @@ struct Record {
 impl Record {
     fn create(prefix: &str, namespaces: &[String]) -> Self {
         let _ = std::fs::create_dir_all(RECORD_DIR);
-        let path = std::path::Path::new(RECORD_DIR).join(prefix);
+        let r = Record {
+            path: std::path::Path::new(RECORD_DIR).join(prefix),
+        };
+        r.write(namespaces);
+        r
+    }
+
+    /// (Re)write the record: this process owns `namespaces`.
+    fn write(&self, namespaces: &[String]) {
         let body = format!("{}\n{}\n", std::process::id(), namespaces.join("\n"));
-        if let Err(e) = std::fs::write(&path, body) {
-            eprintln!("xvs-tests: cannot write {}: {e}", path.display());
+        if let Err(e) = std::fs::write(&self.path, body) {
+            eprintln!("xvs-tests: cannot write {}: {e}", self.path.display());
         }
-        Record { path }
     }
 }
 
@@ -606,6 +613,39 @@ impl DrLan {
         for h in &self.rs {
             run_ok(&["ip", "-n", &h.ns, "addr", "add", &cidr, "dev", "lo"]);
         }
+    }
+
+    /// Adds a host `role` (at most 5 characters) with address `ip` (in
+    /// 198.18.0.0/24) to the LAN, in a namespace of its own that lives as
+    /// long as the LAN (and is recorded with it, so a killed run's is
+    /// removed too): another client, or a traffic source.
+    pub fn add_host(&mut self, role: &str, ip: Ipv4Addr) -> Host {
+        assert!(role.len() <= 5, "role {role:?} is too long");
+        assert_eq!(ip.octets()[..3], [198, 18, 0], "{ip} is not on the LAN");
+        let ns = format!("{}-{role}", self.prefix);
+        let netns = Netns::create(&ns).unwrap_or_else(|e| panic!("{e}"));
+        let mut names = self.namespace_names();
+        names.push(ns.clone());
+        self._record.write(&names);
+        self.namespaces.push(netns);
+        sysctl(
+            &ns,
+            &[
+                ("net.ipv6.conf.all.disable_ipv6", "1"),
+                ("net.ipv6.conf.default.disable_ipv6", "1"),
+            ],
+        );
+        let h = Host {
+            role: role.to_owned(),
+            iface: ns.clone(),
+            port: format!("{ns}p"),
+            ns,
+            ip,
+            mac: format!("02:58:56:00:00:{:02x}", ip.octets()[3]),
+        };
+        plug(&self.switch_ns, &self.bridge, &h);
+        wait_up(std::iter::once(&h));
+        h
     }
 
     /// Gives the client extra addresses (/32, in 198.18.0.0/24) it can

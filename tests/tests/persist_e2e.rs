@@ -219,7 +219,7 @@ fn firewall_mark_groups_ports_under_one_persistent_service() {
 }
 
 #[test]
-fn a_full_table_drops_and_counts_new_connections_and_established_ones_keep_going() {
+fn a_full_table_forwards_new_connections_without_an_entry_and_established_ones_keep_going() {
     let _g = net_lock();
     let lan = DrLan::new();
     let _servers: Vec<_> = lan
@@ -256,7 +256,8 @@ fn a_full_table_drops_and_counts_new_connections_and_established_ones_keep_going
     let holder =
         xvs_tests::node::Holder::start(&lan.client.ns, NODE, &svc, 3, Duration::from_secs(20));
     assert_eq!(holder.held(), 3);
-    // New connections are dropped (the client's SYNs go unanswered).
+    // Nothing to evict (every entry is ESTABLISHED): new connections are
+    // forwarded without an entry, every packet of each to one server.
     let n = "2".to_string();
     let out = lan.client.exec(&[
         NODE,
@@ -273,15 +274,24 @@ fn a_full_table_drops_and_counts_new_connections_and_established_ones_keep_going
         "2",
     ]);
     let s = ClientSummary::from_output(&out);
-    assert_eq!(s.ok, 0, "no room for new connections: {s:?}");
+    assert_eq!(
+        s.ok, 2,
+        "new connections go through without an entry: {s:?}"
+    );
     let dp = xvsd.adm_ok(&["-L", "--dataplane"]);
-    let full: u64 = dp
-        .split_whitespace()
-        .skip_while(|w| *w != "conn_table_full")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(full >= 2, "drops counted and visible in xvsadm:\n{dp}");
+    let counter = |name: &str| -> u64 {
+        dp.split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        counter("stateless") >= 2,
+        "counted and visible in xvsadm:\n{dp}"
+    );
+    assert_eq!(counter("conns_evicted"), 0, "{dp}");
+    assert_eq!(counter("conn_table_full"), 0, "{dp}");
     assert!(dp.contains("3 of 3 entries in use"), "{dp}");
     // Every counter is listed once: the workers' reads, the rings' drops
     // and the steering program's counters of the interface.

@@ -2,7 +2,7 @@
 //!
 //! Help, version and command-line errors are answered here, so they work
 //! without a daemon; everything else is sent to xvsd over its Unix socket
-//! and its answer is printed as is, with its exit status.
+//! and its answer is printed as is, as it arrives, with its exit status.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -77,7 +77,9 @@ fn main() -> ExitCode {
         }
         Ok(_) => {}
     }
-    match proto::call(&path, &Request { args, stdin }) {
+    // Output is printed as it arrives: a listing of any size is never
+    // held whole.
+    match proto::call_streaming(&path, &Request { args, stdin }, print_out) {
         Ok(resp) => {
             print_out(&resp.stdout);
             print_err(&resp.stderr);

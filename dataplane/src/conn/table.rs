@@ -21,8 +21,22 @@
 //!   table that outlives the process keeps its buckets), and no chain grows
 //!   past [`MAX_CHAIN`] entries: an insert into a full chain is refused
 //!   like one into a full partition, so a lookup never walks further.
+//! * The arena, both indexes and the hash key live in one mapping
+//!   (`io::shm`): process memory, or a file (under `/dev/shm`) that
+//!   outlives the process, so a daemon restarted after a crash or
+//!   re-executed for an upgrade keeps every connection. Everything in it is
+//!   an index or an atomic, so it means the same in the next process; the
+//!   stripe locks are the process's own. A header (magic, layout version,
+//!   sizes) guards against reading another layout, and opening rebuilds
+//!   the indexes, free lists and template counts from the entries, which
+//!   settles whatever a dying writer left half done.
+//! * A full partition is not the end of new connections: [`ConnTable::evict`]
+//!   samples a few of its entries at random (bounded work, never a scan)
+//!   and removes the one the caller allows with the earliest deadline, as
+//!   IPVS's `drop_entry` drops half-open entries first under a SYN flood.
 
 use crate::flow::FlowKey;
+use crate::io::shm::{self, Mapping, Region};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -37,6 +51,11 @@ const MAX_RETRIES: usize = 64;
 /// a chain of 32 comes by chance with a probability below 10^-26 per
 /// bucket: only an attack (one that knows the key) reaches it.
 pub const MAX_CHAIN: usize = 32;
+/// Entries [`ConnTable::evict`] looks at to find one to remove. Under a
+/// SYN flood nearly every entry is half-open, so a few samples find one;
+/// keeping the oldest of them spares the entries of real clients, whose
+/// handshakes complete within a round trip of their SYN.
+pub const EVICT_SAMPLES: usize = 8;
 
 /// `meta` bits: protocol in the low byte, state in the next one.
 const META_TEMPLATE: u32 = 1 << 16;
@@ -318,18 +337,18 @@ pub enum Insert {
     /// Another worker inserted the same key first: here it is.
     Exists(View),
     /// The table is full (this worker's partition is), or the key's chain
-    /// holds [`MAX_CHAIN`] entries already: the new connection is dropped
-    /// and counted (as `conn_table_full`).
+    /// holds [`MAX_CHAIN`] entries already: the caller makes room
+    /// ([`ConnTable::evict`]) or goes on without an entry.
     Full,
 }
 
 /// The shared table.
 #[derive(Debug)]
 pub struct ConnTable {
-    entries: Box<[Entry]>,
-    heads: Box<[AtomicU32]>,
+    entries: Region<Entry>,
+    heads: Region<AtomicU32>,
     /// Heads of the reply index (NAT connections by their reply 5-tuple).
-    oheads: Box<[AtomicU32]>,
+    oheads: Region<AtomicU32>,
     locks: Box<[Mutex<()>]>,
     olocks: Box<[Mutex<()>]>,
     /// Set once the first NAT connection is inserted.
@@ -338,6 +357,10 @@ pub struct ConnTable {
     parts: usize,
     /// The secret of both indexes' hashes.
     hkey: HashKey,
+    /// Until when (monotonic ns; 0: never) packets without a connection
+    /// may belong to flows that were forwarded without one (see
+    /// [`ConnTable::open_stateless`]).
+    stateless_until: AtomicU64,
 }
 
 /// One worker's share of the arena: its free list and expiry cursor.
@@ -351,6 +374,9 @@ pub struct Partition {
     cursor: u32,
     /// Fraction of a sweep owed (entries), carried between calls.
     owed: f64,
+    /// State of the generator that picks the entries [`ConnTable::evict`]
+    /// samples (xorshift64*, never 0).
+    rng: u64,
 }
 
 impl Partition {
@@ -373,19 +399,97 @@ impl Partition {
     pub fn is_full(&self) -> bool {
         self.free == 0
     }
-}
 
-impl ConnTable {
-    /// A table of `capacity` entries split into `parts` partitions, with
-    /// every byte allocated now. Returns the table and the partitions (one
-    /// per worker, to be moved into the worker).
-    pub fn new(capacity: usize, parts: usize) -> (ConnTable, Vec<Partition>) {
-        Self::with_key(capacity, parts, HashKey::random())
+    /// Whether at least 7/8 of the partition is in use: half-open
+    /// connections then get short lives (IPVS's `secure_tcp`, which acts
+    /// under memory pressure).
+    #[inline]
+    pub fn under_pressure(&self) -> bool {
+        self.len() * 8 >= self.capacity() * 7
     }
 
-    /// [`ConnTable::new`] hashing with `hkey` (a table restored with its
-    /// key, or a test that needs known buckets).
-    pub fn with_key(capacity: usize, parts: usize, hkey: HashKey) -> (ConnTable, Vec<Partition>) {
+    /// The next pseudo-random index of the partition.
+    #[inline]
+    fn sample(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+        self.start + ((r * u64::from(self.end - self.start)) >> 32) as u32
+    }
+}
+
+/// What [`ConnTable::open`] found in the table file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// No table was there (a new or empty file): the table starts empty.
+    Created,
+    /// A table of the same layout: its entries in use are kept.
+    Restored {
+        /// Connections and templates found.
+        entries: usize,
+    },
+    /// A table that cannot be read as this layout (the reason says why):
+    /// it was discarded and the table starts empty.
+    Reset(String),
+}
+
+/// The table file's header: `u64` words at its start, in native byte
+/// order (the file never leaves the machine).
+mod header {
+    /// "XVSCONNT".
+    pub const MAGIC: u64 = u64::from_be_bytes(*b"XVSCONNT");
+    /// The layout version: bump it whenever [`super::Entry`], the index
+    /// layout or this header changes meaning.
+    pub const VERSION: u64 = 1;
+    pub const W_MAGIC: usize = 0;
+    pub const W_VERSION: usize = 1;
+    pub const W_ENTRY_SIZE: usize = 2;
+    pub const W_CAPACITY: usize = 3;
+    pub const W_BUCKETS: usize = 4;
+    pub const W_PARTS: usize = 5;
+    pub const W_LEN: usize = 6;
+    /// The hash key's four words.
+    pub const W_KEY: usize = 7;
+    /// Words in the header.
+    pub const WORDS: usize = 11;
+    /// Bytes reserved for the header (the arena starts on a page).
+    pub const BYTES: usize = 4096;
+}
+
+/// Where each array lives in the table's memory.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    capacity: usize,
+    buckets: usize,
+    entries: usize,
+    heads: usize,
+    oheads: usize,
+    len: usize,
+}
+
+impl Layout {
+    fn of(capacity: usize, buckets: usize) -> Layout {
+        const PAGE: usize = 4096;
+        let entries = header::BYTES;
+        let heads = (entries + capacity * std::mem::size_of::<Entry>()).next_multiple_of(PAGE);
+        let oheads = (heads + buckets * 4).next_multiple_of(PAGE);
+        let len = (oheads + buckets * 4).next_multiple_of(PAGE);
+        Layout {
+            capacity,
+            buckets,
+            entries,
+            heads,
+            oheads,
+            len,
+        }
+    }
+
+    /// Capacity and buckets of a table of `capacity` entries in `parts`
+    /// partitions (both at least one).
+    fn dims(capacity: usize, parts: usize) -> (usize, usize) {
         let parts = parts.max(1);
         let capacity = capacity.clamp(parts, u32::MAX as usize - 1);
         // The largest power of two not above the capacity: a full table has
@@ -396,66 +500,269 @@ impl ConnTable {
         } else {
             capacity.next_power_of_two() / 2
         };
-        // Huge pages for the big arrays (advised before first touch).
-        let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
-        crate::io::advise_hugepages(entries.spare_capacity_mut());
-        entries.extend((0..capacity).map(|_| Entry {
-            seq: AtomicU32::new(1),
-            ..Default::default()
-        }));
-        let entries = entries.into_boxed_slice();
-        let mut heads: Vec<AtomicU32> = Vec::with_capacity(buckets);
-        crate::io::advise_hugepages(heads.spare_capacity_mut());
-        heads.extend((0..buckets).map(|_| AtomicU32::new(0)));
-        let heads = heads.into_boxed_slice();
-        let mut oheads: Vec<AtomicU32> = Vec::with_capacity(buckets);
-        crate::io::advise_hugepages(oheads.spare_capacity_mut());
-        oheads.extend((0..buckets).map(|_| AtomicU32::new(0)));
-        let oheads = oheads.into_boxed_slice();
-        let locks: Box<[Mutex<()>]> = (0..buckets.div_ceil(STRIPE))
-            .map(|_| Mutex::new(()))
-            .collect();
-        let olocks: Box<[Mutex<()>]> = (0..buckets.div_ceil(STRIPE))
-            .map(|_| Mutex::new(()))
-            .collect();
-        let per = capacity / parts;
-        let partitions = (0..parts)
-            .map(|p| {
-                let start = (p * per) as u32;
-                let end = if p + 1 == parts {
-                    capacity as u32
-                } else {
-                    ((p + 1) * per) as u32
-                };
-                // Free list in index order, linked through `next`.
-                for i in start..end {
-                    let link = if i + 1 < end { i + 2 } else { 0 };
-                    entries[i as usize].next.store(link, Ordering::Relaxed);
+        (capacity, buckets)
+    }
+
+    /// Why a file whose header holds `w` (and which is `file_len` bytes
+    /// long) is not a table of this layout, if it is not.
+    fn mismatch(&self, w: &[u64; header::WORDS], file_len: u64) -> Option<String> {
+        use header::*;
+        if w[W_MAGIC] != MAGIC {
+            return Some("not a connection table (bad magic)".into());
+        }
+        let checks = [
+            (W_VERSION, VERSION, "layout version"),
+            (
+                W_ENTRY_SIZE,
+                std::mem::size_of::<Entry>() as u64,
+                "entry size",
+            ),
+            (W_CAPACITY, self.capacity as u64, "capacity (--conn-max)"),
+            (W_BUCKETS, self.buckets as u64, "bucket count"),
+            (W_LEN, self.len as u64, "size in bytes"),
+        ];
+        for (i, want, what) in checks {
+            if w[i] != want {
+                return Some(format!("{what} {}, expected {want}", w[i]));
+            }
+        }
+        if file_len != self.len as u64 {
+            return Some(format!("file size {file_len}, expected {}", self.len));
+        }
+        None
+    }
+}
+
+impl ConnTable {
+    /// A table of `capacity` entries split into `parts` partitions, with
+    /// every byte allocated now, in process memory. Returns the table and
+    /// the partitions (one per worker, to be moved into the worker).
+    pub fn new(capacity: usize, parts: usize) -> (ConnTable, Vec<Partition>) {
+        Self::with_key(capacity, parts, HashKey::random())
+    }
+
+    /// [`ConnTable::new`] hashing with `hkey` (a table restored with its
+    /// key, or a test that needs known buckets).
+    pub fn with_key(capacity: usize, parts: usize, hkey: HashKey) -> (ConnTable, Vec<Partition>) {
+        let (capacity, buckets) = Layout::dims(capacity, parts);
+        let lay = Layout::of(capacity, buckets);
+        // Like a failed allocation: nothing to run without.
+        let map = Mapping::anonymous(lay.len)
+            .unwrap_or_else(|e| panic!("cannot allocate the connection table: {e}"));
+        let (t, hdr) = Self::on(&map, &lay, parts, hkey)
+            .unwrap_or_else(|e| panic!("connection table layout: {e}"));
+        t.format(&hdr, &lay);
+        let (parts, _) = t.recover();
+        (t, parts)
+    }
+
+    /// The table kept in the file at `path` (created if missing), mapped
+    /// shared so that it outlives the process: a restarted daemon, even
+    /// after a crash, finds every connection again. A file holding a
+    /// table of another layout (version, entry size, capacity) or no
+    /// table at all is never misread: it is emptied, and [`Opened::Reset`]
+    /// says why. A different partition count is fine (the free lists are
+    /// rebuilt from the entries). The file stays locked while the table
+    /// lives; a file locked by another live process is an error.
+    pub fn open(
+        path: &std::path::Path,
+        capacity: usize,
+        parts: usize,
+    ) -> std::io::Result<(ConnTable, Vec<Partition>, Opened)> {
+        use std::io::Read;
+        let (capacity, buckets) = Layout::dims(capacity, parts);
+        let lay = Layout::of(capacity, buckets);
+        let mut file = shm::open_rw(path)?;
+        if !shm::lock_exclusive(&file)? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "in use by another live process",
+            ));
+        }
+        let file_len = file.metadata()?.len();
+        let mut status = Opened::Created;
+        if file_len > 0 {
+            let mut b = [0u8; header::WORDS * 8];
+            let words = match file.read_exact(&mut b) {
+                Ok(()) => {
+                    let mut w = [0u64; header::WORDS];
+                    for (i, c) in b.chunks_exact(8).enumerate() {
+                        w[i] = u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+                    }
+                    Some(w)
                 }
-                Partition {
-                    start,
-                    end,
-                    free: if start < end { start + 1 } else { 0 },
-                    nfree: (end - start) as usize,
-                    cursor: start,
-                    owed: 0.0,
-                }
-            })
-            .collect();
-        (
+                Err(_) => None,
+            };
+            status = match words {
+                None => Opened::Reset(format!("file size {file_len}: too short for a header")),
+                Some(w) => match lay.mismatch(&w, file_len) {
+                    Some(why) => Opened::Reset(why),
+                    None => Opened::Restored { entries: 0 },
+                },
+            };
+        }
+        if !matches!(status, Opened::Restored { .. }) {
+            // A fresh, zeroed file: its magic is only written once the
+            // table is formatted, so a crash meanwhile leaves no table.
+            file.set_len(0)?;
+            file.set_len(lay.len as u64)?;
+        }
+        let map = Mapping::shared_file(file, lay.len)?;
+        if let Opened::Restored { .. } = status {
+            let hdr: Region<AtomicU64> = Region::new(&map, 0, header::WORDS)?;
+            let key = std::array::from_fn(|i| hdr[header::W_KEY + i].load(Ordering::Acquire));
+            let (t, _) = Self::on(&map, &lay, parts, HashKey::from_words(key))?;
+            hdr[header::W_PARTS].store(t.parts as u64, Ordering::Release);
+            let (p, n) = t.recover();
+            return Ok((t, p, Opened::Restored { entries: n }));
+        }
+        let (t, hdr) = Self::on(&map, &lay, parts, HashKey::random())?;
+        t.format(&hdr, &lay);
+        let (p, _) = t.recover();
+        Ok((t, p, status))
+    }
+
+    /// The table over the arrays of `map` laid out as `lay` (whatever they
+    /// hold), and the header's words.
+    fn on(
+        map: &std::sync::Arc<Mapping>,
+        lay: &Layout,
+        parts: usize,
+        hkey: HashKey,
+    ) -> std::io::Result<(ConnTable, Region<AtomicU64>)> {
+        let stripes = lay.buckets.div_ceil(STRIPE);
+        Ok((
             ConnTable {
-                entries,
-                heads,
-                oheads,
-                locks,
-                olocks,
+                entries: Region::new(map, lay.entries, lay.capacity)?,
+                heads: Region::new(map, lay.heads, lay.buckets)?,
+                oheads: Region::new(map, lay.oheads, lay.buckets)?,
+                locks: (0..stripes).map(|_| Mutex::new(())).collect(),
+                olocks: (0..stripes).map(|_| Mutex::new(())).collect(),
                 nat_seen: std::sync::atomic::AtomicBool::new(false),
-                mask: buckets - 1,
-                parts,
+                mask: lay.buckets - 1,
+                parts: parts.max(1),
                 hkey,
+                stateless_until: AtomicU64::new(0),
             },
-            partitions,
-        )
+            Region::new(map, 0, header::WORDS)?,
+        ))
+    }
+
+    /// Make zeroed memory an empty table: every entry free (odd sequence),
+    /// then the header, its magic last.
+    fn format(&self, hdr: &Region<AtomicU64>, lay: &Layout) {
+        for e in self.entries.iter() {
+            e.seq.store(1, Ordering::Relaxed);
+        }
+        let words = [
+            (header::W_VERSION, header::VERSION),
+            (header::W_ENTRY_SIZE, std::mem::size_of::<Entry>() as u64),
+            (header::W_CAPACITY, lay.capacity as u64),
+            (header::W_BUCKETS, lay.buckets as u64),
+            (header::W_PARTS, self.parts as u64),
+            (header::W_LEN, lay.len as u64),
+        ];
+        for (i, v) in words {
+            hdr[i].store(v, Ordering::Relaxed);
+        }
+        for (i, w) in self.hkey.words().into_iter().enumerate() {
+            hdr[header::W_KEY + i].store(w, Ordering::Relaxed);
+        }
+        hdr[header::W_MAGIC].store(header::MAGIC, Ordering::Release);
+    }
+
+    /// Rebuild everything but the entries from the entries themselves:
+    /// both indexes, the partitions' free lists and the templates' counts
+    /// of controlled connections. Whatever a process that died left half
+    /// done is settled here: an entry caught mid-write (odd sequence) is
+    /// free, a written one not yet linked is linked. Returns the
+    /// partitions and the number of entries in use. Runs before any worker
+    /// or reader uses the table.
+    fn recover(&self) -> (Vec<Partition>, usize) {
+        for h in self.heads.iter().chain(self.oheads.iter()) {
+            h.store(0, Ordering::Relaxed);
+        }
+        let capacity = self.entries.len();
+        let per = capacity / self.parts;
+        let mut used = 0usize;
+        let mut partitions = Vec::with_capacity(self.parts);
+        for p in 0..self.parts {
+            let start = (p * per) as u32;
+            let end = if p + 1 == self.parts {
+                capacity as u32
+            } else {
+                ((p + 1) * per) as u32
+            };
+            let mut free = 0u32;
+            let mut nfree = 0usize;
+            // Backwards, so the free list runs in index order.
+            for i in (start..end).rev() {
+                let e = &self.entries[i as usize];
+                let s = e.seq.load(Ordering::Relaxed);
+                if s & 1 == 1 || e.meta.load(Ordering::Relaxed) == META_DEAD {
+                    e.seq.store(s | 1, Ordering::Relaxed);
+                    e.next.store(free, Ordering::Relaxed);
+                    free = i + 1;
+                    nfree += 1;
+                    continue;
+                }
+                used += 1;
+                let Some(Read::Ok(v, _)) = self.read_once(i) else {
+                    continue;
+                };
+                let b = self.bucket(&v.key);
+                e.next
+                    .store(self.heads[b].load(Ordering::Relaxed), Ordering::Relaxed);
+                self.heads[b].store(i + 1, Ordering::Relaxed);
+                if let Some(n) = &v.nat {
+                    self.nat_seen.store(true, Ordering::Relaxed);
+                    let ob = self.obucket(&Self::reply_key(&v.key, n));
+                    e.onext
+                        .store(self.oheads[ob].load(Ordering::Relaxed), Ordering::Relaxed);
+                    self.oheads[ob].store(i + 1, Ordering::Relaxed);
+                }
+            }
+            partitions.push(Partition {
+                start,
+                end,
+                free,
+                nfree,
+                cursor: start,
+                owed: 0.0,
+                // Seeded from the secret, so that nobody outside can tell
+                // which entries a flood's inserts will sample.
+                rng: fold_mul(self.hkey.0[0] ^ p as u64, MIX) | 1,
+            });
+        }
+        // Templates' counts: the connections that name them now.
+        if used > 0 {
+            for e in self.entries.iter() {
+                if e.seq.load(Ordering::Relaxed) & 1 == 0
+                    && e.meta.load(Ordering::Relaxed) & META_TEMPLATE != 0
+                {
+                    e.ctl.store(0, Ordering::Relaxed);
+                }
+            }
+            for e in self.entries.iter() {
+                let m = e.meta.load(Ordering::Relaxed);
+                let ctl = e.ctl.load(Ordering::Relaxed);
+                if e.seq.load(Ordering::Relaxed) & 1 == 1 || m & META_TEMPLATE != 0 || ctl == 0 {
+                    continue;
+                }
+                let t = self.entries.get(ctl as usize - 1).filter(|t| {
+                    t.seq.load(Ordering::Relaxed) & 1 == 0
+                        && t.meta.load(Ordering::Relaxed) & META_TEMPLATE != 0
+                });
+                match t {
+                    Some(t) => {
+                        t.ctl.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => e.ctl.store(0, Ordering::Relaxed),
+                }
+            }
+        }
+        fence(Ordering::Release);
+        (partitions, used)
     }
 
     /// Entries in the arena.
@@ -918,10 +1225,71 @@ impl ConnTable {
         }
     }
 
+    /// Make room in partition `part`: look at [`EVICT_SAMPLES`] of its
+    /// entries chosen at random and remove, of those `rank` gives a
+    /// deadline (`None`: not to be evicted), the one whose deadline comes
+    /// first (relative to tick `now`). Returns the removed entry (for
+    /// unbinding), or `None` if no sample qualified. Bounded work: a
+    /// handful of entry reads and one removal.
+    pub fn evict(
+        &self,
+        part: &mut Partition,
+        now: u32,
+        rank: impl Fn(&View) -> Option<u32>,
+    ) -> Option<View> {
+        if part.capacity() == 0 {
+            return None;
+        }
+        let mut best: Option<(i32, View)> = None;
+        for _ in 0..EVICT_SAMPLES {
+            let Some(v) = self.read(part.sample()) else {
+                continue;
+            };
+            let Some(due) = rank(&v) else {
+                continue;
+            };
+            // Signed distance to the deadline: passed deadlines first.
+            let left = due.wrapping_sub(now) as i32;
+            if best.as_ref().is_none_or(|(l, _)| left < *l) {
+                best = Some((left, v));
+            }
+        }
+        let (_, v) = best?;
+        self.remove_if(part, v.idx, v.seq, |cur| rank(cur).is_some())
+    }
+
+    /// Note that a new flow was forwarded without a connection entry:
+    /// until `until_ns` (monotonic ns), packets that find no connection may
+    /// be of such a flow (see [`ConnTable::stateless_open`]).
+    #[inline]
+    pub fn open_stateless(&self, until_ns: u64) {
+        if self.stateless_until.load(Ordering::Relaxed) < until_ns {
+            self.stateless_until.store(until_ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether flows forwarded without an entry may still be alive at
+    /// `now_ns` (see [`ConnTable::open_stateless`]).
+    #[inline]
+    pub fn stateless_open(&self, now_ns: u64) -> bool {
+        now_ns < self.stateless_until.load(Ordering::Relaxed)
+    }
+
+    /// The keyed hash of `key` (the same for every packet of a flow, and
+    /// unknown outside: a flow forwarded without an entry is placed by it).
+    #[inline]
+    pub fn flow_hash(&self, key: &Key) -> u64 {
+        key.hash(&self.hkey)
+    }
+
     /// The entries of partition `part` due for examination now: the expiry
     /// sweep walks the partition once per `period_ns`, so a call after
-    /// `elapsed_ns` examines that share of it. Returns the views of entries
-    /// expired at tick `now` (the caller decides and calls `remove_if`).
+    /// `elapsed_ns` examines that share of it. Appends to `out` the views
+    /// of entries expired at tick `now` (the caller decides and calls
+    /// `remove_if`), never beyond its capacity: `out` never allocates.
+    /// When it fills, the walk stops at that entry and the next call
+    /// resumes there with the rest of the share still owed, so no expired
+    /// entry waits a whole period for the cursor to come round again.
     pub fn sweep(
         &self,
         part: &mut Partition,
@@ -931,12 +1299,15 @@ impl ConnTable {
         out: &mut Vec<View>,
     ) {
         let size = part.capacity() as f64;
-        part.owed += size * elapsed_ns as f64 / period_ns.max(1) as f64;
-        let n = (part.owed as usize).min(part.capacity());
-        part.owed -= n as f64;
-        for _ in 0..n {
+        // Owed work never exceeds one full walk: a caller that fell behind
+        // catches up at most one period's worth.
+        part.owed = (part.owed + size * elapsed_ns as f64 / period_ns.max(1) as f64).min(size);
+        let mut n = part.owed as usize;
+        while n > 0 && out.len() < out.capacity() {
             let i = part.cursor;
             part.cursor = if i + 1 >= part.end { part.start } else { i + 1 };
+            n -= 1;
+            part.owed -= 1.0;
             if let Some(v) = self.read(i) {
                 if reached(now, v.expires) {
                     out.push(v);
@@ -1204,7 +1575,7 @@ mod tests {
             t.insert(p, &key(n), init(if n % 3 == 0 { 5 } else { 50 }))
                 .unwrap();
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(100);
         t.sweep(p, 500, 1000, 10, &mut out);
         t.sweep(p, 500, 1000, 10, &mut out);
         assert_eq!(out.len(), 34);
@@ -1213,6 +1584,58 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(p.len(), 66);
+    }
+
+    #[test]
+    fn a_full_scratch_buffer_defers_the_rest_without_skipping_it() {
+        // 1000 entries, all expired, swept into a buffer of 64: first half
+        // a period at once (500 entries due, more than the buffer holds),
+        // then a fiftieth at a time. The buffer never grows, each call
+        // resumes where the last stopped, and every entry is gone within
+        // one period plus one slice.
+        let (t, mut parts) = ConnTable::new(1000, 1);
+        let p = &mut parts[0];
+        for n in 0..1000 {
+            t.insert(p, &key(n), init(5)).unwrap();
+        }
+        let mut out = Vec::with_capacity(64);
+        let cap = out.capacity();
+        let (mut clock, mut elapsed) = (0, 500);
+        while !p.is_empty() {
+            clock += elapsed;
+            assert!(clock <= 1000 + 20, "{} entries left after {clock}", p.len());
+            out.clear();
+            t.sweep(p, elapsed, 1000, 10, &mut out);
+            assert!(out.len() <= cap);
+            assert_eq!(out.capacity(), cap, "the scratch buffer grew");
+            for v in &out {
+                t.remove_if(p, v.idx, v.seq, |v| reached(10, v.expires))
+                    .unwrap();
+            }
+            elapsed = 20;
+        }
+    }
+
+    #[test]
+    fn evict_removes_only_what_rank_allows_earliest_due_first() {
+        // A known key: the samples are a known sequence.
+        let (t, mut parts) = ConnTable::with_key(4, 1, HashKey::from_words([5, 6, 7, 8]));
+        let p = &mut parts[0];
+        for n in 0..4 {
+            t.insert(p, &key(n), init(103 - n)).unwrap();
+        }
+        assert!(t.evict(p, 0, |_| None).is_none());
+        assert_eq!(p.len(), 4);
+        // Entries 0 (due at 103) and 2 (due at 101) may go: the earlier first.
+        let rank = |v: &View| (v.expires % 2 == 1).then_some(v.expires);
+        assert_eq!(t.evict(p, 0, rank).map(|v| v.key), Some(key(2)));
+        assert_eq!(t.evict(p, 0, rank).map(|v| v.key), Some(key(0)));
+        assert!(t.evict(p, 0, rank).is_none());
+        assert_eq!(p.len(), 2);
+        assert!(t.lookup(&key(1)).is_some() && t.lookup(&key(3)).is_some());
+        // A deadline already passed ranks before any to come.
+        let rank = |v: &View| Some(v.expires);
+        assert_eq!(t.evict(p, 102, rank).map(|v| v.key), Some(key(3)));
     }
 
     #[test]
@@ -1284,5 +1707,191 @@ mod tests {
             );
         }
         assert_eq!(t.iter().count(), 4000);
+    }
+
+    /// A table file path of its own for each test, removed at the end.
+    struct TempTable(std::path::PathBuf);
+
+    impl TempTable {
+        fn new(name: &str) -> TempTable {
+            let p = std::env::temp_dir().join(format!(
+                "xvs-table-test-{}-{name}.table",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_file(&p);
+            TempTable(p)
+        }
+
+        /// Overwrite header word `i` with `v`.
+        fn poke(&self, i: usize, v: u64) {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.0)
+                .unwrap();
+            f.seek(SeekFrom::Start(i as u64 * 8)).unwrap();
+            f.write_all(&v.to_ne_bytes()).unwrap();
+        }
+    }
+
+    impl Drop for TempTable {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_table_file_keeps_its_connections_templates_and_nat_replies() {
+        let f = TempTable::new("keep");
+        let (t, mut parts, o) = ConnTable::open(&f.0, 1000, 2).unwrap();
+        assert_eq!(o, Opened::Created);
+        let tpl = t
+            .insert(
+                &mut parts[0],
+                &Key::template(6, Ipv4Addr::new(198, 18, 9, 0), 0xC612_0064, 80),
+                init(500),
+            )
+            .unwrap();
+        for n in 0..10 {
+            let i = Init {
+                ctl: if n < 4 { tpl.idx + 1 } else { 0 },
+                nat: (n % 2 == 1).then(|| nat(n)),
+                ..init(100 + n)
+            };
+            t.insert(&mut parts[(n % 2) as usize], &key(n), i).unwrap();
+        }
+        // The counts as the tracker keeps them (plus a stale extra one).
+        t.add_ctl(tpl.idx, 5);
+        let hkey = t.hash_key();
+        let lens: Vec<usize> = parts.iter().map(Partition::len).collect();
+        // Gone as after kill -9: nothing is written at the end.
+        drop((t, parts));
+
+        let (t, mut parts, o) = ConnTable::open(&f.0, 1000, 2).unwrap();
+        assert_eq!(o, Opened::Restored { entries: 11 });
+        assert_eq!(t.hash_key(), hkey, "the buckets stay where they were");
+        assert_eq!(parts.iter().map(Partition::len).collect::<Vec<_>>(), lens);
+        for n in 0..10 {
+            let v = t.lookup(&key(n)).expect("connection kept");
+            assert_eq!(v.expires, 100 + n);
+            assert_eq!(v.nat, (n % 2 == 1).then(|| nat(n)));
+            if n % 2 == 1 {
+                assert_eq!(t.lookup_reply(&reply(n)).map(|r| r.idx), Some(v.idx));
+            }
+        }
+        let tv = t.read(tpl.idx).expect("template kept");
+        assert!(tv.key.template);
+        assert_eq!(tv.ctl, 4, "counted from the connections that name it");
+        // Allocation goes on from the rebuilt free lists without clashes.
+        for n in 10..400 {
+            t.insert(&mut parts[(n % 2) as usize], &key(n), init(1))
+                .unwrap();
+        }
+        assert_eq!(t.iter().count(), 401);
+        let v = t.lookup(&key(3)).unwrap();
+        let p = (v.idx as usize >= t.capacity() / 2) as usize;
+        assert!(t.remove_if(&mut parts[p], v.idx, v.seq, |_| true).is_some());
+        assert!(t.lookup_reply(&reply(3)).is_none());
+    }
+
+    #[test]
+    fn an_entry_caught_mid_write_is_freed_never_read() {
+        let f = TempTable::new("midwrite");
+        let (t, mut parts, _) = ConnTable::open(&f.0, 100, 1).unwrap();
+        let a = t.insert(&mut parts[0], &key(1), init(9)).unwrap();
+        t.insert(&mut parts[0], &key(2), init(9)).unwrap();
+        // The writer died between the two sequence stores of a rewrite.
+        t.entries[a.idx as usize]
+            .seq
+            .store(a.seq + 1, Ordering::Relaxed);
+        drop((t, parts));
+        let (t, mut parts, o) = ConnTable::open(&f.0, 100, 1).unwrap();
+        assert_eq!(o, Opened::Restored { entries: 1 });
+        assert!(t.lookup(&key(1)).is_none());
+        assert!(t.lookup(&key(2)).is_some());
+        assert_eq!(parts[0].len(), 1);
+        // Its slot is free again, and reused with a fresh odd-even cycle.
+        let b = t.insert(&mut parts[0], &key(3), init(9)).unwrap();
+        assert_eq!(b.idx, a.idx);
+        assert_eq!(b.seq & 1, 0);
+    }
+
+    #[test]
+    fn another_partition_count_keeps_every_entry() {
+        let f = TempTable::new("parts");
+        let (t, mut parts, _) = ConnTable::open(&f.0, 1000, 4).unwrap();
+        for n in 0..100 {
+            t.insert(&mut parts[(n % 4) as usize], &key(n), init(9))
+                .unwrap();
+        }
+        drop((t, parts));
+        let (t, parts, o) = ConnTable::open(&f.0, 1000, 2).unwrap();
+        assert_eq!(o, Opened::Restored { entries: 100 });
+        assert_eq!(parts.iter().map(Partition::len).sum::<usize>(), 100);
+        assert!((0..100).all(|n| t.lookup(&key(n)).is_some()));
+    }
+
+    #[test]
+    fn a_header_that_does_not_match_starts_empty_and_says_why() {
+        let f = TempTable::new("header");
+        let fill = |f: &TempTable| {
+            let (t, mut parts, _) = ConnTable::open(&f.0, 1000, 1).unwrap();
+            t.insert(&mut parts[0], &key(1), init(9)).unwrap();
+        };
+        let cases: [(usize, u64, &str); 3] = [
+            (header::W_VERSION, 99, "layout version 99, expected 1"),
+            (header::W_ENTRY_SIZE, 64, "entry size 64, expected 56"),
+            (header::W_MAGIC, 0x6861_636b_6564_2121, "bad magic"),
+        ];
+        for (word, v, why) in cases {
+            fill(&f);
+            f.poke(word, v);
+            let (t, parts, o) = ConnTable::open(&f.0, 1000, 1).unwrap();
+            match o {
+                Opened::Reset(m) => assert!(m.contains(why), "{m:?} should say {why:?}"),
+                o => panic!("{o:?}: a corrupted header was read"),
+            }
+            assert!(t.lookup(&key(1)).is_none());
+            assert_eq!(parts[0].len(), 0);
+            assert_eq!(t.iter().count(), 0);
+        }
+        // Garbage over the whole header.
+        fill(&f);
+        for w in 0..header::WORDS {
+            f.poke(w, 0x5a5a_5a5a_5a5a_5a5a ^ w as u64);
+        }
+        let (_, _, o) = ConnTable::open(&f.0, 1000, 1).unwrap();
+        assert!(
+            matches!(o, Opened::Reset(ref m) if m.contains("bad magic")),
+            "{o:?}"
+        );
+        // Another --conn-max.
+        fill(&f);
+        let (_, _, o) = ConnTable::open(&f.0, 2000, 1).unwrap();
+        assert_eq!(
+            o,
+            Opened::Reset("capacity (--conn-max) 1000, expected 2000".into())
+        );
+        // A truncated file.
+        std::fs::write(&f.0, b"short").unwrap();
+        let (_, _, o) = ConnTable::open(&f.0, 1000, 1).unwrap();
+        assert!(
+            matches!(o, Opened::Reset(ref m) if m.contains("too short")),
+            "{o:?}"
+        );
+        // And the table made then is a good one.
+        drop(o);
+        fill(&f);
+        let (t, _, o) = ConnTable::open(&f.0, 1000, 1).unwrap();
+        assert_eq!(o, Opened::Restored { entries: 1 });
+        assert!(t.lookup(&key(1)).is_some());
+    }
+
+    #[test]
+    fn a_table_file_in_use_is_refused() {
+        let f = TempTable::new("busy");
+        let (_t, _parts, _) = ConnTable::open(&f.0, 100, 1).unwrap();
+        let e = ConnTable::open(&f.0, 100, 1).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
     }
 }

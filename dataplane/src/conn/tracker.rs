@@ -6,8 +6,18 @@
 //! parses and transmits, so every rule about connections (when a template
 //! lives, what a server's counts mean, when a deadline moves) is read and
 //! changed here.
+//!
+//! A SYN flood must not lock real clients out, so a full partition is
+//! handled as IPVS's flood defences do: half-open connections live
+//! [`HALF_OPEN_PRESSURE_SECS`] instead of SYN_RECV's 60 s once the
+//! partition is 7/8 full (`secure_tcp`), and a new connection evicts a
+//! half-open or expired entry when there is no free one (`drop_entry`;
+//! ESTABLISHED and other live entries never are). When no sampled entry
+//! can go, the new flow is still forwarded, without an entry ("stateless",
+//! DR and TUN only, see [`Tracker::stateless_dest`] for the choice of
+//! server) rather than dropped.
 
-use super::state::TcpState;
+use super::state::{TcpState, Timeouts};
 use super::table::{ConnTable, Init, Insert, Key, NatInit, Partition, ReplyKey, View};
 use super::time::{self, reached, ticks};
 use crate::flow::FlowKey;
@@ -24,8 +34,53 @@ use std::sync::Arc;
 /// How often the expiry sweep walks a worker's whole partition.
 pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 
+/// Most expired entries one sweep call removes (the capacity of its
+/// scratch buffer, allocated once).
+pub const SWEEP_BATCH: usize = 4096;
+
 /// Seconds a template is extended by when its service no longer says.
 const TEMPLATE_FALLBACK_SECS: u32 = 60;
+
+/// The life of a half-open (SYN_RECV) connection while its partition is
+/// under pressure (at least 7/8 full), instead of IPVS's 60 s. Always
+/// shorter would change what `-Lnc` shows and what an ordinary director
+/// keeps; under pressure it makes the flood's entries go before they fill
+/// the table, while a real client's handshake (one round trip) and its
+/// SYN retransmissions (1 s, 3 s) still fit.
+pub const HALF_OPEN_PRESSURE_SECS: u32 = 10;
+
+/// When entry `v` is due, for eviction at tick `now` (the earliest due
+/// goes first), or `None` if it must not be evicted. Evictable are an
+/// entry past its deadline (and no template in use: those are due at their
+/// deadline, so before any live entry) and a half-open TCP connection
+/// (NONE or SYN_RECV: no ACK from its client yet); ESTABLISHED and every
+/// other live state never are. Half-open entries go oldest first, as the
+/// entries of real clients are the young ones (a handshake takes a round
+/// trip): one that still has more than [`HALF_OPEN_PRESSURE_SECS`] left
+/// got SYN_RECV's full life before the pressure began, and is ranked as
+/// if it had got the short one, so that its deadline says its age too.
+#[inline]
+pub fn eviction_due(now: u32, v: &View) -> Option<u32> {
+    if !alive(now, v) {
+        return Some(v.expires);
+    }
+    let half_open = !v.key.template
+        && v.key.proto == PROTO_TCP
+        && matches!(
+            TcpState::from_u8(v.state),
+            TcpState::None | TcpState::SynRecv
+        );
+    if !half_open {
+        return None;
+    }
+    let short = time::secs(HALF_OPEN_PRESSURE_SECS);
+    if v.expires.wrapping_sub(now) > short {
+        let full = Timeouts::default().tcp_state(TcpState::SynRecv);
+        let cut = time::secs(full.saturating_sub(HALF_OPEN_PRESSURE_SECS));
+        return Some(v.expires.wrapping_sub(cut));
+    }
+    Some(v.expires)
+}
 
 /// Whether template `v` controls connections: it then lives past its
 /// deadline (IPVS: a template does not expire while in use).
@@ -135,6 +190,10 @@ pub trait Counts {
     fn template_created(&mut self);
     /// A connection or template expired.
     fn conn_expired(&mut self);
+    /// A half-open or expired entry was evicted to make room.
+    fn conn_evicted(&mut self);
+    /// A frame was forwarded without a connection entry (table full).
+    fn stateless(&mut self);
 }
 
 /// What the forwarding method needs of a connection entry (a few bytes,
@@ -228,7 +287,7 @@ impl Tracker {
             table,
             part,
             writer: usize::MAX,
-            expired: Vec::with_capacity(4096),
+            expired: Vec::with_capacity(SWEEP_BATCH),
             last_sweep: None,
         }
     }
@@ -306,16 +365,19 @@ impl Tracker {
             (Some(v), None) => v,
             _ => {
                 if is_tcp && !syn {
-                    return Track::Drop(DropReason::NoConn);
+                    return self.no_conn(snap, now_ns, p, stats);
                 }
                 let Some(svc) = snap.lookup(p.key.proto, p.key.vip, p.key.vport) else {
                     return Track::Pass;
                 };
-                if stale.is_none() && self.part.is_full() {
-                    return Track::Drop(DropReason::ConnTableFull);
+                if stale.is_none() && !self.make_room(snap, now, stats) {
+                    return self.stateless(snap, svc, now_ns, p, stats);
                 }
                 match self.create(snap, svc, &key, stale, now_ns, ingress, p, frame, stats) {
                     Ok(v) => v,
+                    Err(DropReason::ConnTableFull) => {
+                        return self.stateless(snap, svc, now_ns, p, stats)
+                    }
                     Err(r) => return Track::Drop(r),
                 }
             }
@@ -330,7 +392,12 @@ impl Tracker {
             if new != old && self.table.set_state(&v, v.state, new as u8) {
                 transition(dest, old, new);
             }
-            timeouts.tcp_state(new)
+            let ttl = timeouts.tcp_state(new);
+            if new == TcpState::SynRecv && self.part.under_pressure() {
+                ttl.min(HALF_OPEN_PRESSURE_SECS)
+            } else {
+                ttl
+            }
         } else {
             timeouts.udp
         };
@@ -504,7 +571,7 @@ impl Tracker {
                 }
             }
         }
-        if self.part.is_full() {
+        if !self.make_room(snap, now, stats) {
             return Err(DropReason::ConnTableFull);
         }
         let dest = schedule(svc)?;
@@ -533,6 +600,155 @@ impl Tracker {
         }
     }
 
+    /// Room for one more entry in this worker's partition: a free one, or
+    /// one made by evicting a half-open or expired entry (counted).
+    fn make_room(&mut self, snap: &Snapshot, now: u32, stats: &mut impl Counts) -> bool {
+        if !self.part.is_full() {
+            return true;
+        }
+        match self
+            .table
+            .evict(&mut self.part, now, |v| eviction_due(now, v))
+        {
+            Some(old) => {
+                self.unbind_entry(snap, &old);
+                stats.conn_evicted();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A TCP segment other than a SYN that found no connection: dropped,
+    /// unless flows were recently forwarded without an entry (the table
+    /// was full), when it may be one of theirs and goes where their first
+    /// packet went.
+    fn no_conn<'s>(
+        &self,
+        snap: &'s Snapshot,
+        now_ns: u64,
+        p: &Parsed,
+        stats: &mut impl Counts,
+    ) -> Track<'s> {
+        if !self.table.stateless_open(now_ns) {
+            return Track::Drop(DropReason::NoConn);
+        }
+        match snap.lookup(p.key.proto, p.key.vip, p.key.vport) {
+            Some(svc) => self.forward_stateless(snap, svc, now_ns, p, stats),
+            None => Track::Drop(DropReason::NoConn),
+        }
+    }
+
+    /// The first packet of a new flow for which the table has no room:
+    /// forwarded without an entry, and packets without a connection are
+    /// treated as such flows' for as long as an ESTABLISHED one lives.
+    fn stateless<'s>(
+        &self,
+        snap: &'s Snapshot,
+        svc: &ServiceRt,
+        now_ns: u64,
+        p: &Parsed,
+        stats: &mut impl Counts,
+    ) -> Track<'s> {
+        let life = u64::from(snap.timeouts.tcp.max(snap.timeouts.udp)) * 1_000_000_000;
+        self.table.open_stateless(now_ns.saturating_add(life));
+        self.forward_stateless(snap, svc, now_ns, p, stats)
+    }
+
+    /// Send packet `p` of `svc` to [`Tracker::stateless_dest`], counted.
+    /// NAT needs an entry to translate the replies: without one the packet
+    /// is dropped as `conn_table_full`.
+    fn forward_stateless<'s>(
+        &self,
+        snap: &'s Snapshot,
+        svc: &ServiceRt,
+        now_ns: u64,
+        p: &Parsed,
+        stats: &mut impl Counts,
+    ) -> Track<'s> {
+        let Some(dest) = self.stateless_dest(snap, svc, &p.key, now_ns) else {
+            return Track::Drop(DropReason::NoDest);
+        };
+        if dest.fwd == Fwd::Nat {
+            return Track::Drop(DropReason::ConnTableFull);
+        }
+        svc.stats.add_in_by(self.writer, u64::from(p.ip_len));
+        dest.stats.add_in_by(self.writer, u64::from(p.ip_len));
+        stats.stateless();
+        Track::In(
+            dest,
+            Bound {
+                fwd: fwd_code(dest.fwd),
+                rport: None,
+            },
+        )
+    }
+
+    /// The real server of a flow `key` of `svc` forwarded without an entry,
+    /// the same for every packet of the flow while the service's servers
+    /// stay as they are:
+    /// * a persistent service's live template for the client, if there is
+    ///   one (the server its connections go to);
+    /// * for `sh`, `dh` and `mh`, whose choice is a function of the tuple
+    ///   and the server list alone, the scheduler's own choice (what an
+    ///   entry made later would hold too);
+    /// * otherwise the table's keyed hash of the 5-tuple, weighted over the
+    ///   servers of non-zero weight in list order (overload is ignored: it
+    ///   comes and goes with the load, and would move the flow).
+    pub fn stateless_dest<'s>(
+        &self,
+        snap: &'s Snapshot,
+        svc: &ServiceRt,
+        key: &FlowKey,
+        now_ns: u64,
+    ) -> Option<&'s Arc<DestRt>> {
+        if let Some(p) = svc.persist {
+            let caddr = Ipv4Addr::from(u32::from(key.cip) & p.mask);
+            let tkey = match svc.key {
+                SvcKey::Fwmark { mark, .. } => Key::template(0, caddr, mark, 0),
+                SvcKey::Addr { port, .. } => {
+                    Key::template(key.proto, caddr, u32::from(key.vip), port)
+                }
+            };
+            let now = ticks(now_ns);
+            let held = self
+                .table
+                .lookup(&tkey)
+                .filter(|t| alive(now, t))
+                .and_then(|t| snap.dest(t.dest))
+                .filter(|d| d.in_service);
+            if held.is_some() {
+                return held;
+            }
+        }
+        let mut st = svc.sched.lock().unwrap_or_else(|e| e.into_inner());
+        let id = if matches!(st.scheduler_name(), "sh" | "dh" | "mh") {
+            st.schedule(&key.to_sched_flow(), now_ns)?.id
+        } else {
+            let usable = || {
+                st.dests()
+                    .iter()
+                    .filter(|d| d.in_service && d.sched.weight > 0)
+            };
+            let total: u64 = usable().map(|d| d.sched.weight as u64).sum();
+            if total == 0 {
+                return None;
+            }
+            let mut r = self.table.flow_hash(&Key::conn(key)) % total;
+            usable()
+                .find(|d| {
+                    let w = d.sched.weight as u64;
+                    if r < w {
+                        return true;
+                    }
+                    r -= w;
+                    false
+                })?
+                .id
+        };
+        snap.dest(id)
+    }
+
     /// Release what a removed or rebound entry held: its server's count
     /// and, for a connection, its template's.
     fn unbind_entry(&self, snap: &Snapshot, old: &View) {
@@ -546,8 +762,11 @@ impl Tracker {
 
     /// Expire this worker's share of connections and templates: the sweep
     /// walks the partition once per [`SWEEP_PERIOD_NS`], a slice per call,
-    /// so it never stalls the worker. A template that still controls
-    /// connections is kept and its deadline pushed.
+    /// so it never stalls the worker; a call handles at most
+    /// [`SWEEP_BATCH`] expired entries and the next resumes after them, so
+    /// every expired entry goes within a period plus one call per batch. A
+    /// template that still controls connections is kept and its deadline
+    /// pushed.
     pub fn expire(&mut self, snap: &Snapshot, now_ns: u64, stats: &mut impl Counts) {
         let elapsed = match self.last_sweep {
             Some(t) => now_ns.saturating_sub(t),
@@ -557,8 +776,8 @@ impl Tracker {
         let now = ticks(now_ns);
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
-        // At most the scratch buffer's capacity per call: no allocation.
-        let cap = expired.capacity();
+        // The sweep fills the scratch buffer at most to its capacity (no
+        // allocation) and resumes next call where it stopped.
         self.table.sweep(
             &mut self.part,
             elapsed.min(SWEEP_PERIOD_NS),
@@ -566,7 +785,7 @@ impl Tracker {
             now,
             &mut expired,
         );
-        for v in expired.iter().take(cap) {
+        for v in &expired {
             if holds(v) {
                 let t = snap
                     .svc(v.svc)
@@ -629,6 +848,261 @@ mod tests {
         // A connection's `ctl` names its template; it does not keep it alive.
         assert!(!alive(now, &entry(ckey, now, 3)));
         assert!(!holds(&entry(ckey, now, 3)));
+    }
+
+    mod flood {
+        use crate::conn::state::TcpState;
+        use crate::conn::table::Key;
+        use crate::conn::time::ticks;
+        use crate::flow::FlowKey;
+        use crate::pipeline::{DropReason, Verdict};
+        use crate::svc::Fwd;
+        use crate::testkit::{dr_service, rs_mac, service_with, tcp_frame, Fixture, CIP, VIP};
+        use crate::xmit::tun::TunKind;
+        use std::net::Ipv4Addr;
+
+        /// One second, as the pipeline's clock counts.
+        const S: u64 = 1_000_000_000;
+
+        /// Client `n` (a spoofed source of a flood, or a real client).
+        fn cip(n: u32) -> [u8; 4] {
+            (0xC613_0000 + n).to_be_bytes()
+        }
+
+        fn key(c: [u8; 4], port: u16) -> Key {
+            Key::conn(&FlowKey {
+                proto: 6,
+                cip: Ipv4Addr::from(c),
+                cport: port,
+                vip: Ipv4Addr::from(VIP),
+                vport: 80,
+            })
+        }
+
+        /// Send one frame at `now`; the real server it went to (by MAC).
+        fn send(f: &mut Fixture, now: u64, mut fr: Vec<u8>) -> Result<u8, Verdict> {
+            match f.pipeline.process(now, &mut fr) {
+                Verdict::Tx(_) => Ok((1..=8).find(|&i| fr[..6] == rs_mac(i)).expect("a server")),
+                v => Err(v),
+            }
+        }
+
+        fn syn(c: [u8; 4], port: u16) -> Vec<u8> {
+            tcp_frame(c, port, 80, true, false, b"")
+        }
+
+        fn ack(c: [u8; 4], port: u16, data: &[u8]) -> Vec<u8> {
+            tcp_frame(c, port, 80, false, true, data)
+        }
+
+        #[test]
+        fn a_new_syn_evicts_a_half_open_entry_of_a_full_partition() {
+            let mut f = Fixture::new(dr_service("wlc", 2, None), 64);
+            // 4 established connections, then a flood's 60 half-open ones.
+            for n in 0..4 {
+                send(&mut f, S, syn(CIP, 1000 + n)).unwrap();
+                send(&mut f, S, ack(CIP, 1000 + n, b"")).unwrap();
+            }
+            for n in 0..60 {
+                send(&mut f, S + n as u64, syn(cip(n), 7)).unwrap();
+            }
+            assert!(f.pipeline.partition().is_full());
+            // 8 real clients connect: each SYN evicts a half-open entry,
+            // never an established one (8 samples of which at least 52 in
+            // 64 are half-open: all miss with a chance of 10^-6).
+            for n in 0..8 {
+                let c = cip(1000 + n);
+                let s = send(&mut f, 40 * S, syn(c, 9)).unwrap();
+                assert_eq!(send(&mut f, 40 * S, ack(c, 9, b"x")), Ok(s));
+            }
+            let st = f.pipeline.stats();
+            assert_eq!(st.conns_evicted, 8);
+            assert_eq!(st.stateless, 0);
+            assert_eq!(st.drops.iter().sum::<u64>(), 0);
+            let t = f.pipeline.table();
+            assert_eq!(t.iter().count(), 64);
+            for n in 0..4 {
+                let v = t.lookup(&key(CIP, 1000 + n)).expect("established kept");
+                assert_eq!(v.state, TcpState::Established as u8);
+            }
+            for n in 0..8 {
+                assert!(t.lookup(&key(cip(1000 + n), 9)).is_some());
+            }
+            let flood = (0..60).filter(|&n| t.lookup(&key(cip(n), 7)).is_some());
+            assert_eq!(flood.count(), 52);
+            // The servers' counts follow the evictions.
+            let inactive: u32 = f.dests.iter().map(|d| d.sched.load.inactive()).sum();
+            let active: u32 = f.dests.iter().map(|d| d.sched.load.active()).sum();
+            assert_eq!((active, inactive), (12, 52));
+        }
+
+        #[test]
+        fn the_oldest_half_open_entries_go_first() {
+            let mut f = Fixture::new(dr_service("rr", 2, None), 256);
+            for n in 0..256 {
+                send(&mut f, S + n as u64 * S / 100, syn(cip(n), 7)).unwrap();
+            }
+            for n in 0..64 {
+                send(&mut f, 4 * S, syn(cip(5000 + n), 7)).unwrap();
+            }
+            assert_eq!(f.pipeline.stats().conns_evicted, 64);
+            // Each eviction took the oldest of a few random samples: the
+            // entries evicted are mostly from the older half.
+            let t = f.pipeline.table();
+            let gone_old = (0..128).filter(|&n| t.lookup(&key(cip(n), 7)).is_none());
+            let gone_new = (128..256).filter(|&n| t.lookup(&key(cip(n), 7)).is_none());
+            let (old, new) = (gone_old.count(), gone_new.count());
+            assert_eq!(old + new, 64);
+            assert!(old > 3 * new, "old {old}, new {new}");
+            // The newest flood entries (the real clients' age) survive.
+            assert!((5000..5064).all(|n| t.lookup(&key(cip(n), 7)).is_some()));
+        }
+
+        #[test]
+        fn half_open_entries_live_shorter_under_pressure() {
+            let mut f = Fixture::new(dr_service("rr", 1, None), 80);
+            let expires =
+                |f: &Fixture, c, p| f.pipeline.table().lookup(&key(c, p)).unwrap().expires;
+            send(&mut f, S, syn(cip(0), 7)).unwrap();
+            assert_eq!(expires(&f, cip(0), 7), ticks(S) + 60 * 100);
+            for n in 1..69 {
+                send(&mut f, S, syn(cip(n), 7)).unwrap();
+            }
+            // 69 of 80: below 7/8.
+            assert_eq!(expires(&f, cip(68), 7), ticks(S) + 60 * 100);
+            send(&mut f, S, syn(cip(69), 7)).unwrap();
+            assert_eq!(expires(&f, cip(69), 7), ticks(S) + 10 * 100);
+            // An established connection keeps its full timeout.
+            send(&mut f, S, ack(cip(69), 7, b"")).unwrap();
+            assert_eq!(expires(&f, cip(69), 7), ticks(S) + 900 * 100);
+        }
+
+        #[test]
+        fn a_partition_full_of_established_entries_forwards_new_flows_statelessly() {
+            let mut f = Fixture::new(dr_service("wlc", 3, None), 16);
+            for n in 0..16 {
+                send(&mut f, S, syn(CIP, 1000 + n)).unwrap();
+                send(&mut f, S, ack(CIP, 1000 + n, b"")).unwrap();
+            }
+            let mut used = [0u32; 4];
+            for n in 0..60 {
+                let c = cip(n);
+                let s = send(&mut f, 2 * S, syn(c, 5)).unwrap();
+                // Every later packet of the flow goes to the same server,
+                // with the table still full.
+                assert_eq!(send(&mut f, 2 * S, ack(c, 5, b"")), Ok(s));
+                assert_eq!(send(&mut f, 3 * S, ack(c, 5, b"GET /")), Ok(s));
+                assert_eq!(send(&mut f, 4 * S, syn(c, 5)), Ok(s), "a retransmitted SYN");
+                used[usize::from(s)] += 1;
+            }
+            // Spread over the three servers by the hash.
+            assert!(used[1..].iter().all(|&u| u > 5), "{used:?}");
+            let st = f.pipeline.stats();
+            assert_eq!(st.stateless, 240);
+            assert_eq!(st.conns_evicted, 0);
+            assert_eq!(st.drops.iter().sum::<u64>(), 0);
+            // No entry was made; every established flow is still there.
+            let t = f.pipeline.table();
+            assert_eq!(t.iter().count(), 16);
+            assert!((0..16).all(|n| t.lookup(&key(CIP, 1000 + n)).is_some()));
+            let conns: u64 = f.dests.iter().map(|d| d.stats.get().conns).sum();
+            assert_eq!(conns, 16);
+        }
+
+        #[test]
+        fn stateless_mh_flows_go_where_an_entry_would_have_sent_them() {
+            let mut full = Fixture::new(dr_service("mh", 3, None), 4);
+            let mut roomy = Fixture::new(dr_service("mh", 3, None), 1000);
+            for n in 0..4 {
+                send(&mut full, S, syn(CIP, 1000 + n)).unwrap();
+                send(&mut full, S, ack(CIP, 1000 + n, b"")).unwrap();
+            }
+            for n in 0..50 {
+                let c = cip(n * 7919);
+                let s = send(&mut full, S, syn(c, 5)).unwrap();
+                assert_eq!(send(&mut roomy, S, syn(c, 5)), Ok(s), "client {n}");
+            }
+            assert_eq!(full.pipeline.stats().stateless, 50);
+            assert_eq!(roomy.pipeline.stats().stateless, 0);
+        }
+
+        #[test]
+        fn without_a_stateless_flow_a_segment_without_a_connection_is_dropped() {
+            let mut f = Fixture::new(dr_service("rr", 2, None), 16);
+            assert_eq!(
+                send(&mut f, S, ack(CIP, 5, b"")),
+                Err(Verdict::Drop(DropReason::NoConn))
+            );
+        }
+
+        #[test]
+        fn nat_needs_an_entry_so_a_full_table_drops_its_new_flows() {
+            let nat = vec![(Fwd::Nat, TunKind::Ipip); 2];
+            let mut f = Fixture::new(service_with("rr", &nat, None, 80, None), 2);
+            for n in 0..2 {
+                send(&mut f, S, syn(CIP, 1000 + n)).unwrap();
+                send(&mut f, S, ack(CIP, 1000 + n, b"")).unwrap();
+            }
+            assert_eq!(
+                send(&mut f, S, syn(cip(1), 5)),
+                Err(Verdict::Drop(DropReason::ConnTableFull))
+            );
+            assert_eq!(f.pipeline.stats().stateless, 0);
+        }
+    }
+
+    #[test]
+    fn expire_removes_more_than_a_batch_in_one_period_without_growing() {
+        struct Expired(usize);
+        impl Counts for Expired {
+            fn conn_created(&mut self) {}
+            fn template_created(&mut self) {}
+            fn conn_expired(&mut self) {
+                self.0 += 1;
+            }
+            fn conn_evicted(&mut self) {}
+            fn stateless(&mut self) {}
+        }
+        let n = 2 * SWEEP_BATCH + 100;
+        let (t, mut parts) = ConnTable::new(n, 1);
+        let mut part = parts.pop().unwrap();
+        for i in 0..n as u32 {
+            let key = Key::conn(&FlowKey {
+                proto: PROTO_TCP,
+                cip: Ipv4Addr::from(0xC612_0000 + i),
+                cport: 1024 + (i % 50_000) as u16,
+                vip: Ipv4Addr::new(198, 19, 0, 1),
+                vport: 80,
+            });
+            let init = Init {
+                state: 3,
+                fwd: 0,
+                expires: ticks(SWEEP_PERIOD_NS),
+                dest: 0,
+                svc: 0,
+                ctl: 0,
+                nat: None,
+            };
+            t.insert(&mut part, &key, init).unwrap();
+        }
+        let mut tr = Tracker::new(Arc::new(t), part);
+        let snap = Snapshot::of_services(&[], Default::default());
+        let cap = tr.expired.capacity();
+        let mut gone = Expired(0);
+        // Everything has expired at 1 s; the whole partition is due at 2 s
+        // (one period), then calls come every 10 ms: three calls of at most
+        // a batch each must find them all.
+        tr.expire(&snap, SWEEP_PERIOD_NS, &mut gone);
+        let mut now = 2 * SWEEP_PERIOD_NS;
+        while gone.0 < n && now <= 2 * SWEEP_PERIOD_NS + 2 * SWEEP_PERIOD_NS / 100 {
+            tr.expire(&snap, now, &mut gone);
+            assert_eq!(tr.expired.capacity(), cap, "the scratch buffer grew");
+            now += SWEEP_PERIOD_NS / 100;
+        }
+        assert_eq!(
+            gone.0, n,
+            "expired entries left after a period and three calls"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Everything that touches the kernel: AF_XDP sockets (`xsk`), the XDP
-//! steering program and its maps (`xdp`), netlink (`netlink`), and the
+//! steering program and its maps (`xdp`), netlink (`netlink`), the memory
+//! the connection table lives in, which can outlive the process (`shm`), and the
 //! in-memory port used by tests and benches (`mem`). This is the only
 //! module with `unsafe` code; each block says why it is sound. The raw
 //! sockets and TAP devices of the test harness (`rawsock`) live here for
@@ -10,6 +11,7 @@ pub mod mem;
 pub mod netlink;
 #[cfg(feature = "testkit")]
 pub mod rawsock;
+pub mod shm;
 pub mod xdp;
 pub mod xsk;
 

@@ -324,6 +324,27 @@ fn ctx(what: impl std::fmt::Display, e: impl std::error::Error) -> io::Error {
     io::Error::other(format!("{what}: {}", error_chain(&e)))
 }
 
+/// The error of inserting `what` into map `MAPS[map]`: a full map
+/// (E2BIG, ENOSPC) is said plainly, as [`io::ErrorKind::StorageFull`];
+/// anything else with its cause.
+fn insert_error(map: usize, what: impl std::fmt::Display, e: aya::maps::MapError) -> io::Error {
+    if let aya::maps::MapError::SyscallError(s) = &e {
+        if matches!(
+            s.io_error.raw_os_error(),
+            Some(libc::E2BIG) | Some(libc::ENOSPC)
+        ) {
+            return io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "the steering map {} is full ({} entries): cannot add {what}",
+                    MAPS[map], MAP_SHAPES[map].3
+                ),
+            );
+        }
+    }
+    ctx(format_args!("inserting {what} in {}", MAPS[map]), e)
+}
+
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &str,
@@ -588,7 +609,12 @@ impl Steering {
         self.maps
             .svc
             .insert(SvcKey::new(proto, vip, port), 1, 0)
-            .map_err(|e| ctx(format_args!("inserting {vip}:{port} in svc_map"), e))
+            .map_err(|e| insert_error(1, format_args!("{vip}:{port}"), e))
+    }
+
+    /// Whether `proto vip:port` is steered.
+    pub fn has_service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> bool {
+        self.maps.svc.get(&SvcKey::new(proto, vip, port), 0).is_ok()
     }
 
     /// Stop steering `proto vip:port`.
@@ -603,7 +629,15 @@ impl Steering {
         self.maps
             .nat
             .insert(SvcKey::new(proto, rip, rport), 1, 0)
-            .map_err(|e| ctx(format_args!("inserting {rip}:{rport} in nat_map"), e))
+            .map_err(|e| insert_error(2, format_args!("{rip}:{rport}"), e))
+    }
+
+    /// Whether the replies of `rip:rport` (`proto`) are steered.
+    pub fn has_nat(&self, proto: u8, rip: Ipv4Addr, rport: u16) -> bool {
+        self.maps
+            .nat
+            .get(&SvcKey::new(proto, rip, rport), 0)
+            .is_ok()
     }
 
     /// Stop sending `rip:rport`'s replies to the sockets.
@@ -616,7 +650,15 @@ impl Steering {
         self.maps
             .vip
             .insert(u32::from_ne_bytes(vip.octets()), 1, 0)
-            .map_err(|e| ctx(format_args!("inserting {vip} in vip_map"), e))
+            .map_err(|e| insert_error(3, vip, e))
+    }
+
+    /// Whether ICMP errors addressed to `vip` are steered.
+    pub fn has_vip(&self, vip: Ipv4Addr) -> bool {
+        self.maps
+            .vip
+            .get(&u32::from_ne_bytes(vip.octets()), 0)
+            .is_ok()
     }
 
     /// Stop sending ICMP errors for `vip` to the sockets.

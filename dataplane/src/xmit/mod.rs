@@ -92,6 +92,13 @@ pub enum XmitError {
     /// Too big for the egress MTU, and no ICMP error may answer it.
     #[error("too big for the egress MTU")]
     TooBig,
+    /// The packet's headers do not allow the method (truncated, impossible
+    /// fields, not IPv4).
+    #[error("malformed packet")]
+    Malformed,
+    /// The egress MTU is too small for the method's headers.
+    #[error("egress MTU too small for the method")]
+    MtuTooSmall,
 }
 
 /// Readdress a validated frame from `src_mac` to `dst_mac`.

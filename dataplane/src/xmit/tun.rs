@@ -230,10 +230,20 @@ pub fn packet_xmit<B: FrameBuf + ?Sized>(
             buf.set_len(len);
             Ok(Out::FragNeeded)
         }
-        Err(_) => {
+        Err(e) => {
             buf.set_len(len);
-            Err(XmitError::TooBig)
+            Err(xmit_error(e))
         }
+    }
+}
+
+/// The pipeline's reason for a failed encapsulation.
+fn xmit_error(e: TunError) -> XmitError {
+    match e {
+        TunError::Bounds | TunError::NotIpv4 | TunError::Malformed(_) => XmitError::Malformed,
+        TunError::NoHeadroom { .. } | TunError::NoRoom => XmitError::NoTailroom,
+        TunError::TooBig => XmitError::TooBig,
+        TunError::MtuTooSmall => XmitError::MtuTooSmall,
     }
 }
 

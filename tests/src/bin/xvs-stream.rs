@@ -4,7 +4,7 @@
 //! ```text
 //! xvs-stream serve --port P [--lifetime-s S]
 //! xvs-stream client --connect ADDR:PORT --conns N --duration-ms D
-//!                   [--timeout-ms T] [--size B]
+//!                   [--timeout-ms T] [--size B] [--interval-ms I]
 //! xvs-stream get --connect ADDR:PORT --path /metrics [--timeout-ms T]
 //! ```
 //!
@@ -14,7 +14,10 @@
 //! echo, again and again until D ms have passed; it checks every echo byte
 //! for byte and prints `conns=N exchanges=E failed=F max_ms=M` plus one
 //! `conn I exchanges=E` line per connection, and exits 1 if any exchange
-//! failed. Every wait is bounded by T (default 3000 ms).
+//! failed. With `--interval-ms I` each connection pauses I ms between
+//! exchanges (a long-lived, mostly idle stream). It prints `connected`
+//! once every connection is open. Every wait is bounded by T (default
+//! 3000 ms).
 
 #![forbid(unsafe_code)]
 
@@ -127,6 +130,7 @@ fn client(args: &[String]) -> Result<ExitCode, String> {
     let duration = Duration::from_millis(num(args, "--duration-ms", 1000)?);
     let timeout = Duration::from_millis(num(args, "--timeout-ms", 3000)?.max(1));
     let size = num(args, "--size", 100)?.clamp(8, MAX_LINE as u64 - 1) as usize;
+    let interval = Duration::from_millis(num(args, "--interval-ms", 0)?.min(60_000));
     let mut streams = Vec::new();
     for i in 0..conns {
         let s = TcpStream::connect_timeout(&target, timeout)
@@ -138,11 +142,13 @@ fn client(args: &[String]) -> Result<ExitCode, String> {
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         streams.push(s);
     }
+    println!("connected");
+    let _ = std::io::stdout().flush();
     let end = Instant::now() + duration;
     let threads: Vec<_> = streams
         .into_iter()
         .enumerate()
-        .map(|(i, s)| std::thread::spawn(move || exchange_loop(i, s, end, size)))
+        .map(|(i, s)| std::thread::spawn(move || exchange_loop(i, s, end, size, interval)))
         .collect();
     let results: Vec<ConnResult> = threads
         .into_iter()
@@ -175,7 +181,13 @@ fn client(args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
-fn exchange_loop(i: usize, s: TcpStream, end: Instant, size: usize) -> ConnResult {
+fn exchange_loop(
+    i: usize,
+    s: TcpStream,
+    end: Instant,
+    size: usize,
+    interval: Duration,
+) -> ConnResult {
     let mut res = ConnResult {
         exchanges: 0,
         failed: false,
@@ -202,6 +214,9 @@ fn exchange_loop(i: usize, s: TcpStream, end: Instant, size: usize) -> ConnResul
             Ok(_) if reply == msg => {
                 res.exchanges += 1;
                 res.max = res.max.max(t0.elapsed());
+                if !interval.is_zero() {
+                    std::thread::sleep(interval.min(end.saturating_duration_since(Instant::now())));
+                }
             }
             Ok(_) => {
                 res.failed = true;
