@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared set-up of scripts/test.sh and scripts/demo.sh: system packages,
-# bpffs, the release build. Sourced, not run. Idempotent: installs only what
-# is missing, and runs `apt-get update` only when something is.
+# bpffs, the build (release unless told otherwise). Sourced, not run.
+# Idempotent: installs only what is missing, and runs `apt-get update` only
+# when something is.
 
 set -euo pipefail
 
@@ -68,14 +69,16 @@ xvs_install_cargo_deb() {
     cargo install cargo-deb --locked || xvs_die "cargo install cargo-deb failed"
 }
 
-# Everything a run needs, up to and including the release binaries.
+# Everything a run needs, up to and including the binaries of Cargo
+# profile $1 (default: release; scripts/test.sh uses `ci`).
 xvs_setup_and_build() {
+    local profile="${1:-release}"
     xvs_require_root
     xvs_install_deps
     xvs_mount_bpffs
     xvs_find_cargo
     xvs_install_cargo_deb
     cd "$XVS_ROOT"
-    xvs_log "cargo build --release --workspace --bins"
-    cargo build --release --workspace --bins || xvs_die "build failed"
+    xvs_log "cargo build --profile $profile --workspace --bins"
+    cargo build --profile "$profile" --workspace --bins || xvs_die "build failed"
 }

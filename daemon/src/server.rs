@@ -1,21 +1,51 @@
 //! The control socket: an acceptor that checks each peer's credentials and
-//! a few readers that take requests off connections, so that a slow or
-//! silent client never holds up the control thread, which only ever sees
-//! whole requests ([`Job`]s) on a channel.
+//! hands each connection to a thread of its own that reads the request,
+//! so that a slow or silent client never holds up the control thread,
+//! which only ever sees whole requests ([`Job`]s) on a channel, nor other
+//! clients: a fixed pool of readers would be held by as many silent
+//! clients for a whole request deadline each.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use xvs_control::access::{self, Group};
 use xvs_control::proto::{self, Reply, Request, Response};
 
-/// Threads reading requests off accepted connections.
-const READERS: usize = 4;
+/// Connections served at once, each by its own thread for at most
+/// [`proto::REQUEST_DEADLINE`] + [`proto::WRITE_TIMEOUT`] plus the time its
+/// command runs; further ones wait in the socket's listen backlog.
+const MAX_CLIENTS: usize = 256;
+/// Stack of a connection's thread (it parses a request and waits).
+const CLIENT_STACK: usize = 256 << 10;
+
+/// Counts the connections being served, to bound them.
+#[derive(Default)]
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    /// Wait for a free slot and take it.
+    fn take(&self) {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= MAX_CLIENTS {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+    }
+
+    /// Give a slot back.
+    fn give(&self) {
+        *self.busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+    }
+}
 
 /// One request on its way to the control thread, with where to answer.
 pub struct Job {
@@ -26,31 +56,16 @@ pub struct Job {
     pub reply: mpsc::Sender<Reply>,
 }
 
-/// Accept connections until `stop`; hand each to a reader thread with
-/// whether its peer may use the daemon.
+/// Accept connections until `stop`; serve each on a thread of its own
+/// (at most [`MAX_CLIENTS`] at once) with whether its peer may use the
+/// daemon.
 pub fn accept_loop(
     listener: UnixListener,
     jobs: SyncSender<Job>,
     stop: Arc<AtomicBool>,
     group: Option<Group>,
 ) {
-    let (conns_tx, conns_rx) = mpsc::sync_channel::<(UnixStream, bool)>(64);
-    let conns_rx = Arc::new(Mutex::new(conns_rx));
-    for i in 0..READERS {
-        let rx = conns_rx.clone();
-        let jobs = jobs.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("xvs-ctl-read{i}"))
-            .spawn(move || read_loop(&rx, &jobs));
-        if let Err(e) = spawned {
-            // Fewer readers still serve; none at all is the only failure.
-            eprintln!("xvsd: cannot start a request reader: {e}");
-            if i == 0 {
-                return;
-            }
-            break;
-        }
-    }
+    let slots = Arc::new(Slots::default());
     for conn in listener.incoming() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -66,53 +81,58 @@ pub fn accept_loop(
         let allowed = xvs_dataplane::io::peer_uid(&stream)
             .map(|uid| access::allowed(uid, group.as_ref()))
             .unwrap_or(false);
-        if conns_tx.send((stream, allowed)).is_err() {
-            break;
+        slots.take();
+        let (jobs, done) = (jobs.clone(), slots.clone());
+        let spawned = std::thread::Builder::new()
+            .name("xvs-ctl-client".into())
+            .stack_size(CLIENT_STACK)
+            .spawn(move || {
+                serve(stream, allowed, &jobs);
+                done.give();
+            });
+        if let Err(e) = spawned {
+            // The connection is closed unanswered; the next may fare better.
+            eprintln!("xvsd: cannot start a thread for a control client: {e}");
+            slots.give();
         }
     }
 }
 
-/// Read one request per connection, have the control thread execute it
+/// Read the connection's one request, have the control thread execute it
 /// (or refuse it for a peer that may not use the daemon) and answer.
-fn read_loop(conns: &Mutex<Receiver<(UnixStream, bool)>>, jobs: &SyncSender<Job>) {
-    loop {
-        let next = conns.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok((stream, allowed)) = next else {
+fn serve(stream: UnixStream, allowed: bool, jobs: &SyncSender<Job>) {
+    // Peers that may not use the daemon get a small ceiling: their
+    // request is read only to be answered with a refusal.
+    let max = if allowed {
+        proto::MAX_FRAME
+    } else {
+        proto::MAX_UNPRIVILEGED_FRAME
+    };
+    let req = match proto::read_request(&stream, max) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xvsd: control request: {e}");
             return;
-        };
-        // Peers that may not use the daemon get a small ceiling: their
-        // request is read only to be answered with a refusal.
-        let max = if allowed {
-            proto::MAX_FRAME
-        } else {
-            proto::MAX_UNPRIVILEGED_FRAME
-        };
-        let req = match proto::read_request(&stream, max) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("xvsd: control request: {e}");
-                continue;
-            }
-        };
-        let reply = if allowed {
-            let (tx, rx) = mpsc::channel();
-            if jobs.send(Job { req, reply: tx }).is_err() {
-                return;
-            }
-            match rx.recv() {
-                Ok(r) => r,
-                Err(_) => return,
-            }
-        } else {
-            Response::fail(
-                255,
-                "xvsd: permission denied (only root, or the --group given to xvsd, may use it)",
-            )
-            .into()
-        };
-        if let Err(e) = proto::write_reply(&stream, reply) {
-            eprintln!("xvsd: control response: {e}");
         }
+    };
+    let reply = if allowed {
+        let (tx, rx) = mpsc::channel();
+        if jobs.send(Job { req, reply: tx }).is_err() {
+            return;
+        }
+        match rx.recv() {
+            Ok(r) => r,
+            Err(_) => return,
+        }
+    } else {
+        Response::fail(
+            255,
+            "xvsd: permission denied (only root, or the --group given to xvsd, may use it)",
+        )
+        .into()
+    };
+    if let Err(e) = proto::write_reply(&stream, reply) {
+        eprintln!("xvsd: control response: {e}");
     }
 }
 

@@ -116,7 +116,8 @@ pub fn run<P: Port>(
 /// were dropped instead.
 fn counters<P: Port>(pipeline: &Pipeline, port: &P, rx: u64, unavailable: u64) -> WorkerCounters {
     let mut p = pipeline.stats().clone();
-    p.pass = p.pass.saturating_sub(unavailable);
+    // Exact: every unavailable frame was first counted as passed.
+    p.pass -= unavailable;
     p.drops[DropReason::PassUnavailable as usize] += unavailable;
     WorkerCounters {
         rx,

@@ -804,6 +804,15 @@ fn tun_failure_cases() -> Vec<Case> {
             servers(&[IPIP]),
         )
         .tx(syn.clone(), tun_to(TunKind::Ipip, 1, 1, &syn, 0))
+        // An MTU it fits under: past the MTU it would get
+        // fragmentation-needed, which needs no tailroom.
+        .then("egress MTU of 9000", |f| {
+            f.pipeline.set_ports(vec![PortInfo {
+                ifindex: 0,
+                mac: DIR_MAC,
+                mtu: 9000,
+            }])
+        })
         .drop(jumbo, DropReason::NoTailroom),
         case(
             "TUN: an egress MTU below the tunnel's needs is mtu_too_small",

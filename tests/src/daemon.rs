@@ -104,8 +104,9 @@ pub struct WorkerFrames {
     pub comp: u64,
     /// Frames on the free list.
     pub free: u64,
-    /// Frames unaccounted for (must be 0).
-    pub lost: u64,
+    /// Frames unaccounted for (must be 0; negative when a frame is
+    /// counted twice).
+    pub lost: i64,
 }
 
 impl WorkerFrames {
@@ -121,6 +122,11 @@ impl WorkerFrames {
         let mut seen_lost = false;
         for kv in rest.split_whitespace() {
             let (k, v) = kv.split_once('=')?;
+            if k == "lost" {
+                w.lost = v.parse().ok()?;
+                seen_lost = true;
+                continue;
+            }
             let v: u64 = v.parse().ok()?;
             match k {
                 "total" => w.total = v,
@@ -129,10 +135,6 @@ impl WorkerFrames {
                 "tx" => w.tx = v,
                 "comp" => w.comp = v,
                 "free" => w.free = v,
-                "lost" => {
-                    w.lost = v;
-                    seen_lost = true;
-                }
                 _ => {}
             }
         }
@@ -491,5 +493,11 @@ mod tests {
         assert_eq!(w.worker, "x1a2b-dir:0");
         assert_eq!((w.total, w.fill, w.free, w.lost), (4096, 2048, 2048, 0));
         assert_eq!(WorkerFrames::parse("xvsd: worker eth0:0 started"), None);
+        // A frame counted twice shows as a negative loss, not as none.
+        let w = WorkerFrames::parse(
+            "xvsd: worker d:1 frames total=8 fill=4 rx=0 tx=1 comp=0 free=4 lost=-1",
+        )
+        .unwrap();
+        assert_eq!(w.lost, -1);
     }
 }

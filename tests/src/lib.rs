@@ -54,6 +54,18 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// The Cargo profile the binaries of [`bin_dir`] were built with, as
+/// `cargo --profile` names it: the directory's name (`release`, `ci`),
+/// except `dev` for `debug`.
+pub fn bin_profile() -> String {
+    let dir = bin_dir();
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".into(),
+        Some(name) => name.into(),
+        None => "release".into(),
+    }
+}
+
 /// Path of the workspace binary `name`; panics with the build command to run
 /// when it has not been built.
 pub fn bin(name: &str) -> PathBuf {
@@ -61,7 +73,8 @@ pub fn bin(name: &str) -> PathBuf {
     assert!(
         path.is_file(),
         "{} not found: build the binaries of the same profile first, \
-         e.g. `cargo build --release --bins` (scripts/test.sh does this)",
+         e.g. `cargo build --profile ci --workspace --bins` for `cargo test \
+         --profile ci` (scripts/test.sh does this)",
         path.display()
     );
     path

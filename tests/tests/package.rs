@@ -1,4 +1,5 @@
-//! The Debian package: built from the release binaries with cargo-deb
+//! The Debian package: built from the binaries the tests run (the
+//! release profile, or `ci` under scripts/test.sh) with cargo-deb
 //! (as `scripts/package.sh` does), it must carry the binaries, the systemd
 //! unit, the man pages and the default files where a system service
 //! expects them, and its binaries must run once unpacked.
@@ -41,7 +42,8 @@ impl Drop for Scratch {
     }
 }
 
-/// Builds the .deb from the existing release binaries into `dir`.
+/// Builds the .deb from the existing binaries of the tests' profile into
+/// `dir`.
 fn build_deb(dir: &Path) -> PathBuf {
     let has_cargo_deb = Command::new(cargo())
         .args(["deb", "--version"])
@@ -66,6 +68,8 @@ fn build_deb(dir: &Path) -> PathBuf {
             "-p",
             "xvs-daemon",
             "--no-build",
+            "--profile",
+            &xvs_tests::bin_profile(),
             "--fast",
             "--output",
         ])

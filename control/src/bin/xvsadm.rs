@@ -25,7 +25,20 @@ fn exit(code: i32) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `std::env::args` would panic on an argument that is not UTF-8.
+    let mut args: Vec<String> = Vec::new();
+    for (i, a) in std::env::args_os().skip(1).enumerate() {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                print_err(&format!(
+                    "xvsadm: argument {} is not valid UTF-8: {a:?}\n{HINT}\n",
+                    i + 1
+                ));
+                return exit(2);
+            }
+        }
+    }
     let path = match proto::socket_path(&mut args) {
         Ok(p) => p,
         Err(msg) => {

@@ -37,10 +37,12 @@ pub struct FrameAccounting {
 }
 
 impl FrameAccounting {
-    /// Frames not accounted for (always 0 unless there is a bug).
-    pub fn lost(&self) -> u64 {
-        self.total
-            .saturating_sub(self.fill + self.rx + self.tx + self.comp + self.free)
+    /// Frames not accounted for: `total` minus the sum of the parts,
+    /// exactly (0 unless there is a bug; negative when a frame is counted
+    /// in two places). Computed in 128 bits, so it cannot overflow.
+    pub fn lost(&self) -> i128 {
+        let parts = [self.fill, self.rx, self.tx, self.comp, self.free];
+        i128::from(self.total) - parts.iter().map(|&n| i128::from(n)).sum::<i128>()
     }
 }
 
@@ -151,4 +153,28 @@ pub fn peer_uid(sock: &impl std::os::fd::AsRawFd) -> std::io::Result<u32> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(cred.uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameAccounting;
+
+    #[test]
+    fn lost_frames_are_counted_exactly_both_ways() {
+        let mut f = FrameAccounting {
+            total: 8,
+            fill: 4,
+            tx: 1,
+            free: 3,
+            ..Default::default()
+        };
+        assert_eq!(f.lost(), 0);
+        f.free = 2;
+        assert_eq!(f.lost(), 1, "a frame missing");
+        f.free = 4;
+        assert_eq!(f.lost(), -1, "a frame counted twice");
+        f.fill = u64::MAX;
+        f.total = u64::MAX;
+        assert_eq!(f.lost(), -5, "no overflow near the top of the range");
+    }
 }

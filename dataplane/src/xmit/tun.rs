@@ -201,7 +201,7 @@ fn xmit_with(
 #[inline]
 pub fn packet_xmit<B: FrameBuf + ?Sized>(
     buf: &mut B,
-    _pkt: &Parsed,
+    pkt: &Parsed,
     ctx: &XmitCtx,
 ) -> Result<Out, XmitError> {
     let tun = Tunnel {
@@ -213,7 +213,12 @@ pub fn packet_xmit<B: FrameBuf + ?Sized>(
         mtu: ctx.mtu,
     };
     let len = buf.bytes().len();
-    if !buf.set_len(len + ctx.tun.overhead()) {
+    // A packet past the MTU is answered (fragmentation-needed, written
+    // over the frame) or refused, never encapsulated: it needs no
+    // tailroom, however large it is.
+    let over = ctx.tun.overhead();
+    let fits = usize::from(pkt.ip_len) + over <= usize::from(ctx.mtu);
+    if fits && !buf.set_len(len + over) {
         return Err(XmitError::NoTailroom);
     }
     match encap(buf.bytes(), 0, len, &tun, ctx.ident, Room::Tail) {
