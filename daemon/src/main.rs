@@ -3,7 +3,7 @@
 //! xvsadm on a Unix socket. With no `--iface` it runs control-only.
 //!
 //! Threads: the workers (data plane); an acceptor that checks each peer's
-//! credentials and a few request readers ([`server`]), so a slow client
+//! credentials and a thread per connection ([`server`]), so a slow client
 //! never holds up the control thread; the control thread ([`control_loop`],
 //! run by this `main`), the only owner of the configuration; and with
 //! `--metrics`, the thread serving that page. This crate is the only one
