@@ -493,8 +493,8 @@ fn tcp_flags(g: &mut Group) {
         // server answers it as its stack sees fit.
         ("SYN+FIN", SYN | FIN, ToServer),
         ("SYN+ACK", SYN | ACK, ToServer),
-        ("SYN+RST", SYN | RST, ToServer),
-        ("all flags", ALL_FLAGS, ToServer),
+        ("SYN+RST", SYN | RST, NO_CONN),
+        ("all flags", ALL_FLAGS, NO_CONN),
         ("no flags", 0, NO_CONN),
         ("FIN", FIN, NO_CONN),
         ("RST", RST, NO_CONN),

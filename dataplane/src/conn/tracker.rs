@@ -26,7 +26,7 @@ use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey};
 use crate::verdict::DropReason;
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
-use crate::wire::tcp::SYN;
+use crate::wire::tcp::{RST, SYN};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -342,7 +342,8 @@ impl Tracker {
     ) -> Track<'s> {
         let timeouts = snap.timeouts;
         let is_tcp = p.key.proto == PROTO_TCP;
-        let syn = is_tcp && p.tcp_flags & SYN != 0;
+        // As IPVS: a SYN opens a connection unless RST is set too.
+        let syn = is_tcp && p.tcp_flags & (SYN | RST) == SYN;
         let now = ticks(now_ns);
         let key = Key::conn(&p.key);
 
