@@ -480,6 +480,35 @@ impl Drop for Xvsd {
     }
 }
 
+/// A file in the temporary directory, named per run, removed on drop: a
+/// rules file for `--config`, a bad one for a failing start.
+#[derive(Debug)]
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// Writes `text` to a new file whose name ends in `name`.
+    pub fn new(name: &str, text: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "xvs-{}-{}-{name}",
+            crate::netns::unique_prefix(),
+            std::process::id()
+        ));
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        TempFile(p)
+    }
+
+    /// Its path, as a command-line argument.
+    pub fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

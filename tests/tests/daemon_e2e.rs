@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use xvs_tests::daemon::{shared_pin_dir, Start, Xvsd, XvsdExit};
+use xvs_tests::daemon::{shared_pin_dir, Start, TempFile, Xvsd, XvsdExit};
 use xvs_tests::netns::{self, DrLan};
 use xvs_tests::node::ClientSummary;
 
@@ -31,31 +31,6 @@ fn rules(lan: &DrLan) -> String {
         r.push_str(&format!("-a -t {VIP_PORT} -r {}:80 -g -w 1\n", h.ip));
     }
     r
-}
-
-/// Writes `text` to a fresh file; removed on drop.
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(name: &str, text: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "xvs-{}-{}-{name}",
-            netns::unique_prefix(),
-            std::process::id()
-        ));
-        std::fs::write(&p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        TempFile(p)
-    }
-
-    fn arg(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Removes what a test's daemons pinned in the shared bpffs, whatever

@@ -9,13 +9,13 @@
 //! connection table again, so the streams see a pause, never a reset.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use xvs_tests::daemon::{Start, Xvsd};
+use xvs_tests::daemon::{Start, TempFile, Xvsd};
 use xvs_tests::lans::NatLan;
 use xvs_tests::listing;
 use xvs_tests::netns::{unique_prefix, DrLan, VIP};
@@ -31,23 +31,6 @@ static NET: Mutex<()> = Mutex::new(());
 
 fn net_lock() -> MutexGuard<'static, ()> {
     NET.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A rules file for `--config`, removed on drop.
-struct Rules(PathBuf);
-
-impl Rules {
-    fn new(text: &str) -> Rules {
-        let p = std::env::temp_dir().join(format!("xvs-{}-rules", unique_prefix()));
-        std::fs::write(&p, text).expect("write rules");
-        Rules(p)
-    }
-}
-
-impl Drop for Rules {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// `xvs-stream client` running in a namespace: 20 streams, a line every
@@ -264,7 +247,7 @@ fn dr_streams_survive_kill_9_restart_and_live_upgrade() {
     for h in &lan.rs {
         rules.push_str(&format!("-a -t {svc} -r {}:80 -g -w 1\n", h.ip));
     }
-    let rules = Rules::new(&rules);
+    let rules = TempFile::new("rules", &rules);
     let args: Vec<String> = vec![
         "--iface".into(),
         lan.director.iface.clone(),
@@ -290,7 +273,7 @@ fn nat_streams_survive_kill_9_restart_and_live_upgrade() {
     for h in &lan.rs {
         rules.push_str(&format!("-a -t {svc} -r {}:8080 -m -w 1\n", h.ip));
     }
-    let rules = Rules::new(&rules);
+    let rules = TempFile::new("rules", &rules);
     let args: Vec<String> = vec![
         "--iface".into(),
         lan.director.iface.clone(),
@@ -322,10 +305,13 @@ fn a_corrupted_table_header_starts_empty_and_says_why() {
     let lan = DrLan::new();
     let table = std::env::temp_dir().join(format!("xvs-{}.table", unique_prefix()));
     let svc = format!("{VIP}:80");
-    let rules = Rules::new(&format!(
-        "-A -t {svc} -s rr\n-a -t {svc} -r {}:80 -g -w 1\n",
-        lan.rs[0].ip
-    ));
+    let rules = TempFile::new(
+        "rules",
+        &format!(
+            "-A -t {svc} -s rr\n-a -t {svc} -r {}:80 -g -w 1\n",
+            lan.rs[0].ip
+        ),
+    );
     let args: Vec<String> = vec![
         "--iface".into(),
         lan.director.iface.clone(),

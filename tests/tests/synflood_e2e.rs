@@ -10,13 +10,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use xvs_tests::daemon::Xvsd;
-use xvs_tests::netns::{unique_prefix, DrLan, VIP};
+use xvs_tests::daemon::{TempFile, Xvsd};
+use xvs_tests::netns::{DrLan, VIP};
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
@@ -38,23 +37,6 @@ const STREAMS: u64 = 10;
 const STREAM_MS: u64 = 14_000;
 /// New connections opened during the flood.
 const NEW_CONNS: u64 = 200;
-
-/// A rules file for `--config`, removed on drop.
-struct Rules(PathBuf);
-
-impl Rules {
-    fn new(text: &str) -> Rules {
-        let p = std::env::temp_dir().join(format!("xvs-{}-rules", unique_prefix()));
-        std::fs::write(&p, text).expect("write rules");
-        Rules(p)
-    }
-}
-
-impl Drop for Rules {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// A child whose stdout lines arrive on a channel; killed on drop.
 struct Lines {
@@ -181,7 +163,7 @@ fn a_syn_flood_locks_out_no_real_client_and_disturbs_no_stream() {
             rules.push_str(&format!("-a -t {VIP}:{port} -r {}:{port} -g -w 1\n", h.ip));
         }
     }
-    let rules = Rules::new(&rules);
+    let rules = TempFile::new("rules", &rules);
     let args: Vec<String> = vec![
         "--iface".into(),
         lan.director.iface.clone(),
