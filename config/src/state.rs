@@ -201,8 +201,21 @@ mod tests {
         assert_eq!(s, Established);
         let s = s.next(ACK | FIN);
         assert_eq!(s, FinWait);
+        assert_eq!(s.next(ACK), FinWait);
         assert_eq!(Established.next(RST), Close);
         assert_eq!(Established.next(0), Established);
+        assert_eq!(TimeWait.next(SYN), SynRecv);
+    }
+
+    #[test]
+    fn default_timeouts() {
+        let t = Timeouts::default();
+        assert_eq!(t.tcp_state(Established), 900);
+        assert_eq!(t.tcp_state(SynRecv), 60);
+        assert_eq!(t.tcp_state(FinWait), 120);
+        assert_eq!(t.tcp_state(Close), 10);
+        assert_eq!(t.tcp_state(None), 2);
+        assert_eq!(t.udp, 300);
     }
 
     #[test]
