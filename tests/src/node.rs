@@ -163,6 +163,73 @@ impl Drop for Holder {
     }
 }
 
+/// A command run in a namespace whose stdout lines arrive on a channel;
+/// killed on drop.
+#[derive(Debug)]
+pub struct Lines {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Lines {
+    /// Starts `cmd` inside namespace `ns`.
+    pub fn spawn(ns: &str, cmd: &[&str]) -> Lines {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let out = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { child, lines }
+    }
+
+    /// The next line it prints, waiting at most `within`.
+    pub fn next_line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// Everything it prints until it exits (at most `within`), and whether
+    /// it exited successfully.
+    pub fn finish(mut self, within: Duration) -> (String, bool) {
+        let deadline = Instant::now() + within;
+        let mut out = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    out.push_str(&l);
+                    out.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("did not end in time; so far:\n{out}");
+                }
+            }
+        }
+        let ok = self.child.wait().is_ok_and(|s| s.success());
+        (out, ok)
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,8 @@
 //! VIP's packets; TCP retransmits them once the next daemon has mapped the
 //! connection table again, so the streams see a pause, never a reset.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,6 +17,7 @@ use xvs_tests::daemon::{Start, TempFile, Xvsd};
 use xvs_tests::lans::NatLan;
 use xvs_tests::listing;
 use xvs_tests::netns::{unique_prefix, DrLan, VIP};
+use xvs_tests::node::Lines;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 /// Streams per run.
@@ -34,68 +33,32 @@ fn net_lock() -> MutexGuard<'static, ()> {
 }
 
 /// `xvs-stream client` running in a namespace: 20 streams, a line every
-/// 50 ms each, every echo checked byte for byte.
-struct Streams {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Streams {
-    fn start(ns: &str, target: &str) -> Streams {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, STREAM, "client", "--connect", target])
-            .args(["--conns", &STREAMS.to_string()])
-            .args(["--duration-ms", &STREAM_MS.to_string()])
-            .args(["--interval-ms", "50", "--size", "8", "--timeout-ms", "8000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start xvs-stream client");
-        let out = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let s = Streams { child, lines };
-        match s.lines.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) if l == "connected" => s,
-            other => panic!("the streams did not connect: {other:?}"),
-        }
-    }
-
-    /// Waits (bounded) for the client's verdict: its summary line.
-    fn finish(mut self) -> String {
-        let deadline = Instant::now() + Duration::from_millis(STREAM_MS + 20_000);
-        let mut out = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    out.push_str(&l);
-                    out.push('\n');
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = self.child.kill();
-                    panic!("the streams did not end in time; so far:\n{out}");
-                }
-            }
-        }
-        let status = self.child.wait().expect("wait for xvs-stream");
-        assert!(status.success(), "a stream failed ({status}):\n{out}");
-        out
-    }
-}
-
-impl Drop for Streams {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// 50 ms each, every echo checked byte for byte; returned once all are
+/// connected.
+fn start_streams(ns: &str, target: &str) -> Lines {
+    let (conns, ms) = (STREAMS.to_string(), STREAM_MS.to_string());
+    let s = Lines::spawn(
+        ns,
+        &[
+            STREAM,
+            "client",
+            "--connect",
+            target,
+            "--conns",
+            &conns,
+            "--duration-ms",
+            &ms,
+            "--interval-ms",
+            "50",
+            "--size",
+            "8",
+            "--timeout-ms",
+            "8000",
+        ],
+    );
+    match s.next_line(Duration::from_secs(10)) {
+        Some(l) if l == "connected" => s,
+        other => panic!("the streams did not connect: {other:?}"),
     }
 }
 
@@ -189,7 +152,7 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
         .expect("warm-up");
     assert!(warm.status.success(), "warm-up: {warm:?}");
 
-    let streams = Streams::start(client_ns, svc);
+    let streams = start_streams(client_ns, svc);
     let before = wait_active(&xvsd, svc);
     std::thread::sleep(Duration::from_millis(1000));
     let said = xvsd.kill_hard();
@@ -214,7 +177,8 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
     let after = counts(&xvsd, svc);
     assert_counts_kept(&before, &after, "live upgrade");
 
-    let out = streams.finish();
+    let (out, ok) = streams.finish(Duration::from_millis(STREAM_MS + 20_000));
+    assert!(ok, "a stream failed:\n{out}");
     assert!(
         out.contains(&format!("conns={STREAMS} ")) && out.contains("failed=0"),
         "{out}"

@@ -8,14 +8,12 @@
 //! The real servers answer the spoofed SYNs; a blackhole route for
 //! 198.18.0.0/15 (beyond the LAN's /24) sends their SYN-ACKs nowhere.
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
 use xvs_tests::netns::{DrLan, VIP};
+use xvs_tests::node::Lines;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
@@ -37,65 +35,6 @@ const STREAMS: u64 = 10;
 const STREAM_MS: u64 = 14_000;
 /// New connections opened during the flood.
 const NEW_CONNS: u64 = 200;
-
-/// A child whose stdout lines arrive on a channel; killed on drop.
-struct Lines {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Lines {
-    fn spawn(ns: &str, cmd: &[&str]) -> Lines {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-        let out = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Lines { child, lines }
-    }
-
-    /// Everything it prints until it exits (at most `within`), and whether
-    /// it exited successfully.
-    fn finish(mut self, within: Duration) -> (String, bool) {
-        let deadline = Instant::now() + within;
-        let mut out = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    out.push_str(&l);
-                    out.push('\n');
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = self.child.kill();
-                    panic!("did not end in time; so far:\n{out}");
-                }
-            }
-        }
-        let ok = self.child.wait().is_ok_and(|s| s.success());
-        (out, ok)
-    }
-}
-
-impl Drop for Lines {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The number after `name ` in `text` (`-L --dataplane`, the flood's
 /// report).
@@ -199,8 +138,8 @@ fn a_syn_flood_locks_out_no_real_client_and_disturbs_no_stream() {
             "8000",
         ],
     );
-    match streams.lines.recv_timeout(Duration::from_secs(10)) {
-        Ok(l) if l == "connected" => {}
+    match streams.next_line(Duration::from_secs(10)) {
+        Some(l) if l == "connected" => {}
         other => panic!("the streams did not connect: {other:?}"),
     }
 
