@@ -257,6 +257,7 @@ impl Drop for Netns {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        remove_tables_of(&self.name);
         let out = run(&["ip", "netns", "del", &self.name]);
         if !out.status.success() {
             eprintln!(
@@ -301,6 +302,26 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Removes the connection tables (and their id files) that an xvsd in
+/// namespace `ns` left in /dev/shm: a daemon that crashed, was killed or
+/// failed keeps its table for the next start, which in a test never comes.
+/// xvsd names them after the namespace's inode (`xvs-net<INODE>-...`).
+fn remove_tables_of(ns: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(format!("/run/netns/{ns}")) else {
+        return;
+    };
+    let prefix = format!("xvs-net{}-", meta.ino());
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for e in dir.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
