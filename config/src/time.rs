@@ -24,6 +24,15 @@ pub const fn ticks_of_secs(secs: u32) -> u32 {
     secs.saturating_mul(TICKS_PER_SEC)
 }
 
+/// Nanoseconds per second.
+pub const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// `secs` seconds in nanoseconds of the monotonic clock.
+#[inline]
+pub const fn ns_of_secs(secs: u32) -> u64 {
+    secs as u64 * NS_PER_SEC
+}
+
 /// `ticks` ticks in whole seconds, rounded down.
 #[inline]
 pub const fn secs_of_ticks(ticks: u32) -> u32 {
@@ -42,5 +51,6 @@ mod tests {
         assert_eq!(secs_of_ticks(199), 1);
         assert_eq!(ticks_of_ns(2_500_000_000), 250);
         assert_eq!(u64::from(ticks_of_secs(3)) * TICK_NS, 3_000_000_000);
+        assert_eq!(ns_of_secs(900), 900 * NS_PER_SEC);
     }
 }

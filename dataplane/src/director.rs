@@ -523,7 +523,7 @@ impl Director {
                 proto: f.proto,
                 template: v.key.template,
                 state,
-                expire_secs: left.div_ceil(1_000_000_000),
+                expire_secs: left.div_ceil(xvs_config::time::NS_PER_SEC),
                 cip: f.cip,
                 cport: f.cport,
                 vip: f.vip,

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// How often the expiry sweep walks a worker's whole partition.
-pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
+pub const SWEEP_PERIOD_NS: u64 = xvs_config::time::NS_PER_SEC;
 
 /// Most expired entries one sweep call removes (the capacity of its
 /// scratch buffer, allocated once).
@@ -651,7 +651,7 @@ impl Tracker {
         p: &Parsed,
         stats: &mut impl Counts,
     ) -> Track<'s> {
-        let life = u64::from(snap.timeouts.tcp.max(snap.timeouts.udp)) * 1_000_000_000;
+        let life = xvs_config::time::ns_of_secs(snap.timeouts.tcp.max(snap.timeouts.udp));
         self.table.open_stateless(now_ns.saturating_add(life));
         self.forward_stateless(snap, svc, now_ns, p, stats)
     }
