@@ -206,21 +206,7 @@ impl Xvsd {
         timeout: Duration,
     ) -> XvsdExit {
         let (mut child, socket, stderr_path, state_dir) = spawn(ns, extra, how);
-        let deadline = Instant::now() + timeout;
-        let mut killed = false;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => {
-                    killed = true;
-                    let _ = child.kill();
-                    break child.wait().expect("wait for killed xvsd");
-                }
-            }
-        };
+        let (status, killed) = wait_or_kill(&mut child, timeout);
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         let _ = std::fs::remove_file(&stderr_path);
         if let Some(d) = state_dir {
@@ -374,21 +360,7 @@ impl Xvsd {
             .args(["-c", &format!("kill -TERM {}", child.id())])
             .stderr(Stdio::null())
             .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let mut killed = false;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => {
-                    killed = true;
-                    let _ = child.kill();
-                    break child.wait().expect("wait for killed xvsd");
-                }
-            }
-        };
+        let (status, killed) = wait_or_kill(&mut child, STOP_TIMEOUT);
         Some(XvsdExit {
             status,
             stderr: self.stderr_so_far(),
@@ -398,6 +370,24 @@ impl Xvsd {
 }
 
 /// Spawns xvsd: the child, its socket path and its stderr file.
+/// Waits for `child` to exit, at most `timeout`; then kills it. Returns
+/// how it ended and whether it had to be killed.
+fn wait_or_kill(child: &mut Child, timeout: Duration) -> (std::process::ExitStatus, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (status, false),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                return (child.wait().expect("wait for killed xvsd"), true);
+            }
+        }
+    }
+}
+
 /// Starts xvsd; returns the child, its socket, its stderr file and the
 /// temporary `--state-dir` made for it (`None` when `extra` names one).
 fn spawn(
