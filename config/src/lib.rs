@@ -12,15 +12,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod state;
 pub mod stats;
 pub mod svc;
+pub mod sync;
 pub mod time;
 pub mod tun;
 
+pub use check::{CheckConf, CheckKind, CheckSpec, Health, HealthStatus, OnFail, Quorum};
 pub use config::{Config, DestConf, ServiceConf};
 pub use state::{TcpState, Timeouts};
 pub use stats::{CounterValues, Counters};
 pub use svc::{Fwd, Persist, SvcKey};
+pub use sync::{SyncConn, SyncDaemonConf, SyncRole};
 pub use tun::{TunConf, TunCsum, TunKind, TunType};
