@@ -12,6 +12,7 @@
 use crate::io::xdp::SteerCounters;
 use crate::io::RingCounters;
 use crate::pipeline::{DropReason, PipelineStats};
+use crate::sync::SyncCounters;
 
 /// What one worker counted: frames read, its pipeline, its rings.
 #[derive(Debug, Default, Clone)]
@@ -52,6 +53,8 @@ pub struct DataplaneCounters {
     pub sum: WorkerCounters,
     /// The steering program's counters, per interface name.
     pub steering: Vec<(String, SteerCounters)>,
+    /// Connection sync: records emitted, installed, rejected by reason.
+    pub sync: SyncCounters,
 }
 
 impl DataplaneCounters {
@@ -76,8 +79,8 @@ impl DataplaneCounters {
     }
 
     /// Every counter, in listing order: the pipeline's, the drops by
-    /// reason (the ring's `tx_ring_full` among them), then each
-    /// interface's steering program.
+    /// reason (the ring's `tx_ring_full` among them), connection sync's,
+    /// then each interface's steering program.
     pub fn iter(&self) -> impl Iterator<Item = Counter> + '_ {
         let s = &self.sum;
         let p = &s.pipeline;
@@ -152,6 +155,14 @@ impl DataplaneCounters {
             .into_iter()
             .map(move |r| drop(r.name(), p.drops[r as usize]))
             .chain(std::iter::once(drop("tx_ring_full", s.rings.tx_ring_full)));
+        let sync = self.sync.named().into_iter().map(|(name, value)| Counter {
+            group: "sync".into(),
+            name,
+            metric: "sync_records_total",
+            label: Some(("what", name.to_string())),
+            help: "Connection sync records: emitted by the workers, dropped on a full queue, installed, updated, replaced, stale, rejected by reason",
+            value,
+        });
         let steering = self.steering.iter().flat_map(|(iface, c)| {
             let one = move |name: &'static str, metric, help, value| Counter {
                 group: format!("steering {iface}"),
@@ -182,7 +193,11 @@ impl DataplaneCounters {
                 ),
             ]
         });
-        pipeline.into_iter().chain(drops).chain(steering)
+        pipeline
+            .into_iter()
+            .chain(drops)
+            .chain(sync)
+            .chain(steering)
     }
 
     /// The counters as lines of `GROUP: NAME VALUE NAME VALUE ...`, each
@@ -258,10 +273,14 @@ mod tests {
         }
         let keys: HashSet<_> = all.iter().map(|c| (c.metric, c.label.clone())).collect();
         assert_eq!(keys.len(), all.len());
+        d.sync.installed = 4;
+        d.sync.rejected_no_dest = 1;
         let lines = d.lines("  ");
-        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines.len(), 4, "{lines:?}");
         assert!(lines[0].starts_with("  pipeline: rx 20 tx 14 pass 0"));
         assert!(lines[1].contains(" no_port 8 ") && lines[1].ends_with(" tx_ring_full 6"));
-        assert_eq!(lines[2], "  steering eth0: pass 5 redirect 20 no_socket 1");
+        assert!(lines[2].starts_with("  sync: emitted 0 out_dropped 0 in_dropped 0 installed 4 "));
+        assert!(lines[2].contains(" rejected_no_dest 1 "));
+        assert_eq!(lines[3], "  steering eth0: pass 5 redirect 20 no_socket 1");
     }
 }

@@ -13,6 +13,7 @@ use crate::io::xsk::XskGroup;
 use crate::neigh::NeighTable;
 use crate::pipeline::{Pipeline, PortInfo};
 use crate::svc::{Snapshot, SnapshotCell, V4Key};
+use crate::sync::{SyncConn, SyncPort};
 use crate::worker::{self, Report, Request};
 use crossbeam::channel::{unbounded, Sender};
 use std::collections::HashSet;
@@ -152,6 +153,8 @@ pub struct ConnInfo {
     pub rip: IpAddr,
     /// Real server port.
     pub rport: u16,
+    /// Installed by the sync daemon (IPVS's origin `SYNC`).
+    pub synced: bool,
 }
 
 /// An entry one [`Director::publish`] put into a steering map (taken out
@@ -183,6 +186,8 @@ pub struct Director {
     keep_attached: bool,
     /// Where the snapshot builder keeps its ids (next to the table file).
     id_file: Option<PathBuf>,
+    /// Where the workers and the sync daemon exchange records.
+    sync: Arc<SyncPort>,
 }
 
 impl std::fmt::Debug for Director {
@@ -228,6 +233,7 @@ impl Director {
             loads_pending: restored > 0,
             keep_attached: false,
             id_file: cfg.table_file.as_ref().map(|p| id_file_of(p)),
+            sync: Arc::new(SyncPort::new(workers)),
         };
         let cores: Vec<usize> = if cfg.cores.is_empty() {
             core_affinity::get_core_ids()
@@ -321,6 +327,7 @@ impl Director {
                     .collect(),
             );
             pipeline.set_writer(me.workers.len());
+            pipeline.set_sync(me.sync.clone(), me.workers.len());
             let (c2, s2, n2) = (cell.clone(), stop.clone(), name.clone());
             let join = std::thread::Builder::new()
                 .name(format!("xvs-q{q}"))
@@ -534,8 +541,30 @@ impl Director {
                 } else {
                     d.sched.port
                 },
+                synced: table.synced(v.idx),
             })
         })
+    }
+
+    /// Where the workers and the sync daemon's threads exchange records
+    /// (roles, queues, counters).
+    pub fn sync_port(&self) -> Arc<SyncPort> {
+        self.sync.clone()
+    }
+
+    /// Every live connection and template as a sync record (a full
+    /// resync of a backup), read from the shared table without locks.
+    pub fn sync_dump(&self, f: &mut dyn FnMut(SyncConn)) {
+        let (_, snap) = self.cell.load();
+        let now = ticks(crate::clock::now_ns());
+        for v in self.table.iter() {
+            if !alive(now, &v) {
+                continue;
+            }
+            if let Some(c) = crate::sync::record_of(&snap, &v, v.state, v.expires, now) {
+                f(c);
+            }
+        }
     }
 
     /// Every data-plane counter: the workers' (pipeline and rings),
@@ -553,6 +582,7 @@ impl Director {
                 }
             }
         }
+        c.sync = self.sync.counters();
         c.steering = self
             .steering
             .iter()

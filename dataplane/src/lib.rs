@@ -21,6 +21,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod stats;
 pub mod svc;
+pub mod sync;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod verdict;

@@ -188,6 +188,24 @@ impl Pipeline {
         self.track.set_writer(w);
     }
 
+    /// Take part in connection sync as worker `worker` of `port` (see
+    /// [`Tracker::set_sync`]).
+    pub fn set_sync(&mut self, port: Arc<crate::sync::SyncPort>, worker: usize) {
+        self.track.set_sync(port, worker);
+    }
+
+    /// Install the sync records queued for this worker, a bounded number
+    /// (between batches; nothing to do costs two atomic loads). Returns
+    /// how many were taken.
+    pub fn sync_in(&mut self, now_ns: u64) -> usize {
+        let Some(snap) = self.snap.take() else {
+            return 0;
+        };
+        let n = self.track.install_queued(&snap, now_ns, &mut self.stats);
+        self.snap = Some(snap);
+        n
+    }
+
     /// Switch to a newer configuration snapshot (between batches).
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
         self.snap = Some(snap);

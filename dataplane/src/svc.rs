@@ -347,6 +347,11 @@ impl Snapshot {
         })
     }
 
+    /// The firewall-mark service of `mark`.
+    pub fn fwmark(&self, mark: u32) -> Option<&Arc<ServiceRt>> {
+        self.fwmarks.get(&mark)
+    }
+
     /// Destination `id`.
     #[inline]
     pub fn dest(&self, id: u32) -> Option<&Arc<DestRt>> {

@@ -89,7 +89,9 @@ pub fn run<P: Port>(
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        pipeline.expire(crate::clock::now_ns());
+        let now = crate::clock::now_ns();
+        pipeline.sync_in(now);
+        pipeline.expire(now);
         if cell.generation() != gen {
             let (g, snap) = cell.load();
             gen = g;

@@ -64,6 +64,17 @@ const META_FWD_SHIFT: u32 = 17;
 /// `meta` of a removed entry: state 0xff, which no transition starts from.
 const META_DEAD: u32 = 0x0000_ff00;
 
+/// `ret` bits 56-61: inbound packets modulo the sync period (connection
+/// sync, see [`ConnTable::count_in`]). Free bits of a word the NAT data
+/// uses only in part (port in 48-55, the valid flag in 63), so the
+/// counter costs no byte of the entry.
+const RET_PKTS_SHIFT: u32 = 56;
+/// The counter's mask (before shifting): up to 63.
+const RET_PKTS_MASK: u64 = 0x3f;
+/// `ret` bit 62: the entry was installed by the sync daemon (its origin
+/// is another director).
+const RET_SYNCED: u64 = 1 << 62;
+
 /// One entry: a connection or a persistence template (56 bytes, laid out
 /// in declaration order so that its first and last fields bound it).
 #[derive(Debug, Default)]
@@ -1319,6 +1330,55 @@ impl ConnTable {
     /// Every entry in use (for listings; lock-free, consistent per entry).
     pub fn iter(&self) -> impl Iterator<Item = View> + '_ {
         (0..self.entries.len() as u32).filter_map(|i| self.read(i))
+    }
+
+    /// Count one inbound packet of entry `v`: the count goes round modulo
+    /// `period` (1..=63) and the new value is returned, so the caller
+    /// tests it against the sync threshold (IPVS's `in_pkts % period ==
+    /// threshold`). A plain load and store, no locked instruction: the
+    /// packets of one flow come through one queue, and a count lost to a
+    /// race only moves one sync.
+    #[inline]
+    pub fn count_in(&self, v: &View, period: u32) -> u32 {
+        let e = &self.entries[v.idx as usize];
+        let r = e.ret.load(Ordering::Relaxed);
+        let n = ((r >> RET_PKTS_SHIFT) & RET_PKTS_MASK) as u32 + 1;
+        let n = if n >= period { 0 } else { n };
+        let r = (r & !(RET_PKTS_MASK << RET_PKTS_SHIFT)) | u64::from(n) << RET_PKTS_SHIFT;
+        e.ret.store(r, Ordering::Relaxed);
+        n
+    }
+
+    /// Mark entry `v` as installed by the sync daemon (a new entry is
+    /// local until then; [`ConnTable::rebind`] makes it local again).
+    pub fn set_synced(&self, v: &View) {
+        self.entries[v.idx as usize]
+            .ret
+            .fetch_or(RET_SYNCED, Ordering::Relaxed);
+    }
+
+    /// Whether entry `idx` was installed by the sync daemon.
+    pub fn synced(&self, idx: u32) -> bool {
+        self.entries
+            .get(idx as usize)
+            .is_some_and(|e| e.ret.load(Ordering::Relaxed) & RET_SYNCED != 0)
+    }
+
+    /// Set where replies to the client of NAT connection `v` go (a
+    /// connection installed by the sync daemon learns it from the first
+    /// packet of its client); the other bits of the word are kept.
+    pub fn set_nat_return(&self, v: &View, port: u8, mac: [u8; 6]) {
+        let Some(n) = v.nat else {
+            return;
+        };
+        let e = &self.entries[v.idx as usize];
+        let keep = e.ret.load(Ordering::Relaxed) & (RET_SYNCED | RET_PKTS_MASK << RET_PKTS_SHIFT);
+        let ret = pack_ret(&NatInit {
+            ret_port: port,
+            ret_mac: mac,
+            ..n
+        });
+        e.ret.store(keep | ret, Ordering::Relaxed);
     }
 }
 

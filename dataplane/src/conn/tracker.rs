@@ -23,6 +23,7 @@ use super::time::{self, reached, ticks};
 use crate::flow::FlowKey;
 use crate::packet::Parsed;
 use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey};
+use crate::sync::{self, Installed, Reject, SyncConn, SyncPort};
 use crate::verdict::DropReason;
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
@@ -278,6 +279,15 @@ pub struct Tracker {
     writer: usize,
     expired: Vec<View>,
     last_sweep: Option<u64>,
+    /// Where this worker hands sync records over (none: no sync).
+    sync: Option<SyncLink>,
+}
+
+/// A worker's place at the [`SyncPort`].
+#[derive(Debug)]
+struct SyncLink {
+    port: Arc<SyncPort>,
+    worker: usize,
 }
 
 impl Tracker {
@@ -289,7 +299,15 @@ impl Tracker {
             writer: usize::MAX,
             expired: Vec::with_capacity(SWEEP_BATCH),
             last_sweep: None,
+            sync: None,
         }
+    }
+
+    /// Take part in connection sync as worker `worker` of `port`: count
+    /// inbound packets, emit records while the port is master, install
+    /// the records queued for this worker.
+    pub fn set_sync(&mut self, port: Arc<SyncPort>, worker: usize) {
+        self.sync = Some(SyncLink { port, worker });
     }
 
     /// The shared connection table.
@@ -387,24 +405,44 @@ impl Tracker {
         let Some(dest) = snap.dest(v.dest) else {
             return Track::Drop(DropReason::NoDest);
         };
-        let ttl = if is_tcp {
+        let (state, ttl) = if is_tcp {
             let old = TcpState::from_u8(v.state);
             let new = old.next(p.tcp_flags);
             if new != old && self.table.set_state(&v, v.state, new as u8) {
                 transition(dest, old, new);
             }
             let ttl = timeouts.tcp_state(new);
-            if new == TcpState::SynRecv && self.part.under_pressure() {
+            let ttl = if new == TcpState::SynRecv && self.part.under_pressure() {
                 ttl.min(HALF_OPEN_PRESSURE_SECS)
             } else {
                 ttl
-            }
+            };
+            (new, ttl)
         } else {
-            timeouts.udp
+            (TcpState::None, timeouts.udp)
         };
         let expires = time::after(now, ttl);
         if expires != v.expires {
             self.table.set_expires(&v, expires);
+        }
+        if let Some(s) = &self.sync {
+            let n = self.table.count_in(&v, sync::SYNC_PERIOD);
+            let send = if is_tcp {
+                sync::tcp_synced_state(state)
+                    && (n == sync::SYNC_THRESHOLD
+                        || (state as u8 != v.state && state != TcpState::Established))
+            } else {
+                n == sync::SYNC_THRESHOLD
+            };
+            if send && s.port.master() {
+                self.emit(snap, s, now, &v, state as u8, expires);
+            }
+            if let Some(n) = v.nat {
+                if n.ret_mac == [0; 6] {
+                    // Installed by sync: replies go where this came from.
+                    self.table.set_nat_return(&v, ingress, p.src_mac(frame));
+                }
+            }
         }
         if let Some(s) = snap.svc(v.svc) {
             s.stats.add_in_by(self.writer, u64::from(p.ip_len));
@@ -419,6 +457,11 @@ impl Tracker {
         let Some(reply) = Reply::of(&v) else {
             return Track::Drop(DropReason::NoConn);
         };
+        if reply.ret_mac == [0; 6] {
+            // Installed by sync, and its client has not been heard from
+            // here yet: nowhere known to send the reply to.
+            return Track::Drop(DropReason::NoNeigh);
+        }
         let ttl = if p.key.proto == PROTO_TCP {
             snap.timeouts.tcp_state(TcpState::from_u8(v.state))
         } else {
@@ -759,6 +802,218 @@ impl Tracker {
         if !old.key.template && old.ctl != 0 {
             self.table.add_ctl(old.ctl - 1, -1);
         }
+    }
+
+    /// Queue the record of connection `v` (now in `state`, expiring at
+    /// `expires`) for the sender, then that of its template if it has one.
+    #[cold]
+    fn emit(&self, snap: &Snapshot, s: &SyncLink, now: u32, v: &View, state: u8, expires: u32) {
+        if let Some(c) = sync::record_of(snap, v, state, expires, now) {
+            s.port.emit(s.worker, c);
+        }
+        if v.ctl != 0 {
+            let t = self.table.read(v.ctl - 1).filter(|t| t.key.template);
+            if let Some(c) = t.and_then(|t| sync::record_of(snap, &t, 0, t.expires, now)) {
+                s.port.emit(s.worker, c);
+            }
+        }
+    }
+
+    /// Install up to [`sync::INSTALL_BATCH`] of the records queued for this
+    /// worker (a backup's), counted at the port; records that arrive while
+    /// the port is not a backup are dropped. Returns how many were taken.
+    pub fn install_queued(
+        &mut self,
+        snap: &Snapshot,
+        now_ns: u64,
+        stats: &mut impl Counts,
+    ) -> usize {
+        let Some(link) = self.sync.take() else {
+            return 0;
+        };
+        let mut n = 0;
+        if link.port.has_input(link.worker) {
+            let on = link.port.backup();
+            while n < sync::INSTALL_BATCH {
+                let Some(c) = link.port.pop_in(link.worker) else {
+                    break;
+                };
+                n += 1;
+                if on {
+                    let what = self.install(snap, now_ns, &c, stats);
+                    link.port.count(link.worker, what);
+                }
+            }
+        }
+        self.sync = Some(link);
+        n
+    }
+
+    /// Install sync record `c` as IPVS's backup does: a connection or
+    /// template new here is bound to the local real server the record
+    /// names (none: rejected, `NoDest`), in the record's state, for the
+    /// record's timeout (0: the state's, templates 3 minutes), marked as
+    /// synced; an existing one bound to the same server takes the state
+    /// and timeout; one bound to another server is replaced unless the
+    /// record is inactive (then it is stale and ignored).
+    pub fn install(
+        &mut self,
+        snap: &Snapshot,
+        now_ns: u64,
+        c: &SyncConn,
+        stats: &mut impl Counts,
+    ) -> Installed {
+        let (ca, va, da) = match sync::check(c) {
+            Ok(a) => a,
+            Err(r) => return Installed::Rejected(r),
+        };
+        let template = c.is_template();
+        let svc = if c.fwmark != 0 {
+            snap.fwmark(c.fwmark)
+        } else {
+            snap.lookup(c.protocol, va, c.vport)
+        };
+        let Some(svc) = svc else {
+            return Installed::Rejected(Reject::NoDest);
+        };
+        let dest = {
+            let st = svc.sched.lock().unwrap_or_else(|e| e.into_inner());
+            st.dests()
+                .iter()
+                .find(|d| {
+                    d.in_service
+                        && d.rip() == Some(da)
+                        && (d.sched.port == c.dport
+                            || (!template && nat_rport(d, c.vport) == c.dport)
+                            || (template && c.dport == 0))
+                })
+                .cloned()
+        };
+        let Some(dest) = dest else {
+            return Installed::Rejected(Reject::NoDest);
+        };
+        let now = ticks(now_ns);
+        let state = if template { 0 } else { c.state as u8 };
+        let tstate = TcpState::from_u8(state);
+        let secs = match c.timeout {
+            0 if template => sync::TEMPLATE_SECS,
+            0 if c.protocol == PROTO_TCP => snap.timeouts.tcp_state(tstate),
+            0 => snap.timeouts.udp,
+            t => t.min(sync::MAX_TIMEOUT_SECS),
+        };
+        let key = if template {
+            Key::template(c.protocol, ca, u32::from(va), c.vport)
+        } else {
+            Key::conn(&FlowKey {
+                proto: c.protocol,
+                cip: ca,
+                cport: c.cport,
+                vip: va,
+                vport: c.vport,
+            })
+        };
+        let nat = match (template, dest.fwd) {
+            (false, Fwd::Nat) => Some(NatInit {
+                rip: da,
+                rport: if c.dport == 0 {
+                    nat_rport(&dest, c.vport)
+                } else {
+                    c.dport
+                },
+                ret_port: 0,
+                ret_mac: [0; 6],
+            }),
+            _ => None,
+        };
+        let mut init = Init {
+            state,
+            fwd: fwd_code(dest.fwd),
+            expires: time::after(now, secs),
+            dest: dest.id,
+            svc: svc.id,
+            ctl: 0,
+            nat,
+        };
+        let found = self.table.lookup(&key);
+        if let Some(v) = found.filter(|v| alive(now, v)) {
+            if v.dest == dest.id {
+                if !template && v.state != state && self.table.set_state(&v, v.state, state) {
+                    transition(&dest, TcpState::from_u8(v.state), tstate);
+                }
+                self.table.set_expires(&v, init.expires);
+                return Installed::Updated;
+            }
+            if c.flags & sync::flags::INACTIVE != 0 {
+                return Installed::Stale;
+            }
+        }
+        if template {
+            // A template keeps its count of the connections it controls.
+            init.ctl = found.map_or(0, |v| v.ctl);
+        } else if let Some(p) = svc.persist {
+            // Controlled by the client's template when that names the
+            // same server (it holds the template while it lives).
+            let tkey = Key::template(
+                if c.fwmark != 0 { 0 } else { c.protocol },
+                Ipv4Addr::from(u32::from(ca) & p.mask),
+                if c.fwmark != 0 {
+                    c.fwmark
+                } else {
+                    u32::from(va)
+                },
+                if c.fwmark != 0 { 0 } else { c.vport },
+            );
+            if let Some(t) = self.table.lookup(&tkey) {
+                if t.dest == dest.id && alive(now, &t) {
+                    self.table.add_ctl(t.idx, 1);
+                    init.ctl = t.idx + 1;
+                }
+            }
+        }
+        let undo_ctl = |t: &ConnTable| {
+            if !template && init.ctl != 0 {
+                t.add_ctl(init.ctl - 1, -1);
+            }
+        };
+        let (v, what) = match found {
+            Some(old) => match self.table.rebind(&old, init) {
+                Some((old, new)) => {
+                    let was = if alive(now, &old) {
+                        Installed::Replaced
+                    } else {
+                        Installed::New
+                    };
+                    self.unbind_entry(snap, &old);
+                    (new, was)
+                }
+                None => {
+                    undo_ctl(&self.table);
+                    return Installed::Rejected(Reject::Full);
+                }
+            },
+            None => {
+                if !self.make_room(snap, now, stats) {
+                    undo_ctl(&self.table);
+                    return Installed::Rejected(Reject::Full);
+                }
+                match self.table.insert(&mut self.part, &key, init) {
+                    Ok(v) => (v, Installed::New),
+                    Err(Insert::Exists(v)) => {
+                        // Made here meanwhile by another worker's packet.
+                        undo_ctl(&self.table);
+                        self.table.set_expires(&v, init.expires);
+                        return Installed::Updated;
+                    }
+                    Err(Insert::Full) => {
+                        undo_ctl(&self.table);
+                        return Installed::Rejected(Reject::Full);
+                    }
+                }
+            }
+        };
+        bind(&dest, template, tstate);
+        self.table.set_synced(&v);
+        what
     }
 
     /// Expire this worker's share of connections and templates: the sweep

@@ -1,0 +1,459 @@
+//! Connection sync through the pipeline: which packets make a master's
+//! workers emit records (IPVS's threshold and period, state changes,
+//! templates), and how a backup's workers install records (bind, update,
+//! replace, stale, rejections) so that a synced connection forwards its
+//! next segment like a local one.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use xvs_dataplane::conn::state::Timeouts;
+use xvs_dataplane::conn::table::{Key, View};
+use xvs_dataplane::flow::FlowKey;
+use xvs_dataplane::pipeline::{DropReason, Pipeline, Verdict};
+use xvs_dataplane::svc::{Fwd, Persist};
+use xvs_dataplane::sync::{flags, SyncConn, SyncCounters, SyncPort};
+use xvs_dataplane::testkit::frame::{eth, ip, ip_packet, tcp, L4};
+use xvs_dataplane::testkit::{
+    dr_service, rip, rs_mac, service, service_with, Fixture, CLIENT_MAC, DIR_MAC, VIP,
+};
+use xvs_dataplane::xmit::tun::TunKind;
+
+const S: u64 = 1_000_000_000;
+const C: [u8; 4] = [198, 18, 0, 10];
+
+fn seg(cip: [u8; 4], l4: L4) -> Vec<u8> {
+    eth(CLIENT_MAC, DIR_MAC, &ip_packet(&ip(cip, VIP), &l4, b"x"))
+}
+
+fn syn(sport: u16) -> Vec<u8> {
+    seg(C, tcp(sport, 80).syn())
+}
+
+fn ack(sport: u16) -> Vec<u8> {
+    seg(C, tcp(sport, 80).ack(1))
+}
+
+fn fin(sport: u16) -> Vec<u8> {
+    seg(C, tcp(sport, 80).ack(1).fin())
+}
+
+/// The real server a transmitted frame went to (last byte of its MAC).
+fn sent_to(p: &mut Pipeline, now: u64, mut frame: Vec<u8>) -> Option<u8> {
+    match p.process(now, &mut frame) {
+        Verdict::Tx(0) => Some(frame[5] - 0x10),
+        _ => None,
+    }
+}
+
+/// A pipeline synced through a port of its own (one worker).
+fn synced(f: &mut Fixture) -> Arc<SyncPort> {
+    let port = Arc::new(SyncPort::new(1));
+    f.pipeline.set_sync(port.clone(), 0);
+    port
+}
+
+fn drain(port: &SyncPort) -> Vec<SyncConn> {
+    let mut v = Vec::new();
+    port.drain_out(&mut |c| v.push(c));
+    v
+}
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+/// The record of an ESTABLISHED DR connection from client port `cport`
+/// to real server `i`.
+fn record(cport: u16, i: u8) -> SyncConn {
+    SyncConn {
+        protocol: 6,
+        flags: flags::DROUTE,
+        state: 1,
+        cport,
+        vport: 80,
+        dport: 80,
+        fwmark: 0,
+        timeout: 900,
+        caddr: v4(C),
+        vaddr: v4(VIP),
+        daddr: v4(rip(i)),
+    }
+}
+
+fn conn_key(cport: u16) -> Key {
+    Key::conn(&FlowKey {
+        proto: 6,
+        cip: Ipv4Addr::from(C),
+        cport,
+        vip: Ipv4Addr::from(VIP),
+        vport: 80,
+    })
+}
+
+fn entry(p: &Pipeline, cport: u16) -> Option<View> {
+    p.table().lookup(&conn_key(cport))
+}
+
+/// Install `records` on a backup pipeline at `now`; the counters after.
+fn install(p: &mut Pipeline, port: &SyncPort, now: u64, records: &[SyncConn]) -> SyncCounters {
+    for r in records {
+        assert!(port.push_in(*r));
+    }
+    p.sync_in(now);
+    port.counters()
+}
+
+#[test]
+fn a_master_sends_at_the_third_and_fifty_third_packet_and_on_state_changes() {
+    let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+    let port = synced(&mut f);
+    port.set_master(true);
+    let p = &mut f.pipeline;
+    let to = sent_to(p, S, syn(5000)).unwrap();
+    sent_to(p, S, ack(5000)).unwrap();
+    assert!(drain(&port).is_empty(), "nothing before the threshold");
+    sent_to(p, S, ack(5000)).unwrap();
+    let got = drain(&port);
+    assert_eq!(got.len(), 1, "the 3rd packet: {got:?}");
+    let r = got[0];
+    assert_eq!(
+        r,
+        SyncConn {
+            timeout: r.timeout,
+            ..record(5000, to)
+        }
+    );
+    assert!((899..=900).contains(&r.timeout), "seconds left: {r:?}");
+    for n in 4..53 {
+        sent_to(p, 2 * S, ack(5000)).unwrap();
+        assert!(drain(&port).is_empty(), "packet {n}");
+    }
+    sent_to(p, 2 * S, ack(5000)).unwrap();
+    assert_eq!(drain(&port).len(), 1, "the 53rd packet");
+    // FIN: FIN_WAIT at once, inactive.
+    sent_to(p, 3 * S, fin(5000)).unwrap();
+    let got = drain(&port);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].state, 4);
+    assert_eq!(got[0].flags, flags::DROUTE | flags::INACTIVE);
+    assert!((119..=120).contains(&got[0].timeout), "{:?}", got[0]);
+    // Further FINs change nothing: nothing until the period comes round.
+    sent_to(p, 3 * S, fin(5000)).unwrap();
+    assert!(drain(&port).is_empty());
+    assert_eq!(port.counters().emitted, 3);
+}
+
+#[test]
+fn a_director_that_is_not_master_sends_nothing() {
+    let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+    let port = synced(&mut f);
+    for _ in 0..3 {
+        sent_to(&mut f.pipeline, S, syn(5000));
+    }
+    assert!(drain(&port).is_empty());
+    port.set_master(true);
+    // The count went on meanwhile: the 53rd packet is the next send.
+    for _ in 3..52 {
+        sent_to(&mut f.pipeline, S, ack(5000)).unwrap();
+    }
+    assert!(drain(&port).is_empty());
+    sent_to(&mut f.pipeline, S, ack(5000)).unwrap();
+    assert_eq!(drain(&port).len(), 1);
+}
+
+#[test]
+fn a_half_open_connection_is_not_sent() {
+    let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+    let port = synced(&mut f);
+    port.set_master(true);
+    // Three SYNs: SYN_RECV, not a synced state.
+    for _ in 0..3 {
+        sent_to(&mut f.pipeline, S, syn(5000)).unwrap();
+    }
+    assert!(drain(&port).is_empty());
+}
+
+#[test]
+fn a_persistent_connection_is_followed_by_its_template() {
+    let persist = Persist {
+        timeout: 300,
+        mask: 0xffff_ff00,
+    };
+    let mut f = Fixture::new(service("rr", 3, None, 80, Some(persist)), 100);
+    let port = synced(&mut f);
+    port.set_master(true);
+    let to = sent_to(&mut f.pipeline, S, syn(5000)).unwrap();
+    for _ in 0..2 {
+        sent_to(&mut f.pipeline, S, ack(5000)).unwrap();
+    }
+    let got = drain(&port);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].flags, flags::DROUTE);
+    assert_eq!(
+        got[1],
+        SyncConn {
+            protocol: 6,
+            flags: flags::DROUTE | flags::TEMPLATE,
+            state: 0,
+            cport: 0,
+            vport: 80,
+            dport: 80,
+            fwmark: 0,
+            timeout: got[1].timeout,
+            caddr: v4([198, 18, 0, 0]),
+            vaddr: v4(VIP),
+            daddr: v4(rip(to)),
+        }
+    );
+    assert!((299..=300).contains(&got[1].timeout), "{:?}", got[1]);
+}
+
+#[test]
+fn a_port_zero_template_has_ports_zero() {
+    let persist = Persist {
+        timeout: 300,
+        mask: 0xffff_ffff,
+    };
+    let mut f = Fixture::new(service("rr", 2, None, 0, Some(persist)), 100);
+    let port = synced(&mut f);
+    port.set_master(true);
+    for pkt in [syn(5000), ack(5000), ack(5000)] {
+        sent_to(&mut f.pipeline, S, pkt).unwrap();
+    }
+    let got = drain(&port);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[1].cport, got[1].vport, got[1].dport), (0, 0, 0));
+    assert_eq!(got[1].caddr, v4(C));
+}
+
+#[test]
+fn a_full_queue_drops_records_and_counts_them_without_holding_packets() {
+    let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+    let port = Arc::new(SyncPort::with_capacity(1, 2, 2));
+    f.pipeline.set_sync(port.clone(), 0);
+    port.set_master(true);
+    for c in 0..3u16 {
+        for pkt in [syn(6000 + c), ack(6000 + c), ack(6000 + c)] {
+            assert!(sent_to(&mut f.pipeline, S, pkt).is_some());
+        }
+    }
+    let c = port.counters();
+    assert_eq!((c.emitted, c.out_dropped), (2, 1));
+    assert_eq!(drain(&port).len(), 2);
+}
+
+#[test]
+fn a_backup_installs_a_record_and_forwards_the_next_segment_like_a_local_connection() {
+    let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+    let port = synced(&mut f);
+    port.set_backup(true);
+    let c = install(&mut f.pipeline, &port, 10 * S, &[record(7000, 2)]);
+    assert_eq!(c.installed, 1, "{c:?}");
+    let v = entry(&f.pipeline, 7000).expect("installed");
+    assert_eq!(v.dest, f.dest(2).id);
+    assert_eq!(v.state, 1);
+    assert!(f.pipeline.table().synced(v.idx));
+    assert_eq!(f.dest(2).sched.load.active(), 1);
+    // Expires by the received timeout.
+    assert_eq!(v.expires.wrapping_sub(1000), 900 * 100);
+    // A mid-stream ACK (no SYN ever seen here) goes to server 2.
+    assert_eq!(sent_to(&mut f.pipeline, 11 * S, ack(7000)), Some(2));
+    // Without the record it would have been dropped.
+    let mut lost = ack(7001);
+    assert_eq!(
+        f.pipeline.process(11 * S, &mut lost),
+        Verdict::Drop(DropReason::NoConn)
+    );
+}
+
+#[test]
+fn records_update_replace_or_are_stale_as_in_ipvs() {
+    let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+    let port = synced(&mut f);
+    port.set_backup(true);
+    install(&mut f.pipeline, &port, S, &[record(7000, 2)]);
+    // Same server: state and timeout follow.
+    let mut r = record(7000, 2);
+    r.state = 4;
+    r.flags |= flags::INACTIVE;
+    r.timeout = 50;
+    let c = install(&mut f.pipeline, &port, 2 * S, &[r]);
+    assert_eq!(c.updated, 1);
+    let v = entry(&f.pipeline, 7000).unwrap();
+    assert_eq!(v.state, 4);
+    assert_eq!(v.expires, 200 + 50 * 100);
+    assert_eq!(f.dest(2).sched.load.active(), 0);
+    assert_eq!(f.dest(2).sched.load.inactive(), 1);
+    // Another server, active: replaced.
+    let c = install(&mut f.pipeline, &port, 3 * S, &[record(7000, 3)]);
+    assert_eq!(c.replaced, 1, "{c:?}");
+    assert_eq!(entry(&f.pipeline, 7000).unwrap().dest, f.dest(3).id);
+    assert_eq!(f.dest(2).sched.load.inactive(), 0);
+    assert_eq!(f.dest(3).sched.load.active(), 1);
+    // Another server, inactive: stale, ignored.
+    let mut old = record(7000, 1);
+    old.flags |= flags::INACTIVE;
+    old.state = 5;
+    let c = install(&mut f.pipeline, &port, 4 * S, &[old]);
+    assert_eq!(c.stale, 1);
+    assert_eq!(sent_to(&mut f.pipeline, 4 * S, ack(7000)), Some(3));
+    assert_eq!(f.pipeline.table().iter().count(), 1);
+}
+
+#[test]
+fn bad_records_are_rejected_by_reason() {
+    let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+    let port = synced(&mut f);
+    port.set_backup(true);
+    let mut bad_state = record(1, 1);
+    bad_state.state = 11;
+    let mut sctp = record(2, 1);
+    sctp.protocol = 132;
+    let mut v6 = record(3, 1);
+    v6.caddr = "2001:db8::1".parse().unwrap();
+    let unknown_server = SyncConn {
+        daddr: v4([198, 18, 9, 9]),
+        ..record(4, 1)
+    };
+    let mut other_port = record(5, 1);
+    other_port.dport = 81;
+    let other_service = SyncConn {
+        vport: 443,
+        ..record(6, 1)
+    };
+    let c = install(
+        &mut f.pipeline,
+        &port,
+        S,
+        &[
+            bad_state,
+            sctp,
+            v6,
+            unknown_server,
+            other_port,
+            other_service,
+        ],
+    );
+    assert_eq!(c.rejected_state, 1);
+    assert_eq!(c.rejected_proto, 2);
+    assert_eq!(c.rejected_no_dest, 3);
+    assert_eq!(c.installed, 0);
+    assert_eq!(f.pipeline.table().iter().count(), 0);
+}
+
+#[test]
+fn a_zero_timeout_takes_the_states_and_a_director_not_backup_installs_nothing() {
+    let mut f = Fixture::with_timeouts(dr_service("rr", 3, None), 100, Timeouts::default());
+    let port = synced(&mut f);
+    let c = install(&mut f.pipeline, &port, S, &[record(7000, 1)]);
+    assert_eq!(c.installed, 0);
+    assert!(entry(&f.pipeline, 7000).is_none());
+    assert!(!port.has_input(0), "drained all the same");
+    port.set_backup(true);
+    let mut r = record(7000, 1);
+    r.timeout = 0;
+    install(&mut f.pipeline, &port, S, &[r]);
+    let v = entry(&f.pipeline, 7000).unwrap();
+    assert_eq!(v.expires, 100 + 900 * 100, "ESTABLISHED's 900 s");
+}
+
+#[test]
+fn an_installed_template_keeps_a_clients_new_connections_on_its_server() {
+    let persist = Persist {
+        timeout: 300,
+        mask: 0xffff_ffff,
+    };
+    let mut f = Fixture::new(service("rr", 3, None, 80, Some(persist)), 100);
+    let port = synced(&mut f);
+    port.set_backup(true);
+    let t = SyncConn {
+        flags: flags::DROUTE | flags::TEMPLATE,
+        state: 0,
+        cport: 0,
+        timeout: 0,
+        ..record(0, 2)
+    };
+    let conn = record(7000, 2);
+    let c = install(&mut f.pipeline, &port, S, &[t, conn]);
+    assert_eq!(c.installed, 2, "{c:?}");
+    let tv = f
+        .pipeline
+        .table()
+        .lookup(&Key::template(
+            6,
+            Ipv4Addr::from(C),
+            u32::from_be_bytes(VIP),
+            80,
+        ))
+        .expect("template installed");
+    assert_eq!(tv.expires, 100 + 180 * 100, "a template's 3 minutes");
+    assert_eq!(tv.ctl, 1, "controls the synced connection");
+    assert_eq!(f.dest(2).sched.load.persist(), 1);
+    // Whatever rr would choose, the client's new connections follow the
+    // template.
+    for sport in 8000..8006 {
+        assert_eq!(sent_to(&mut f.pipeline, 2 * S, syn(sport)), Some(2));
+    }
+}
+
+#[test]
+fn connections_synced_from_a_master_forward_on_the_backup() {
+    let mut m = Fixture::new(dr_service("rr", 3, None), 100);
+    let mport = synced(&mut m);
+    mport.set_master(true);
+    let mut b = Fixture::new(dr_service("rr", 3, None), 100);
+    let bport = synced(&mut b);
+    bport.set_backup(true);
+    let mut to = Vec::new();
+    for c in 0..6u16 {
+        let sport = 9000 + c;
+        to.push(sent_to(&mut m.pipeline, S, syn(sport)).unwrap());
+        for _ in 0..2 {
+            sent_to(&mut m.pipeline, S, ack(sport)).unwrap();
+        }
+    }
+    mport.drain_out(&mut |c| assert!(bport.push_in(c)));
+    b.pipeline.sync_in(2 * S);
+    assert_eq!(bport.counters().installed, 6);
+    for (c, want) in to.iter().enumerate() {
+        assert_eq!(
+            sent_to(&mut b.pipeline, 3 * S, ack(9000 + c as u16)),
+            Some(*want),
+            "connection {c} keeps its server"
+        );
+    }
+    // A full resync carries the same: the backup's table as records.
+    let listed: Vec<View> = b.pipeline.table().iter().collect();
+    assert!(listed.iter().all(|v| b.pipeline.table().synced(v.idx)));
+}
+
+#[test]
+fn a_synced_nat_connection_learns_where_replies_go_from_its_client() {
+    let fwds = [(Fwd::Nat, TunKind::Ipip)];
+    let mut f = Fixture::new(service_with("rr", &fwds, None, 80, None), 100);
+    let port = synced(&mut f);
+    port.set_backup(true);
+    let r = SyncConn {
+        flags: flags::MASQ,
+        dport: 8080,
+        ..record(7000, 1)
+    };
+    assert_eq!(install(&mut f.pipeline, &port, S, &[r]).installed, 1);
+    let reply = |flags: L4| eth(rs_mac(1), DIR_MAC, &ip_packet(&ip(rip(1), C), &flags, b"y"));
+    // A reply before the client was heard from here: nowhere to go yet.
+    let mut early = reply(tcp(8080, 7000).ack(1));
+    assert_eq!(
+        f.pipeline.process(2 * S, &mut early),
+        Verdict::Drop(DropReason::NoNeigh)
+    );
+    // The client's segment is translated to the real server's port ...
+    let mut up = ack(7000);
+    assert_eq!(f.pipeline.process(2 * S, &mut up), Verdict::Tx(0));
+    assert_eq!(&up[0..6], &rs_mac(1));
+    assert_eq!(u16::from_be_bytes([up[36], up[37]]), 8080);
+    // ... and replies now go back to where it came from, from the VIP.
+    let mut down = reply(tcp(8080, 7000).ack(1));
+    assert_eq!(f.pipeline.process(2 * S, &mut down), Verdict::Tx(0));
+    assert_eq!(&down[0..6], &CLIENT_MAC);
+    assert_eq!(&down[26..30], &VIP);
+}
