@@ -74,20 +74,22 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// A short name for counters.
+    /// The counter of datagrams dropped for this reason.
     pub fn name(&self) -> &'static str {
         match self {
-            DropReason::TooShort(_) => "too_short",
-            DropReason::SizeMismatch { .. } => "size_mismatch",
-            DropReason::OtherSyncId(_) => "other_syncid",
-            DropReason::RecordTruncated(_) | DropReason::RecordOverrun(_) => "record_overrun",
-            DropReason::V0Overrun(_) => "record_overrun",
-            DropReason::RecordVersion(..) => "record_version",
-            DropReason::RecordType(..) => "record_type",
-            DropReason::RecordShort(_) => "record_short",
-            DropReason::OptionTruncated(_) | DropReason::OptionLength(_) => "option_length",
+            DropReason::TooShort(_) => "dropped_too_short",
+            DropReason::SizeMismatch { .. } => "dropped_size_mismatch",
+            DropReason::OtherSyncId(_) => "dropped_other_syncid",
+            DropReason::RecordTruncated(_) | DropReason::RecordOverrun(_) => {
+                "dropped_record_overrun"
+            }
+            DropReason::V0Overrun(_) => "dropped_record_overrun",
+            DropReason::RecordVersion(..) => "dropped_record_version",
+            DropReason::RecordType(..) => "dropped_record_type",
+            DropReason::RecordShort(_) => "dropped_record_short",
+            DropReason::OptionTruncated(_) | DropReason::OptionLength(_) => "dropped_option_length",
             DropReason::BadSeqOption(_) | DropReason::BadPeData(_) | DropReason::BadPeName(_) => {
-                "bad_option"
+                "dropped_bad_option"
             }
         }
     }
@@ -112,13 +114,13 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    /// A short name for counters.
+    /// The counter of records skipped for this reason.
     pub fn name(&self) -> &'static str {
         match self {
-            SkipReason::Protocol(_) => "protocol",
-            SkipReason::State(..) => "state",
-            SkipReason::MandatoryOption(_) => "mandatory_option",
-            SkipReason::PeData => "pe_data",
+            SkipReason::Protocol(_) => "skipped_protocol",
+            SkipReason::State(..) => "skipped_state",
+            SkipReason::MandatoryOption(_) => "skipped_mandatory_option",
+            SkipReason::PeData => "skipped_pe_data",
         }
     }
 }

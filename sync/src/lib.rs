@@ -19,6 +19,7 @@
 
 mod decode;
 mod encode;
+pub mod resync;
 
 pub use decode::{decode, Datagram, DropReason, Record, SkipReason, Version};
 pub use encode::{Encoder, PushError};
