@@ -18,6 +18,7 @@ use crate::model::{ConfigError, Limits, Model};
 use crate::proto::{Reply, Request, Response, CHUNK};
 use crate::rate::Estimator;
 use crate::reload::{self, RulesError};
+use crate::syncd;
 
 pub use crate::listing::{ConnEntry, NoRuntime, Runtime};
 
@@ -162,7 +163,7 @@ impl Control {
                 } else if opts.timeout {
                     Response::ok(json::list_timeout(&self.model.timeouts))
                 } else if opts.daemon {
-                    Response::ok(json::list_daemon())
+                    Response::ok(syncd::list_daemon_json(&self.model, &rt.sync_status()))
                 } else if let Some(key) = svc {
                     match json::list_service(&self.model, key, opts, self.conn_tab_size) {
                         Ok(out) => Response::ok(out),
@@ -179,8 +180,11 @@ impl Control {
                 } else if opts.timeout {
                     Response::ok(listing::list_timeout(&self.model.timeouts))
                 } else if opts.daemon {
-                    // No sync daemon ever runs: nothing to list.
-                    Response::ok("")
+                    Response::ok(syncd::list_daemon(
+                        &self.model,
+                        &rt.sync_status(),
+                        opts.stats,
+                    ))
                 } else if let Some(key) = svc {
                     match listing::list_service(&self.model, key, opts) {
                         Ok(out) => Response::ok(out),
@@ -202,7 +206,9 @@ impl Control {
     /// Reload: make the configuration the one `rules` (ipvsadm-save
     /// format) describes by applying only the difference (see
     /// [`crate::reload`]). A file with an error changes nothing. Returns
-    /// the number of commands applied.
+    /// the number of commands applied. Sync daemons the file starts
+    /// (xvsd's state file does) are started if their role is not running;
+    /// none is stopped, since an ipvsadm-save file never names them.
     pub fn reload(&mut self, rules: &str) -> Result<usize, RulesError> {
         let wanted = reload::load_rules(rules, self.model.limits)?;
         let cmds = reload::diff(&self.model, &wanted);
@@ -216,9 +222,20 @@ impl Control {
                 message: format!("cannot apply {cmd:?}: {e}"),
             })?;
         }
+        let mut n = cmds.len();
+        for d in &wanted.sync_daemons {
+            if copy.sync_daemon(d.role).is_none() {
+                copy.apply(&Command::StartDaemon(d.clone()))
+                    .map_err(|e| RulesError {
+                        line: 0,
+                        message: format!("cannot start the {} sync daemon: {e}", d.role.name()),
+                    })?;
+                n += 1;
+            }
+        }
         copy.commit();
         self.model = copy;
-        Ok(cmds.len())
+        Ok(n)
     }
 
     /// `-R`: apply every rule line to a copy; swap it in only if all

@@ -13,7 +13,7 @@
 //! -L -t VIP:P --json   the same with that one service
 //! -L -c --json         {"schema":1,"connections":[Conn...]}
 //! -L --timeout --json  {"schema":1,"timeout":{"tcp":N,"tcpfin":N,"udp":N}}
-//! -L --daemon --json   {"schema":1,"daemons":[]}
+//! -L --daemon --json   {"schema":1,"daemons":[Daemon...]} (crate::syncd::list_daemon_json)
 //!
 //! Service = {"protocol":"TCP"|"UDP"|"SCTP"|null, "fwmark":N|null,
 //!            "family":"inet"|"inet6", "address":"..."|null, "port":N,
@@ -346,9 +346,4 @@ pub fn list_timeout(t: &Timeouts) -> String {
             udp: t.udp,
         },
     })
-}
-
-/// `-L --daemon --json`: xvs runs no sync daemon.
-pub fn list_daemon() -> String {
-    format!("{{\"schema\":{SCHEMA},\"daemons\":[]}}\n")
 }

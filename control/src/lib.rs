@@ -24,6 +24,7 @@ pub mod model;
 pub mod proto;
 pub mod rate;
 pub mod reload;
+pub mod syncd;
 
 pub use exec::Control;
 pub use listing::{ConnEntry, NoRuntime, Runtime};

@@ -59,6 +59,12 @@ pub trait Runtime {
     fn dataplane(&self) -> String {
         "Data plane: none (control only)\n".to_string()
     }
+
+    /// The running connection sync daemons: settings in effect and
+    /// counters (`-L --daemon`, its `--stats`, the metrics page).
+    fn sync_status(&self) -> Vec<crate::syncd::SyncStatus> {
+        Vec::new()
+    }
 }
 
 /// A [`Runtime`] with no connections (tests, tools).

@@ -26,6 +26,8 @@ use xvs_config::svc::SvcKey;
 
 use crate::listing::{addr_port, proto_name};
 use crate::model::Model;
+use crate::syncd::SyncStatus;
+use xvs_config::SyncRole;
 
 /// Longest request head read from a scraper.
 const MAX_REQUEST: usize = 8192;
@@ -299,6 +301,50 @@ impl Drop for MetricsServer {
 }
 
 /// The time left before `deadline`, or a timeout error once it passed.
+/// The connection sync families of the metrics page (appended to
+/// [`render`]'s): which daemons run, their
+/// counters and their peers' (`xvs_sync_daemon_running`,
+/// `xvs_sync_total`, `xvs_sync_peer_total`).
+pub fn render_sync(model: &Model, status: &[SyncStatus]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP xvs_sync_daemon_running Connection sync daemons running, by role.\n");
+    out.push_str("# TYPE xvs_sync_daemon_running gauge\n");
+    for role in [SyncRole::Master, SyncRole::Backup] {
+        let on = u8::from(model.sync_daemon(role).is_some());
+        let _ = writeln!(
+            out,
+            "xvs_sync_daemon_running{{role=\"{}\"}} {on}",
+            role.name()
+        );
+    }
+    out.push_str("# HELP xvs_sync_total Connection sync counters, by role and counter.\n");
+    out.push_str("# TYPE xvs_sync_total counter\n");
+    for st in status {
+        for (name, v) in &st.counters {
+            let _ = writeln!(
+                out,
+                "xvs_sync_total{{role=\"{}\",counter=\"{name}\"}} {v}",
+                st.role.name()
+            );
+        }
+    }
+    out.push_str("# HELP xvs_sync_peer_total Connection sync counters per peer address.\n");
+    out.push_str("# TYPE xvs_sync_peer_total counter\n");
+    for st in status {
+        for p in &st.peers {
+            for (name, v) in &p.counters {
+                let _ = writeln!(
+                    out,
+                    "xvs_sync_peer_total{{role=\"{}\",peer=\"{}\",counter=\"{name}\"}} {v}",
+                    st.role.name(),
+                    p.addr
+                );
+            }
+        }
+    }
+    out
+}
+
 fn left(deadline: Instant) -> io::Result<Duration> {
     let d = deadline.saturating_duration_since(Instant::now());
     if d.is_zero() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use xvs_config::stats::Counters;
 use xvs_config::svc::{Fwd, Persist, SvcKey};
-use xvs_config::{Config, DestConf, ServiceConf};
+use xvs_config::{Config, DestConf, ServiceConf, SyncDaemonConf, SyncRole};
 use xvs_scheduler::DestLoad;
 
 use crate::grammar::{Command, DestSpec, ServiceSpec, TunConf};
@@ -50,13 +50,16 @@ pub enum ConfigError {
     /// A table is full (ENOMEM).
     #[error("Memory allocation problem")]
     NoMemory,
-    /// `--start-daemon`: xvs has no connection synchronisation.
-    #[error("xvs has no connection synchronisation daemon: --start-daemon is not supported")]
-    NoSyncDaemon,
+    /// `--start-daemon` of a role already running.
+    #[error("Daemon has already run")]
+    DaemonRunning,
+    /// `--start-daemon` on an interface that does not exist (ENODEV).
+    #[error("No such device")]
+    NoSuchDevice,
     /// `--del-mark` of a triple that has no mark.
     #[error("No such firewall mark assignment")]
     NoSuchMark,
-    /// `--stop-daemon`: nothing can be running.
+    /// `--stop-daemon` of a role not running.
     #[error("No daemon is running")]
     NoDaemonRunning,
     /// `--pe sip`: xvs has no SIP persistence engine.
@@ -230,6 +233,9 @@ pub struct Model {
     pub marks: Vec<(SvcKey, u32)>,
     /// Protocol timeouts.
     pub timeouts: Timeouts,
+    /// The connection sync daemons started (`--start-daemon`), at most
+    /// one per role, master first, as given (unset options `None`).
+    pub sync_daemons: Vec<SyncDaemonConf>,
     /// Incremented on every successful change.
     pub generation: u64,
     /// Table limits.
@@ -402,10 +408,30 @@ impl Model {
                 self.changed();
                 Ok(())
             }
-            Command::StartDaemon { .. } => Err(ConfigError::NoSyncDaemon),
-            Command::StopDaemon { .. } => Err(ConfigError::NoDaemonRunning),
+            Command::StartDaemon(conf) => {
+                if self.sync_daemon(conf.role).is_some() {
+                    return Err(ConfigError::DaemonRunning);
+                }
+                self.sync_daemons.push(conf.clone());
+                self.sync_daemons.sort_by_key(|d| d.role);
+                self.changed();
+                Ok(())
+            }
+            Command::StopDaemon { role, .. } => {
+                if self.sync_daemon(*role).is_none() {
+                    return Err(ConfigError::NoDaemonRunning);
+                }
+                self.sync_daemons.retain(|d| d.role != *role);
+                self.changed();
+                Ok(())
+            }
             _ => Ok(()),
         }
+    }
+
+    /// The sync daemon of `role`, if started.
+    pub fn sync_daemon(&self, role: SyncRole) -> Option<&SyncDaemonConf> {
+        self.sync_daemons.iter().find(|d| d.role == role)
     }
 
     /// `-A`.

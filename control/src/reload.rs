@@ -52,7 +52,8 @@ pub fn load_rules(rules: &str, limits: Limits) -> Result<Model, RulesError> {
             message,
         };
         let cmd = grammar::parse(&args).map_err(|e| fail(e.to_string()))?;
-        if !cmd.is_change() {
+        // xvsd's state file also starts the sync daemons.
+        if !cmd.is_change() && !matches!(cmd, Command::StartDaemon(_)) {
             return Err(fail(format!(
                 "a rules file may only hold rules, not `{}'",
                 args.join(" ")

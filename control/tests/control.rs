@@ -579,10 +579,6 @@ fn refused_operations() {
             "-a -t 198.18.0.100:80 -r [2001:db8::1]:80",
             "Invalid operation.  Possibly wrong module version, address not unicast, ...",
         ),
-        (
-            "--start-daemon master",
-            "xvs has no connection synchronisation daemon: --start-daemon is not supported",
-        ),
         ("--stop-daemon master", "No daemon is running"),
         (
             "-A -t 198.18.0.101:80 -p --pe sip",

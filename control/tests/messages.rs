@@ -126,10 +126,6 @@ fn refusals_exit_255_with_ipvs_messages() {
         ("--stop-daemon backup --syncid 2", "No daemon is running"),
         // What xvs cannot honour is refused, saying so.
         (
-            "--start-daemon master",
-            "xvs has no connection synchronisation daemon: --start-daemon is not supported",
-        ),
-        (
             "-A -t 198.18.0.2:5060 -p --pe sip",
             "xvs has no SIP persistence engine: --pe sip is not supported",
         ),

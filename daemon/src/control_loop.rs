@@ -13,6 +13,11 @@
 //! that they are released soon after their last connection expires rather
 //! than at the next configuration change.
 //!
+//! After every request it makes the running connection sync daemons the
+//! model's ([`crate::sync`]): a `--start-daemon` that cannot start is
+//! answered with the reason and forgotten. Between requests it hands the
+//! masters' resync requests the table.
+//!
 //! After a batch that changed the configuration it also hands the rules to
 //! the state file writer ([`crate::state`]), so that they survive a restart,
 //! without making xvsadm's answer wait for the disk; and on SIGHUP it
@@ -26,13 +31,14 @@ use std::time::{Duration, Instant};
 
 use xvs_control::grammar::{self, Command};
 use xvs_control::proto::{Reply, Request, Response};
-use xvs_control::{metrics, Control};
+use xvs_control::{metrics, Control, NoRuntime};
 use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::director::Director;
 
 use crate::runtime::{dataplane_stats, Live};
 use crate::server::Job;
 use crate::state::{self, StateDir, StateWriter};
+use crate::sync::SyncDaemons;
 
 /// Requests executed before one publish (and then all answered).
 pub const MAX_BATCH: usize = 256;
@@ -88,6 +94,8 @@ pub struct ControlLoop {
     /// The rules file a reload reads (`--config`); without one, a reload
     /// re-reads the state file.
     reload_from: Option<PathBuf>,
+    /// The connection sync daemons running.
+    sync: SyncDaemons,
 }
 
 impl ControlLoop {
@@ -96,6 +104,7 @@ impl ControlLoop {
     pub fn new(control: Control, director: Director, workers: usize) -> Self {
         ControlLoop {
             control,
+            sync: SyncDaemons::new(director.sync_port()),
             builder: SnapshotBuilder::with_id_file(director.id_file()),
             director,
             workers,
@@ -217,10 +226,27 @@ impl ControlLoop {
         self.director.publish(snap)
     }
 
-    /// The data plane, to stop it (after writing the last rules).
+    /// The data plane, to stop it (after writing the last rules and
+    /// stopping the sync daemons).
     pub fn into_director(mut self) -> Director {
         self.finish_state();
+        self.sync.stop_all();
         self.director
+    }
+
+    /// Make the running sync daemons the model's; a daemon that cannot
+    /// start is removed from the model, and the error (ipvsadm's exit
+    /// status 255 and the reason) returned.
+    fn sync_daemons(&mut self) -> Option<Response> {
+        let failed = self.sync.reconcile(&self.control.model().sync_daemons);
+        let mut resp = None;
+        for (role, why) in failed {
+            eprintln!("xvsd: cannot start the {} sync daemon: {why}", role.name());
+            let stop = Command::StopDaemon { role, syncid: None };
+            let _ = self.control.run(&stop, None, &NoRuntime);
+            resp = Some(Response::fail(255, why));
+        }
+        resp
     }
 
     /// Render the metrics page into `page` now and on every refresh.
@@ -230,10 +256,15 @@ impl ControlLoop {
     }
 
     fn render_metrics(&self) -> String {
-        metrics::render(
+        let mut page = metrics::render(
             self.control.model(),
             &dataplane_stats(&self.director, self.workers),
-        )
+        );
+        page.push_str(&metrics::render_sync(
+            self.control.model(),
+            &self.sync.status(),
+        ));
+        page
     }
 
     /// Serve `jobs` until `stop` is set or every sender is gone (`Ok`), or
@@ -257,6 +288,9 @@ impl ControlLoop {
                 eprintln!("xvsd: SIGHUP: reload");
                 self.reload();
             }
+            // The state file's daemons at start, a reload's, a batch undone.
+            self.sync_daemons();
+            self.sync.serve_resync(&self.director);
             let now = Instant::now();
             if now >= next_tick {
                 self.control.tick(now);
@@ -308,7 +342,12 @@ impl ControlLoop {
                     before = Some(self.control.clone());
                 }
                 let generation = self.control.generation();
-                let resp = self.control.execute_reply(&j.req, &Live(&self.director));
+                let mut resp = self
+                    .control
+                    .execute_reply(&j.req, &Live(&self.director, &self.sync));
+                if let Some(refused) = self.sync_daemons() {
+                    resp = refused.into();
+                }
                 let changed = self.control.generation() != generation;
                 batch.push((resp, changed, j.reply));
                 if batch.len() < MAX_BATCH {

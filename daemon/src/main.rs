@@ -46,6 +46,7 @@ mod lock;
 mod runtime;
 mod server;
 mod state;
+mod sync;
 
 use lock::IfaceLock;
 

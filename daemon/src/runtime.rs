@@ -7,8 +7,12 @@ use xvs_control::metrics::{DataplaneSample, DataplaneStats};
 use xvs_control::{ConnEntry, Runtime};
 use xvs_dataplane::director::Director;
 
-/// The running data plane, as the control plane sees it.
-pub struct Live<'a>(pub &'a Director);
+use crate::sync::SyncDaemons;
+use xvs_control::syncd::SyncStatus;
+
+/// The running data plane (and sync daemons), as the control plane sees
+/// it.
+pub struct Live<'a>(pub &'a Director, pub &'a SyncDaemons);
 
 impl Runtime for Live<'_> {
     fn dataplane(&self) -> String {
@@ -30,6 +34,10 @@ impl Runtime for Live<'_> {
 
     fn connections(&self) -> Vec<ConnEntry> {
         self.connections_iter().collect()
+    }
+
+    fn sync_status(&self) -> Vec<SyncStatus> {
+        self.1.status()
     }
 
     fn connections_iter(&self) -> Box<dyn Iterator<Item = ConnEntry> + Send> {

@@ -39,16 +39,23 @@ pub struct StateDir {
 }
 
 /// The rules text of `model`: `xvsadm -S -n` (firewall marks included)
-/// followed by the timeouts as a `--set` line, which `-R` accepts.
+/// followed by the timeouts as a `--set` line and the running sync
+/// daemons as `--start-daemon` lines (which `-S` leaves out, as ipvsadm),
+/// all of which `-R` accepts.
 pub fn render(model: &Model) -> String {
     let t = model.timeouts;
-    format!(
+    let mut s = format!(
         "# xvsd rules, rewritten on every change; xvsadm -R reads it.\n{}--set {} {} {}\n",
         listing::save(model),
         t.tcp,
         t.tcp_fin,
         t.udp
-    )
+    );
+    for d in &model.sync_daemons {
+        s.push_str(&xvs_control::syncd::start_line(d));
+        s.push('\n');
+    }
+    s
 }
 
 /// Whether a model holds no rules (timeouts alone do not count): such a

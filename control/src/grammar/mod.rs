@@ -195,15 +195,15 @@ pub enum Command {
         /// UDP timeout.
         udp: u32,
     },
-    /// `--start-daemon master|backup`.
-    StartDaemon {
-        /// `master` or `backup`.
-        state: String,
-    },
+    /// `--start-daemon master|backup` and its options (those left out
+    /// are `None`; the interface defaults to `eth0`, the syncid to 0).
+    StartDaemon(xvs_config::SyncDaemonConf),
     /// `--stop-daemon master|backup`.
     StopDaemon {
-        /// `master` or `backup`.
-        state: String,
+        /// Which daemon.
+        role: xvs_config::SyncRole,
+        /// `--syncid`, accepted and unused (as by IPVS).
+        syncid: Option<u8>,
     },
     /// `--set-mark MARK -t|-u VIP:PORT` (xvs): packets to this (protocol,
     /// VIP, port) carry firewall mark MARK, the equivalent of an iptables

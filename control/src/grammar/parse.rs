@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use xvs_config::svc::{Fwd, SvcKey};
+use xvs_config::{SyncDaemonConf, SyncRole};
 
 use super::lex::{long, short, Arg, Tok};
 use super::table::{rule, Cmd, Opt, Rule, ALL_OPTS};
@@ -40,7 +41,13 @@ struct Raw {
     tun_type: Option<TunType>,
     tun_port: Option<u16>,
     csum: Vec<TunCsum>,
-    daemon_state: Option<String>,
+    daemon_role: Option<SyncRole>,
+    mcast_if: Option<String>,
+    syncid: Option<u8>,
+    mcast_group: Option<IpAddr>,
+    mcast_port: Option<u16>,
+    mcast_ttl: Option<u8>,
+    sync_maxlen: Option<u16>,
     mark: Option<u32>,
     positional: Vec<String>,
 }
@@ -150,6 +157,24 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
     finish(raw)
 }
 
+/// Longest interface name ipvsadm passes on (`IP_VS_IFNAME_MAXLEN - 1`).
+const IFNAME_MAX: usize = 15;
+
+/// `--mcast-group`: IPv6 if it has a colon; either way a multicast group.
+fn parse_mcast_group(v: &str) -> Result<IpAddr, ParseError> {
+    if v.contains(':') {
+        match v.parse::<std::net::Ipv6Addr>() {
+            Ok(a) if a.is_multicast() => Ok(IpAddr::V6(a)),
+            _ => err(format!("invalid IPv6 mcast-group `{v}'")),
+        }
+    } else {
+        match v.parse::<std::net::Ipv4Addr>() {
+            Ok(a) if a.is_multicast() => Ok(IpAddr::V4(a)),
+            _ => err(format!("invalid IPv4 mcast-group `{v}'")),
+        }
+    }
+}
+
 /// An optional value is the next argument unless that looks like an option.
 fn take_optional(args: &[&str], i: &mut usize) -> Option<String> {
     match args.get(*i) {
@@ -170,10 +195,11 @@ fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result
         Tok::Cmd(cmd) => {
             raw.set_command(cmd)?;
             if matches!(cmd, Cmd::StartDaemon | Cmd::StopDaemon) {
-                if v != "master" && v != "backup" {
-                    return err(format!("illegal {} parameter specified", cmd.name()));
-                }
-                raw.daemon_state = Some(v);
+                raw.daemon_role = Some(match v.as_str() {
+                    "master" => SyncRole::Master,
+                    "backup" => SyncRole::Backup,
+                    _ => return err(format!("illegal {} parameter specified", cmd.name())),
+                });
             } else if cmd == Cmd::SetMark {
                 match parse_number(&v, 1, u64::from(u32::MAX)) {
                     Some(m) => raw.mark = Some(m as u32),
@@ -263,8 +289,32 @@ fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result
                     Some(p) => raw.tun_port = Some(p as u16),
                     None => return err("illegal tunnel port specified"),
                 },
-                // Sync-daemon options: xvs has no sync daemon, so their
-                // values are never used; --start-daemon is refused later.
+                // Sync-daemon options, with ipvsadm's ranges and messages.
+                Opt::McastIf => {
+                    // ipvsadm copies at most IFNAMSIZ - 1 bytes.
+                    let mut n = v.len().min(IFNAME_MAX);
+                    while !v.is_char_boundary(n) {
+                        n -= 1;
+                    }
+                    raw.mcast_if = Some(v[..n].to_string());
+                }
+                Opt::SyncId => match parse_number(&v, 0, 255) {
+                    Some(x) => raw.syncid = Some(x as u8),
+                    None => return err("illegal syncid specified"),
+                },
+                Opt::McastGroup => raw.mcast_group = Some(parse_mcast_group(&v)?),
+                Opt::McastPort => match parse_number(&v, 1, 65535) {
+                    Some(x) => raw.mcast_port = Some(x as u16),
+                    None => return err("illegal mcast-port specified"),
+                },
+                Opt::McastTtl => match parse_number(&v, 1, 255) {
+                    Some(x) => raw.mcast_ttl = Some(x as u8),
+                    None => return err("illegal mcast-ttl specified"),
+                },
+                Opt::SyncMaxlen => match parse_number(&v, 1, 65535 - 20 - 8) {
+                    Some(x) => raw.sync_maxlen = Some(x as u16),
+                    None => return err("illegal sync-maxlen specified"),
+                },
                 _ => {}
             }
         }
@@ -443,11 +493,21 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 Command::EditServer { svc, dest }
             })
         }
-        Cmd::StartDaemon => Ok(Command::StartDaemon {
-            state: raw.daemon_state.unwrap_or_default(),
-        }),
+        Cmd::StartDaemon => Ok(Command::StartDaemon(SyncDaemonConf {
+            role: raw.daemon_role.expect("parsed with the command"),
+            iface: raw
+                .mcast_if
+                .clone()
+                .unwrap_or_else(|| xvs_config::sync::DEFAULT_IFACE.to_string()),
+            syncid: raw.syncid.unwrap_or(0),
+            maxlen: raw.sync_maxlen,
+            group: raw.mcast_group,
+            port: raw.mcast_port,
+            ttl: raw.mcast_ttl,
+        })),
         Cmd::StopDaemon => Ok(Command::StopDaemon {
-            state: raw.daemon_state.unwrap_or_default(),
+            role: raw.daemon_role.expect("parsed with the command"),
+            syncid: raw.syncid,
         }),
         Cmd::SetMark | Cmd::DelMark => {
             let triple = svc.expect("required");

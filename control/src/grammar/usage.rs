@@ -43,8 +43,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
-  --start-daemon              start connection sync daemon (not supported by xvs)
-  --stop-daemon               stop connection sync daemon (not supported by xvs)
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --set-mark fwmark           mark packets to a protocol, address and port with
                               fwmark, so that a -f fwmark service takes them
                               (what iptables -j MARK --set-mark does for IPVS)
@@ -77,9 +77,12 @@ Options:
   --weight       -w weight            capacity of real server
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
+  --mcast-interface interface         multicast interface for connection sync
+  --syncid sid                        syncid for connection sync (default=0)
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --daemon                            output of daemon information
+                                      (with --stats: sync counters, xvs extension)
   --stats                             output of statistics information
   --rate                              output of rate information
   --exact                             expand numbers (display exact values)
@@ -94,6 +97,10 @@ Options:
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports
   --sched-flags  -b flags             scheduler flags (comma-separated)
+  --mcast-group  address              IPv4/IPv6 group (default=224.0.0.81)
+  --mcast-port   port                 UDP port (default=8848)
+  --mcast-ttl    ttl                  Multicast TTL (default=1)
+  --sync-maxlen  length               Max sync message length (default=1472)
   --socket       PATH                 xvsd control socket (default /run/xvs/xvsd.sock,
                                       or $XVS_SOCKET)
 ",
