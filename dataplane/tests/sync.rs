@@ -457,3 +457,47 @@ fn a_synced_nat_connection_learns_where_replies_go_from_its_client() {
     assert_eq!(&down[0..6], &CLIENT_MAC);
     assert_eq!(&down[26..30], &VIP);
 }
+
+#[test]
+fn the_packet_count_and_the_sync_flag_share_a_word_with_the_nat_data_without_touching_it() {
+    use xvs_dataplane::conn::table::{ConnTable, Init, NatInit};
+    let (t, mut parts) = ConnTable::new(16, 1);
+    let nat = NatInit {
+        rip: Ipv4Addr::new(198, 18, 1, 11),
+        rport: 8080,
+        ret_port: 3,
+        ret_mac: [2, 1, 2, 3, 4, 5],
+    };
+    let init = Init {
+        state: 1,
+        fwd: 2,
+        expires: 1000,
+        dest: 1,
+        svc: 0,
+        ctl: 0,
+        nat: Some(nat),
+    };
+    let v = t.insert(&mut parts[0], &conn_key(1), init).unwrap();
+    let counts: Vec<u32> = (0..53).map(|_| t.count_in(&v, 50)).collect();
+    assert_eq!(&counts[..4], &[1, 2, 3, 4]);
+    assert_eq!(counts[49], 0, "the 50th packet wraps");
+    assert_eq!(counts[52], 3, "the 53rd is the threshold again");
+    assert!(!t.synced(v.idx));
+    t.set_synced(&v);
+    assert!(t.synced(v.idx));
+    let again = t.read(v.idx).unwrap();
+    assert_eq!(again.nat, Some(nat), "the NAT data is intact");
+    t.set_nat_return(&again, 1, [2, 9, 9, 9, 9, 9]);
+    let after = t.read(v.idx).unwrap();
+    assert_eq!(after.nat.unwrap().ret_mac, [2, 9, 9, 9, 9, 9]);
+    assert!(t.synced(v.idx), "the flag stays");
+    assert_eq!(t.count_in(&after, 50), 4, "so does the count");
+    // A rebind (a new connection in the same entry) is local and counts
+    // from the start.
+    let (_, new) = t.rebind(&after, init).unwrap();
+    assert!(!t.synced(new.idx));
+    assert_eq!(t.count_in(&new, 50), 1);
+    // A stale view does not write into a rewritten entry.
+    t.count_in(&after, 50);
+    assert_eq!(t.count_in(&new, 50), 2);
+}

@@ -1337,13 +1337,17 @@ impl ConnTable {
     /// tests it against the sync threshold (IPVS's `in_pkts % period ==
     /// threshold`). A plain load and store, no locked instruction: the
     /// packets of one flow come through one queue, and a count lost to a
-    /// race only moves one sync.
+    /// race only moves one sync. An entry rewritten since `v` was read is
+    /// left alone (its word may hold another connection's NAT data).
     #[inline]
     pub fn count_in(&self, v: &View, period: u32) -> u32 {
         let e = &self.entries[v.idx as usize];
         let r = e.ret.load(Ordering::Relaxed);
         let n = ((r >> RET_PKTS_SHIFT) & RET_PKTS_MASK) as u32 + 1;
         let n = if n >= period { 0 } else { n };
+        if e.seq.load(Ordering::Relaxed) != v.seq {
+            return n;
+        }
         let r = (r & !(RET_PKTS_MASK << RET_PKTS_SHIFT)) | u64::from(n) << RET_PKTS_SHIFT;
         e.ret.store(r, Ordering::Relaxed);
         n
