@@ -3,8 +3,8 @@
 //!
 //! - an xvsd master's datagrams, caught on the LAN and read byte by byte
 //!   here (header, 36-byte records, flags with the forwarding method,
-//!   states, timeouts, templates), for DR, NAT and TUN connections and a
-//!   persistent service's templates;
+//!   states, timeouts, templates), for DR and NAT TCP connections, a TUN
+//!   UDP flow and a persistent service's templates;
 //! - an xvsd backup installing datagrams built here byte by byte, as a
 //!   kernel master sends them (version 1 with and without options, version
 //!   0), and listing them with `-Lnc`;
@@ -25,6 +25,8 @@ const UDP: &str = env!("CARGO_BIN_EXE_xvs-udp");
 const GROUP: &str = "224.0.0.81";
 /// The persistent service's address.
 const VIP2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
+/// The client's address for the NAT service.
+const NAT_CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 30);
 
 static NET: Mutex<()> = Mutex::new(());
 
@@ -213,11 +215,22 @@ fn a_kernel_layout_receiver_reads_what_an_xvs_master_sends() {
         xvsd.adm_ok(&["-a", "-t", &dr, "-r", &rip, "-g"]);
         xvsd.adm_ok(&["-a", "-t", &persist, "-r", &rip, "-g"]);
     }
-    let nat = format!("{VIP}:5000");
+    // NAT on one arm: the client's second address is routed back through
+    // the director on rs1, so rs1's replies to it are translated.
+    let nat = format!("{VIP}:8080");
     let tun = format!("{VIP}:6000");
     let rs1 = lan.rs[0].ip;
-    xvsd.adm_ok(&["-A", "-u", &nat, "-s", "rr"]);
-    xvsd.adm_ok(&["-a", "-u", &nat, "-r", &format!("{rs1}:5001"), "-m"]);
+    lan.add_client_addrs(&[NAT_CLIENT]);
+    lan.rs[0].exec_ok(&[
+        "ip",
+        "route",
+        "add",
+        &format!("{NAT_CLIENT}/32"),
+        "via",
+        &lan.director.ip.to_string(),
+    ]);
+    xvsd.adm_ok(&["-A", "-t", &nat, "-s", "rr"]);
+    xvsd.adm_ok(&["-a", "-t", &nat, "-r", &format!("{rs1}:80"), "-m"]);
     xvsd.adm_ok(&["-A", "-u", &tun, "-s", "rr"]);
     xvsd.adm_ok(&["-a", "-u", &tun, "-r", &rs1.to_string(), "-i"]);
     let iface = lan.director.iface.clone();
@@ -250,14 +263,27 @@ fn a_kernel_layout_receiver_reads_what_an_xvs_master_sends() {
         ]);
         assert!(out.status.success(), "{target}: {out:?}");
     }
-    // UDP flows, five datagrams each from one socket: the third syncs.
-    udp_flow(&lan.client, &nat, 5);
+    lan.client_source(VIP, Some(NAT_CLIENT));
+    let out = lan.client.exec(&[
+        NODE,
+        "client",
+        "--connect",
+        &nat,
+        "--count",
+        "3",
+        "--timeout-ms",
+        "3000",
+    ]);
+    assert!(out.status.success(), "{nat}: {out:?}");
+    lan.client_source(VIP, None);
+    // The real servers cannot decapsulate (no ipip module here): a UDP
+    // flow of five datagrams from one socket, the third of which syncs.
     udp_flow(&lan.client, &tun, 5);
 
     let client = lan.client.ip;
     let rips: BTreeSet<Ipv4Addr> = lan.rs.iter().map(|h| h.ip).collect();
     let want = |r: &Rec, vaddr: Ipv4Addr, vport: u16, proto: u8, fwd: u32| {
-        r.caddr == client
+        (r.caddr == client || r.caddr == NAT_CLIENT)
             && r.vaddr == vaddr
             && r.vport == vport
             && r.protocol == proto
@@ -276,7 +302,7 @@ fn a_kernel_layout_receiver_reads_what_an_xvs_master_sends() {
             conn(VIP, 80, TCP, DROUTE)
                 && conn(VIP2, 80, TCP, DROUTE)
                 && rs.iter().any(|r| r.flags & TEMPLATE != 0)
-                && conn(VIP, 5000, UDP_P, MASQ)
+                && conn(VIP, 8080, TCP, MASQ)
                 && conn(VIP, 6000, UDP_P, TUNNEL)
         },
     );
@@ -297,15 +323,20 @@ fn a_kernel_layout_receiver_reads_what_an_xvs_master_sends() {
         } else if r.protocol == TCP {
             assert!(r.cport >= 1024, "{r:?}");
             assert!(rips.contains(&r.daddr) && r.dport == 80, "{r:?}");
+            let (caddr, fwd) = if r.vport == 8080 {
+                (NAT_CLIENT, MASQ)
+            } else {
+                (client, DROUTE)
+            };
+            assert_eq!((r.caddr, r.flags & 7), (caddr, fwd), "{r:?}");
             // Only ESTABLISHED, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT.
             assert!([1, 4, 5, 6, 7].contains(&r.state), "{r:?}");
             assert!(r.flags & 0x100 == 0 || r.state != 1, "{r:?}");
         } else {
             assert_eq!(r.protocol, UDP_P, "{r:?}");
             assert_eq!(r.state, 0, "UDP has one state: {r:?}");
-            assert_eq!(r.daddr, rs1, "{r:?}");
-            let dport = if r.vport == 5000 { 5001 } else { 6000 };
-            assert_eq!(r.dport, dport, "{r:?}");
+            assert_eq!((r.caddr, r.daddr, r.dport), (client, rs1, 6000), "{r:?}");
+            assert_eq!(r.flags & 7, TUNNEL, "{r:?}");
         }
     }
     let stats = xvsd.adm_ok(&["-L", "--daemon", "--stats"]);
@@ -373,8 +404,20 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
     for h in &lan.rs {
         xvsd.adm_ok(&["-a", "-t", &dr, "-r", &h.ip.to_string(), "-g"]);
     }
+    // An interface that does not exist: the kernel's ENODEV, nothing runs.
+    let r = xvsd.adm(&["--start-daemon", "master", "--mcast-interface", "nosuch0"]);
+    assert_eq!(
+        (r.status.code(), String::from_utf8_lossy(&r.stderr).as_ref()),
+        (Some(255), "No such device\n")
+    );
+    assert_eq!(xvsd.adm_ok(&["-L", "--daemon"]), "");
     let iface = lan.director.iface.clone();
     xvsd.adm_ok(&["--start-daemon", "backup", "--mcast-interface", &iface]);
+    let r = xvsd.adm(&["--start-daemon", "backup", "--mcast-interface", &iface]);
+    assert_eq!(
+        (r.status.code(), String::from_utf8_lossy(&r.stderr).as_ref()),
+        (Some(255), "Daemon has already run\n")
+    );
     let [rs1, rs2, rs3] = [lan.rs[0].ip, lan.rs[1].ip, lan.rs[2].ip];
 
     // Options: an optional one of odd length (so the next record starts
