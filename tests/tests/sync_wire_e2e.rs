@@ -398,7 +398,21 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
     let _g = net_lock();
     let mut lan = DrLan::new();
     let sync = lan.add_host("sync", Ipv4Addr::new(198, 18, 0, 50));
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let state = std::env::temp_dir().join(format!(
+        "xvs-sync-{}-{}.state",
+        lan.prefix,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&state);
+    let daemon_args: Vec<String> = [
+        "--iface",
+        &lan.director.iface,
+        "--state-dir",
+        &state.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let xvsd = Xvsd::start_with(Some(&lan.director.ns), &daemon_args);
     let dr = format!("{VIP}:80");
     xvsd.adm_ok(&["-A", "-t", &dr, "-s", "rr"]);
     for h in &lan.rs {
@@ -487,7 +501,18 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
             "{line} in {stats}"
         );
     }
+    // -S leaves the daemon out; the state file brings it back with xvsd.
+    assert!(!xvsd.adm_ok(&["-S", "-n"]).contains("daemon"));
+    let daemons = xvsd.adm_ok(&["-L", "--daemon"]);
+    xvsd.stop();
+    let xvsd = Xvsd::start_with(Some(&lan.director.ns), &daemon_args);
+    assert_eq!(xvsd.adm_ok(&["-L", "--daemon"]), daemons);
+    assert!(
+        daemons.starts_with("backup sync daemon (mcast="),
+        "{daemons}"
+    );
     drop(xvsd);
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
