@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use xvs_tests::daemon::Xvsd;
+use xvs_tests::daemon::{shared_pin_dir, Start, Xvsd};
 use xvs_tests::listing;
 use xvs_tests::netns::{run_ok, DrLan, Host, Proc, VIP};
 use xvs_tests::node::Lines;
@@ -67,13 +67,42 @@ struct Director {
     xvsd: Xvsd,
     keepalived: Option<Proc>,
     dir: TempDir,
+    /// The pins of a daemon started with the shared bpffs (removed last).
+    _pins: Option<PinGuard>,
+}
+
+/// Removes what a daemon killed with its program pinned left in the
+/// shared bpffs.
+struct PinGuard(PathBuf);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How the master dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Death {
+    /// The whole machine: off the wire, xvsd and keepalived killed.
+    Machine,
+    /// xvsd alone (SIGKILL), its program left pinned and dropping the
+    /// VIP's frames: keepalived notices through its `vrrp_script` and
+    /// gives the VIP up.
+    Xvsd,
 }
 
 impl Director {
     /// xvsd on `host` with the service VIP:80, rr over the real servers
     /// `rs` by direct routing, the same on both directors.
-    fn start(host: Host, rs: &[Host]) -> Director {
-        let xvsd = Xvsd::start(&host.ns, &[&host.iface]);
+    fn start(host: Host, rs: &[Host], pinned: bool) -> Director {
+        let how = Start {
+            socket: None,
+            shared_bpffs: pinned,
+        };
+        let args = ["--iface".to_string(), host.iface.clone()];
+        let pins = pinned.then(|| PinGuard(shared_pin_dir(&host.iface)));
+        let xvsd = Xvsd::start_opts(Some(&host.ns), &args, &how);
         let svc = format!("{VIP}:80");
         xvsd.adm_ok(&["-A", "-t", &svc, "-s", "rr"]);
         for r in rs {
@@ -87,6 +116,7 @@ impl Director {
             xvsd,
             keepalived: None,
             dir,
+            _pins: pins,
         }
     }
 
@@ -259,7 +289,7 @@ struct Run {
 
 /// Two directors, keepalived on both, 20 streams through the master, the
 /// master crashes; `sync` says whether the sync daemons run.
-fn failover(sync: bool) -> Run {
+fn failover(sync: bool, death: Death) -> Run {
     let mut lan = DrLan::new();
     let b_host = lan.add_host("dir2", "198.18.0.3".parse().expect("address"));
     // keepalived places the VIP, not the topology.
@@ -296,8 +326,8 @@ fn failover(sync: bool) -> Run {
             "off",
         ]);
     }
-    let mut a = Director::start(lan.director.clone(), &lan.rs);
-    let mut b = Director::start(b_host, &lan.rs);
+    let mut a = Director::start(lan.director.clone(), &lan.rs, death == Death::Xvsd);
+    let mut b = Director::start(b_host, &lan.rs, false);
     a.start_keepalived(150, sync);
     b.start_keepalived(100, sync);
     assert!(
@@ -341,7 +371,16 @@ fn failover(sync: bool) -> Run {
     std::thread::sleep(Duration::from_millis(1500));
 
     let died = Instant::now();
-    a.crash();
+    match death {
+        Death::Machine => a.crash(),
+        Death::Xvsd => {
+            a.xvsd.kill9();
+            assert!(
+                lan.director_has_xdp(),
+                "the killed daemon's program is pinned and drops the VIP's frames"
+            );
+        }
+    }
     assert!(
         wait_for(Duration::from_secs(10), || b.holds_vip()),
         "the backup did not take the VIP"
@@ -404,13 +443,36 @@ fn synced_streams_survive_the_masters_death() {
     );
     assert!(Path::new(NOTIFY).is_file(), "{NOTIFY} is missing");
     let _g = net_lock();
-    let run = failover(true);
+    let run = failover(true, Death::Machine);
     eprintln!(
         "failover with sync: VIP on the backup {} ms after the master died; \
          the longest exchange took {} ms",
         run.takeover.as_millis(),
         max_ms(&run.out)
     );
+    assert_survived(&run);
+}
+
+#[test]
+fn synced_streams_survive_the_death_of_xvsd_alone() {
+    assert!(
+        have_keepalived(),
+        "keepalived is not installed (scripts/lib.sh installs it)"
+    );
+    let _g = net_lock();
+    let run = failover(true, Death::Xvsd);
+    eprintln!(
+        "failover on xvsd's death: VIP on the backup {} ms after xvsd died; \
+         the longest exchange took {} ms",
+        run.takeover.as_millis(),
+        max_ms(&run.out)
+    );
+    assert_survived(&run);
+}
+
+/// Every stream of `run` completed, kept exchanging after the failover,
+/// and the backup knew them all.
+fn assert_survived(run: &Run) {
     assert!(
         run.ok,
         "a stream broke:\n{}\nthe backup:\n{}",
@@ -453,7 +515,7 @@ fn without_sync_the_same_failover_breaks_the_streams() {
         "keepalived is not installed (scripts/lib.sh installs it)"
     );
     let _g = net_lock();
-    let run = failover(false);
+    let run = failover(false, Death::Machine);
     eprintln!(
         "failover without sync: VIP on the backup {} ms after the master died",
         run.takeover.as_millis()
