@@ -14,3 +14,4 @@ pub mod restore;
 pub mod sched;
 pub mod sink;
 pub mod traffic;
+pub mod workers;
