@@ -287,7 +287,8 @@ impl Row {
         }
     }
 
-    fn ok(&self) -> bool {
+    /// Whether the forwarder forwarded (status "ok").
+    pub fn ok(&self) -> bool {
         self.status == "ok"
     }
 }

@@ -10,6 +10,7 @@ pub mod gen;
 pub mod micro;
 pub mod pipeline;
 pub mod reflect;
+pub mod report;
 pub mod restore;
 pub mod sched;
 pub mod sink;

@@ -164,20 +164,61 @@ pub fn human(n: usize) -> String {
 }
 
 /// One pipeline case: a method at a table size, and its repetitions.
-struct Case {
-    name: &'static str,
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The method's name.
+    pub name: &'static str,
     bench: PipelineBench,
-    flows: usize,
+    /// Live connections in the table.
+    pub flows: usize,
     /// Held to the goals (the checksum variants are not).
-    goals: bool,
-    runs: Vec<PipelineResult>,
+    pub goals: bool,
+    /// One result per repetition, in order.
+    pub runs: Vec<PipelineResult>,
+}
+
+/// Everything `micro` measured.
+#[derive(Debug, Clone)]
+pub struct MicroResult {
+    /// Repetitions of every case.
+    pub reps: usize,
+    /// The table sizes, in order.
+    pub flows: Vec<usize>,
+    /// The pipeline cases.
+    pub cases: Vec<Case>,
+    /// The schedulers (unless skipped).
+    pub sched: Option<sched::SchedResult>,
+}
+
+impl MicroResult {
+    /// The case of `name` at `flows`.
+    pub fn case(&self, name: &str, flows: usize) -> Option<&Case> {
+        self.cases
+            .iter()
+            .find(|c| c.name == name && c.flows == flows)
+    }
+
+    /// Per repetition, `name`'s established cost over DR's at `flows`.
+    pub fn vs_dr(&self, name: &str, flows: usize) -> Vec<f64> {
+        match (self.case(name, flows), self.case("DR", flows)) {
+            (Some(c), Some(dr)) => c
+                .runs
+                .iter()
+                .zip(&dr.runs)
+                .map(|(x, d)| x.ns_per_packet / d.ns_per_packet)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Case {
-    fn est(&self) -> Vec<f64> {
+    /// ns per established packet, per repetition.
+    pub fn est(&self) -> Vec<f64> {
         self.runs.iter().map(|r| r.ns_per_packet).collect()
     }
-    fn new_conn(&self) -> Vec<f64> {
+    /// ns per new connection, per repetition.
+    pub fn new_conn(&self) -> Vec<f64> {
         self.runs.iter().map(|r| r.ns_per_new_conn).collect()
     }
 }
@@ -229,6 +270,11 @@ fn row(out: &mut String, what: &str, v: &[f64], unit: &str, goal: Option<(f64, S
 
 /// Run everything and return the summary table.
 pub fn run(a: &MicroArgs) -> String {
+    table(&measure(a))
+}
+
+/// Run every case `--reps` times, interleaved, and the schedulers.
+pub fn measure(a: &MicroArgs) -> MicroResult {
     let reps = a.reps.max(1);
     let mut cases: Vec<Case> = Vec::new();
     for &flows in &a.flows {
@@ -266,13 +312,28 @@ pub fn run(a: &MicroArgs) -> String {
             c.runs.push((c.bench)(c.flows, a.servers, a.packets));
         }
     }
+    let sched = (!a.no_sched).then(|| {
+        eprintln!("micro: schedulers ...");
+        sched::run(a.sched_runs)
+    });
+    MicroResult {
+        reps,
+        flows: a.flows.clone(),
+        cases,
+        sched,
+    }
+}
+
+/// The result as the text table: median, minimum, spread, goal, status.
+pub fn table(r: &MicroResult) -> String {
+    let (reps, cases) = (r.reps, &r.cases);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{reps} repetitions of every pipeline case, interleaved; goals judged on the median"
     );
     line(&mut out, HEADER);
-    for c in &cases {
+    for c in cases {
         let size = human(c.flows);
         let est_goal = c.goals && c.name == "DR";
         let g = goal_established_ns(c.flows);
@@ -284,16 +345,8 @@ pub fn run(a: &MicroArgs) -> String {
             est_goal.then(|| (g, format!("<= {g:.0}"))),
         );
         if c.goals && c.name != "DR" {
-            if let Some(dr) = cases
-                .iter()
-                .find(|d| d.goals && d.name == "DR" && d.flows == c.flows)
-            {
-                let ratios: Vec<f64> = c
-                    .runs
-                    .iter()
-                    .zip(&dr.runs)
-                    .map(|(x, d)| x.ns_per_packet / d.ns_per_packet)
-                    .collect();
+            let ratios = r.vs_dr(c.name, c.flows);
+            if !ratios.is_empty() {
                 row(
                     &mut out,
                     &format!("  {} / DR established, {size} conns", c.name),
@@ -314,7 +367,7 @@ pub fn run(a: &MicroArgs) -> String {
             );
         }
     }
-    for &flows in &a.flows {
+    for &flows in &r.flows {
         if let Some(r) = cases
             .iter()
             .find(|c| c.flows == flows)
@@ -333,9 +386,7 @@ pub fn run(a: &MicroArgs) -> String {
             );
         }
     }
-    if !a.no_sched {
-        eprintln!("micro: schedulers ...");
-        let r = sched::run(a.sched_runs);
+    if let Some(r) = &r.sched {
         let sizes: Vec<String> = sched::SIZES.iter().map(|n| n.to_string()).collect();
         for row in &r.rows {
             let vals: Vec<String> = row.ns.iter().map(|v| format!("{v:.0}")).collect();

@@ -85,6 +85,9 @@ enum Cmd {
     /// Every in-memory microbenchmark (pipeline per method, connection
     /// table sizes, schedulers) in one table.
     Micro(xvs_bench::micro::MicroArgs),
+    /// The whole set (micro, two workers, compare) as the Markdown of
+    /// README's Performance section, with the date and the machine.
+    Report(xvs_bench::report::ReportArgs),
 }
 
 fn main() {
@@ -178,5 +181,12 @@ fn main() {
         },
         Cmd::Compare(a) => std::process::exit(xvs_bench::compare::main(&a)),
         Cmd::Micro(a) => print!("{}", xvs_bench::micro::run(&a)),
+        Cmd::Report(a) => match xvs_bench::report::run(&a) {
+            Ok(md) => print!("{md}"),
+            Err(e) => {
+                eprintln!("xvs-bench report: {e}");
+                std::process::exit(1);
+            }
+        },
     }
 }
