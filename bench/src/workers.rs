@@ -9,7 +9,11 @@
 //! worker's own flows. The same code runs with one worker, then with N,
 //! alternately, so the ratio of their packet rates shows what sharing
 //! costs: anything well under N× is contention (a shared cache line
-//! written by both, a lock), not work.
+//! written by both, a lock), not work. The rate needs idle cores; the CPU
+//! time each worker thread spent per packet (its own clock, which stops
+//! while it is not running) does not, so it still tells contention apart
+//! from a busy machine: with no sharing it is the same for one worker as
+//! for each of N.
 
 use crate::micro::Spread;
 use crate::pipeline::{set_flow, stride};
@@ -116,6 +120,16 @@ pub struct WorkersRun {
     pub pps: f64,
     /// Packets per second of each worker.
     pub per_worker: Vec<f64>,
+    /// Thread CPU time per packet of each worker, ns.
+    pub cpu_ns: Vec<f64>,
+}
+
+/// CPU time of the calling thread, ns.
+fn thread_cpu_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 /// Run `workers` pinned workers (worker `w` on `cores[w % len]`), each
@@ -142,16 +156,23 @@ pub fn run_once(
         .into_iter()
         .enumerate()
         .map(|(w, part)| {
-            let mut p = Pipeline::with_table(snap.clone(), table.clone(), part, DIR_MAC);
-            p.set_writer(w);
             let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
             let (start, stop) = (start.clone(), stop.clone());
+            let (snap, table) = (snap.clone(), table.clone());
             std::thread::Builder::new()
                 .name(format!("bench-w{w}"))
                 .spawn(move || {
                     if let Some(id) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id });
                     }
+                    // Built here, not by the spawning thread: what a worker
+                    // writes per packet (its pipeline's counters, its
+                    // port) lives on its own stack and in its own
+                    // allocations, never in a cache line next to another
+                    // worker's (two closures allocated one after the other
+                    // by one thread can be neighbours on the heap).
+                    let mut p = Pipeline::with_table(snap, table, part, DIR_MAC);
+                    p.set_writer(w);
                     let base = w * flows;
                     // Open this worker's connections (SYN), then one round
                     // of ACKs: ESTABLISHED from here on.
@@ -171,6 +192,7 @@ pub fn run_once(
                     let table = p.table().clone();
                     start.wait();
                     let t = Instant::now();
+                    let cpu0 = thread_cpu_ns();
                     let mut round = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let pipe = &mut p;
@@ -184,8 +206,10 @@ pub fn run_once(
                         round += 1;
                     }
                     let el = t.elapsed().as_secs_f64();
+                    let cpu = thread_cpu_ns().saturating_sub(cpu0) as f64;
                     assert_eq!(port.other, 0, "every established packet is forwarded");
-                    port.tx as f64 / el
+                    let n = port.tx.max(1) as f64;
+                    (port.tx as f64 / el, cpu / n)
                 })
                 .expect("spawn a worker")
         })
@@ -193,14 +217,15 @@ pub fn run_once(
     start.wait();
     std::thread::sleep(Duration::from_secs_f64(secs.clamp(0.01, 600.0)));
     stop.store(true, Ordering::Relaxed);
-    let per_worker: Vec<f64> = handles
+    let (per_worker, cpu_ns): (Vec<f64>, Vec<f64>) = handles
         .into_iter()
         .map(|h| h.join().expect("a worker panicked"))
-        .collect();
+        .unzip();
     WorkersRun {
         workers,
         pps: per_worker.iter().sum(),
         per_worker,
+        cpu_ns,
     }
 }
 
@@ -217,6 +242,10 @@ pub struct Scaling {
     pub many: Vec<f64>,
     /// Each repetition's ratio many / one.
     pub ratios: Vec<f64>,
+    /// CPU ns per packet of the one worker, per repetition.
+    pub one_cpu_ns: Vec<f64>,
+    /// CPU ns per packet of the `workers` (their mean), per repetition.
+    pub many_cpu_ns: Vec<f64>,
 }
 
 /// The goal for two workers: at least this times one worker's rate.
@@ -237,10 +266,13 @@ pub fn scaling(
         one: Vec::new(),
         many: Vec::new(),
         ratios: Vec::new(),
+        one_cpu_ns: Vec::new(),
+        many_cpu_ns: Vec::new(),
     };
     for rep in 0..reps.max(1) {
         eprintln!("pipeline: rep {}: 1 worker ...", rep + 1);
-        let one = run_once(1, flows, servers, secs, cores).pps;
+        let one_run = run_once(1, flows, servers, secs, cores);
+        let one = one_run.pps;
         eprintln!("pipeline: rep {}: {workers} workers ...", rep + 1);
         let many = run_once(workers, flows, servers, secs, cores);
         eprintln!(
@@ -257,6 +289,9 @@ pub fn scaling(
         s.one.push(one);
         s.many.push(many.pps);
         s.ratios.push(many.pps / one.max(1.0));
+        s.one_cpu_ns.extend(one_run.cpu_ns.first().copied());
+        s.many_cpu_ns
+            .push(many.cpu_ns.iter().sum::<f64>() / many.cpu_ns.len().max(1) as f64);
     }
     s
 }
@@ -302,6 +337,22 @@ pub fn table(s: &Scaling) -> String {
         "-",
         "-"
     );
+    for (what, v) in [
+        ("1 worker CPU ns/pkt".to_string(), &s.one_cpu_ns),
+        (format!("{} workers CPU ns/pkt", s.workers), &s.many_cpu_ns),
+    ] {
+        let f = Spread::of(v);
+        let _ = writeln!(
+            out,
+            "{:<22} {:>12} {:>12} {:>6.0}% {:>9} {:>8}",
+            what,
+            format!("{:.1}", f.median),
+            format!("{:.1}", f.min),
+            f.pct(),
+            "-",
+            "-"
+        );
+    }
     let goal = (s.workers == 2).then_some(GOAL_RATIO_2);
     let _ = writeln!(
         out,
