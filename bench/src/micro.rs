@@ -217,6 +217,16 @@ impl Case {
     pub fn est(&self) -> Vec<f64> {
         self.runs.iter().map(|r| r.ns_per_packet).collect()
     }
+    /// Thread CPU ns per established packet, per repetition.
+    pub fn est_cpu(&self) -> Vec<f64> {
+        self.runs.iter().map(|r| r.cpu_ns_per_packet).collect()
+    }
+
+    /// Thread CPU ns per new connection, per repetition.
+    pub fn new_conn_cpu(&self) -> Vec<f64> {
+        self.runs.iter().map(|r| r.cpu_ns_per_new_conn).collect()
+    }
+
     /// ns per new connection, per repetition.
     pub fn new_conn(&self) -> Vec<f64> {
         self.runs.iter().map(|r| r.ns_per_new_conn).collect()
@@ -224,25 +234,33 @@ impl Case {
 }
 
 /// The header of the table.
-const HEADER: [&str; 6] = [
+const HEADER: [&str; 7] = [
     "benchmark (one core, in memory)",
     "median",
     "min",
     "spread",
+    "CPU median",
     "goal",
     "status",
 ];
 
-fn line(out: &mut String, cols: [&str; 6]) {
+fn line(out: &mut String, cols: [&str; 7]) {
     let _ = writeln!(
         out,
-        "{:<54} {:>14} {:>14} {:>7} {:>9} {:>8}",
-        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+        "{:<54} {:>14} {:>14} {:>7} {:>14} {:>9} {:>8}",
+        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
     );
 }
 
-/// A row of repeated measurements `v` in `unit`, with an upper-bound goal.
-fn row(out: &mut String, what: &str, v: &[f64], unit: &str, goal: Option<(f64, String)>) {
+/// A row of repeated measurements `v` in `unit` (and the thread's CPU
+/// time of the same runs, `cpu`), with an upper-bound goal on `v`.
+fn row(
+    out: &mut String,
+    what: &str,
+    (v, cpu): (&[f64], Option<Vec<f64>>),
+    unit: &str,
+    goal: Option<(f64, String)>,
+) {
     let s = Spread::of(v);
     let (g, ok) = match goal {
         Some((g, shown)) => (shown, verdict(s.median <= g)),
@@ -262,6 +280,7 @@ fn row(out: &mut String, what: &str, v: &[f64], unit: &str, goal: Option<(f64, S
             &fmt(s.median),
             &fmt(s.min),
             &format!("{:.0}%", s.pct()),
+            &cpu.map_or("-".into(), |c| fmt(Spread::of(&c).median)),
             &g,
             ok,
         ],
@@ -330,7 +349,7 @@ pub fn table(r: &MicroResult) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{reps} repetitions of every pipeline case, interleaved; goals judged on the median"
+        "{reps} repetitions of every pipeline case, interleaved; goals judged on the median (wall time); CPU: the thread's own time, without preemption"
     );
     line(&mut out, HEADER);
     for c in cases {
@@ -340,7 +359,7 @@ pub fn table(r: &MicroResult) -> String {
         row(
             &mut out,
             &format!("pipeline {} established, {size} conns", c.name),
-            &c.est(),
+            (&c.est(), Some(c.est_cpu())),
             "ns/pkt",
             est_goal.then(|| (g, format!("<= {g:.0}"))),
         );
@@ -350,7 +369,7 @@ pub fn table(r: &MicroResult) -> String {
                 row(
                     &mut out,
                     &format!("  {} / DR established, {size} conns", c.name),
-                    &ratios,
+                    (&ratios, None),
                     "x",
                     Some((GOAL_VS_DR, format!("<= {GOAL_VS_DR:.1}x"))),
                 );
@@ -361,7 +380,7 @@ pub fn table(r: &MicroResult) -> String {
             row(
                 &mut out,
                 &format!("pipeline {} new connection, {size} conns", c.name),
-                &c.new_conn(),
+                (&c.new_conn(), Some(c.new_conn_cpu())),
                 "ns/conn",
                 ng.map(|g| (g, format!("<= {g:.0}"))),
             );
@@ -382,6 +401,7 @@ pub fn table(r: &MicroResult) -> String {
                     "-",
                     "-",
                     "-",
+                    "-",
                 ],
             );
         }
@@ -392,9 +412,10 @@ pub fn table(r: &MicroResult) -> String {
             let vals: Vec<String> = row.ns.iter().map(|v| format!("{v:.0}")).collect();
             let _ = writeln!(
                 out,
-                "{:<54} {:>14} {:>14} {:>7} {:>9} {:>8}",
+                "{:<54} {:>14} {:>14} {:>7} {:>14} {:>9} {:>8}",
                 format!("sched {} ns, {} dests", row.name, sizes.join("/")),
                 vals.join("/"),
+                "-",
                 "-",
                 "-",
                 format!("< {:.0}@100", row.goal_ns()),
@@ -403,9 +424,10 @@ pub fn table(r: &MicroResult) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<54} {:>14} {:>14} {:>7} {:>9} {:>8}",
+            "{:<54} {:>14} {:>14} {:>7} {:>14} {:>9} {:>8}",
             "sched mh table rebuild, 1000 dests",
             format!("{:.2} ms", r.mh_rebuild_ms),
+            "-",
             "-",
             "-",
             "< 10 ms",

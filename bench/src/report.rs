@@ -83,7 +83,7 @@ pub fn micro_markdown(r: &MicroResult) -> String {
     let sizes: Vec<String> = r.flows.iter().map(|&f| micro::human(f)).collect();
     let _ = writeln!(
         s,
-        "Pipeline in memory, one core (`xvs-bench micro`): median of {} repetitions run interleaved, ± half the spread (max − min) / median; goals judged on the median.\n",
+        "Pipeline in memory, one core (`xvs-bench micro`): median of {} repetitions run interleaved, ± half the spread (max − min) / median; goals judged on the median; CPU: the thread's own time per packet (without the time it was preempted).\n",
         r.reps
     );
     let _ = writeln!(s, "| case | {} |", sizes.join(" conns | ") + " conns");
@@ -98,11 +98,12 @@ pub fn micro_markdown(r: &MicroResult) -> String {
                 continue;
             };
             let e = Spread::of(&c.est()).median;
+            let cpu = format!(" (CPU {:.1} ns)", Spread::of(&c.est_cpu()).median);
             if name == "DR" {
                 let g = micro::goal_established_ns(flows);
                 let _ = write!(
                     est,
-                    " {} (≤ {g:.0}: {}) |",
+                    " {}{cpu} (≤ {g:.0}: {}) |",
                     fig(&c.est(), " ns", 1),
                     mark(e <= g)
                 );
@@ -111,7 +112,7 @@ pub fn micro_markdown(r: &MicroResult) -> String {
                 let ratio = Spread::of(&v).median;
                 let _ = write!(
                     est,
-                    " {}, {} DR (≤ {:.1}×: {}) |",
+                    " {}{cpu}, {} DR (≤ {:.1}×: {}) |",
                     fig(&c.est(), " ns", 1),
                     fig(&v, "×", 2),
                     micro::GOAL_VS_DR,

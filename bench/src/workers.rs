@@ -16,7 +16,7 @@
 //! for each of N.
 
 use crate::micro::Spread;
-use crate::pipeline::{set_flow, stride};
+use crate::pipeline::{set_flow, stride, thread_cpu_ns};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -122,14 +122,6 @@ pub struct WorkersRun {
     pub per_worker: Vec<f64>,
     /// Thread CPU time per packet of each worker, ns.
     pub cpu_ns: Vec<f64>,
-}
-
-/// CPU time of the calling thread, ns.
-fn thread_cpu_ns() -> u64 {
-    use nix::time::{clock_gettime, ClockId};
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 /// Run `workers` pinned workers (worker `w` on `cores[w % len]`), each
