@@ -309,9 +309,9 @@ pub fn run(a: &ReportArgs) -> Result<String, String> {
         .map(|c| c.id)
         .collect();
     let w = if a.quick {
-        workers::scaling(2, 10_000, 3, 0.3, 1, &cores)
+        workers::scaling(2, 10_000, (3, 0.3, 1), &cores, false)
     } else {
-        workers::scaling(2, 10_000, 3, 2.0, 5, &cores)
+        workers::scaling(2, 10_000, (3, 2.0, 5), &cores, false)
     };
     let mut out = String::new();
     let _ = writeln!(
@@ -374,7 +374,7 @@ mod tests {
         assert!(md.contains("(≤ 35: "), "{md}");
         assert!(md.contains("DR (≤ 1.3×: "), "{md}");
         assert!(md.contains("(≤ 150: "), "{md}");
-        let w = workers::scaling(2, 100, 3, 0.02, 1, &[]);
+        let w = workers::scaling(2, 100, (3, 0.02, 1), &[], false);
         let md = workers_markdown(&w);
         assert!(md.contains("| 2 |") && md.contains("(≥ 1.8×: "), "{md}");
     }

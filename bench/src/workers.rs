@@ -125,13 +125,17 @@ pub struct WorkersRun {
 }
 
 /// Run `workers` pinned workers (worker `w` on `cores[w % len]`), each
-/// over `flows` established DR connections of its own, for `secs`.
+/// over `flows` established DR connections of its own, for `secs`. With
+/// `private`, each worker has a snapshot of its own (the same service,
+/// separate objects): a diagnosis, to tell the cost of sharing the
+/// services (their counters, the destinations' load) from the rest.
 pub fn run_once(
     workers: usize,
     flows: usize,
     servers: u8,
     secs: f64,
     cores: &[usize],
+    private: bool,
 ) -> WorkersRun {
     let workers = workers.max(1);
     let flows = flows.max(1);
@@ -139,6 +143,16 @@ pub fn run_once(
     let fwds = vec![(Fwd::Dr, TunKind::Ipip); usize::from(servers.max(1))];
     let (svc, _dests) = service_with("wrr", &fwds, None, 80, None);
     let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
+    let snaps: Vec<Arc<Snapshot>> = (0..workers)
+        .map(|_| {
+            if private {
+                let (svc, _) = service_with("wrr", &fwds, None, 80, None);
+                Arc::new(Snapshot::of_services(&[svc], Timeouts::default()))
+            } else {
+                snap.clone()
+            }
+        })
+        .collect();
     let (table, parts) = ConnTable::new(flows * workers, workers);
     let table = Arc::new(table);
     let start = Arc::new(Barrier::new(workers + 1));
@@ -150,7 +164,7 @@ pub fn run_once(
         .map(|(w, part)| {
             let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
             let (start, stop) = (start.clone(), stop.clone());
-            let (snap, table) = (snap.clone(), table.clone());
+            let (snap, table) = (snaps[w].clone(), table.clone());
             std::thread::Builder::new()
                 .name(format!("bench-w{w}"))
                 .spawn(move || {
@@ -226,6 +240,8 @@ pub fn run_once(
 pub struct Scaling {
     /// Workers of the second configuration.
     pub workers: usize,
+    /// Each worker had its own snapshot (see [`run_once`]).
+    pub private: bool,
     /// Connections per worker.
     pub flows: usize,
     /// Packets per second of one worker, per repetition.
@@ -243,17 +259,18 @@ pub struct Scaling {
 /// The goal for two workers: at least this times one worker's rate.
 pub const GOAL_RATIO_2: f64 = 1.8;
 
-/// Measure one worker and `workers` workers alternately, `reps` times.
+/// Measure one worker and `workers` workers alternately, `reps` times
+/// (`private`: see [`run_once`]).
 pub fn scaling(
     workers: usize,
     flows: usize,
-    servers: u8,
-    secs: f64,
-    reps: usize,
+    (servers, secs, reps): (u8, f64, usize),
     cores: &[usize],
+    private: bool,
 ) -> Scaling {
     let mut s = Scaling {
         workers,
+        private,
         flows,
         one: Vec::new(),
         many: Vec::new(),
@@ -263,10 +280,10 @@ pub fn scaling(
     };
     for rep in 0..reps.max(1) {
         eprintln!("pipeline: rep {}: 1 worker ...", rep + 1);
-        let one_run = run_once(1, flows, servers, secs, cores);
+        let one_run = run_once(1, flows, servers, secs, cores, private);
         let one = one_run.pps;
         eprintln!("pipeline: rep {}: {workers} workers ...", rep + 1);
-        let many = run_once(workers, flows, servers, secs, cores);
+        let many = run_once(workers, flows, servers, secs, cores, private);
         eprintln!(
             "pipeline: rep {}: {:.2} Mpps, {workers} workers {:.2} Mpps ({})",
             rep + 1,
@@ -299,10 +316,15 @@ pub fn table(s: &Scaling) -> String {
     );
     let _ = writeln!(
         out,
-        "pipeline, DR established, {} conns per worker, {} repetitions (1 and {} workers alternately)",
+        "pipeline, DR established, {} conns per worker, {} repetitions (1 and {} workers alternately), services {}",
         s.flows,
         s.one.len(),
-        s.workers
+        s.workers,
+        if s.private {
+            "private (a snapshot per worker)"
+        } else {
+            "shared"
+        }
     );
     let _ = writeln!(
         out,
@@ -365,10 +387,10 @@ mod tests {
 
     #[test]
     fn two_workers_forward_every_packet_of_their_own_flows() {
-        let r = run_once(2, 500, 3, 0.05, &[]);
+        let r = run_once(2, 500, 3, 0.05, &[], false);
         assert_eq!(r.per_worker.len(), 2);
         assert!(r.per_worker.iter().all(|&p| p > 0.0), "{r:?}");
-        let s = scaling(2, 200, 3, 0.02, 1, &[]);
+        let s = scaling(2, 200, (3, 0.02, 1), &[], false);
         let t = table(&s);
         assert!(t.contains("2 / 1 workers"), "{t}");
         assert!(t.contains(">= 1.8x"), "{t}");

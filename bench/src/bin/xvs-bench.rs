@@ -40,6 +40,10 @@ enum Cmd {
         /// Cores of the workers, e.g. 0,1 (default: every core, in order).
         #[arg(long, value_delimiter = ',')]
         cores: Vec<usize>,
+        /// Give each worker a snapshot of its own instead of sharing the
+        /// services (a diagnosis: what sharing them costs).
+        #[arg(long)]
+        private_services: bool,
     },
     /// ns per schedule() of every scheduler at 1..1000 destinations, and
     /// the mh table rebuild time.
@@ -99,6 +103,7 @@ fn main() {
             secs,
             reps,
             cores,
+            private_services,
             ..
         } => {
             let cores = if cores.is_empty() {
@@ -111,7 +116,13 @@ fn main() {
                 cores
             };
             let per_worker = flows.first().copied().unwrap_or(10_000);
-            let s = xvs_bench::workers::scaling(workers, per_worker, servers, secs, reps, &cores);
+            let s = xvs_bench::workers::scaling(
+                workers,
+                per_worker,
+                (servers, secs, reps),
+                &cores,
+                private_services,
+            );
             print!("{}", xvs_bench::workers::table(&s));
         }
         Cmd::Pipeline {
