@@ -80,6 +80,10 @@ pub enum Mode {
     Nat,
     /// Linux forwarding with nftables DNAT.
     Nft,
+    /// The reflector on a two-queue link, a thread per queue.
+    Reflect2q,
+    /// xvs DR on a two-queue link, a worker per queue.
+    Dr2q,
 }
 
 impl Mode {
@@ -91,6 +95,16 @@ impl Mode {
             Mode::Tun => "xvs TUN",
             Mode::Nat => "xvs NAT",
             Mode::Nft => "nft DNAT",
+            Mode::Reflect2q => "reflector 2q",
+            Mode::Dr2q => "xvs DR 2q",
+        }
+    }
+
+    /// RX/TX queues of the link it runs on (a worker or thread each).
+    pub fn queues(self) -> u32 {
+        match self {
+            Mode::Reflect2q | Mode::Dr2q => 2,
+            _ => 1,
         }
     }
 
@@ -101,15 +115,17 @@ impl Mode {
             Mode::Tun => "#2ca02c",
             Mode::Nat => "#9467bd",
             Mode::Nft => "#d62728",
+            Mode::Reflect2q => "#bdbdbd",
+            Mode::Dr2q => "#17becf",
         }
     }
 
     fn xvs_flag(self) -> &'static [&'static str] {
         match self {
-            Mode::Dr => &["-g"],
+            Mode::Dr | Mode::Dr2q => &["-g"],
             Mode::Tun => &["-i", "--tun-type", "gue", "--tun-port", "6080"],
             Mode::Nat => &["-m"],
-            Mode::Reflect | Mode::Nft => &[],
+            Mode::Reflect | Mode::Reflect2q | Mode::Nft => &[],
         }
     }
 }
@@ -117,14 +133,20 @@ impl Mode {
 /// Arguments of `xvs-bench compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
-    /// Forwarders to run, in order.
+    /// Forwarders to run, in order (reflect2q and dr2q on a link of two
+    /// queues, with the tester and the forwarder on both cores).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "reflect,dr,tun,nat,nft"
+        default_value = "reflect,dr,tun,nat,nft,reflect2q,dr2q"
     )]
     pub modes: Vec<Mode>,
+    /// Rounds: every forwarder runs once per round, in `--modes` order,
+    /// so that a slow period of the machine hits all of them; the table
+    /// gives the median and spread over the rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Seconds of the throughput run of each forwarder.
     #[arg(long, default_value_t = 5.0)]
     pub secs: f64,
@@ -132,6 +154,15 @@ pub struct CompareArgs {
     /// generator goes).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// Offered rate of the cost run in frames/s, below saturation: CPU
+    /// time per forwarded frame of the forwarder's process (user +
+    /// system from /proc/PID/stat; nft: the forwarding core's softirq
+    /// time). 0: no cost run.
+    #[arg(long, default_value_t = 200_000.0)]
+    pub cost_rate: f64,
+    /// Seconds of the cost run.
+    #[arg(long, default_value_t = 3.0)]
+    pub cost_secs: f64,
     /// Rate of the latency run in frames/s (0: take latency from the
     /// throughput run).
     #[arg(long, default_value_t = 100_000.0)]
@@ -182,11 +213,13 @@ pub struct CompareArgs {
     pub out: PathBuf,
 }
 
-/// One forwarder's results.
+/// One forwarder's results in one round.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// The forwarder.
     pub mode: Mode,
+    /// The round (from 0).
+    pub round: usize,
     /// "ok", "n/a (not forwarded)" or an error.
     pub status: String,
     /// Forwarded (received) rate in Mpps.
@@ -210,6 +243,14 @@ pub struct Row {
     /// CPU time of the forwarder process (xvsd, reflector) per second of
     /// the throughput run, percent of one core (kernel forwarding: none).
     pub fwd_proc_cpu_pct: Option<f64>,
+    /// Cost run: CPU time per forwarded frame in ns (`--cost-rate`).
+    pub cost_ns: Option<f64>,
+    /// Where the cost run's CPU time was read: "process" (the forwarder's
+    /// threads' run time, user + system) or "softirq" (of the forwarding
+    /// core).
+    pub cost_of: &'static str,
+    /// Cost run: forwarded rate in Mpps.
+    pub cost_mpps: f64,
     /// Zero-loss rate in Mpps (with `--rfc2544`).
     pub zero_loss_mpps: Option<f64>,
     /// The search's trials: (offered Mpps, loss %).
@@ -224,6 +265,7 @@ impl Row {
     fn new(mode: Mode, status: &str) -> Self {
         Row {
             mode,
+            round: 0,
             status: status.into(),
             mpps: 0.0,
             gbps: 0.0,
@@ -235,6 +277,9 @@ impl Row {
             lat_loss_pct: 0.0,
             fwd_core_cpu_pct: 0.0,
             fwd_proc_cpu_pct: None,
+            cost_ns: None,
+            cost_of: "-",
+            cost_mpps: 0.0,
             zero_loss_mpps: None,
             rfc_trials: Vec::new(),
             dests: Vec::new(),
@@ -242,13 +287,15 @@ impl Row {
         }
     }
 
-    fn ok(&self) -> bool {
+    /// Whether the forwarder forwarded (status "ok").
+    pub fn ok(&self) -> bool {
         self.status == "ok"
     }
 }
 
 /// The two namespaces and their link (removed on drop).
 struct Bench {
+    queues: u32,
     tst: Netns,
     fwd: Netns,
     t_if: String,
@@ -277,7 +324,8 @@ fn sysctls(ns: &str, kv: &[(&str, &str)]) {
 }
 
 impl Bench {
-    fn build() -> Result<Self, String> {
+    fn build(queues: u32) -> Result<Self, String> {
+        let nq = queues.max(1).to_string();
         ensure_bpffs();
         let p = unique_prefix();
         let tst = Netns::create(&format!("{p}-tst"))?;
@@ -291,9 +339,9 @@ impl Bench {
             "add",
             &t_if,
             "numrxqueues",
-            "1",
+            &nq,
             "numtxqueues",
-            "1",
+            &nq,
             "type",
             "veth",
             "peer",
@@ -302,9 +350,9 @@ impl Bench {
             "netns",
             fwd.name(),
             "numrxqueues",
-            "1",
+            &nq,
             "numtxqueues",
-            "1",
+            &nq,
         ]);
         let no_v6 = [
             ("net.ipv6.conf.all.disable_ipv6", "1"),
@@ -358,6 +406,7 @@ impl Bench {
         let t_mac = mac_of(tst.name(), &t_if);
         let f_mac = mac_of(fwd.name(), &f_if);
         let b = Bench {
+            queues: queues.max(1),
             tst,
             fwd,
             t_if,
@@ -379,6 +428,16 @@ impl Bench {
         Ok(b)
     }
 
+    /// The cores of a process on this link: `core` on one queue, the
+    /// tester's and the forwarder's on two (a thread or worker per queue).
+    fn cores(&self, core: usize, a: &CompareArgs) -> String {
+        if self.queues > 1 {
+            format!("{},{}", a.gen_core, a.fwd_core)
+        } else {
+            core.to_string()
+        }
+    }
+
     /// Run the tester for `secs` at `rate` (0: max) and parse its report.
     fn gen(
         &self,
@@ -396,7 +455,7 @@ impl Bench {
             self.tst.name(),
             "taskset",
             "-c",
-            &a.gen_core.to_string(),
+            &self.cores(a.gen_core, a),
         ])
         .arg(&me)
         .args([
@@ -431,6 +490,7 @@ impl Bench {
             &a.size.to_string(),
         ])
         .args(["--rate", &rate.to_string(), "--secs", &secs.to_string()])
+        .args(["--queues", &self.queues.to_string()])
         .args([
             "--vip",
             &VIP.to_string(),
@@ -560,24 +620,25 @@ fn start<'a>(
     a: &CompareArgs,
     budget_secs: f64,
 ) -> Result<Forwarder<'a>, String> {
-    let fwd_core = a.fwd_core.to_string();
+    let fwd_core = b.cores(a.fwd_core, a);
     let proto = a.proto.adm_flag();
     let vip = format!("{VIP}:{PORT}");
     match m {
-        Mode::Reflect => {
+        Mode::Reflect | Mode::Reflect2q => {
             let me = std::env::current_exe().map_err(|e| e.to_string())?;
             let me = me.to_string_lossy();
             let secs = budget_secs.to_string();
             let mut cmd = vec![
                 "taskset", "-c", &fwd_core, &me, "reflect", "--iface", &b.f_if,
             ];
-            cmd.extend(["--secs", &secs, "--addr"]);
+            let queues = b.queues.to_string();
+            cmd.extend(["--queues", &queues, "--secs", &secs, "--addr"]);
             let vip_s = VIP.to_string();
             cmd.push(&vip_s);
             // bpffs as xvsd gets it is not needed: no dispatcher is fine.
             Ok(Forwarder::Reflect(Some(spawn_ready(b.fwd.name(), &cmd)), b))
         }
-        Mode::Dr | Mode::Tun | Mode::Nat => {
+        Mode::Dr | Mode::Tun | Mode::Nat | Mode::Dr2q => {
             let fwd = Forwarder::Xvsd(
                 Some(Box::new(Xvsd::start_with(
                     Some(b.fwd.name()),
@@ -678,6 +739,33 @@ fn core_times(core: usize) -> (u64, u64) {
     (0, 0)
 }
 
+/// Softirq jiffies of `core` from /proc/stat (kernel forwarding's work).
+fn softirq_ticks(core: usize) -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{core}");
+    stat.lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .and_then(|l| l.split_whitespace().nth(7))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of process `pid` (all its threads) in ns: the sum of its
+/// threads' run time from /proc/PID/task/*/schedstat (ns resolution),
+/// else utime + stime from /proc/PID/stat (10 ms ticks).
+fn proc_cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok();
+    let from_sched = tasks.and_then(|d| {
+        let mut sum = 0u64;
+        for t in d.flatten() {
+            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            sum += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(sum)
+    });
+    from_sched.or_else(|| proc_ticks(pid).map(|t| (t as f64 / USER_HZ * 1e9) as u64))
+}
+
 /// utime + stime of process `pid` (and its threads) in clock ticks.
 fn proc_ticks(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -694,6 +782,8 @@ struct Runner<'a> {
     b: &'a Bench,
     a: &'a CompareArgs,
     runs: u64,
+    /// "round i/n", for the progress lines.
+    round: String,
 }
 
 impl Runner<'_> {
@@ -707,7 +797,7 @@ impl Runner<'_> {
         let a = self.a;
         let budget =
             20.0 + a.secs + a.lat_secs + if a.rfc2544 { a.rfc_max_secs + 5.0 } else { 0.0 };
-        eprintln!("compare: {} ...", m.label());
+        eprintln!("compare: {}: {} ...", self.round, m.label());
         let fwd = match start(self.b, m, a, budget) {
             Ok(f) => f,
             Err(e) => {
@@ -771,12 +861,43 @@ impl Runner<'_> {
                 Err(e) => eprintln!("compare: {}: latency run: {e}", m.label()),
             }
         }
+        if a.cost_rate > 0.0 {
+            self.cost(&mut row, pid);
+        }
         if a.rfc2544 {
             self.search(&mut row);
         }
         drop(fwd);
         std::thread::sleep(Duration::from_millis(300));
         row
+    }
+
+    /// The cost run: at `--cost-rate`, CPU time spent by the forwarder per
+    /// frame it forwarded. The process's own time where there is a
+    /// process (every thread: /proc/PID/stat), else the softirq time of
+    /// the forwarding core (nft).
+    fn cost(&mut self, row: &mut Row, pid: Option<u32>) {
+        let a = self.a;
+        let core = a.fwd_core;
+        let read = || match pid {
+            Some(p) => proc_cpu_ns(p),
+            None => Some((softirq_ticks(core) as f64 / USER_HZ * 1e9) as u64),
+        };
+        let t0 = read();
+        let r = self.gen(a.cost_rate, a.cost_secs, true);
+        let t1 = read();
+        match (r, t0, t1) {
+            (Ok(r), Some(t0), Some(t1)) => {
+                let fwd = r.rx.as_ref().map_or(0, |x| x.received);
+                row.cost_mpps = r.rx_mpps;
+                row.cost_of = if pid.is_some() { "process" } else { "softirq" };
+                if fwd > 0 {
+                    row.cost_ns = Some(t1.saturating_sub(t0) as f64 / fwd as f64);
+                }
+            }
+            (Err(e), _, _) => eprintln!("compare: {}: cost run: {e}", row.mode.label()),
+            _ => eprintln!("compare: {}: cost run: no CPU times", row.mode.label()),
+        }
     }
 
     /// RFC 2544 throughput: the highest offered rate with loss ≤
@@ -838,96 +959,240 @@ pub struct Report {
     pub machine: String,
     /// Traffic description.
     pub traffic: String,
-    /// One row per forwarder.
+    /// Rounds run.
+    pub rounds: usize,
+    /// One row per forwarder: its round with the median forwarded rate.
     pub rows: Vec<Row>,
-    /// The goals and whether they were met.
+    /// Every run, round after round.
+    pub runs: Vec<Row>,
+    /// Per forwarder, over the rounds it ran in.
+    pub summary: Vec<Summary>,
+    /// The goals and whether they were met (by the medians).
     pub goals: Vec<(String, Option<bool>)>,
+}
+
+/// Median, minimum and maximum of one figure over the rounds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Figure {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Rounds it was measured in.
+    pub n: usize,
+}
+
+impl Figure {
+    /// The figure of `v` (None when empty).
+    pub fn of(v: &[f64]) -> Option<Figure> {
+        if v.is_empty() {
+            return None;
+        }
+        let s = crate::micro::Spread::of(v);
+        Some(Figure {
+            median: s.median,
+            min: s.min,
+            max: s.max,
+            n: v.len(),
+        })
+    }
+
+    /// (max − min) / median in percent.
+    pub fn spread_pct(&self) -> f64 {
+        crate::micro::Spread {
+            min: self.min,
+            median: self.median,
+            max: self.max,
+        }
+        .pct()
+    }
+}
+
+/// One forwarder over the rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The forwarder.
+    pub mode: Mode,
+    /// Forwarded rate, Mpps (rounds that forwarded).
+    pub mpps: Option<Figure>,
+    /// Its rate over the reflector's of the same round (the two-queue
+    /// forwarders: over the two-queue reflector's).
+    pub vs_reflector: Option<Figure>,
+    /// Its rate over nft DNAT's of the same round.
+    pub vs_nft: Option<Figure>,
+    /// CPU time per forwarded frame of the cost run, ns.
+    pub cost_ns: Option<Figure>,
+}
+
+/// The reflector a forwarder is held against: same number of queues.
+fn reflector_of(m: Mode) -> Mode {
+    if m.queues() > 1 {
+        Mode::Reflect2q
+    } else {
+        Mode::Reflect
+    }
+}
+
+/// Ratios of `m`'s rate to `of`'s, round by round.
+fn ratios(rounds: &[Vec<Row>], m: Mode, of: Mode) -> Vec<f64> {
+    rounds
+        .iter()
+        .filter_map(|r| {
+            let x = find(r, m)?.mpps;
+            let y = find(r, of)?.mpps;
+            (y > 0.0).then(|| x / y)
+        })
+        .collect()
+}
+
+fn summarise(modes: &[Mode], rounds: &[Vec<Row>]) -> Vec<Summary> {
+    let mut seen = Vec::new();
+    for &m in modes {
+        if !seen.contains(&m) {
+            seen.push(m);
+        }
+    }
+    seen.into_iter()
+        .map(|m| {
+            let ok: Vec<&Row> = rounds.iter().filter_map(|r| find(r, m)).collect();
+            let refl = reflector_of(m);
+            Summary {
+                mode: m,
+                mpps: Figure::of(&ok.iter().map(|r| r.mpps).collect::<Vec<_>>()),
+                vs_reflector: (m != refl)
+                    .then(|| Figure::of(&ratios(rounds, m, refl)))
+                    .flatten(),
+                vs_nft: (m != Mode::Nft && m.queues() == 1)
+                    .then(|| Figure::of(&ratios(rounds, m, Mode::Nft)))
+                    .flatten(),
+                cost_ns: Figure::of(&ok.iter().filter_map(|r| r.cost_ns).collect::<Vec<_>>()),
+            }
+        })
+        .collect()
+}
+
+/// Per forwarder, the round whose rate is the median one (its latency,
+/// destinations and reports go with it); the first failure when none
+/// forwarded.
+fn median_rows(modes: &[Mode], rounds: &[Vec<Row>]) -> Vec<Row> {
+    let mut out: Vec<Row> = Vec::new();
+    for &m in modes {
+        if out.iter().any(|r| r.mode == m) {
+            continue;
+        }
+        let mut ok: Vec<&Row> = rounds.iter().filter_map(|r| find(r, m)).collect();
+        ok.sort_by(|a, b| a.mpps.total_cmp(&b.mpps));
+        let row = ok
+            .get(ok.len().saturating_sub(1) / 2)
+            .copied()
+            .or_else(|| rounds.iter().flat_map(|r| r.iter()).find(|r| r.mode == m));
+        if let Some(r) = row {
+            out.push(r.clone());
+        }
+    }
+    out
 }
 
 fn find(rows: &[Row], m: Mode) -> Option<&Row> {
     rows.iter().find(|r| r.mode == m && r.ok())
 }
 
-fn goals(rows: &[Row]) -> Vec<(String, Option<bool>)> {
+fn summary_of(s: &[Summary], m: Mode) -> Option<&Summary> {
+    s.iter().find(|x| x.mode == m)
+}
+
+fn goals(s: &[Summary]) -> Vec<(String, Option<bool>)> {
     let mut g = Vec::new();
-    let refl = find(rows, Mode::Reflect).map(|r| r.mpps);
-    let dr = find(rows, Mode::Dr).map(|r| r.mpps);
-    let nft = find(rows, Mode::Nft).map(|r| r.mpps);
-    g.push(match (dr, refl) {
-        (Some(d), Some(r)) if r > 0.0 => (
-            format!(
-                "xvs DR >= 0.9x reflector: {:.2}x ({d:.3} / {r:.3} Mpps)",
-                d / r
-            ),
-            Some(d >= 0.9 * r),
-        ),
-        _ => ("xvs DR >= 0.9x reflector: not measured".into(), None),
-    });
+    let spread = |f: &Figure| {
+        format!(
+            "{:.2}x median of {} rounds ({:.2}-{:.2}x)",
+            f.median, f.n, f.min, f.max
+        )
+    };
+    for (m, goal) in [(Mode::Dr, "xvs DR"), (Mode::Dr2q, "xvs DR 2q")] {
+        let text = format!("{goal} >= 0.9x reflector");
+        g.push(match summary_of(s, m).and_then(|x| x.vs_reflector) {
+            Some(f) => (format!("{text}: {}", spread(&f)), Some(f.median >= 0.9)),
+            None if m == Mode::Dr2q && summary_of(s, m).is_none() => continue,
+            None => (format!("{text}: not measured"), None),
+        });
+    }
     for m in [Mode::Dr, Mode::Tun, Mode::Nat] {
-        let x = find(rows, m).map(|r| r.mpps);
-        g.push(match (x, nft) {
-            (Some(x), Some(n)) if n > 0.0 => (
-                format!(
-                    "{} ahead of nft DNAT: {:.2}x ({x:.3} / {n:.3} Mpps)",
-                    m.label(),
-                    x / n
-                ),
-                Some(x > n),
-            ),
-            _ => (
-                format!("{} ahead of nft DNAT: not measured", m.label()),
-                None,
-            ),
+        let text = format!("{} ahead of nft DNAT", m.label());
+        g.push(match summary_of(s, m).and_then(|x| x.vs_nft) {
+            Some(f) => (format!("{text}: {}", spread(&f)), Some(f.median > 1.0)),
+            None => (format!("{text}: not measured"), None),
         });
     }
     g
 }
 
-/// The table printed at the end.
+/// The table printed at the end: per forwarder the medians over the
+/// rounds and their spread, then the median round's latency and CPU.
 pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let rfc = r.rows.iter().any(|x| x.zero_loss_mpps.is_some());
+    let _ = writeln!(
+        s,
+        "{} round(s), every forwarder once per round; medians over the rounds, spread = (max - min) / median",
+        r.rounds
+    );
     let _ = write!(
         s,
-        "{:<10} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
+        "{:<13} {:>7} {:>7} {:>9} {:>7} {:>9} {:>7} {:>7} {:>7} {:>8} {:>9} {:>6} {:>13}",
         "forwarder",
         "Mpps",
-        "Gbps",
-        "loss %",
+        "spread",
         "vs refl",
+        "spread",
+        "vs nft",
+        "loss %",
         "p50 us",
         "p99 us",
         "p99.9 us",
         "core CPU%",
-        "proc %"
+        "proc %",
+        "CPU ns/frame"
     );
     if rfc {
         let _ = write!(s, " {:>11}", "0-loss Mpps");
     }
     s.push('\n');
-    let refl = find(&r.rows, Mode::Reflect).map(|x| x.mpps);
+    let f2 =
+        |f: Option<Figure>, unit: &str| f.map_or("-".into(), |f| format!("{:.2}{unit}", f.median));
+    let sp = |f: Option<Figure>| f.map_or("-".into(), |f| format!("{:.0}%", f.spread_pct()));
     for row in &r.rows {
         if !row.ok() {
-            let _ = writeln!(s, "{:<10} {}", row.mode.label(), row.status);
+            let _ = writeln!(s, "{:<13} {}", row.mode.label(), row.status);
             continue;
         }
-        let vs = refl
-            .filter(|v| *v > 0.0)
-            .map_or("-".into(), |v| format!("{:.2}x", row.mpps / v));
+        let sum = summary_of(&r.summary, row.mode);
+        let mpps = sum.and_then(|x| x.mpps);
+        let vs = sum.and_then(|x| x.vs_reflector);
+        let cost = sum.and_then(|x| x.cost_ns);
         let _ = write!(
             s,
-            "{:<10} {:>8.3} {:>7.3} {:>8.2} {:>8} {:>8.1} {:>8.1} {:>9.1} {:>9.0} {:>7}",
+            "{:<13} {:>7} {:>7} {:>9} {:>7} {:>9} {:>7.2} {:>7.1} {:>7.1} {:>8.1} {:>9.0} {:>6} {:>13}",
             row.mode.label(),
-            row.mpps,
-            row.gbps,
+            mpps.map_or("-".into(), |f| format!("{:.3}", f.median)),
+            sp(mpps),
+            f2(vs, "x"),
+            sp(vs),
+            f2(sum.and_then(|x| x.vs_nft), "x"),
             row.loss_pct,
-            vs,
             row.lat_us[0],
             row.lat_us[1],
             row.lat_us[2],
             row.fwd_core_cpu_pct,
             row.fwd_proc_cpu_pct
-                .map_or("-".into(), |p| format!("{p:.0}"))
+                .map_or("-".into(), |p| format!("{p:.0}")),
+            cost.map_or("-".into(), |f| format!(
+                "{:.0} {}",
+                f.median,
+                if row.cost_of == "softirq" { "sirq" } else { "proc" }
+            ))
         );
         if rfc {
             let _ = write!(
@@ -954,11 +1219,32 @@ pub fn run(a: &CompareArgs) -> Result<Report, String> {
     if !xvs_tests::is_root() {
         return Err("needs root (network namespaces, XDP)".into());
     }
-    let b = Bench::build()?;
-    let mut runner = Runner { b: &b, a, runs: 0 };
-    let rows: Vec<Row> = a.modes.iter().map(|&m| runner.run_mode(m)).collect();
+    let mut benches: Vec<(u32, Bench)> = Vec::new();
+    let mut runs = 0u64;
+    let mut rounds: Vec<Vec<Row>> = Vec::new();
+    for round in 0..a.rounds.max(1) {
+        let mut rows = Vec::new();
+        for &m in &a.modes {
+            let q = m.queues();
+            if !benches.iter().any(|(n, _)| *n == q) {
+                benches.push((q, Bench::build(q)?));
+            }
+            let b = &benches.iter().find(|(n, _)| *n == q).expect("just built").1;
+            let mut runner = Runner {
+                b,
+                a,
+                runs,
+                round: format!("round {}/{}", round + 1, a.rounds.max(1)),
+            };
+            let mut row = runner.run_mode(m);
+            runs = runner.runs;
+            row.round = round;
+            rows.push(row);
+        }
+        rounds.push(rows);
+    }
     let traffic = format!(
-        "{} {}-byte frames, {} flows, {}% new connections{}, {} s per forwarder, latency at {} kpps; tester on core {}, forwarder on core {}",
+        "{} {}-byte frames, {} flows, {}% new connections{}, {} s per forwarder and round, latency at {} kpps, cost at {} kpps; tester on core {}, forwarder on core {} (two queues: both cores for each)",
         a.proto.name().to_uppercase(),
         a.size,
         a.flows,
@@ -970,14 +1256,19 @@ pub fn run(a: &CompareArgs) -> Result<Report, String> {
         },
         a.secs,
         a.lat_rate / 1e3,
+        a.cost_rate / 1e3,
         a.gen_core,
         a.fwd_core
     );
+    let summary = summarise(&a.modes, &rounds);
     let report = Report {
         machine: machine(),
         traffic,
-        goals: goals(&rows),
-        rows,
+        rounds: rounds.len(),
+        rows: median_rows(&a.modes, &rounds),
+        runs: rounds.into_iter().flatten().collect(),
+        goals: goals(&summary),
+        summary,
     };
     write_outputs(a, &report)?;
     Ok(report)

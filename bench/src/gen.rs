@@ -16,8 +16,14 @@
 //! one-armed forwarder, whose output comes back on the link it was sent
 //! on. Receiving between bursts on the one core the generator has is
 //! cheaper than a second process fighting it for that core.
+//!
+//! With `--queues N` (a link of N queues) a thread per queue sends and
+//! receives on its own socket, its own share of the flows and of the
+//! rate: on a veth, frames sent on queue q arrive on the peer's queue q,
+//! and a forwarder with a worker per queue answers on the same queue.
+//! The threads' counts are added into one report.
 
-use crate::sink::{receive, RxSocket, SinkReport, SinkStats};
+use crate::sink::{receive, RxSockets, SinkReport, SinkStats};
 use crate::traffic::{monotonic_ns, Endpoints, Proto, Stamp, TcpEstablished, Template};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -40,6 +46,10 @@ pub struct GenArgs {
     /// Interface to send on (queue 0).
     #[arg(long)]
     pub iface: String,
+    /// Queues to send and receive on, a thread each (the flows and the
+    /// rate are split between them).
+    #[arg(long, default_value_t = 1)]
+    pub queues: u32,
     /// Source MAC (the interface's).
     #[arg(long)]
     pub src_mac: String,
@@ -134,6 +144,10 @@ pub struct GenReport {
     pub loss_pct: f64,
     /// Frames the kernel dropped on the socket's RX ring (tester mode).
     pub xsk_rx_dropped: u64,
+    /// Frames received per queue (tester mode): which queues the
+    /// forwarder answered on.
+    #[serde(default)]
+    pub rx_queues: Vec<u64>,
 }
 
 /// Which frames open new connections: frame `seq` does when the running
@@ -141,7 +155,10 @@ pub struct GenReport {
 #[derive(Debug, Clone, Copy)]
 struct Mix {
     ppm: u64,
+    /// Established flows `first..first + flows`.
+    first: u64,
     flows: u64,
+    /// New flows are numbered from `flows + new_base`.
     new_base: u64,
 }
 
@@ -157,7 +174,7 @@ impl Mix {
         let flow = if new_conn {
             self.flows + self.new_base + before
         } else {
-            (seq - before) % self.flows
+            self.first + (seq - before) % self.flows
         };
         Stamp {
             flow,
@@ -172,17 +189,17 @@ fn mac(s: &str) -> Result<[u8; 6], String> {
     xvs_dataplane::director::parse_mac(s).ok_or_else(|| format!("bad MAC {s:?}"))
 }
 
-/// The socket: with or without the receiving half.
+/// The socket of one queue: with or without the receiving half (the
+/// steering program that feeds it is held by [`run`]).
 enum Socket {
     Tx(XskPort),
-    TxRx(RxSocket),
+    TxRx(XskPort),
 }
 
 impl Socket {
     fn port(&mut self) -> &mut XskPort {
         match self {
-            Socket::Tx(p) => p,
-            Socket::TxRx(s) => &mut s.port,
+            Socket::Tx(p) | Socket::TxRx(p) => p,
         }
     }
 }
@@ -274,6 +291,81 @@ fn drain(sock: &mut Socket, stats: &mut Option<SinkStats>, want: u64, ms: u64) {
     sock.port().drain(100);
 }
 
+/// What one queue's thread did.
+struct Part {
+    sent: u64,
+    secs: f64,
+    new_conns: u64,
+    rx_during: u64,
+    stats: Option<SinkStats>,
+    xsk_rx_dropped: u64,
+}
+
+/// Queue `q` of `queues`: its share of the established flows (the first
+/// queues take one more when they do not divide evenly) and of the rate.
+fn run_queue(a: &GenArgs, t: &Template, sock: &mut Socket, q: u64, queues: u64) -> Part {
+    let total = a.flows.max(1);
+    let flows = (total / queues + u64::from(q < total % queues)).max(1);
+    let first = q * (total / queues) + q.min(total % queues);
+    let rate = a.rate / queues as f64;
+    let mut stats = a.rx.then(|| SinkStats::new(a.gue_port));
+    let secs = a.secs.clamp(0.0, 3600.0);
+    if a.proto == Proto::Tcp && !a.skip_open {
+        // Open the established flows: one SYN each (every frame new).
+        let open = Mix {
+            ppm: 1_000_000,
+            first: 0,
+            flows: 0,
+            new_base: first,
+        };
+        let (n, _) = send_phase(
+            sock,
+            t,
+            open,
+            &mut stats,
+            rate,
+            (flows, 10.0_f64.min(secs + 1.0)),
+            false,
+        );
+        drain(sock, &mut stats, n, 100);
+        if let Some(s) = stats.as_mut() {
+            s.reset();
+        }
+    }
+    // New flows after every queue's established ones, 2^24 apart.
+    let mix = Mix {
+        ppm: (a.new_pct.clamp(0.0, 100.0) * 10_000.0) as u64,
+        first,
+        flows,
+        new_base: total - flows + a.new_base + (q << 24),
+    };
+    let (sent, el) = send_phase(
+        sock,
+        t,
+        mix,
+        &mut stats,
+        rate,
+        (a.max / queues, secs),
+        !a.quiet && q == 0,
+    );
+    // Rates are over the sending time; what arrives in the drain counts
+    // as received, not as lost.
+    let rx_during = stats.as_ref().map_or(0, SinkStats::received);
+    drain(sock, &mut stats, sent, a.drain_ms);
+    let xsk_rx_dropped = match sock {
+        Socket::TxRx(p) => p.kernel_stats().map(|k| k.rx_dropped()).unwrap_or(0),
+        Socket::Tx(_) => 0,
+    };
+    Part {
+        sent,
+        secs: el,
+        new_conns: mix.new_before(sent),
+        rx_during,
+        stats,
+        xsk_rx_dropped,
+    }
+}
+
 /// Run the generator (and the sink with `--rx`).
 pub fn run(a: &GenArgs) -> Result<GenReport, String> {
     let ends = Endpoints {
@@ -284,74 +376,73 @@ pub fn run(a: &GenArgs) -> Result<GenReport, String> {
         vport: a.vport,
     };
     let t = Template::new(a.proto, a.tcp, usize::from(a.size), &ends);
-    let mut sock = if a.rx {
+    let queues = a.queues.clamp(1, 64);
+    // The steering program (with --rx) lives until every thread is done.
+    let (mut socks, _rx) = if a.rx {
         let addrs = if a.rx_addrs.is_empty() {
             vec![a.vip]
         } else {
             a.rx_addrs.clone()
         };
-        Socket::TxRx(RxSocket::open(&a.iface, &addrs)?)
+        let mut s = RxSockets::open(&a.iface, &addrs, queues)?;
+        let socks: Vec<Socket> = s.ports.drain(..).map(Socket::TxRx).collect();
+        (socks, Some(s))
     } else {
-        Socket::Tx(XskPort::open(&a.iface, 0, 8192).map_err(|e| e.to_string())?)
+        let socks = (0..queues)
+            .map(|q| {
+                XskPort::open(&a.iface, q, 8192)
+                    .map(Socket::Tx)
+                    .map_err(|e| format!("queue {q}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        (socks, None)
     };
-    let mut stats = a.rx.then(|| SinkStats::new(a.gue_port));
-    let flows = a.flows.max(1);
-    let secs = a.secs.clamp(0.0, 3600.0);
-    if a.proto == Proto::Tcp && !a.skip_open {
-        // Open the established flows: one SYN each (every frame new).
-        let open = Mix {
-            ppm: 1_000_000,
-            flows: 0,
-            new_base: 0,
-        };
-        let (n, _) = send_phase(
-            &mut sock,
-            &t,
-            open,
-            &mut stats,
-            a.rate,
-            (flows, 10.0_f64.min(secs + 1.0)),
-            false,
-        );
-        drain(&mut sock, &mut stats, n, 100);
-        if let Some(s) = stats.as_mut() {
-            s.reset();
+    let n = u64::from(queues);
+    let parts: Vec<Part> = if n == 1 {
+        vec![run_queue(a, &t, &mut socks[0], 0, 1)]
+    } else {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = socks
+                .iter_mut()
+                .enumerate()
+                .map(|(q, sock)| {
+                    let t = &t;
+                    sc.spawn(move || run_queue(a, t, sock, q as u64, n))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("a queue's thread panicked"))
+                .collect()
+        })
+    };
+    drop(socks);
+    let sent: u64 = parts.iter().map(|p| p.sent).sum();
+    let el = parts.iter().map(|p| p.secs).fold(0.0, f64::max).max(1e-6);
+    let rx_during: u64 = parts.iter().map(|p| p.rx_during).sum();
+    let mut stats: Option<SinkStats> = None;
+    for p in &parts {
+        if let Some(s) = &p.stats {
+            match stats.as_mut() {
+                Some(all) => all.merge(s),
+                None => {
+                    let mut all = SinkStats::new(a.gue_port);
+                    all.merge(s);
+                    stats = Some(all);
+                }
+            }
         }
     }
-    let mix = Mix {
-        ppm: (a.new_pct.clamp(0.0, 100.0) * 10_000.0) as u64,
-        flows,
-        new_base: a.new_base,
-    };
-    let (sent, el) = send_phase(
-        &mut sock,
-        &t,
-        mix,
-        &mut stats,
-        a.rate,
-        (a.max, secs),
-        !a.quiet,
-    );
-    let el = el.max(1e-6);
-    // Rates are over the sending time; what arrives in the drain counts
-    // as received, not as lost.
-    let rx_during = stats.as_ref().map_or(0, SinkStats::received);
-    drain(&mut sock, &mut stats, sent, a.drain_ms);
-    let xsk_rx_dropped = match &sock {
-        Socket::TxRx(s) => s.port.kernel_stats().map(|k| k.rx_dropped()).unwrap_or(0),
-        Socket::Tx(_) => 0,
-    };
     let rx = stats.map(|s| s.report());
     let received = rx.as_ref().map_or(0, |r| r.received);
     Ok(GenReport {
         proto: a.proto.name().into(),
         size: a.size,
-        flows,
+        flows: a.flows.max(1),
         new_pct: a.new_pct,
         rate: a.rate,
         secs: el,
         sent,
-        new_conns: mix.new_before(sent),
+        new_conns: parts.iter().map(|p| p.new_conns).sum(),
         sent_mpps: sent as f64 / el / 1e6,
         rx_mpps: rx_during.max(received.min(sent)) as f64 / el / 1e6,
         loss_pct: if a.rx && sent > 0 {
@@ -360,7 +451,11 @@ pub fn run(a: &GenArgs) -> Result<GenReport, String> {
             0.0
         },
         rx,
-        xsk_rx_dropped,
+        xsk_rx_dropped: parts.iter().map(|p| p.xsk_rx_dropped).sum(),
+        rx_queues: parts
+            .iter()
+            .map(|p| p.stats.as_ref().map_or(0, SinkStats::received))
+            .collect(),
     })
 }
 
@@ -408,6 +503,7 @@ mod tests {
     fn mix_spreads_new_connections_evenly() {
         let m = Mix {
             ppm: 100_000,
+            first: 0,
             flows: 10,
             new_base: 1000,
         };

@@ -3,19 +3,25 @@
 //! their MACs are swapped, and the same UMEM frame goes back out. No
 //! parsing beyond that, no table, no scheduler: the ceiling of any AF_XDP
 //! forwarder on the same machine and link, measured in the same run.
+//! On a link of several queues (`--queues`), a socket and a thread per
+//! queue, as xvsd has a worker per queue.
 
-use crate::sink::RxSocket;
+use crate::sink::RxSockets;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use xvs_dataplane::io::xsk::XskPort;
 use xvs_dataplane::io::Port;
 use xvs_dataplane::pipeline::Verdict;
 
 /// Arguments of `xvs-bench reflect`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReflectArgs {
-    /// Interface (queue 0).
+    /// Interface.
     #[arg(long)]
     pub iface: String,
+    /// Queues to reflect on (0..N), a thread each.
+    #[arg(long, default_value_t = 1)]
+    pub queues: u32,
     /// Addresses whose TCP and UDP frames are reflected (repeat).
     #[arg(long = "addr", required = true)]
     pub addrs: Vec<Ipv4Addr>,
@@ -34,18 +40,31 @@ pub fn swap_macs(f: &mut [u8]) {
 }
 
 /// Reflect until the time bound (or until killed); prints `ready` once
-/// the socket is bound, and the count at the end.
+/// the sockets are bound, and the count at the end.
 pub fn main(a: &ReflectArgs) -> Result<u64, String> {
-    let mut rx = RxSocket::open(&a.iface, &a.addrs)?;
+    let mut rx = RxSockets::open(&a.iface, &a.addrs, a.queues.clamp(1, 64))?;
     println!("ready");
     let deadline = Instant::now() + Duration::from_secs_f64(a.secs.clamp(0.0, 3600.0));
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = rx
+            .ports
+            .iter_mut()
+            .map(|port| sc.spawn(move || reflect(port, deadline)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a queue's thread panicked"))
+            .sum()
+    })
+}
+
+/// Reflect what arrives on `port` until `deadline`.
+fn reflect(port: &mut XskPort, deadline: Instant) -> Result<u64, String> {
     let mut n = 0u64;
     loop {
         // A blocking poll(): spinning here starves this core's softirq,
         // which delivers the reflected frames (measured: the rate does not
         // rise and latency grows to hundreds of ms).
-        let got = rx
-            .port
+        let got = port
             .poll(100, |_, f| {
                 swap_macs(f.bytes());
                 Verdict::Tx(0)
@@ -56,7 +75,7 @@ pub fn main(a: &ReflectArgs) -> Result<u64, String> {
             break;
         }
     }
-    rx.port.drain(100);
+    port.drain(100);
     Ok(n)
 }
 

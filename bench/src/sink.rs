@@ -138,6 +138,23 @@ impl SinkStats {
         }
     }
 
+    /// Add the counts of `other` (the sink of another queue) to these.
+    pub fn merge(&mut self, other: &SinkStats) {
+        self.received += other.received;
+        self.bytes += other.bytes;
+        self.foreign += other.foreign;
+        let _ = self.hist.add(&other.hist);
+        for d in &other.dests {
+            match self.dests.iter_mut().find(|x| x.key == d.key) {
+                Some(x) => {
+                    x.frames += d.frames;
+                    x.reordered += d.reordered;
+                }
+                None => self.dests.push(d.clone()),
+            }
+        }
+    }
+
     /// Forget everything (after a warm-up).
     pub fn reset(&mut self) {
         *self = SinkStats::new(self.gue_port);
@@ -185,10 +202,35 @@ pub struct RxSocket {
 impl RxSocket {
     /// Bind the socket and steer `addrs` to it.
     pub fn open(iface: &str, addrs: &[Ipv4Addr]) -> Result<Self, String> {
+        let mut s = RxSockets::open(iface, addrs, 1)?;
+        Ok(RxSocket {
+            port: s.ports.pop().expect("one queue, one socket"),
+            _steering: s.steering,
+        })
+    }
+}
+
+/// [`RxSocket`] on every queue of a multi-queue link: socket `q` receives
+/// what arrives on queue `q` (a thread each).
+pub struct RxSockets {
+    /// The sockets, by queue (declared first: closed before the program
+    /// goes).
+    pub ports: Vec<XskPort>,
+    steering: Steering,
+}
+
+impl RxSockets {
+    /// Bind a socket on each of queues `0..queues` and steer `addrs` to
+    /// them.
+    pub fn open(iface: &str, addrs: &[Ipv4Addr], queues: u32) -> Result<Self, String> {
         let mut steering = Steering::load(ifindex(iface)?, None).map_err(|e| e.to_string())?;
         steering.attach(false).map_err(|e| e.to_string())?;
-        let port = XskPort::open(iface, 0, 8192).map_err(|e| e.to_string())?;
-        steering.set_xsk(0, port.fd()).map_err(|e| e.to_string())?;
+        let mut ports = Vec::new();
+        for q in 0..queues.max(1) {
+            let port = XskPort::open(iface, q, 8192).map_err(|e| format!("queue {q}: {e}"))?;
+            steering.set_xsk(q, port.fd()).map_err(|e| e.to_string())?;
+            ports.push(port);
+        }
         for a in addrs {
             for proto in [6u8, 17] {
                 steering
@@ -196,10 +238,7 @@ impl RxSocket {
                     .map_err(|e| e.to_string())?;
             }
         }
-        Ok(RxSocket {
-            port,
-            _steering: steering,
-        })
+        Ok(RxSockets { ports, steering })
     }
 }
 

@@ -1,7 +1,9 @@
 //! `xvs-bench compare` end to end, briefly: the reflector, xvs DR and
-//! nftables DNAT for about a second each. Not a benchmark (no timing is
-//! asserted): it checks that the tool builds its topology, runs every
-//! forwarder, and writes a sane JSON report and a chart.
+//! nftables DNAT, and the reflector and xvs DR on a two-queue link, for
+//! about a second each, in two rounds. Not a benchmark (no timing is
+//! asserted): it checks that the tool builds its topologies, runs every
+//! forwarder in every round, summarises the rounds, measures the cost
+//! per frame, and writes a sane JSON report and a chart.
 
 use std::process::Command;
 
@@ -16,7 +18,9 @@ fn compare_writes_json_and_svg_with_sane_counts() {
     let out = std::env::temp_dir().join(format!("xvs-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let run = Command::new(env!("CARGO_BIN_EXE_xvs-bench"))
-        .args(["compare", "--modes", "reflect,dr,nft", "--secs", "1"])
+        .args(["compare", "--modes", "reflect,dr,nft,reflect2q,dr2q"])
+        .args(["--rounds", "2", "--secs", "1"])
+        .args(["--cost-rate", "20000", "--cost-secs", "0.5"])
         .args(["--lat-rate", "20000", "--lat-secs", "0.5", "--out"])
         .arg(&out)
         .env("XVS_BIN_DIR", xvs_tests::bin_dir())
@@ -33,7 +37,9 @@ fn compare_writes_json_and_svg_with_sane_counts() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     let report: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 3, "{json}");
+    assert_eq!(rows.len(), 5, "{json}");
+    assert_eq!(report["rounds"], 2, "{json}");
+    assert_eq!(report["runs"].as_array().map(Vec::len), Some(10), "{json}");
     for row in rows {
         let mode = row["mode"].as_str().unwrap_or("?");
         assert_eq!(row["status"], "ok", "{mode}: {}", row["status"]);
@@ -54,13 +60,40 @@ fn compare_writes_json_and_svg_with_sane_counts() {
         );
     }
     // The DR rows' frames were spread over the three real servers.
-    let dr = rows.iter().find(|r| r["mode"] == "dr").expect("dr row");
-    assert_eq!(
-        dr["dests"].as_array().map(Vec::len),
-        Some(3),
-        "{}",
-        dr["dests"]
-    );
+    for m in ["dr", "dr2q"] {
+        let dr = rows.iter().find(|r| r["mode"] == m).expect("dr row");
+        assert_eq!(
+            dr["dests"].as_array().map(Vec::len),
+            Some(3),
+            "{m}: {}",
+            dr["dests"]
+        );
+    }
+    // Both queues carry traffic both ways: the forwarder answered on
+    // each queue (a veth delivers what is sent on queue q to the peer's
+    // queue q, and each worker or thread sends on its own).
+    for m in ["reflect2q", "dr2q"] {
+        let row = rows.iter().find(|r| r["mode"] == m).expect("2q row");
+        let q = &row["throughput"]["rx_queues"];
+        let per_queue: Vec<u64> = q
+            .as_array()
+            .map(|v| v.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        assert_eq!(per_queue.len(), 2, "{m}: {q}");
+        assert!(per_queue.iter().all(|&n| n > 0), "{m}: {q}");
+    }
+    // Every forwarder's rounds are summarised; the ratios are per round.
+    let summary = report["summary"].as_array().expect("summary");
+    for s in summary {
+        let mode = s["mode"].as_str().unwrap_or("?");
+        assert_eq!(s["mpps"]["n"], 2, "{mode}: {s}");
+        let cost = s["cost_ns"]["median"].as_f64().unwrap_or(-1.0);
+        assert!(cost >= 0.0, "{mode}: no cost per frame: {s}");
+        if mode == "dr" || mode == "dr2q" {
+            let v = s["vs_reflector"]["median"].as_f64().unwrap_or(0.0);
+            assert!(v > 0.0, "{mode}: {s}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -68,6 +101,8 @@ fn row_label(mode: &str) -> &'static str {
     match mode {
         "reflect" => "reflector",
         "dr" => "xvs DR",
+        "reflect2q" => "reflector 2q",
+        "dr2q" => "xvs DR 2q",
         _ => "nft DNAT",
     }
 }

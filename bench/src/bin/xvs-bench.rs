@@ -12,9 +12,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// ns per packet of the in-memory pipeline: new connections and
-    /// established DR flows (one run per --flows value).
+    /// established DR flows (one run per --flows value); with --workers,
+    /// the packet rate of one worker against that many on their own
+    /// cores, sharing the services and the table.
     Pipeline {
-        /// Established flows to cycle through (comma list).
+        /// Established flows to cycle through (comma list); with
+        /// --workers, connections per worker (the first value).
         #[arg(long, value_delimiter = ',', default_value = "10000")]
         flows: Vec<usize>,
         /// Real servers behind the service.
@@ -23,6 +26,24 @@ enum Cmd {
         /// Packets to time (at least).
         #[arg(long, default_value_t = 20_000_000)]
         packets: u64,
+        /// Compare one worker with this many (one partition and one core
+        /// each).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Seconds per timed run (with --workers).
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        /// Repetitions, alternating one worker and --workers (with
+        /// --workers).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Cores of the workers, e.g. 0,1 (default: every core, in order).
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
+        /// Give each worker a snapshot of its own instead of sharing the
+        /// services (a diagnosis: what sharing them costs).
+        #[arg(long)]
+        private_services: bool,
     },
     /// ns per schedule() of every scheduler at 1..1000 destinations, and
     /// the mh table rebuild time.
@@ -68,6 +89,9 @@ enum Cmd {
     /// Every in-memory microbenchmark (pipeline per method, connection
     /// table sizes, schedulers) in one table.
     Micro(xvs_bench::micro::MicroArgs),
+    /// The whole set (micro, two workers, compare) as the Markdown of
+    /// README's Performance section, with the date and the machine.
+    Report(xvs_bench::report::ReportArgs),
 }
 
 fn main() {
@@ -75,7 +99,38 @@ fn main() {
         Cmd::Pipeline {
             flows,
             servers,
+            workers: Some(workers),
+            secs,
+            reps,
+            cores,
+            private_services,
+            ..
+        } => {
+            let cores = if cores.is_empty() {
+                core_affinity::get_core_ids()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect()
+            } else {
+                cores
+            };
+            let per_worker = flows.first().copied().unwrap_or(10_000);
+            let s = xvs_bench::workers::scaling(
+                workers,
+                per_worker,
+                (servers, secs, reps),
+                &cores,
+                private_services,
+            );
+            print!("{}", xvs_bench::workers::table(&s));
+        }
+        Cmd::Pipeline {
+            flows,
+            servers,
             packets,
+            workers: None,
+            ..
         } => {
             println!("{:>10} {:>14} {:>14} {:>12}", "flows", "estab ns/pkt", "new conn ns", "bytes/conn");
             for f in flows {
@@ -137,5 +192,12 @@ fn main() {
         },
         Cmd::Compare(a) => std::process::exit(xvs_bench::compare::main(&a)),
         Cmd::Micro(a) => print!("{}", xvs_bench::micro::run(&a)),
+        Cmd::Report(a) => match xvs_bench::report::run(&a) {
+            Ok(md) => print!("{md}"),
+            Err(e) => {
+                eprintln!("xvs-bench report: {e}");
+                std::process::exit(1);
+            }
+        },
     }
 }
