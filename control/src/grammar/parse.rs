@@ -42,6 +42,7 @@ struct Raw {
     csum: Vec<TunCsum>,
     daemon_state: Option<String>,
     mark: Option<u32>,
+    maintenance: Option<bool>,
     positional: Vec<String>,
 }
 
@@ -174,6 +175,12 @@ fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result
                     return err(format!("illegal {} parameter specified", cmd.name()));
                 }
                 raw.daemon_state = Some(v);
+            } else if cmd == Cmd::Maintenance {
+                raw.maintenance = Some(match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return err("illegal maintenance parameter specified (on or off)"),
+                });
             } else if cmd == Cmd::SetMark {
                 match parse_number(&v, 1, u64::from(u32::MAX)) {
                     Some(m) => raw.mark = Some(m as u32),
@@ -413,6 +420,7 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 dataplane: raw.has(Opt::Dataplane),
                 nosort: raw.has(Opt::NoSort),
                 json: raw.has(Opt::Json),
+                announce: raw.has(Opt::Announce),
             },
         }),
         Cmd::DelDest => {
@@ -464,6 +472,10 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 Command::DelMark(triple)
             })
         }
+        Cmd::Maintenance => Ok(Command::Maintenance(
+            raw.maintenance.expect("parsed with the command"),
+        )),
+        Cmd::BgpFeed => Ok(Command::BgpFeed),
         Cmd::Timeout | Cmd::Help | Cmd::Version => unreachable!("handled above"),
     }
 }
