@@ -346,23 +346,31 @@ pub fn exabgp_lines(old: &[IpAddr], new: &[IpAddr]) -> String {
 pub fn run_feed(socket: &Path, out: &mut dyn Write, log: &mut dyn Write) -> io::Error {
     let mut announced: Vec<IpAddr> = Vec::new();
     let mut backoff = MIN_BACKOFF;
+    // The daemon is known to be out of reach (and that was said).
+    let mut down = false;
     loop {
         let outcome = follow(socket, &mut announced, out);
         match &outcome {
             Ok(true) => {
                 backoff = MIN_BACKOFF;
+                down = false;
                 let _ = writeln!(log, "xvsadm: bgp-feed: xvsd ended the feed: all withdrawn");
             }
             Ok(false) | Err(Lost::Out(_)) => {}
             Err(Lost::Daemon(e, talked)) => {
                 if *talked {
                     backoff = MIN_BACKOFF;
+                    down = false;
                 }
-                let _ = writeln!(
-                    log,
-                    "xvsadm: bgp-feed: xvsd at {}: {e}: all withdrawn",
-                    socket.display()
-                );
+                // Said once, not on every retry.
+                if !down {
+                    let _ = writeln!(
+                        log,
+                        "xvsadm: bgp-feed: xvsd at {}: {e}: all withdrawn",
+                        socket.display()
+                    );
+                    down = true;
+                }
             }
         }
         if let Err(Lost::Out(e)) = outcome {
