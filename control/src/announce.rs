@@ -410,7 +410,20 @@ fn follow(socket: &Path, announced: &mut Vec<IpAddr>, out: &mut dyn Write) -> Re
         .map_err(|e| daemon(&e, false))?;
     let mut talked = false;
     loop {
-        let (more, part) = proto::read_part(&mut stream).map_err(|e| daemon(&e, talked))?;
+        let (more, part) = proto::read_part(&mut stream).map_err(|e| match e {
+            proto::FrameError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                daemon(&"the connection closed", talked)
+            }
+            proto::FrameError::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                daemon(&format_args!("silent for {FEED_TIMEOUT:?}"), talked)
+            }
+            e => daemon(&e, talked),
+        })?;
         if !more {
             if part.code != 0 {
                 return Err(daemon(&part.stderr.trim_end(), talked));
@@ -542,6 +555,22 @@ mod tests {
         assert_eq!(exabgp_lines(&new, &new), "");
     }
 
+    /// Records what the feed writes; fails once it withdrew, to end it.
+    struct Out(Arc<Mutex<String>>);
+    impl Write for Out {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let mut s = self.0.lock().unwrap();
+            s.push_str(std::str::from_utf8(b).unwrap());
+            if s.contains("withdraw") {
+                return Err(io::Error::other("enough"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn the_feed_withdraws_everything_when_the_daemon_goes_away() {
         let dir = std::env::temp_dir().join(format!("xvs-feed-{}", std::process::id()));
@@ -563,21 +592,6 @@ mod tests {
             };
             proto::write_reply_to(&mut &s, reply).unwrap();
         });
-        /// Records what the feed writes; fails once it withdrew, to end it.
-        struct Out(Arc<Mutex<String>>);
-        impl Write for Out {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                let mut s = self.0.lock().unwrap();
-                s.push_str(std::str::from_utf8(b).unwrap());
-                if s.contains("withdraw") {
-                    return Err(io::Error::other("enough"));
-                }
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let text = Arc::new(Mutex::new(String::new()));
         let mut out = Out(text.clone());
         let feed = std::thread::spawn(move || {
@@ -596,6 +610,47 @@ mod tests {
             "{text}"
         );
         assert!(log.contains("all withdrawn"), "{log}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_feed_withdraws_everything_when_the_daemon_falls_silent() {
+        let dir = std::env::temp_dir().join(format!("xvs-feed-hang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // A daemon that sends one set, then hangs with the connection open.
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let _req: Request = proto::read_frame(&mut &s).unwrap();
+            let hang = std::iter::from_fn(|| {
+                std::thread::sleep(FEED_TIMEOUT + Duration::from_millis(500));
+                None
+            });
+            let reply = proto::Reply {
+                resp: crate::Response::ok(""),
+                rest: Some(Box::new(
+                    std::iter::once("announce 198.18.0.10\n".to_string()).chain(hang),
+                )),
+            };
+            // The feed is gone by the time the reply ends.
+            let _ = proto::write_reply_to(&mut &s, reply);
+        });
+        let text = Arc::new(Mutex::new(String::new()));
+        let mut out = Out(text.clone());
+        let start = Instant::now();
+        let mut log = Vec::new();
+        run_feed(&path, &mut out, &mut log);
+        let waited = start.elapsed();
+        assert!(waited >= FEED_TIMEOUT, "{waited:?}");
+        assert_eq!(
+            text.lock().unwrap().as_str(),
+            "announce route 198.18.0.10/32 next-hop self\n\
+             withdraw route 198.18.0.10/32 next-hop self\n"
+        );
+        let log = String::from_utf8(log).unwrap();
+        assert!(log.contains("silent for 3s: all withdrawn"), "{log}");
+        server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
