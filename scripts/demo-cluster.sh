@@ -127,7 +127,7 @@ nsx "$P-rt" bird -c "$TMP/bird.conf" -s "$TMP/bird.ctl" -P "$TMP/bird.pid"
 
 xvs_log "starting xvs-node servers on ${RSS[*]} port 80"
 for h in "${RSS[@]}"; do
-    nsx "$P-$h" "$XVS_BIN/xvs-node" serve --name "$h" --port 80 --lifetime-s 600 >/dev/null &
+    ip netns exec "$P-$h" "$XVS_BIN/xvs-node" serve --name "$h" --port 80 --lifetime-s 600 >/dev/null &
     disown
 done
 listening() { [ -n "$(nsx "$1" ss -Hltn 'sport = :80')" ]; }
@@ -166,7 +166,7 @@ neighbor ${ADDR[rt]} {
     api { processes [ xvs ]; }
 }
 EOF
-    nsx "$P-$d" env exabgp.daemon.user=root exabgp.daemon.daemonize=false \
+    ip netns exec "$P-$d" env exabgp.daemon.user=root exabgp.daemon.daemonize=false \
         exabgp.log.destination="$TMP/$d.exabgp.log" exabgp.api.ack=false \
         exabgp.api.cli=false \
         exabgp "$TMP/$d.exabgp.conf" >/dev/null 2>&1 &
