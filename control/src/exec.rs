@@ -126,13 +126,19 @@ impl Control {
         self.announced_gen = self.model.generation;
     }
 
-    /// Recompute what is announced if the configuration changed since the
-    /// last time (call it after anything that changes whether a service
-    /// can serve without going through [`Control::execute`]).
+    /// Recompute what is announced now: call it after anything that
+    /// changes whether a service can serve without going through
+    /// [`Control::execute`] (a health check's quorum). The feeds hear of
+    /// it only if the set changed.
     pub fn refresh_announce(&mut self) {
+        self.announce.update(&self.model);
+        self.announced_gen = self.model.generation;
+    }
+
+    /// [`Control::refresh_announce`] if the configuration changed since.
+    fn refresh_if_changed(&mut self) {
         if self.announced_gen != self.model.generation {
-            self.announce.update(&self.model);
-            self.announced_gen = self.model.generation;
+            self.refresh_announce();
         }
     }
 
@@ -165,7 +171,7 @@ impl Control {
             Ok(cmd) => self.run(&cmd, req.stdin.as_deref(), rt),
             Err(e) => parse_error(&e),
         };
-        self.refresh_announce();
+        self.refresh_if_changed();
         resp
     }
 
@@ -271,7 +277,7 @@ impl Control {
         }
         copy.commit();
         self.model = copy;
-        self.refresh_announce();
+        self.refresh_if_changed();
         Ok(cmds.len())
     }
 
