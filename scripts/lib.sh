@@ -13,9 +13,11 @@ XVS_BIN="${XVS_BIN_DIR:-$XVS_ROOT/target/release}"
 # Debian packages: xsk-rs builds libxdp/libbpf from source (clang ... gcc);
 # the tests and the demo need ip, ping, ethtool; bpftool helps debugging;
 # `xvs-bench compare` (and its smoke test) runs nftables DNAT as the peer;
-# the failover test runs keepalived (VRRP only) in each director's namespace.
+# the failover test runs keepalived (VRRP only) in each director's namespace;
+# the cluster demo and test run BIRD (router) and ExaBGP (directors).
 XVS_PACKAGES=(clang llvm linux-libc-dev libc6-dev libelf-dev libpcap-dev m4 zlib1g-dev pkg-config make gcc
-    iproute2 iputils-ping ethtool bpftool nftables procps util-linux keepalived)
+    iproute2 iputils-ping ethtool bpftool nftables procps util-linux keepalived
+    exabgp bird2)
 
 xvs_log() { echo "==> $*" >&2; }
 xvs_die() { echo "ERROR: $*" >&2; exit 1; }

@@ -67,4 +67,8 @@ pub struct Config {
     pub marks: Vec<(SvcKey, u32)>,
     /// Protocol timeouts.
     pub timeouts: Timeouts,
+    /// Open a connection on any TCP segment without RST, not only on a
+    /// SYN (IPVS's `sloppy_tcp`): a flow that a router moves here from
+    /// another director mid-stream then goes on instead of being dropped.
+    pub sloppy_tcp: bool,
 }

@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use crate::announce::Announcer;
 use crate::grammar::{self, Command, ParseError, HINT};
 use crate::json;
 use crate::listing;
@@ -31,6 +32,10 @@ pub struct Control {
     model: Model,
     est: Estimator,
     conn_tab_size: u32,
+    /// What the router is told (see [`crate::announce`]).
+    announce: Announcer,
+    /// The model generation the announced set was computed from.
+    announced_gen: u64,
 }
 
 impl Default for Control {
@@ -105,7 +110,43 @@ impl Control {
             model: Model::with_limits(limits),
             est: Estimator::new(),
             conn_tab_size,
+            announce: Announcer::new(),
+            announced_gen: 0,
         }
+    }
+
+    /// The announcer: its feeds, and its set (see [`crate::announce`]).
+    pub fn announcer(&self) -> &Announcer {
+        &self.announce
+    }
+
+    /// The data plane is attached and forwarding (or no longer is): the
+    /// VIPs that can be served are announced (or all withdrawn).
+    pub fn set_serving(&mut self, on: bool) {
+        self.announce.set_serving(on, &self.model);
+        self.announced_gen = self.model.generation;
+    }
+
+    /// Recompute what is announced now: call it after anything that
+    /// changes whether a service can serve without going through
+    /// [`Control::execute`] (a health check's quorum). The feeds hear of
+    /// it only if the set changed.
+    pub fn refresh_announce(&mut self) {
+        self.announce.update(&self.model);
+        self.announced_gen = self.model.generation;
+    }
+
+    /// [`Control::refresh_announce`] if the configuration changed since.
+    fn refresh_if_changed(&mut self) {
+        if self.announced_gen != self.model.generation {
+            self.refresh_announce();
+        }
+    }
+
+    /// Open connections on any TCP segment, not only a SYN (`xvsd
+    /// --sloppy-tcp`, IPVS's `sloppy_tcp`).
+    pub fn set_sloppy_tcp(&mut self, on: bool) {
+        self.model.sloppy_tcp = on;
     }
 
     /// The configuration (the daemon builds its snapshot from it).
@@ -127,10 +168,12 @@ impl Control {
 
     /// Run one xvsadm invocation.
     pub fn execute(&mut self, req: &Request, rt: &dyn Runtime) -> Response {
-        match grammar::parse(&req.args) {
+        let resp = match grammar::parse(&req.args) {
             Ok(cmd) => self.run(&cmd, req.stdin.as_deref(), rt),
             Err(e) => parse_error(&e),
-        }
+        };
+        self.refresh_if_changed();
+        resp
     }
 
     /// Run one xvsadm invocation for the socket: like
@@ -148,6 +191,11 @@ impl Control {
                     })),
                 }
             }
+            // The feed streams for as long as the client listens.
+            Ok(Command::BgpFeed) => Reply {
+                resp: Response::ok(""),
+                rest: Some(Box::new(self.announce.feed())),
+            },
             _ => self.execute(req, rt).into(),
         }
     }
@@ -174,6 +222,17 @@ impl Control {
                 }
             }
             Command::List { opts, .. } if opts.dataplane => Response::ok(rt.dataplane()),
+            Command::List { opts, .. } if opts.announce => {
+                Response::ok(self.announce.listing(&self.model))
+            }
+            Command::Maintenance(on) => {
+                self.announce.set_maintenance(*on, &self.model);
+                Response::ok("")
+            }
+            Command::BgpFeed => Response::fail(
+                255,
+                "--bgp-feed: a feed is streamed over the control socket only",
+            ),
             Command::List { svc, opts } => {
                 if opts.connection {
                     Response::ok(listing::list_conns(&rt.connections(), opts.persistent_conn))
@@ -235,6 +294,7 @@ impl Control {
         }
         copy.commit();
         self.model = copy;
+        self.refresh_if_changed();
         Ok(n)
     }
 

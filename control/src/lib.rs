@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod announce;
 pub mod exec;
 pub mod grammar;
 #[cfg(feature = "testkit")]

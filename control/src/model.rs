@@ -240,6 +240,9 @@ pub struct Model {
     pub generation: u64,
     /// Table limits.
     pub limits: Limits,
+    /// Open connections on any TCP segment (`xvsd --sloppy-tcp`; not a
+    /// rule, so not saved with them).
+    pub sloppy_tcp: bool,
     next_seq: u64,
     /// While staged (a restore or reload being applied to a copy),
     /// changes to state shared with the workers, recorded to be made on
@@ -332,6 +335,7 @@ impl Model {
             services: self.services.iter().map(Service::config).collect(),
             marks: self.marks.clone(),
             timeouts: self.timeouts,
+            sloppy_tcp: self.sloppy_tcp,
         }
     }
 

@@ -108,6 +108,11 @@ struct Args {
     /// servers go next to it, in .ids).
     #[arg(long, value_name = "PATH")]
     table_file: Option<PathBuf>,
+    /// Open a connection on any TCP segment without RST, not only on a
+    /// SYN (IPVS's sloppy_tcp): behind an ECMP router, a flow moved here
+    /// from another director keeps going to the server mh chose for it.
+    #[arg(long)]
+    sloppy_tcp: bool,
 }
 
 /// The default table file of a daemon on `ifaces` in this network
@@ -359,6 +364,7 @@ fn main() {
             Ok(l) => l,
             Err(e) => fail_attached(director, locks, e),
         };
+    control.set_sloppy_tcp(args.sloppy_tcp);
     let n = control.model().services.len();
     match &loaded {
         state::Loaded::State(p) => eprintln!(
@@ -427,8 +433,14 @@ fn main() {
         }
     };
     eprintln!("xvsd: listening on {}", socket.display());
+    // Serving: the VIPs that can be served may be announced (the BGP
+    // feed hears of it); a control-only daemon announces nothing.
+    lp.control.set_serving(!args.ifaces.is_empty());
 
-    if let Err(e) = lp.run(&jobs_rx, &stop, &hup) {
+    let ran = lp.run(&jobs_rx, &stop, &hup);
+    // Every BGP feed withdraws before anything else stops.
+    lp.control.announcer().close();
+    if let Err(e) = ran {
         // A crash-like stop: the programs stay pinned (see the module
         // documentation) so that the restart keeps the connections.
         eprintln!(

@@ -331,7 +331,9 @@ impl SnapshotBuilder {
             _ => None,
         });
         self.save_ids();
-        Snapshot::new(out, all_dests, marks, cfg.timeouts)
+        let mut snap = Snapshot::new(out, all_dests, marks, cfg.timeouts);
+        snap.sloppy_tcp = cfg.sloppy_tcp;
+        snap
     }
 }
 

@@ -269,6 +269,9 @@ pub struct Snapshot {
     svcs: Vec<Option<Arc<ServiceRt>>>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// Any TCP segment without RST opens a connection (IPVS's
+    /// `sloppy_tcp`), not only a SYN.
+    pub sloppy_tcp: bool,
 }
 
 impl Snapshot {

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod daemon;
 pub mod lans;
 pub mod listing;

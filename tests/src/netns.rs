@@ -276,12 +276,12 @@ pub const RECORD_DIR: &str = "/run/xvs-tests";
 /// A record in [`RECORD_DIR`] naming a topology's owner and namespaces;
 /// removed on drop (after the namespaces, when declared before them).
 #[derive(Debug)]
-struct Record {
+pub(crate) struct Record {
     path: std::path::PathBuf,
 }
 
 impl Record {
-    fn create(prefix: &str, namespaces: &[String]) -> Self {
+    pub(crate) fn create(prefix: &str, namespaces: &[String]) -> Self {
         let _ = std::fs::create_dir_all(RECORD_DIR);
         let r = Record {
             path: std::path::Path::new(RECORD_DIR).join(prefix),
@@ -291,7 +291,7 @@ impl Record {
     }
 
     /// (Re)write the record: this process owns `namespaces`.
-    fn write(&self, namespaces: &[String]) {
+    pub(crate) fn write(&self, namespaces: &[String]) {
         let body = format!("{}\n{}\n", std::process::id(), namespaces.join("\n"));
         if let Err(e) = std::fs::write(&self.path, body) {
             eprintln!("xvs-tests: cannot write {}: {e}", self.path.display());

@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
+use xvs_control::announce;
 use xvs_control::grammar::{self, Command, HINT};
 use xvs_control::proto::{self, Request, MAX_FRAME};
 
@@ -59,6 +60,14 @@ fn main() -> ExitCode {
         Ok(Command::Version) => {
             print_out(&grammar::version());
             return exit(0);
+        }
+        Ok(Command::BgpFeed) => {
+            // Runs until the speaker that started it goes away.
+            let e = announce::run_feed(&path, &mut std::io::stdout(), &mut std::io::stderr());
+            print_err(&format!(
+                "xvsadm: bgp-feed: cannot write to the speaker: {e}\n"
+            ));
+            return exit(1);
         }
         Ok(Command::Restore) => {
             let mut buf = Vec::new();

@@ -32,7 +32,9 @@ pub(super) enum Tok {
 impl Tok {
     pub(super) fn arg(self) -> Arg {
         match self {
-            Tok::Cmd(Cmd::StartDaemon | Cmd::StopDaemon | Cmd::SetMark) => Arg::Required,
+            Tok::Cmd(Cmd::StartDaemon | Cmd::StopDaemon | Cmd::SetMark | Cmd::Maintenance) => {
+                Arg::Required
+            }
             Tok::Cmd(_) => Arg::No,
             Tok::Tcp | Tok::Udp | Tok::Sctp | Tok::Fwmark => Arg::Required,
             Tok::Value(Opt::Persistent) => Arg::Optional,
@@ -97,6 +99,8 @@ pub(super) fn long(name: &str) -> Option<Tok> {
         "stop-daemon" => Tok::Cmd(Cmd::StopDaemon),
         "set-mark" => Tok::Cmd(Cmd::SetMark),
         "del-mark" => Tok::Cmd(Cmd::DelMark),
+        "maintenance" => Tok::Cmd(Cmd::Maintenance),
+        "bgp-feed" => Tok::Cmd(Cmd::BgpFeed),
         "help" => Tok::Cmd(Cmd::Help),
         "version" => Tok::Cmd(Cmd::Version),
         "tcp-service" => Tok::Tcp,
@@ -131,6 +135,7 @@ pub(super) fn long(name: &str) -> Option<Tok> {
         "tun-info" => Tok::Set(Opt::TunInfo),
         "json" => Tok::Set(Opt::Json),
         "dataplane" => Tok::Set(Opt::Dataplane),
+        "announce" => Tok::Set(Opt::Announce),
         "timeout" => Tok::Set(Opt::Timeout),
         "daemon" => Tok::Set(Opt::Daemon),
         "nosort" => Tok::Set(Opt::NoSort),

@@ -134,6 +134,9 @@ pub struct ListOpts {
     /// `--json` (xvs's own): the listing as JSON for tools, in the shape
     /// documented in [`crate::json`].
     pub json: bool,
+    /// `--announce` (xvs): which VIPs this director announces to its
+    /// router, and why the others are not ([`crate::announce`]).
+    pub announce: bool,
 }
 
 /// One parsed xvsadm invocation.
@@ -216,6 +219,13 @@ pub enum Command {
     },
     /// `--del-mark -t|-u VIP:PORT` (xvs): forget the triple's mark.
     DelMark(SvcKey),
+    /// `--maintenance on|off` (xvs): withdraw every VIP from the router
+    /// (on) while established flows keep being forwarded, or announce
+    /// again (off).
+    Maintenance(bool),
+    /// `--bgp-feed` (xvs): run as an ExaBGP process, announcing the VIPs
+    /// xvsd says may be announced ([`crate::announce`]).
+    BgpFeed,
     /// `-h`.
     Help,
     /// `-v`.

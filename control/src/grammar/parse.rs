@@ -49,6 +49,7 @@ struct Raw {
     mcast_ttl: Option<u8>,
     sync_maxlen: Option<u16>,
     mark: Option<u32>,
+    maintenance: Option<bool>,
     positional: Vec<String>,
 }
 
@@ -199,6 +200,12 @@ fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result
                     "master" => SyncRole::Master,
                     "backup" => SyncRole::Backup,
                     _ => return err(format!("illegal {} parameter specified", cmd.name())),
+                });
+            } else if cmd == Cmd::Maintenance {
+                raw.maintenance = Some(match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return err("illegal maintenance parameter specified (on or off)"),
                 });
             } else if cmd == Cmd::SetMark {
                 match parse_number(&v, 1, u64::from(u32::MAX)) {
@@ -463,6 +470,7 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 dataplane: raw.has(Opt::Dataplane),
                 nosort: raw.has(Opt::NoSort),
                 json: raw.has(Opt::Json),
+                announce: raw.has(Opt::Announce),
             },
         }),
         Cmd::DelDest => {
@@ -524,6 +532,10 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 Command::DelMark(triple)
             })
         }
+        Cmd::Maintenance => Ok(Command::Maintenance(
+            raw.maintenance.expect("parsed with the command"),
+        )),
+        Cmd::BgpFeed => Ok(Command::BgpFeed),
         Cmd::Timeout | Cmd::Help | Cmd::Version => unreachable!("handled above"),
     }
 }

@@ -21,6 +21,8 @@ pub(super) enum Cmd {
     Zero,
     SetMark,
     DelMark,
+    Maintenance,
+    BgpFeed,
     Help,
     Version,
 }
@@ -44,6 +46,8 @@ impl Cmd {
             Cmd::Zero => "zero",
             Cmd::SetMark => "set-mark",
             Cmd::DelMark => "del-mark",
+            Cmd::Maintenance => "maintenance",
+            Cmd::BgpFeed => "bgp-feed",
             Cmd::Help => "help",
             Cmd::Version => "version",
         }
@@ -92,9 +96,10 @@ pub(super) enum Opt {
     TunInfo,
     Json,
     Dataplane,
+    Announce,
 }
 
-pub(super) const ALL_OPTS: [Opt; 38] = [
+pub(super) const ALL_OPTS: [Opt; 39] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -133,6 +138,7 @@ pub(super) const ALL_OPTS: [Opt; 38] = [
     Opt::TunInfo,
     Opt::Json,
     Opt::Dataplane,
+    Opt::Announce,
 ];
 
 impl Opt {
@@ -176,6 +182,7 @@ impl Opt {
             Opt::TunInfo => "tun-info",
             Opt::Json => "json",
             Opt::Dataplane => "dataplane",
+            Opt::Announce => "announce",
         }
     }
 
@@ -210,7 +217,7 @@ pub(super) fn rule(cmd: Cmd, opt: Opt) -> Rule {
             _ => X,
         },
         Cmd::List => match opt {
-            O::Connection | O::Service | O::Timeout | O::Daemon | O::Dataplane => One,
+            O::Connection | O::Service | O::Timeout | O::Daemon | O::Dataplane | O::Announce => One,
             O::Numeric
             | O::Stats
             | O::Rate
@@ -265,6 +272,12 @@ pub(super) fn rule(cmd: Cmd, opt: Opt) -> Rule {
             O::Service => R,
             _ => X,
         },
-        Cmd::Flush | Cmd::Timeout | Cmd::Restore | Cmd::Help | Cmd::Version => X,
+        Cmd::Flush
+        | Cmd::Timeout
+        | Cmd::Restore
+        | Cmd::Maintenance
+        | Cmd::BgpFeed
+        | Cmd::Help
+        | Cmd::Version => X,
     }
 }

@@ -330,3 +330,31 @@ fn hostile_input_never_panics() {
     let _ = parse(&["-A", "-t", "\u{0}"]);
     let _ = parse(&["-e", "-t", "1.1.1.1:1", "-r", "[::]:0", "-wé"]);
 }
+
+#[test]
+fn maintenance_feed_and_announce_listing() {
+    assert_eq!(p("--maintenance on"), Ok(Command::Maintenance(true)));
+    assert_eq!(p("--maintenance=off"), Ok(Command::Maintenance(false)));
+    assert_eq!(
+        msg("--maintenance maybe"),
+        "illegal maintenance parameter specified (on or off)"
+    );
+    assert_eq!(msg("--maintenance"), "--maintenance: missing argument");
+    assert_eq!(
+        msg("--maintenance on -n"),
+        "Illegal 'numeric' option with the 'maintenance' command"
+    );
+    assert_eq!(p("--bgp-feed"), Ok(Command::BgpFeed));
+    assert_eq!(
+        msg("--bgp-feed -t 198.18.0.1:80"),
+        "Illegal 'service-address' option with the 'bgp-feed' command"
+    );
+    match p("-Ln --announce") {
+        Ok(Command::List { svc: None, opts }) => assert!(opts.announce && opts.numeric),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        msg("-L --announce -c"),
+        "The option 'announce' can't be used with 'connection'"
+    );
+}

@@ -27,6 +27,8 @@ pub fn usage() -> String {
   xvsadm --stop-daemon {master|backup}
   xvsadm --set-mark fwmark -t|-u service-address:port
   xvsadm --del-mark -t|-u service-address:port
+  xvsadm --maintenance {on|off}
+  xvsadm --bgp-feed
   xvsadm -h
 
 Commands:
@@ -49,6 +51,10 @@ Either long or short options are allowed.
                               fwmark, so that a -f fwmark service takes them
                               (what iptables -j MARK --set-mark does for IPVS)
   --del-mark                  remove the mark of a protocol, address and port
+  --maintenance on|off        on: withdraw every VIP from the router, keep
+                              forwarding; off: announce them again
+  --bgp-feed                  run as an ExaBGP process: announce and withdraw
+                              the VIPs as xvsd says (all withdrawn if it stops)
   --help            -h        display this help message
 
 virtual-service:
@@ -93,6 +99,8 @@ Options:
   --json                              listing as JSON (xvs extension, for tools)
   --dataplane                         data plane counters, drops by reason and
                                       connection-table use (xvs extension)
+  --announce                          VIPs announced to the router, and why
+                                      others are not (xvs extension)
   --sort                              does nothing, for backwards compatibility
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports

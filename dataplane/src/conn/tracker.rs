@@ -383,7 +383,9 @@ impl Tracker {
         let v = match (found, stale) {
             (Some(v), None) => v,
             _ => {
-                if is_tcp && !syn {
+                // Sloppy TCP (IPVS's): any segment but a RST opens one,
+                // so a flow moved here mid-stream by the router goes on.
+                if is_tcp && !syn && !(snap.sloppy_tcp && p.tcp_flags & RST == 0) {
                     return self.no_conn(snap, now_ns, p, stats);
                 }
                 let Some(svc) = snap.lookup(p.key.proto, p.key.vip, p.key.vport) else {
@@ -1287,6 +1289,51 @@ mod tests {
             let mut f = Fixture::new(dr_service("rr", 2, None), 16);
             assert_eq!(
                 send(&mut f, S, ack(CIP, 5, b"")),
+                Err(Verdict::Drop(DropReason::NoConn))
+            );
+        }
+
+        #[test]
+        fn sloppy_tcp_takes_over_a_flow_mid_stream_on_the_server_mh_chose() {
+            use crate::svc::Snapshot;
+            use crate::testkit::{self, frame};
+            use std::sync::Arc;
+            // Two directors with the same mh configuration: the flow opens
+            // on the first, the router moves it to the second mid-stream.
+            let mut first = Fixture::new(dr_service("mh", 3, None), 64);
+            let mut second = Fixture::new(dr_service("mh", 3, None), 64);
+            let mut snap = Snapshot::of_services(&[second.svc.clone()], Default::default());
+            snap.sloppy_tcp = true;
+            second.pipeline.set_snapshot(Arc::new(snap));
+            for n in 0..20 {
+                let c = cip(n * 7919);
+                let s = send(&mut first, S, syn(c, 5)).unwrap();
+                assert_eq!(
+                    send(&mut second, S, ack(c, 5, b"data")),
+                    Ok(s),
+                    "client {n}"
+                );
+                // As in IPVS, an entry opened by an ACK is CLOSE (input-only
+                // table), its short timeout pushed by every segment.
+                let v = second
+                    .pipeline
+                    .table()
+                    .lookup(&key(c, 5))
+                    .expect("an entry");
+                assert_eq!(v.state, TcpState::Close as u8);
+                assert_eq!(send(&mut second, 2 * S, ack(c, 5, b"more")), Ok(s));
+            }
+            assert_eq!(second.pipeline.stats().drops.iter().sum::<u64>(), 0);
+            // A RST still opens nothing; without sloppy_tcp, the ACK is dropped.
+            let rst = frame::eth(
+                testkit::CLIENT_MAC,
+                testkit::DIR_MAC,
+                &frame::ip_packet(&frame::ip(cip(99), VIP), &frame::tcp(5, 80).rst(), b""),
+            );
+            assert!(send(&mut second, S, rst).is_err());
+            assert!(second.pipeline.table().lookup(&key(cip(99), 5)).is_none());
+            assert_eq!(
+                send(&mut first, S, ack(cip(98), 5, b"")),
                 Err(Verdict::Drop(DropReason::NoConn))
             );
         }

@@ -1,0 +1,428 @@
+//! Several directors behind one ECMP router that learns the VIP from them
+//! by BGP: the scale-out topology, with real routing software.
+//!
+//! The router runs BIRD (eBGP with every director, `merge paths` so the
+//! kernel gets one multipath route, `fib_multipath_hash_policy=1` so the
+//! 5-tuple picks the path); each director runs xvsd (AF_XDP on its veth,
+//! `--sloppy-tcp`) and ExaBGP, whose process is `xvsadm --bgp-feed`: the
+//! route has a next hop for a director exactly while its xvsd says so.
+//!
+//! | host       | namespace | address                                      |
+//! |------------|-----------|----------------------------------------------|
+//! | client     | `P-cl`    | 198.18.2.10/24, default via the router        |
+//! | router     | `P-rt`    | 198.18.2.1/24 (client side), 198.18.1.1/24    |
+//! | director i | `P-di`    | 198.18.1.(10+i)/24                            |
+//! | rs j       | `P-rsj`   | 198.18.1.(20+j)/24, VIP on lo (DR)            |
+//!
+//! The router, the directors and the real servers share one bridge (in
+//! `P-sw`): directors forward by DR, servers answer the client through the
+//! router. The VIP (198.18.0.100) is on none of the links: the client
+//! reaches it only through the router. Guards as in [`crate::netns`]: dropping the cluster stops every
+//! daemon and removes every namespace and file.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::daemon::Xvsd;
+use crate::netns::{
+    ensure_bpffs, exec_ok, plug, reap_stale, run_ok, spawn, sysctl, unique_prefix, wait_up, Host,
+    Netns, Proc, Record,
+};
+
+/// The service address the directors announce.
+pub const CLUSTER_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+/// Most directors a cluster can have (the router knows them all from the
+/// start, so one can join later).
+pub const MAX_DIRECTORS: u8 = 4;
+/// The router's autonomous system.
+const ROUTER_AS: u32 = 65000;
+/// The directors' autonomous system (one for all: their paths tie).
+const DIRECTOR_AS: u32 = 65001;
+
+/// One director: its host, its xvsd and its BGP speaker.
+#[derive(Debug)]
+pub struct Director {
+    /// Its namespace, interface and address.
+    pub host: Host,
+    /// Its xvsd (None once killed).
+    pub xvsd: Option<Xvsd>,
+    speaker: Option<Proc>,
+}
+
+impl Director {
+    /// Its xvsd; panics if it was killed.
+    pub fn xvsd(&self) -> &Xvsd {
+        self.xvsd.as_ref().expect("xvsd runs")
+    }
+}
+
+/// The cluster; see the module documentation.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The per-run name prefix.
+    pub prefix: String,
+    /// The client.
+    pub client: Host,
+    /// The router's host on the LAN.
+    pub router: Host,
+    /// The real servers rs1..rs3.
+    pub rs: Vec<Host>,
+    /// The directors, in the order they were added.
+    pub directors: Vec<Director>,
+    /// xvsadm command lines every director is configured with.
+    rules: Vec<String>,
+    switch_ns: String,
+    bridge: String,
+    /// Configuration files, sockets and logs of BIRD and ExaBGP.
+    dir: PathBuf,
+    bird: Option<Proc>,
+    // Dropped in this order: the daemons above, namespaces, the record.
+    namespaces: Vec<Netns>,
+    record: Record,
+}
+
+impl Cluster {
+    /// A client, the router (BIRD running), three real servers and `n`
+    /// directors, each running xvsd configured with `rules` (xvsadm
+    /// command lines) and its speaker. Panics if anything fails (what was
+    /// made so far is removed while unwinding).
+    pub fn new(n: u8, rules: &[&str]) -> Self {
+        assert!(n <= MAX_DIRECTORS);
+        ensure_bpffs();
+        reap_stale();
+        let p = unique_prefix();
+        let roles = ["sw", "cl", "rt", "rs1", "rs2", "rs3"];
+        let record = Record::create(&p, &roles.map(|r| format!("{p}-{r}")));
+        let dir = std::env::temp_dir().join(format!("xvs-cluster-{p}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let mut namespaces = Vec::new();
+        for r in roles {
+            let ns = Netns::create(&format!("{p}-{r}")).unwrap_or_else(|e| panic!("{e}"));
+            no_ipv6(ns.name());
+            namespaces.push(ns);
+        }
+        let switch_ns = format!("{p}-sw");
+        let bridge = format!("{p}-br");
+        run_ok(&[
+            "ip", "-n", &switch_ns, "link", "add", &bridge, "type", "bridge",
+        ]);
+        run_ok(&["ip", "-n", &switch_ns, "link", "set", &bridge, "up"]);
+
+        // Client ── router: a link of their own.
+        let client = Host {
+            role: "client".into(),
+            ns: format!("{p}-cl"),
+            iface: format!("{p}-cl"),
+            port: format!("{p}-rc"),
+            ip: Ipv4Addr::new(198, 18, 2, 10),
+            mac: "02:58:56:00:02:0a".into(),
+        };
+        let rt_ns = format!("{p}-rt");
+        run_ok(&[
+            "ip",
+            "-n",
+            &client.ns,
+            "link",
+            "add",
+            &client.iface,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &client.port,
+            "netns",
+            &rt_ns,
+        ]);
+        let ns_ip = |ns: &str, args: &[&str]| {
+            let mut v = vec!["ip", "-n", ns];
+            v.extend_from_slice(args);
+            run_ok(&v);
+        };
+        ns_ip(
+            &client.ns,
+            &["addr", "add", "198.18.2.10/24", "dev", &client.iface],
+        );
+        ns_ip(&client.ns, &["link", "set", &client.iface, "up"]);
+        ns_ip(
+            &client.ns,
+            &["route", "add", "default", "via", "198.18.2.1"],
+        );
+        ns_ip(
+            &rt_ns,
+            &["addr", "add", "198.18.2.1/24", "dev", &client.port],
+        );
+        ns_ip(&rt_ns, &["link", "set", &client.port, "up"]);
+        sysctl(
+            &rt_ns,
+            &[
+                ("net.ipv4.ip_forward", "1"),
+                ("net.ipv4.fib_multipath_hash_policy", "1"),
+                ("net.ipv4.fib_multipath_use_neigh", "1"),
+            ],
+        );
+
+        let lan_host = |role: &str, last: u8| {
+            let ns = format!("{p}-{role}");
+            Host {
+                role: role.to_owned(),
+                iface: ns.clone(),
+                port: format!("{ns}p"),
+                ns,
+                ip: Ipv4Addr::new(198, 18, 1, last),
+                mac: format!("02:58:56:00:01:{last:02x}"),
+            }
+        };
+        let router = lan_host("rt", 1);
+        plug(&switch_ns, &bridge, &router);
+        let mut rs = Vec::new();
+        for j in 1..=3u8 {
+            let h = lan_host(&format!("rs{j}"), 20 + j);
+            sysctl(
+                &h.ns,
+                &[
+                    ("net.ipv4.conf.all.arp_ignore", "1"),
+                    ("net.ipv4.conf.all.arp_announce", "2"),
+                ],
+            );
+            ns_ip(
+                &h.ns,
+                &["addr", "add", &format!("{CLUSTER_VIP}/32"), "dev", "lo"],
+            );
+            plug(&switch_ns, &bridge, &h);
+            sysctl(
+                &h.ns,
+                &[
+                    (&format!("net.ipv4.conf.{}.arp_ignore", h.iface), "1"),
+                    (&format!("net.ipv4.conf.{}.arp_announce", h.iface), "2"),
+                ],
+            );
+            ns_ip(&h.ns, &["route", "add", "default", "via", "198.18.1.1"]);
+            rs.push(h);
+        }
+        wait_up([&client, &router].into_iter().chain(rs.iter()));
+
+        let mut c = Cluster {
+            prefix: p,
+            client,
+            router,
+            rs,
+            directors: Vec::new(),
+            rules: rules.iter().map(|r| r.to_string()).collect(),
+            switch_ns,
+            bridge,
+            dir,
+            bird: None,
+            namespaces,
+            record,
+        };
+        c.start_router();
+        for _ in 0..n {
+            c.add_director();
+        }
+        c
+    }
+
+    /// BIRD on the router: a BGP session with every director address there
+    /// may be, routes merged into one multipath kernel route.
+    fn start_router(&mut self) {
+        let mut conf = format!(
+            "router id {rt};\n\
+             protocol device {{ }}\n\
+             protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
+             template bgp director {{\n\
+             \x20   local {rt} as {ROUTER_AS};\n\
+             \x20   connect delay time 1; connect retry time 1; error wait time 1, 2;\n\
+             \x20   ipv4 {{ import all; export none; }};\n\
+             }}\n",
+            rt = self.router.ip
+        );
+        for i in 1..=MAX_DIRECTORS {
+            conf.push_str(&format!(
+                "protocol bgp d{i} from director {{ neighbor {} as {DIRECTOR_AS}; }}\n",
+                director_ip(i)
+            ));
+        }
+        let path = self.dir.join("bird.conf");
+        std::fs::write(&path, conf).expect("write bird.conf");
+        let ctl = self.dir.join("bird.ctl");
+        self.bird = Some(spawn(
+            &self.router.ns,
+            &[
+                "bird",
+                "-f",
+                "-c",
+                &path.to_string_lossy(),
+                "-s",
+                &ctl.to_string_lossy(),
+            ],
+        ));
+    }
+
+    /// A new director: namespace on the LAN, xvsd configured with the
+    /// cluster's rules, then its BGP speaker. Returns its index.
+    pub fn add_director(&mut self) -> usize {
+        let i = self.directors.len() as u8 + 1;
+        assert!(i <= MAX_DIRECTORS, "at most {MAX_DIRECTORS} directors");
+        let ns = format!("{}-d{i}", self.prefix);
+        let netns = Netns::create(&ns).unwrap_or_else(|e| panic!("{e}"));
+        no_ipv6(&ns);
+        self.namespaces.push(netns);
+        let names: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|n| n.name().to_owned())
+            .collect();
+        self.record.write(&names);
+        let host = Host {
+            role: format!("d{i}"),
+            iface: ns.clone(),
+            port: format!("{ns}p"),
+            ns,
+            ip: director_ip(i),
+            mac: format!("02:58:56:00:01:{:02x}", 10 + i),
+        };
+        plug(&self.switch_ns, &self.bridge, &host);
+        wait_up(std::iter::once(&host));
+        let xvsd = Xvsd::start_with(
+            Some(&host.ns),
+            &["--iface".into(), host.iface.clone(), "--sloppy-tcp".into()],
+        );
+        for rule in &self.rules {
+            let args: Vec<&str> = rule.split_whitespace().collect();
+            xvsd.adm_ok(&args);
+        }
+        let speaker = self.start_speaker(&host, &xvsd);
+        self.directors.push(Director {
+            host,
+            xvsd: Some(xvsd),
+            speaker: Some(speaker),
+        });
+        self.directors.len() - 1
+    }
+
+    /// ExaBGP on `host`, its process the BGP feed of `xvsd`.
+    fn start_speaker(&self, host: &Host, xvsd: &Xvsd) -> Proc {
+        let conf = format!(
+            "process xvs {{\n\
+             \x20   run {adm} --socket {sock} --bgp-feed;\n\
+             \x20   encoder text;\n\
+             }}\n\
+             neighbor {rt} {{\n\
+             \x20   router-id {me};\n\
+             \x20   local-address {me};\n\
+             \x20   local-as {DIRECTOR_AS};\n\
+             \x20   peer-as {ROUTER_AS};\n\
+             \x20   api {{ processes [ xvs ]; }}\n\
+             }}\n",
+            adm = crate::bin("xvsadm").display(),
+            sock = xvsd.socket().display(),
+            rt = self.router.ip,
+            me = host.ip,
+        );
+        let path = self.dir.join(format!("{}.exabgp.conf", host.role));
+        std::fs::write(&path, conf).expect("write the ExaBGP configuration");
+        let log = self.dir.join(format!("{}.exabgp.log", host.role));
+        spawn(
+            &host.ns,
+            &[
+                "env",
+                "exabgp.daemon.user=root",
+                "exabgp.daemon.daemonize=false",
+                "exabgp.api.ack=false",
+                "exabgp.api.cli=false",
+                &format!("exabgp.log.destination={}", log.display()),
+                "exabgp",
+                &path.to_string_lossy(),
+            ],
+        )
+    }
+
+    /// The speaker's log of director `i` (for failure messages).
+    pub fn speaker_log(&self, i: usize) -> String {
+        let role = &self.directors[i].host.role;
+        std::fs::read_to_string(self.dir.join(format!("{role}.exabgp.log"))).unwrap_or_default()
+    }
+
+    /// Kill director `i`'s xvsd with SIGKILL (its speaker keeps running);
+    /// returns when it is dead.
+    pub fn kill_xvsd(&mut self, i: usize) {
+        let mut d = self.directors[i].xvsd.take().expect("xvsd runs");
+        d.kill9();
+    }
+
+    /// Stop director `i`'s speaker (SIGKILL, with its feed).
+    pub fn kill_speaker(&mut self, i: usize) {
+        self.directors[i].speaker = None;
+    }
+
+    /// The router's next hops for the VIP, sorted.
+    pub fn next_hops(&self) -> Vec<Ipv4Addr> {
+        let out = exec_ok(
+            &self.router.ns,
+            &["ip", "-4", "route", "show", &format!("{CLUSTER_VIP}/32")],
+        );
+        let mut hops: Vec<Ipv4Addr> = out
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "via")
+            .filter_map(|w| w[1].parse().ok())
+            .collect();
+        hops.sort();
+        hops
+    }
+
+    /// Wait (at most `within`) until the router's next hops for the VIP
+    /// are the addresses of directors `which`; returns how long it took.
+    /// Panics with the router's route and the speakers' logs otherwise.
+    pub fn wait_next_hops(&self, which: &[usize], within: Duration) -> Duration {
+        let mut want: Vec<Ipv4Addr> = which.iter().map(|&i| self.directors[i].host.ip).collect();
+        want.sort();
+        let start = Instant::now();
+        loop {
+            let hops = self.next_hops();
+            if hops == want {
+                return start.elapsed();
+            }
+            if start.elapsed() > within {
+                let logs: Vec<String> = (0..self.directors.len())
+                    .map(|i| format!("--- d{} speaker:\n{}", i + 1, self.speaker_log(i)))
+                    .collect();
+                panic!(
+                    "the router's next hops for {CLUSTER_VIP} are {hops:?}, not {want:?}, \
+                     after {within:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Speakers first (their feeds withdraw nothing more), then xvsd.
+        for d in &mut self.directors {
+            d.speaker = None;
+            d.xvsd = None;
+        }
+        self.bird = None;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Address of director `i` (1-based).
+fn director_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, 10 + i)
+}
+
+fn no_ipv6(ns: &str) {
+    sysctl(
+        ns,
+        &[
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ],
+    );
+}
