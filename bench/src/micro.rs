@@ -132,8 +132,8 @@ pub fn run(a: &MicroArgs) -> String {
                 "{:<44} {:>16} {:>10} {:>8}",
                 format!("sched {} ns, {} dests", row.name, sizes.join("/")),
                 vals.join("/"),
-                format!("< {:.0}@100", row.goal_ns()),
-                verdict(row.at_100() < row.goal_ns())
+                format!("<{:.0}/<{:.0}", row.goal_ns(), row.goal_1000_ns()),
+                verdict(row.met())
             );
         }
         let _ = writeln!(
