@@ -43,71 +43,102 @@ pub(crate) const TREE_MIN: usize = 16;
 /// Ids of tree instances, for [`LoadBoard::claim`]; 0 is nobody.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// What a rule compares about one destination, read once per change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Load {
-    /// Weight > 0 and not overloaded.
-    pub usable: bool,
-    /// No active connection (nq).
-    pub idle: bool,
+/// One node of the tree: a destination's key and its index in the list.
+///
+/// The rules encode "unusable" in the key so that every comparison is the
+/// same arithmetic: an unusable destination loses to every usable one.
+/// Two words, so that equality and selection are two operations each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Node {
     /// The rule's overhead.
     pub oh: u64,
-    /// The weight as a factor.
-    pub w: u64,
+    /// The weight factor (0: unusable) in the low 32 bits, the index of
+    /// the destination in the list in the high 32.
+    pub tag: u64,
 }
 
-/// The load of a padding leaf or an unusable destination.
-const UNUSABLE: Load = Load {
-    usable: false,
-    idle: false,
-    oh: 0,
-    w: 0,
-};
+impl Node {
+    /// The node of destination `idx` with key `(oh, w)`.
+    #[inline]
+    fn new((oh, w): (u64, u32), idx: usize) -> Node {
+        Node {
+            oh,
+            tag: u64::from(w) | (idx as u64) << 32,
+        }
+    }
+
+    /// The weight factor.
+    #[inline]
+    pub(crate) fn w(&self) -> u64 {
+        self.tag & 0xffff_ffff
+    }
+
+    /// The index in the list.
+    #[inline]
+    fn idx(&self) -> usize {
+        (self.tag >> 32) as usize
+    }
+
+    /// `a` if `pick_a`, else `b`, without a branch: which child of a
+    /// match wins is as good as random, so a branch would often be
+    /// mispredicted.
+    #[inline]
+    fn select(pick_a: bool, a: Node, b: Node) -> Node {
+        Node {
+            oh: std::hint::select_unpredictable(pick_a, a.oh, b.oh),
+            tag: std::hint::select_unpredictable(pick_a, a.tag, b.tag),
+        }
+    }
+}
 
 /// One least-load rule: what it reads and how it compares.
 pub(crate) trait Rule {
-    /// The load of `d` as this rule sees it.
-    fn load(d: &Dest) -> Load;
-    /// Whether usable `a` is strictly better than usable `b`.
-    fn better(a: &Load, b: &Load) -> bool;
+    /// Whether the tree also counts destinations with fewer active
+    /// connections than half their weight (lblc's overload test).
+    const HALF_IDLE: bool = false;
+    /// The key of an unusable destination (and of padding leaves).
+    const UNUSABLE: (u64, u32);
+    /// The key `(oh, w)` of `d` as this rule sees it.
+    fn key(d: &Dest) -> (u64, u32);
+    /// Whether `a` is strictly better than `b` (unusable never is).
+    fn better(a: &Node, b: &Node) -> bool;
     /// The IPVS scan over `dests`, for short or unwatched lists.
     fn scan(dests: &DestSet) -> Option<usize>;
 }
 
-/// Whether `a` beats `b`: usable, and `b` unusable or strictly worse.
+/// A weight as the tree's `u32` factor (weights are `i32`; negative ones
+/// count as 0, as in [`weight_u`]).
 #[inline]
-fn beats<R: Rule>(a: &Load, b: &Load) -> bool {
-    a.usable && (!b.usable || R::better(a, b))
+fn weight32(d: &Dest) -> u32 {
+    weight_u(d) as u32
 }
 
-/// The straightforward scan under rule `R`: the first usable destination
-/// that no later one beats. The reference the tree is tested against.
-#[cfg(test)]
-pub(crate) fn reference<R: Rule>(dests: &DestSet) -> Option<usize> {
-    let mut best: Option<(usize, Load)> = None;
-    for (i, d) in dests.iter().enumerate() {
-        let l = R::load(d);
-        if !l.usable {
-            continue;
-        }
-        match best {
-            Some((_, b)) if !beats::<R>(&l, &b) => {}
-            _ => best = Some((i, l)),
-        }
-    }
-    best.map(|(i, _)| i)
+/// `a` beats `b` by ratio: `b.oh / b.w > a.oh / a.w`, cross-multiplied as
+/// IPVS does ([`more_loaded`]). With unusable as `(1, 0)`, a usable `a`
+/// (`a.w > 0`) beats an unusable `b`, and an unusable `a` beats nothing.
+#[inline]
+fn ratio_better(a: &Node, b: &Node) -> bool {
+    more_loaded(b.oh, b.w(), a.oh, a.w())
 }
+
+/// The key of an unusable destination under the ratio rules.
+const RATIO_UNUSABLE: (u64, u32) = (1, 0);
 
 /// The tree proper: leaves in list order, padded to a power of two.
 #[derive(Debug, Default)]
 struct Tree {
     /// Leaves (a power of two, at least 1).
     m: usize,
-    /// The load each leaf was last read with; padding is `UNUSABLE`.
-    loads: Vec<Load>,
-    /// Node `k` (1-based heap order, leaves at `m..2m`) holds the index of
-    /// the winning leaf of its subtree.
-    win: Vec<u32>,
+    /// Heap order, 1-based, stored by sibling pairs: node `k` is
+    /// `pairs[k / 2][k % 2]`, so its children `2k` and `2k + 1` are
+    /// `pairs[k]`. The leaves are nodes `m..2m`; an inner node is a copy
+    /// of its subtree's winning leaf, so a match reads one pair and
+    /// nothing else.
+    pairs: Vec<[Node; 2]>,
+    /// Per leaf: fewer active connections than half the weight.
+    half_idle: Vec<bool>,
+    /// How many leaves are half idle.
+    half_idle_count: usize,
 }
 
 impl Tree {
@@ -115,56 +146,95 @@ impl Tree {
     fn build<R: Rule>(&mut self, dests: &DestSet) {
         self.m = dests.len().next_power_of_two().max(1);
         let m = self.m;
-        self.loads.clear();
-        self.loads.extend(dests.iter().map(R::load));
-        self.loads.resize(m, UNUSABLE);
-        self.win.clear();
-        self.win.resize(2 * m, 0);
+        self.pairs.clear();
+        self.pairs.resize(m, [Node::default(); 2]);
         for i in 0..m {
-            self.win[m + i] = i as u32;
+            *self.node_mut(m + i) = Node::new(dests.get(i).map_or(R::UNUSABLE, R::key), i);
         }
         for k in (1..m).rev() {
-            self.win[k] = self.match_at::<R>(k);
+            *self.node_mut(k) = self.match_at::<R>(k);
+        }
+        if R::HALF_IDLE {
+            self.half_idle.clear();
+            self.half_idle.extend(dests.iter().map(half_idle));
+            self.half_idle_count = self.half_idle.iter().filter(|&&h| h).count();
         }
     }
 
-    /// The winner of node `k`'s two children.
+    /// The winner of node `k`'s two children: the right one only when
+    /// strictly better (the left holds the earlier indexes).
     #[inline]
-    fn match_at<R: Rule>(&self, k: usize) -> u32 {
-        let (l, r) = (self.win[2 * k], self.win[2 * k + 1]);
-        if beats::<R>(&self.loads[r as usize], &self.loads[l as usize]) {
-            r
-        } else {
-            l
-        }
+    fn match_at<R: Rule>(&self, k: usize) -> Node {
+        let [l, r] = self.pairs[k];
+        Node::select(R::better(&r, &l), r, l)
     }
 
-    /// Leaf `i` now has `load`: replay its path to the root.
+    /// Node `k`.
     #[inline]
-    fn set<R: Rule>(&mut self, i: usize, load: Load) {
-        if self.loads[i] == load {
+    fn node_mut(&mut self, k: usize) -> &mut Node {
+        &mut self.pairs[k / 2][k % 2]
+    }
+
+    /// Leaf `i` (below the list length) was read again from `d`: replay
+    /// its path to the root.
+    #[inline]
+    fn set<R: Rule>(&mut self, i: usize, d: &Dest) {
+        if R::HALF_IDLE {
+            let h = half_idle(d);
+            if let Some(old) = self.half_idle.get_mut(i) {
+                if *old != h {
+                    *old = h;
+                    if h {
+                        self.half_idle_count += 1;
+                    } else {
+                        self.half_idle_count -= 1;
+                    }
+                }
+            }
+        }
+        let leaf = Node::new(R::key(d), i);
+        let mut k = self.m + i;
+        let at = self.node_mut(k);
+        if *at == leaf {
             return;
         }
-        self.loads[i] = load;
-        let mut k = (self.m + i) / 2;
-        while k >= 1 {
-            let w = self.match_at::<R>(k);
-            let old = std::mem::replace(&mut self.win[k], w);
-            // Nodes above depend on this one only through its winner's
-            // load: unchanged winner, not the changed leaf, nothing to do.
-            if old == w && w as usize != i {
+        *at = leaf;
+        // Climb with the new node in hand, reading only each sibling: the
+        // node just written is never read back (that would wait on the
+        // store).
+        let mut cur = leaf;
+        while k > 1 {
+            let sib = self.pairs[k / 2][(k % 2) ^ 1];
+            // The right child wins only when strictly better. Which side
+            // `cur` is on and who wins are as good as random, so both
+            // comparisons are made and combined without a branch.
+            let left = k.is_multiple_of(2);
+            let cur_wins = (left & !R::better(&sib, &cur)) | (!left & R::better(&cur, &sib));
+            let win = Node::select(cur_wins, cur, sib);
+            k /= 2;
+            let at = self.node_mut(k);
+            // Nodes above see this one only through its copy of the
+            // winner: an unchanged copy changes nothing above.
+            if *at == win {
                 break;
             }
-            k /= 2;
+            *at = win;
+            cur = win;
         }
     }
 
     /// The root's winner, if usable.
     #[inline]
     fn best(&self) -> Option<usize> {
-        let w = self.win[1] as usize;
-        self.loads[w].usable.then_some(w)
+        let root = self.pairs.first()?[1];
+        (root.w() != 0).then_some(root.idx())
     }
+}
+
+/// lblc's "half idle": fewer active connections than half the weight.
+#[inline]
+pub(crate) fn half_idle(d: &Dest) -> bool {
+    2 * i64::from(d.load.active()) < i64::from(d.weight)
 }
 
 /// A least-load scheduler's state: the tree, the board its destinations
@@ -243,35 +313,102 @@ impl<R: Rule> LeastTree<R> {
         if let Some(board) = &self.board {
             board.claim(self.id);
             // Marks taken here are covered by the full read that follows.
-            board.take(|_| {});
+            board.take(self.slot_idx.len(), |_| {});
         }
         self.tree.build::<R>(dests);
     }
 
-    /// The scan's choice over the current loads.
+    /// Bring the tree up to date with the marked destinations. False when
+    /// the tree is not in use (short or unwatched list, or `dests` is not
+    /// the list of the last update): then only the scan is right.
     #[inline]
-    pub(crate) fn schedule(&mut self, dests: &DestSet) -> Option<usize> {
+    pub(crate) fn sync(&mut self, dests: &DestSet) -> bool {
         let Some(board) = &self.board else {
-            return R::scan(dests);
+            return false;
         };
         if dests.len() != self.n {
-            // Not the list of the last update (a caller error): be right.
-            return R::scan(dests);
+            return false;
         }
         if !board.claim(self.id) {
             self.resync(dests);
         } else {
             let (tree, slot_idx) = (&mut self.tree, &self.slot_idx);
-            board.take(|slot| {
+            board.take(slot_idx.len(), |slot| {
                 if let Some(&i) = slot_idx.get(slot as usize) {
                     if let Some(d) = dests.get(i as usize) {
-                        tree.set::<R>(i as usize, R::load(d));
+                        tree.set::<R>(i as usize, d);
                     }
                 }
             });
         }
-        self.tree.best()
+        true
     }
+
+    /// The scan's choice over the current loads.
+    #[inline]
+    pub(crate) fn schedule(&mut self, dests: &DestSet) -> Option<usize> {
+        let synced = self.sync(dests);
+        self.least(synced, dests)
+    }
+
+    /// The rule's choice: the tree's when `synced` ([`LeastTree::sync`]
+    /// returned true), else the scan's.
+    #[inline]
+    pub(crate) fn least(&self, synced: bool, dests: &DestSet) -> Option<usize> {
+        if synced {
+            self.tree.best()
+        } else {
+            R::scan(dests)
+        }
+    }
+
+    /// Whether some destination has fewer active connections than half
+    /// its weight (lblc's test), from the tree's count when `synced` and
+    /// the rule counts it, else by a scan.
+    #[inline]
+    pub(crate) fn any_half_idle(&self, synced: bool, dests: &DestSet) -> bool {
+        if synced && R::HALF_IDLE {
+            self.tree.half_idle_count > 0
+        } else {
+            dests.iter().any(half_idle)
+        }
+    }
+}
+
+/// Overflow connection: the heaviest destination that still has room
+/// (active <= weight), key `i32::MAX - weight` so that less is better.
+#[derive(Debug)]
+pub(crate) enum Ovf {}
+
+impl Rule for Ovf {
+    const UNUSABLE: (u64, u32) = (u64::MAX, 0);
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        if ovf_has_room(d) {
+            (i32::MAX as u64 - weight_u(d), 1)
+        } else {
+            Self::UNUSABLE
+        }
+    }
+    #[inline]
+    fn better(a: &Node, b: &Node) -> bool {
+        a.oh < b.oh
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        let mut best: Option<(usize, i32)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if ovf_has_room(d) && best.is_none_or(|(_, w)| d.weight > w) {
+                best = Some((i, d.weight));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
+/// Usable and not full: at most as many active connections as its weight.
+#[inline]
+fn ovf_has_room(d: &Dest) -> bool {
+    d.available() && i64::from(d.load.active()) <= i64::from(d.weight)
 }
 
 /// Least connection: least `active * 256 + inactive`.
@@ -279,17 +416,18 @@ impl<R: Rule> LeastTree<R> {
 pub(crate) enum Lc {}
 
 impl Rule for Lc {
+    // The overhead is below 2^41, so u64::MAX never wins.
+    const UNUSABLE: (u64, u32) = (u64::MAX, 0);
     #[inline]
-    fn load(d: &Dest) -> Load {
-        Load {
-            usable: d.available(),
-            idle: false,
-            oh: d.load.overhead(),
-            w: 0,
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            (d.load.overhead(), 1)
+        } else {
+            Self::UNUSABLE
         }
     }
     #[inline]
-    fn better(a: &Load, b: &Load) -> bool {
+    fn better(a: &Node, b: &Node) -> bool {
         a.oh < b.oh
     }
     fn scan(dests: &DestSet) -> Option<usize> {
@@ -302,21 +440,41 @@ impl Rule for Lc {
 pub(crate) enum Wlc {}
 
 impl Rule for Wlc {
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
     #[inline]
-    fn load(d: &Dest) -> Load {
-        Load {
-            usable: d.available(),
-            idle: false,
-            oh: d.load.overhead(),
-            w: weight_u(d),
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            (d.load.overhead(), weight32(d))
+        } else {
+            Self::UNUSABLE
         }
     }
     #[inline]
-    fn better(a: &Load, b: &Load) -> bool {
-        more_loaded(b.oh, b.w, a.oh, a.w)
+    fn better(a: &Node, b: &Node) -> bool {
+        ratio_better(a, b)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::conn_overhead)
+    }
+}
+
+/// wlc that also counts half-idle destinations (for lblc and lblcr).
+#[derive(Debug)]
+pub(crate) enum WlcHalfIdle {}
+
+impl Rule for WlcHalfIdle {
+    const HALF_IDLE: bool = true;
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        Wlc::key(d)
+    }
+    #[inline]
+    fn better(a: &Node, b: &Node) -> bool {
+        ratio_better(a, b)
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        Wlc::scan(dests)
     }
 }
 
@@ -325,47 +483,51 @@ impl Rule for Wlc {
 pub(crate) enum Sed {}
 
 impl Rule for Sed {
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
     #[inline]
-    fn load(d: &Dest) -> Load {
-        Load {
-            usable: d.available(),
-            idle: false,
-            oh: u64::from(d.load.active()) + 1,
-            w: weight_u(d),
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            (u64::from(d.load.active()) + 1, weight32(d))
+        } else {
+            Self::UNUSABLE
         }
     }
     #[inline]
-    fn better(a: &Load, b: &Load) -> bool {
-        more_loaded(b.oh, b.w, a.oh, a.w)
+    fn better(a: &Node, b: &Node) -> bool {
+        ratio_better(a, b)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::sed_overhead)
     }
 }
 
-/// Never queue: any idle destination before every busy one (the first
-/// idle one wins), else shortest expected delay.
+/// Never queue: the first idle destination, else shortest expected delay.
+///
+/// An idle destination's key is `0 / w`: it beats every busy one (whose
+/// overhead `active + 1` is at least 2), and idle ones tie with each other,
+/// so the first in the list wins, as in IPVS's scan.
 #[derive(Debug)]
 pub(crate) enum Nq {}
 
 impl Rule for Nq {
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
     #[inline]
-    fn load(d: &Dest) -> Load {
-        let active = d.load.active();
-        Load {
-            usable: d.available(),
-            idle: active == 0,
-            oh: u64::from(active) + 1,
-            w: weight_u(d),
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            let active = d.load.active();
+            let oh = if active == 0 {
+                0
+            } else {
+                u64::from(active) + 1
+            };
+            (oh, weight32(d))
+        } else {
+            Self::UNUSABLE
         }
     }
     #[inline]
-    fn better(a: &Load, b: &Load) -> bool {
-        match (a.idle, b.idle) {
-            (true, false) => true,
-            (false, false) => more_loaded(b.oh, b.w, a.oh, a.w),
-            _ => false,
-        }
+    fn better(a: &Node, b: &Node) -> bool {
+        ratio_better(a, b)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::nq::never_queue(dests)
@@ -387,6 +549,79 @@ mod tests {
         }
     }
 
+    /// The straightforward IPVS scan of each rule, written without the
+    /// tree's key encoding: the reference the tree is checked against.
+    trait Reference {
+        fn reference(dests: &DestSet) -> Option<usize>;
+    }
+
+    /// The first usable destination no later one beats strictly by the
+    /// cross-multiplied ratio of `oh` to the weight.
+    fn ratio_scan(dests: &DestSet, oh: impl Fn(&Dest) -> u64) -> Option<usize> {
+        let mut best: Option<(usize, u64, u64)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if !d.available() {
+                continue;
+            }
+            let (o, w) = (oh(d), weight_u(d));
+            match best {
+                Some((_, bo, bw)) if !more_loaded(bo, bw, o, w) => {}
+                _ => best = Some((i, o, w)),
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+
+    impl Reference for Lc {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            let mut best: Option<(usize, u64)> = None;
+            for (i, d) in dests.iter().enumerate() {
+                let oh = d.load.overhead();
+                if d.available() && best.is_none_or(|(_, b)| oh < b) {
+                    best = Some((i, oh));
+                }
+            }
+            best.map(|(i, _)| i)
+        }
+    }
+
+    impl Reference for Wlc {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            ratio_scan(dests, |d| d.load.overhead())
+        }
+    }
+
+    impl Reference for WlcHalfIdle {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            ratio_scan(dests, |d| d.load.overhead())
+        }
+    }
+
+    impl Reference for Ovf {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            Ovf::scan(dests)
+        }
+    }
+
+    impl Reference for Sed {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            ratio_scan(dests, |d| u64::from(d.load.active()) + 1)
+        }
+    }
+
+    impl Reference for Nq {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            dests
+                .iter()
+                .position(|d| d.available() && d.load.active() == 0)
+                .or_else(|| ratio_scan(dests, |d| u64::from(d.load.active()) + 1))
+        }
+    }
+
+    fn reference<R: Reference>(dests: &DestSet) -> Option<usize> {
+        R::reference(dests)
+    }
+
     /// Set counters and flag of `d` the way the data plane does: change,
     /// then report.
     fn load(d: &Dest, active: u32, inactive: u32, over: bool) {
@@ -398,7 +633,7 @@ mod tests {
     /// Random list and loads, many updates, every step checked against the
     /// reference scan and the rule's production scan. Small ranges make
     /// ties common; some steps change many destinations at once.
-    fn against_scan<R: Rule>(seed: u64, sizes: &[usize], steps: usize) {
+    fn against_scan<R: Rule + Reference>(seed: u64, sizes: &[usize], steps: usize) {
         let mut rnd = rnd_from(seed);
         for &n in sizes {
             let mut dests: Vec<Dest> = (0..n)
@@ -447,6 +682,13 @@ mod tests {
                 let want = reference::<R>(&dests);
                 assert_eq!(R::scan(&dests), want, "scan n={n} step={step}");
                 assert_eq!(t.schedule(&dests), want, "tree n={n} step={step}");
+                if R::HALF_IDLE {
+                    assert_eq!(
+                        t.any_half_idle(true, &dests),
+                        dests.iter().any(half_idle),
+                        "half idle n={n} step={step}"
+                    );
+                }
             }
         }
     }
@@ -466,6 +708,16 @@ mod tests {
     #[test]
     fn sed_tree_is_the_scan() {
         against_scan::<Sed>(0x5ed, &SIZES, 400);
+    }
+
+    #[test]
+    fn wlc_half_idle_tree_is_the_scan_and_counts() {
+        against_scan::<WlcHalfIdle>(0x1b1c, &SIZES, 400);
+    }
+
+    #[test]
+    fn ovf_tree_is_the_scan() {
+        against_scan::<Ovf>(0x0f, &SIZES, 400);
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! structure over those loads instead of reading every one of them per new
 //! connection. A [`LoadBoard`] is the meeting point: each counter set that
 //! a scheduler watches owns one slot (a bit) on its service's board for its
-//! whole life, and after every change the writer sets that bit. The
-//! scheduler, under the service lock, takes the set bits (an atomic swap per
-//! word) and re-reads only those destinations.
+//! whole life, and after every change the writer sets that bit (one atomic
+//! OR). The scheduler, under the service lock, takes the set bits of the
+//! words its destinations use (a plain load per word, an atomic swap per
+//! word that has bits) and re-reads only those destinations. Slots are
+//! handed out lowest first, so a service of n destinations uses about
+//! n/64 words.
 //!
 //! Ordering: the writer changes the counter, then sets the bit with
 //! `Release`; the scheduler clears the bit with `Acquire`, then reads the
@@ -27,15 +30,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Slots per board: 64 words of 64 bits, so one summary word covers them.
+/// Slots per board (64 words of 64 bits).
 pub const BOARD_SLOTS: usize = 4096;
 const WORDS: usize = BOARD_SLOTS / 64;
 
 /// The dirty bits of one service's watched destinations.
 #[derive(Debug)]
 pub struct LoadBoard {
-    /// Bit `w` set when word `w` of `dirty` may have a bit set.
-    summary: AtomicU64,
     /// One bit per slot: the slot's counters changed since last taken.
     dirty: Box<[AtomicU64]>,
     /// One bit per slot: the slot belongs to a live `DestLoad`.
@@ -49,7 +50,6 @@ impl Default for LoadBoard {
     fn default() -> Self {
         let words = || (0..WORDS).map(|_| AtomicU64::new(0)).collect();
         LoadBoard {
-            summary: AtomicU64::new(0),
             dirty: words(),
             used: words(),
             owner: AtomicU64::new(0),
@@ -94,22 +94,20 @@ impl LoadBoard {
     pub fn mark(&self, slot: u32) {
         let (w, bit) = (slot as usize / 64, slot % 64);
         self.dirty[w].fetch_or(1 << bit, Ordering::Release);
-        self.summary.fetch_or(1 << w, Ordering::Release);
     }
 
-    /// Take every set dirty bit (clearing it) and call `f` with its slot.
+    /// Take every set dirty bit of the slots below `limit` (clearing it)
+    /// and call `f` with its slot.
     #[inline]
-    pub fn take(&self, mut f: impl FnMut(u32)) {
-        // A plain load first: nothing changed is the common case and must
-        // not cost a locked instruction.
-        if self.summary.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut words = self.summary.swap(0, Ordering::Acquire);
-        while words != 0 {
-            let w = words.trailing_zeros() as usize;
-            words &= words - 1;
-            let mut bits = self.dirty[w].swap(0, Ordering::Acquire);
+    pub fn take(&self, limit: usize, mut f: impl FnMut(u32)) {
+        let words = limit.div_ceil(64).min(WORDS);
+        for (w, word) in self.dirty[..words].iter().enumerate() {
+            // A plain load first: an unchanged word must not cost a locked
+            // instruction.
+            if word.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut bits = word.swap(0, Ordering::Acquire);
             while bits != 0 {
                 let b = bits.trailing_zeros();
                 bits &= bits - 1;
@@ -177,12 +175,15 @@ mod tests {
         for s in [0, 63, 64, 1000, 4095, 1000] {
             b.mark(s);
         }
+        let mut low = Vec::new();
+        b.take(65, |s| low.push(s));
+        // whole words: 64..128 is read for slot 64
+        assert_eq!(low, vec![0, 63, 64]);
         let mut got = Vec::new();
-        b.take(|s| got.push(s));
-        got.sort_unstable();
-        assert_eq!(got, vec![0, 63, 64, 1000, 4095]);
+        b.take(BOARD_SLOTS, |s| got.push(s));
+        assert_eq!(got, vec![1000, 4095]);
         let mut again = Vec::new();
-        b.take(|s| again.push(s));
+        b.take(BOARD_SLOTS, |s| again.push(s));
         assert!(again.is_empty());
     }
 
