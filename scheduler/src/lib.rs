@@ -49,7 +49,9 @@ pub use wrr::WeightedRoundRobin;
 pub const SCHED_FLAG_1: u32 = 0x0008;
 /// Scheduler flag bit 2 (`sh-port`, `mh-port`, `flag-2`).
 pub const SCHED_FLAG_2: u32 = 0x0010;
-/// Scheduler flag bit 3 (`flag-3`).
+/// Scheduler flag bit 3 (`flag-3`; for mh, `mh-sorted`: fill the table in
+/// address order, so directors agree whatever order servers were added in;
+/// IPVS's own mh ignores this bit).
 pub const SCHED_FLAG_3: u32 = 0x0020;
 
 /// Live connection counters of one real server.
@@ -270,7 +272,8 @@ pub const NAMES: &[&str] = &[
 /// Create the scheduler named `name` with scheduler flags `flags`.
 ///
 /// Only sh and mh read the flags (`SCHED_FLAG_1` = fallback,
-/// `SCHED_FLAG_2` = port); the others ignore them, as IPVS does. The new
+/// `SCHED_FLAG_2` = port, and for mh only `SCHED_FLAG_3` = sorted); the
+/// others ignore them, as IPVS does. The new
 /// scheduler has seen no destinations: call [`Scheduler::update`] with the
 /// service's set before the first `schedule`.
 pub fn new(name: &str, flags: u32) -> Result<Box<dyn Scheduler>, NotFound> {
