@@ -107,17 +107,23 @@ impl Scheduler for LocalityLeastConn {
     }
 
     fn schedule(&mut self, dests: &DestSet, flow: &Flow, now_ns: u64) -> Option<usize> {
-        let synced = self.tree.sync(dests);
+        // The tree is brought up to date only when it is asked: a cache hit
+        // on a server within its weight needs nothing from it.
         if let Some(e) = self.cache.get_mut(&flow.daddr, now_ns) {
             e.lastuse = now_ns;
             let i = e.val as usize;
             if let Some(d) = dests.get(i) {
-                let tree = &self.tree;
-                if d.available() && !lblc_overloaded(d, || tree.any_half_idle(synced, dests)) {
+                let tree = &mut self.tree;
+                let half_idle = || {
+                    let synced = tree.sync(dests);
+                    tree.any_half_idle(synced, dests)
+                };
+                if d.available() && !lblc_overloaded(d, half_idle) {
                     return Some(i);
                 }
             }
         }
+        let synced = self.tree.sync(dests);
         let i = self.tree.least(synced, dests)?;
         self.cache.insert(flow.daddr, now_ns, i as u32);
         Some(i)

@@ -188,8 +188,9 @@ impl Scheduler for LocalityLeastConnRepl {
     }
 
     fn schedule(&mut self, dests: &DestSet, flow: &Flow, now_ns: u64) -> Option<usize> {
-        let synced = self.tree.sync(dests);
+        // The tree is brought up to date only when it is asked (see lblc).
         let Some(e) = self.cache.get_mut(&flow.daddr, now_ns) else {
+            let synced = self.tree.sync(dests);
             let i = self.tree.least(synced, dests)?;
             self.cache
                 .insert(flow.daddr, now_ns, ServerSet::one(i, now_ns));
@@ -207,11 +208,16 @@ impl Scheduler for LocalityLeastConnRepl {
             }
         }
         if let Some(i) = least {
-            let tree = &self.tree;
-            if !lblc_overloaded(&dests[i], || tree.any_half_idle(synced, dests)) {
+            let tree = &mut self.tree;
+            let half_idle = || {
+                let synced = tree.sync(dests);
+                tree.any_half_idle(synced, dests)
+            };
+            if !lblc_overloaded(&dests[i], half_idle) {
                 return Some(i);
             }
         }
+        let synced = self.tree.sync(dests);
         let i = self.tree.least(synced, dests)?;
         set.insert(i, dests, now_ns);
         Some(i)

@@ -331,15 +331,36 @@ impl<R: Rule> LeastTree<R> {
         }
         if !board.claim(self.id) {
             self.resync(dests);
-        } else {
-            let (tree, slot_idx) = (&mut self.tree, &self.slot_idx);
-            board.take(slot_idx.len(), |slot| {
-                if let Some(&i) = slot_idx.get(slot as usize) {
-                    if let Some(d) = dests.get(i as usize) {
-                        tree.set::<R>(i as usize, d);
-                    }
-                }
-            });
+            return true;
+        }
+        // Replaying k paths costs about k * log2(n) matches, re-reading
+        // everything about n: after a burst of changes (a mass expiry, or
+        // a scheduler that syncs only when it needs the tree), stop
+        // replaying and rebuild once the replays would cost more.
+        let depth = self.tree.m.trailing_zeros() as usize + 1;
+        let mut budget = self.n / depth;
+        let mut burst = false;
+        let (tree, slot_idx) = (&mut self.tree, &self.slot_idx);
+        board.take(slot_idx.len(), |slot| {
+            if burst {
+                return;
+            }
+            let Some(&i) = slot_idx.get(slot as usize) else {
+                return;
+            };
+            let Some(d) = dests.get(i as usize) else {
+                return;
+            };
+            if budget == 0 {
+                burst = true;
+                return;
+            }
+            budget -= 1;
+            tree.set::<R>(i as usize, d);
+        });
+        if burst {
+            // Every mark was taken above: the full read covers them.
+            self.tree.build::<R>(dests);
         }
         true
     }
