@@ -29,11 +29,12 @@
 //! [`BOARD_SLOTS`](crate::watch::BOARD_SLOTS) destinations, or counters
 //! already watched by another service's board) are scanned too.
 
+use std::cmp::Ordering as Cmp;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::common::{more_loaded, weight_u};
+use crate::common::weight_u;
 use crate::watch::LoadBoard;
 use crate::{Dest, DestSet};
 
@@ -100,8 +101,14 @@ pub(crate) trait Rule {
     const UNUSABLE: (u64, u32);
     /// The key `(oh, w)` of `d` as this rule sees it.
     fn key(d: &Dest) -> (u64, u32);
-    /// Whether `a` is strictly better than `b` (unusable never is).
-    fn better(a: &Node, b: &Node) -> bool;
+    /// How `a` compares with `b`: `Less` when strictly better, `Equal`
+    /// when neither is (unusable never is better).
+    fn order(a: &Node, b: &Node) -> Cmp;
+    /// Whether `a` is strictly better than `b`.
+    #[inline]
+    fn better(a: &Node, b: &Node) -> bool {
+        Self::order(a, b) == Cmp::Less
+    }
     /// The IPVS scan over `dests`, for short or unwatched lists.
     fn scan(dests: &DestSet) -> Option<usize>;
 }
@@ -113,12 +120,14 @@ fn weight32(d: &Dest) -> u32 {
     weight_u(d) as u32
 }
 
-/// `a` beats `b` by ratio: `b.oh / b.w > a.oh / a.w`, cross-multiplied as
-/// IPVS does ([`more_loaded`]). With unusable as `(1, 0)`, a usable `a`
-/// (`a.w > 0`) beats an unusable `b`, and an unusable `a` beats nothing.
+/// `a` against `b` by ratio: `a.oh / a.w` against `b.oh / b.w`,
+/// cross-multiplied as IPVS does (the comparison of
+/// [`more_loaded`](crate::common::more_loaded)).
+/// With unusable as `(1, 0)`, a usable `a` (`a.w > 0`) is better than an
+/// unusable `b`, and an unusable `a` is better than nothing.
 #[inline]
-fn ratio_better(a: &Node, b: &Node) -> bool {
-    more_loaded(b.oh, b.w(), a.oh, a.w())
+fn ratio_order(a: &Node, b: &Node) -> Cmp {
+    (u128::from(a.oh) * u128::from(b.w())).cmp(&(u128::from(b.oh) * u128::from(a.w())))
 }
 
 /// The key of an unusable destination under the ratio rules.
@@ -194,31 +203,35 @@ impl Tree {
         }
         let leaf = Node::new(R::key(d), i);
         let mut k = self.m + i;
-        let at = self.node_mut(k);
-        if *at == leaf {
+        let pair = &mut self.pairs[k / 2];
+        if pair[k % 2] == leaf {
             return;
         }
-        *at = leaf;
-        // Climb with the new node in hand, reading only each sibling: the
-        // node just written is never read back (that would wait on the
-        // store).
+        pair[k % 2] = leaf;
+        // Climb with the new node in hand. Each step touches one pair: it
+        // writes the parent and reads the parent's sibling, which sit side
+        // by side; the node just written is never read back (that would
+        // wait on the store).
+        let mut sib = pair[(k % 2) ^ 1];
         let mut cur = leaf;
         while k > 1 {
-            let sib = self.pairs[k / 2][(k % 2) ^ 1];
             // The right child wins only when strictly better. Which side
-            // `cur` is on and who wins are as good as random, so both
-            // comparisons are made and combined without a branch.
+            // `cur` is on and who wins are as good as random, so the one
+            // comparison is turned into the choice without a branch.
+            // On the left, `cur` wins unless `sib` is strictly better
+            // (order <= 0); on the right only when strictly better (< 0).
             let left = k.is_multiple_of(2);
-            let cur_wins = (left & !R::better(&sib, &cur)) | (!left & R::better(&cur, &sib));
+            let cur_wins = (R::order(&cur, &sib) as i8) < i8::from(left);
             let win = Node::select(cur_wins, cur, sib);
             k /= 2;
-            let at = self.node_mut(k);
+            let pair = &mut self.pairs[k / 2];
             // Nodes above see this one only through its copy of the
             // winner: an unchanged copy changes nothing above.
-            if *at == win {
+            if pair[k % 2] == win {
                 break;
             }
-            *at = win;
+            pair[k % 2] = win;
+            sib = pair[(k % 2) ^ 1];
             cur = win;
         }
     }
@@ -412,8 +425,8 @@ impl Rule for Ovf {
         }
     }
     #[inline]
-    fn better(a: &Node, b: &Node) -> bool {
-        a.oh < b.oh
+    fn order(a: &Node, b: &Node) -> Cmp {
+        a.oh.cmp(&b.oh)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         let mut best: Option<(usize, i32)> = None;
@@ -448,8 +461,8 @@ impl Rule for Lc {
         }
     }
     #[inline]
-    fn better(a: &Node, b: &Node) -> bool {
-        a.oh < b.oh
+    fn order(a: &Node, b: &Node) -> Cmp {
+        a.oh.cmp(&b.oh)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::lc::least_overhead(dests)
@@ -471,8 +484,8 @@ impl Rule for Wlc {
         }
     }
     #[inline]
-    fn better(a: &Node, b: &Node) -> bool {
-        ratio_better(a, b)
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::conn_overhead)
@@ -491,8 +504,8 @@ impl Rule for WlcHalfIdle {
         Wlc::key(d)
     }
     #[inline]
-    fn better(a: &Node, b: &Node) -> bool {
-        ratio_better(a, b)
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         Wlc::scan(dests)
@@ -514,8 +527,8 @@ impl Rule for Sed {
         }
     }
     #[inline]
-    fn better(a: &Node, b: &Node) -> bool {
-        ratio_better(a, b)
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::sed_overhead)
@@ -547,8 +560,8 @@ impl Rule for Nq {
         }
     }
     #[inline]
-    fn better(a: &Node, b: &Node) -> bool {
-        ratio_better(a, b)
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::nq::never_queue(dests)
@@ -558,6 +571,7 @@ impl Rule for Nq {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::more_loaded;
     use crate::common::testutil::*;
     use std::sync::atomic::Ordering;
 
