@@ -418,8 +418,8 @@ pub fn table(r: &MicroResult) -> String {
                 "-",
                 "-",
                 "-",
-                format!("< {:.0}@100", row.goal_ns()),
-                verdict(row.at_100() < row.goal_ns())
+                format!("<{:.0}/<{:.0}", row.goal_ns(), row.goal_1000_ns()),
+                verdict(row.met())
             );
         }
         let _ = writeln!(

@@ -149,7 +149,7 @@ fn svc_rule(key: &SvcKey) -> String {
 pub fn sched_flags(sched: &str, flags: u32) -> String {
     let names: [&str; 3] = match sched {
         "sh" => ["sh-fallback", "sh-port", "flag-3"],
-        "mh" => ["mh-fallback", "mh-port", "flag-3"],
+        "mh" => ["mh-fallback", "mh-port", "mh-sorted"],
         _ => ["flag-1", "flag-2", "flag-3"],
     };
     [SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3]

@@ -266,9 +266,7 @@ impl SharedEffect {
     fn make(self) {
         match self {
             SharedEffect::Zero(c) => c.zero(),
-            SharedEffect::ClearOverload(l) => l
-                .overloaded
-                .store(false, std::sync::atomic::Ordering::Relaxed),
+            SharedEffect::ClearOverload(l) => l.set_overloaded(false),
         }
     }
 }

@@ -212,6 +212,38 @@ FWM  7 IPv6 lc\n"
 }
 
 #[test]
+fn mh_sorted_flag_lists_saves_and_restores() {
+    // mh-sorted is mh's name for scheduler flag 3, as mh-port is flag 2's.
+    let mut c = setup(&[
+        "-A -t 198.18.0.1:80 -s mh -b mh-sorted,mh-port",
+        "-A -t 198.18.0.2:80 -s mh -b flag-3",
+    ]);
+    assert_eq!(
+        ok(&mut c, "-Ln"),
+        format!(
+            "{HEADER}TCP  198.18.0.1:80 mh (mh-port,mh-sorted)
+TCP  198.18.0.2:80 mh (mh-sorted)
+"
+        )
+    );
+    let saved = ok(&mut c, "-S");
+    assert_eq!(
+        saved,
+        "-A -t 198.18.0.1:80 -s mh -b mh-port,mh-sorted
+-A -t 198.18.0.2:80 -s mh -b mh-sorted
+"
+    );
+    let json = ok(&mut c, "-Ln --json");
+    assert!(
+        json.contains(r#""sched_flags":["mh-port","mh-sorted"]"#),
+        "{json}"
+    );
+    let mut d = Control::new();
+    assert_eq!(restore(&mut d, &saved), Response::ok(""));
+    assert_eq!(ok(&mut d, "-S"), saved);
+}
+
+#[test]
 fn nosort_keeps_insertion_and_list_order() {
     let mut c = setup(&[
         "-A -t 198.18.0.20:80",

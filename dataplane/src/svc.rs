@@ -167,6 +167,7 @@ impl SchedState {
     pub fn set_dests_keep_position(&mut self, dests: Vec<Arc<DestRt>>) {
         self.view = dests.iter().map(|d| d.sched.clone()).collect();
         self.rt = dests;
+        self.sched.refresh(&self.view);
     }
 
     /// Replace the scheduler, keeping the destinations (`-E -s`).

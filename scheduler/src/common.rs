@@ -215,11 +215,12 @@ pub(crate) mod testutil {
     pub fn set_conns(d: &Dest, active: u32, inactive: u32) {
         d.load.active.store(active, Ordering::Relaxed);
         d.load.inactive.store(inactive, Ordering::Relaxed);
+        d.load.changed();
     }
 
     /// Set the overload flag of `d` directly.
     pub fn set_overloaded(d: &Dest, on: bool) {
-        d.load.overloaded.store(on, Ordering::Relaxed);
+        d.load.set_overloaded(on);
     }
 
     /// A destination list built the IPVS way, newest first, that calls

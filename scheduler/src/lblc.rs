@@ -4,21 +4,21 @@
 //! going to the same cache server, so its cache stays hot, unless that
 //! server is clearly overloaded while another is half idle. The mapping is
 //! remembered in a bounded cache (see `cache.rs`) and a miss is scheduled
-//! by wlc.
+//! by wlc. Both the wlc choice and "some server is under half its weight"
+//! come from the least-load tree (`least.rs`) instead of a scan.
 
 use std::collections::HashMap;
 
 use crate::cache::{AddrCache, DEFAULT_BUCKETS};
-use crate::common::{conn_overhead, key_of, weighted_least, DestKey};
+use crate::common::{key_of, DestKey};
+use crate::least::{LeastTree, WlcHalfIdle};
 use crate::{Dest, DestSet, Flow, Scheduler};
 
 /// lblc's own overload test: the server has more active connections than
-/// its weight while some server has fewer than half its weight.
-pub(crate) fn lblc_overloaded(dests: &DestSet, d: &Dest) -> bool {
-    i64::from(d.load.active()) > i64::from(d.weight)
-        && dests
-            .iter()
-            .any(|o| 2 * i64::from(o.load.active()) < i64::from(o.weight))
+/// its weight while some server has fewer than half its weight
+/// (`any_half_idle`, asked only when the first part holds).
+pub(crate) fn lblc_overloaded(d: &Dest, any_half_idle: impl FnOnce() -> bool) -> bool {
+    i64::from(d.load.active()) > i64::from(d.weight) && any_half_idle()
 }
 
 /// For every index of the old list, its index in the new list (or `None`
@@ -39,6 +39,8 @@ pub struct LocalityLeastConn {
     cache: AddrCache<u32>,
     /// Keys of the current list, to remap cached indices on update.
     keys: Vec<DestKey>,
+    /// wlc over the list, counting half-idle servers.
+    tree: LeastTree<WlcHalfIdle>,
 }
 
 impl Default for LocalityLeastConn {
@@ -59,7 +61,17 @@ impl LocalityLeastConn {
         LocalityLeastConn {
             cache: AddrCache::new(buckets),
             keys: Vec::new(),
+            tree: LeastTree::default(),
         }
+    }
+
+    /// Like [`Self::with_buckets`], using the tree from `min`
+    /// destinations up (`usize::MAX`: always the scan).
+    #[cfg(test)]
+    pub(crate) fn with_tree_min(buckets: usize, min: usize) -> Self {
+        let mut s = Self::with_buckets(buckets);
+        s.tree = LeastTree::with_min(min);
+        s
     }
 
     /// How many addresses the cache can hold.
@@ -87,19 +99,32 @@ impl Scheduler for LocalityLeastConn {
                 None => false,
             });
         self.keys = dests.iter().map(key_of).collect();
+        self.tree.update(dests);
+    }
+
+    fn refresh(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
     }
 
     fn schedule(&mut self, dests: &DestSet, flow: &Flow, now_ns: u64) -> Option<usize> {
+        // The tree is brought up to date only when it is asked: a cache hit
+        // on a server within its weight needs nothing from it.
         if let Some(e) = self.cache.get_mut(&flow.daddr, now_ns) {
             e.lastuse = now_ns;
             let i = e.val as usize;
             if let Some(d) = dests.get(i) {
-                if d.available() && !lblc_overloaded(dests, d) {
+                let tree = &mut self.tree;
+                let half_idle = || {
+                    let synced = tree.sync(dests);
+                    tree.any_half_idle(synced, dests)
+                };
+                if d.available() && !lblc_overloaded(d, half_idle) {
                     return Some(i);
                 }
             }
         }
-        let i = weighted_least(dests, conn_overhead)?;
+        let synced = self.tree.sync(dests);
+        let i = self.tree.least(synced, dests)?;
         self.cache.insert(flow.daddr, now_ns, i as u32);
         Some(i)
     }
@@ -208,5 +233,67 @@ mod tests {
         }
         assert_eq!(LocalityLeastConn::with_buckets(64).capacity(), 256);
         assert_eq!(LocalityLeastConn::new().capacity(), 16384);
+    }
+
+    #[test]
+    fn tree_chooses_like_the_scan() {
+        // Property: with the wlc choice and the half-idle test from the
+        // tree, every pick equals the scanning scheduler's, through random
+        // binds, closes, overloads, weight edits and many addresses.
+        use std::sync::atomic::Ordering;
+        let mut seed = 0x1b1c_7eeeu64;
+        let mut rnd = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for n in [1usize, 20, 300] {
+            let mut dests: Vec<crate::Dest> = (0..n)
+                .map(|i| crate::Dest::new(ip(1), i as u16, 1 + rnd(4) as i32))
+                .collect();
+            let mut tree = LocalityLeastConn::with_tree_min(64, 1);
+            let mut scan = LocalityLeastConn::with_tree_min(64, usize::MAX);
+            tree.update(&dests);
+            scan.update(&dests);
+            for step in 0..3000u64 {
+                match rnd(12) {
+                    0 => {
+                        let i = rnd(n as u64) as usize;
+                        dests[i].weight = rnd(5) as i32;
+                        tree.update(&dests);
+                        scan.update(&dests);
+                    }
+                    1 => {
+                        let d = &dests[rnd(n as u64) as usize];
+                        set_overloaded(d, rnd(3) == 0);
+                    }
+                    2 => {
+                        let d = &dests[rnd(n as u64) as usize];
+                        set_conns(d, rnd(3) as u32, rnd(5) as u32);
+                    }
+                    _ => {}
+                }
+                let f = flow_to(
+                    ip(100),
+                    1,
+                    IpAddr::V4(Ipv4Addr::new(198, 19, 0, rnd(40) as u8)),
+                );
+                let now = step * 1_000_000_000;
+                let a = tree.schedule(&dests, &f, now);
+                let b = scan.schedule(&dests, &f, now);
+                assert_eq!(a, b, "n={n} step={step}");
+                if let Some(i) = a {
+                    dests[i].load.active.fetch_add(1, Ordering::Relaxed);
+                    dests[i].note_bound();
+                }
+                if rnd(2) == 0 {
+                    let d = &dests[rnd(n as u64) as usize];
+                    let v = d.load.active().saturating_sub(1);
+                    d.load.active.store(v, Ordering::Relaxed);
+                    d.note_unbound();
+                }
+            }
+        }
     }
 }

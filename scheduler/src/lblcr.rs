@@ -7,8 +7,9 @@
 //! arrays inside the bounded cache, so `schedule` never allocates.
 
 use crate::cache::{expired, AddrCache, DEFAULT_BUCKETS};
-use crate::common::{conn_overhead, key_of, more_loaded, weight_u, weighted_least, DestKey};
+use crate::common::{conn_overhead, key_of, more_loaded, weight_u, DestKey};
 use crate::lblc::{lblc_overloaded, remap};
+use crate::least::{LeastTree, WlcHalfIdle};
 use crate::{DestSet, Flow, Scheduler};
 
 /// Most servers one address's set can hold. IPVS's sets are unbounded; a
@@ -116,6 +117,8 @@ pub struct LocalityLeastConnRepl {
     cache: AddrCache<ServerSet>,
     /// Keys of the current list, to remap cached indices on update.
     keys: Vec<DestKey>,
+    /// wlc over the list, counting half-idle servers.
+    tree: LeastTree<WlcHalfIdle>,
 }
 
 impl Default for LocalityLeastConnRepl {
@@ -136,7 +139,17 @@ impl LocalityLeastConnRepl {
         LocalityLeastConnRepl {
             cache: AddrCache::new(buckets),
             keys: Vec::new(),
+            tree: LeastTree::default(),
         }
+    }
+
+    /// Like [`Self::with_buckets`], using the tree from `min`
+    /// destinations up (`usize::MAX`: always the scan).
+    #[cfg(test)]
+    pub(crate) fn with_tree_min(buckets: usize, min: usize) -> Self {
+        let mut s = Self::with_buckets(buckets);
+        s.tree = LeastTree::with_min(min);
+        s
     }
 
     /// How many addresses the cache can hold.
@@ -167,11 +180,18 @@ impl Scheduler for LocalityLeastConnRepl {
             true
         });
         self.keys = dests.iter().map(key_of).collect();
+        self.tree.update(dests);
+    }
+
+    fn refresh(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
     }
 
     fn schedule(&mut self, dests: &DestSet, flow: &Flow, now_ns: u64) -> Option<usize> {
+        // The tree is brought up to date only when it is asked (see lblc).
         let Some(e) = self.cache.get_mut(&flow.daddr, now_ns) else {
-            let i = weighted_least(dests, conn_overhead)?;
+            let synced = self.tree.sync(dests);
+            let i = self.tree.least(synced, dests)?;
             self.cache
                 .insert(flow.daddr, now_ns, ServerSet::one(i, now_ns));
             return Some(i);
@@ -188,11 +208,17 @@ impl Scheduler for LocalityLeastConnRepl {
             }
         }
         if let Some(i) = least {
-            if !lblc_overloaded(dests, &dests[i]) {
+            let tree = &mut self.tree;
+            let half_idle = || {
+                let synced = tree.sync(dests);
+                tree.any_half_idle(synced, dests)
+            };
+            if !lblc_overloaded(&dests[i], half_idle) {
                 return Some(i);
             }
         }
-        let i = weighted_least(dests, conn_overhead)?;
+        let synced = self.tree.sync(dests);
+        let i = self.tree.least(synced, dests)?;
         set.insert(i, dests, now_ns);
         Some(i)
     }
@@ -326,5 +352,67 @@ mod tests {
         set.remove_at(0);
         // [1, 2]: 2 (9*256/1) is the most loaded
         assert_eq!(set.max_pos(&dests), Some(1));
+    }
+
+    #[test]
+    fn tree_chooses_like_the_scan() {
+        // Property: with the wlc choice and the half-idle test from the
+        // tree, every pick equals the scanning scheduler's, through random
+        // binds, closes, overloads, weight edits and many addresses.
+        use std::sync::atomic::Ordering;
+        let mut seed = 0x1b1c_7eeeu64;
+        let mut rnd = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for n in [1usize, 20, 300] {
+            let mut dests: Vec<crate::Dest> = (0..n)
+                .map(|i| crate::Dest::new(ip(1), i as u16, 1 + rnd(4) as i32))
+                .collect();
+            let mut tree = LocalityLeastConnRepl::with_tree_min(64, 1);
+            let mut scan = LocalityLeastConnRepl::with_tree_min(64, usize::MAX);
+            tree.update(&dests);
+            scan.update(&dests);
+            for step in 0..3000u64 {
+                match rnd(12) {
+                    0 => {
+                        let i = rnd(n as u64) as usize;
+                        dests[i].weight = rnd(5) as i32;
+                        tree.update(&dests);
+                        scan.update(&dests);
+                    }
+                    1 => {
+                        let d = &dests[rnd(n as u64) as usize];
+                        set_overloaded(d, rnd(3) == 0);
+                    }
+                    2 => {
+                        let d = &dests[rnd(n as u64) as usize];
+                        set_conns(d, rnd(3) as u32, rnd(5) as u32);
+                    }
+                    _ => {}
+                }
+                let f = flow_to(
+                    ip(100),
+                    1,
+                    IpAddr::V4(Ipv4Addr::new(198, 19, 0, rnd(40) as u8)),
+                );
+                let now = step * 1_000_000_000;
+                let a = tree.schedule(&dests, &f, now);
+                let b = scan.schedule(&dests, &f, now);
+                assert_eq!(a, b, "n={n} step={step}");
+                if let Some(i) = a {
+                    dests[i].load.active.fetch_add(1, Ordering::Relaxed);
+                    dests[i].note_bound();
+                }
+                if rnd(2) == 0 {
+                    let d = &dests[rnd(n as u64) as usize];
+                    let v = d.load.active().saturating_sub(1);
+                    d.load.active.store(v, Ordering::Relaxed);
+                    d.note_unbound();
+                }
+            }
+        }
     }
 }

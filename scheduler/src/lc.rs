@@ -3,19 +3,26 @@
 //! The simplest dynamic scheduler: send the new connection to the server
 //! doing the least work now, counting an active connection as 256 inactive
 //! ones (IPVS's "overhead"). Weights only matter as on/off (0 = quiesced).
+//!
+//! IPVS scans the list per connection; from 16 destinations up the choice
+//! comes from a tournament tree kept current by the counters' change marks
+//! (`least.rs`), with the same answer, ties included.
 
 use crate::common::conn_overhead;
+use crate::least::{Lc, LeastTree};
 use crate::{DestSet, Flow, Scheduler};
 
 /// Least-connection scheduler: least `active * 256 + inactive`; the first
 /// in list order wins ties.
 #[derive(Debug, Default)]
-pub struct LeastConn;
+pub struct LeastConn {
+    tree: LeastTree<Lc>,
+}
 
 impl LeastConn {
-    /// A least-connection scheduler (it has no state).
+    /// A least-connection scheduler.
     pub fn new() -> Self {
-        LeastConn
+        Self::default()
     }
 }
 
@@ -24,40 +31,51 @@ impl Scheduler for LeastConn {
         "lc"
     }
 
-    fn update(&mut self, _dests: &DestSet) {}
+    fn update(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
+    }
 
     fn schedule(&mut self, dests: &DestSet, _flow: &Flow, _now_ns: u64) -> Option<usize> {
-        if dests.len() >= 1 << INDEX_BITS {
-            return least_overhead_plain(dests);
+        self.tree.schedule(dests)
+    }
+
+    fn refresh(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
+    }
+}
+
+/// The IPVS scan (for short lists): least overhead, the first among equals.
+pub(crate) fn least_overhead(dests: &DestSet) -> Option<usize> {
+    if dests.len() >= 1 << INDEX_BITS {
+        return least_overhead_plain(dests);
+    }
+    // Each destination becomes one key, overhead above index, so that
+    // the least key is the least overhead and, among equals, the first
+    // in the list (IPVS's strict `<`). An unusable destination's key is
+    // u64::MAX, which never wins. Minimum being associative, four
+    // independent running minima (lanes) keep the CPU busy instead of
+    // waiting on one compare-and-select chain; the result is the same.
+    let key = |i: usize, d: &crate::Dest| {
+        if d.available() {
+            (conn_overhead(d) << INDEX_BITS) | i as u64
+        } else {
+            u64::MAX
         }
-        // Each destination becomes one key, overhead above index, so that
-        // the least key is the least overhead and, among equals, the first
-        // in the list (IPVS's strict `<`). An unusable destination's key is
-        // u64::MAX, which never wins. Minimum being associative, four
-        // independent running minima (lanes) keep the CPU busy instead of
-        // waiting on one compare-and-select chain; the result is the same.
-        let key = |i: usize, d: &crate::Dest| {
-            if d.available() {
-                (conn_overhead(d) << INDEX_BITS) | i as u64
-            } else {
-                u64::MAX
-            }
-        };
-        let mut lanes = [u64::MAX; 4];
-        let mut chunks = dests.chunks_exact(4);
-        let mut base = 0;
-        for c in &mut chunks {
-            for (j, d) in c.iter().enumerate() {
-                lanes[j] = lanes[j].min(key(base + j, d));
-            }
-            base += 4;
-        }
-        for (j, d) in chunks.remainder().iter().enumerate() {
+    };
+    let mut lanes = [u64::MAX; 4];
+    let mut chunks = dests.chunks_exact(4);
+    let mut base = 0;
+    for c in &mut chunks {
+        for (j, d) in c.iter().enumerate() {
             lanes[j] = lanes[j].min(key(base + j, d));
         }
-        let best = lanes[0].min(lanes[1]).min(lanes[2].min(lanes[3]));
-        (best != u64::MAX).then_some((best & ((1 << INDEX_BITS) - 1)) as usize)
+        base += 4;
     }
+    for (j, d) in chunks.remainder().iter().enumerate() {
+        lanes[j] = lanes[j].min(key(base + j, d));
+    }
+    let best = lanes[0].min(lanes[1]).min(lanes[2].min(lanes[3]));
+    (best != u64::MAX).then_some((best & ((1 << INDEX_BITS) - 1)) as usize)
 }
 
 /// Bits of the index in an lc key; the overhead (below 2^41) takes the
@@ -158,12 +176,7 @@ mod tests {
                 set_conns(d, rnd(3) as u32, rnd(300) as u32);
                 set_overloaded(d, rnd(8) == 0);
             }
-            let mut lc = LeastConn::new();
-            lc.update(&dests);
-            assert_eq!(
-                lc.schedule(&dests, &any_flow(), 0),
-                least_overhead_plain(&dests)
-            );
+            assert_eq!(least_overhead(&dests), least_overhead_plain(&dests));
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 mod cache;
 mod common;
@@ -18,6 +18,7 @@ pub mod fo;
 pub mod lblc;
 pub mod lblcr;
 pub mod lc;
+mod least;
 pub mod mh;
 pub mod nq;
 pub mod ovf;
@@ -25,6 +26,7 @@ pub mod rr;
 pub mod sed;
 pub mod sh;
 pub mod twos;
+pub mod watch;
 pub mod wlc;
 pub mod wrr;
 
@@ -47,7 +49,9 @@ pub use wrr::WeightedRoundRobin;
 pub const SCHED_FLAG_1: u32 = 0x0008;
 /// Scheduler flag bit 2 (`sh-port`, `mh-port`, `flag-2`).
 pub const SCHED_FLAG_2: u32 = 0x0010;
-/// Scheduler flag bit 3 (`flag-3`).
+/// Scheduler flag bit 3 (`flag-3`; for mh, `mh-sorted`: fill the table in
+/// address order, so directors agree whatever order servers were added in;
+/// IPVS's own mh ignores this bit).
 pub const SCHED_FLAG_3: u32 = 0x0020;
 
 /// Live connection counters of one real server.
@@ -55,6 +59,11 @@ pub const SCHED_FLAG_3: u32 = 0x0020;
 /// Shared (behind an `Arc`) by every worker and every configuration
 /// snapshot, so counts survive edits of the service. Updated only when a
 /// connection is bound, changes between active and inactive, or is unbound.
+///
+/// Whoever changes a counter or the overload flag directly must call
+/// [`DestLoad::changed`] afterwards ([`Dest::note_bound`],
+/// [`Dest::note_unbound`] and [`DestLoad::set_overloaded`] do it), so the
+/// least-load schedulers, which re-read only changed destinations, see it.
 #[derive(Debug, Default)]
 pub struct DestLoad {
     /// Connections in ESTABLISHED state.
@@ -66,6 +75,9 @@ pub struct DestLoad {
     /// IPVS's `IP_VS_DEST_F_OVERLOAD`: set when the total reaches the upper
     /// threshold, cleared when it falls below the lower one.
     pub overloaded: AtomicBool,
+    /// The slot on the service's change board, once a least-load scheduler
+    /// watches these counters (see [`watch`]).
+    watch: OnceLock<watch::Watch>,
 }
 
 impl DestLoad {
@@ -92,6 +104,42 @@ impl DestLoad {
     /// Whether the overload flag is set.
     pub fn is_overloaded(&self) -> bool {
         self.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// Set or clear the overload flag (and report the change).
+    pub fn set_overloaded(&self, on: bool) {
+        self.overloaded.store(on, Ordering::Relaxed);
+        self.changed();
+    }
+
+    /// Report that a counter or the overload flag changed: marks this
+    /// destination on its board when a scheduler watches it (one load and
+    /// a branch when none does).
+    #[inline]
+    pub fn changed(&self) {
+        if let Some(w) = self.watch.get() {
+            w.board.mark(w.slot);
+        }
+    }
+
+    /// Whether these counters report to `board`, taking a slot on it if
+    /// they report nowhere yet. False when they report to another board
+    /// or `board` is full.
+    pub(crate) fn watched_by(&self, board: &Arc<watch::LoadBoard>) -> bool {
+        if self.watch.get().is_none() {
+            if let Some(w) = watch::Watch::new(board) {
+                // Losing a race to another board drops `w`, freeing its slot.
+                let _ = self.watch.set(w);
+            }
+        }
+        self.watch
+            .get()
+            .is_some_and(|w| Arc::ptr_eq(&w.board, board))
+    }
+
+    /// The board and slot these counters report to, if any.
+    pub(crate) fn watch(&self) -> Option<&watch::Watch> {
+        self.watch.get()
     }
 }
 
@@ -147,6 +195,7 @@ impl Dest {
         if self.u_threshold != 0 && self.total_conns() >= self.u_threshold {
             self.load.overloaded.store(true, Ordering::Relaxed);
         }
+        self.load.changed();
     }
 
     /// Re-evaluate the overload flag after a connection or template was
@@ -163,6 +212,7 @@ impl Dest {
         if clear {
             self.load.overloaded.store(false, Ordering::Relaxed);
         }
+        self.load.changed();
     }
 }
 
@@ -205,6 +255,13 @@ pub trait Scheduler: Send {
     /// Choose a destination for a new connection. `now_ns` is a monotonic
     /// clock in nanoseconds (for schedulers that age a cache).
     fn schedule(&mut self, dests: &DestSet, flow: &Flow, now_ns: u64) -> Option<usize>;
+    /// The same list (servers, order, weights, thresholds) in new `Dest`
+    /// values: re-read whatever is cached about them without resetting
+    /// any sequence. The least-load schedulers re-attach to the counters;
+    /// the others need nothing.
+    fn refresh(&mut self, dests: &DestSet) {
+        let _ = dests;
+    }
 }
 
 /// Every scheduler name ipvsadm accepts, in ipvsadm(8) order.
@@ -215,7 +272,8 @@ pub const NAMES: &[&str] = &[
 /// Create the scheduler named `name` with scheduler flags `flags`.
 ///
 /// Only sh and mh read the flags (`SCHED_FLAG_1` = fallback,
-/// `SCHED_FLAG_2` = port); the others ignore them, as IPVS does. The new
+/// `SCHED_FLAG_2` = port, and for mh only `SCHED_FLAG_3` = sorted); the
+/// others ignore them, as IPVS does. The new
 /// scheduler has seen no destinations: call [`Scheduler::update`] with the
 /// service's set before the first `schedule`.
 pub fn new(name: &str, flags: u32) -> Result<Box<dyn Scheduler>, NotFound> {

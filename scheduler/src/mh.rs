@@ -7,12 +7,19 @@
 //! the slots; quiescing one (weight 0) moves nothing, because the table is
 //! built from the last non-zero weights.
 //!
+//! Destinations take their turns in list order, as IPVS does, so two
+//! directors that were given the same servers in a different order build
+//! different tables. With `mh-sorted` (scheduler flag 3, which IPVS's mh
+//! ignores) they take their turns in address and port order instead: every
+//! director with the same servers and weights builds the same table, so a
+//! flow that ECMP moves to another director keeps its real server.
+//!
 //! The hash is the Linux kernel's `hsiphash` as it is on 64-bit machines,
 //! SipHash-1-3 over the four little-endian bytes of a `u32`, truncated to
 //! 32 bits, so that a client maps to the same slot as under IPVS.
 
 use crate::common::{fold_addr, gcd, has_ports};
-use crate::{Dest, DestSet, Flow, Scheduler, SCHED_FLAG_1, SCHED_FLAG_2};
+use crate::{Dest, DestSet, Flow, Scheduler, SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3};
 
 /// Lookup table size M (a prime).
 pub const MH_TAB_SIZE: usize = 4093;
@@ -103,16 +110,19 @@ pub struct MaglevHash {
     fallback: bool,
     /// `mh-port`: hash the source port too.
     port: bool,
+    /// `mh-sorted`: fill the table in address/port order, not list order.
+    sorted: bool,
 }
 
 impl MaglevHash {
-    /// A Maglev scheduler; `flags` may hold `SCHED_FLAG_1` (`mh-fallback`)
-    /// and `SCHED_FLAG_2` (`mh-port`).
+    /// A Maglev scheduler; `flags` may hold `SCHED_FLAG_1` (`mh-fallback`),
+    /// `SCHED_FLAG_2` (`mh-port`) and `SCHED_FLAG_3` (`mh-sorted`).
     pub fn new(flags: u32) -> Self {
         MaglevHash {
             table: vec![NONE; MH_TAB_SIZE],
             fallback: flags & SCHED_FLAG_1 != 0,
             port: flags & SCHED_FLAG_2 != 0,
+            sorted: flags & SCHED_FLAG_3 != 0,
         }
     }
 
@@ -142,10 +152,20 @@ impl MaglevHash {
         let bits = u64::BITS - max.leading_zeros();
         let rshift = bits.saturating_sub(MH_WEIGHT_BITS);
         let m = MH_TAB_SIZE as u64;
-        // (next position in the permutation, skip, turns per round)
-        let mut setup: Vec<(u64, u64, u64)> = dests
+        // The order destinations take their turns in: the list's, or with
+        // mh-sorted, address and port order (unique within a service).
+        let mut order: Vec<u32> = (0..dests.len() as u32).collect();
+        if self.sorted {
+            order.sort_unstable_by_key(|&i| {
+                let d = &dests[i as usize];
+                (d.addr, d.port)
+            });
+        }
+        // (next position in the permutation, skip, turns per round, index)
+        let mut setup: Vec<(u64, u64, u64, u32)> = order
             .iter()
-            .map(|d| {
+            .map(|&i| {
+                let d = &dests[i as usize];
                 let v = hash_input(&d.addr, d.port);
                 let offset = u64::from(hsiphash_u32(v, MH_KEY1)) % m;
                 let skip = u64::from(hsiphash_u32(v, MH_KEY2)) % (m - 1) + 1;
@@ -154,7 +174,7 @@ impl MaglevHash {
                     0 => u64::from(lw != 0),
                     t => t,
                 };
-                (offset, skip, turns)
+                (offset, skip, turns, i)
             })
             .collect();
         let mut taken = vec![false; MH_TAB_SIZE];
@@ -163,13 +183,13 @@ impl MaglevHash {
         // 1) and a permutation of a prime-sized table reaches every slot,
         // so this ends after at most M rounds.
         while filled < MH_TAB_SIZE {
-            for (i, (perm, skip, turns)) in setup.iter_mut().enumerate() {
+            for (perm, skip, turns, i) in setup.iter_mut() {
                 for _ in 0..*turns {
                     while taken[*perm as usize] {
                         *perm = (*perm + *skip) % m;
                     }
                     taken[*perm as usize] = true;
-                    self.table[*perm as usize] = i as u32;
+                    self.table[*perm as usize] = *i;
                     filled += 1;
                     if filled == MH_TAB_SIZE {
                         return;
@@ -517,5 +537,94 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let folded = IpAddr::V4(Ipv4Addr::from(0x2001_0db8u32 ^ 1));
         assert_eq!(MaglevHash::slot(&a, 7), MaglevHash::slot(&folded, 7));
+    }
+
+    /// The table as addresses, for `dests` filled with `flags`.
+    fn table_with(dests: &[Dest], flags: u32) -> Vec<Option<(IpAddr, u16)>> {
+        let mut mh = MaglevHash::new(flags);
+        mh.update(dests);
+        mh.table
+            .iter()
+            .map(|&i| dests.get(i as usize).map(|d| (d.addr, d.port)))
+            .collect()
+    }
+
+    #[test]
+    fn sorted_tables_do_not_depend_on_the_order_servers_were_added() {
+        // Property: the same servers and weights in any order give the
+        // same table with mh-sorted; without it the order shows (as in
+        // IPVS), which is what the flag is for.
+        let mut rnd = rng(0x50_47ed);
+        let mut differed = 0;
+        for round in 0..40 {
+            let n = 2 + rnd(30) as usize;
+            let base: Vec<Dest> = (0..n)
+                .map(|i| {
+                    let mut d = Dest::new(
+                        IpAddr::V4(Ipv4Addr::new(198, 18, rnd(4) as u8, i as u8 + 1)),
+                        80 + rnd(3) as u16,
+                        1 + rnd(4) as i32,
+                    );
+                    if round % 5 == 0 && i == 0 {
+                        d.weight = 0; // quiesced: still holds its slots
+                    }
+                    d
+                })
+                .collect();
+            let mut shuffled = base.clone();
+            for i in (1..shuffled.len()).rev() {
+                shuffled.swap(i, rnd(i as u64 + 1) as usize);
+            }
+            shuffled.reverse();
+            for extra in [0, SCHED_FLAG_1, SCHED_FLAG_2] {
+                assert_eq!(
+                    table_with(&base, SCHED_FLAG_3 | extra),
+                    table_with(&shuffled, SCHED_FLAG_3 | extra),
+                    "round {round}"
+                );
+            }
+            if table_with(&base, 0) != table_with(&shuffled, 0) {
+                differed += 1;
+            }
+        }
+        assert!(
+            differed > 30,
+            "insertion order changed only {differed} tables"
+        );
+    }
+
+    #[test]
+    fn sorted_is_insertion_order_when_added_in_sorted_order() {
+        // IPVS keeps the newest first, so servers added in descending
+        // order are listed ascending: then both fills are the same.
+        let dests: Vec<Dest> = (1..=9).map(|i| dest(i, 1 + i32::from(i % 3))).collect();
+        assert_eq!(table_with(&dests, 0), table_with(&dests, SCHED_FLAG_3));
+        let reversed: Vec<Dest> = dests.iter().rev().cloned().collect();
+        assert_ne!(table_with(&reversed, 0), table_with(&dests, 0));
+        assert_eq!(
+            table_with(&reversed, SCHED_FLAG_3),
+            table_with(&dests, SCHED_FLAG_3)
+        );
+    }
+
+    #[test]
+    fn sorted_flows_agree_between_directors() {
+        // Two directors, servers added in opposite orders: with mh-sorted
+        // every flow lands on the same real server on both.
+        let a: Vec<Dest> = (1..=12).map(|i| dest(i, 1)).collect();
+        let b: Vec<Dest> = a.iter().rev().cloned().collect();
+        let (mut ma, mut mb) = (
+            MaglevHash::new(SCHED_FLAG_3 | SCHED_FLAG_2),
+            MaglevHash::new(SCHED_FLAG_3 | SCHED_FLAG_2),
+        );
+        ma.update(&a);
+        mb.update(&b);
+        let mut rnd = rng(9);
+        for _ in 0..2000 {
+            let f = flow(ip(100 + rnd(100) as u8), 1024 + rnd(60000) as u16);
+            let ia = ma.schedule(&a, &f, 0).unwrap();
+            let ib = mb.schedule(&b, &f, 0).unwrap();
+            assert_eq!(a[ia].addr, b[ib].addr);
+        }
     }
 }

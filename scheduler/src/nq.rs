@@ -5,17 +5,20 @@
 //! busy does nq fall back to shortest expected delay.
 
 use crate::common::{more_loaded, sed_overhead, weight_u};
+use crate::least::{LeastTree, Nq};
 use crate::{DestSet, Flow, Scheduler};
 
 /// Never-queue scheduler: the first usable destination with no active
 /// connections, else the sed choice.
 #[derive(Debug, Default)]
-pub struct NeverQueue;
+pub struct NeverQueue {
+    tree: LeastTree<Nq>,
+}
 
 impl NeverQueue {
-    /// A never-queue scheduler (it has no state).
+    /// A never-queue scheduler.
     pub fn new() -> Self {
-        NeverQueue
+        Self::default()
     }
 }
 
@@ -24,25 +27,37 @@ impl Scheduler for NeverQueue {
         "nq"
     }
 
-    fn update(&mut self, _dests: &DestSet) {}
+    fn update(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
+    }
 
     fn schedule(&mut self, dests: &DestSet, _flow: &Flow, _now_ns: u64) -> Option<usize> {
-        let mut best: Option<(usize, u64, u64)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() {
-                continue;
-            }
-            if d.load.active() == 0 {
-                return Some(i);
-            }
-            let (oh, w) = (sed_overhead(d), weight_u(d));
-            match best {
-                Some((_, boh, bw)) if !more_loaded(boh, bw, oh, w) => {}
-                _ => best = Some((i, oh, w)),
-            }
-        }
-        best.map(|(i, _, _)| i)
+        self.tree.schedule(dests)
     }
+
+    fn refresh(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
+    }
+}
+
+/// The IPVS scan (for short lists): the first idle usable destination,
+/// else the sed choice.
+pub(crate) fn never_queue(dests: &DestSet) -> Option<usize> {
+    let mut best: Option<(usize, u64, u64)> = None;
+    for (i, d) in dests.iter().enumerate() {
+        if !d.available() {
+            continue;
+        }
+        if d.load.active() == 0 {
+            return Some(i);
+        }
+        let (oh, w) = (sed_overhead(d), weight_u(d));
+        match best {
+            Some((_, boh, bw)) if !more_loaded(boh, bw, oh, w) => {}
+            _ => best = Some((i, oh, w)),
+        }
+    }
+    best.map(|(i, _, _)| i)
 }
 
 #[cfg(test)]

@@ -2,8 +2,12 @@
 //!
 //! Fill the heaviest server up to as many active connections as its weight,
 //! then overflow to the next heaviest: the weight acts as a capacity.
+//!
+//! Which servers are full changes with every connection, so from 16
+//! destinations up the choice comes from the least-load tree (`least.rs`)
+//! keyed by weight among the servers with room, not from a scan.
 
-use crate::common::by_weight_desc;
+use crate::least::{LeastTree, Ovf};
 use crate::{DestSet, Flow, Scheduler};
 
 /// Overflow-connection scheduler: the highest-weight usable destination
@@ -11,12 +15,11 @@ use crate::{DestSet, Flow, Scheduler};
 /// ties.
 #[derive(Debug, Default)]
 pub struct Overflow {
-    /// Positive-weight destinations, heaviest first, ties in list order.
-    order: Vec<u32>,
+    tree: LeastTree<Ovf>,
 }
 
 impl Overflow {
-    /// An overflow-connection scheduler (it has no state).
+    /// An overflow-connection scheduler.
     pub fn new() -> Self {
         Overflow::default()
     }
@@ -28,18 +31,17 @@ impl Scheduler for Overflow {
     }
 
     fn update(&mut self, dests: &DestSet) {
-        self.order = by_weight_desc(dests);
+        self.tree.update(dests);
     }
 
-    /// The first destination in weight order that is usable and not full
-    /// (active <= weight): the heaviest such one, the earliest in the list
-    /// among equals.
+    fn refresh(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
+    }
+
+    /// The heaviest destination that is usable and not full (active <=
+    /// weight), the earliest in the list among equals.
     fn schedule(&mut self, dests: &DestSet, _flow: &Flow, _now_ns: u64) -> Option<usize> {
-        self.order.iter().map(|&i| i as usize).find(|&i| {
-            dests
-                .get(i)
-                .is_some_and(|d| d.available() && i64::from(d.load.active()) <= i64::from(d.weight))
-        })
+        self.tree.schedule(dests)
     }
 }
 

@@ -4,18 +4,20 @@
 //! joins the active ones. Inactive connections are ignored. Compared by
 //! cross-multiplication like wlc.
 
-use crate::common::{sed_overhead, weighted_least};
+use crate::least::{LeastTree, Sed};
 use crate::{DestSet, Flow, Scheduler};
 
 /// Shortest-expected-delay scheduler: least (active + 1)/weight; the first
 /// in list order wins ties.
 #[derive(Debug, Default)]
-pub struct ShortestExpectedDelay;
+pub struct ShortestExpectedDelay {
+    tree: LeastTree<Sed>,
+}
 
 impl ShortestExpectedDelay {
-    /// A shortest-expected-delay scheduler (it has no state).
+    /// A shortest-expected-delay scheduler.
     pub fn new() -> Self {
-        ShortestExpectedDelay
+        Self::default()
     }
 }
 
@@ -24,10 +26,16 @@ impl Scheduler for ShortestExpectedDelay {
         "sed"
     }
 
-    fn update(&mut self, _dests: &DestSet) {}
+    fn update(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
+    }
 
     fn schedule(&mut self, dests: &DestSet, _flow: &Flow, _now_ns: u64) -> Option<usize> {
-        weighted_least(dests, sed_overhead)
+        self.tree.schedule(dests)
+    }
+
+    fn refresh(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
     }
 }
 

@@ -5,18 +5,20 @@
 //! division is never done: IPVS compares `oh1 * w2` with `oh2 * w1`, which
 //! keeps it exact and free of floating point.
 
-use crate::common::{conn_overhead, weighted_least};
+use crate::least::{LeastTree, Wlc};
 use crate::{DestSet, Flow, Scheduler};
 
 /// Weighted least-connection scheduler: least overhead/weight; the first
 /// in list order wins ties.
 #[derive(Debug, Default)]
-pub struct WeightedLeastConn;
+pub struct WeightedLeastConn {
+    tree: LeastTree<Wlc>,
+}
 
 impl WeightedLeastConn {
-    /// A weighted least-connection scheduler (it has no state).
+    /// A weighted least-connection scheduler.
     pub fn new() -> Self {
-        WeightedLeastConn
+        Self::default()
     }
 }
 
@@ -25,10 +27,16 @@ impl Scheduler for WeightedLeastConn {
         "wlc"
     }
 
-    fn update(&mut self, _dests: &DestSet) {}
+    fn update(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
+    }
 
     fn schedule(&mut self, dests: &DestSet, _flow: &Flow, _now_ns: u64) -> Option<usize> {
-        weighted_least(dests, conn_overhead)
+        self.tree.schedule(dests)
+    }
+
+    fn refresh(&mut self, dests: &DestSet) {
+        self.tree.update(dests);
     }
 }
 

@@ -53,7 +53,7 @@ pub fn parse_sched_flags(s: &str) -> Option<u32> {
         flags |= match word {
             "sh-fallback" | "mh-fallback" | "flag-1" => SCHED_FLAG_1,
             "sh-port" | "mh-port" | "flag-2" => SCHED_FLAG_2,
-            "flag-3" => SCHED_FLAG_3,
+            "mh-sorted" | "flag-3" => SCHED_FLAG_3,
             _ => return None,
         };
     }

@@ -146,8 +146,9 @@ pub fn transition(dest: &DestRt, old: TcpState, new: TcpState) {
             dec(&load.active);
             load.inactive.fetch_add(1, Ordering::Relaxed);
         }
-        _ => {}
+        _ => return,
     }
+    load.changed();
 }
 
 /// The forwarding method as an entry stores it.

@@ -1,0 +1,894 @@
+//! A tournament tree over the destinations, so the least-load schedulers
+//! (lc, wlc, sed, nq) answer without reading every destination.
+//!
+//! IPVS scans the whole list per new connection and keeps the first
+//! destination that no later one beats strictly. That choice is the
+//! minimum of a total order: the rule's load order (lc: overhead; wlc and
+//! sed: overhead/weight cross-multiplied; nq: idle before busy, then sed),
+//! ties broken by position in the list. A minimum under a total order can
+//! be computed in any grouping, so a complete binary tree whose leaves are
+//! the destinations in list order and whose inner nodes hold the winner of
+//! their two children (the left one unless the right one is strictly
+//! better) has exactly the scan's choice at its root.
+//!
+//! Loads change on every connection open and close, on any worker, with no
+//! lock; weights change only through `update`. So the tree does not poll:
+//! the counters report each change on their service's [`LoadBoard`], and
+//! `schedule`, which already runs under the service lock, re-reads only the
+//! destinations marked since the last call and replays their leaf-to-root
+//! paths (log2 n comparisons each, stopping early where the winner is
+//! unchanged and is not the updated leaf). The answer is the scan's answer
+//! over the loads the tree holds, and the tree holds every change that
+//! happened before the call (see `watch.rs` for the ordering argument). A
+//! scheduler that finds another one took the board's marks (two schedulers
+//! over the same destinations) re-reads everything once.
+//!
+//! Short lists (below [`TREE_MIN`]) are scanned: the scan is as cheap as
+//! the tree there, and the counters of small services then never report
+//! to a board. Lists whose counters cannot report to one board (more than
+//! [`BOARD_SLOTS`](crate::watch::BOARD_SLOTS) destinations, or counters
+//! already watched by another service's board) are scanned too.
+
+use std::cmp::Ordering as Cmp;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::common::weight_u;
+use crate::watch::LoadBoard;
+use crate::{Dest, DestSet};
+
+/// Below this many destinations the schedulers scan.
+pub(crate) const TREE_MIN: usize = 16;
+
+/// Ids of tree instances, for [`LoadBoard::claim`]; 0 is nobody.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One node of the tree: a destination's key and its index in the list.
+///
+/// The rules encode "unusable" in the key so that every comparison is the
+/// same arithmetic: an unusable destination loses to every usable one.
+/// Two words, so that equality and selection are two operations each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Node {
+    /// The rule's overhead.
+    pub oh: u64,
+    /// The weight factor (0: unusable) in the low 32 bits, the index of
+    /// the destination in the list in the high 32.
+    pub tag: u64,
+}
+
+impl Node {
+    /// The node of destination `idx` with key `(oh, w)`.
+    #[inline]
+    fn new((oh, w): (u64, u32), idx: usize) -> Node {
+        Node {
+            oh,
+            tag: u64::from(w) | (idx as u64) << 32,
+        }
+    }
+
+    /// The weight factor.
+    #[inline]
+    pub(crate) fn w(&self) -> u64 {
+        self.tag & 0xffff_ffff
+    }
+
+    /// The index in the list.
+    #[inline]
+    fn idx(&self) -> usize {
+        (self.tag >> 32) as usize
+    }
+
+    /// `a` if `pick_a`, else `b`, without a branch: which child of a
+    /// match wins is as good as random, so a branch would often be
+    /// mispredicted.
+    #[inline]
+    fn select(pick_a: bool, a: Node, b: Node) -> Node {
+        Node {
+            oh: std::hint::select_unpredictable(pick_a, a.oh, b.oh),
+            tag: std::hint::select_unpredictable(pick_a, a.tag, b.tag),
+        }
+    }
+}
+
+/// One least-load rule: what it reads and how it compares.
+pub(crate) trait Rule {
+    /// Whether the tree also counts destinations with fewer active
+    /// connections than half their weight (lblc's overload test).
+    const HALF_IDLE: bool = false;
+    /// The key of an unusable destination (and of padding leaves).
+    const UNUSABLE: (u64, u32);
+    /// The key `(oh, w)` of `d` as this rule sees it.
+    fn key(d: &Dest) -> (u64, u32);
+    /// How `a` compares with `b`: `Less` when strictly better, `Equal`
+    /// when neither is (unusable never is better).
+    fn order(a: &Node, b: &Node) -> Cmp;
+    /// Whether `a` is strictly better than `b`.
+    #[inline]
+    fn better(a: &Node, b: &Node) -> bool {
+        Self::order(a, b) == Cmp::Less
+    }
+    /// The IPVS scan over `dests`, for short or unwatched lists.
+    fn scan(dests: &DestSet) -> Option<usize>;
+}
+
+/// A weight as the tree's `u32` factor (weights are `i32`; negative ones
+/// count as 0, as in [`weight_u`]).
+#[inline]
+fn weight32(d: &Dest) -> u32 {
+    weight_u(d) as u32
+}
+
+/// `a` against `b` by ratio: `a.oh / a.w` against `b.oh / b.w`,
+/// cross-multiplied as IPVS does (the comparison of
+/// [`more_loaded`](crate::common::more_loaded)).
+/// With unusable as `(1, 0)`, a usable `a` (`a.w > 0`) is better than an
+/// unusable `b`, and an unusable `a` is better than nothing.
+#[inline]
+fn ratio_order(a: &Node, b: &Node) -> Cmp {
+    (u128::from(a.oh) * u128::from(b.w())).cmp(&(u128::from(b.oh) * u128::from(a.w())))
+}
+
+/// The key of an unusable destination under the ratio rules.
+const RATIO_UNUSABLE: (u64, u32) = (1, 0);
+
+/// The tree proper: leaves in list order, padded to a power of two.
+#[derive(Debug, Default)]
+struct Tree {
+    /// Leaves (a power of two, at least 1).
+    m: usize,
+    /// Heap order, 1-based, stored by sibling pairs: node `k` is
+    /// `pairs[k / 2][k % 2]`, so its children `2k` and `2k + 1` are
+    /// `pairs[k]`. The leaves are nodes `m..2m`; an inner node is a copy
+    /// of its subtree's winning leaf, so a match reads one pair and
+    /// nothing else.
+    pairs: Vec<[Node; 2]>,
+    /// Per leaf: fewer active connections than half the weight.
+    half_idle: Vec<bool>,
+    /// How many leaves are half idle.
+    half_idle_count: usize,
+}
+
+impl Tree {
+    /// Rebuild over `dests`, reading every load.
+    fn build<R: Rule>(&mut self, dests: &DestSet) {
+        self.m = dests.len().next_power_of_two().max(1);
+        let m = self.m;
+        self.pairs.clear();
+        self.pairs.resize(m, [Node::default(); 2]);
+        for i in 0..m {
+            *self.node_mut(m + i) = Node::new(dests.get(i).map_or(R::UNUSABLE, R::key), i);
+        }
+        for k in (1..m).rev() {
+            *self.node_mut(k) = self.match_at::<R>(k);
+        }
+        if R::HALF_IDLE {
+            self.half_idle.clear();
+            self.half_idle.extend(dests.iter().map(half_idle));
+            self.half_idle_count = self.half_idle.iter().filter(|&&h| h).count();
+        }
+    }
+
+    /// The winner of node `k`'s two children: the right one only when
+    /// strictly better (the left holds the earlier indexes).
+    #[inline]
+    fn match_at<R: Rule>(&self, k: usize) -> Node {
+        let [l, r] = self.pairs[k];
+        Node::select(R::better(&r, &l), r, l)
+    }
+
+    /// Node `k`.
+    #[inline]
+    fn node_mut(&mut self, k: usize) -> &mut Node {
+        &mut self.pairs[k / 2][k % 2]
+    }
+
+    /// Leaf `i` (below the list length) was read again from `d`: replay
+    /// its path to the root.
+    #[inline]
+    fn set<R: Rule>(&mut self, i: usize, d: &Dest) {
+        if R::HALF_IDLE {
+            let h = half_idle(d);
+            if let Some(old) = self.half_idle.get_mut(i) {
+                if *old != h {
+                    *old = h;
+                    if h {
+                        self.half_idle_count += 1;
+                    } else {
+                        self.half_idle_count -= 1;
+                    }
+                }
+            }
+        }
+        let leaf = Node::new(R::key(d), i);
+        let mut k = self.m + i;
+        let pair = &mut self.pairs[k / 2];
+        if pair[k % 2] == leaf {
+            return;
+        }
+        pair[k % 2] = leaf;
+        // Climb with the new node in hand. Each step touches one pair: it
+        // writes the parent and reads the parent's sibling, which sit side
+        // by side; the node just written is never read back (that would
+        // wait on the store).
+        let mut sib = pair[(k % 2) ^ 1];
+        let mut cur = leaf;
+        while k > 1 {
+            // The right child wins only when strictly better. Which side
+            // `cur` is on and who wins are as good as random, so the one
+            // comparison is turned into the choice without a branch.
+            // On the left, `cur` wins unless `sib` is strictly better
+            // (order <= 0); on the right only when strictly better (< 0).
+            let left = k.is_multiple_of(2);
+            let cur_wins = (R::order(&cur, &sib) as i8) < i8::from(left);
+            let win = Node::select(cur_wins, cur, sib);
+            k /= 2;
+            let pair = &mut self.pairs[k / 2];
+            // Nodes above see this one only through its copy of the
+            // winner: an unchanged copy changes nothing above.
+            if pair[k % 2] == win {
+                break;
+            }
+            pair[k % 2] = win;
+            sib = pair[(k % 2) ^ 1];
+            cur = win;
+        }
+    }
+
+    /// The root's winner, if usable.
+    #[inline]
+    fn best(&self) -> Option<usize> {
+        let root = self.pairs.first()?[1];
+        (root.w() != 0).then_some(root.idx())
+    }
+}
+
+/// lblc's "half idle": fewer active connections than half the weight.
+#[inline]
+pub(crate) fn half_idle(d: &Dest) -> bool {
+    2 * i64::from(d.load.active()) < i64::from(d.weight)
+}
+
+/// A least-load scheduler's state: the tree, the board its destinations
+/// report to, and which destination owns which slot.
+#[derive(Debug)]
+pub(crate) struct LeastTree<R> {
+    /// This instance's id on the board.
+    id: u64,
+    /// Scan below this many destinations.
+    min: usize,
+    /// The board, or `None` to scan.
+    board: Option<Arc<LoadBoard>>,
+    /// Destinations in the last `update`.
+    n: usize,
+    /// Slot -> index in the list (`u32::MAX`: not in the list).
+    slot_idx: Vec<u32>,
+    tree: Tree,
+    rule: PhantomData<fn() -> R>,
+}
+
+impl<R: Rule> Default for LeastTree<R> {
+    fn default() -> Self {
+        Self::with_min(TREE_MIN)
+    }
+}
+
+impl<R: Rule> LeastTree<R> {
+    /// A tree used from `min` destinations up (below, the scan).
+    pub(crate) fn with_min(min: usize) -> Self {
+        LeastTree {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            min: min.max(1),
+            board: None,
+            n: 0,
+            slot_idx: Vec::new(),
+            tree: Tree::default(),
+            rule: PhantomData,
+        }
+    }
+
+    /// Whether the tree (not the scan) answers for the current list.
+    #[cfg(test)]
+    pub(crate) fn uses_tree(&self) -> bool {
+        self.board.is_some()
+    }
+
+    /// The destination list changed (or weights did): attach every
+    /// destination's counters to one board and rebuild the tree.
+    pub(crate) fn update(&mut self, dests: &DestSet) {
+        self.n = dests.len();
+        self.board = None;
+        if dests.len() < self.min {
+            return;
+        }
+        let board = dests
+            .iter()
+            .find_map(|d| d.load.watch().map(|w| w.board.clone()))
+            .unwrap_or_else(LoadBoard::new);
+        if !dests.iter().all(|d| d.load.watched_by(&board)) {
+            return;
+        }
+        self.slot_idx.clear();
+        for (i, d) in dests.iter().enumerate() {
+            let slot = d.load.watch().map_or(0, |w| w.slot) as usize;
+            if self.slot_idx.len() <= slot {
+                self.slot_idx.resize(slot + 1, u32::MAX);
+            }
+            self.slot_idx[slot] = i as u32;
+        }
+        self.board = Some(board);
+        self.resync(dests);
+    }
+
+    /// Take the board and read every destination afresh.
+    fn resync(&mut self, dests: &DestSet) {
+        if let Some(board) = &self.board {
+            board.claim(self.id);
+            // Marks taken here are covered by the full read that follows.
+            board.take(self.slot_idx.len(), |_| {});
+        }
+        self.tree.build::<R>(dests);
+    }
+
+    /// Bring the tree up to date with the marked destinations. False when
+    /// the tree is not in use (short or unwatched list, or `dests` is not
+    /// the list of the last update): then only the scan is right.
+    #[inline]
+    pub(crate) fn sync(&mut self, dests: &DestSet) -> bool {
+        let Some(board) = &self.board else {
+            return false;
+        };
+        if dests.len() != self.n {
+            return false;
+        }
+        if !board.claim(self.id) {
+            self.resync(dests);
+            return true;
+        }
+        // Replaying k paths costs about k * log2(n) matches, re-reading
+        // everything about n: after a burst of changes (a mass expiry, or
+        // a scheduler that syncs only when it needs the tree), stop
+        // replaying and rebuild once the replays would cost more.
+        let depth = self.tree.m.trailing_zeros() as usize + 1;
+        let mut budget = self.n / depth;
+        let mut burst = false;
+        let (tree, slot_idx) = (&mut self.tree, &self.slot_idx);
+        board.take(slot_idx.len(), |slot| {
+            if burst {
+                return;
+            }
+            let Some(&i) = slot_idx.get(slot as usize) else {
+                return;
+            };
+            let Some(d) = dests.get(i as usize) else {
+                return;
+            };
+            if budget == 0 {
+                burst = true;
+                return;
+            }
+            budget -= 1;
+            tree.set::<R>(i as usize, d);
+        });
+        if burst {
+            // Every mark was taken above: the full read covers them.
+            self.tree.build::<R>(dests);
+        }
+        true
+    }
+
+    /// The scan's choice over the current loads.
+    #[inline]
+    pub(crate) fn schedule(&mut self, dests: &DestSet) -> Option<usize> {
+        let synced = self.sync(dests);
+        self.least(synced, dests)
+    }
+
+    /// The rule's choice: the tree's when `synced` ([`LeastTree::sync`]
+    /// returned true), else the scan's.
+    #[inline]
+    pub(crate) fn least(&self, synced: bool, dests: &DestSet) -> Option<usize> {
+        if synced {
+            self.tree.best()
+        } else {
+            R::scan(dests)
+        }
+    }
+
+    /// Whether some destination has fewer active connections than half
+    /// its weight (lblc's test), from the tree's count when `synced` and
+    /// the rule counts it, else by a scan.
+    #[inline]
+    pub(crate) fn any_half_idle(&self, synced: bool, dests: &DestSet) -> bool {
+        if synced && R::HALF_IDLE {
+            self.tree.half_idle_count > 0
+        } else {
+            dests.iter().any(half_idle)
+        }
+    }
+}
+
+/// Overflow connection: the heaviest destination that still has room
+/// (active <= weight), key `i32::MAX - weight` so that less is better.
+#[derive(Debug)]
+pub(crate) enum Ovf {}
+
+impl Rule for Ovf {
+    const UNUSABLE: (u64, u32) = (u64::MAX, 0);
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        if ovf_has_room(d) {
+            (i32::MAX as u64 - weight_u(d), 1)
+        } else {
+            Self::UNUSABLE
+        }
+    }
+    #[inline]
+    fn order(a: &Node, b: &Node) -> Cmp {
+        a.oh.cmp(&b.oh)
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        let mut best: Option<(usize, i32)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if ovf_has_room(d) && best.is_none_or(|(_, w)| d.weight > w) {
+                best = Some((i, d.weight));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
+/// Usable and not full: at most as many active connections as its weight.
+#[inline]
+fn ovf_has_room(d: &Dest) -> bool {
+    d.available() && i64::from(d.load.active()) <= i64::from(d.weight)
+}
+
+/// Least connection: least `active * 256 + inactive`.
+#[derive(Debug)]
+pub(crate) enum Lc {}
+
+impl Rule for Lc {
+    // The overhead is below 2^41, so u64::MAX never wins.
+    const UNUSABLE: (u64, u32) = (u64::MAX, 0);
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            (d.load.overhead(), 1)
+        } else {
+            Self::UNUSABLE
+        }
+    }
+    #[inline]
+    fn order(a: &Node, b: &Node) -> Cmp {
+        a.oh.cmp(&b.oh)
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        crate::lc::least_overhead(dests)
+    }
+}
+
+/// Weighted least connection: least overhead/weight.
+#[derive(Debug)]
+pub(crate) enum Wlc {}
+
+impl Rule for Wlc {
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            (d.load.overhead(), weight32(d))
+        } else {
+            Self::UNUSABLE
+        }
+    }
+    #[inline]
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        crate::common::weighted_least(dests, crate::common::conn_overhead)
+    }
+}
+
+/// wlc that also counts half-idle destinations (for lblc and lblcr).
+#[derive(Debug)]
+pub(crate) enum WlcHalfIdle {}
+
+impl Rule for WlcHalfIdle {
+    const HALF_IDLE: bool = true;
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        Wlc::key(d)
+    }
+    #[inline]
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        Wlc::scan(dests)
+    }
+}
+
+/// Shortest expected delay: least (active + 1)/weight.
+#[derive(Debug)]
+pub(crate) enum Sed {}
+
+impl Rule for Sed {
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            (u64::from(d.load.active()) + 1, weight32(d))
+        } else {
+            Self::UNUSABLE
+        }
+    }
+    #[inline]
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        crate::common::weighted_least(dests, crate::common::sed_overhead)
+    }
+}
+
+/// Never queue: the first idle destination, else shortest expected delay.
+///
+/// An idle destination's key is `0 / w`: it beats every busy one (whose
+/// overhead `active + 1` is at least 2), and idle ones tie with each other,
+/// so the first in the list wins, as in IPVS's scan.
+#[derive(Debug)]
+pub(crate) enum Nq {}
+
+impl Rule for Nq {
+    const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
+    #[inline]
+    fn key(d: &Dest) -> (u64, u32) {
+        if d.available() {
+            let active = d.load.active();
+            let oh = if active == 0 {
+                0
+            } else {
+                u64::from(active) + 1
+            };
+            (oh, weight32(d))
+        } else {
+            Self::UNUSABLE
+        }
+    }
+    #[inline]
+    fn order(a: &Node, b: &Node) -> Cmp {
+        ratio_order(a, b)
+    }
+    fn scan(dests: &DestSet) -> Option<usize> {
+        crate::nq::never_queue(dests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::more_loaded;
+    use crate::common::testutil::*;
+    use std::sync::atomic::Ordering;
+
+    fn rnd_from(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        }
+    }
+
+    /// The straightforward IPVS scan of each rule, written without the
+    /// tree's key encoding: the reference the tree is checked against.
+    trait Reference {
+        fn reference(dests: &DestSet) -> Option<usize>;
+    }
+
+    /// The first usable destination no later one beats strictly by the
+    /// cross-multiplied ratio of `oh` to the weight.
+    fn ratio_scan(dests: &DestSet, oh: impl Fn(&Dest) -> u64) -> Option<usize> {
+        let mut best: Option<(usize, u64, u64)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if !d.available() {
+                continue;
+            }
+            let (o, w) = (oh(d), weight_u(d));
+            match best {
+                Some((_, bo, bw)) if !more_loaded(bo, bw, o, w) => {}
+                _ => best = Some((i, o, w)),
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+
+    impl Reference for Lc {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            let mut best: Option<(usize, u64)> = None;
+            for (i, d) in dests.iter().enumerate() {
+                let oh = d.load.overhead();
+                if d.available() && best.is_none_or(|(_, b)| oh < b) {
+                    best = Some((i, oh));
+                }
+            }
+            best.map(|(i, _)| i)
+        }
+    }
+
+    impl Reference for Wlc {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            ratio_scan(dests, |d| d.load.overhead())
+        }
+    }
+
+    impl Reference for WlcHalfIdle {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            ratio_scan(dests, |d| d.load.overhead())
+        }
+    }
+
+    impl Reference for Ovf {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            Ovf::scan(dests)
+        }
+    }
+
+    impl Reference for Sed {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            ratio_scan(dests, |d| u64::from(d.load.active()) + 1)
+        }
+    }
+
+    impl Reference for Nq {
+        fn reference(dests: &DestSet) -> Option<usize> {
+            dests
+                .iter()
+                .position(|d| d.available() && d.load.active() == 0)
+                .or_else(|| ratio_scan(dests, |d| u64::from(d.load.active()) + 1))
+        }
+    }
+
+    fn reference<R: Reference>(dests: &DestSet) -> Option<usize> {
+        R::reference(dests)
+    }
+
+    /// Set counters and flag of `d` the way the data plane does: change,
+    /// then report.
+    fn load(d: &Dest, active: u32, inactive: u32, over: bool) {
+        d.load.active.store(active, Ordering::Relaxed);
+        d.load.inactive.store(inactive, Ordering::Relaxed);
+        d.load.set_overloaded(over);
+    }
+
+    /// Random list and loads, many updates, every step checked against the
+    /// reference scan and the rule's production scan. Small ranges make
+    /// ties common; some steps change many destinations at once.
+    fn against_scan<R: Rule + Reference>(seed: u64, sizes: &[usize], steps: usize) {
+        let mut rnd = rnd_from(seed);
+        for &n in sizes {
+            let mut dests: Vec<Dest> = (0..n)
+                .map(|i| Dest::new(ip(0), i as u16, rnd(5) as i32))
+                .collect();
+            for d in &dests {
+                load(d, rnd(4) as u32, rnd(600) as u32, rnd(10) == 0);
+            }
+            let mut t = LeastTree::<R>::with_min(1);
+            t.update(&dests);
+            assert!(t.uses_tree());
+            for step in 0..steps {
+                match rnd(10) {
+                    0 => {
+                        // weight edit through update
+                        let i = rnd(n as u64) as usize;
+                        dests[i].weight = rnd(5) as i32;
+                        t.update(&dests);
+                    }
+                    1 => {
+                        // a burst of changes
+                        for _ in 0..rnd(3 * n as u64 + 1) {
+                            let d = &dests[rnd(n as u64) as usize];
+                            load(d, rnd(4) as u32, rnd(600) as u32, rnd(10) == 0);
+                        }
+                    }
+                    2 => {
+                        // all equal: every comparison ties
+                        for d in &dests {
+                            load(d, 1, 3, false);
+                        }
+                    }
+                    _ => {
+                        // one bind or unbind, as a worker does
+                        let d = &dests[rnd(n as u64) as usize];
+                        if rnd(2) == 0 {
+                            d.load.active.fetch_add(1, Ordering::Relaxed);
+                            d.note_bound();
+                        } else {
+                            let v = d.load.active().saturating_sub(1);
+                            d.load.active.store(v, Ordering::Relaxed);
+                            d.note_unbound();
+                        }
+                    }
+                }
+                let want = reference::<R>(&dests);
+                assert_eq!(R::scan(&dests), want, "scan n={n} step={step}");
+                assert_eq!(t.schedule(&dests), want, "tree n={n} step={step}");
+                if R::HALF_IDLE {
+                    assert_eq!(
+                        t.any_half_idle(true, &dests),
+                        dests.iter().any(half_idle),
+                        "half idle n={n} step={step}"
+                    );
+                }
+            }
+        }
+    }
+
+    const SIZES: [usize; 8] = [1, 2, 3, 7, 16, 100, 513, 1000];
+
+    #[test]
+    fn lc_tree_is_the_scan() {
+        against_scan::<Lc>(0x1c, &SIZES, 400);
+    }
+
+    #[test]
+    fn wlc_tree_is_the_scan() {
+        against_scan::<Wlc>(0x3c1c, &SIZES, 400);
+    }
+
+    #[test]
+    fn sed_tree_is_the_scan() {
+        against_scan::<Sed>(0x5ed, &SIZES, 400);
+    }
+
+    #[test]
+    fn wlc_half_idle_tree_is_the_scan_and_counts() {
+        against_scan::<WlcHalfIdle>(0x1b1c, &SIZES, 400);
+    }
+
+    #[test]
+    fn ovf_tree_is_the_scan() {
+        against_scan::<Ovf>(0x0f, &SIZES, 400);
+    }
+
+    #[test]
+    fn nq_tree_is_the_scan() {
+        against_scan::<Nq>(0x4e, &SIZES, 400);
+    }
+
+    #[test]
+    fn two_trees_over_one_list_both_stay_exact() {
+        // They share one board; each notices when the other took marks.
+        let mut rnd = rnd_from(77);
+        let dests: Vec<Dest> = (0..64).map(|i| Dest::new(ip(0), i, 1)).collect();
+        let mut a = LeastTree::<Wlc>::with_min(1);
+        let mut b = LeastTree::<Lc>::with_min(1);
+        a.update(&dests);
+        b.update(&dests);
+        assert!(a.uses_tree() && b.uses_tree());
+        for _ in 0..500 {
+            let d = &dests[rnd(64) as usize];
+            load(d, rnd(3) as u32, rnd(9) as u32, false);
+            if rnd(2) == 0 {
+                assert_eq!(a.schedule(&dests), reference::<Wlc>(&dests));
+            } else {
+                assert_eq!(b.schedule(&dests), reference::<Lc>(&dests));
+            }
+        }
+    }
+
+    #[test]
+    fn list_changes_keep_slots_straight() {
+        // Adds and deletes move indexes; slots stay with their counters.
+        let mut rnd = rnd_from(99);
+        let mut t = LeastTree::<Wlc>::with_min(1);
+        let mut dests: Vec<Dest> = Vec::new();
+        let mut port = 0u16;
+        for _ in 0..1500 {
+            match rnd(4) {
+                0 if dests.len() < 300 => {
+                    port += 1;
+                    dests.insert(0, Dest::new(ip(0), port, 1 + rnd(3) as i32));
+                    t.update(&dests);
+                }
+                1 if !dests.is_empty() => {
+                    dests.remove(rnd(dests.len() as u64) as usize);
+                    t.update(&dests);
+                }
+                _ if !dests.is_empty() => {
+                    let d = &dests[rnd(dests.len() as u64) as usize];
+                    load(d, rnd(5) as u32, rnd(7) as u32, rnd(20) == 0);
+                }
+                _ => {}
+            }
+            assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
+        }
+    }
+
+    #[test]
+    fn concurrent_workers_then_schedule_is_the_scan() {
+        // Workers bind, move and unbind on their own threads while the
+        // scheduler runs; once they are done (joined), the next choice is
+        // the scan's over the final loads, and choices made meanwhile were
+        // always usable indexes.
+        let dests: Arc<Vec<Dest>> = Arc::new(
+            (0..200)
+                .map(|i| Dest::new(ip(0), i, 1 + (i % 4) as i32))
+                .collect(),
+        );
+        let mut t = LeastTree::<Wlc>::with_min(1);
+        t.update(&dests);
+        for round in 0..5u64 {
+            let workers: Vec<_> = (0..3u64)
+                .map(|w| {
+                    let dests = dests.clone();
+                    std::thread::spawn(move || {
+                        let mut rnd = rnd_from(round * 10 + w + 1);
+                        for _ in 0..20_000 {
+                            let d = &dests[rnd(200) as usize];
+                            match rnd(3) {
+                                0 => {
+                                    d.load.active.fetch_add(1, Ordering::Relaxed);
+                                    d.note_bound();
+                                }
+                                1 => {
+                                    d.load.inactive.fetch_add(1, Ordering::Relaxed);
+                                    d.note_bound();
+                                }
+                                _ => {
+                                    let _ = d.load.active.fetch_update(
+                                        Ordering::Relaxed,
+                                        Ordering::Relaxed,
+                                        |v| Some(v.saturating_sub(1)),
+                                    );
+                                    d.note_unbound();
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut picks = 0;
+            while !workers.iter().all(|w| w.is_finished()) && picks < 1_000_000 {
+                let i = t.schedule(&dests).expect("all usable");
+                assert!(i < dests.len());
+                picks += 1;
+            }
+            for w in workers {
+                w.join().unwrap();
+            }
+            assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
+        }
+    }
+
+    #[test]
+    fn short_and_unwatchable_lists_scan() {
+        let dests: Vec<Dest> = (0..5).map(|i| Dest::new(ip(0), i, 1)).collect();
+        let mut t = LeastTree::<Lc>::default();
+        t.update(&dests);
+        assert!(!t.uses_tree());
+        assert!(dests.iter().all(|d| d.load.watch().is_none()));
+        // Counters watched by another board cannot join this one.
+        let mut many: Vec<Dest> = (0..20).map(|i| Dest::new(ip(0), i, 1)).collect();
+        let mut other = LeastTree::<Lc>::default();
+        other.update(&many[..TREE_MIN]);
+        assert!(other.uses_tree());
+        let mut fresh = Dest::new(ip(1), 1, 1);
+        let board = LoadBoard::new();
+        assert!(fresh.load.watched_by(&board));
+        many.push(fresh.clone());
+        fresh.weight = 2;
+        t.update(&many);
+        assert!(!t.uses_tree());
+        load(&many[3], 0, 0, false);
+        for d in &many {
+            load(d, 1, 0, false);
+        }
+        load(&many[7], 0, 1, false);
+        assert_eq!(t.schedule(&many), Some(7));
+    }
+}
