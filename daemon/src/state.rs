@@ -295,6 +295,33 @@ mod tests {
     }
 
     #[test]
+    fn the_sync_daemons_come_back_from_the_state_file() {
+        let dir = tempdir("daemons");
+        let st = StateDir::open(&dir).unwrap();
+        let mut a = Control::new();
+        a.reload(RULES).unwrap();
+        for line in [
+            "--start-daemon master --mcast-interface sync0 --syncid 9 --mcast-ttl 3",
+            "--start-daemon backup --mcast-interface sync1 --mcast-group 239.0.0.9",
+        ] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let cmd = xvs_control::grammar::parse(&args).unwrap();
+            let r = a.run(&cmd, None, &xvs_control::NoRuntime);
+            assert_eq!(r.code, 0, "{line}: {}", r.stderr);
+        }
+        let text = render(a.model());
+        assert!(text.contains("--start-daemon master"), "{text}");
+        // -S leaves them out, as ipvsadm.
+        assert!(!xvs_control::listing::save(a.model()).contains("daemon"));
+        st.write(&text).unwrap();
+        let mut b = Control::new();
+        load_at_start(&mut b, Some(&st), None).unwrap();
+        assert_eq!(b.model().sync_daemons, a.model().sync_daemons);
+        assert_eq!(b.model().sync_daemons.len(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_writer_writes_the_newest_text_and_everything_before_it_stops() {
         let dir = tempdir("writer");
         let st = StateDir::open(&dir).unwrap();

@@ -498,6 +498,21 @@ fn mutated_datagrams_never_panic() {
         let r = decode(&d, 0, &mut out);
         if let Ok(g) = r {
             assert_eq!(out.len(), usize::from(g.nr_conns));
+            // What was read encodes and reads back the same.
+            let conns: Vec<SyncConn> = out.iter().filter_map(|r| r.ok()).collect();
+            let mut e = Encoder::new(0, 65507);
+            for c in &conns {
+                e.push(c).unwrap();
+            }
+            if let Some(again) = e.take() {
+                let mut back = Vec::new();
+                decode(&again, 0, &mut back).unwrap();
+                for (c, b) in conns.iter().zip(&back) {
+                    let mut want = *c;
+                    want.flags = (want.flags & flags::BACKUP_MASK) | flags::SYNC;
+                    assert_eq!(b.unwrap(), want);
+                }
+            }
         } else {
             assert!(out.is_empty());
         }
