@@ -183,6 +183,9 @@ fn run_with(
     let snap = Arc::new(Snapshot::of_services(&[svc], Timeouts::default()));
     let mut p = Pipeline::new(snap, flows, DIR_MAC);
     p.set_writer(0);
+    // As xvsd runs it, with a sync port (no sync daemon: master off), so
+    // the per-packet sync count is in the figures.
+    p.set_sync(Arc::new(xvs_dataplane::sync::SyncPort::new(1)), 0);
     let now = 1_000_000_000u64;
     let step = stride(flows);
 

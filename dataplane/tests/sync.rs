@@ -501,3 +501,22 @@ fn the_packet_count_and_the_sync_flag_share_a_word_with_the_nat_data_without_tou
     t.count_in(&after, 50);
     assert_eq!(t.count_in(&new, 50), 2);
 }
+
+#[test]
+fn a_synced_tunnel_connection_is_encapsulated_to_its_real_server() {
+    let fwds = [(Fwd::Tun, TunKind::Ipip), (Fwd::Tun, TunKind::Ipip)];
+    let mut f = Fixture::new(service_with("rr", &fwds, None, 80, None), 100);
+    let port = synced(&mut f);
+    port.set_backup(true);
+    let r = SyncConn {
+        flags: flags::TUNNEL,
+        ..record(7000, 2)
+    };
+    assert_eq!(install(&mut f.pipeline, &port, S, &[r]).installed, 1);
+    let mut seg = ack(7000);
+    assert_eq!(f.pipeline.process(2 * S, &mut seg), Verdict::Tx(0));
+    assert_eq!(&seg[0..6], &rs_mac(2));
+    // IPIP: the outer header goes to the real server, protocol 4.
+    assert_eq!(seg[23], 4, "an IP-in-IP packet");
+    assert_eq!(&seg[30..34], &rip(2));
+}
