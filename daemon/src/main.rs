@@ -42,6 +42,8 @@ use xvs_dataplane::director::{Director, DirectorConfig, IfaceInfo};
 use xvs_dataplane::io::xdp;
 
 mod control_loop;
+#[allow(dead_code)]
+mod health;
 mod lock;
 mod runtime;
 mod server;
