@@ -19,7 +19,7 @@
 use std::fmt;
 
 use crate::exec::restore_args;
-use crate::grammar::{self, Command, DestSpec, ServiceSpec};
+use crate::grammar::{self, Command, DestSpec, ServiceSpec, SorrySpec};
 use crate::model::{Dest, Limits, Model, Service};
 
 /// A rules file that does not load: the 1-based line and why.
@@ -73,6 +73,13 @@ fn service_spec(s: &Service) -> ServiceSpec {
         netmask: s.netmask,
         ops: s.ops,
         pe: None,
+        check: s.check.clone(),
+        quorum: s.quorum.weight,
+        sorry: s
+            .quorum
+            .sorry
+            .map(|a| SorrySpec::Server(a.ip(), Some(a.port()))),
+        replace_checks: true,
     }
 }
 
@@ -85,6 +92,8 @@ fn dest_spec(d: &Dest) -> DestSpec {
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
         tun: d.tun,
+        check: d.check.clone(),
+        replace_checks: true,
     }
 }
 
