@@ -112,6 +112,18 @@ impl Control {
         &self.model
     }
 
+    /// Record the health checker's statuses (see [`Model::set_health`]);
+    /// true if the data plane must be given a new snapshot.
+    pub fn set_health(
+        &mut self,
+        statuses: &std::collections::HashMap<
+            xvs_config::check::ProbeKey,
+            xvs_config::check::HealthStatus,
+        >,
+    ) -> bool {
+        self.model.set_health(statuses)
+    }
+
     /// Incremented on every successful configuration change.
     pub fn generation(&self) -> u64 {
         self.model.generation

@@ -17,18 +17,34 @@
 //! the state file writer ([`crate::state`]), so that they survive a restart,
 //! without making xvsadm's answer wait for the disk; and on SIGHUP it
 //! reloads the rules by difference.
+//!
+//! It also drives the health checker ([`crate::health`]): after every
+//! configuration change it hands the checker the probes the model needs
+//! (unchanged probes keep their state), and it applies the statuses the
+//! checker reports to the model, publishing a new snapshot when that
+//! changes what the workers schedule (a server down or up again, a
+//! dynamic weight, the sorry server). Reports are taken in batches, at
+//! most every 100 ms, so a burst of results costs one publish.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use xvs_config::check::{CheckKind, HealthStatus, ProbeKey};
+use xvs_config::svc::{Fwd, SvcKey};
 use xvs_control::grammar::{self, Command};
+use xvs_control::model::Model;
 use xvs_control::proto::{Reply, Request, Response};
 use xvs_control::{metrics, Control};
 use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::director::Director;
+use xvs_dataplane::neigh::NeighTable;
+
+use crate::health::{Engine, ProbeCtx, Report, Target, VipPath};
 
 use crate::runtime::{dataplane_stats, Live};
 use crate::server::Job;
@@ -65,6 +81,48 @@ fn refused_by_dataplane(e: &std::io::Error) -> Response {
     Response::fail(255, format_args!("{what}: {e}; nothing changed"))
 }
 
+/// The health checker as the control thread sees it.
+struct Checks {
+    engine: Engine,
+    reports: Receiver<Report>,
+    /// The last status of every running probe.
+    statuses: HashMap<ProbeKey, HealthStatus>,
+    /// The model generation the running probes were taken from.
+    generation: Option<u64>,
+}
+
+/// What the checker must run for `model`: its probes, each with the first
+/// service it serves (for `exec` arguments) and, for `vip` checks, the
+/// way to the server (its forwarding method; for direct routing, the
+/// next-hop cell the data plane keeps for it).
+pub fn probe_targets(model: &Model, neigh: &NeighTable) -> Vec<Target> {
+    model
+        .probes()
+        .into_iter()
+        .map(|(key, users)| {
+            let service = users.first().map(|(svc, _, _)| match *svc {
+                SvcKey::Addr { vip, port, .. } => (vip.to_string(), port),
+                SvcKey::Fwmark { mark, .. } => (format!("fwmark:{mark}"), 0),
+            });
+            let mut path = VipPath::None;
+            if key.spec.kind == CheckKind::Vip {
+                let fwd = users.iter().find_map(|(svc, addr, port)| {
+                    Some(model.service(svc)?.dest(*addr, *port)?.fwd)
+                });
+                path = match (fwd, key.addr) {
+                    (Some(Fwd::Dr), IpAddr::V4(a)) => VipPath::Dr(neigh.cell(a)),
+                    (Some(Fwd::Tun), _) => VipPath::Tun,
+                    _ => VipPath::None,
+                };
+            }
+            Target {
+                key,
+                ctx: ProbeCtx { service, path },
+            }
+        })
+        .collect()
+}
+
 /// The control thread's state.
 pub struct ControlLoop {
     /// The configuration and its executor.
@@ -88,6 +146,8 @@ pub struct ControlLoop {
     /// The rules file a reload reads (`--config`); without one, a reload
     /// re-reads the state file.
     reload_from: Option<PathBuf>,
+    /// The health checker, once started.
+    checks: Option<Checks>,
 }
 
 impl ControlLoop {
@@ -105,6 +165,92 @@ impl ControlLoop {
             writer: None,
             saved: 0,
             reload_from: None,
+            checks: None,
+        }
+    }
+
+    /// Start the health checker; from now on the loop keeps its probes in
+    /// line with the configuration and applies what it reports.
+    pub fn start_checks(&mut self) -> std::io::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let engine = Engine::start(tx)?;
+        self.checks = Some(Checks {
+            engine,
+            reports: rx,
+            statuses: HashMap::new(),
+            generation: None,
+        });
+        self.sync_checks();
+        Ok(())
+    }
+
+    /// Hand the checker the model's probes if the configuration changed
+    /// since the last time (statuses of probes no longer needed go).
+    fn sync_checks(&mut self) {
+        let generation = self.control.generation();
+        let Some(c) = &mut self.checks else {
+            return;
+        };
+        if c.generation == Some(generation) {
+            return;
+        }
+        c.generation = Some(generation);
+        let targets = probe_targets(self.control.model(), self.director.neigh());
+        let keys: std::collections::HashSet<&ProbeKey> = targets.iter().map(|t| &t.key).collect();
+        c.statuses.retain(|k, _| keys.contains(k));
+        c.engine.reconcile(targets);
+        // Servers a change added have no status yet (down until their
+        // checks pass); the others keep theirs.
+        self.apply_health(true);
+    }
+
+    /// Apply the checker's reports that arrived since the last call (all
+    /// statuses again if `force`) to the model; publish if the workers
+    /// must schedule differently. If the data plane refuses that, the
+    /// model goes back to the statuses it had.
+    fn apply_health(&mut self, force: bool) {
+        let Some(c) = &mut self.checks else {
+            return;
+        };
+        let before = c.statuses.clone();
+        let mut any = false;
+        while let Ok((key, status)) = c.reports.try_recv() {
+            any = true;
+            c.statuses.insert(key, status);
+        }
+        if !any && !force {
+            return;
+        }
+        // A change of what the workers schedule moves the model's
+        // generation: the snapshot goes out through the same publish as a
+        // command's.
+        if self.control.set_health(&c.statuses) {
+            if let Err(e) = self.publish() {
+                eprintln!(
+                    "xvsd: cannot program the steering map after a health change: {e}; \
+                     the previous statuses stay in force"
+                );
+                if let Some(c) = &mut self.checks {
+                    c.statuses = before;
+                    self.control.set_health(&c.statuses);
+                    self.published = self.control.generation();
+                }
+            }
+        }
+    }
+
+    /// After the model was put back from a copy: hand the checker its
+    /// probes and the model the statuses again on the next turn.
+    fn resync_checks(&mut self) {
+        if let Some(c) = &mut self.checks {
+            c.generation = None;
+        }
+    }
+
+    /// Stop the health checker (at exit).
+    pub fn stop_checks(&mut self) {
+        if let Some(c) = self.checks.take() {
+            c.engine.stop();
         }
     }
 
@@ -201,6 +347,7 @@ impl ControlLoop {
             if let Err(e) = self.publish() {
                 eprintln!("xvsd: reload: cannot program the steering map: {e}; nothing changed");
                 self.control = before;
+                self.resync_checks();
                 self.published = self.control.generation();
             }
         }
@@ -219,6 +366,7 @@ impl ControlLoop {
 
     /// The data plane, to stop it (after writing the last rules).
     pub fn into_director(mut self) -> Director {
+        self.stop_checks();
         self.finish_state();
         self.director
     }
@@ -257,6 +405,8 @@ impl ControlLoop {
                 eprintln!("xvsd: SIGHUP: reload");
                 self.reload();
             }
+            self.sync_checks();
+            self.apply_health(false);
             let now = Instant::now();
             if now >= next_tick {
                 self.control.tick(now);
@@ -320,6 +470,7 @@ impl ControlLoop {
                     eprintln!("xvsd: cannot program the steering map: {e}; batch undone");
                     if let Some(old) = before.take() {
                         self.control = old;
+                        self.resync_checks();
                         self.published = self.control.generation();
                     }
                     for (resp, changed, _) in batch.iter_mut() {

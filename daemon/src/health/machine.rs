@@ -36,6 +36,7 @@ impl Machine {
                 latency_us: 0,
                 weight: None,
                 transitions: 0,
+                latency: Default::default(),
             },
             streak: 0,
         }
@@ -50,6 +51,7 @@ impl Machine {
     /// of a state change (`UP -> FALLING: connect: ...`), if any.
     pub fn record(&mut self, spec: &CheckSpec, outcome: &Outcome, us: u64) -> Option<String> {
         self.status.latency_us = us;
+        self.status.latency.record(us);
         let ok = outcome.is_ok();
         match outcome {
             Ok(w) => {
@@ -153,6 +155,7 @@ mod tests {
         );
         assert_eq!(m.status().transitions, 8);
         assert_eq!(m.status().last, "refused");
+        assert_eq!(m.status().latency.count(), 10);
     }
 
     #[test]

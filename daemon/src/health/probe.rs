@@ -56,37 +56,9 @@ fn timed_out(e: &io::Error) -> bool {
     )
 }
 
-/// `--check-send`'s escapes: `\n`, `\r`, `\t`, `\0`, `\xHH`, `\\`; any
-/// other backslash stays as written.
-pub fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' || i + 1 == b.len() {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        let (byte, used) = match b[i + 1] {
-            b'n' => (b'\n', 2),
-            b'r' => (b'\r', 2),
-            b't' => (b'\t', 2),
-            b'0' => (0, 2),
-            b'\\' => (b'\\', 2),
-            b'x' => match s
-                .get(i + 2..i + 4)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(v) => (v, 4),
-                None => (b'\\', 1),
-            },
-            _ => (b'\\', 1),
-        };
-        out.push(byte);
-        i += used;
-    }
-    out
+/// The bytes `--check-send`/`--check-receive` stand for.
+fn bytes(s: &str) -> Result<Vec<u8>, String> {
+    xvs_config::check::unescape(s)
 }
 
 fn regex(spec: &CheckSpec) -> Result<Option<Regex>, String> {
@@ -177,12 +149,12 @@ fn tcp(addr: SocketAddr, spec: &CheckSpec, deadline: Instant) -> Outcome {
     let re = regex(spec)?;
     let mut s = connect(addr, deadline)?;
     if let Some(send) = &spec.send {
-        send_all(&mut s, &unescape(send), deadline)?;
+        send_all(&mut s, &bytes(send)?, deadline)?;
     }
     if spec.receive.is_none() && re.is_none() {
         return Ok(None);
     }
-    let receive = spec.receive.as_deref().map(unescape);
+    let receive = spec.receive.as_deref().map(bytes).transpose()?;
     let matches = |b: &[u8]| reply_matches(b, receive.as_deref(), re.as_ref());
     let reply = read_reply(&mut s, deadline, matches)?;
     if matches(&reply) {
@@ -320,9 +292,14 @@ fn udp(addr: SocketAddr, spec: &CheckSpec, deadline: Instant) -> Outcome {
     };
     let s = UdpSocket::bind(local).map_err(|e| format!("socket: {e}"))?;
     s.connect(addr).map_err(|e| format!("connect: {e}"))?;
-    let payload = spec.send.as_deref().map(unescape).unwrap_or_default();
+    let payload = spec
+        .send
+        .as_deref()
+        .map(bytes)
+        .transpose()?
+        .unwrap_or_default();
     s.send(&payload).map_err(|e| format!("send: {e}"))?;
-    let receive = spec.receive.as_deref().map(unescape);
+    let receive = spec.receive.as_deref().map(bytes).transpose()?;
     let expect_reply = receive.is_some() || re.is_some();
     let mut buf = vec![0u8; 65536];
     loop {
@@ -462,12 +439,6 @@ mod tests {
             }
         });
         addr
-    }
-
-    #[test]
-    fn escapes() {
-        assert_eq!(unescape(r"a\r\n\x41\\\q\"), b"a\r\nA\\\\q\\");
-        assert_eq!(unescape(r"\xZZ"), b"\\xZZ");
     }
 
     #[test]
