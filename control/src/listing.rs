@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use xvs_config::check::CheckConf;
 use xvs_config::stats::CounterValues;
 use xvs_config::svc::{Fwd, SvcKey};
 use xvs_scheduler::{SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3};
@@ -445,6 +446,13 @@ fn push_rules(out: &mut String, s: &Service) {
     if s.ops {
         out.push_str(" -o");
     }
+    push_check_rules(out, &s.check);
+    if let Some(q) = s.quorum.weight {
+        let _ = write!(out, " --quorum {q}");
+    }
+    if let Some(at) = s.quorum.sorry {
+        let _ = write!(out, " --sorry-server {}", addr_port(at.ip(), at.port()));
+    }
     out.push('\n');
     for d in ordered_dests(s, false) {
         let _ = write!(
@@ -469,8 +477,49 @@ fn push_rules(out: &mut String, s: &Service) {
                 let _ = write!(out, " {}", d.tun.csum.option());
             }
         }
+        push_check_rules(out, &d.check);
         out.push('\n');
     }
+}
+
+/// A value as a rules file holds it: as is when it is one plain word,
+/// else in single quotes (a quote inside as `'\\''`), which
+/// [`crate::exec`]'s reading of rules undoes.
+pub fn quote(v: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '\\' | '#'));
+    if plain {
+        v.into()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''")).into()
+    }
+}
+
+/// The check options given on one level, as `-S` writes them.
+fn push_check_rules(out: &mut String, c: &CheckConf) {
+    let mut opt = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            let _ = write!(out, " --{name} {}", quote(&v));
+        }
+    };
+    opt("check", c.kind.map(|k| k.name().to_string()));
+    opt("check-port", c.port.map(|p| p.to_string()));
+    opt("check-path", c.path.clone());
+    opt("check-host", c.host.clone());
+    opt("check-method", c.method.map(|m| m.name().to_string()));
+    opt("check-expect", c.expect.as_ref().map(|e| e.to_string()));
+    opt("check-regex", c.regex.clone());
+    opt("check-send", c.send.clone());
+    opt("check-receive", c.receive.clone());
+    opt("check-cmd", c.cmd.clone());
+    opt("check-ca", c.ca.clone());
+    opt("check-interval", c.interval.map(|v| v.to_string()));
+    opt("check-timeout", c.timeout.map(|v| v.to_string()));
+    opt("check-rise", c.rise.map(|v| v.to_string()));
+    opt("check-fall", c.fall.map(|v| v.to_string()));
+    opt("check-on-fail", c.on_fail.map(|f| f.name().to_string()));
 }
 
 /// `-S`: the table as rules `-R` reads back, in ipvsadm's sorted order
