@@ -156,6 +156,19 @@ impl Control {
         &self.model
     }
 
+    /// Record the health checker's results ([`Model::set_health`]):
+    /// returns whether the data plane must change, in which case the
+    /// generation has moved on.
+    pub fn set_health(
+        &mut self,
+        statuses: &std::collections::HashMap<
+            xvs_config::check::ProbeKey,
+            xvs_config::check::HealthStatus,
+        >,
+    ) -> bool {
+        self.model.set_health(statuses)
+    }
+
     /// Incremented on every successful configuration change.
     pub fn generation(&self) -> u64 {
         self.model.generation
@@ -217,6 +230,23 @@ impl Control {
                 }
             }
             Command::List { opts, .. } if opts.dataplane => Response::ok(rt.dataplane()),
+            Command::List { svc, opts } if opts.check => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                match svc {
+                    Some(key) => match listing::list_checks(&self.model, key, opts.nosort, now) {
+                        Ok(out) => Response::ok(out),
+                        Err(e) => Response::fail(1, e),
+                    },
+                    None => Response::ok(listing::list_checks_all(
+                        &self.model,
+                        opts.nosort,
+                        self.conn_tab_size,
+                        now,
+                    )),
+                }
+            }
             Command::List { svc, opts } => {
                 if opts.connection {
                     Response::ok(listing::list_conns(&rt.connections(), opts.persistent_conn))
