@@ -337,6 +337,17 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
             _ => {}
         }
     }
+    // -L --check is a listing of its own: not with another one.
+    if cmd == Cmd::List && raw.has(Opt::ListCheck) {
+        for other in [Opt::Connection, Opt::Timeout, Opt::Daemon, Opt::Dataplane] {
+            if raw.has(other) {
+                return err(format!(
+                    "The option 'check' can't be used with '{}'",
+                    other.name()
+                ));
+            }
+        }
+    }
     // Bare values belong to --set only.
     let mut positional = raw.positional.iter();
     if cmd == Cmd::Timeout {

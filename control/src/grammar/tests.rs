@@ -498,6 +498,10 @@ fn check_option_messages() {
             "multiple 'check' options specified",
         ),
         ("-L --check tcp", "unexpected argument `tcp'"),
+        (
+            "-L -c --check",
+            "The option 'check' can't be used with 'connection'",
+        ),
     ];
     for (line, want) in table {
         assert_eq!(&msg(line), want, "for {line:?}");
