@@ -26,7 +26,7 @@
 //! dynamic weight, the sorry server). Reports are taken in batches, at
 //! most every 100 ms, so a burst of results costs one publish.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +85,8 @@ fn refused_by_dataplane(e: &std::io::Error) -> Response {
 struct Checks {
     engine: Engine,
     reports: Receiver<Report>,
+    /// The probes running.
+    keys: HashSet<ProbeKey>,
     /// The last status of every running probe.
     statuses: HashMap<ProbeKey, HealthStatus>,
     /// The model generation the running probes were taken from.
@@ -177,6 +179,7 @@ impl ControlLoop {
         self.checks = Some(Checks {
             engine,
             reports: rx,
+            keys: HashSet::new(),
             statuses: HashMap::new(),
             generation: None,
         });
@@ -196,8 +199,8 @@ impl ControlLoop {
         }
         c.generation = Some(generation);
         let targets = probe_targets(self.control.model(), self.director.neigh());
-        let keys: std::collections::HashSet<&ProbeKey> = targets.iter().map(|t| &t.key).collect();
-        c.statuses.retain(|k, _| keys.contains(k));
+        c.keys = targets.iter().map(|t| t.key.clone()).collect();
+        c.statuses.retain(|k, _| c.keys.contains(k));
         c.engine.reconcile(targets);
         // Servers a change added have no status yet (down until their
         // checks pass); the others keep theirs.
@@ -212,15 +215,17 @@ impl ControlLoop {
         let Some(c) = &mut self.checks else {
             return;
         };
-        let before = c.statuses.clone();
-        let mut any = false;
-        while let Ok((key, status)) = c.reports.try_recv() {
-            any = true;
-            c.statuses.insert(key, status);
-        }
-        if !any && !force {
+        // A report of a probe stopped meanwhile is dropped.
+        let fresh: Vec<Report> = c
+            .reports
+            .try_iter()
+            .filter(|(k, _)| c.keys.contains(k))
+            .collect();
+        if fresh.is_empty() && !force {
             return;
         }
+        let before = c.statuses.clone();
+        c.statuses.extend(fresh);
         // A change of what the workers schedule moves the model's
         // generation: the snapshot goes out through the same publish as a
         // command's.
