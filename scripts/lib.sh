@@ -12,9 +12,10 @@ XVS_BIN="${XVS_BIN_DIR:-$XVS_ROOT/target/release}"
 
 # Debian packages: xsk-rs builds libxdp/libbpf from source (clang ... gcc);
 # the tests and the demo need ip, ping, ethtool; bpftool helps debugging;
-# `xvs-bench compare` (and its smoke test) runs nftables DNAT as the peer.
+# `xvs-bench compare` (and its smoke test) runs nftables DNAT as the peer;
+# the https health check's test makes its certificates and server with openssl.
 XVS_PACKAGES=(clang llvm linux-libc-dev libc6-dev libelf-dev libpcap-dev m4 zlib1g-dev pkg-config make gcc
-    iproute2 iputils-ping ethtool bpftool nftables procps util-linux)
+    iproute2 iputils-ping ethtool bpftool nftables procps util-linux openssl)
 
 xvs_log() { echo "==> $*" >&2; }
 xvs_die() { echo "ERROR: $*" >&2; exit 1; }

@@ -398,7 +398,7 @@ fn exec(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use xvs_config::check::{CheckConf, StatusSet};
 
     fn spec(f: impl FnOnce(&mut CheckConf)) -> CheckSpec {
@@ -562,5 +562,142 @@ mod tests {
         let e = run(&exec("sleep 5; exit 0"), &ctx, t).unwrap_err();
         assert_eq!(e, "timeout: command killed");
         assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Runs `openssl ARGS` in `dir`, panicking with its stderr on failure.
+    fn openssl(dir: &std::path::Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl (scripts/lib.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A CA, a certificate it signed for `checked.test`, and another CA.
+    fn pki(dir: &std::path::Path) {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for ca in ["ca", "other"] {
+            let (key, pem, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.pem"),
+                format!("/CN=xvs {ca}"),
+            );
+            let mut a = vec!["req", "-x509"];
+            a.extend(ec);
+            a.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+            openssl(dir, &a);
+        }
+        let mut a = vec!["req"];
+        a.extend(ec);
+        a.extend([
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=checked.test",
+        ]);
+        openssl(dir, &a);
+        std::fs::write(dir.join("ext"), "subjectAltName=DNS:checked.test\n").unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+    }
+
+    /// Kills the TLS server and removes its files on drop.
+    struct TlsServer(std::process::Child, std::path::PathBuf);
+
+    impl Drop for TlsServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+
+    #[test]
+    fn https_without_and_with_a_ca() {
+        let dir = std::env::temp_dir().join(format!("xvs-https-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        pki(&dir);
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let accept = format!("127.0.0.1:{port}");
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &accept])
+            .args(["-cert", "leaf.pem", "-key", "leaf.key"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let _server = TlsServer(child, dir.clone());
+        let addr: SocketAddr = accept.parse().unwrap();
+        let t0 = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "s_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ctx = ProbeCtx::default();
+        let ca = dir.join("ca.pem").display().to_string();
+        let other = dir.join("other.pem").display().to_string();
+        let https = |host: Option<&str>, ca: Option<&str>| {
+            let (host, ca) = (host.map(str::to_string), ca.map(str::to_string));
+            key(
+                addr,
+                spec(move |c| {
+                    c.kind = Some(CheckKind::Https);
+                    c.host = host;
+                    c.ca = ca;
+                    c.regex = Some("s_server".into());
+                }),
+            )
+        };
+        // No CA: any certificate; the page (s_server's status) matches.
+        assert_eq!(run(&https(None, None), &ctx, soon()), Ok(None));
+        assert_eq!(
+            run(&https(Some("checked.test"), Some(&ca)), &ctx, soon()),
+            Ok(None)
+        );
+        let e = run(&https(Some("wrong.test"), Some(&ca)), &ctx, soon()).unwrap_err();
+        assert!(e.contains("certificate"), "{e}");
+        let e = run(&https(Some("checked.test"), Some(&other)), &ctx, soon()).unwrap_err();
+        assert!(e.contains("certificate"), "{e}");
     }
 }
