@@ -108,12 +108,12 @@ pub fn probe_targets(model: &Model, neigh: &NeighTable) -> Vec<Target> {
             });
             let mut path = VipPath::None;
             if key.spec.kind == CheckKind::Vip {
-                let fwd = users.iter().find_map(|(svc, addr, port)| {
-                    Some(model.service(svc)?.dest(*addr, *port)?.fwd)
-                });
-                path = match (fwd, key.addr) {
-                    (Some(Fwd::Dr), IpAddr::V4(a)) => VipPath::Dr(neigh.cell(a)),
-                    (Some(Fwd::Tun), _) => VipPath::Tun,
+                let dest = users
+                    .iter()
+                    .find_map(|(svc, addr, port)| model.service(svc)?.dest(*addr, *port));
+                path = match (dest.map(|d| (d.fwd, d.tun.kind())), key.addr) {
+                    (Some((Fwd::Dr, _)), IpAddr::V4(a)) => VipPath::Dr(neigh.cell(a)),
+                    (Some((Fwd::Tun, kind)), _) => VipPath::Tun(kind),
                     _ => VipPath::None,
                 };
             }

@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use xvs_config::check::{CheckKind, HealthStatus, ProbeKey};
+use xvs_config::tun::TunKind;
 use xvs_dataplane::svc::NeighCell;
 
 use machine::Machine;
@@ -47,8 +48,9 @@ pub enum VipPath {
     /// Direct routing: an Ethernet frame to the server's MAC, out of the
     /// interface the route to it names (both from this cell).
     Dr(Arc<NeighCell>),
-    /// IP-in-IP to the server, as a tunnel service sends.
-    Tun,
+    /// Encapsulated to the server as the data plane tunnels to it
+    /// (IP-in-IP, GUE or GRE).
+    Tun(TunKind),
 }
 
 /// What a probe needs besides its key.

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use xvs_config::check::ProbeKey;
+use xvs_config::tun::TunKind;
 use xvs_dataplane::io::rawsock::{PacketSocket, RawIpv4Socket};
 
 use super::probe::{left, Outcome};
@@ -122,6 +123,25 @@ pub fn syn_answer(
     }
 }
 
+/// What goes to the server for an inner packet `inner` in tunnel `kind`:
+/// the IP protocol of the outer packet (`None`: UDP, GUE) and its payload
+/// (the outer IPv4 header is the kernel's, as the UDP header for GUE).
+pub fn encapsulate(kind: TunKind, inner: Vec<u8>) -> (Option<u8>, Vec<u8>) {
+    let with = |header: &[u8]| {
+        let mut v = Vec::with_capacity(header.len() + inner.len());
+        v.extend_from_slice(header);
+        v.extend_from_slice(&inner);
+        v
+    };
+    match kind {
+        TunKind::Ipip => (Some(4), inner),
+        // Flags and version 0, protocol type IPv4 (RFC 2784).
+        TunKind::Gre => (Some(47), with(&[0, 0, 0x08, 0x00])),
+        // GUE version 0, data, no options, proto/ctype 4 (IPv4).
+        TunKind::Gue { .. } => (None, with(&[0, 4, 0, 0])),
+    }
+}
+
 /// The `vip` probe of `key` along `ctx.path`.
 pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
     let (IpAddr::V4(rip), Some((IpAddr::V4(vip), vport))) = (key.addr, key.vip) else {
@@ -169,7 +189,7 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
                 }
             }
         }
-        VipPath::Tun => {
+        VipPath::Tun(kind) => {
             // The route's source address towards the server, as the
             // tunnel's outer source is.
             let src = {
@@ -183,9 +203,20 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
             };
             // Open the receiving side first: the answer may be quick.
             let rx = RawIpv4Socket::open(6).map_err(|e| format!("raw socket: {e}"))?;
-            let tx = RawIpv4Socket::open(4).map_err(|e| format!("raw socket: {e}"))?;
-            tx.send_to(&syn_packet(src, vip, sport, vport, seq), rip)
-                .map_err(|e| format!("send: {e}"))?;
+            let (proto, payload) = encapsulate(*kind, syn_packet(src, vip, sport, vport, seq));
+            match (kind, proto) {
+                (TunKind::Gue { port, .. }, _) => {
+                    let u = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("socket: {e}"))?;
+                    u.send_to(&payload, SocketAddr::new(IpAddr::V4(rip), *port))
+                        .map_err(|e| format!("send: {e}"))?;
+                }
+                (_, Some(proto)) => {
+                    let tx = RawIpv4Socket::open(proto).map_err(|e| format!("raw socket: {e}"))?;
+                    tx.send_to(&payload, rip)
+                        .map_err(|e| format!("send: {e}"))?;
+                }
+                (_, None) => return Err("no tunnel protocol".into()),
+            }
             let mut buf = vec![0u8; 2048];
             loop {
                 let t = left(deadline)
@@ -312,6 +343,26 @@ mod tests {
         assert_eq!(syn_answer(&a, vip, 80, src, 40000), Some("RST"));
         assert_eq!(syn_answer(&a, vip, 80, src, 40001), None, "another probe's");
         assert_eq!(syn_answer(&p, vip, 80, src, 40000), None, "our own SYN");
+    }
+
+    #[test]
+    fn tunnels_wrap_the_syn_as_the_data_plane_does() {
+        let inner = syn_packet(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 1, 2, 3);
+        assert_eq!(
+            encapsulate(TunKind::Ipip, inner.clone()),
+            (Some(4), inner.clone())
+        );
+        let (p, gre) = encapsulate(TunKind::Gre, inner.clone());
+        assert_eq!(
+            (p, &gre[..4], &gre[4..]),
+            (Some(47), &[0, 0, 8, 0][..], &inner[..])
+        );
+        let gue = TunKind::Gue {
+            port: 6080,
+            checksum: true,
+        };
+        let (p, g) = encapsulate(gue, inner.clone());
+        assert_eq!((p, &g[..4], &g[4..]), (None, &[0, 4, 0, 0][..], &inner[..]));
     }
 
     #[test]
