@@ -113,7 +113,7 @@ pub fn probe_targets(model: &Model, neigh: &NeighTable) -> Vec<Target> {
                     .find_map(|(svc, addr, port)| model.service(svc)?.dest(*addr, *port));
                 path = match (dest.map(|d| (d.fwd, d.tun.kind())), key.addr) {
                     (Some((Fwd::Dr, _)), IpAddr::V4(a)) => VipPath::Dr(neigh.cell(a)),
-                    (Some((Fwd::Tun, kind)), _) => VipPath::Tun(kind),
+                    (Some((Fwd::Tun, kind)), IpAddr::V4(a)) => VipPath::Tun(kind, neigh.cell(a)),
                     _ => VipPath::None,
                 };
             }

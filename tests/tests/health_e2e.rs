@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
+use xvs_tests::lans::{TunLan, TunType, GUE_PORT};
 use xvs_tests::listing;
 use xvs_tests::netns::{self, DrLan, Proc};
 use xvs_tests::node::{ClientSummary, Lines};
@@ -401,6 +402,76 @@ fn vip_check_finds_a_dr_server_without_the_vip() {
     wait_weights(&xvsd, &svc, Duration::from_secs(3), "rs3 up", |w| {
         w.get(&addrs[2]) == Some(&1)
     });
+}
+
+/// `vip` through tunnels: the SYN goes in each server's GUE tunnel;
+/// the server without the VIP on `lo` is down, the others up.
+#[test]
+fn vip_check_reaches_tun_servers_through_their_tunnel() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let _servers: Vec<Proc> = lan.rs.iter().map(|h| checkd(h, "80", None)).collect();
+    let vip_lo = format!("{}/32", lan.vip);
+    lan.rs[2].exec_ok(&["ip", "addr", "del", &vip_lo, "dev", "lo"]);
+    let svc = format!("{}:80", lan.vip);
+    xvsd.adm_ok(&[
+        "-A",
+        "-t",
+        &svc,
+        "-s",
+        "rr",
+        "--check",
+        "vip",
+        "--check-interval",
+        "1",
+        "--check-timeout",
+        "1",
+        "--check-rise",
+        "1",
+        "--check-fall",
+        "1",
+    ]);
+    let port = GUE_PORT.to_string();
+    for h in &lan.rs {
+        xvsd.adm_ok(&[
+            "-a",
+            "-t",
+            &svc,
+            "-r",
+            &h.ip.to_string(),
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &port,
+        ]);
+    }
+    let addrs: Vec<String> = (0..3).map(|i| rs_addr(&lan, i, 80)).collect();
+    wait_weights(&xvsd, &svc, Duration::from_secs(4), "rs1, rs2 up", |w| {
+        w.get(&addrs[0]) == Some(&1) && w.get(&addrs[1]) == Some(&1)
+    });
+    let t0 = Instant::now();
+    loop {
+        let check = xvsd.adm_ok(&["-Ln", "--check"]);
+        let line = check
+            .lines()
+            .find(|l| l.contains(addrs[2].as_str()))
+            .unwrap_or_else(|| panic!("{} not in -Ln --check:\n{check}", addrs[2]));
+        if line.contains("no answer") {
+            assert!(line.contains("DOWN"), "{line}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(4),
+            "rs3 not probed:\n{check}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = clients(&lan, &svc, 20);
+    assert_eq!((s.ok, s.failed, s.count("rs3")), (20, 0, 0), "{s:?}");
 }
 
 /// All servers down: new connections go to the sorry server; one back:

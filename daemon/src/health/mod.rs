@@ -49,8 +49,9 @@ pub enum VipPath {
     /// interface the route to it names (both from this cell).
     Dr(Arc<NeighCell>),
     /// Encapsulated to the server as the data plane tunnels to it
-    /// (IP-in-IP, GUE or GRE).
-    Tun(TunKind),
+    /// (IP-in-IP, GUE or GRE); the answer is awaited on the interface
+    /// the route to the server (this cell) names.
+    Tun(TunKind, Arc<NeighCell>),
 }
 
 /// What a probe needs besides its key.

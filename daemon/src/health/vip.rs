@@ -4,11 +4,12 @@
 //! The director's kernel cannot send to the VIP through a chosen server:
 //! the VIP is the director's own address. So the SYN is written by hand
 //! and put on the wire addressed to the server's MAC (direct routing) or
-//! inside an IP-in-IP packet to the server's address (tunnelling), the way
-//! the data plane forwards a client's SYN. Only a server that really
-//! accepts the VIP (VIP on `lo`, right `arp_ignore`/`rp_filter`) answers,
-//! from the VIP, with a SYN-ACK or a RST; the director's kernel, which
-//! has no socket for it, resets the half-open connection.
+//! inside the server's tunnel (IP-in-IP, GUE or GRE), the way the data
+//! plane forwards a client's SYN. Only a server that really accepts the
+//! VIP (VIP on `lo`, right `arp_ignore`/`rp_filter`) answers, from the VIP,
+//! with a SYN-ACK or a RST. That answer is read off the interface with a
+//! packet socket (the kernel drops it: its source is one of our own
+//! addresses), and a SYN-ACK is closed with a RST sent the same way.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -60,14 +61,33 @@ pub fn checksum(parts: &[&[u8]]) -> u16 {
 /// An IPv4 packet `src` → `dst` carrying a TCP SYN `sport` → `dport` with
 /// sequence number `seq` (MSS option 1460), checksums filled in.
 pub fn syn_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
-    let mut tcp = [0u8; 24];
+    tcp_packet(src, dst, sport, dport, seq, TCP_SYN)
+}
+
+/// The RST that closes what our SYN opened on the server (sequence
+/// number `seq` + 1, as its SYN-ACK acknowledges).
+pub fn rst_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    tcp_packet(src, dst, sport, dport, seq.wrapping_add(1), TCP_RST)
+}
+
+fn tcp_packet(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    flags: u8,
+) -> Vec<u8> {
+    let mut tcp = vec![0u8; if flags == TCP_SYN { 24 } else { 20 }];
     tcp[0..2].copy_from_slice(&sport.to_be_bytes());
     tcp[2..4].copy_from_slice(&dport.to_be_bytes());
     tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    tcp[12] = 6 << 4; // 24 bytes of header
-    tcp[13] = TCP_SYN;
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+    tcp[12] = ((tcp.len() / 4) as u8) << 4;
+    tcp[13] = flags;
+    if flags == TCP_SYN {
+        tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+    }
     let mut pseudo = [0u8; 12];
     pseudo[0..4].copy_from_slice(&src.octets());
     pseudo[4..8].copy_from_slice(&dst.octets());
@@ -150,89 +170,80 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
     let vport = key.spec.port.unwrap_or(vport);
     let sport = 32768 + (serial() % 28000) as u16;
     let seq = serial();
-    match &ctx.path {
-        VipPath::None => Err("vip checks need a direct-routing or tunnel server".into()),
-        VipPath::Dr(cell) => {
-            let oif = cell
-                .oif()
-                .ok_or("no route to the server on a served interface")?;
-            let mac = cell.mac().ok_or("the server's MAC is not resolved yet")?;
-            let src = cell.src().ok_or("no source address towards the server")?;
-            let ifname = ifname(oif)?;
-            let ours = iface_mac(&ifname)?;
-            let sock =
-                PacketSocket::bind(&ifname, ETH_P_IP).map_err(|e| format!("packet socket: {e}"))?;
-            let mut frame = Vec::with_capacity(14 + 44);
-            frame.extend_from_slice(&mac);
-            frame.extend_from_slice(&ours);
-            frame.extend_from_slice(&ETH_P_IP.to_be_bytes());
-            frame.extend_from_slice(&syn_packet(src, vip, sport, vport, seq));
-            sock.send(&frame).map_err(|e| format!("send: {e}"))?;
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let t = left(deadline)
-                    .map_err(|_| format!("no answer from {vip}:{vport} via {rip}"))?;
-                sock.set_read_timeout(Some(t))
-                    .map_err(|e| format!("receive: {e}"))?;
-                match sock.recv_incoming(&mut buf) {
-                    Ok(n)
-                        if n > 14 && buf[6..12] == mac && buf[12..14] == ETH_P_IP.to_be_bytes() =>
-                    {
-                        if let Some(what) = syn_answer(&buf[14..n], vip, vport, src, sport) {
-                            let _ = what;
-                            return Ok(None);
-                        }
+    let cell = match &ctx.path {
+        VipPath::None => return Err("vip checks need a direct-routing or tunnel server".into()),
+        VipPath::Dr(cell) | VipPath::Tun(_, cell) => cell,
+    };
+    let oif = cell
+        .oif()
+        .ok_or("no route to the server on a served interface")?;
+    let src = cell.src().ok_or("no source address towards the server")?;
+    let ifname = ifname(oif)?;
+    // The answer comes from the VIP, one of the director's own addresses:
+    // the kernel drops it as a martian before any IP socket could see it,
+    // so it is read off the interface, where the SYN-ACK arrives.
+    let sock = PacketSocket::bind(&ifname, ETH_P_IP).map_err(|e| format!("packet socket: {e}"))?;
+    let server_mac = match &ctx.path {
+        VipPath::Tun(..) => None,
+        _ => Some(cell.mac().ok_or("the server's MAC is not resolved yet")?),
+    };
+    let our_mac = iface_mac(&ifname)?;
+    // A packet to the VIP through this server, as the data plane sends a
+    // client's: in a frame to its MAC, or in its tunnel.
+    let send = |pkt: Vec<u8>| -> Result<(), String> {
+        let sent = match (&ctx.path, server_mac) {
+            (VipPath::Tun(kind, _), _) => match (kind, encapsulate(*kind, pkt)) {
+                (TunKind::Gue { port, .. }, (_, payload)) => UdpSocket::bind("0.0.0.0:0")
+                    .and_then(|u| u.send_to(&payload, SocketAddr::new(IpAddr::V4(rip), *port))),
+                (_, (Some(proto), payload)) => {
+                    RawIpv4Socket::open(proto).and_then(|tx| tx.send_to(&payload, rip))
+                }
+                (_, (None, _)) => return Err("no tunnel protocol".into()),
+            },
+            (_, Some(mac)) => {
+                let mut frame = Vec::with_capacity(14 + pkt.len());
+                frame.extend_from_slice(&mac);
+                frame.extend_from_slice(&our_mac);
+                frame.extend_from_slice(&ETH_P_IP.to_be_bytes());
+                frame.extend_from_slice(&pkt);
+                sock.send(&frame)
+            }
+            (_, None) => return Err("no way to the server".into()),
+        };
+        sent.map(|_| ()).map_err(|e| format!("send: {e}"))
+    };
+    send(syn_packet(src, vip, sport, vport, seq))?;
+    let via = if server_mac.is_some() {
+        "via"
+    } else {
+        "via tunnel to"
+    };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let t = left(deadline).map_err(|_| format!("no answer from {vip}:{vport} {via} {rip}"))?;
+        sock.set_read_timeout(Some(t))
+            .map_err(|e| format!("receive: {e}"))?;
+        match sock.recv_incoming(&mut buf) {
+            Ok(n) if n > 14 && buf[12..14] == ETH_P_IP.to_be_bytes() => {
+                // Direct routing: the answer must come from that server.
+                if server_mac.is_some_and(|m| buf[6..12] != m) {
+                    continue;
+                }
+                match syn_answer(&buf[14..n], vip, vport, src, sport) {
+                    Some("SYN-ACK") => {
+                        // Close the half-open connection on the server (our
+                        // kernel will not: to it, the VIP's answer is a
+                        // martian). Best effort: the probe has succeeded.
+                        let _ = send(rst_packet(src, vip, sport, vport, seq));
+                        return Ok(None);
                     }
-                    Ok(_) => {}
-                    Err(e) if is_timeout(&e) => {}
-                    Err(e) => return Err(format!("receive: {e}")),
+                    Some(_) => return Ok(None),
+                    None => {}
                 }
             }
-        }
-        VipPath::Tun(kind) => {
-            // The route's source address towards the server, as the
-            // tunnel's outer source is.
-            let src = {
-                let u = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("socket: {e}"))?;
-                u.connect(SocketAddr::new(IpAddr::V4(rip), 9))
-                    .map_err(|e| format!("no route to {rip}: {e}"))?;
-                match u.local_addr().map_err(|e| format!("socket: {e}"))?.ip() {
-                    IpAddr::V4(a) => a,
-                    IpAddr::V6(_) => return Err("no IPv4 source".into()),
-                }
-            };
-            // Open the receiving side first: the answer may be quick.
-            let rx = RawIpv4Socket::open(6).map_err(|e| format!("raw socket: {e}"))?;
-            let (proto, payload) = encapsulate(*kind, syn_packet(src, vip, sport, vport, seq));
-            match (kind, proto) {
-                (TunKind::Gue { port, .. }, _) => {
-                    let u = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("socket: {e}"))?;
-                    u.send_to(&payload, SocketAddr::new(IpAddr::V4(rip), *port))
-                        .map_err(|e| format!("send: {e}"))?;
-                }
-                (_, Some(proto)) => {
-                    let tx = RawIpv4Socket::open(proto).map_err(|e| format!("raw socket: {e}"))?;
-                    tx.send_to(&payload, rip)
-                        .map_err(|e| format!("send: {e}"))?;
-                }
-                (_, None) => return Err("no tunnel protocol".into()),
-            }
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let t = left(deadline)
-                    .map_err(|_| format!("no answer from {vip}:{vport} via tunnel to {rip}"))?;
-                rx.set_read_timeout(Some(t))
-                    .map_err(|e| format!("receive: {e}"))?;
-                match rx.recv(&mut buf) {
-                    Ok(n) => {
-                        if syn_answer(&buf[..n], vip, vport, src, sport).is_some() {
-                            return Ok(None);
-                        }
-                    }
-                    Err(e) if is_timeout(&e) => {}
-                    Err(e) => return Err(format!("receive: {e}")),
-                }
-            }
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(format!("receive: {e}")),
         }
     }
 }
@@ -343,6 +354,15 @@ mod tests {
         assert_eq!(syn_answer(&a, vip, 80, src, 40000), Some("RST"));
         assert_eq!(syn_answer(&a, vip, 80, src, 40001), None, "another probe's");
         assert_eq!(syn_answer(&p, vip, 80, src, 40000), None, "our own SYN");
+        let r = rst_packet(src, vip, 40000, 80, 12345);
+        assert_eq!(r.len(), 40);
+        assert_eq!(checksum(&[&r[..20]]), 0);
+        pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(checksum(&[&pseudo, &r[20..]]), 0, "RST checksum");
+        assert_eq!(
+            (r[20 + 13], &r[24..28]),
+            (TCP_RST, &12346u32.to_be_bytes()[..])
+        );
     }
 
     #[test]
