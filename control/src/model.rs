@@ -201,9 +201,8 @@ pub type ProbeUser = (SvcKey, IpAddr, u16);
 pub struct DestState<'a> {
     /// The server as configured.
     pub dest: &'a Dest,
-    /// Its resolved check (service options under its own).
-    pub spec: CheckSpec,
-    /// The probe that checks it (`None`: no check).
+    /// The probe that checks it, with its resolved check (service options
+    /// under its own); `None`: no check.
     pub probe: Option<ProbeKey>,
     /// The checker's last word on it, if any yet.
     pub status: Option<&'a HealthStatus>,
@@ -250,6 +249,10 @@ impl Service {
     /// The service as configured, every real server with its configured
     /// weight (health checks not applied: see [`Model::config`]).
     pub fn config(&self) -> ServiceConf {
+        self.conf_with(self.dests.iter().map(Dest::config).collect())
+    }
+
+    fn conf_with(&self, dests: Vec<DestConf>) -> ServiceConf {
         ServiceConf {
             key: self.key,
             sched: self.sched.clone(),
@@ -257,9 +260,19 @@ impl Service {
             persist: self
                 .persistence
                 .map(|timeout| Persist::new(timeout, self.netmask)),
-            dests: self.dests.iter().map(Dest::config).collect(),
+            dests,
             counters: self.counters.clone(),
         }
+    }
+
+    /// The check of `d` (its options over the service's), if it has one.
+    pub fn spec_of(&self, d: &Dest) -> Option<CheckSpec> {
+        // Most servers have no check: decide that without building a spec.
+        let kind = d.check.kind.or(self.check.kind).unwrap_or_default();
+        if kind == CheckKind::None {
+            return None;
+        }
+        Some(d.check.resolve(&self.check))
     }
 
     /// The probe that checks `d` with `spec`: `vip` checks go to the
@@ -510,8 +523,7 @@ impl Model {
                 .iter()
                 .map(|s| {
                     let st = self.service_state(s);
-                    let mut conf = s.config();
-                    conf.dests = st
+                    let dests = st
                         .dests
                         .iter()
                         .filter(|d| !d.removed)
@@ -525,7 +537,7 @@ impl Model {
                         })
                         .chain(st.sorry.as_ref().map(Dest::config))
                         .collect();
-                    conf
+                    s.conf_with(dests)
                 })
                 .collect(),
             marks: self.marks.clone(),
@@ -545,18 +557,17 @@ impl Model {
             .dests
             .iter()
             .map(|d| {
-                let spec = d.check.resolve(&s.check);
-                if !spec.enabled() {
+                let Some(spec) = s.spec_of(d) else {
                     return DestState {
                         dest: d,
-                        spec,
                         probe: None,
                         status: None,
                         health: Health::Unchecked,
                         weight: d.weight,
                         removed: false,
                     };
-                }
+                };
+                let on_fail = spec.on_fail;
                 let key = s.probe_key(d, &spec);
                 let status = self.health.get(&key);
                 // No result yet: down until it passes `rise` checks.
@@ -568,11 +579,10 @@ impl Model {
                     let w = status.and_then(|st| st.weight).unwrap_or(d.weight);
                     (w.clamp(0, MAX_WEIGHT), false)
                 } else {
-                    (0, spec.on_fail == xvs_config::check::OnFail::Remove)
+                    (0, on_fail == xvs_config::check::OnFail::Remove)
                 };
                 DestState {
                     dest: d,
-                    spec,
                     probe: Some(key),
                     status,
                     health,
@@ -624,8 +634,7 @@ impl Model {
         let mut out: BTreeMap<ProbeKey, Vec<ProbeUser>> = BTreeMap::new();
         for s in &self.services {
             for d in &s.dests {
-                let spec = d.check.resolve(&s.check);
-                if spec.enabled() {
+                if let Some(spec) = s.spec_of(d) {
                     out.entry(s.probe_key(d, &spec))
                         .or_default()
                         .push((s.key, d.addr, d.port));
@@ -1177,11 +1186,12 @@ mod check_tests {
         );
         let st = m.service_state(&m.services[0]);
         let rs3 = &st.dests[0];
+        let spec = &rs3.probe.as_ref().unwrap().spec;
         assert_eq!(
-            (rs3.health, rs3.removed, rs3.spec.rise),
+            (rs3.health, rs3.removed, spec.rise),
             (Health::Down, true, DEFAULT_RISE)
         );
-        assert_eq!(rs3.spec.on_fail, OnFail::Remove);
+        assert_eq!(spec.on_fail, OnFail::Remove);
         assert_eq!(
             plane(&m, 0),
             [("198.18.1.1:80".into(), 0), ("198.18.1.2:80".into(), 2)],
