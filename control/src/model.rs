@@ -11,13 +11,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use xvs_config::check::{CheckConf, CheckKind, CheckSpec, Health, HealthStatus, ProbeKey, Quorum};
+use xvs_config::check::{
+    CheckConf, CheckKind, CheckSpec, Health, HealthStatus, HttpMethod, ProbeKey, Quorum,
+};
 use xvs_config::stats::Counters;
 use xvs_config::svc::{Fwd, Persist, SvcKey};
 use xvs_config::{Config, DestConf, ServiceConf};
 use xvs_scheduler::DestLoad;
 
-use crate::grammar::{Command, DestSpec, ServiceSpec, SorrySpec, TunConf, MAX_WEIGHT};
+use crate::grammar::{
+    misplaced_check_option, Command, DestSpec, ServiceSpec, SorrySpec, TunConf, HEAD_REGEX,
+    MAX_WEIGHT,
+};
 use crate::rate::{RateEst, Sample};
 
 /// Why IPVS refused an operation. The Display strings are ipvsadm's,
@@ -298,8 +303,19 @@ impl Service {
     fn check_runs(&self, d: &Dest) -> Result<(), ConfigError> {
         let spec = d.check.resolve(&self.check);
         let fail = |why: String| Err(ConfigError::Check(why));
+        if spec.kind == CheckKind::None {
+            return Ok(());
+        }
+        // The server's own options must suit the check it ends up with
+        // (the service's are defaults, for whichever servers they suit).
+        if let Some(why) = misplaced_check_option(&d.check, spec.kind) {
+            return fail(why);
+        }
+        let http = matches!(spec.kind, CheckKind::Http | CheckKind::Https);
+        if http && spec.method == HttpMethod::Head && spec.regex.is_some() {
+            return fail(HEAD_REGEX.into());
+        }
         match spec.kind {
-            CheckKind::None => return Ok(()),
             CheckKind::Exec if spec.cmd.is_none() => {
                 return fail("an exec check needs --check-cmd".into())
             }
@@ -1169,6 +1185,18 @@ mod check_tests {
         assert!(e.to_string().contains("--check-cmd"), "{e}");
         let e = apply(&mut m, "-E -f 7 --check http").unwrap_err();
         assert!(e.to_string().contains("--check-port"), "{e}");
+        // A server's own options must suit the check it gets.
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.4 --check-cmd /bin/true").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the 'check-cmd' option is only for exec checks"
+        );
+        ok(
+            &mut m,
+            "-E -f 7 --check http --check-port 80 --check-regex ^ok",
+        );
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.4 --check-method HEAD").unwrap_err();
+        assert!(e.to_string().contains("HEAD"), "{e}");
     }
 
     #[test]
