@@ -280,31 +280,34 @@ struct TableJson<'a> {
 }
 
 fn dest_json(d: &DestState<'_>) -> DestJson {
-    let (st, spec) = (d.status, &d.spec);
+    let st = d.status;
     DestJson {
         effective_weight: d.weight,
         in_service: !d.removed,
-        check: d.probe.as_ref().map(|k| CheckJson {
-            kind: spec.kind.name(),
-            port: k.port,
-            vip: k.vip.map(|(a, p)| AddrJson {
-                address: a.to_string(),
-                port: p,
-            }),
-            path: spec.path.clone(),
-            host: spec.host.clone(),
-            method: spec.method.name(),
-            expect: spec.expect.to_string(),
-            regex: spec.regex.clone(),
-            send: spec.send.clone(),
-            receive: spec.receive.clone(),
-            cmd: spec.cmd.clone(),
-            ca: spec.ca.clone(),
-            interval: spec.interval,
-            timeout: spec.timeout,
-            rise: spec.rise,
-            fall: spec.fall,
-            on_fail: spec.on_fail.name(),
+        check: d.probe.as_ref().map(|k| {
+            let spec = &k.spec;
+            CheckJson {
+                kind: spec.kind.name(),
+                port: k.port,
+                vip: k.vip.map(|(a, p)| AddrJson {
+                    address: a.to_string(),
+                    port: p,
+                }),
+                path: spec.path.clone(),
+                host: spec.host.clone(),
+                method: spec.method.name(),
+                expect: spec.expect.to_string(),
+                regex: spec.regex.clone(),
+                send: spec.send.clone(),
+                receive: spec.receive.clone(),
+                cmd: spec.cmd.clone(),
+                ca: spec.ca.clone(),
+                interval: spec.interval,
+                timeout: spec.timeout,
+                rise: spec.rise,
+                fall: spec.fall,
+                on_fail: spec.on_fail.name(),
+            }
         }),
         health: HealthJson {
             state: d.health.name(),

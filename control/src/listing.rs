@@ -565,11 +565,7 @@ fn push_checks(out: &mut String, model: &Model, s: &Service, nosort: bool, now: 
                 },
             ),
         };
-        let check = if d.probe.is_some() {
-            d.spec.kind.name()
-        } else {
-            "-"
-        };
+        let check = d.probe.as_ref().map_or("-", |k| k.spec.kind.name());
         let _ = writeln!(
             out,
             "  -> {:<28} {check:<6} {:<8} {weight:<6} {:<6} {since:<9} {lat:<10} {last}",

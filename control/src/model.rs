@@ -11,13 +11,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use xvs_config::check::{CheckConf, CheckKind, CheckSpec, Health, HealthStatus, ProbeKey, Quorum};
+use xvs_config::check::{
+    CheckConf, CheckKind, CheckSpec, Health, HealthStatus, HttpMethod, ProbeKey, Quorum,
+};
 use xvs_config::stats::Counters;
 use xvs_config::svc::{Fwd, Persist, SvcKey};
 use xvs_config::{Config, DestConf, ServiceConf};
 use xvs_scheduler::DestLoad;
 
-use crate::grammar::{Command, DestSpec, ServiceSpec, SorrySpec, TunConf, MAX_WEIGHT};
+use crate::grammar::{
+    misplaced_check_option, Command, DestSpec, ServiceSpec, SorrySpec, TunConf, HEAD_REGEX,
+    MAX_WEIGHT,
+};
 use crate::rate::{RateEst, Sample};
 
 /// Why IPVS refused an operation. The Display strings are ipvsadm's,
@@ -201,9 +206,8 @@ pub type ProbeUser = (SvcKey, IpAddr, u16);
 pub struct DestState<'a> {
     /// The server as configured.
     pub dest: &'a Dest,
-    /// Its resolved check (service options under its own).
-    pub spec: CheckSpec,
-    /// The probe that checks it (`None`: no check).
+    /// The probe that checks it, with its resolved check (service options
+    /// under its own); `None`: no check.
     pub probe: Option<ProbeKey>,
     /// The checker's last word on it, if any yet.
     pub status: Option<&'a HealthStatus>,
@@ -250,6 +254,10 @@ impl Service {
     /// The service as configured, every real server with its configured
     /// weight (health checks not applied: see [`Model::config`]).
     pub fn config(&self) -> ServiceConf {
+        self.conf_with(self.dests.iter().map(Dest::config).collect())
+    }
+
+    fn conf_with(&self, dests: Vec<DestConf>) -> ServiceConf {
         ServiceConf {
             key: self.key,
             sched: self.sched.clone(),
@@ -257,9 +265,19 @@ impl Service {
             persist: self
                 .persistence
                 .map(|timeout| Persist::new(timeout, self.netmask)),
-            dests: self.dests.iter().map(Dest::config).collect(),
+            dests,
             counters: self.counters.clone(),
         }
+    }
+
+    /// The check of `d` (its options over the service's), if it has one.
+    pub fn spec_of(&self, d: &Dest) -> Option<CheckSpec> {
+        // Most servers have no check: decide that without building a spec.
+        let kind = d.check.kind.or(self.check.kind).unwrap_or_default();
+        if kind == CheckKind::None {
+            return None;
+        }
+        Some(d.check.resolve(&self.check))
     }
 
     /// The probe that checks `d` with `spec`: `vip` checks go to the
@@ -285,8 +303,19 @@ impl Service {
     fn check_runs(&self, d: &Dest) -> Result<(), ConfigError> {
         let spec = d.check.resolve(&self.check);
         let fail = |why: String| Err(ConfigError::Check(why));
+        if spec.kind == CheckKind::None {
+            return Ok(());
+        }
+        // The server's own options must suit the check it ends up with
+        // (the service's are defaults, for whichever servers they suit).
+        if let Some(why) = misplaced_check_option(&d.check, spec.kind) {
+            return fail(why);
+        }
+        let http = matches!(spec.kind, CheckKind::Http | CheckKind::Https);
+        if http && spec.method == HttpMethod::Head && spec.regex.is_some() {
+            return fail(HEAD_REGEX.into());
+        }
         match spec.kind {
-            CheckKind::None => return Ok(()),
             CheckKind::Exec if spec.cmd.is_none() => {
                 return fail("an exec check needs --check-cmd".into())
             }
@@ -510,8 +539,7 @@ impl Model {
                 .iter()
                 .map(|s| {
                     let st = self.service_state(s);
-                    let mut conf = s.config();
-                    conf.dests = st
+                    let dests = st
                         .dests
                         .iter()
                         .filter(|d| !d.removed)
@@ -525,7 +553,7 @@ impl Model {
                         })
                         .chain(st.sorry.as_ref().map(Dest::config))
                         .collect();
-                    conf
+                    s.conf_with(dests)
                 })
                 .collect(),
             marks: self.marks.clone(),
@@ -545,18 +573,17 @@ impl Model {
             .dests
             .iter()
             .map(|d| {
-                let spec = d.check.resolve(&s.check);
-                if !spec.enabled() {
+                let Some(spec) = s.spec_of(d) else {
                     return DestState {
                         dest: d,
-                        spec,
                         probe: None,
                         status: None,
                         health: Health::Unchecked,
                         weight: d.weight,
                         removed: false,
                     };
-                }
+                };
+                let on_fail = spec.on_fail;
                 let key = s.probe_key(d, &spec);
                 let status = self.health.get(&key);
                 // No result yet: down until it passes `rise` checks.
@@ -568,11 +595,10 @@ impl Model {
                     let w = status.and_then(|st| st.weight).unwrap_or(d.weight);
                     (w.clamp(0, MAX_WEIGHT), false)
                 } else {
-                    (0, spec.on_fail == xvs_config::check::OnFail::Remove)
+                    (0, on_fail == xvs_config::check::OnFail::Remove)
                 };
                 DestState {
                     dest: d,
-                    spec,
                     probe: Some(key),
                     status,
                     health,
@@ -624,8 +650,7 @@ impl Model {
         let mut out: BTreeMap<ProbeKey, Vec<ProbeUser>> = BTreeMap::new();
         for s in &self.services {
             for d in &s.dests {
-                let spec = d.check.resolve(&s.check);
-                if spec.enabled() {
+                if let Some(spec) = s.spec_of(d) {
                     out.entry(s.probe_key(d, &spec))
                         .or_default()
                         .push((s.key, d.addr, d.port));
@@ -1160,6 +1185,18 @@ mod check_tests {
         assert!(e.to_string().contains("--check-cmd"), "{e}");
         let e = apply(&mut m, "-E -f 7 --check http").unwrap_err();
         assert!(e.to_string().contains("--check-port"), "{e}");
+        // A server's own options must suit the check it gets.
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.4 --check-cmd /bin/true").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the 'check-cmd' option is only for exec checks"
+        );
+        ok(
+            &mut m,
+            "-E -f 7 --check http --check-port 80 --check-regex ^ok",
+        );
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.4 --check-method HEAD").unwrap_err();
+        assert!(e.to_string().contains("HEAD"), "{e}");
     }
 
     #[test]
@@ -1177,11 +1214,12 @@ mod check_tests {
         );
         let st = m.service_state(&m.services[0]);
         let rs3 = &st.dests[0];
+        let spec = &rs3.probe.as_ref().unwrap().spec;
         assert_eq!(
-            (rs3.health, rs3.removed, rs3.spec.rise),
+            (rs3.health, rs3.removed, spec.rise),
             (Health::Down, true, DEFAULT_RISE)
         );
-        assert_eq!(rs3.spec.on_fail, OnFail::Remove);
+        assert_eq!(spec.on_fail, OnFail::Remove);
         assert_eq!(
             plane(&m, 0),
             [("198.18.1.1:80".into(), 0), ("198.18.1.2:80".into(), 2)],

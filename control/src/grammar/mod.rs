@@ -28,6 +28,7 @@ mod usage;
 mod values;
 
 pub use parse::parse;
+pub(crate) use parse::{misplaced_check_option, HEAD_REGEX};
 pub use usage::{usage, version};
 pub use values::{parse_addr_port, parse_number, parse_sched_flags};
 

@@ -596,7 +596,8 @@ fn check_value(c: &mut CheckConf, opt: Opt, v: String) -> Result<(), ParseError>
             let v = text(v, "regex", true)?;
             if let Err(e) = regex::bytes::Regex::new(&v) {
                 let why = e.to_string();
-                let why = why.lines().last().unwrap_or_default().trim().to_string();
+                let why = why.lines().last().unwrap_or_default().trim();
+                let why = why.strip_prefix("error: ").unwrap_or(why);
                 return err(format!("illegal check regex `{v}' specified: {why}"));
             }
             c.regex = Some(v);
@@ -690,19 +691,28 @@ fn check_kinds(c: &CheckConf) -> Vec<(&'static str, bool, &'static [CheckKind], 
     ]
 }
 
+/// Why an option given in `c` does not belong to a `kind` check, if one
+/// does not.
+pub(crate) fn misplaced_check_option(c: &CheckConf, kind: CheckKind) -> Option<String> {
+    check_kinds(c)
+        .into_iter()
+        .find(|(_, given, kinds, _)| *given && !kinds.contains(&kind))
+        .map(|(name, _, _, words)| format!("the '{name}' option is only for {words}"))
+}
+
+/// The message for a body regex on a HEAD request.
+pub(crate) const HEAD_REGEX: &str =
+    "the 'check-regex' option needs a body: it can't be used with HEAD";
+
 /// The check options of one command, checked against the `--check` type
 /// given with them (options for another type are a mistake; without a
 /// type they are defaults that may meet their type elsewhere).
 fn checked(c: &CheckConf) -> Result<CheckConf, ParseError> {
-    if let Some(kind) = c.kind {
-        for (name, given, kinds, words) in check_kinds(c) {
-            if given && !kinds.contains(&kind) {
-                return err(format!("the '{name}' option is only for {words}"));
-            }
-        }
+    if let Some(why) = c.kind.and_then(|k| misplaced_check_option(c, k)) {
+        return err(why);
     }
     if c.method == Some(HttpMethod::Head) && c.regex.is_some() {
-        return err("the 'check-regex' option needs a body: it can't be used with HEAD");
+        return err(HEAD_REGEX);
     }
     Ok(c.clone())
 }
