@@ -493,3 +493,50 @@ impl ControlLoop {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvs_config::tun::TunKind;
+
+    #[test]
+    fn probe_targets_carry_the_service_and_the_way_to_each_server() {
+        let mut c = Control::new();
+        c.reload(
+            "-A -t 198.18.0.100:80 -s rr --check vip\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.12:80 -i --tun-type gue --tun-port 6080 -w 1\n\
+             -A -t 198.18.0.101:443 -s rr --check exec --check-cmd true\n\
+             -a -t 198.18.0.101:443 -r 198.18.0.13:8080 -m -w 1\n\
+             -A -t 198.18.0.102:443 -s rr --check exec --check-cmd true\n\
+             -a -t 198.18.0.102:443 -r 198.18.0.13:8080 -m -w 1\n",
+        )
+        .unwrap();
+        let neigh = NeighTable::new(Vec::new());
+        let targets = probe_targets(c.model(), &neigh);
+        let find = |kind: CheckKind, addr: &str| {
+            targets
+                .iter()
+                .find(|t| t.key.spec.kind == kind && t.key.addr.to_string() == addr)
+                .unwrap_or_else(|| panic!("no {kind} probe of {addr}: {targets:?}"))
+        };
+        assert!(matches!(
+            find(CheckKind::Vip, "198.18.0.11").ctx.path,
+            VipPath::Dr(_)
+        ));
+        assert!(matches!(
+            find(CheckKind::Vip, "198.18.0.12").ctx.path,
+            VipPath::Tun(TunKind::Gue { port: 6080, .. }, _)
+        ));
+        // Two services share the exec probe of .13:8080; it runs once, with
+        // the first service as its arguments.
+        let exec: Vec<&Target> = targets
+            .iter()
+            .filter(|t| t.key.spec.kind == CheckKind::Exec)
+            .collect();
+        assert_eq!(exec.len(), 1, "{exec:?}");
+        assert_eq!(exec[0].key.port, 8080);
+        assert_eq!(exec[0].ctx.service, Some(("198.18.0.101".to_string(), 443)));
+        assert_eq!(targets.len(), 3);
+    }
+}
