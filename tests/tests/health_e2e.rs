@@ -171,6 +171,20 @@ fn tcp_check_takes_a_stopped_server_out_and_back() {
         (10, 10, 10)
     );
 
+    // A change that leaves the checks as they are keeps their state: no
+    // server goes back to DOWN, no probe starts again.
+    xvsd.adm_ok(&["-E", "-t", &svc, "-s", "wrr"]);
+    assert!(
+        all(&weights(&xvsd, &svc), &refs, 1),
+        "{:?}",
+        weights(&xvsd, &svc)
+    );
+    let log = xvsd.stderr_so_far();
+    for a in &addrs {
+        let started = format!("check tcp {a}: started");
+        assert_eq!(log.matches(&started).count(), 1, "{log}");
+    }
+
     // rs2's listener stops.
     servers[1] = None;
     let took = wait_weights(
