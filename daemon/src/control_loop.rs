@@ -199,6 +199,11 @@ impl ControlLoop {
         }
         c.generation = Some(generation);
         let targets = probe_targets(self.control.model(), self.director.neigh());
+        // Without checks, before as now, there is nothing to tell anyone
+        // (a configuration without checks pays one pass over it).
+        if targets.is_empty() && c.keys.is_empty() {
+            return;
+        }
         c.keys = targets.iter().map(|t| t.key.clone()).collect();
         c.statuses.retain(|k, _| c.keys.contains(k));
         c.engine.reconcile(targets);
