@@ -401,6 +401,77 @@ pub struct HealthStatus {
     pub weight: Option<i32>,
     /// Transitions since the check started.
     pub transitions: u64,
+    /// Every probe's duration so far (the metrics' histogram).
+    pub latency: LatencyHist,
+}
+
+/// Upper bounds, in microseconds, of the probe latency histogram's
+/// buckets (a last, unbounded bucket follows).
+pub const LATENCY_BOUNDS_US: [u64; 10] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000,
+];
+
+/// A histogram of probe durations: the checker records every probe, the
+/// metrics page prints it as a Prometheus histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyHist {
+    /// Probes per bucket of [`LATENCY_BOUNDS_US`] (not cumulative); the
+    /// last counts probes above every bound.
+    pub buckets: [u64; LATENCY_BOUNDS_US.len() + 1],
+    /// Sum of all durations in microseconds.
+    pub sum_us: u64,
+}
+
+impl LatencyHist {
+    /// Count one probe of `us` microseconds.
+    pub fn record(&mut self, us: u64) {
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Probes recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// The bytes a `--check-send`/`--check-receive` string stands for:
+/// `\n`, `\r`, `\t`, `\0`, `\\` and `\xHH` escapes, the rest as
+/// written.
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        out.push(match bytes.next() {
+            Some(b'n') => b'\n',
+            Some(b'r') => b'\r',
+            Some(b't') => b'\t',
+            Some(b'0') => 0,
+            Some(b'\\') => b'\\',
+            Some(b'x') => {
+                let hex = [bytes.next(), bytes.next()];
+                let digits: Option<Vec<u8>> = hex.into_iter().collect();
+                match digits
+                    .and_then(|d| String::from_utf8(d).ok())
+                    .and_then(|d| u8::from_str_radix(&d, 16).ok())
+                {
+                    Some(v) => v,
+                    None => return Err(format!("invalid \\x escape in `{s}'")),
+                }
+            }
+            Some(c) => return Err(format!("invalid escape `\\{}' in `{s}'", c as char)),
+            None => return Err(format!("trailing backslash in `{s}'")),
+        });
+    }
+    Ok(out)
 }
 
 /// A service's quorum rule (`--quorum`, `--sorry-server`).
@@ -472,6 +543,20 @@ mod tests {
         assert!(!CheckConf::default()
             .resolve(&CheckConf::default())
             .enabled());
+    }
+
+    #[test]
+    fn escapes_and_histogram() {
+        assert_eq!(unescape("GET /\\r\\n\\x41\\\\").unwrap(), b"GET /\r\nA\\");
+        assert!(unescape("a\\q").is_err());
+        assert!(unescape("a\\x4").is_err());
+        assert!(unescape("a\\").is_err());
+        let mut h = LatencyHist::default();
+        h.record(400);
+        h.record(2_000_000);
+        h.record(1_000);
+        assert_eq!((h.buckets[0], h.buckets[1], h.buckets[10]), (1, 1, 1));
+        assert_eq!((h.count(), h.sum_us), (3, 2_001_400));
     }
 
     #[test]

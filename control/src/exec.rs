@@ -81,12 +81,56 @@ impl Iterator for ConnLines {
 
 /// Split one `-R` line into arguments; `None` for blank and comment lines.
 /// A leading `ipvsadm` (or `xvsadm`, or a path ending in either) is dropped.
-pub(crate) fn restore_args(line: &str) -> Option<Vec<&str>> {
+///
+/// Words are split on blanks, as ipvsadm's own restore does; a value with
+/// blanks (a `--check-cmd`, say) is quoted as a shell would quote it:
+/// `'...'` literally, `"..."` with `\"` and `\\` escapes, and `\` before
+/// a quote, a blank or a backslash outside quotes. Any other backslash
+/// stays, so `--check-send GET\r\n` reads as written.
+pub(crate) fn restore_args(line: &str) -> Option<Vec<String>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    let mut words: Vec<&str> = line.split_whitespace().collect();
+    let mut words: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                words.extend(word.take());
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    w.push(c);
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' if matches!(chars.peek(), Some('"' | '\\')) => {
+                            w.extend(chars.next());
+                        }
+                        c => w.push(c),
+                    }
+                }
+            }
+            '\\' if chars
+                .peek()
+                .is_some_and(|n| n.is_whitespace() || matches!(n, '\'' | '"' | '\\')) =>
+            {
+                word.get_or_insert_with(String::new).extend(chars.next());
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
     if words
         .first()
         .is_some_and(|w| w.ends_with("ipvsadm") || w.ends_with("xvsadm"))
@@ -152,6 +196,19 @@ impl Control {
     /// The configuration (the daemon builds its snapshot from it).
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Record the health checker's results ([`Model::set_health`]):
+    /// returns whether the data plane must change, in which case the
+    /// generation has moved on.
+    pub fn set_health(
+        &mut self,
+        statuses: &std::collections::HashMap<
+            xvs_config::check::ProbeKey,
+            xvs_config::check::HealthStatus,
+        >,
+    ) -> bool {
+        self.model.set_health(statuses)
     }
 
     /// Incremented on every successful configuration change.
@@ -233,6 +290,23 @@ impl Control {
                 255,
                 "--bgp-feed: a feed is streamed over the control socket only",
             ),
+            Command::List { svc, opts } if opts.check => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                match svc {
+                    Some(key) => match listing::list_checks(&self.model, key, opts.nosort, now) {
+                        Ok(out) => Response::ok(out),
+                        Err(e) => Response::fail(1, e),
+                    },
+                    None => Response::ok(listing::list_checks_all(
+                        &self.model,
+                        opts.nosort,
+                        self.conn_tab_size,
+                        now,
+                    )),
+                }
+            }
             Command::List { svc, opts } => {
                 if opts.connection {
                     Response::ok(listing::list_conns(&rt.connections(), opts.persistent_conn))

@@ -19,13 +19,26 @@
 //!            "family":"inet"|"inet6", "address":"..."|null, "port":N,
 //!            "scheduler":"wlc", "sched_flags":["sh-port",...],
 //!            "persistent":SECONDS|null, "netmask":PREFIXLEN, "ops":bool,
-//!            "stats":Stats, "rates":Rates, "dests":[Dest...]}
+//!            "stats":Stats, "rates":Rates, "dests":[Dest...],
+//!            "quorum":N, "up_weight":N, "sorry_server":null|Sorry}
 //! Dest    = {"address":"...", "port":N, "forward":"Route"|"Masq"|"Tunnel",
-//!            "weight":N, "u_threshold":N, "l_threshold":N,
+//!            "weight":N (configured), "effective_weight":N (scheduled),
+//!            "in_service":bool (false: removed while down),
+//!            "u_threshold":N, "l_threshold":N,
 //!            "active_conns":N, "inactive_conns":N, "persistent_conns":N,
 //!            "tunnel":null|{"type":"ipip"|"gue"|"gre","port":N,
 //!                           "csum":"nocsum"|"csum"|"remcsum"},
-//!            "stats":Stats, "rates":Rates}
+//!            "stats":Stats, "rates":Rates,
+//!            "check":null|Check, "health":Health}
+//! Check   = the resolved check: {"type":"tcp", "port":N (probed),
+//!            "vip":null|Addr, "path", "host"|null, "method", "expect",
+//!            "regex"|null, "send"|null, "receive"|null, "cmd"|null,
+//!            "ca"|null, "interval":SECS, "timeout":SECS, "rise":N,
+//!            "fall":N, "on_fail":"inhibit"|"remove"}
+//! Health  = {"state":"-"|"UP"|"DOWN"|"RISING"|"FALLING",
+//!            "since":UNIXSECS|null, "last":"..."|null,
+//!            "latency_us":N|null, "exec_weight":N|null, "transitions":N}
+//! Sorry   = {"address":"...", "port":N, "in_use":bool, "stats":Stats}
 //! Stats   = {"conns":N,"inpkts":N,"outpkts":N,"inbytes":N,"outbytes":N}
 //! Rates   = {"cps":N,"inpps":N,"outpps":N,"inbps":N,"outbps":N}
 //! Conn    = {"protocol":"TCP"|"UDP"|"SCTP"|"IP", "template":bool,
@@ -40,9 +53,9 @@ use xvs_config::svc::{Fwd, SvcKey};
 
 use crate::grammar::{ListOpts, TunCsum};
 use crate::listing::{
-    fwd_name, ordered_dests, ordered_services, proto_name, sched_flags, ConnEntry, IPVS_VERSION,
+    fwd_name, ordered_services, proto_name, sched_flags, ConnEntry, IPVS_VERSION,
 };
-use crate::model::{ConfigError, Dest, Model, Service, Timeouts};
+use crate::model::{ConfigError, Dest, DestState, Model, Service, Timeouts};
 use crate::rate::Rates;
 
 /// Version of the JSON shape; raised only by an incompatible change.
@@ -141,6 +154,84 @@ pub struct DestJson {
     pub stats: StatsJson,
     /// Rates.
     pub rates: RatesJson,
+    /// Weight scheduled now (health checks applied).
+    pub effective_weight: i32,
+    /// Whether the data plane has it (false: removed while down).
+    pub in_service: bool,
+    /// Its resolved check (`null`: none).
+    pub check: Option<CheckJson>,
+    /// What its check found.
+    pub health: HealthJson,
+}
+
+/// A real server's resolved check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckJson {
+    /// Check type.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Port probed.
+    pub port: u16,
+    /// Destination of a `vip` probe.
+    pub vip: Option<AddrJson>,
+    /// HTTP path.
+    pub path: String,
+    /// HTTP Host.
+    pub host: Option<String>,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Accepted HTTP status codes.
+    pub expect: String,
+    /// Regular expression of the body or reply.
+    pub regex: Option<String>,
+    /// Payload sent (escapes as written).
+    pub send: Option<String>,
+    /// Expected reply text (escapes as written).
+    pub receive: Option<String>,
+    /// Command of an exec check.
+    pub cmd: Option<String>,
+    /// CA file of an https check.
+    pub ca: Option<String>,
+    /// Seconds between probes.
+    pub interval: u32,
+    /// Seconds a probe may take.
+    pub timeout: u32,
+    /// Passes in a row to come up.
+    pub rise: u32,
+    /// Failures in a row to go down.
+    pub fall: u32,
+    /// `inhibit` or `remove`.
+    pub on_fail: &'static str,
+}
+
+/// A real server's health.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthJson {
+    /// `-` (unchecked), `UP`, `DOWN`, `RISING`, `FALLING`.
+    pub state: &'static str,
+    /// When the state was entered (Unix seconds).
+    pub since: Option<u64>,
+    /// Last probe's result.
+    pub last: Option<String>,
+    /// Last probe's duration.
+    pub latency_us: Option<u64>,
+    /// Weight an exec check set.
+    pub exec_weight: Option<i32>,
+    /// State changes since the check started.
+    pub transitions: u64,
+}
+
+/// A service's sorry server.
+#[derive(Debug, Clone, Serialize)]
+pub struct SorryJson {
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Whether it stands in now (quorum lost).
+    pub in_use: bool,
+    /// Its counters.
+    pub stats: StatsJson,
 }
 
 /// One virtual service.
@@ -172,6 +263,12 @@ pub struct ServiceJson {
     pub rates: RatesJson,
     /// Real servers.
     pub dests: Vec<DestJson>,
+    /// Least sum of up servers' weights.
+    pub quorum: u32,
+    /// Sum of up servers' weights.
+    pub up_weight: i64,
+    /// Sorry server, if configured.
+    pub sorry_server: Option<SorryJson>,
 }
 
 #[derive(Serialize)]
@@ -182,7 +279,49 @@ struct TableJson<'a> {
     services: Vec<ServiceJson>,
 }
 
-fn dest_json(d: &Dest) -> DestJson {
+fn dest_json(d: &DestState<'_>) -> DestJson {
+    let st = d.status;
+    DestJson {
+        effective_weight: d.weight,
+        in_service: !d.removed,
+        check: d.probe.as_ref().map(|k| {
+            let spec = &k.spec;
+            CheckJson {
+                kind: spec.kind.name(),
+                port: k.port,
+                vip: k.vip.map(|(a, p)| AddrJson {
+                    address: a.to_string(),
+                    port: p,
+                }),
+                path: spec.path.clone(),
+                host: spec.host.clone(),
+                method: spec.method.name(),
+                expect: spec.expect.to_string(),
+                regex: spec.regex.clone(),
+                send: spec.send.clone(),
+                receive: spec.receive.clone(),
+                cmd: spec.cmd.clone(),
+                ca: spec.ca.clone(),
+                interval: spec.interval,
+                timeout: spec.timeout,
+                rise: spec.rise,
+                fall: spec.fall,
+                on_fail: spec.on_fail.name(),
+            }
+        }),
+        health: HealthJson {
+            state: d.health.name(),
+            since: st.map(|s| s.since).filter(|&t| t != 0),
+            last: st.map(|s| s.last.clone()),
+            latency_us: st.map(|s| s.latency_us),
+            exec_weight: st.and_then(|s| s.weight),
+            transitions: st.map_or(0, |s| s.transitions),
+        },
+        ..plain_dest_json(d.dest)
+    }
+}
+
+fn plain_dest_json(d: &Dest) -> DestJson {
     DestJson {
         address: d.addr.to_string(),
         port: d.port,
@@ -204,16 +343,32 @@ fn dest_json(d: &Dest) -> DestJson {
         }),
         stats: d.counters.get().into(),
         rates: d.rate.rates().into(),
+        effective_weight: d.weight,
+        in_service: true,
+        check: None,
+        health: HealthJson {
+            state: "-",
+            since: None,
+            last: None,
+            latency_us: None,
+            exec_weight: None,
+            transitions: 0,
+        },
     }
 }
 
 /// The JSON object of one service.
-pub fn service_json(s: &Service, nosort: bool) -> ServiceJson {
+pub fn service_json(model: &Model, s: &Service, nosort: bool) -> ServiceJson {
     let (protocol, fwmark, address) = match s.key {
         SvcKey::Addr { proto, vip, .. } => (Some(proto_name(proto)), None, Some(vip.to_string())),
         SvcKey::Fwmark { mark, .. } => (None, Some(mark), None),
     };
     let flags = sched_flags(&s.sched, s.flags);
+    let st = model.service_state(s);
+    let mut dests: Vec<&DestState<'_>> = st.dests.iter().collect();
+    if !nosort {
+        dests.sort_by_key(|d| (d.dest.addr.is_ipv6(), d.dest.addr, d.dest.port));
+    }
     ServiceJson {
         protocol,
         fwmark,
@@ -231,10 +386,15 @@ pub fn service_json(s: &Service, nosort: bool) -> ServiceJson {
         ops: s.ops,
         stats: s.counters.get().into(),
         rates: s.rate.rates().into(),
-        dests: ordered_dests(s, nosort)
-            .into_iter()
-            .map(dest_json)
-            .collect(),
+        dests: dests.into_iter().map(dest_json).collect(),
+        quorum: s.quorum.weight(),
+        up_weight: st.up_weight,
+        sorry_server: s.sorry.as_ref().map(|d| SorryJson {
+            address: d.addr.to_string(),
+            port: d.port,
+            in_use: st.up_weight < i64::from(s.quorum.weight()),
+            stats: d.counters.get().into(),
+        }),
     }
 }
 
@@ -254,7 +414,7 @@ pub fn list_all(model: &Model, o: &ListOpts, conn_tab_size: u32) -> String {
         conn_tab_size,
         services: ordered_services(model, o.nosort)
             .into_iter()
-            .map(|s| service_json(s, o.nosort))
+            .map(|s| service_json(model, s, o.nosort))
             .collect(),
     })
 }
@@ -271,14 +431,17 @@ pub fn list_service(
         schema: SCHEMA,
         version: IPVS_VERSION,
         conn_tab_size,
-        services: vec![service_json(s, o.nosort)],
+        services: vec![service_json(model, s, o.nosort)],
     }))
 }
 
-#[derive(Serialize)]
-struct AddrJson {
-    address: String,
-    port: u16,
+/// An address and port.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddrJson {
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
 }
 
 #[derive(Serialize)]

@@ -7,12 +7,13 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use xvs_config::check::CheckConf;
 use xvs_config::stats::CounterValues;
 use xvs_config::svc::{Fwd, SvcKey};
 use xvs_scheduler::{SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3};
 
 use crate::grammar::{ListOpts, TunCsum, TunType, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
-use crate::model::{ConfigError, Dest, Model, Service, Timeouts};
+use crate::model::{ConfigError, Dest, Model, Service, ServiceState, Timeouts};
 use crate::rate::Rates;
 
 /// The IPVS version ipvsadm prints in the header.
@@ -337,7 +338,24 @@ fn tun_info(d: &Dest) -> String {
     s
 }
 
-fn push_service(out: &mut String, s: &Service, f: Format, o: &ListOpts) {
+/// The servers a listing shows, as scheduled: effective weights, a server
+/// removed while down left out, the sorry server while it stands in
+/// (ipvsadm's view of a table kept by keepalived).
+fn listed_dests<'a>(st: &'a ServiceState<'a>, nosort: bool) -> Vec<(&'a Dest, i32)> {
+    let mut v: Vec<(&Dest, i32)> = st
+        .dests
+        .iter()
+        .filter(|d| !d.removed)
+        .map(|d| (d.dest, d.weight))
+        .chain(st.sorry.as_ref().map(|d| (d, d.weight)))
+        .collect();
+    if !nosort {
+        v.sort_by_key(|(d, _)| (family(d.addr), addr_bytes(d.addr), d.port));
+    }
+    v
+}
+
+fn push_service(out: &mut String, model: &Model, s: &Service, f: Format, o: &ListOpts) {
     let name = svc_name(&s.key);
     match f {
         Format::Stats => {
@@ -365,7 +383,8 @@ fn push_service(out: &mut String, s: &Service, f: Format, o: &ListOpts) {
             out.push('\n');
         }
     }
-    for d in ordered_dests(s, o.nosort) {
+    let st = model.service_state(s);
+    for (d, weight) in listed_dests(&st, o.nosort) {
         let name = addr_port(d.addr, d.port);
         let (active, inact) = (d.load.active(), d.load.inactive());
         match f {
@@ -388,7 +407,7 @@ fn push_service(out: &mut String, s: &Service, f: Format, o: &ListOpts) {
                 let _ = writeln!(
                     out,
                     "  -> {name:<28} {:<9} {:<11} {active:<10} {inact:<10}",
-                    d.weight,
+                    weight,
                     d.load.persist()
                 );
             }
@@ -398,7 +417,7 @@ fn push_service(out: &mut String, s: &Service, f: Format, o: &ListOpts) {
                     "  -> {name:<28} {:<7} {:<13} {:<6} {active:<10} {inact:<10}",
                     fwd_name(d.fwd),
                     tun_info(d),
-                    d.weight
+                    weight
                 );
             }
             Format::Normal => {
@@ -406,7 +425,7 @@ fn push_service(out: &mut String, s: &Service, f: Format, o: &ListOpts) {
                     out,
                     "  -> {name:<28} {:<7} {:<6} {active:<10} {inact:<10}",
                     fwd_name(d.fwd),
-                    d.weight
+                    weight
                 );
             }
         }
@@ -420,7 +439,7 @@ pub fn list_all(model: &Model, o: &ListOpts, conn_tab_size: u32) -> String {
     let mut out = format!("IP Virtual Server version {IPVS_VERSION} (size={conn_tab_size})\n");
     push_title(&mut out, f);
     for s in ordered_services(model, o.nosort) {
-        push_service(&mut out, s, f, o);
+        push_service(&mut out, model, s, f, o);
     }
     out
 }
@@ -432,7 +451,7 @@ pub fn list_service(model: &Model, key: &SvcKey, o: &ListOpts) -> Result<String,
     let f = Format::of(o);
     let mut out = String::new();
     push_title(&mut out, f);
-    push_service(&mut out, s, f, o);
+    push_service(&mut out, model, s, f, o);
     Ok(out)
 }
 
@@ -450,6 +469,13 @@ fn push_rules(out: &mut String, s: &Service) {
     }
     if s.ops {
         out.push_str(" -o");
+    }
+    push_check_rules(out, &s.check);
+    if let Some(q) = s.quorum.weight {
+        let _ = write!(out, " --quorum {q}");
+    }
+    if let Some(at) = s.quorum.sorry {
+        let _ = write!(out, " --sorry-server {}", addr_port(at.ip(), at.port()));
     }
     out.push('\n');
     for d in ordered_dests(s, false) {
@@ -475,8 +501,149 @@ fn push_rules(out: &mut String, s: &Service) {
                 let _ = write!(out, " {}", d.tun.csum.option());
             }
         }
+        push_check_rules(out, &d.check);
         out.push('\n');
     }
+}
+
+/// How long ago `since` (Unix seconds) was, in two units at most:
+/// `45s`, `2m05s`, `3h07m`, `12d04h`; `-` when unknown.
+pub fn age(now: u64, since: u64) -> String {
+    if since == 0 {
+        return "-".into();
+    }
+    let t = now.saturating_sub(since);
+    match t {
+        0..=59 => format!("{t}s"),
+        60..=3599 => format!("{}m{:02}s", t / 60, t % 60),
+        3600..=86_399 => format!("{}h{:02}m", t / 3600, t % 3600 / 60),
+        _ => format!("{}d{:02}h", t / 86_400, t % 86_400 / 3600),
+    }
+}
+
+/// A probe duration in microseconds as milliseconds: `1.204ms`.
+pub fn latency(us: u64) -> String {
+    format!("{}.{:03}ms", us / 1000, us % 1000)
+}
+
+const CHECK_TITLE: &str = "Prot LocalAddress:Port Quorum\n  -> RemoteAddress:Port           Check  State    Weight Config For       Latency    Last\n";
+
+/// One service of `-L --check`: its quorum line, then every real server
+/// (a removed one too: its weight shows as `-`).
+fn push_checks(out: &mut String, model: &Model, s: &Service, nosort: bool, now: u64) {
+    let st = model.service_state(s);
+    let _ = write!(
+        out,
+        "{} up {} quorum {}",
+        svc_name(&s.key),
+        st.up_weight,
+        s.quorum.weight()
+    );
+    if let Some(at) = s.quorum.sorry {
+        let _ = write!(out, " sorry {}", addr_port(at.ip(), at.port()));
+        // The sorry server stands in exactly while the quorum is lost.
+        let in_use = st.up_weight < i64::from(s.quorum.weight());
+        if in_use {
+            out.push_str(" in-use");
+        }
+    }
+    out.push('\n');
+    let mut dests: Vec<_> = st.dests.iter().collect();
+    if !nosort {
+        dests.sort_by_key(|d| (family(d.dest.addr), addr_bytes(d.dest.addr), d.dest.port));
+    }
+    for d in dests {
+        let weight = if d.removed {
+            "-".to_string()
+        } else {
+            d.weight.to_string()
+        };
+        let (since, lat, last) = match (d.probe.is_some(), d.status) {
+            (false, _) => ("-".into(), "-".into(), "-"),
+            (true, None) => ("-".into(), "-".into(), "no result yet"),
+            (true, Some(st)) => (
+                age(now, st.since),
+                latency(st.latency_us),
+                if st.last.is_empty() {
+                    "-"
+                } else {
+                    st.last.as_str()
+                },
+            ),
+        };
+        let check = d.probe.as_ref().map_or("-", |k| k.spec.kind.name());
+        let _ = writeln!(
+            out,
+            "  -> {:<28} {check:<6} {:<8} {weight:<6} {:<6} {since:<9} {lat:<10} {last}",
+            addr_port(d.dest.addr, d.dest.port),
+            d.health.name(),
+            d.dest.weight,
+        );
+    }
+}
+
+/// `-L --check` of the whole table: every service's quorum line and its
+/// real servers' checks. `now` is the time in Unix seconds.
+pub fn list_checks_all(model: &Model, nosort: bool, conn_tab_size: u32, now: u64) -> String {
+    let mut out = format!("IP Virtual Server version {IPVS_VERSION} (size={conn_tab_size})\n");
+    out.push_str(CHECK_TITLE);
+    for s in ordered_services(model, nosort) {
+        push_checks(&mut out, model, s, nosort, now);
+    }
+    out
+}
+
+/// `-L --check` of one service (no version header).
+pub fn list_checks(
+    model: &Model,
+    key: &SvcKey,
+    nosort: bool,
+    now: u64,
+) -> Result<String, ConfigError> {
+    let s = model.service(key).ok_or(ConfigError::NoSuchService)?;
+    let mut out = CHECK_TITLE.to_string();
+    push_checks(&mut out, model, s, nosort, now);
+    Ok(out)
+}
+
+/// A value as a rules file holds it: as is when it is one plain word,
+/// else in single quotes (a quote inside as `'\\''`), which
+/// [`crate::exec`]'s reading of rules undoes.
+pub fn quote(v: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '\\' | '#'));
+    if plain {
+        v.into()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''")).into()
+    }
+}
+
+/// The check options given on one level, as `-S` writes them.
+fn push_check_rules(out: &mut String, c: &CheckConf) {
+    let mut opt = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            let _ = write!(out, " --{name} {}", quote(&v));
+        }
+    };
+    opt("check", c.kind.map(|k| k.name().to_string()));
+    opt("check-port", c.port.map(|p| p.to_string()));
+    opt("check-path", c.path.clone());
+    opt("check-host", c.host.clone());
+    opt("check-method", c.method.map(|m| m.name().to_string()));
+    opt("check-expect", c.expect.as_ref().map(|e| e.to_string()));
+    opt("check-regex", c.regex.clone());
+    opt("check-send", c.send.clone());
+    opt("check-receive", c.receive.clone());
+    opt("check-cmd", c.cmd.clone());
+    opt("check-ca", c.ca.clone());
+    opt("check-interval", c.interval.map(|v| v.to_string()));
+    opt("check-timeout", c.timeout.map(|v| v.to_string()));
+    opt("check-rise", c.rise.map(|v| v.to_string()));
+    opt("check-fall", c.fall.map(|v| v.to_string()));
+    opt("check-on-fail", c.on_fail.map(|f| f.name().to_string()));
 }
 
 /// `-S`: the table as rules `-R` reads back, in ipvsadm's sorted order

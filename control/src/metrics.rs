@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use xvs_config::check::{HealthStatus, LATENCY_BOUNDS_US};
 use xvs_config::stats::CounterValues;
 use xvs_config::svc::SvcKey;
 
@@ -150,22 +151,25 @@ pub fn render(model: &Model, dp: &DataplaneStats) -> String {
     struct Row {
         labels: String,
         v: [u64; 5],
-        gauges: [i64; 4],
+        gauges: [i64; 6],
     }
     let mut dests = Vec::new();
     for (s, (slabel, _)) in model.services.iter().zip(&svcs) {
-        for d in &s.dests {
+        for d in model.service_state(s).dests {
+            let dest = d.dest;
             dests.push(Row {
                 labels: format!(
                     "service=\"{slabel}\",server=\"{}\"",
-                    escape(&addr_port(d.addr, d.port))
+                    escape(&addr_port(dest.addr, dest.port))
                 ),
-                v: values(d.counters.get()),
+                v: values(dest.counters.get()),
                 gauges: [
                     i64::from(d.weight),
-                    i64::from(d.load.active()),
-                    i64::from(d.load.inactive()),
-                    i64::from(d.load.persist()),
+                    i64::from(dest.weight),
+                    i64::from(!d.removed && d.health.is_up()),
+                    i64::from(dest.load.active()),
+                    i64::from(dest.load.inactive()),
+                    i64::from(dest.load.persist()),
                 ],
             });
         }
@@ -183,18 +187,33 @@ pub fn render(model: &Model, dp: &DataplaneStats) -> String {
         }
     }
     let gauges = [
-        ("weight", "Weight of the real server (0: quiesced)"),
+        (
+            "weight",
+            "Weight the real server is scheduled with (0: quiesced or down)",
+        ),
+        ("configured_weight", "Weight configured for the real server"),
+        (
+            "up",
+            "Whether the real server takes new connections (its check passes)",
+        ),
         ("active_connections", "Active (ESTABLISHED) connections"),
         ("inactive_connections", "Inactive connections"),
         ("persistent_connections", "Persistence templates"),
     ];
     for (i, (field, help)) in gauges.iter().enumerate() {
-        let name = format!("xvs_dest_{field}");
+        // xvs_real_up: the name keepalived exporters use for this.
+        let name = if *field == "up" {
+            "xvs_real_up".to_string()
+        } else {
+            format!("xvs_dest_{field}")
+        };
         family(&mut out, &name, "gauge", help);
         for r in &dests {
             let _ = writeln!(out, "{name}{{{}}} {}", r.labels, r.gauges[i]);
         }
     }
+
+    render_checks(&mut out, model);
 
     family(
         &mut out,
@@ -225,6 +244,52 @@ pub fn render(model: &Model, dp: &DataplaneStats) -> String {
         }
     }
     out
+}
+
+/// The probes' families: a latency histogram and a transitions counter
+/// per probe, labelled with the server and port probed and the check type
+/// (probes of one server differing in other options get a `variant`).
+fn render_checks(out: &mut String, model: &Model) {
+    let mut rows: Vec<(String, Option<&HealthStatus>)> = Vec::new();
+    for (key, _) in model.probes() {
+        let mut labels = format!(
+            "server=\"{}\",check=\"{}\"",
+            escape(&addr_port(key.addr, key.port)),
+            key.spec.kind
+        );
+        let same = rows.iter().filter(|(l, _)| l.starts_with(&labels)).count();
+        if same > 0 {
+            let _ = write!(labels, ",variant=\"{same}\"");
+        }
+        rows.push((labels, model.health(&key)));
+    }
+    let name = "xvs_check_latency_seconds";
+    family(out, name, "histogram", "Duration of health-check probes");
+    for (labels, st) in &rows {
+        let h = st.map(|s| s.latency).unwrap_or_default();
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += h.buckets[i];
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} {}\n{name}_count{{{labels}}} {}",
+            h.count(),
+            h.sum_us as f64 / 1e6,
+            h.count()
+        );
+    }
+    let name = "xvs_check_transitions_total";
+    family(out, name, "counter", "Health state changes of a probe");
+    for (labels, st) in &rows {
+        let _ = writeln!(
+            out,
+            "{name}{{{labels}}} {}",
+            st.map_or(0, |s| s.transitions)
+        );
+    }
 }
 
 /// The metrics thread: serves the latest page until stopped.

@@ -7,16 +7,22 @@
 //! workers write (traffic counters, connection counts) sit behind `Arc`s
 //! that survive edits, so an edit never loses a count.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use xvs_config::check::{
+    CheckConf, CheckKind, CheckSpec, Health, HealthStatus, HttpMethod, ProbeKey, Quorum,
+};
 use xvs_config::stats::Counters;
 use xvs_config::svc::{Fwd, Persist, SvcKey};
 use xvs_config::{Config, DestConf, ServiceConf, SyncDaemonConf, SyncRole};
 use xvs_scheduler::DestLoad;
 
-use crate::grammar::{Command, DestSpec, ServiceSpec, TunConf};
+use crate::grammar::{
+    misplaced_check_option, Command, DestSpec, ServiceSpec, SorrySpec, TunConf, HEAD_REGEX,
+    MAX_WEIGHT,
+};
 use crate::rate::{RateEst, Sample};
 
 /// Why IPVS refused an operation. The Display strings are ipvsadm's,
@@ -65,6 +71,9 @@ pub enum ConfigError {
     /// `--pe sip`: xvs has no SIP persistence engine.
     #[error("xvs has no SIP persistence engine: --pe sip is not supported")]
     NoSipEngine,
+    /// A health check that cannot run as configured (why).
+    #[error("{0}")]
+    Check(String),
 }
 
 /// Protocol timeouts in seconds (`--set`, `-L --timeout`), shared with the
@@ -117,9 +126,28 @@ pub struct Dest {
     pub counters: Arc<Counters>,
     /// Rate estimate (`--rate`).
     pub rate: RateEst,
+    /// Check options given for this server (over the service's).
+    pub check: CheckConf,
 }
 
 impl Dest {
+    fn new(addr: IpAddr, port: u16, fwd: Fwd, weight: i32) -> Dest {
+        Dest {
+            addr,
+            port,
+            fwd,
+            weight,
+            last_weight: weight.max(0),
+            u_threshold: 0,
+            l_threshold: 0,
+            tun: TunConf::default(),
+            load: Arc::new(DestLoad::default()),
+            counters: Arc::new(Counters::default()),
+            rate: RateEst::default(),
+            check: CheckConf::default(),
+        }
+    }
+
     /// The real server as the data plane needs it.
     pub fn config(&self) -> DestConf {
         DestConf {
@@ -160,6 +188,53 @@ pub struct Service {
     pub rate: RateEst,
     /// Insertion sequence number (`--nosort` lists in this order).
     pub seq: u64,
+    /// Check options given for the service: its servers' defaults.
+    pub check: CheckConf,
+    /// Quorum and sorry server.
+    pub quorum: Quorum,
+    /// The sorry server as a destination while one is configured, so its
+    /// counters and connection counts last across uses; its forwarding
+    /// method and port are settled when it is used
+    /// ([`Model::service_state`]).
+    pub sorry: Option<Dest>,
+}
+
+/// A (service, real server address, real server port) a probe decides
+/// for.
+pub type ProbeUser = (SvcKey, IpAddr, u16);
+
+/// A real server as it is scheduled now: its check and what the checker
+/// found, applied to its weight.
+#[derive(Debug, Clone)]
+pub struct DestState<'a> {
+    /// The server as configured.
+    pub dest: &'a Dest,
+    /// The probe that checks it, with its resolved check (service options
+    /// under its own); `None`: no check.
+    pub probe: Option<ProbeKey>,
+    /// The checker's last word on it, if any yet.
+    pub status: Option<&'a HealthStatus>,
+    /// Its state: `Unchecked` without a check, `Down` before the first
+    /// result (a checked server starts down).
+    pub health: Health,
+    /// The weight scheduled: configured, 0 while inhibited (or while the
+    /// sorry server stands in), an `exec` check's while up.
+    pub weight: i32,
+    /// Down with `--check-on-fail remove`: left out of the data plane.
+    pub removed: bool,
+}
+
+/// A service as it is scheduled now.
+#[derive(Debug, Clone)]
+pub struct ServiceState<'a> {
+    /// Its real servers, in the service's list order.
+    pub dests: Vec<DestState<'a>>,
+    /// Sum of the weights of the servers that are up.
+    pub up_weight: i64,
+    /// The sorry server while it stands in (quorum lost), as scheduled:
+    /// the first real server's forwarding method (DR without servers),
+    /// weight 1.
+    pub sorry: Option<Dest>,
 }
 
 impl Service {
@@ -179,8 +254,13 @@ impl Service {
         }
     }
 
-    /// The service as the data plane needs it.
+    /// The service as configured, every real server with its configured
+    /// weight (health checks not applied: see [`Model::config`]).
     pub fn config(&self) -> ServiceConf {
+        self.conf_with(self.dests.iter().map(Dest::config).collect())
+    }
+
+    fn conf_with(&self, dests: Vec<DestConf>) -> ServiceConf {
         ServiceConf {
             key: self.key,
             sched: self.sched.clone(),
@@ -188,9 +268,79 @@ impl Service {
             persist: self
                 .persistence
                 .map(|timeout| Persist::new(timeout, self.netmask)),
-            dests: self.dests.iter().map(Dest::config).collect(),
+            dests,
             counters: self.counters.clone(),
         }
+    }
+
+    /// The check of `d` (its options over the service's), if it has one.
+    pub fn spec_of(&self, d: &Dest) -> Option<CheckSpec> {
+        // Most servers have no check: decide that without building a spec.
+        let kind = d.check.kind.or(self.check.kind).unwrap_or_default();
+        if kind == CheckKind::None {
+            return None;
+        }
+        Some(d.check.resolve(&self.check))
+    }
+
+    /// The probe that checks `d` with `spec`: `vip` checks go to the
+    /// service's VIP and port (fwmark services have none: the server's),
+    /// the others to `--check-port` or the server's port.
+    pub fn probe_key(&self, d: &Dest, spec: &CheckSpec) -> ProbeKey {
+        let (port, vip) = match (spec.kind, self.key) {
+            (CheckKind::Vip, SvcKey::Addr { vip, port, .. }) => {
+                let p = spec.port.unwrap_or(port);
+                (p, Some((vip, p)))
+            }
+            _ => (spec.port.unwrap_or(d.port), None),
+        };
+        ProbeKey {
+            addr: d.addr,
+            port,
+            vip,
+            spec: spec.clone(),
+        }
+    }
+
+    /// Refuse a check of `d` that cannot run.
+    fn check_runs(&self, d: &Dest) -> Result<(), ConfigError> {
+        let spec = d.check.resolve(&self.check);
+        let fail = |why: String| Err(ConfigError::Check(why));
+        if spec.kind == CheckKind::None {
+            return Ok(());
+        }
+        // The server's own options must suit the check it ends up with
+        // (the service's are defaults, for whichever servers they suit).
+        if let Some(why) = misplaced_check_option(&d.check, spec.kind) {
+            return fail(why);
+        }
+        let http = matches!(spec.kind, CheckKind::Http | CheckKind::Https);
+        if http && spec.method == HttpMethod::Head && spec.regex.is_some() {
+            return fail(HEAD_REGEX.into());
+        }
+        match spec.kind {
+            CheckKind::Exec if spec.cmd.is_none() => {
+                return fail("an exec check needs --check-cmd".into())
+            }
+            CheckKind::Vip if d.fwd == Fwd::Nat => {
+                return fail(
+                    "a vip check is only for direct routing and tunnelling servers (-g, -i)".into(),
+                )
+            }
+            _ => {}
+        }
+        let key = self.probe_key(d, &spec);
+        let needs_port = matches!(
+            spec.kind,
+            CheckKind::Tcp | CheckKind::Http | CheckKind::Https | CheckKind::Udp | CheckKind::Vip
+        );
+        if needs_port && key.port == 0 {
+            return fail(format!(
+                "a {} check of a server without a port needs --check-port",
+                spec.kind
+            ));
+        }
+        Ok(())
     }
 
     /// Find a real server by address and port.
@@ -243,6 +393,9 @@ pub struct Model {
     /// Open connections on any TCP segment (`xvsd --sloppy-tcp`; not a
     /// rule, so not saved with them).
     pub sloppy_tcp: bool,
+    /// What the checker last reported, by probe: kept across edits, so a
+    /// server whose check did not change keeps its state.
+    health: HashMap<ProbeKey, HealthStatus>,
     next_seq: u64,
     /// While staged (a restore or reload being applied to a copy),
     /// changes to state shared with the workers, recorded to be made on
@@ -277,6 +430,62 @@ fn is_unicast(addr: IpAddr) -> bool {
         IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
         IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
     }
+}
+
+/// Set in `into` every check option `given` has.
+fn merge_check(into: &mut CheckConf, given: &CheckConf) {
+    macro_rules! merge {
+        ($($f:ident),*) => {
+            $(if given.$f.is_some() {
+                into.$f = given.$f.clone();
+            })*
+        };
+    }
+    merge!(
+        kind, port, path, host, method, expect, regex, send, receive, cmd, ca, interval, timeout,
+        rise, fall, on_fail
+    );
+}
+
+/// The service's check options, quorum and sorry server after `spec`
+/// (`-A`, `-E`, or a reload's replacement). The sorry server keeps its
+/// counters while its address and port stay.
+fn service_checks(
+    s: &Service,
+    spec: &ServiceSpec,
+) -> Result<(CheckConf, Quorum, Option<Dest>), ConfigError> {
+    let (mut check, mut quorum, mut sorry) = if spec.replace_checks {
+        (CheckConf::default(), Quorum::default(), None)
+    } else {
+        (s.check.clone(), s.quorum, s.sorry.clone())
+    };
+    merge_check(&mut check, &spec.check);
+    if spec.quorum.is_some() {
+        quorum.weight = spec.quorum;
+    }
+    match spec.sorry {
+        None => {}
+        Some(SorrySpec::Clear) => {
+            quorum.sorry = None;
+            sorry = None;
+        }
+        Some(SorrySpec::Server(addr, port)) => {
+            if !is_unicast(addr) || addr.is_ipv6() != s.is_v6() {
+                return Err(ConfigError::Invalid);
+            }
+            let at = SocketAddr::new(addr, port.unwrap_or(s.port()));
+            let keep = s
+                .sorry
+                .as_ref()
+                .filter(|d| d.addr == at.ip() && d.port == at.port());
+            sorry = Some(
+                keep.cloned()
+                    .unwrap_or_else(|| Dest::new(at.ip(), at.port(), Fwd::Dr, 1)),
+            );
+            quorum.sorry = Some(at);
+        }
+    }
+    Ok((check, quorum, sorry))
 }
 
 fn check_sched(spec: &ServiceSpec) -> Result<(), ConfigError> {
@@ -327,14 +536,170 @@ impl Model {
     }
 
     /// What the data plane needs of the configuration, in plain data (the
-    /// counters and connection counts are the model's own `Arc`s).
+    /// counters and connection counts are the model's own `Arc`s), with
+    /// the health checks applied: effective weights, servers removed while
+    /// down left out, the sorry server added while the quorum is lost.
     pub fn config(&self) -> Config {
         Config {
-            services: self.services.iter().map(Service::config).collect(),
+            services: self
+                .services
+                .iter()
+                .map(|s| {
+                    let st = self.service_state(s);
+                    let dests = st
+                        .dests
+                        .iter()
+                        .filter(|d| !d.removed)
+                        .map(|d| {
+                            let mut c = d.dest.config();
+                            c.weight = d.weight;
+                            if d.weight > 0 {
+                                c.last_weight = d.weight;
+                            }
+                            c
+                        })
+                        .chain(st.sorry.as_ref().map(Dest::config))
+                        .collect();
+                    s.conf_with(dests)
+                })
+                .collect(),
             marks: self.marks.clone(),
             timeouts: self.timeouts,
             sloppy_tcp: self.sloppy_tcp,
         }
+    }
+
+    /// The checker's last report on a probe.
+    pub fn health(&self, key: &ProbeKey) -> Option<&HealthStatus> {
+        self.health.get(key)
+    }
+
+    /// A service as it is scheduled now: each server's check, state and
+    /// effective weight, and the sorry server if it stands in.
+    pub fn service_state<'a>(&'a self, s: &'a Service) -> ServiceState<'a> {
+        let mut dests: Vec<DestState<'a>> = s
+            .dests
+            .iter()
+            .map(|d| {
+                let Some(spec) = s.spec_of(d) else {
+                    return DestState {
+                        dest: d,
+                        probe: None,
+                        status: None,
+                        health: Health::Unchecked,
+                        weight: d.weight,
+                        removed: false,
+                    };
+                };
+                let on_fail = spec.on_fail;
+                let key = s.probe_key(d, &spec);
+                let status = self.health.get(&key);
+                // No result yet: down until it passes `rise` checks.
+                let health = match status.map(|st| st.state) {
+                    None | Some(Health::Unchecked) => Health::Down,
+                    Some(h) => h,
+                };
+                let (weight, removed) = if health.is_up() {
+                    let w = status.and_then(|st| st.weight).unwrap_or(d.weight);
+                    (w.clamp(0, MAX_WEIGHT), false)
+                } else {
+                    (0, on_fail == xvs_config::check::OnFail::Remove)
+                };
+                DestState {
+                    dest: d,
+                    probe: Some(key),
+                    status,
+                    health,
+                    weight,
+                    removed,
+                }
+            })
+            .collect();
+        let up_weight = dests
+            .iter()
+            .filter(|d| !d.removed && d.health.is_up())
+            .map(|d| i64::from(d.weight))
+            .sum();
+        let mut sorry = None;
+        if let (Some(sd), true) = (&s.sorry, up_weight < i64::from(s.quorum.weight())) {
+            let fwd = s.dests.first().map_or(Fwd::Dr, |d| d.fwd);
+            let port = s.dest_port(fwd, Some(sd.port));
+            for d in &mut dests {
+                d.weight = 0;
+            }
+            match dests
+                .iter_mut()
+                .find(|d| d.dest.addr == sd.addr && d.dest.port == port)
+            {
+                // The sorry server is also a real server: that one stands
+                // in (unless removed), not a second entry.
+                Some(d) => d.weight = i32::from(!d.removed),
+                None => {
+                    let mut d = sd.clone();
+                    d.fwd = fwd;
+                    d.port = port;
+                    d.weight = 1;
+                    d.last_weight = 1;
+                    sorry = Some(d);
+                }
+            }
+        }
+        ServiceState {
+            dests,
+            up_weight,
+            sorry,
+        }
+    }
+
+    /// Every probe the configuration needs, once each however many
+    /// services share it, with the (service, real server address, port)
+    /// pairs it decides for. Only enabled checks; in probe order.
+    pub fn probes(&self) -> Vec<(ProbeKey, Vec<ProbeUser>)> {
+        let mut out: BTreeMap<ProbeKey, Vec<ProbeUser>> = BTreeMap::new();
+        for s in &self.services {
+            for d in &s.dests {
+                if let Some(spec) = s.spec_of(d) {
+                    out.entry(s.probe_key(d, &spec))
+                        .or_default()
+                        .push((s.key, d.addr, d.port));
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// What the data plane is given, reduced to what health can change.
+    fn plane_view(&self) -> Vec<(SvcKey, IpAddr, u16, Fwd, i32)> {
+        let mut v = Vec::new();
+        for s in &self.services {
+            let st = self.service_state(s);
+            for d in st.dests.iter().filter(|d| !d.removed) {
+                v.push((s.key, d.dest.addr, d.dest.port, d.dest.fwd, d.weight));
+            }
+            if let Some(d) = &st.sorry {
+                v.push((s.key, d.addr, d.port, d.fwd, -1));
+            }
+        }
+        v
+    }
+
+    /// Record the checker's results (a full report or only what changed:
+    /// probes not mentioned keep their last status; statuses of probes
+    /// the configuration no longer needs are dropped). Returns whether
+    /// the data plane must change (an effective weight, a removal, the
+    /// sorry server); then the generation moves on, like any change.
+    pub fn set_health(&mut self, statuses: &HashMap<ProbeKey, HealthStatus>) -> bool {
+        let before = self.plane_view();
+        for (k, st) in statuses {
+            self.health.insert(k.clone(), st.clone());
+        }
+        let needed: HashSet<ProbeKey> = self.probes().into_iter().map(|(k, _)| k).collect();
+        self.health.retain(|k, _| needed.contains(k));
+        let changed = self.plane_view() != before;
+        if changed {
+            self.changed();
+        }
+        changed
     }
 
     /// Find a service.
@@ -445,10 +810,7 @@ impl Model {
         if self.services.len() >= self.limits.max_services {
             return Err(ConfigError::NoMemory);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.index.insert(spec.key, self.services.len());
-        self.services.push(Service {
+        let mut svc = Service {
             key: spec.key,
             sched: spec.sched.clone(),
             flags: spec.flags,
@@ -458,20 +820,39 @@ impl Model {
             dests: Vec::new(),
             counters: Arc::new(Counters::default()),
             rate: RateEst::default(),
-            seq,
-        });
+            seq: self.next_seq,
+            check: CheckConf::default(),
+            quorum: Quorum::default(),
+            sorry: None,
+        };
+        (svc.check, svc.quorum, svc.sorry) = service_checks(&svc, spec)?;
+        self.next_seq += 1;
+        self.index.insert(spec.key, self.services.len());
+        self.services.push(svc);
         self.changed();
         Ok(())
     }
 
     /// `-E`: replaces scheduler, flags, persistence, mask and ops (ipvsadm
-    /// sends every field, defaults included).
+    /// sends every field, defaults included); check options, quorum and
+    /// sorry server change only where given.
     pub fn edit_service(&mut self, spec: &ServiceSpec) -> Result<(), ConfigError> {
         let i = self
             .service_index(&spec.key)
             .ok_or(ConfigError::NoSuchService)?;
         check_sched(spec)?;
+        let (check, quorum, sorry) = service_checks(&self.services[i], spec)?;
+        if !spec.replace_checks {
+            // A reload's servers are checked as its rules file loads; as
+            // typed, the new defaults must suit every server.
+            let mut probe = self.services[i].clone();
+            probe.check = check.clone();
+            for d in &probe.dests {
+                probe.check_runs(d)?;
+            }
+        }
         let s = &mut self.services[i];
+        (s.check, s.quorum, s.sorry) = (check, quorum, sorry);
         s.sched = spec.sched.clone();
         s.flags = spec.flags;
         s.persistence = spec.persistence;
@@ -541,27 +922,19 @@ impl Model {
         if s.dests.len() >= max {
             return Err(ConfigError::NoMemory);
         }
-        s.dests.insert(
-            0,
-            Dest {
-                addr: spec.addr,
-                port,
-                fwd: spec.fwd,
-                weight: spec.weight,
-                last_weight: spec.weight.max(0),
-                u_threshold: spec.u_threshold,
-                l_threshold: spec.l_threshold,
-                tun: spec.tun,
-                load: Arc::new(DestLoad::default()),
-                counters: Arc::new(Counters::default()),
-                rate: RateEst::default(),
-            },
-        );
+        let mut d = Dest::new(spec.addr, port, spec.fwd, spec.weight);
+        d.u_threshold = spec.u_threshold;
+        d.l_threshold = spec.l_threshold;
+        d.tun = spec.tun;
+        d.check = spec.check.clone();
+        s.check_runs(&d)?;
+        s.dests.insert(0, d);
         self.changed();
         Ok(())
     }
 
-    /// `-e`: replaces forwarding, weight, thresholds and tunnel settings.
+    /// `-e`: replaces forwarding, weight, thresholds and tunnel settings;
+    /// check options change only where given.
     pub fn edit_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), ConfigError> {
         let s = self
             .service_mut(key)
@@ -574,7 +947,17 @@ impl Model {
             .dest_index(spec.addr, port)
             .ok_or(ConfigError::NoSuchDest)?;
         Self::check_dest(s, spec)?;
+        let mut check = if spec.replace_checks {
+            CheckConf::default()
+        } else {
+            s.dests[i].check.clone()
+        };
+        merge_check(&mut check, &spec.check);
+        let mut probe = s.dests[i].clone();
+        (probe.check, probe.fwd) = (check.clone(), spec.fwd);
+        s.check_runs(&probe)?;
         let d = &mut s.dests[i];
+        d.check = check;
         d.fwd = spec.fwd;
         d.weight = spec.weight;
         if spec.weight > 0 {
@@ -630,7 +1013,7 @@ impl Model {
     pub fn sample_rates(&mut self, sample: Sample) {
         for s in &mut self.services {
             s.rate.sample(s.counters.get(), sample);
-            for d in &mut s.dests {
+            for d in s.dests.iter_mut().chain(s.sorry.as_mut()) {
                 d.rate.sample(d.counters.get(), sample);
             }
         }
@@ -643,7 +1026,7 @@ impl Model {
         let mut zero_svc = |s: &mut Service| {
             zeroed.push(s.counters.clone());
             s.rate.reset();
-            for d in &mut s.dests {
+            for d in s.dests.iter_mut().chain(s.sorry.as_mut()) {
                 zeroed.push(d.counters.clone());
                 d.rate.reset();
             }
@@ -704,5 +1087,273 @@ mod tests {
         assert!(Arc::ptr_eq(&s.counters, &m.services[0].counters));
         assert!(Arc::ptr_eq(&d.load, &m.services[0].dests[1].load));
         assert!(Arc::ptr_eq(&d.counters, &m.services[0].dests[1].counters));
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::grammar;
+    use xvs_config::check::{OnFail, DEFAULT_RISE};
+
+    fn apply(m: &mut Model, line: &str) -> Result<(), ConfigError> {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        m.apply(&grammar::parse(&args).expect("parses"))
+    }
+
+    fn ok(m: &mut Model, line: &str) {
+        apply(m, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+
+    fn status(state: Health) -> HealthStatus {
+        HealthStatus {
+            state,
+            last: "ok".into(),
+            ..HealthStatus::default()
+        }
+    }
+
+    /// Report `state` for every probe of server `addr`.
+    fn report(m: &mut Model, addr: &str, state: Health, weight: Option<i32>) -> bool {
+        let addr: IpAddr = addr.parse().unwrap();
+        let map: HashMap<ProbeKey, HealthStatus> = m
+            .probes()
+            .into_iter()
+            .filter(|(k, _)| k.addr == addr)
+            .map(|(k, _)| {
+                let mut st = status(state);
+                st.weight = weight;
+                (k, st)
+            })
+            .collect();
+        m.set_health(&map)
+    }
+
+    /// (address, weight) of every destination the data plane gets for
+    /// service `i`.
+    fn plane(m: &Model, i: usize) -> Vec<(String, i32)> {
+        let mut v: Vec<_> = m.config().services[i]
+            .dests
+            .iter()
+            .map(|d| (format!("{}:{}", d.addr, d.port), d.weight))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn three_services() -> Model {
+        let mut m = Model::default();
+        for port in [80, 81, 82] {
+            ok(
+                &mut m,
+                &format!("-A -t 198.18.0.10:{port} -s rr --check tcp --check-port 8080"),
+            );
+            for rs in 1..=3 {
+                ok(
+                    &mut m,
+                    &format!("-a -t 198.18.0.10:{port} -r 198.18.1.{rs}:{port} -m -w 2"),
+                );
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn shared_servers_with_equal_checks_share_one_probe() {
+        let m = three_services();
+        let probes = m.probes();
+        assert_eq!(probes.len(), 3, "{probes:?}");
+        for (k, users) in &probes {
+            assert_eq!((k.port, k.vip, k.spec.kind), (8080, None, CheckKind::Tcp));
+            assert_eq!(users.len(), 3);
+        }
+        // A different spec on one pair is a probe of its own.
+        let mut m = m;
+        ok(
+            &mut m,
+            "-e -t 198.18.0.10:81 -r 198.18.1.1:81 -m -w 2 --check-fall 5",
+        );
+        assert_eq!(m.probes().len(), 4);
+        // No check, no probe.
+        ok(&mut m, "-E -t 198.18.0.10:82 -s rr --check none");
+        assert_eq!(m.probes().len(), 4);
+        assert_eq!(
+            m.probes().iter().map(|(_, u)| u.len()).sum::<usize>(),
+            6,
+            "service 82's three servers are unchecked"
+        );
+    }
+
+    #[test]
+    fn vip_checks_probe_the_vip_and_fwmark_ones_the_server_port() {
+        let mut m = Model::default();
+        ok(&mut m, "-A -t 198.18.0.10:80 --check vip");
+        ok(&mut m, "-a -t 198.18.0.10:80 -r 198.18.1.1 -g");
+        ok(&mut m, "-A -f 7 --check ping");
+        ok(&mut m, "-a -f 7 -r 198.18.1.1 -g");
+        let p = m.probes();
+        assert_eq!(p.len(), 2);
+        let vip = p
+            .iter()
+            .find(|(k, _)| k.spec.kind == CheckKind::Vip)
+            .unwrap();
+        assert_eq!(vip.0.vip, Some(("198.18.0.10".parse().unwrap(), 80)));
+        let ping = p
+            .iter()
+            .find(|(k, _)| k.spec.kind == CheckKind::Ping)
+            .unwrap();
+        assert_eq!((ping.0.vip, ping.0.port), (None, 0));
+        // Checks that cannot run are refused when configured.
+        let e = apply(&mut m, "-a -t 198.18.0.10:80 -r 198.18.1.2:8080 -m").unwrap_err();
+        assert!(e.to_string().contains("vip check"), "{e}");
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.2 --check tcp").unwrap_err();
+        assert!(e.to_string().contains("--check-port"), "{e}");
+        ok(&mut m, "-a -f 7 -r 198.18.1.2 --check tcp --check-port 22");
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.3 --check exec").unwrap_err();
+        assert!(e.to_string().contains("--check-cmd"), "{e}");
+        let e = apply(&mut m, "-E -f 7 --check http").unwrap_err();
+        assert!(e.to_string().contains("--check-port"), "{e}");
+        // A server's own options must suit the check it gets.
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.4 --check-cmd /bin/true").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the 'check-cmd' option is only for exec checks"
+        );
+        ok(
+            &mut m,
+            "-E -f 7 --check http --check-port 80 --check-regex ^ok",
+        );
+        let e = apply(&mut m, "-a -f 7 -r 198.18.1.4 --check-method HEAD").unwrap_err();
+        assert!(e.to_string().contains("HEAD"), "{e}");
+    }
+
+    #[test]
+    fn checked_servers_start_down_and_follow_the_checker() {
+        let mut m = Model::default();
+        ok(&mut m, "-A -t 198.18.0.10:80 -s rr --check tcp");
+        ok(&mut m, "-a -t 198.18.0.10:80 -r 198.18.1.1:80 -m -w 3");
+        ok(
+            &mut m,
+            "-a -t 198.18.0.10:80 -r 198.18.1.2:80 -m -w 2 --check none",
+        );
+        ok(
+            &mut m,
+            "-a -t 198.18.0.10:80 -r 198.18.1.3:80 -m -w 4 --check-on-fail remove",
+        );
+        let st = m.service_state(&m.services[0]);
+        let rs3 = &st.dests[0];
+        let spec = &rs3.probe.as_ref().unwrap().spec;
+        assert_eq!(
+            (rs3.health, rs3.removed, spec.rise),
+            (Health::Down, true, DEFAULT_RISE)
+        );
+        assert_eq!(spec.on_fail, OnFail::Remove);
+        assert_eq!(
+            plane(&m, 0),
+            [("198.18.1.1:80".into(), 0), ("198.18.1.2:80".into(), 2)],
+            "down at start: 1 inhibited, 3 removed, 2 unchecked"
+        );
+        let gen = m.generation;
+        assert!(!report(&mut m, "198.18.1.1", Health::Rising, None));
+        assert_eq!(m.generation, gen, "rising changes nothing");
+        assert!(report(&mut m, "198.18.1.1", Health::Up, None));
+        assert!(report(&mut m, "198.18.1.3", Health::Up, None));
+        assert!(m.generation > gen);
+        assert_eq!(
+            plane(&m, 0),
+            [
+                ("198.18.1.1:80".into(), 3),
+                ("198.18.1.2:80".into(), 2),
+                ("198.18.1.3:80".into(), 4)
+            ]
+        );
+        assert!(!report(&mut m, "198.18.1.3", Health::Falling, None));
+        assert!(report(&mut m, "198.18.1.3", Health::Down, None));
+        assert_eq!(plane(&m, 0).len(), 2, "removed while down");
+        // An exec weight replaces the configured one while up.
+        assert!(report(&mut m, "198.18.1.1", Health::Up, Some(7)));
+        assert_eq!(plane(&m, 0)[0], ("198.18.1.1:80".into(), 7));
+        // The configured weight is still what -e and -S see.
+        assert_eq!(m.services[0].dests[2].weight, 3);
+    }
+
+    #[test]
+    fn unchanged_checks_keep_their_state_across_edits() {
+        let mut m = three_services();
+        for rs in 1..=3 {
+            report(&mut m, &format!("198.18.1.{rs}"), Health::Up, None);
+        }
+        // A weight edit does not touch the check.
+        ok(&mut m, "-e -t 198.18.0.10:80 -r 198.18.1.1:80 -m -w 5");
+        assert_eq!(plane(&m, 0)[0], ("198.18.1.1:80".into(), 5));
+        // -e without check options keeps the server's own options.
+        ok(
+            &mut m,
+            "-e -t 198.18.0.10:80 -r 198.18.1.2:80 -m -w 2 --check-rise 4",
+        );
+        ok(&mut m, "-e -t 198.18.0.10:80 -r 198.18.1.2:80 -m -w 2");
+        let d = m.services[0]
+            .dest("198.18.1.2".parse().unwrap(), 80)
+            .unwrap();
+        assert_eq!(d.check.rise, Some(4));
+        // A changed check is a new probe: down until it reports.
+        assert_eq!(plane(&m, 0)[1], ("198.18.1.2:80".into(), 0));
+        // -E changing other service options keeps the checks.
+        ok(&mut m, "-E -t 198.18.0.10:81 -s wlc");
+        assert_eq!(m.services[1].check.kind, Some(CheckKind::Tcp));
+        assert!(plane(&m, 1).iter().all(|(_, w)| *w == 2));
+        // Statuses of probes no longer needed are dropped.
+        ok(&mut m, "-D -t 198.18.0.10:80");
+        m.set_health(&HashMap::new());
+        assert_eq!(m.health.len(), 3);
+    }
+
+    #[test]
+    fn the_sorry_server_stands_in_while_the_quorum_is_lost() {
+        let mut m = Model::default();
+        ok(
+            &mut m,
+            "-A -t 198.18.0.10:80 -s rr --check tcp --quorum 3 --sorry-server 198.18.2.1:8080",
+        );
+        ok(&mut m, "-a -t 198.18.0.10:80 -r 198.18.1.1:80 -m -w 2");
+        ok(&mut m, "-a -t 198.18.0.10:80 -r 198.18.1.2:80 -m -w 2");
+        assert_eq!(m.services[0].quorum.weight, Some(3));
+        // All down: the sorry server, with the servers' method (NAT keeps
+        // its port), weight 1; the servers at 0.
+        let sorry = m.config().services[0].dests.last().cloned().unwrap();
+        assert_eq!((sorry.fwd, sorry.port, sorry.weight), (Fwd::Nat, 8080, 1));
+        assert_eq!(plane(&m, 0).iter().filter(|(_, w)| *w == 0).count(), 2);
+        // One up (weight 2 < quorum 3): still sorry, that one at 0.
+        report(&mut m, "198.18.1.1", Health::Up, None);
+        assert_eq!(plane(&m, 0).len(), 3);
+        assert!(plane(&m, 0)
+            .iter()
+            .all(|(a, w)| (*w == 1) == a.starts_with("198.18.2.1")));
+        // Both up: quorum met, the sorry server leaves.
+        assert!(report(&mut m, "198.18.1.2", Health::Up, None));
+        assert_eq!(
+            plane(&m, 0),
+            [("198.18.1.1:80".into(), 2), ("198.18.1.2:80".into(), 2)]
+        );
+        // Its counters last across uses.
+        let c = m.services[0].sorry.as_ref().unwrap().counters.clone();
+        report(&mut m, "198.18.1.2", Health::Down, None);
+        assert!(Arc::ptr_eq(&m.config().services[0].dests[2].counters, &c));
+        // -E without --sorry-server keeps it; `none` removes it.
+        ok(&mut m, "-E -t 198.18.0.10:80 -s rr");
+        assert!(m.services[0].sorry.is_some());
+        ok(&mut m, "-E -t 198.18.0.10:80 -s rr --sorry-server none");
+        assert_eq!(plane(&m, 0).len(), 2);
+        // DR sorry server takes the service port; wrong family refused.
+        ok(&mut m, "-A -t 198.18.0.11:80 --sorry-server 198.18.2.1");
+        assert_eq!(m.config().services[1].dests[0].fwd, Fwd::Dr);
+        assert_eq!(m.config().services[1].dests[0].port, 80);
+        assert_eq!(
+            apply(
+                &mut m,
+                "-E -t 198.18.0.11:80 --sorry-server [2001:db8::1]:80"
+            ),
+            Err(ConfigError::Invalid)
+        );
     }
 }

@@ -19,7 +19,7 @@
 use std::fmt;
 
 use crate::exec::restore_args;
-use crate::grammar::{self, Command, DestSpec, ServiceSpec};
+use crate::grammar::{self, Command, DestSpec, ServiceSpec, SorrySpec};
 use crate::model::{Dest, Limits, Model, Service};
 
 /// A rules file that does not load: the 1-based line and why.
@@ -74,6 +74,13 @@ fn service_spec(s: &Service) -> ServiceSpec {
         netmask: s.netmask,
         ops: s.ops,
         pe: None,
+        check: s.check.clone(),
+        quorum: s.quorum.weight,
+        sorry: s
+            .quorum
+            .sorry
+            .map(|a| SorrySpec::Server(a.ip(), Some(a.port()))),
+        replace_checks: true,
     }
 }
 
@@ -86,6 +93,8 @@ fn dest_spec(d: &Dest) -> DestSpec {
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
         tun: d.tun,
+        check: d.check.clone(),
+        replace_checks: true,
     }
 }
 
@@ -306,6 +315,120 @@ mod tests {
         assert!(e.message.contains("Service not defined"), "{e}");
         let e = load_rules("-L -n\n", Limits::default()).unwrap_err();
         assert!(e.message.contains("only hold rules"), "{e}");
+    }
+
+    const CHECKED: &str = "\
+-A -t 198.18.0.10:80 -s rr --check http --check-path /health --check-expect 200-299,301 --quorum 2 --sorry-server 198.18.2.1:80
+-a -t 198.18.0.10:80 -r 198.18.1.1:80 -g -w 3 --check-fall 2
+-a -t 198.18.0.10:80 -r 198.18.1.2:80 -g -w 1 --check exec --check-cmd '/usr/local/bin/probe --say \"it'\\''s up\"' --check-on-fail remove
+-a -t 198.18.0.10:80 -r 198.18.1.3:80 -g -w 1 --check tcp --check-send 'GET /\\r\\n' --check-regex '^HTTP/1\\.[01] \\d+'
+-A -f 7 -s wlc --check ping --check-interval 1
+-a -f 7 -r 198.18.1.1 -g -w 1
+";
+
+    fn up_everywhere(m: &mut Model) {
+        use xvs_config::check::{Health, HealthStatus};
+        let all = m
+            .probes()
+            .into_iter()
+            .map(|(k, _)| {
+                let st = HealthStatus {
+                    state: Health::Up,
+                    since: 1,
+                    ..HealthStatus::default()
+                };
+                (k, st)
+            })
+            .collect();
+        m.set_health(&all);
+    }
+
+    #[test]
+    fn check_options_survive_save_and_restore() {
+        let m = load(CHECKED);
+        let s = &m.services[0];
+        let exec = s.dest("198.18.1.2".parse().unwrap(), 80).unwrap();
+        assert_eq!(
+            exec.check.cmd.as_deref(),
+            Some("/usr/local/bin/probe --say \"it's up\"")
+        );
+        let tcp = s.dest("198.18.1.3".parse().unwrap(), 80).unwrap();
+        assert_eq!(tcp.check.send.as_deref(), Some("GET /\\r\\n"));
+        assert_eq!(tcp.check.regex.as_deref(), Some("^HTTP/1\\.[01] \\d+"));
+        assert_eq!(s.quorum.weight, Some(2));
+        // What -S writes (and the daemon's state file holds) loads back
+        // to the same configuration, configured weights included.
+        let saved = crate::listing::save(&m);
+        assert!(
+            saved.contains("--check-cmd '/usr/local/bin/probe --say \"it'\\''s up\"'"),
+            "{saved}"
+        );
+        assert!(
+            saved.contains("-r 198.18.1.1:80 -g -w 3 --check-fall 2\n"),
+            "{saved}"
+        );
+        let back = load(&saved);
+        assert_eq!(crate::listing::save(&back), saved);
+        assert!(diff(&m, &back).is_empty());
+        // -R takes it too, and so does a reload through Control.
+        let mut c = crate::Control::new();
+        let r = c.run(&Command::Restore, Some(&saved), &crate::NoRuntime);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(crate::listing::save(c.model()), saved);
+        let mut c = crate::Control::new();
+        c.reload(&saved).unwrap();
+        assert_eq!(crate::listing::save(c.model()), saved);
+    }
+
+    #[test]
+    fn a_saved_model_under_failed_checks_keeps_configured_weights() {
+        let mut m = load(CHECKED);
+        // Nothing reported: every checked server is down (weight 0 or
+        // removed), yet -S writes the configured weights.
+        assert!(m.config().services[0]
+            .dests
+            .iter()
+            .all(|d| d.weight == 0 || d.addr.to_string() == "198.18.2.1"));
+        assert!(crate::listing::save(&m).contains("-r 198.18.1.1:80 -g -w 3"));
+        up_everywhere(&mut m);
+        assert_eq!(m.config().services[0].dests.len(), 3);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_unchanged_checks() {
+        let mut cur = load(CHECKED);
+        up_everywhere(&mut cur);
+        let before = cur.config();
+        let w = |m: &Model, addr: &str| {
+            m.config().services[0]
+                .dests
+                .iter()
+                .find(|d| d.addr.to_string() == addr)
+                .map(|d| d.weight)
+        };
+        // The same file: nothing to do, nothing changes.
+        assert!(diff(&cur, &load(CHECKED)).is_empty());
+        // One server's check changes: it alone starts over (down), the
+        // others keep their state, and a check option removed from the
+        // file is removed from the server.
+        let wanted = load(&CHECKED.replace(" --check-fall 2", ""));
+        let cmds = reload(&mut cur, &wanted);
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        let d = cur.services[0]
+            .dest("198.18.1.1".parse().unwrap(), 80)
+            .unwrap();
+        assert_eq!(d.check.fall, None);
+        assert_eq!(w(&cur, "198.18.1.1"), Some(0));
+        assert_eq!(w(&cur, "198.18.1.3"), Some(1));
+        assert_eq!(
+            cur.config().services[1].dests[0].weight,
+            before.services[1].dests[0].weight
+        );
+        // The service's defaults and quorum are replaced as a whole too.
+        let wanted = load(&CHECKED.replace(" --quorum 2 --sorry-server 198.18.2.1:80", ""));
+        reload(&mut cur, &wanted);
+        assert!(cur.services[0].sorry.is_none() && cur.services[0].quorum.weight.is_none());
+        assert_eq!(w(&cur, "198.18.1.3"), Some(1), "kept through the -E");
     }
 
     fn cur_key(s: &str) -> xvs_config::svc::SvcKey {

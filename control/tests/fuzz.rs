@@ -161,6 +161,29 @@ const WORDS: &[&str] = &[
     "-tx",
     "-w2",
     "-srr",
+    "--check",
+    "tcp",
+    "http",
+    "exec",
+    "vip",
+    "none",
+    "--check-port",
+    "--check-path",
+    "/health",
+    "--check-cmd",
+    "--check-send",
+    "GET\\r\\n",
+    "--check-regex",
+    "a(b",
+    "^OK",
+    "--check-expect",
+    "200-299,301",
+    "--check-interval",
+    "--check-fall",
+    "--check-on-fail",
+    "remove",
+    "--quorum",
+    "--sorry-server",
 ];
 
 const VALID: &[&str] = &[
@@ -181,6 +204,12 @@ const VALID: &[&str] = &[
     "-e -t 198.18.0.1:80 -r 198.18.1.2:8080 -m -w 7 -x 3 -y 2",
     "-d -t 198.18.0.1:80 -r 198.18.1.1",
     "-d -f 7 -r 198.18.1.4",
+    "-E -t 198.18.0.1:80 -s rr --check http --check-path /health --quorum 2 --sorry-server 198.18.1.99:80",
+    "-E -f 7 --check ping --check-interval 1 --check-fall 2",
+    "-a -t 198.18.0.1:80 -r 198.18.1.9:80 -m --check tcp --check-send GET\\r\\n --check-regex ^OK",
+    "-e -t 198.18.0.1:80 -r 198.18.1.2:8080 -m -w 3 --check exec --check-cmd /bin/true",
+    "-e -t 198.18.0.1:80 -r 198.18.1.1 --check vip --check-on-fail remove",
+    "-L -n --check",
     "-L -n",
     "-L -n --stats --exact",
     "-L -n --rate -t 198.18.0.1:80",
@@ -295,6 +324,26 @@ fn random_rules(rng: &mut Rng) -> String {
         if udp && rng.chance(3) {
             line.push_str(" -o");
         }
+        let fwmark = svc.starts_with("-f");
+        if rng.chance(3) {
+            line.push_str(match (fwmark, rng.below(3)) {
+                (true, _) => " --check ping --check-interval 2",
+                (false, 0) => " --check tcp --check-fall 1",
+                (false, 1) => " --check http --check-path /a --check-expect 200,301-302",
+                (false, _) => " --check-rise 4",
+            });
+        }
+        if rng.chance(4) {
+            let sorry = if v6 {
+                "[2001:db8:2::1]:80"
+            } else {
+                "198.18.201.1:80"
+            };
+            line.push_str(&format!(
+                " --quorum {} --sorry-server {sorry}",
+                rng.below(5)
+            ));
+        }
         out.push_str(&line);
         out.push('\n');
         for j in 0..rng.below(4) {
@@ -306,8 +355,14 @@ fn random_rules(rng: &mut Rng) -> String {
             let fwd = rng.pick(&["-g", "-m", "-i"]);
             let x = rng.below(1000) as u32;
             let y = if x == 0 { 0 } else { rng.below(x as usize) };
+            let check = match rng.below(8) {
+                0 => " --check exec --check-cmd '/usr/bin/probe --name \"it'\\''s\" 1'",
+                1 => " --check-fall 5 --check-on-fail remove",
+                2 => " --check none",
+                _ => "",
+            };
             out.push_str(&format!(
-                "-a {svc} -r {rip}:{} {fwd} -w {} -x {x} -y {y}\n",
+                "-a {svc} -r {rip}:{} {fwd} -w {} -x {x} -y {y}{check}\n",
                 rng.below(65535) + 1,
                 rng.below(65536)
             ));

@@ -78,13 +78,20 @@ fn json_listing_has_the_documented_shape() {
                  "u_threshold": 0, "l_threshold": 0, "active_conns": 0,
                  "inactive_conns": 0, "persistent_conns": 0, "tunnel": null,
                  "stats": {"conns": 0, "inpkts": 0, "outpkts": 0, "inbytes": 0, "outbytes": 0},
-                 "rates": {"cps": 0, "inpps": 0, "outpps": 0, "inbps": 0, "outbps": 0}},
+                 "rates": {"cps": 0, "inpps": 0, "outpps": 0, "inbps": 0, "outbps": 0},
+                 "effective_weight": 0, "in_service": true, "check": null,
+                 "health": {"state": "-", "since": null, "last": null, "latency_us": null,
+                            "exec_weight": null, "transitions": 0}},
                 {"address": "198.18.0.12", "port": 80, "forward": "Route", "weight": 2,
                  "u_threshold": 50, "l_threshold": 10, "active_conns": 4,
                  "inactive_conns": 0, "persistent_conns": 0, "tunnel": null,
                  "stats": {"conns": 0, "inpkts": 0, "outpkts": 0, "inbytes": 0, "outbytes": 0},
-                 "rates": {"cps": 0, "inpps": 0, "outpps": 0, "inbps": 0, "outbps": 0}}
-            ]
+                 "rates": {"cps": 0, "inpps": 0, "outpps": 0, "inbps": 0, "outbps": 0},
+                 "effective_weight": 2, "in_service": true, "check": null,
+                 "health": {"state": "-", "since": null, "last": null, "latency_us": null,
+                            "exec_weight": null, "transitions": 0}}
+            ],
+            "quorum": 1, "up_weight": 2, "sorry_server": null
         })
     );
     assert_eq!(svcs[1]["protocol"], "UDP");

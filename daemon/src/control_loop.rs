@@ -22,18 +22,34 @@
 //! the state file writer ([`crate::state`]), so that they survive a restart,
 //! without making xvsadm's answer wait for the disk; and on SIGHUP it
 //! reloads the rules by difference.
+//!
+//! It also drives the health checker ([`crate::health`]): after every
+//! configuration change it hands the checker the probes the model needs
+//! (unchanged probes keep their state), and it applies the statuses the
+//! checker reports to the model, publishing a new snapshot when that
+//! changes what the workers schedule (a server down or up again, a
+//! dynamic weight, the sorry server). Reports are taken in batches, at
+//! most every 100 ms, so a burst of results costs one publish.
 
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use xvs_config::check::{CheckKind, HealthStatus, ProbeKey};
+use xvs_config::svc::{Fwd, SvcKey};
 use xvs_control::grammar::{self, Command};
+use xvs_control::model::Model;
 use xvs_control::proto::{Reply, Request, Response};
 use xvs_control::{metrics, Control, NoRuntime};
 use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::director::Director;
+use xvs_dataplane::neigh::NeighTable;
+
+use crate::health::{Engine, ProbeCtx, Report, Target, VipPath};
 
 use crate::runtime::{dataplane_stats, Live};
 use crate::server::Job;
@@ -71,6 +87,50 @@ fn refused_by_dataplane(e: &std::io::Error) -> Response {
     Response::fail(255, format_args!("{what}: {e}; nothing changed"))
 }
 
+/// The health checker as the control thread sees it.
+struct Checks {
+    engine: Engine,
+    reports: Receiver<Report>,
+    /// The probes running.
+    keys: HashSet<ProbeKey>,
+    /// The last status of every running probe.
+    statuses: HashMap<ProbeKey, HealthStatus>,
+    /// The model generation the running probes were taken from.
+    generation: Option<u64>,
+}
+
+/// What the checker must run for `model`: its probes, each with the first
+/// service it serves (for `exec` arguments) and, for `vip` checks, the
+/// way to the server (its forwarding method; for direct routing, the
+/// next-hop cell the data plane keeps for it).
+pub fn probe_targets(model: &Model, neigh: &NeighTable) -> Vec<Target> {
+    model
+        .probes()
+        .into_iter()
+        .map(|(key, users)| {
+            let service = users.first().map(|(svc, _, _)| match *svc {
+                SvcKey::Addr { vip, port, .. } => (vip.to_string(), port),
+                SvcKey::Fwmark { mark, .. } => (format!("fwmark:{mark}"), 0),
+            });
+            let mut path = VipPath::None;
+            if key.spec.kind == CheckKind::Vip {
+                let dest = users
+                    .iter()
+                    .find_map(|(svc, addr, port)| model.service(svc)?.dest(*addr, *port));
+                path = match (dest.map(|d| (d.fwd, d.tun.kind())), key.addr) {
+                    (Some((Fwd::Dr, _)), IpAddr::V4(a)) => VipPath::Dr(neigh.cell(a)),
+                    (Some((Fwd::Tun, kind)), IpAddr::V4(a)) => VipPath::Tun(kind, neigh.cell(a)),
+                    _ => VipPath::None,
+                };
+            }
+            Target {
+                key,
+                ctx: ProbeCtx { service, path },
+            }
+        })
+        .collect()
+}
+
 /// The control thread's state.
 pub struct ControlLoop {
     /// The configuration and its executor.
@@ -96,6 +156,8 @@ pub struct ControlLoop {
     reload_from: Option<PathBuf>,
     /// The connection sync daemons running.
     sync: SyncDaemons,
+    /// The health checker, once started.
+    checks: Option<Checks>,
 }
 
 impl ControlLoop {
@@ -114,6 +176,100 @@ impl ControlLoop {
             writer: None,
             saved: 0,
             reload_from: None,
+            checks: None,
+        }
+    }
+
+    /// Start the health checker; from now on the loop keeps its probes in
+    /// line with the configuration and applies what it reports.
+    pub fn start_checks(&mut self) -> std::io::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let engine = Engine::start(tx)?;
+        self.checks = Some(Checks {
+            engine,
+            reports: rx,
+            keys: HashSet::new(),
+            statuses: HashMap::new(),
+            generation: None,
+        });
+        self.sync_checks();
+        Ok(())
+    }
+
+    /// Hand the checker the model's probes if the configuration changed
+    /// since the last time (statuses of probes no longer needed go).
+    fn sync_checks(&mut self) {
+        let generation = self.control.generation();
+        let Some(c) = &mut self.checks else {
+            return;
+        };
+        if c.generation == Some(generation) {
+            return;
+        }
+        c.generation = Some(generation);
+        let targets = probe_targets(self.control.model(), self.director.neigh());
+        // Without checks, before as now, there is nothing to tell anyone
+        // (a configuration without checks pays one pass over it).
+        if targets.is_empty() && c.keys.is_empty() {
+            return;
+        }
+        c.keys = targets.iter().map(|t| t.key.clone()).collect();
+        c.statuses.retain(|k, _| c.keys.contains(k));
+        c.engine.reconcile(targets);
+        // Servers a change added have no status yet (down until their
+        // checks pass); the others keep theirs.
+        self.apply_health(true);
+    }
+
+    /// Apply the checker's reports that arrived since the last call (all
+    /// statuses again if `force`) to the model; publish if the workers
+    /// must schedule differently. If the data plane refuses that, the
+    /// model goes back to the statuses it had.
+    fn apply_health(&mut self, force: bool) {
+        let Some(c) = &mut self.checks else {
+            return;
+        };
+        // A report of a probe stopped meanwhile is dropped.
+        let fresh: Vec<Report> = c
+            .reports
+            .try_iter()
+            .filter(|(k, _)| c.keys.contains(k))
+            .collect();
+        if fresh.is_empty() && !force {
+            return;
+        }
+        let before = c.statuses.clone();
+        c.statuses.extend(fresh);
+        // A change of what the workers schedule moves the model's
+        // generation: the snapshot goes out through the same publish as a
+        // command's.
+        if self.control.set_health(&c.statuses) {
+            if let Err(e) = self.publish() {
+                eprintln!(
+                    "xvsd: cannot program the steering map after a health change: {e}; \
+                     the previous statuses stay in force"
+                );
+                if let Some(c) = &mut self.checks {
+                    c.statuses = before;
+                    self.control.set_health(&c.statuses);
+                    self.published = self.control.generation();
+                }
+            }
+        }
+    }
+
+    /// After the model was put back from a copy: hand the checker its
+    /// probes and the model the statuses again on the next turn.
+    fn resync_checks(&mut self) {
+        if let Some(c) = &mut self.checks {
+            c.generation = None;
+        }
+    }
+
+    /// Stop the health checker (at exit).
+    pub fn stop_checks(&mut self) {
+        if let Some(c) = self.checks.take() {
+            c.engine.stop();
         }
     }
 
@@ -210,6 +366,7 @@ impl ControlLoop {
             if let Err(e) = self.publish() {
                 eprintln!("xvsd: reload: cannot program the steering map: {e}; nothing changed");
                 self.control = before;
+                self.resync_checks();
                 self.published = self.control.generation();
             }
         }
@@ -229,6 +386,7 @@ impl ControlLoop {
     /// The data plane, to stop it (after writing the last rules and
     /// stopping the sync daemons).
     pub fn into_director(mut self) -> Director {
+        self.stop_checks();
         self.finish_state();
         self.sync.stop_all();
         self.director
@@ -291,6 +449,8 @@ impl ControlLoop {
             // The state file's daemons at start, a reload's, a batch undone.
             self.sync_daemons();
             self.sync.serve_resync(&self.director);
+            self.sync_checks();
+            self.apply_health(false);
             let now = Instant::now();
             if now >= next_tick {
                 self.control.tick(now);
@@ -359,6 +519,7 @@ impl ControlLoop {
                     eprintln!("xvsd: cannot program the steering map: {e}; batch undone");
                     if let Some(old) = before.take() {
                         self.control = old;
+                        self.resync_checks();
                         self.published = self.control.generation();
                     }
                     for (resp, changed, _) in batch.iter_mut() {
@@ -374,5 +535,52 @@ impl ControlLoop {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvs_config::tun::TunKind;
+
+    #[test]
+    fn probe_targets_carry_the_service_and_the_way_to_each_server() {
+        let mut c = Control::new();
+        c.reload(
+            "-A -t 198.18.0.100:80 -s rr --check vip\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.12:80 -i --tun-type gue --tun-port 6080 -w 1\n\
+             -A -t 198.18.0.101:443 -s rr --check exec --check-cmd true\n\
+             -a -t 198.18.0.101:443 -r 198.18.0.13:8080 -m -w 1\n\
+             -A -t 198.18.0.102:443 -s rr --check exec --check-cmd true\n\
+             -a -t 198.18.0.102:443 -r 198.18.0.13:8080 -m -w 1\n",
+        )
+        .unwrap();
+        let neigh = NeighTable::new(Vec::new());
+        let targets = probe_targets(c.model(), &neigh);
+        let find = |kind: CheckKind, addr: &str| {
+            targets
+                .iter()
+                .find(|t| t.key.spec.kind == kind && t.key.addr.to_string() == addr)
+                .unwrap_or_else(|| panic!("no {kind} probe of {addr}: {targets:?}"))
+        };
+        assert!(matches!(
+            find(CheckKind::Vip, "198.18.0.11").ctx.path,
+            VipPath::Dr(_)
+        ));
+        assert!(matches!(
+            find(CheckKind::Vip, "198.18.0.12").ctx.path,
+            VipPath::Tun(TunKind::Gue { port: 6080, .. }, _)
+        ));
+        // Two services share the exec probe of .13:8080; it runs once, with
+        // the first service as its arguments.
+        let exec: Vec<&Target> = targets
+            .iter()
+            .filter(|t| t.key.spec.kind == CheckKind::Exec)
+            .collect();
+        assert_eq!(exec.len(), 1, "{exec:?}");
+        assert_eq!(exec[0].key.port, 8080);
+        assert_eq!(exec[0].ctx.service, Some(("198.18.0.101".to_string(), 443)));
+        assert_eq!(targets.len(), 3);
     }
 }

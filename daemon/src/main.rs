@@ -5,7 +5,8 @@
 //! Threads: the workers (data plane); an acceptor that checks each peer's
 //! credentials and a thread per connection ([`server`]), so a slow client
 //! never holds up the control thread; the control thread ([`control_loop`],
-//! run by this `main`), the only owner of the configuration; and with
+//! run by this `main`), the only owner of the configuration; the health
+//! checker's scheduling thread and probe threads ([`health`]); and with
 //! `--metrics`, the thread serving that page. This crate is the only one
 //! that links both the control plane and the data plane: [`runtime`]
 //! answers the control plane's questions about the running data plane.
@@ -42,6 +43,7 @@ use xvs_dataplane::director::{Director, DirectorConfig, IfaceInfo};
 use xvs_dataplane::io::xdp;
 
 mod control_loop;
+mod health;
 mod lock;
 mod runtime;
 mod server;
@@ -387,6 +389,10 @@ fn main() {
     );
     if let Err(e) = lp.publish() {
         let msg = format!("cannot program the steering map: {e}");
+        fail_attached(lp.into_director(), locks, msg);
+    }
+    if let Err(e) = lp.start_checks() {
+        let msg = format!("cannot start the health checker: {e}");
         fail_attached(lp.into_director(), locks, msg);
     }
 

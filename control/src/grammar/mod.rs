@@ -16,6 +16,7 @@
 
 use std::net::IpAddr;
 
+use xvs_config::check::CheckConf;
 use xvs_config::svc::{Fwd, SvcKey};
 
 mod lex;
@@ -27,6 +28,7 @@ mod usage;
 mod values;
 
 pub use parse::parse;
+pub(crate) use parse::{misplaced_check_option, HEAD_REGEX};
 pub use usage::{usage, version};
 pub use values::{parse_addr_port, parse_number, parse_sched_flags};
 
@@ -81,6 +83,25 @@ pub struct ServiceSpec {
     pub ops: bool,
     /// Persistence engine (`--pe`).
     pub pe: Option<String>,
+    /// Check options given (`--check*`): defaults for every real server.
+    pub check: CheckConf,
+    /// `--quorum WEIGHT`, if given.
+    pub quorum: Option<u32>,
+    /// `--sorry-server`, if given.
+    pub sorry: Option<SorrySpec>,
+    /// Whether `check`, `quorum` and `sorry` replace the service's (a
+    /// reload making it what a rules file says) rather than change only
+    /// what is given (`-E`, as typed).
+    pub replace_checks: bool,
+}
+
+/// `--sorry-server ADDR[:PORT]`, or `none` to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SorrySpec {
+    /// `none`: no sorry server.
+    Clear,
+    /// The server; without a port, the service's.
+    Server(IpAddr, Option<u16>),
 }
 
 /// `-a`/`-e`: a real server and its options, defaults filled in.
@@ -101,6 +122,11 @@ pub struct DestSpec {
     pub l_threshold: u32,
     /// Tunnel parameters (`--tun-*`).
     pub tun: TunConf,
+    /// Check options given (`--check*`), over the service's.
+    pub check: CheckConf,
+    /// Whether `check` replaces the server's own options (a reload)
+    /// rather than change only those given (`-e`, as typed).
+    pub replace_checks: bool,
 }
 
 /// Options of `-L` (and `-S`'s `-n`).
@@ -137,6 +163,8 @@ pub struct ListOpts {
     /// `--announce` (xvs): which VIPs this director announces to its
     /// router, and why the others are not ([`crate::announce`]).
     pub announce: bool,
+    /// `--check` (xvs): every real server's health check and its state.
+    pub check: bool,
 }
 
 /// One parsed xvsadm invocation.

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use xvs_config::check::{self, CheckConf, CheckKind, HttpMethod, OnFail, StatusSet};
 use xvs_config::svc::{Fwd, SvcKey};
 use xvs_config::{SyncDaemonConf, SyncRole};
 
@@ -50,6 +51,9 @@ struct Raw {
     sync_maxlen: Option<u16>,
     mark: Option<u32>,
     maintenance: Option<bool>,
+    check: CheckConf,
+    quorum: Option<u32>,
+    sorry: Option<SorrySpec>,
     positional: Vec<String>,
 }
 
@@ -102,9 +106,13 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 Some((n, v)) => (n, Some(v)),
                 None => (name, None),
             };
-            let Some(tok) = long(name) else {
+            let Some(mut tok) = long(name) else {
                 return err(format!("{a}: unknown option"));
             };
+            // `--check TYPE` configures a check; `-L --check` lists them.
+            if tok == Tok::Value(Opt::Check) && raw.cmd == Some(Cmd::List) {
+                tok = Tok::Set(Opt::ListCheck);
+            }
             let value = match (tok.arg(), inline) {
                 (Arg::No, Some(_)) => {
                     return err(format!("--{name}: option does not take a value"))
@@ -322,6 +330,21 @@ fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result
                     Some(x) => raw.sync_maxlen = Some(x as u16),
                     None => return err("illegal sync-maxlen specified"),
                 },
+                Opt::Quorum => match parse_number(&v, 0, i32::MAX as u64) {
+                    Some(q) => raw.quorum = Some(q as u32),
+                    None => return err("illegal quorum specified"),
+                },
+                Opt::SorryServer => {
+                    raw.sorry = Some(if v == "none" {
+                        SorrySpec::Clear
+                    } else {
+                        match parse_addr_port(&v) {
+                            Some((addr, port)) => SorrySpec::Server(addr, port),
+                            None => return err("illegal sorry server address[:port] specified"),
+                        }
+                    })
+                }
+                o if o.is_check() => check_value(&mut raw.check, o, v)?,
                 _ => {}
             }
         }
@@ -369,6 +392,17 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 }
             },
             _ => {}
+        }
+    }
+    // -L --check is a listing of its own: not with another one.
+    if cmd == Cmd::List && raw.has(Opt::ListCheck) {
+        for other in [Opt::Connection, Opt::Timeout, Opt::Daemon, Opt::Dataplane] {
+            if raw.has(other) {
+                return err(format!(
+                    "The option 'check' can't be used with '{}'",
+                    other.name()
+                ));
+            }
         }
     }
     // Bare values belong to --set only.
@@ -440,6 +474,10 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 netmask,
                 ops,
                 pe: raw.pe,
+                check: checked(&raw.check)?,
+                quorum: raw.quorum,
+                sorry: raw.sorry,
+                replace_checks: false,
             };
             Ok(if cmd == Cmd::Add {
                 Command::AddService(spec)
@@ -471,6 +509,7 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 nosort: raw.has(Opt::NoSort),
                 json: raw.has(Opt::Json),
                 announce: raw.has(Opt::Announce),
+                check: raw.has(Opt::ListCheck),
             },
         }),
         Cmd::DelDest => {
@@ -494,6 +533,8 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 u_threshold: raw.u_threshold,
                 l_threshold: raw.l_threshold,
                 tun,
+                check: checked(&raw.check)?,
+                replace_checks: false,
             };
             Ok(if cmd == Cmd::AddDest {
                 Command::AddServer { svc, dest }
@@ -575,4 +616,175 @@ fn tunnel(raw: &Raw, fwd: Fwd) -> Result<TunConf, ParseError> {
         port: raw.tun_port.unwrap_or(0),
         csum,
     })
+}
+
+/// A string option value: not empty, no control characters (a rule is one
+/// line of a rules file); `spaces`: whether blanks are allowed.
+fn text(v: String, what: &str, spaces: bool) -> Result<String, ParseError> {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_control() || (!spaces && c.is_whitespace()))
+    {
+        return err(format!("illegal check {what} `{v}' specified"));
+    }
+    Ok(v)
+}
+
+/// Check and record one `--check*` option's value.
+fn check_value(c: &mut CheckConf, opt: Opt, v: String) -> Result<(), ParseError> {
+    let secs = |what: &str| match parse_number(&v, 1, 86_400) {
+        Some(n) => Ok(n as u32),
+        None => err(format!("illegal check {what} specified")),
+    };
+    let count = |what: &str| match parse_number(&v, 1, 1_000) {
+        Some(n) => Ok(n as u32),
+        None => err(format!("illegal check {what} specified")),
+    };
+    match opt {
+        Opt::Check => match CheckKind::parse(&v) {
+            Some(k) => c.kind = Some(k),
+            None => return err(format!("illegal check type `{v}' specified")),
+        },
+        Opt::CheckPort => match parse_number(&v, 1, 65535) {
+            Some(p) => c.port = Some(p as u16),
+            None => return err("illegal check port specified"),
+        },
+        Opt::CheckPath => {
+            if !v.starts_with('/') {
+                return err(format!("illegal check path `{v}' specified"));
+            }
+            c.path = Some(text(v, "path", false)?);
+        }
+        Opt::CheckHost => c.host = Some(text(v, "host", false)?),
+        Opt::CheckMethod => match HttpMethod::parse(&v) {
+            Some(m) => c.method = Some(m),
+            None => return err(format!("illegal check method `{v}' specified")),
+        },
+        Opt::CheckExpect => match StatusSet::parse(&v) {
+            Ok(set) => c.expect = Some(set),
+            Err(why) => return err(format!("illegal check status list `{v}' specified: {why}")),
+        },
+        Opt::CheckRegex => {
+            let v = text(v, "regex", true)?;
+            if let Err(e) = regex::bytes::Regex::new(&v) {
+                let why = e.to_string();
+                let why = why.lines().last().unwrap_or_default().trim();
+                let why = why.strip_prefix("error: ").unwrap_or(why);
+                return err(format!("illegal check regex `{v}' specified: {why}"));
+            }
+            c.regex = Some(v);
+        }
+        Opt::CheckSend | Opt::CheckReceive => {
+            let what = if opt == Opt::CheckSend {
+                "send string"
+            } else {
+                "receive string"
+            };
+            let v = text(v, what, true)?;
+            if let Err(why) = check::unescape(&v) {
+                return err(format!("illegal check {what} specified: {why}"));
+            }
+            if opt == Opt::CheckSend {
+                c.send = Some(v);
+            } else {
+                c.receive = Some(v);
+            }
+        }
+        Opt::CheckCmd => c.cmd = Some(text(v, "command", true)?),
+        Opt::CheckCa => c.ca = Some(text(v, "CA file", false)?),
+        Opt::CheckInterval => c.interval = Some(secs("interval")?),
+        Opt::CheckTimeout => c.timeout = Some(secs("timeout")?),
+        Opt::CheckRise => c.rise = Some(count("rise count")?),
+        Opt::CheckFall => c.fall = Some(count("fall count")?),
+        Opt::CheckOnFail => match OnFail::parse(&v) {
+            Some(f) => c.on_fail = Some(f),
+            None => return err(format!("illegal check on-fail action `{v}' specified")),
+        },
+        _ => unreachable!("only --check* options come here"),
+    }
+    Ok(())
+}
+
+/// The check kinds an option is for, with the words its message uses.
+fn check_kinds(c: &CheckConf) -> Vec<(&'static str, bool, &'static [CheckKind], &'static str)> {
+    use CheckKind::*;
+    const HTTP: &[CheckKind] = &[Http, Https];
+    vec![
+        (
+            "check-port",
+            c.port.is_some(),
+            &[Tcp, Http, Https, Udp, Vip],
+            "tcp, http, https, udp and vip checks",
+        ),
+        (
+            "check-path",
+            c.path.is_some(),
+            HTTP,
+            "http and https checks",
+        ),
+        (
+            "check-host",
+            c.host.is_some(),
+            HTTP,
+            "http and https checks",
+        ),
+        (
+            "check-method",
+            c.method.is_some(),
+            HTTP,
+            "http and https checks",
+        ),
+        (
+            "check-expect",
+            c.expect.is_some(),
+            HTTP,
+            "http and https checks",
+        ),
+        (
+            "check-regex",
+            c.regex.is_some(),
+            &[Tcp, Http, Https, Udp],
+            "tcp, http, https and udp checks",
+        ),
+        (
+            "check-send",
+            c.send.is_some(),
+            &[Tcp, Udp],
+            "tcp and udp checks",
+        ),
+        (
+            "check-receive",
+            c.receive.is_some(),
+            &[Tcp, Udp],
+            "tcp and udp checks",
+        ),
+        ("check-cmd", c.cmd.is_some(), &[Exec], "exec checks"),
+        ("check-ca", c.ca.is_some(), &[Https], "https checks"),
+    ]
+}
+
+/// Why an option given in `c` does not belong to a `kind` check, if one
+/// does not.
+pub(crate) fn misplaced_check_option(c: &CheckConf, kind: CheckKind) -> Option<String> {
+    check_kinds(c)
+        .into_iter()
+        .find(|(_, given, kinds, _)| *given && !kinds.contains(&kind))
+        .map(|(name, _, _, words)| format!("the '{name}' option is only for {words}"))
+}
+
+/// The message for a body regex on a HEAD request.
+pub(crate) const HEAD_REGEX: &str =
+    "the 'check-regex' option needs a body: it can't be used with HEAD";
+
+/// The check options of one command, checked against the `--check` type
+/// given with them (options for another type are a mistake; without a
+/// type they are defaults that may meet their type elsewhere).
+fn checked(c: &CheckConf) -> Result<CheckConf, ParseError> {
+    if let Some(why) = c.kind.and_then(|k| misplaced_check_option(c, k)) {
+        return err(why);
+    }
+    if c.method == Some(HttpMethod::Head) && c.regex.is_some() {
+        return err(HEAD_REGEX);
+    }
+    Ok(c.clone())
 }

@@ -97,9 +97,28 @@ pub(super) enum Opt {
     Json,
     Dataplane,
     Announce,
+    Check,
+    CheckPort,
+    CheckPath,
+    CheckHost,
+    CheckMethod,
+    CheckExpect,
+    CheckRegex,
+    CheckSend,
+    CheckReceive,
+    CheckCmd,
+    CheckCa,
+    CheckInterval,
+    CheckTimeout,
+    CheckRise,
+    CheckFall,
+    CheckOnFail,
+    Quorum,
+    SorryServer,
+    ListCheck,
 }
 
-pub(super) const ALL_OPTS: [Opt; 39] = [
+pub(super) const ALL_OPTS: [Opt; 58] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -139,6 +158,25 @@ pub(super) const ALL_OPTS: [Opt; 39] = [
     Opt::Json,
     Opt::Dataplane,
     Opt::Announce,
+    Opt::Check,
+    Opt::CheckPort,
+    Opt::CheckPath,
+    Opt::CheckHost,
+    Opt::CheckMethod,
+    Opt::CheckExpect,
+    Opt::CheckRegex,
+    Opt::CheckSend,
+    Opt::CheckReceive,
+    Opt::CheckCmd,
+    Opt::CheckCa,
+    Opt::CheckInterval,
+    Opt::CheckTimeout,
+    Opt::CheckRise,
+    Opt::CheckFall,
+    Opt::CheckOnFail,
+    Opt::Quorum,
+    Opt::SorryServer,
+    Opt::ListCheck,
 ];
 
 impl Opt {
@@ -183,7 +221,32 @@ impl Opt {
             Opt::Json => "json",
             Opt::Dataplane => "dataplane",
             Opt::Announce => "announce",
+            Opt::Check => "check",
+            Opt::CheckPort => "check-port",
+            Opt::CheckPath => "check-path",
+            Opt::CheckHost => "check-host",
+            Opt::CheckMethod => "check-method",
+            Opt::CheckExpect => "check-expect",
+            Opt::CheckRegex => "check-regex",
+            Opt::CheckSend => "check-send",
+            Opt::CheckReceive => "check-receive",
+            Opt::CheckCmd => "check-cmd",
+            Opt::CheckCa => "check-ca",
+            Opt::CheckInterval => "check-interval",
+            Opt::CheckTimeout => "check-timeout",
+            Opt::CheckRise => "check-rise",
+            Opt::CheckFall => "check-fall",
+            Opt::CheckOnFail => "check-on-fail",
+            Opt::Quorum => "quorum",
+            Opt::SorryServer => "sorry-server",
+            Opt::ListCheck => "check",
         }
+    }
+
+    /// Whether this is one of the `--check-*` options of a service or a
+    /// real server (not `-L`'s `--check`).
+    pub(super) fn is_check(self) -> bool {
+        (Opt::Check as u32..=Opt::CheckOnFail as u32).contains(&(self as u32))
     }
 
     pub(super) fn bit(self) -> u64 {
@@ -209,6 +272,8 @@ pub(super) fn rule(cmd: Cmd, opt: Opt) -> Rule {
             O::Service => R,
             O::Scheduler | O::Persistent | O::Netmask | O::Ipv6 | O::Ops | O::Pe => A,
             O::SchedFlags => A,
+            o if o.is_check() => A,
+            O::Quorum | O::SorryServer => A,
             _ => X,
         },
         Cmd::Del => match opt {
@@ -228,7 +293,8 @@ pub(super) fn rule(cmd: Cmd, opt: Opt) -> Rule {
             | O::Exact
             | O::Ipv6
             | O::TunInfo
-            | O::Json => A,
+            | O::Json
+            | O::ListCheck => A,
             _ => X,
         },
         Cmd::AddDest | Cmd::EditDest => match opt {
@@ -243,6 +309,7 @@ pub(super) fn rule(cmd: Cmd, opt: Opt) -> Rule {
             | O::TunNoCsum
             | O::TunCsum
             | O::TunRemCsum => A,
+            o if o.is_check() => A,
             _ => X,
         },
         Cmd::DelDest => match opt {

@@ -188,6 +188,10 @@ fn defaults_and_clusters() {
             netmask: 32,
             ops: false,
             pe: None,
+            check: Default::default(),
+            quorum: None,
+            sorry: None,
+            replace_checks: false,
         })
     );
     let Command::AddService(s) = p("-A -t 198.18.0.100:0 -s rr -p").unwrap() else {
@@ -240,6 +244,10 @@ fn defaults_and_clusters() {
             netmask: 128,
             ops: false,
             pe: None,
+            check: Default::default(),
+            quorum: None,
+            sorry: None,
+            replace_checks: false,
         })
     );
     assert_eq!(
@@ -357,4 +365,179 @@ fn maintenance_feed_and_announce_listing() {
         msg("-L --announce -c"),
         "The option 'announce' can't be used with 'connection'"
     );
+}
+
+#[test]
+fn check_options_parse_on_services_and_servers() {
+    let Command::AddService(s) = p(
+        "-A -t 198.18.0.100:80 -s rr --check http --check-path /health --check-host www.example \
+         --check-method HEAD --check-expect 200-299,301 --check-interval 1 --check-timeout 2 \
+         --check-rise 3 --check-fall 4 --check-on-fail remove --quorum 5 --sorry-server 198.18.2.1:8080",
+    )
+    .unwrap() else {
+        panic!()
+    };
+    let c = &s.check;
+    assert_eq!(c.kind, Some(xvs_config::check::CheckKind::Http));
+    assert_eq!(
+        (c.path.as_deref(), c.host.as_deref()),
+        (Some("/health"), Some("www.example"))
+    );
+    assert_eq!(c.method, Some(xvs_config::check::HttpMethod::Head));
+    assert_eq!(c.expect.as_ref().unwrap().to_string(), "200-299,301");
+    assert_eq!(
+        (c.interval, c.timeout, c.rise, c.fall),
+        (Some(1), Some(2), Some(3), Some(4))
+    );
+    assert_eq!(c.on_fail, Some(xvs_config::check::OnFail::Remove));
+    assert_eq!(s.quorum, Some(5));
+    assert_eq!(
+        s.sorry,
+        Some(SorrySpec::Server("198.18.2.1".parse().unwrap(), Some(8080)))
+    );
+    let Command::EditService(s) = p("-E -t 198.18.0.100:80 --sorry-server none").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (s.sorry, s.check.is_empty()),
+        (Some(SorrySpec::Clear), true)
+    );
+    let Command::EditServer { dest, .. } = p(
+        "-e -t 198.18.0.100:80 -r 198.18.1.1 --check tcp --check-port 8080 --check-send a\\r\\n \
+         --check-receive OK --check-regex ^O.?K",
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(dest.check.port, Some(8080));
+    assert_eq!(dest.check.send.as_deref(), Some("a\\r\\n"));
+    assert_eq!(dest.check.regex.as_deref(), Some("^O.?K"));
+    let args = [
+        "-a",
+        "-f",
+        "7",
+        "-r",
+        "198.18.1.1",
+        "--check",
+        "exec",
+        "--check-cmd",
+        "/usr/local/bin/probe --vip 198.18.0.1",
+    ];
+    let Command::AddServer { dest, .. } = parse(&args).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        dest.check.cmd.as_deref(),
+        Some("/usr/local/bin/probe --vip 198.18.0.1")
+    );
+    // `-L --check` is the listing, without a value.
+    let Command::List { opts, .. } = p("-L -n --check").unwrap() else {
+        panic!()
+    };
+    assert!(opts.check && opts.numeric);
+}
+
+#[test]
+fn check_option_messages() {
+    let table: &[(&str, &str)] = &[
+        (
+            "-A -t 198.18.0.1:80 --check smtp",
+            "illegal check type `smtp' specified",
+        ),
+        ("-A -t 198.18.0.1:80 --check", "--check: missing argument"),
+        (
+            "-A -t 198.18.0.1:80 --check-port 0",
+            "illegal check port specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-path health",
+            "illegal check path `health' specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-method POST",
+            "illegal check method `POST' specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-expect 200-099",
+            "illegal check status list `200-099' specified: invalid HTTP status code '099'",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-interval 0",
+            "illegal check interval specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-timeout x",
+            "illegal check timeout specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-rise 0",
+            "illegal check rise count specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-fall 1001",
+            "illegal check fall count specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-on-fail drop",
+            "illegal check on-fail action `drop' specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-send a\\q",
+            "illegal check send string specified: invalid escape `\\q' in `a\\q'",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --quorum -1",
+            "illegal quorum specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --sorry-server foo",
+            "illegal sorry server address[:port] specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check tcp --check-path /x",
+            "the 'check-path' option is only for http and https checks",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.1.1 --check http --check-cmd /bin/true",
+            "the 'check-cmd' option is only for exec checks",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.1.1 --check ping --check-port 80",
+            "the 'check-port' option is only for tcp, http, https, udp and vip checks",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check-method HEAD --check-regex x",
+            "the 'check-regex' option needs a body: it can't be used with HEAD",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 198.18.1.1 --quorum 2",
+            "Illegal 'quorum' option with the 'add-server' command",
+        ),
+        (
+            "-d -t 198.18.0.1:80 -r 198.18.1.1 --check tcp",
+            "Illegal 'check' option with the 'delete-server' command",
+        ),
+        (
+            "-D -t 198.18.0.1:80 --sorry-server 198.18.1.1",
+            "Illegal 'sorry-server' option with the 'delete-service' command",
+        ),
+        (
+            "-A -t 198.18.0.1:80 --check tcp --check tcp",
+            "multiple 'check' options specified",
+        ),
+        ("-L --check tcp", "unexpected argument `tcp'"),
+        (
+            "-L -c --check",
+            "The option 'check' can't be used with 'connection'",
+        ),
+    ];
+    for (line, want) in table {
+        assert_eq!(&msg(line), want, "for {line:?}");
+    }
+    let m = msg("-A -t 198.18.0.1:80 --check-regex a(b");
+    assert!(
+        m.starts_with("illegal check regex `a(b' specified: "),
+        "{m}"
+    );
+    assert!(!m.contains('\n'), "{m}");
 }

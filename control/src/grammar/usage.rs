@@ -14,11 +14,12 @@ pub fn usage() -> String {
     s.push_str(
         "Usage:
   xvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]
+          [check-options] [--quorum weight] [--sorry-server server-address]
   xvsadm -D virtual-service
   xvsadm -C
   xvsadm -R
   xvsadm -S [-n]
-  xvsadm -a|e virtual-service -r server-address [options]
+  xvsadm -a|e virtual-service -r server-address [options] [check-options]
   xvsadm -d virtual-service -r server-address
   xvsadm -L|l [virtual-service] [options]
   xvsadm -Z [virtual-service]
@@ -101,6 +102,8 @@ Options:
                                       connection-table use (xvs extension)
   --announce                          VIPs announced to the router, and why
                                       others are not (xvs extension)
+  --check                             (with -L) every real server's health check,
+                                      state, time in state, last result and latency
   --sort                              does nothing, for backwards compatibility
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports
@@ -111,6 +114,31 @@ Options:
   --sync-maxlen  length               Max sync message length (default=1472)
   --socket       PATH                 xvsd control socket (default /run/xvs/xvsd.sock,
                                       or $XVS_SOCKET)
+
+Health checks (xvs extension; on -A/-E the defaults of every real server
+of the service, on -a/-e the server's own; -E/-e change only those given):
+  --check        type                 one of none|tcp|http|https|udp|ping|exec|vip,
+                                      the default is none (no check).
+  --check-port   port                 port probed (default: the server's; the VIP's for vip)
+  --check-path   path                 http(s) request path (default /)
+  --check-host   host                 http(s) Host header and TLS server name
+  --check-method GET|HEAD             http(s) request method (default GET)
+  --check-expect codes                accepted http(s) status codes, e.g. 200-299,301
+                                      (the default is 200-299)
+  --check-regex  regex                http(s) body or tcp/udp reply must match
+  --check-send   string               tcp/udp payload (escapes \\r \\n \\t \\0 \\\\ \\xHH)
+  --check-receive string              tcp/udp reply must contain this
+  --check-cmd    command              exec: exit 0 up, 1 down, 2..255 up with weight code-2
+  --check-ca     file                 https: verify the certificate with this CA
+                                      (without it, certificates are not verified)
+  --check-interval secs               seconds between probes (default 5)
+  --check-timeout secs                seconds a probe may take (default 3)
+  --check-rise   count                passes in a row to come up (default 2)
+  --check-fall   count                failures in a row to go down (default 3)
+  --check-on-fail inhibit|remove      down means weight 0 (default) or out of the table
+  --quorum       weight               least sum of up servers' weights (default 1)
+  --sorry-server server-address       takes new connections while below the quorum
+                                      (none: no sorry server)
 ",
     );
     s

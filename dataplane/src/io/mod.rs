@@ -3,13 +3,12 @@
 //! the connection table lives in, which can outlive the process (`shm`), and the
 //! in-memory port used by tests and benches (`mem`). This is the only
 //! module with `unsafe` code; each block says why it is sound. The raw
-//! sockets and TAP devices of the test harness (`rawsock`) live here for
-//! that reason, but only with the `testkit` feature: the daemon never
-//! needs them.
+//! sockets and TAP devices (`rawsock`) live here for that reason: the test
+//! harness plays tunnel endpoints with them, and the daemon's health
+//! checks send their ICMP echoes and half-open VIP probes through them.
 
 pub mod mem;
 pub mod netlink;
-#[cfg(feature = "testkit")]
 pub mod rawsock;
 pub mod shm;
 pub mod xdp;
