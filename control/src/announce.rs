@@ -46,10 +46,14 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// First word of each line of the feed.
 const SET_WORD: &str = "announce";
 
-/// Whether `svc` can take new flows: it has a real server of weight
-/// above 0. (Health checks' quorum goes here.)
-pub fn can_serve(svc: &Service) -> bool {
-    svc.dests.iter().any(|d| d.weight > 0)
+/// Whether `svc` can take new flows on its own real servers: the
+/// effective weights of its up servers (health checks applied) reach its
+/// quorum (`--quorum`, default 1). A service running on its sorry server
+/// has lost quorum, so its director withdraws the VIP and leaves the flows
+/// to directors that still have servers.
+pub fn can_serve(model: &Model, svc: &Service) -> bool {
+    let st = model.service_state(svc);
+    st.up_weight > 0 && st.up_weight >= i64::from(svc.quorum.weight())
 }
 
 /// The VIP of each service: an address service's own, a firewall-mark
@@ -95,7 +99,7 @@ impl Model {
         let mut all = BTreeSet::new();
         let mut dead = BTreeSet::new();
         for svc in &self.services {
-            let ok = can_serve(svc);
+            let ok = can_serve(self, svc);
             for vip in vips_of(self, svc) {
                 all.insert(vip);
                 if !ok {
@@ -234,11 +238,17 @@ impl Announcer {
                         why.len() - 1
                     }
                 };
-                if !can_serve(svc) && why[pos].1.is_none() {
-                    why[pos].1 = Some(format!(
-                        "no schedulable real server in {}",
-                        svc_rule(&svc.key)
-                    ));
+                if !can_serve(model, svc) && why[pos].1.is_none() {
+                    let up = model.service_state(svc).up_weight;
+                    why[pos].1 = Some(if up == 0 {
+                        format!("no schedulable real server in {}", svc_rule(&svc.key))
+                    } else {
+                        format!(
+                            "no quorum in {} (up weight {up} < quorum {})",
+                            svc_rule(&svc.key),
+                            svc.quorum.weight()
+                        )
+                    });
                 }
             }
         }
@@ -494,6 +504,33 @@ mod tests {
             c.model().announceable(),
             ips(&["198.18.0.11", "198.18.0.12"])
         );
+    }
+
+    #[test]
+    fn a_service_below_its_quorum_withholds_its_vip() {
+        let mut c = Control::new();
+        run(&mut c, "-A -t 198.18.0.10:80 -s mh --quorum 3");
+        run(&mut c, "-a -t 198.18.0.10:80 -r 198.18.1.1 -w 2");
+        // Up weight 2 < quorum 3.
+        assert!(c.model().announceable().is_empty());
+        let why = c.announcer().listing(c.model());
+        assert!(
+            why.contains("no quorum in -t 198.18.0.10:80 (up weight 2 < quorum 3)"),
+            "{why}"
+        );
+        run(&mut c, "-a -t 198.18.0.10:80 -r 198.18.1.2 -w 1");
+        assert_eq!(c.model().announceable(), ips(&["198.18.0.10"]));
+        // A checked server without a result yet is down: its weight does
+        // not count, and the sorry server does not make up for it.
+        run(
+            &mut c,
+            "-a -t 198.18.0.10:80 -r 198.18.1.3 -w 5 --check tcp --check-port 80",
+        );
+        run(
+            &mut c,
+            "-E -t 198.18.0.10:80 --quorum 4 --sorry-server 198.18.1.9:80",
+        );
+        assert!(c.model().announceable().is_empty());
     }
 
     #[test]

@@ -208,7 +208,9 @@ impl Control {
             xvs_config::check::HealthStatus,
         >,
     ) -> bool {
-        self.model.set_health(statuses)
+        let changed = self.model.set_health(statuses);
+        self.refresh_if_changed();
+        changed
     }
 
     /// Incremented on every successful configuration change.

@@ -116,6 +116,20 @@ fn three_directors_share_the_vip_and_one_without_servers_withdraws_alone() {
     d2.adm_ok(&["-e", "-t", &vip80, "-r", "198.18.1.22", "-g", "-w", "1"]);
     c.wait_next_hops(&[0, 1, 2], SESSIONS_WITHIN);
 
+    // d2 below its quorum (three servers of weight 1, then one more
+    // back: up weight 2 < quorum 3): only d2 withdraws; quorum met again
+    // (back to quorum 1): announced.
+    d2.adm_ok(&["-e", "-t", &vip80, "-r", "198.18.1.21", "-g", "-w", "1"]);
+    d2.adm_ok(&["-E", "-t", &vip80, "--quorum", "3"]);
+    c.wait_next_hops(&[0, 2], WITHDRAW_WITHIN);
+    let list = d2.adm_ok(&["-L", "--announce"]);
+    assert!(
+        list.contains("withdrawn: no quorum in -t 198.18.0.100:80 (up weight 2 < quorum 3)"),
+        "{list}"
+    );
+    d2.adm_ok(&["-E", "-t", &vip80, "--quorum", "1"]);
+    c.wait_next_hops(&[0, 1, 2], SESSIONS_WITHIN);
+
     // Maintenance drains d3: withdrawn, and back when it ends.
     let d3 = c.directors[2].xvsd();
     d3.adm_ok(&["--maintenance", "on"]);
