@@ -135,7 +135,7 @@ impl Hints {
     /// Run prefetch stage `stage` for `frame` (the next frame of this
     /// stage): stage 0 hashes its keys and requests their buckets, stage 1
     /// finds the entries whose tags match there and requests them.
-    #[inline]
+    #[inline(always)]
     pub fn prefetch(&self, table: &ConnTable, stage: u8, frame: &[u8]) {
         if stage == 0 {
             if self.last.replace(0) != 0 {
@@ -166,7 +166,7 @@ impl Hints {
 
     /// The findings for the next frame processed (none once the batch's
     /// are used up).
-    #[inline]
+    #[inline(always)]
     pub fn take(&self) -> Hint {
         if self.last.replace(2) != 2 {
             self.taken.set(0);
@@ -182,7 +182,7 @@ impl Hints {
 
 /// Stage 0 of the prefetch pass for one frame: its keys, hashed, and their
 /// buckets requested.
-#[inline]
+#[inline(always)]
 fn hint(table: &ConnTable, frame: &[u8]) -> Hint {
     // A hint only: read the key at the offsets of the common case (IPv4
     // without options, TCP or UDP) without validating; `process` parses
