@@ -83,6 +83,10 @@ const WORDS: usize = 8;
 const SUMMARY: usize = WORDS - 1;
 /// Where a pass count sticks.
 const PASSED_MAX: u64 = 0xff;
+const _: () = assert!(
+    SLOTS == 2 * SUMMARY,
+    "two slots per word before the summary"
+);
 /// Shift of the pass count in the summary.
 const PASSED_SHIFT: u32 = 56;
 /// The nibbles' high bits.
@@ -642,10 +646,14 @@ impl Index {
         let mut b = home;
         for d in 0..self.probes {
             let bk = self.bucket(b);
-            for i in 0..SLOTS {
-                if Self::lane(bk, i) == 0 && Self::claim(bk, i, val) {
-                    bk[SUMMARY].fetch_or(Self::nibble(h) << (4 * i), Ordering::Release);
-                    return true;
+            for (w, word) in bk[..SUMMARY].iter().enumerate() {
+                let pair = word.load(Ordering::Relaxed);
+                for lane in 0..2 {
+                    let i = 2 * w + lane;
+                    if (pair >> (32 * lane)) as u32 == 0 && Self::claim(bk, i, val) {
+                        bk[SUMMARY].fetch_or(Self::nibble(h) << (4 * i), Ordering::Release);
+                        return true;
+                    }
                 }
             }
             if d + 1 < self.probes {

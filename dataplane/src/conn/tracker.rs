@@ -489,11 +489,13 @@ impl Tracker {
                 t.add_ctl(choice.ctl - 1, -1);
             }
         };
-        let v = match stale {
+        // Whether the entry is this call's own, as written (a fresh insert
+        // is; a rebound one is unless it changed since).
+        let (v, ours) = match stale {
             Some(old) => match self.table.rebind(&old, init) {
                 Some((old, new)) => {
                     self.unbind_entry(snap, &old);
-                    new
+                    (new, None)
                 }
                 None => {
                     undo_ctl(&self.table);
@@ -501,10 +503,10 @@ impl Tracker {
                 }
             },
             None => match self.table.insert_probe(&mut self.part, probe, init) {
-                Ok(v) => v,
+                Ok(v) => (v, Some(true)),
                 Err(Insert::Exists(v)) => {
                     undo_ctl(&self.table);
-                    v
+                    (v, Some(false))
                 }
                 Err(Insert::Full) => {
                     undo_ctl(&self.table);
@@ -512,7 +514,10 @@ impl Tracker {
                 }
             },
         };
-        if v.dest == choice.dest.id && v.seq == self.table.read(v.idx).map_or(0, |c| c.seq) {
+        let ours = ours.unwrap_or_else(|| {
+            v.dest == choice.dest.id && v.seq == self.table.read(v.idx).map_or(0, |c| c.seq)
+        });
+        if ours {
             bind(&choice.dest, false, TcpState::None);
             svc.stats.add_conn_by(self.writer);
             choice.dest.stats.add_conn_by(self.writer);
