@@ -4,7 +4,7 @@
 //! sees a NIC or a clock: time is passed in and frames are byte buffers,
 //! so tests, fuzzing and benchmarks drive it directly.
 
-use crate::conn::table::{ConnTable, Key, Partition, ReplyKey};
+use crate::conn::table::{ConnTable, Hint, Key, Partition, ReplyKey};
 use crate::conn::tracker::{self, fwd_of, nat_rport, Bound, Reply, Track, Tracker};
 use crate::flow::FlowKey;
 use crate::frame::FrameBuf;
@@ -84,41 +84,135 @@ pub struct Pipeline {
     /// Identification of the next tunnel header.
     ident: u16,
     stats: PipelineStats,
+    /// The findings of [`Pipeline::prefetch`] for [`Pipeline::process`].
+    hints: Hints,
 }
 
-/// [`Pipeline::prefetch`] for callers that hold the table but not the
-/// pipeline (a port's prefetch pass while the pipeline is borrowed).
-#[inline]
-pub fn prefetch(table: &ConnTable, stage: u8, frame: &[u8]) {
+use std::cell::Cell;
+
+/// Frames per batch whose prefetch findings [`Hints`] keeps (a worker's
+/// RX batch).
+pub const HINT_BATCH: usize = 64;
+
+/// The prefetch pass's findings for a batch of frames, handed on to their
+/// processing so that each frame's keys are hashed and its bucket scanned
+/// once: stage 0 of the pass ([`Hints::prefetch`]) over every frame of the
+/// batch, then stage 1, then [`Hints::take`] once per frame as it is
+/// processed, all in the same order. A finding is used only for the key it
+/// was made for, so frames out of step cost a lookup, never a wrong one.
+/// Cells, so that a port's prefetch callback and its processing callback
+/// can both hold it.
+#[derive(Debug)]
+pub struct Hints {
+    /// Each frame's findings, in plain words (so that a stage reads and
+    /// writes only what it needs).
+    key: [Cell<(u64, u64)>; HINT_BATCH],
+    hash: [Cell<(u64, u64)>; HINT_BATCH],
+    cand: [Cell<(u32, u32)>; HINT_BATCH],
+    /// Frames seen by stage 0, stage 1 and [`Hints::take`] in this batch.
+    staged: Cell<usize>,
+    scanned: Cell<usize>,
+    taken: Cell<usize>,
+    /// What was called last: 0 stage 0, 1 stage 1, 2 take.
+    last: Cell<u8>,
+}
+
+impl Default for Hints {
+    fn default() -> Self {
+        Hints {
+            key: std::array::from_fn(|_| Cell::new((0, 0))),
+            hash: std::array::from_fn(|_| Cell::new((0, 0))),
+            cand: std::array::from_fn(|_| Cell::new((0, 0))),
+            staged: Cell::new(0),
+            scanned: Cell::new(0),
+            taken: Cell::new(0),
+            last: Cell::new(2),
+        }
+    }
+}
+
+impl Hints {
+    /// Run prefetch stage `stage` for `frame` (the next frame of this
+    /// stage): stage 0 hashes its keys and requests their buckets, stage 1
+    /// finds the entries whose tags match there and requests them.
+    #[inline(always)]
+    pub fn prefetch(&self, table: &ConnTable, stage: u8, frame: &[u8]) {
+        if stage == 0 {
+            if self.last.replace(0) != 0 {
+                self.staged.set(0);
+            }
+            let n = self.staged.get();
+            if n < HINT_BATCH {
+                self.staged.set(n + 1);
+                let h = hint(table, frame);
+                let (k, hash, cand) = h.parts();
+                self.key[n].set(k);
+                self.hash[n].set(hash);
+                self.cand[n].set(cand);
+            }
+            return;
+        }
+        if self.last.replace(1) == 0 {
+            self.scanned.set(0);
+        }
+        let n = self.scanned.get();
+        if n < self.staged.get() && n < HINT_BATCH {
+            self.scanned.set(n + 1);
+            if self.key[n].get().1 != 0 {
+                self.cand[n].set(table.hint_entries(self.hash[n].get()));
+            }
+        }
+    }
+
+    /// The findings for the next frame processed (none once the batch's
+    /// are used up).
+    #[inline(always)]
+    pub fn take(&self) -> Hint {
+        if self.last.replace(2) != 2 {
+            self.taken.set(0);
+        }
+        let n = self.taken.get();
+        if n < self.staged.get() && n < HINT_BATCH {
+            self.taken.set(n + 1);
+            return Hint::of_parts(self.key[n].get(), self.hash[n].get(), self.cand[n].get());
+        }
+        Hint::default()
+    }
+}
+
+/// Stage 0 of the prefetch pass for one frame: its keys, hashed, and their
+/// buckets requested.
+#[inline(always)]
+fn hint(table: &ConnTable, frame: &[u8]) -> Hint {
     // A hint only: read the key at the offsets of the common case (IPv4
     // without options, TCP or UDP) without validating; `process` parses
-    // properly.
-    if frame.len() < 38 || frame[12..14] != [0x08, 0x00] || frame[14] != 0x45 {
-        return;
+    // properly and uses the hint only if the key is the same.
+    let Some(h) = frame.get(..38) else {
+        return Hint::default();
+    };
+    if h[12..15] != [0x08, 0x00, 0x45] {
+        return Hint::default();
     }
-    let proto = frame[23];
+    let proto = h[23];
     if proto != PROTO_TCP && proto != PROTO_UDP {
-        return;
+        return Hint::default();
     }
     let key = FlowKey {
         proto,
-        cip: Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]),
-        cport: u16::from_be_bytes([frame[34], frame[35]]),
-        vip: Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]),
-        vport: u16::from_be_bytes([frame[36], frame[37]]),
+        cip: Ipv4Addr::new(h[26], h[27], h[28], h[29]),
+        cport: u16::from_be_bytes([h[34], h[35]]),
+        vip: Ipv4Addr::new(h[30], h[31], h[32], h[33]),
+        vport: u16::from_be_bytes([h[36], h[37]]),
     };
-    table.prefetch(&Key::conn(&key), stage);
     // The same frame read as a NAT real server's reply.
-    table.prefetch_reply(
-        &ReplyKey {
-            proto,
-            rip: key.cip,
-            rport: key.cport,
-            cip: key.vip,
-            cport: key.vport,
-        },
-        stage,
-    );
+    let rk = ReplyKey {
+        proto,
+        rip: key.cip,
+        rport: key.cport,
+        cip: key.vip,
+        cport: key.vport,
+    };
+    table.hint(&Key::conn(&key), &rk)
 }
 
 /// One interface of the worker's group, as the pipeline needs it.
@@ -159,6 +253,7 @@ impl Pipeline {
             }],
             ident: 0,
             stats: PipelineStats::default(),
+            hints: Hints::default(),
         }
     }
 
@@ -239,11 +334,12 @@ impl Pipeline {
     }
 
     /// Request the connection-table memory `frame` will need: stage 0 for
-    /// every frame of a batch, then stage 1, then process them (the misses
-    /// then overlap instead of coming one after another).
+    /// every frame of a batch, then stage 1, then process them in the same
+    /// order (the misses then overlap instead of coming one after another,
+    /// and each frame's keys are hashed once).
     #[inline]
     pub fn prefetch(&self, stage: u8, frame: &[u8]) {
-        prefetch(self.track.table(), stage, frame);
+        self.hints.prefetch(self.track.table(), stage, frame);
     }
 
     /// Process one frame in place. `now` is a monotonic clock in ns.
@@ -260,10 +356,24 @@ impl Pipeline {
         ingress: u8,
         frame: &mut B,
     ) -> Verdict {
+        let hint = self.hints.take();
+        self.process_hinted(now, ingress, frame, &hint)
+    }
+
+    /// [`Pipeline::process_on`] with the prefetch pass's findings for the
+    /// frame (from a [`Hints`] of the caller's).
+    #[inline]
+    pub fn process_hinted<B: FrameBuf + ?Sized>(
+        &mut self,
+        now: u64,
+        ingress: u8,
+        frame: &mut B,
+        hint: &Hint,
+    ) -> Verdict {
         let Some(snap) = self.snap.take() else {
             return Verdict::Drop(DropReason::NoDest);
         };
-        let v = self.process_inner(&snap, now, ingress, frame);
+        let v = self.process_inner(&snap, now, ingress, frame, hint);
         self.snap = Some(snap);
         match v {
             Verdict::Tx(_) => self.stats.tx += 1,
@@ -280,6 +390,7 @@ impl Pipeline {
         now_ns: u64,
         ingress: u8,
         buf: &mut B,
+        hint: &Hint,
     ) -> Verdict {
         let frame = buf.bytes();
         let p = match packet::parse(frame) {
@@ -294,7 +405,7 @@ impl Pipeline {
         crate::wire::checksum::complete_partial(frame);
         match self
             .track
-            .track(snap, now_ns, ingress, &p, frame, &mut self.stats)
+            .track(snap, now_ns, ingress, &p, frame, hint, &mut self.stats)
         {
             Track::In(dest, b) => self.xmit(b, dest, ingress, p.key.vport, &p, buf),
             Track::Out(r) => self.reply(&r, &p, buf),
@@ -438,5 +549,106 @@ impl Pipeline {
             };
         }
         Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{dr_service, frame, rip, rs_mac, service_with, tcp_frame, Fixture};
+    use crate::xmit::tun::TunKind;
+
+    const NOW: u64 = 1_000_000_000;
+
+    /// What processing `frames` gives (verdicts and frames out), with the
+    /// prefetch pass over `pre` (indexes into `frames`) first.
+    fn run(f: &mut Fixture, frames: &[Vec<u8>], pre: &[usize]) -> Vec<(Verdict, Vec<u8>)> {
+        for stage in 0..2 {
+            for &i in pre {
+                f.pipeline.prefetch(stage, &frames[i]);
+            }
+        }
+        frames
+            .iter()
+            .map(|fr| {
+                let mut fr = fr.clone();
+                (f.pipeline.process(NOW, &mut fr), fr)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_prefetch_pass_changes_nothing_but_the_cost_even_out_of_step() {
+        let syn = |p: u16| tcp_frame([198, 18, 0, 10], p, 80, true, false, b"");
+        let ack = |p: u16| tcp_frame([198, 18, 0, 10], p, 80, false, true, b"x");
+        let mut plain = Fixture::new(dr_service("rr", 3, None), 100);
+        let mut hinted = Fixture::new(dr_service("rr", 3, None), 100);
+        let syns: Vec<Vec<u8>> = (0..6).map(|p| syn(1000 + p)).collect();
+        let acks: Vec<Vec<u8>> = (0..6).map(|p| ack(1000 + p)).collect();
+        let want = run(&mut plain, &syns, &[]);
+        assert!(want.iter().all(|(v, _)| *v == Verdict::Tx(0)));
+        // New flows with hints (their keys found absent), in step.
+        assert_eq!(run(&mut hinted, &syns, &[0, 1, 2, 3, 4, 5]), want);
+        let want = run(&mut plain, &acks, &[]);
+        // In step, shorter (the rest without hints), out of order, and a
+        // pass over other frames altogether: the same frames out.
+        for pre in [
+            &[0, 1, 2, 3, 4, 5][..],
+            &[0, 1],
+            &[5, 4, 3, 2, 1, 0],
+            &[1, 1, 1],
+        ] {
+            assert_eq!(run(&mut hinted, &acks, pre), want, "prefetch of {pre:?}");
+        }
+        let other: Vec<Vec<u8>> = vec![syn(2000), syn(2001)];
+        for stage in 0..2 {
+            for fr in &other {
+                hinted.pipeline.prefetch(stage, fr);
+            }
+        }
+        let got: Vec<(Verdict, Vec<u8>)> = acks
+            .iter()
+            .map(|fr| {
+                let mut fr = fr.clone();
+                (hinted.pipeline.process(NOW, &mut fr), fr)
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(hinted.pipeline.partition().len(), 6);
+    }
+
+    #[test]
+    fn a_nat_reply_is_found_through_its_hint() {
+        let fwds = vec![(crate::svc::Fwd::Nat, TunKind::Ipip)];
+        let mut f = Fixture::new(service_with("rr", &fwds, None, 80, None), 100);
+        let syns: Vec<Vec<u8>> = (0..4)
+            .map(|p| tcp_frame([198, 18, 0, 10], 1000 + p, 80, true, false, b""))
+            .collect();
+        assert!(run(&mut f, &syns, &[0, 1, 2, 3])
+            .iter()
+            .all(|(v, _)| *v == Verdict::Tx(0)));
+        let reply = |p: u16| {
+            frame::eth(
+                rs_mac(1),
+                crate::testkit::DIR_MAC,
+                &frame::ip_packet(
+                    &frame::ip(rip(1), [198, 18, 0, 10]),
+                    &frame::tcp(8080, p).ack(1),
+                    b"r",
+                ),
+            )
+        };
+        let replies: Vec<Vec<u8>> = (0..5).map(|p| reply(1000 + p)).collect();
+        let out = run(&mut f, &replies, &[0, 1, 2, 3, 4]);
+        for (i, (v, fr)) in out.iter().enumerate() {
+            if i < 4 {
+                assert_eq!(*v, Verdict::Tx(0), "reply {i}");
+                // Back to the client as from VIP:80.
+                assert_eq!(fr[26..30], crate::testkit::VIP, "reply {i}");
+                assert_eq!(fr[34..36], 80u16.to_be_bytes(), "reply {i}");
+            } else {
+                assert_ne!(*v, Verdict::Tx(0), "no connection: not translated");
+            }
+        }
     }
 }

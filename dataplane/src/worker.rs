@@ -4,7 +4,7 @@
 
 use crate::counters::WorkerCounters;
 use crate::io::{FrameAccounting, Port};
-use crate::pipeline::{prefetch, Pipeline};
+use crate::pipeline::{Hints, Pipeline};
 use crate::svc::SnapshotCell;
 use crate::verdict::{DropReason, Verdict};
 use crossbeam::channel::{Receiver, Sender};
@@ -50,6 +50,9 @@ pub fn run<P: Port>(
     let (mut gen, snap) = cell.load();
     pipeline.set_snapshot(snap);
     let table = pipeline.table().clone();
+    // The prefetch pass's findings, from the port's prefetch callback to
+    // its processing callback.
+    let hints = Hints::default();
     // Frames read, and frames the pipeline passed that the port cannot
     // give back to the kernel (counted as that drop, not as passed).
     let mut rx = 0u64;
@@ -61,8 +64,8 @@ pub fn run<P: Port>(
         let unavail = &mut unavailable;
         let res = port.poll_prefetch(
             POLL_MS,
-            |stage, frame| prefetch(&table, stage, frame),
-            |ingress, frame| match pipe.process_on(now, ingress, frame) {
+            |stage, frame| hints.prefetch(&table, stage, frame),
+            |ingress, frame| match pipe.process_hinted(now, ingress, frame, &hints.take()) {
                 Verdict::Pass => {
                     // Frames reach an AF_XDP socket only when the steering
                     // program chose them; there is no way back to the kernel.

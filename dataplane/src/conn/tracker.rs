@@ -18,7 +18,7 @@
 //! server) rather than dropped.
 
 use super::state::{TcpState, Timeouts};
-use super::table::{ConnTable, Init, Insert, Key, NatInit, Partition, ReplyKey, View};
+use super::table::{ConnTable, Hint, Init, Insert, Key, NatInit, Partition, Probe, ReplyKey, View};
 use super::time::{self, reached, ticks};
 use crate::flow::FlowKey;
 use crate::packet::Parsed;
@@ -198,6 +198,19 @@ pub trait Counts {
     fn stateless(&mut self);
 }
 
+/// The reply key of a packet `key` read as a NAT real server's (RIP:rport
+/// → client).
+#[inline]
+fn reply_key(key: &FlowKey) -> ReplyKey {
+    ReplyKey {
+        proto: key.proto,
+        rip: key.cip,
+        rport: key.cport,
+        cip: key.vip,
+        cport: key.vport,
+    }
+}
+
 /// What the forwarding method needs of a connection entry (a few bytes,
 /// so that the entry itself is not copied out of the tracker per packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,19 +349,16 @@ impl Tracker {
     /// client) replies on.
     #[inline]
     pub fn lookup_reply(&self, key: &FlowKey) -> Option<View> {
-        self.table.lookup_reply(&ReplyKey {
-            proto: key.proto,
-            rip: key.cip,
-            rport: key.cport,
-            cip: key.vip,
-            cport: key.vport,
-        })
+        self.table.lookup_reply(&reply_key(key))
     }
 
     /// Track an inbound TCP or UDP packet `p` (parsed from `frame`) that
     /// arrived on port `ingress`: find its connection (or the NAT
     /// connection it replies on), create one for the first packet of a
-    /// flow, move its state and deadline, and count its bytes.
+    /// flow, move its state and deadline, and count its bytes. `hint` is
+    /// what the prefetch pass found for the frame (used where its keys are
+    /// the packet's).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn track<'s>(
         &mut self,
@@ -357,6 +367,7 @@ impl Tracker {
         ingress: u8,
         p: &Parsed,
         frame: &[u8],
+        hint: &Hint,
         stats: &mut impl Counts,
     ) -> Track<'s> {
         let timeouts = snap.timeouts;
@@ -365,8 +376,9 @@ impl Tracker {
         let syn = is_tcp && p.tcp_flags & (SYN | RST) == SYN;
         let now = ticks(now_ns);
         let key = Key::conn(&p.key);
+        let probe = hint.probe(&key).unwrap_or_else(|| self.table.probe(&key));
 
-        let found = self.table.lookup(&key);
+        let found = self.table.lookup_probe(&probe);
         let stale = found.filter(|v| {
             reached(now, v.expires)
                 || (syn
@@ -376,8 +388,12 @@ impl Tracker {
                     ))
         });
 
-        if found.is_none() {
-            if let Some(v) = self.lookup_reply(&p.key) {
+        if found.is_none() && self.table.nat_seen() {
+            let rk = reply_key(&p.key);
+            let rp = hint
+                .reply_probe(&key, &rk)
+                .unwrap_or_else(|| self.table.reply_probe(&rk));
+            if let Some(v) = self.table.lookup_reply_probe(&rp) {
                 return self.reply(snap, now, v, p);
             }
         }
@@ -395,7 +411,7 @@ impl Tracker {
                 if stale.is_none() && !self.make_room(snap, now, stats) {
                     return self.stateless(snap, svc, now_ns, p, stats);
                 }
-                match self.create(snap, svc, &key, stale, now_ns, ingress, p, frame, stats) {
+                match self.create(snap, svc, &probe, stale, now_ns, ingress, p, frame, stats) {
                     Ok(v) => v,
                     Err(DropReason::ConnTableFull) => {
                         return self.stateless(snap, svc, now_ns, p, stats)
@@ -487,7 +503,7 @@ impl Tracker {
         &mut self,
         snap: &Snapshot,
         svc: &Arc<ServiceRt>,
-        key: &Key,
+        probe: &Probe,
         stale: Option<View>,
         now_ns: u64,
         ingress: u8,
@@ -519,22 +535,24 @@ impl Tracker {
                 t.add_ctl(choice.ctl - 1, -1);
             }
         };
-        let v = match stale {
+        // Whether the entry is this call's own, as written (a fresh insert
+        // is; a rebound one is unless it changed since).
+        let (v, ours) = match stale {
             Some(old) => match self.table.rebind(&old, init) {
                 Some((old, new)) => {
                     self.unbind_entry(snap, &old);
-                    new
+                    (new, None)
                 }
                 None => {
                     undo_ctl(&self.table);
                     return Err(DropReason::NoConn);
                 }
             },
-            None => match self.table.insert(&mut self.part, key, init) {
-                Ok(v) => v,
+            None => match self.table.insert_probe(&mut self.part, probe, init) {
+                Ok(v) => (v, Some(true)),
                 Err(Insert::Exists(v)) => {
                     undo_ctl(&self.table);
-                    v
+                    (v, Some(false))
                 }
                 Err(Insert::Full) => {
                     undo_ctl(&self.table);
@@ -542,7 +560,10 @@ impl Tracker {
                 }
             },
         };
-        if v.dest == choice.dest.id && v.seq == self.table.read(v.idx).map_or(0, |c| c.seq) {
+        let ours = ours.unwrap_or_else(|| {
+            v.dest == choice.dest.id && v.seq == self.table.read(v.idx).map_or(0, |c| c.seq)
+        });
+        if ours {
             bind(&choice.dest, false, TcpState::None);
             svc.stats.add_conn_by(self.writer);
             choice.dest.stats.add_conn_by(self.writer);
