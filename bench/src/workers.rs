@@ -4,7 +4,7 @@
 //! its own partition of one shared connection table, the same shared
 //! snapshot of services (and so the same destinations, their load
 //! counters and the counter shards of each worker), and the batch loop of
-//! `worker::run` (the port's prefetch pass, then `process_on` per frame)
+//! `worker::run` (the port's prefetch pass, then `process_hinted` per frame)
 //! over an in-memory port that hands out established DR packets of the
 //! worker's own flows. The same code runs with one worker, then with N,
 //! alternately, so the ratio of their packet rates shows what sharing
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::conn::table::ConnTable;
 use xvs_dataplane::io::{FrameAccounting, FrameBuf, Port};
-use xvs_dataplane::pipeline::{prefetch, Pipeline, Verdict};
+use xvs_dataplane::pipeline::{Hints, Pipeline, Verdict};
 use xvs_dataplane::svc::{Fwd, Snapshot};
 use xvs_dataplane::testkit::{service_with, tcp_frame, DIR_MAC};
 use xvs_dataplane::xmit::tun::TunKind;
@@ -196,6 +196,7 @@ pub fn run_once(
                     let ack = tcp_frame([198, 18, 0, 1], 1024, 80, false, true, payload);
                     let mut port = LoopPort::new(&ack, base, flows);
                     let table = p.table().clone();
+                    let hints = Hints::default();
                     start.wait();
                     let t = Instant::now();
                     let cpu0 = thread_cpu_ns();
@@ -205,8 +206,8 @@ pub fn run_once(
                         let ts = now + round;
                         port.poll_prefetch(
                             0,
-                            |stage, f| prefetch(&table, stage, f),
-                            |ingress, f| pipe.process_on(ts, ingress, f),
+                            |stage, f| hints.prefetch(&table, stage, f),
+                            |ingress, f| pipe.process_hinted(ts, ingress, f, &hints.take()),
                         )
                         .expect("an in-memory port does not fail");
                         round += 1;

@@ -459,9 +459,18 @@ fn main() {
 
     eprintln!("xvsd: stopping");
     stop.store(true, Ordering::Relaxed);
-    // Wake the acceptor so it sees the stop flag.
-    let _ = UnixStream::connect(&socket);
-    let _ = acceptor.join();
+    // Wake the acceptor so it sees the stop flag. If the socket file is
+    // gone (removed by hand while the daemon ran), nothing can reach the
+    // acceptor: it is left blocked and ends with the process, rather than
+    // holding the stop up forever.
+    if UnixStream::connect(&socket).is_ok() {
+        let _ = acceptor.join();
+    } else {
+        eprintln!(
+            "xvsd: {}: cannot wake the control acceptor (socket file removed?); not waiting for it",
+            socket.display()
+        );
+    }
     drop(jobs_rx);
     stop_metrics(metrics_server);
     let director = lp.into_director();

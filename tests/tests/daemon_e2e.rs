@@ -382,3 +382,23 @@ fn maps_pinned_by_an_incompatible_version_are_never_reused() {
     assert!(cleaned.status.success(), "{}", cleaned.stderr);
     assert!(!pins.exists());
 }
+
+#[test]
+fn a_daemon_whose_socket_file_was_removed_still_stops_on_sigterm() {
+    let _g = net_lock();
+    let xvsd = Xvsd::start_control_only();
+    xvsd.adm_ok(&["-A", "-t", VIP_PORT, "-s", "rr"]);
+    std::fs::remove_file(xvsd.socket()).expect("remove the control socket file");
+    let exit = xvsd.stop();
+    assert!(
+        !exit.killed && exit.status.success(),
+        "xvsd did not stop cleanly after its socket file went: {:?}\n{}",
+        exit.status,
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("cannot wake the control acceptor"),
+        "{}",
+        exit.stderr
+    );
+}
