@@ -18,7 +18,7 @@
 //! id some surviving connection may still name to anything else.
 
 use crate::neigh::NeighTable;
-use crate::svc::{DestRt, NeighCell, SchedState, ServiceRt, Snapshot, SvcKey, V4Key};
+use crate::svc::{DestRt, SchedState, ServiceRt, Snapshot, SvcKey, V4Key};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -205,10 +205,7 @@ impl SnapshotBuilder {
                     view.u_threshold = d.u_threshold;
                     view.l_threshold = d.l_threshold;
                     view.load = d.load.clone();
-                    let cell = match d.addr {
-                        IpAddr::V4(a) => neigh.cell(a),
-                        IpAddr::V6(_) => Arc::new(NeighCell::default()),
-                    };
+                    let cell = neigh.cell(d.addr);
                     Arc::new(DestRt {
                         id,
                         in_service: true,
