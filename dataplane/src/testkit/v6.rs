@@ -247,7 +247,10 @@ pub fn ip6_raw(ip: &Ip6, proto: u8, payload: &[u8]) -> Vec<u8> {
 /// with `ident`, carrying at most `size` bytes (a multiple of 8) of the
 /// upper-layer packet.
 pub fn ip6_fragments(ip: &Ip6, l4: &L4, payload: &[u8], size: usize, ident: u32) -> Vec<Vec<u8>> {
-    assert!(size >= 8 && size.is_multiple_of(8), "fragment size a multiple of 8");
+    assert!(
+        size >= 8 && size.is_multiple_of(8),
+        "fragment size a multiple of 8"
+    );
     let upper = l4_segment6(ip.src, ip.dst, l4, payload);
     let chunks: Vec<&[u8]> = upper.chunks(size).collect();
     chunks
