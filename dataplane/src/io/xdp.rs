@@ -1156,4 +1156,60 @@ mod tests {
             PASS
         );
     }
+
+    /// Removes a test's pin directory, whatever happens.
+    struct Pins(String);
+
+    impl Drop for Pins {
+        fn drop(&mut self) {
+            let _ = remove_pins(&self.0, None);
+        }
+    }
+
+    #[test]
+    fn ipv6_maps_are_pinned_reused_pruned_and_added_to_older_pins() {
+        ensure_bpffs().expect("bpffs (root)");
+        let pins = Pins(format!("xvsut{}v6", std::process::id()));
+        let dir = pin_dir(&pins.0);
+        let vip4 = Ipv4Addr::new(198, 18, 0, 100);
+        {
+            let mut s = Steering::load(1, Some(&dir)).expect("load with pins");
+            assert!(!s.reused());
+            s.add_service(6, vip4, 80).unwrap();
+            s.add_service6(6, VIP6, 80).unwrap();
+            s.add_service6(6, VIP6, 443).unwrap();
+            s.add_nat6(0, rip6(1), 0).unwrap();
+            s.add_vip6(VIP6).unwrap();
+            s.add_vip6(rip6(9)).unwrap();
+        }
+        for m in MAPS {
+            assert!(dir.join(m).exists(), "{m} pinned");
+        }
+        // A new daemon over the same pins: the IPv6 entries are there, and
+        // pruning keeps what the configuration has, once.
+        {
+            let mut s = Steering::load(1, Some(&dir)).expect("load over pins");
+            assert!(s.reused());
+            assert!(s.has_service6(6, VIP6, 443) && s.has_nat6(0, rip6(1), 0));
+            s.prune6(&|k| k.parts() == (6, VIP6, 80), &|_| false, &|v| v == VIP6);
+            assert!(s.has_service6(6, VIP6, 80));
+            assert!(!s.has_service6(6, VIP6, 443));
+            assert!(!s.has_nat6(0, rip6(1), 0));
+            assert!(s.has_vip6(VIP6) && !s.has_vip6(rip6(9)));
+            s.prune6(&|_| false, &|_| false, &|_| false);
+            assert!(s.has_service6(6, VIP6, 80), "pruned once only");
+            assert!(s.has_service(6, vip4, 80), "IPv4 untouched");
+        }
+        // Pins of a daemon that had no IPv6 maps: taken over, the IPv6
+        // maps created and pinned beside them.
+        for m in &MAPS[5..] {
+            std::fs::remove_file(dir.join(m)).unwrap();
+        }
+        let s = Steering::load(1, Some(&dir)).expect("load over older pins");
+        assert!(s.reused() && s.has_service(6, vip4, 80));
+        assert!(!s.has_service6(6, VIP6, 80));
+        for m in MAPS {
+            assert!(dir.join(m).exists(), "{m} pinned again");
+        }
+    }
 }
