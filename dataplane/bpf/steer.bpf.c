@@ -214,17 +214,18 @@ int xvs_steer(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > data_end)
 		return count(STEER_PASS, XDP_PASS);
-	if (eth->h_proto == __builtin_bswap16(ETH_P_IPV6)) {
+	if (eth->h_proto != __builtin_bswap16(ETH_P_IP)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
+		/* IPv4 keeps its single test; IPv6 is checked after it. */
+		if (eth->h_proto != __builtin_bswap16(ETH_P_IPV6))
+			return count(STEER_PASS, XDP_PASS);
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return count(STEER_PASS, XDP_PASS);
 		if (!steer6(ip6, data_end))
 			return count(STEER_PASS, XDP_PASS);
 		goto steer;
 	}
-	if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
-		return count(STEER_PASS, XDP_PASS);
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end)
 		return count(STEER_PASS, XDP_PASS);
