@@ -252,6 +252,50 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     }
 }
 
+/// Length of the IPv6 packet an ICMPv6 error quoting `offending_len`
+/// bytes makes: headers and quote, at most the minimum MTU (RFC 4443
+/// §2.4 (c): the quote is cut to fit).
+pub fn error_packet_len(offending_len: usize) -> usize {
+    (ipv6::HEADER_LEN + HEADER_LEN + offending_len).min(ipv6::MIN_MTU)
+}
+
+/// Write at the start of `buf` an IPv6 packet `src` → `dst` (hop limit
+/// `hop_limit`) carrying ICMPv6 error `msg_type`/`code` with `rest` (the
+/// MTU of a packet too big, the pointer of a parameter problem) quoting
+/// as much of `offending` as fits in [`ipv6::MIN_MTU`] bytes, checksum
+/// filled; returns its length. Fails when `buf` is shorter than that.
+pub fn emit_error(
+    buf: &mut [u8],
+    (src, dst, hop_limit): (Ipv6Addr, Ipv6Addr, u8),
+    msg_type: u8,
+    code: u8,
+    rest: u32,
+    offending: &[u8],
+) -> Result<usize> {
+    let len = error_packet_len(offending.len());
+    let out = buf.get_mut(..len).ok_or(Error::Truncated)?;
+    let (ip, icmp) = out.split_at_mut(ipv6::HEADER_LEN);
+    ipv6::Ipv6Repr {
+        src,
+        dst,
+        next_header: NEXT_ICMPV6,
+        // At most MIN_MTU - 40: fits.
+        payload_len: icmp.len() as u16,
+        hop_limit,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(ip)?;
+    let quoted = icmp.len() - HEADER_LEN;
+    icmp[HEADER_LEN..].copy_from_slice(&offending[..quoted]);
+    let mut m = Icmpv6Packet::new_unchecked(icmp);
+    m.set_msg_type(msg_type);
+    m.set_code(code);
+    m.set_rest_of_header(rest);
+    m.fill_checksum(src, dst);
+    Ok(len)
+}
+
 /// The 5-tuple of the packet an ICMPv6 error quotes, as it was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QuotedFlow6 {
@@ -467,5 +511,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.checksum, get_u16(&mine, 2));
+    }
+
+    #[test]
+    fn emitted_errors_match_the_testkit_and_fit_the_minimum_mtu() {
+        use crate::testkit::v6::{icmp6_error, ip6, ip6_packet, CIP6, DIR_IP6, VIP6};
+        let tcp = crate::testkit::frame::tcp(40000, 80).ack(1);
+        for size in [0usize, 100, 1232 - 60, 1400] {
+            let offending = ip6_packet(&ip6(CIP6, VIP6), &tcp, &vec![0x5a; size]);
+            let want = icmp6_error(DIR_IP6, CIP6, TYPE_PACKET_TOO_BIG, 0, 1280, &offending);
+            let mut buf = vec![0u8; 2048];
+            let n = emit_error(
+                &mut buf,
+                (DIR_IP6, CIP6, 64),
+                TYPE_PACKET_TOO_BIG,
+                0,
+                1280,
+                &offending,
+            )
+            .unwrap();
+            assert_eq!(n, error_packet_len(offending.len()), "{size}");
+            assert!(n <= ipv6::MIN_MTU);
+            assert_eq!(&buf[..n], &want[..], "{size}");
+            assert_eq!(
+                emit_error(
+                    &mut buf[..n - 1],
+                    (DIR_IP6, CIP6, 64),
+                    2,
+                    0,
+                    1280,
+                    &offending
+                ),
+                Err(Error::Truncated)
+            );
+        }
     }
 }
