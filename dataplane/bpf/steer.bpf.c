@@ -7,10 +7,15 @@
 //  - TCP/UDP addressed to a configured virtual service (VIP, protocol,
 //    port; a port-0 entry matches every port of the VIP), or
 //  - TCP/UDP from a NAT real server's address and port (its replies), or
-//  - an ICMP error addressed to a VIP or sent by a NAT real server.
-// Everything else -- ARP, ICMP echo, traffic to the director's own
-// addresses, non-VIP ports, fragments -- is passed to the kernel
-// untouched. The maps are kept in step with the service table by xvsd.
+//  - an ICMP error addressed to a VIP or sent by a NAT real server,
+// and the same for IPv6 in maps of their own (svc6_map, nat6_map,
+// vip6_map), the transport header found behind at most MAX_EXT_HEADERS
+// extension headers (hop-by-hop, routing, destination options,
+// authentication). Everything else -- ARP, NDP, ICMP and ICMPv6 echo,
+// link-local and multicast traffic, the director's own addresses, non-VIP
+// ports, fragments, longer or truncated extension chains -- is passed to
+// the kernel untouched. The maps are kept in step with the service table
+// by xvsd.
 //
 // A frame for a service that finds no socket on its queue (xvsd died or
 // is restarting: the program and its maps stay pinned) is dropped and
@@ -22,6 +27,8 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/ipv6.h>
 
 #define SEC(name) __attribute__((section(name), used))
 #define __uint(name, val) int (*name)[val]
@@ -37,6 +44,17 @@ struct svc_key {
 	__u8 proto;
 	__u8 pad;
 };
+
+/* Key of svc6_map and nat6_map: the IPv6 address, then as svc_key. */
+struct svc6_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Extension headers walked before giving up (wire::ipv6::MAX_EXT_HEADERS). */
+#define MAX_EXT_HEADERS 8
 
 /* Counters indexed by STEER_* (per-CPU, read by xvsd). */
 enum {
@@ -76,6 +94,30 @@ struct {
 	__type(value, __u32);
 } vip_map SEC(".maps");
 
+/* IPv6 services, as svc_map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct svc6_key);
+	__type(value, __u32);
+} svc6_map SEC(".maps");
+
+/* IPv6 NAT real servers, as nat_map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct svc6_key);
+	__type(value, __u32);
+} nat6_map SEC(".maps");
+
+/* Every IPv6 VIP (ICMPv6 errors about its connections). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct in6_addr);
+	__type(value, __u32);
+} vip6_map SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STEER_MAX);
@@ -89,6 +131,72 @@ static __attribute__((always_inline)) int count(__u32 what, int verdict)
 	if (c)
 		*c += 1;
 	return verdict;
+}
+
+/* Whether an IPv6 frame is for the sockets: 1 yes, 0 pass. */
+static __attribute__((always_inline)) int steer6(struct ipv6hdr *ip6, void *data_end)
+{
+	struct svc6_key key = {};
+	__u8 *hdr = (void *)(ip6 + 1);
+	__u8 next = ip6->nexthdr;
+	__u16 *ports;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < MAX_EXT_HEADERS; i++) {
+		__u32 len;
+
+		if (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_ICMPV6)
+			break;
+		/* Hop-by-hop only first (RFC 8200); fragments go to the
+		 * kernel like IPv4's; anything else is not ours. */
+		if (next == IPPROTO_HOPOPTS && i != 0)
+			return 0;
+		if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+		    next != IPPROTO_DSTOPTS && next != IPPROTO_AH)
+			return 0;
+		if ((void *)(hdr + 2) > data_end)
+			return 0;
+		if (next == IPPROTO_AH)
+			len = ((__u32)hdr[1] + 2) * 4;
+		else
+			len = ((__u32)hdr[1] + 1) * 8;
+		next = hdr[0];
+		hdr += len;
+	}
+	if (next != IPPROTO_TCP && next != IPPROTO_UDP && next != IPPROTO_ICMPV6)
+		return 0;
+	ports = (void *)hdr;
+	if ((void *)(ports + 2) > data_end)
+		return 0;
+
+	if (next == IPPROTO_ICMPV6) {
+		__u8 type = hdr[0];
+
+		/* Errors only: destination unreachable, packet too big, time
+		 * exceeded, parameter problem (echo and NDP are the kernel's). */
+		if (type < 1 || type > 4)
+			return 0;
+		if (bpf_map_lookup_elem(&vip6_map, &ip6->daddr))
+			return 1;
+		__builtin_memcpy(key.addr, &ip6->saddr, 16);
+		return bpf_map_lookup_elem(&nat6_map, &key) != 0;
+	}
+	__builtin_memcpy(key.addr, &ip6->daddr, 16);
+	key.port = ports[1];
+	key.proto = next;
+	if (bpf_map_lookup_elem(&svc6_map, &key))
+		return 1;
+	key.port = 0;
+	if (bpf_map_lookup_elem(&svc6_map, &key))
+		return 1;
+	/* A NAT real server's reply? */
+	__builtin_memcpy(key.addr, &ip6->saddr, 16);
+	key.port = ports[0];
+	if (bpf_map_lookup_elem(&nat6_map, &key))
+		return 1;
+	key.port = 0;
+	return bpf_map_lookup_elem(&nat6_map, &key) != 0;
 }
 
 SEC("xdp")
@@ -106,8 +214,18 @@ int xvs_steer(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > data_end)
 		return count(STEER_PASS, XDP_PASS);
-	if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
-		return count(STEER_PASS, XDP_PASS);
+	if (eth->h_proto != __builtin_bswap16(ETH_P_IP)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		/* IPv4 keeps its single test; IPv6 is checked after it. */
+		if (eth->h_proto != __builtin_bswap16(ETH_P_IPV6))
+			return count(STEER_PASS, XDP_PASS);
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return count(STEER_PASS, XDP_PASS);
+		if (!steer6(ip6, data_end))
+			return count(STEER_PASS, XDP_PASS);
+		goto steer;
+	}
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end)
 		return count(STEER_PASS, XDP_PASS);
@@ -157,6 +275,7 @@ int xvs_steer(struct xdp_md *ctx)
 			}
 		}
 	}
+steer:
 	/* No socket on this queue (the daemon is gone or restarting): drop
 	 * and count, so the peer retransmits instead of being reset. */
 	if (!bpf_map_lookup_elem(&xsks_map, &queue))

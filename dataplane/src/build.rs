@@ -18,9 +18,9 @@
 //! id some surviving connection may still name to anything else.
 
 use crate::neigh::NeighTable;
-use crate::svc::{DestRt, NeighCell, SchedState, ServiceRt, Snapshot, SvcKey, V4Key};
-use std::collections::HashMap;
-use std::net::IpAddr;
+use crate::svc::{DestRt, Fwd, SchedState, ServiceRt, Snapshot, SvcKey, V4Key};
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use xvs_config::Config;
@@ -181,8 +181,8 @@ impl SnapshotBuilder {
     }
 
     /// The snapshot of `cfg`. Next hops get their MAC cells from `neigh`
-    /// (IPv6 real servers, which the data plane does not forward to yet,
-    /// get a cell that never resolves).
+    /// (IPv6 real servers too: their cells resolve through NDP, although
+    /// the data plane does not forward IPv6 yet).
     pub fn build(&mut self, cfg: &Config, neigh: &NeighTable) -> Snapshot {
         let mut live = HashMap::new();
         let mut out = Vec::new();
@@ -205,10 +205,7 @@ impl SnapshotBuilder {
                     view.u_threshold = d.u_threshold;
                     view.l_threshold = d.l_threshold;
                     view.load = d.load.clone();
-                    let cell = match d.addr {
-                        IpAddr::V4(a) => neigh.cell(a),
-                        IpAddr::V6(_) => Arc::new(NeighCell::default()),
-                    };
+                    let cell = neigh.cell(d.addr);
                     Arc::new(DestRt {
                         id,
                         in_service: true,
@@ -405,6 +402,50 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     tmp.push(".tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+/// What the steering program's IPv6 maps must hold for a configuration
+/// (`svc6_map`, `nat6_map`, `vip6_map`), by the rules of the IPv4 maps:
+/// every IPv6 address service's `(proto, vip, port)`; for each IPv6 NAT
+/// real server, `(proto, rip, rport)` (TCP and UDP for a firewall-mark
+/// service) and `(0, rip, 0)` for its ICMPv6 errors; every IPv6 VIP.
+/// Snapshots index IPv4 services only, so nothing publishes these yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Steer6Keys {
+    /// `(proto, vip, port)` of IPv6 services (port 0: every port).
+    pub svc: BTreeSet<(u8, Ipv6Addr, u16)>,
+    /// `(proto, rip, rport)` of IPv6 NAT real servers.
+    pub nat: BTreeSet<(u8, Ipv6Addr, u16)>,
+    /// IPv6 VIPs.
+    pub vips: BTreeSet<Ipv6Addr>,
+}
+
+/// The IPv6 steering keys of `cfg` (see [`Steer6Keys`]).
+pub fn steer6_keys(cfg: &Config) -> Steer6Keys {
+    let mut k = Steer6Keys::default();
+    for s in &cfg.services {
+        let protos = match s.key {
+            SvcKey::Addr {
+                proto,
+                vip: IpAddr::V6(vip),
+                port,
+            } => {
+                k.svc.insert((proto, vip, port));
+                k.vips.insert(vip);
+                [Some(proto), None]
+            }
+            SvcKey::Addr { proto, .. } => [Some(proto), None],
+            SvcKey::Fwmark { .. } => [Some(6), Some(17)],
+        };
+        for d in s.dests.iter().filter(|d| d.fwd == Fwd::Nat) {
+            let IpAddr::V6(rip) = d.addr else { continue };
+            for p in protos.into_iter().flatten() {
+                k.nat.insert((p, rip, d.port));
+            }
+            k.nat.insert((0, rip, 0));
+        }
+    }
+    k
 }
 
 #[cfg(test)]
@@ -641,5 +682,69 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), 3, "{d:?}");
         assert_ne!(s[0].1, s[1].1);
+    }
+
+    #[test]
+    fn ipv6_steering_keys_follow_the_ipv4_rules() {
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let d6 = |addr: &str, port, fwd| DestConf {
+            addr: IpAddr::V6(v6(addr)),
+            port,
+            fwd,
+            ..dest(1)
+        };
+        let cfg = Config {
+            services: vec![
+                // An IPv4 service: none of its keys are IPv6's.
+                service(vip(80), vec![dest(1)]),
+                service(
+                    SvcKey::Addr {
+                        proto: 6,
+                        vip: IpAddr::V6(v6("2001:2::100")),
+                        port: 80,
+                    },
+                    vec![
+                        d6("2001:2::11", 8080, Fwd::Nat),
+                        d6("2001:2::12", 80, Fwd::Dr),
+                    ],
+                ),
+                service(
+                    SvcKey::Addr {
+                        proto: 17,
+                        vip: IpAddr::V6(v6("2001:2::100")),
+                        port: 0,
+                    },
+                    vec![d6("2001:2::13", 0, Fwd::Tun)],
+                ),
+                service(
+                    SvcKey::Fwmark { mark: 7, v6: true },
+                    vec![d6("2001:2::14", 443, Fwd::Nat)],
+                ),
+            ],
+            marks: Vec::new(),
+            timeouts: Default::default(),
+        };
+        let k = steer6_keys(&cfg);
+        assert_eq!(
+            k.svc.into_iter().collect::<Vec<_>>(),
+            vec![(6, v6("2001:2::100"), 80), (17, v6("2001:2::100"), 0)]
+        );
+        assert_eq!(
+            k.nat.into_iter().collect::<Vec<_>>(),
+            vec![
+                (0, v6("2001:2::11"), 0),
+                (0, v6("2001:2::14"), 0),
+                (6, v6("2001:2::11"), 8080),
+                (6, v6("2001:2::14"), 443),
+                (17, v6("2001:2::14"), 443),
+            ]
+        );
+        assert_eq!(
+            k.vips.into_iter().collect::<Vec<_>>(),
+            vec![v6("2001:2::100")]
+        );
+        // And the snapshot still indexes IPv4 services only.
+        let snap = SnapshotBuilder::new().build(&cfg, &NeighTable::new(Vec::new()));
+        assert_eq!(snap.v4_keys().count(), 1);
     }
 }

@@ -2,18 +2,25 @@
 //!
 //! Every real server address has one [`NeighCell`] shared by all the
 //! snapshots and connections that name it. A background thread keeps the
-//! cells right by following the kernel's announcements (neighbour, IPv4
-//! route and address changes) instead of polling: it reads the tables in
+//! cells right by following the kernel's announcements (neighbour, route
+//! and address changes, IPv4 and IPv6 alike) instead of polling: it reads the tables in
 //! full only at start, when an address is added, when announcements were
 //! lost or a dump was interrupted, and at a slow safety period. It asks the
 //! kernel to resolve next hops that have no MAC. A worker never waits for
 //! resolution: it drops the packet, counts it, and flags the cell, which
 //! the thread notices within a tick.
+//!
+//! IPv6 next hops come from the kernel's NDP table exactly as IPv4's come
+//! from ARP: the same cells, keyed by `IpAddr`. An IPv6 route's gateway is
+//! usually link-local; it is looked up with the route's interface, which
+//! is what makes it unique. A cell keeps an IPv4 source address only (the
+//! outer source of IPv4 tunnels): an IPv6 route stores its interface and
+//! no source.
 
 use crate::io::netlink::{Event, Events, Netlink, Route};
 use crate::svc::NeighCell;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,10 +46,18 @@ struct Entry {
     looked_up: bool,
 }
 
+/// The IPv4 source a cell stores (see the module doc: none for IPv6).
+fn v4_src(a: Option<IpAddr>) -> Option<std::net::Ipv4Addr> {
+    match a {
+        Some(IpAddr::V4(v4)) => Some(v4),
+        _ => None,
+    }
+}
+
 /// The set of next hops the data plane needs MACs for.
 #[derive(Debug)]
 pub struct NeighTable {
-    entries: Mutex<HashMap<Ipv4Addr, Entry>>,
+    entries: Mutex<HashMap<IpAddr, Entry>>,
     ifindexes: Vec<u32>,
     /// Set when a new address needs resolving now.
     kicked: AtomicBool,
@@ -50,7 +65,7 @@ pub struct NeighTable {
 
 /// What the thread knows of the kernel: the usable neighbours, by
 /// (address, interface).
-type Mirror = HashMap<(Ipv4Addr, u32), [u8; 6]>;
+type Mirror = HashMap<(IpAddr, u32), [u8; 6]>;
 
 impl NeighTable {
     /// A table resolving on the interfaces `ifindexes` (routes through
@@ -65,7 +80,8 @@ impl NeighTable {
 
     /// The cell of `addr`, created on first use (which wakes the thread so
     /// that resolution starts at once, before the first packet).
-    pub fn cell(&self, addr: Ipv4Addr) -> Arc<NeighCell> {
+    pub fn cell(&self, addr: impl Into<IpAddr>) -> Arc<NeighCell> {
+        let addr = addr.into();
         let mut created = false;
         let cell = {
             let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -98,7 +114,7 @@ impl NeighTable {
     /// those never looked up, then the whole neighbour table, which
     /// replaces `mirror`. Addresses no snapshot refers to are forgotten.
     fn resync(&self, nl: &mut Netlink, mirror: &mut Mirror, all: bool) -> std::io::Result<()> {
-        let due: Vec<Ipv4Addr> = {
+        let due: Vec<IpAddr> = {
             let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             m.retain(|_, e| Arc::strong_count(&e.cell) > 1);
             m.iter()
@@ -107,7 +123,7 @@ impl NeighTable {
                 .collect()
         };
         // No lock held while the kernel answers.
-        let routes: Vec<(Ipv4Addr, Option<Route>)> = due
+        let routes: Vec<(IpAddr, Option<Route>)> = due
             .into_iter()
             .map(|a| {
                 let r = nl
@@ -124,7 +140,7 @@ impl NeighTable {
                     e.route = r;
                     e.looked_up = true;
                     match r {
-                        Some(r) => e.cell.set_route(r.oif, r.prefsrc),
+                        Some(r) => e.cell.set_route(r.oif, v4_src(r.prefsrc)),
                         None => e.cell.set_route(0, None),
                     }
                 }

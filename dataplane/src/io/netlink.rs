@@ -1,7 +1,8 @@
 //! The rtnetlink the data plane needs for next hops: look up a route, dump
-//! the IPv4 neighbour table, ask the kernel to resolve an address
-//! (`NTF_USE`), and follow neighbour, route and address changes as the
-//! kernel announces them.
+//! the neighbour tables (ARP for IPv4, NDP for IPv6), ask the kernel to
+//! resolve an address (`NTF_USE`: an ARP request or a neighbour
+//! solicitation), and follow neighbour, route and address changes of both
+//! families as the kernel announces them.
 //!
 //! Messages are built and parsed by `netlink-packet-route` and the sockets
 //! are `netlink-sys`'s, synchronously (no async runtime in a data plane
@@ -24,7 +25,7 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -48,8 +49,8 @@ const EVENT_RCVBUF: usize = 4 << 20;
 pub struct Neighbour {
     /// Interface index.
     pub ifindex: u32,
-    /// IPv4 address.
-    pub addr: Ipv4Addr,
+    /// IPv4 or IPv6 address.
+    pub addr: IpAddr,
     /// Link-layer address, when resolved.
     pub mac: Option<[u8; 6]>,
     /// NUD state bits.
@@ -68,15 +69,16 @@ impl Neighbour {
 pub struct Route {
     /// Outgoing interface.
     pub oif: u32,
-    /// Gateway, if the address is not on-link.
-    pub gateway: Option<Ipv4Addr>,
+    /// Gateway, if the address is not on-link (for IPv6 usually a
+    /// link-local address, which names a neighbour on `oif`).
+    pub gateway: Option<IpAddr>,
     /// Preferred source address (the director's address towards it).
-    pub prefsrc: Option<Ipv4Addr>,
+    pub prefsrc: Option<IpAddr>,
 }
 
 impl Route {
     /// The next hop: the gateway, or the address itself when on-link.
-    pub fn hop(&self, dst: Ipv4Addr) -> Ipv4Addr {
+    pub fn hop(&self, dst: IpAddr) -> IpAddr {
         self.gateway.unwrap_or(dst)
     }
 }
@@ -88,7 +90,8 @@ pub enum Event {
     Neighbour(Neighbour),
     /// A neighbour entry was deleted.
     NeighbourGone(Neighbour),
-    /// An IPv4 route or address changed: any route may be different now.
+    /// A route or address (IPv4 or IPv6) changed: any route may be
+    /// different now.
     Routes,
     /// Events were lost (the socket overflowed, or one did not fit the
     /// buffer): the tables must be read again.
@@ -156,14 +159,19 @@ fn messages(
 }
 
 fn parse_neigh(m: &NeighbourMessage) -> Option<Neighbour> {
-    if m.header.family != AddressFamily::Inet {
+    if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
         return None;
     }
     let mut addr = None;
     let mut mac = None;
     for a in &m.attributes {
         match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => addr = Some(*ip),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                addr = Some(IpAddr::V4(*ip))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                addr = Some(IpAddr::V6(*ip))
+            }
             NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
                 let mut b = [0u8; 6];
                 b.copy_from_slice(l);
@@ -189,12 +197,45 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     for a in &m.attributes {
         match a {
             RouteAttribute::Oif(i) => route.oif = *i,
-            RouteAttribute::Gateway(RouteAddress::Inet(g)) => route.gateway = Some(*g),
-            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => route.prefsrc = Some(*s),
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => route.gateway = Some((*g).into()),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => route.gateway = Some((*g).into()),
+            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => route.prefsrc = Some((*s).into()),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(s)) => route.prefsrc = Some((*s).into()),
             _ => {}
         }
     }
     (route.oif != 0).then_some(route)
+}
+
+fn family_of(a: IpAddr) -> AddressFamily {
+    match a {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// `RTM_GETROUTE` for the host route to `dst` (/32 or /128).
+fn route_request(dst: IpAddr) -> RouteMessage {
+    let mut req = RouteMessage::default();
+    req.header.address_family = family_of(dst);
+    req.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+    req.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    req
+}
+
+/// `RTM_NEWNEIGH` with `NTF_USE` for `addr` on `ifindex`: resolve it.
+fn resolve_request(ifindex: u32, addr: IpAddr) -> NeighbourMessage {
+    let mut req = NeighbourMessage::default();
+    req.header.family = family_of(addr);
+    req.header.ifindex = ifindex;
+    req.header.flags = NeighbourFlags::Use;
+    let dst = match addr {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    };
+    req.attributes.push(NeighbourAttribute::Destination(dst));
+    req
 }
 
 /// A NETLINK_ROUTE socket for requests (route look-ups, dumps, resolution).
@@ -273,13 +314,21 @@ impl Netlink {
         }
     }
 
-    /// The IPv4 neighbour table. A dump the kernel interrupted (the table
-    /// changed during it) is repeated; still interrupted after a few
-    /// tries, it fails with [`io::ErrorKind::Interrupted`].
+    /// The neighbour tables of both families (ARP, then NDP). A dump the
+    /// kernel interrupted (the table changed during it) is repeated; still
+    /// interrupted after a few tries, it fails with
+    /// [`io::ErrorKind::Interrupted`].
     pub fn neighbours(&mut self) -> io::Result<Vec<Neighbour>> {
+        let mut all = self.neighbours_of(AddressFamily::Inet)?;
+        all.extend(self.neighbours_of(AddressFamily::Inet6)?);
+        Ok(all)
+    }
+
+    /// The neighbour table of `family`, as [`Netlink::neighbours`] reads it.
+    fn neighbours_of(&mut self, family: AddressFamily) -> io::Result<Vec<Neighbour>> {
         for _ in 0..DUMP_TRIES {
             let mut req = NeighbourMessage::default();
-            req.header.family = AddressFamily::Inet;
+            req.header.family = family;
             let seq = self.send(
                 RouteNetlinkMessage::GetNeighbour(req),
                 NLM_F_REQUEST | NLM_F_DUMP,
@@ -301,14 +350,12 @@ impl Netlink {
         ))
     }
 
-    /// Look up the route to `dst` (as `ip route get` does).
-    pub fn route_get(&mut self, dst: Ipv4Addr) -> io::Result<Route> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet;
-        req.header.destination_prefix_length = 32;
-        req.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
-        let seq = self.send(RouteNetlinkMessage::GetRoute(req), NLM_F_REQUEST)?;
+    /// Look up the route to `dst` (as `ip route get` does), IPv4 or IPv6.
+    pub fn route_get(&mut self, dst: IpAddr) -> io::Result<Route> {
+        let seq = self.send(
+            RouteNetlinkMessage::GetRoute(route_request(dst)),
+            NLM_F_REQUEST,
+        )?;
         let mut route = None;
         self.replies(seq, |m| match m {
             RouteNetlinkMessage::NewRoute(r) => {
@@ -370,26 +417,19 @@ impl Netlink {
     }
 
     /// Ask the kernel to resolve `addr` on interface `ifindex` (creates
-    /// the entry and sends an ARP request, like a packet sent to it would).
-    pub fn resolve(&mut self, ifindex: u32, addr: Ipv4Addr) -> io::Result<()> {
-        let mut req = NeighbourMessage::default();
-        req.header.family = AddressFamily::Inet;
-        req.header.ifindex = ifindex;
-        req.header.flags = NeighbourFlags::Use;
-        req.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                addr,
-            )));
+    /// the entry and sends an ARP request or a neighbour solicitation,
+    /// like a packet sent to it would).
+    pub fn resolve(&mut self, ifindex: u32, addr: IpAddr) -> io::Result<()> {
         let seq = self.send(
-            RouteNetlinkMessage::NewNeighbour(req),
+            RouteNetlinkMessage::NewNeighbour(resolve_request(ifindex, addr)),
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
         )?;
         self.replies(seq, |_| true).map(|_| ())
     }
 }
 
-/// A NETLINK_ROUTE socket subscribed to neighbour, IPv4 route and IPv4
-/// address changes.
+/// A NETLINK_ROUTE socket subscribed to neighbour changes and to route and
+/// address changes of both families.
 #[derive(Debug)]
 pub struct Events {
     sock: Socket,
@@ -407,6 +447,8 @@ impl Events {
             libc::RTNLGRP_NEIGH,
             libc::RTNLGRP_IPV4_ROUTE,
             libc::RTNLGRP_IPV4_IFADDR,
+            libc::RTNLGRP_IPV6_ROUTE,
+            libc::RTNLGRP_IPV6_IFADDR,
         ] {
             sock.add_membership(g)?;
         }
@@ -473,6 +515,7 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn a_route_get_request_parses_back() {
@@ -514,7 +557,7 @@ mod tests {
         n.attributes
             .push(NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 9]));
         let nb = parse_neigh(&n).unwrap();
-        assert_eq!(nb.addr, Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(nb.addr, IpAddr::from([198, 18, 0, 2]));
         assert_eq!(nb.mac, Some([2, 0, 0, 0, 0, 9]));
         assert_eq!(nb.ifindex, 7);
         let mut r = RouteMessage::default();
@@ -527,8 +570,72 @@ mod tests {
         let route = parse_route(&r).unwrap();
         assert_eq!(route.oif, 3);
         assert_eq!(
-            route.hop(Ipv4Addr::new(198, 19, 0, 1)),
-            Ipv4Addr::new(198, 18, 0, 254)
+            route.hop(IpAddr::from([198, 19, 0, 1])),
+            IpAddr::from([198, 18, 0, 254])
         );
+    }
+
+    #[test]
+    fn ipv6_neighbours_routes_and_requests() {
+        let rs: Ipv6Addr = "2001:2::11".parse().unwrap();
+        let gw: Ipv6Addr = "fe80::1".parse().unwrap();
+        let src: Ipv6Addr = "2001:2::2".parse().unwrap();
+        let mut n = NeighbourMessage::default();
+        n.header.family = AddressFamily::Inet6;
+        n.header.ifindex = 4;
+        n.header.state = netlink_packet_route::neighbour::NeighbourState::Reachable;
+        n.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(gw)));
+        n.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 6, 1]));
+        let nb = parse_neigh(&n).unwrap();
+        assert_eq!(
+            (nb.addr, nb.ifindex, nb.mac),
+            (IpAddr::V6(gw), 4, Some([2, 0, 0, 0, 6, 1]))
+        );
+        assert!(nb.usable());
+        // A bridge's forwarding entry is not a neighbour.
+        n.header.family = AddressFamily::Bridge;
+        assert_eq!(parse_neigh(&n), None);
+
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet6;
+        r.attributes.push(RouteAttribute::Oif(4));
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+        r.attributes
+            .push(RouteAttribute::PrefSource(RouteAddress::Inet6(src)));
+        let route = parse_route(&r).unwrap();
+        assert_eq!(route.hop(IpAddr::V6(rs)), IpAddr::V6(gw));
+        assert_eq!(route.prefsrc, Some(IpAddr::V6(src)));
+        let on_link = Route {
+            gateway: None,
+            ..route
+        };
+        assert_eq!(on_link.hop(IpAddr::V6(rs)), IpAddr::V6(rs));
+
+        // The requests name the family and a host route of its length, and
+        // go out as the kernel reads them.
+        let q = route_request(IpAddr::V6(rs));
+        assert_eq!(q.header.address_family, AddressFamily::Inet6);
+        assert_eq!(q.header.destination_prefix_length, 128);
+        let q4 = route_request(IpAddr::from([198, 18, 0, 1]));
+        assert_eq!(q4.header.destination_prefix_length, 32);
+        let res = resolve_request(4, IpAddr::V6(gw));
+        assert_eq!(res.header.family, AddressFamily::Inet6);
+        for msg in [
+            RouteNetlinkMessage::GetRoute(q),
+            RouteNetlinkMessage::NewNeighbour(res),
+        ] {
+            let mut m = NetlinkMessage::new(
+                NetlinkHeader::default(),
+                NetlinkPayload::InnerMessage(msg.clone()),
+            );
+            m.finalize();
+            let mut out = vec![0u8; m.buffer_len()];
+            m.serialize(&mut out);
+            let back = messages(&out).next().unwrap().unwrap();
+            assert_eq!(back.payload, NetlinkPayload::InnerMessage(msg));
+        }
     }
 }

@@ -19,6 +19,11 @@
 //!
 //! One program object is loaded per interface, so every interface has its
 //! own XSKMAP indexed by RX queue.
+//!
+//! IPv6 has maps of its own (`svc6_map`, `nat6_map`, `vip6_map`, keyed by
+//! the 16-byte address) rather than a wider IPv4 key, so that the IPv4
+//! lookups stay as small as they were. Maps a newer program adds are
+//! created next to a previous daemon's pinned ones on takeover.
 
 use aya::maps::{HashMap, MapData, MapInfo, MapType, PerCpuArray, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -26,7 +31,7 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader, Pod};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -43,21 +48,35 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/xvs";
 /// The pinned link's file name in an interface's pin directory.
 const LINK_PIN: &str = "link";
 /// The maps, pinned under these names in an interface's pin directory.
-const MAPS: [&str; 5] = ["xsks_map", "svc_map", "nat_map", "vip_map", "steer_stats"];
+const MAPS: [&str; 8] = [
+    "xsks_map",
+    "svc_map",
+    "nat_map",
+    "vip_map",
+    "steer_stats",
+    "svc6_map",
+    "nat6_map",
+    "vip6_map",
+];
 
 /// Each map's type, key size, value size and capacity, as the C program
 /// declares them (in the order of [`MAPS`]): a pinned map that differs was
 /// left by an incompatible version and is never reused.
-const MAP_SHAPES: [(MapType, u32, u32, u32); 5] = [
+const MAP_SHAPES: [(MapType, u32, u32, u32); 8] = [
     (MapType::XskMap, 4, 4, 256),
     (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
     (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
     (MapType::Hash, 4, 4, 65536),
     (MapType::PerCpuArray, 4, 8, 4),
+    (MapType::Hash, SVC6_KEY_SIZE, 4, 65536),
+    (MapType::Hash, SVC6_KEY_SIZE, 4, 65536),
+    (MapType::Hash, 16, 4, 65536),
 ];
 
 /// `struct svc_key`'s size.
 const SVC_KEY_SIZE: u32 = std::mem::size_of::<SvcKey>() as u32;
+/// `struct svc6_key`'s size.
+const SVC6_KEY_SIZE: u32 = std::mem::size_of::<Svc6Key>() as u32;
 
 /// Check that the maps pinned in `dir` (those there are) have the shapes
 /// this program declares.
@@ -273,6 +292,56 @@ impl SvcKey {
     }
 }
 
+/// Key of `svc6_map` and `nat6_map`, laid out as `struct svc6_key` in the
+/// C program (the address as its 16 bytes, the port in network byte
+/// order).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Svc6Key {
+    /// IPv6 address, network byte order.
+    pub addr: [u8; 16],
+    /// Port, network byte order (0: every port).
+    pub port: u16,
+    /// IP protocol number (0 with port 0 in `nat6_map`: ICMPv6 errors).
+    pub proto: u8,
+    /// Always 0 (the C struct's padding, part of the hashed key).
+    pub pad: u8,
+}
+
+// SAFETY: Svc6Key is repr(C), Copy, made of integers only, and has no
+// implicit padding (16 + 2 + 1 + 1 bytes, alignment 2), so every byte is
+// initialised.
+unsafe impl Pod for Svc6Key {}
+
+impl Svc6Key {
+    /// The key of `proto [addr]:port`.
+    pub fn new(proto: u8, addr: Ipv6Addr, port: u16) -> Self {
+        Svc6Key {
+            addr: addr.octets(),
+            port: port.to_be(),
+            proto,
+            pad: 0,
+        }
+    }
+
+    /// `(proto, addr, port)` back from the key.
+    pub fn parts(&self) -> (u8, Ipv6Addr, u16) {
+        (
+            self.proto,
+            Ipv6Addr::from(self.addr),
+            u16::from_be(self.port),
+        )
+    }
+}
+
+/// Key of `vip6_map` (`struct in6_addr`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Vip6Key([u8; 16]);
+
+// SAFETY: a byte array: no padding, every byte initialised.
+unsafe impl Pod for Vip6Key {}
+
 /// The program's own counters (`steer_stats`, summed over CPUs), indexed
 /// as the C program's `STEER_*` constants.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +367,8 @@ pub struct Steering {
     /// The maps were pinned by a previous daemon: they may hold entries
     /// the current configuration no longer has.
     reused: bool,
+    /// The same for the IPv6 maps (absent from older daemons' pins).
+    reused6: bool,
 }
 
 /// The program's maps, taken out of the object.
@@ -307,6 +378,9 @@ struct Maps {
     nat: HashMap<MapData, SvcKey, u32>,
     vip: HashMap<MapData, u32, u32>,
     stats: PerCpuArray<MapData, u64>,
+    svc6: HashMap<MapData, Svc6Key, u32>,
+    nat6: HashMap<MapData, Svc6Key, u32>,
+    vip6: HashMap<MapData, Vip6Key, u32>,
 }
 
 impl std::fmt::Debug for Steering {
@@ -361,12 +435,14 @@ impl Steering {
     /// pinned when absent).
     pub fn load(ifindex: u32, pins: Option<&Path>) -> io::Result<Self> {
         let mut reused = false;
+        let mut reused6 = false;
         let mut ebpf = match pins {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| ctx(dir.display(), e))?;
                 let iface = dir.file_name().map(|f| f.to_string_lossy().into_owned());
                 check_pinned(dir, iface.as_deref().unwrap_or("IFACE"))?;
                 reused = dir.join(MAPS[1]).exists();
+                reused6 = dir.join(MAPS[5]).exists();
                 let paths: Vec<(&str, PathBuf)> = MAPS.iter().map(|m| (*m, dir.join(m))).collect();
                 let mut loader = EbpfLoader::new();
                 for (m, p) in &paths {
@@ -390,6 +466,9 @@ impl Steering {
             nat: take(&mut ebpf, "nat_map")?,
             vip: take(&mut ebpf, "vip_map")?,
             stats: take(&mut ebpf, "steer_stats")?,
+            svc6: take(&mut ebpf, "svc6_map")?,
+            nat6: take(&mut ebpf, "nat6_map")?,
+            vip6: take(&mut ebpf, "vip6_map")?,
         });
         Ok(Steering {
             maps,
@@ -398,6 +477,7 @@ impl Steering {
             link: None,
             pins: pins.map(Path::to_path_buf),
             reused,
+            reused6,
         })
     }
 
@@ -666,6 +746,113 @@ impl Steering {
         let _ = self.maps.vip.remove(&u32::from_ne_bytes(vip.octets()));
     }
 
+    /// Start steering `proto [vip]:port` (port 0 = every port) to the
+    /// sockets.
+    pub fn add_service6(&mut self, proto: u8, vip: Ipv6Addr, port: u16) -> io::Result<()> {
+        self.maps
+            .svc6
+            .insert(Svc6Key::new(proto, vip, port), 1, 0)
+            .map_err(|e| insert_error(5, format_args!("[{vip}]:{port}"), e))
+    }
+
+    /// Whether `proto [vip]:port` is steered.
+    pub fn has_service6(&self, proto: u8, vip: Ipv6Addr, port: u16) -> bool {
+        self.maps
+            .svc6
+            .get(&Svc6Key::new(proto, vip, port), 0)
+            .is_ok()
+    }
+
+    /// Stop steering `proto [vip]:port`.
+    pub fn remove_service6(&mut self, proto: u8, vip: Ipv6Addr, port: u16) {
+        let _ = self.maps.svc6.remove(&Svc6Key::new(proto, vip, port));
+    }
+
+    /// Start sending the replies of IPv6 NAT real server `[rip]:rport`
+    /// (`proto`; port 0: any port; proto 0 and port 0: its ICMPv6 errors)
+    /// to the sockets.
+    pub fn add_nat6(&mut self, proto: u8, rip: Ipv6Addr, rport: u16) -> io::Result<()> {
+        self.maps
+            .nat6
+            .insert(Svc6Key::new(proto, rip, rport), 1, 0)
+            .map_err(|e| insert_error(6, format_args!("[{rip}]:{rport}"), e))
+    }
+
+    /// Whether the replies of `[rip]:rport` (`proto`) are steered.
+    pub fn has_nat6(&self, proto: u8, rip: Ipv6Addr, rport: u16) -> bool {
+        self.maps
+            .nat6
+            .get(&Svc6Key::new(proto, rip, rport), 0)
+            .is_ok()
+    }
+
+    /// Stop sending `[rip]:rport`'s replies to the sockets.
+    pub fn remove_nat6(&mut self, proto: u8, rip: Ipv6Addr, rport: u16) {
+        let _ = self.maps.nat6.remove(&Svc6Key::new(proto, rip, rport));
+    }
+
+    /// Send ICMPv6 errors addressed to `vip` to the sockets.
+    pub fn add_vip6(&mut self, vip: Ipv6Addr) -> io::Result<()> {
+        self.maps
+            .vip6
+            .insert(Vip6Key(vip.octets()), 1, 0)
+            .map_err(|e| insert_error(7, vip, e))
+    }
+
+    /// Whether ICMPv6 errors addressed to `vip` are steered.
+    pub fn has_vip6(&self, vip: Ipv6Addr) -> bool {
+        self.maps.vip6.get(&Vip6Key(vip.octets()), 0).is_ok()
+    }
+
+    /// Stop sending ICMPv6 errors for `vip` to the sockets.
+    pub fn remove_vip6(&mut self, vip: Ipv6Addr) {
+        let _ = self.maps.vip6.remove(&Vip6Key(vip.octets()));
+    }
+
+    /// Remove from reused IPv6 maps every entry not in the current
+    /// configuration, once (as [`Steering::prune`] for IPv4).
+    pub fn prune6(
+        &mut self,
+        svc: &dyn Fn(&Svc6Key) -> bool,
+        nat: &dyn Fn(&Svc6Key) -> bool,
+        vips: &dyn Fn(Ipv6Addr) -> bool,
+    ) {
+        if !self.reused6 {
+            return;
+        }
+        self.reused6 = false;
+        let stale: Vec<Svc6Key> = self
+            .maps
+            .svc6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !svc(k))
+            .collect();
+        for k in stale {
+            let _ = self.maps.svc6.remove(&k);
+        }
+        let stale: Vec<Svc6Key> = self
+            .maps
+            .nat6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !nat(k))
+            .collect();
+        for k in stale {
+            let _ = self.maps.nat6.remove(&k);
+        }
+        let stale: Vec<Vip6Key> = self
+            .maps
+            .vip6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !vips(Ipv6Addr::from(k.0)))
+            .collect();
+        for k in stale {
+            let _ = self.maps.vip6.remove(&k);
+        }
+    }
+
     /// The program's counters, summed over CPUs (a counter that cannot be
     /// read is 0).
     pub fn counters(&self) -> SteerCounters {
@@ -684,6 +871,69 @@ impl Steering {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
+impl Steering {
+    /// Run the loaded program once over `frame` as if it arrived on RX
+    /// queue 0 (`BPF_PROG_TEST_RUN`; needs no interface) and return its
+    /// action: `XDP_PASS` (2) for a frame left to the kernel, `XDP_DROP`
+    /// (1) for one steered to a queue without a socket, as in a test.
+    pub fn test_run(&mut self, frame: &[u8]) -> io::Result<u32> {
+        use std::os::fd::{AsFd, AsRawFd};
+        /// `union bpf_attr`'s `test` member.
+        #[repr(C)]
+        #[derive(Default)]
+        struct TestRun {
+            prog_fd: u32,
+            retval: u32,
+            data_size_in: u32,
+            data_size_out: u32,
+            data_in: u64,
+            data_out: u64,
+            repeat: u32,
+            duration: u32,
+            ctx_size_in: u32,
+            ctx_size_out: u32,
+            ctx_in: u64,
+            ctx_out: u64,
+            flags: u32,
+            cpu: u32,
+            batch_size: u32,
+            pad: u32,
+        }
+        const BPF_PROG_TEST_RUN: libc::c_long = 10;
+        let fd = self
+            .program()?
+            .fd()
+            .map_err(|e| ctx("steering program", e))?
+            .as_fd()
+            .as_raw_fd();
+        let mut attr = TestRun {
+            prog_fd: u32::try_from(fd).map_err(|_| io::Error::other("bad descriptor"))?,
+            data_size_in: u32::try_from(frame.len()).map_err(|_| io::Error::other("frame"))?,
+            data_in: frame.as_ptr() as u64,
+            repeat: 1,
+            ..TestRun::default()
+        };
+        // SAFETY: `attr` is the `test` member of `union bpf_attr` as the
+        // kernel lays it out, fully initialised; `data_in` points at
+        // `frame`, live and `data_size_in` bytes long for the call, which
+        // the kernel only reads (`data_out` is null: nothing is written
+        // back but `retval` and `duration` in `attr`).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRun,
+                std::mem::size_of::<TestRun>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(attr.retval)
+    }
+}
+
 /// An error and its sources on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -694,4 +944,272 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    //! The steering program's decisions, frame by frame, run in the kernel
+    //! with `BPF_PROG_TEST_RUN` (root, as CI is): without sockets, a frame
+    //! for the data plane is dropped (`no_socket`) and any other passed.
+    use super::*;
+    use crate::testkit::frame::{eth, icmp_packet, ip, ip_packet, tcp, udp};
+    use crate::testkit::v6::{
+        eth6, icmp6_packet, ip6, ip6_fragments, ip6_packet, packet_too_big, rip6, Ext, CIP6,
+        DIR_IP6, VIP6,
+    };
+    use crate::testkit::{CLIENT_MAC, DIR_MAC};
+
+    const PASS: u32 = 2;
+    const STEER: u32 = 1;
+
+    fn f6(p: &[u8]) -> Vec<u8> {
+        eth6(CLIENT_MAC, DIR_MAC, p)
+    }
+
+    #[test]
+    fn key_layouts_match_the_c_structs() {
+        assert_eq!(SVC_KEY_SIZE, 8);
+        assert_eq!(SVC6_KEY_SIZE, 20);
+        let k = Svc6Key::new(6, VIP6, 80);
+        assert_eq!(k.parts(), (6, VIP6, 80));
+        assert_eq!(k.port.to_ne_bytes(), [0, 80]);
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_frames_are_steered_or_passed() {
+        let mut s = Steering::load(1, None).expect("load the steering program (root)");
+        let vip4 = Ipv4Addr::new(198, 18, 0, 100);
+        s.add_service(6, vip4, 80).unwrap();
+        s.add_service6(6, VIP6, 80).unwrap();
+        s.add_service6(17, VIP6, 0).unwrap();
+        s.add_nat6(6, rip6(1), 8080).unwrap();
+        s.add_nat6(0, rip6(1), 0).unwrap();
+        s.add_vip6(VIP6).unwrap();
+        assert!(s.has_service6(6, VIP6, 80) && !s.has_service6(6, VIP6, 81));
+        assert!(s.has_nat6(0, rip6(1), 0) && s.has_vip6(VIP6) && !s.has_vip6(CIP6));
+
+        let syn = tcp(40000, 80).syn();
+        let c2v = ip6(CIP6, VIP6);
+        let dests = |n: usize| (0..n).fold(c2v.clone(), |ip, _| ip.ext(Ext::DestOpts(0)));
+        let first_frag = ip6_fragments(&c2v, &syn, &[0; 64], 16, 1).remove(0);
+        let reply = ip6_packet(&ip6(rip6(1), CIP6), &tcp(8080, 40000).ack(1), b"");
+        let other_reply = ip6_packet(&ip6(rip6(1), CIP6), &tcp(9090, 40000).ack(1), b"");
+        let syn6 = ip6_packet(&c2v, &syn, b"");
+        let mut cut = f6(&ip6_packet(&c2v.clone().ext(Ext::DestOpts(4)), &syn, b""));
+        cut.truncate(14 + 40 + 20);
+        let ns = {
+            // A neighbour solicitation for the VIP (NDP: the kernel's).
+            let mut target = vec![0; 4];
+            target.extend_from_slice(&VIP6.octets());
+            let snm: Ipv6Addr = "ff02::1:ff00:100".parse().unwrap();
+            icmp6_packet(
+                &ip6(CIP6, snm).with(|i| i.hop_limit = 255),
+                135,
+                0,
+                [0; 4],
+                &target[4..],
+            )
+        };
+        let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+            (
+                "IPv4 TCP to a VIP port",
+                eth(
+                    CLIENT_MAC,
+                    DIR_MAC,
+                    &ip_packet(&ip([198, 18, 0, 10], vip4), &syn, b""),
+                ),
+                STEER,
+            ),
+            (
+                "IPv4 TCP to another port",
+                eth(
+                    CLIENT_MAC,
+                    DIR_MAC,
+                    &ip_packet(&ip([198, 18, 0, 10], vip4), &tcp(1, 81), b""),
+                ),
+                PASS,
+            ),
+            (
+                "IPv4 ICMP echo",
+                eth(
+                    CLIENT_MAC,
+                    DIR_MAC,
+                    &icmp_packet(&ip([198, 18, 0, 10], vip4), 8, 0, [0; 4], b""),
+                ),
+                PASS,
+            ),
+            ("IPv6 TCP to a VIP port", f6(&syn6), STEER),
+            (
+                "IPv6 TCP to another port",
+                f6(&ip6_packet(&c2v, &tcp(1, 81), b"")),
+                PASS,
+            ),
+            (
+                "IPv6 UDP to a port-0 service",
+                f6(&ip6_packet(&c2v, &udp(5, 5353), b"q")),
+                STEER,
+            ),
+            (
+                "IPv6 TCP behind hop-by-hop, routing, dest opts",
+                f6(&ip6_packet(
+                    &c2v.clone()
+                        .ext(Ext::HopByHop(0))
+                        .ext(Ext::Routing(1))
+                        .ext(Ext::DestOpts(3)),
+                    &syn,
+                    b"",
+                )),
+                STEER,
+            ),
+            (
+                "eight extension headers",
+                f6(&ip6_packet(&dests(8), &syn, b"")),
+                STEER,
+            ),
+            (
+                "nine extension headers",
+                f6(&ip6_packet(&dests(9), &syn, b"")),
+                PASS,
+            ),
+            (
+                "hop-by-hop not first",
+                f6(&ip6_packet(&dests(1).ext(Ext::HopByHop(0)), &syn, b"")),
+                PASS,
+            ),
+            ("extension header cut short", cut, PASS),
+            (
+                "fixed header cut short",
+                f6(&syn6)[..14 + 39].to_vec(),
+                PASS,
+            ),
+            ("a first fragment", f6(&first_frag), PASS),
+            (
+                "ESP",
+                f6(&crate::testkit::v6::ip6_raw(&c2v, 50, &[0; 16])),
+                PASS,
+            ),
+            ("a NAT real server's reply", f6(&reply), STEER),
+            ("another port of that server", f6(&other_reply), PASS),
+            (
+                "packet too big to a VIP",
+                f6(&packet_too_big(DIR_IP6, VIP6, 1280, &reply)),
+                STEER,
+            ),
+            (
+                "an ICMPv6 error from a NAT real server",
+                f6(&packet_too_big(rip6(1), CIP6, 1280, &syn6)),
+                STEER,
+            ),
+            (
+                "an ICMPv6 error to someone else",
+                f6(&packet_too_big(DIR_IP6, CIP6, 1280, &syn6)),
+                PASS,
+            ),
+            (
+                "ICMPv6 echo to a VIP",
+                f6(&icmp6_packet(&c2v, 128, 0, [0, 1, 0, 1], b"")),
+                PASS,
+            ),
+            ("neighbour solicitation", f6(&ns), PASS),
+            (
+                "link-local destination",
+                f6(&ip6_packet(
+                    &ip6(CIP6, "fe80::100".parse().unwrap()),
+                    &syn,
+                    b"",
+                )),
+                PASS,
+            ),
+            (
+                "IPv6 header with version 4",
+                f6(&{
+                    let mut p = syn6.clone();
+                    p[0] = 0x40;
+                    p
+                }),
+                PASS,
+            ),
+        ];
+        let before = s.counters();
+        let mut failed = Vec::new();
+        for (desc, frame, want) in &cases {
+            let got = s.test_run(frame).expect("BPF_PROG_TEST_RUN");
+            if got != *want {
+                failed.push(format!("{desc}: action {got}, want {want}"));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+        let after = s.counters();
+        let steered = cases.iter().filter(|c| c.2 == STEER).count() as u64;
+        assert_eq!(after.no_socket - before.no_socket, steered);
+        assert_eq!(after.pass - before.pass, cases.len() as u64 - steered);
+
+        // Removed entries stop steering.
+        s.remove_service6(6, VIP6, 80);
+        s.remove_nat6(6, rip6(1), 8080);
+        s.remove_vip6(VIP6);
+        assert_eq!(s.test_run(&f6(&syn6)).unwrap(), PASS);
+        assert_eq!(s.test_run(&f6(&reply)).unwrap(), PASS);
+        assert_eq!(
+            s.test_run(&f6(&packet_too_big(DIR_IP6, VIP6, 1280, &reply)))
+                .unwrap(),
+            PASS
+        );
+    }
+
+    /// Removes a test's pin directory, whatever happens.
+    struct Pins(String);
+
+    impl Drop for Pins {
+        fn drop(&mut self) {
+            let _ = remove_pins(&self.0, None);
+        }
+    }
+
+    #[test]
+    fn ipv6_maps_are_pinned_reused_pruned_and_added_to_older_pins() {
+        ensure_bpffs().expect("bpffs (root)");
+        let pins = Pins(format!("xvsut{}v6", std::process::id()));
+        let dir = pin_dir(&pins.0);
+        let vip4 = Ipv4Addr::new(198, 18, 0, 100);
+        {
+            let mut s = Steering::load(1, Some(&dir)).expect("load with pins");
+            assert!(!s.reused());
+            s.add_service(6, vip4, 80).unwrap();
+            s.add_service6(6, VIP6, 80).unwrap();
+            s.add_service6(6, VIP6, 443).unwrap();
+            s.add_nat6(0, rip6(1), 0).unwrap();
+            s.add_vip6(VIP6).unwrap();
+            s.add_vip6(rip6(9)).unwrap();
+        }
+        for m in MAPS {
+            assert!(dir.join(m).exists(), "{m} pinned");
+        }
+        // A new daemon over the same pins: the IPv6 entries are there, and
+        // pruning keeps what the configuration has, once.
+        {
+            let mut s = Steering::load(1, Some(&dir)).expect("load over pins");
+            assert!(s.reused());
+            assert!(s.has_service6(6, VIP6, 443) && s.has_nat6(0, rip6(1), 0));
+            s.prune6(&|k| k.parts() == (6, VIP6, 80), &|_| false, &|v| v == VIP6);
+            assert!(s.has_service6(6, VIP6, 80));
+            assert!(!s.has_service6(6, VIP6, 443));
+            assert!(!s.has_nat6(0, rip6(1), 0));
+            assert!(s.has_vip6(VIP6) && !s.has_vip6(rip6(9)));
+            s.prune6(&|_| false, &|_| false, &|_| false);
+            assert!(s.has_service6(6, VIP6, 80), "pruned once only");
+            assert!(s.has_service(6, vip4, 80), "IPv4 untouched");
+        }
+        // Pins of a daemon that had no IPv6 maps: taken over, the IPv6
+        // maps created and pinned beside them.
+        for m in &MAPS[5..] {
+            std::fs::remove_file(dir.join(m)).unwrap();
+        }
+        let s = Steering::load(1, Some(&dir)).expect("load over older pins");
+        assert!(s.reused() && s.has_service(6, vip4, 80));
+        assert!(!s.has_service6(6, VIP6, 80));
+        for m in MAPS {
+            assert!(dir.join(m).exists(), "{m} pinned again");
+        }
+    }
 }

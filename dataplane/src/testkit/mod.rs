@@ -5,6 +5,7 @@
 //! tests, the end-to-end tests and the benches.
 
 pub mod frame;
+pub mod v6;
 
 use crate::conn::state::Timeouts;
 use crate::pipeline::Pipeline;

@@ -120,6 +120,17 @@ impl Delta {
         self.add32(u32::from(old), u32::from(new));
     }
 
+    /// An IPv6 address changed from `old` to `new` (eight words; RFC 1624
+    /// over the pseudo-header of TCP, UDP and ICMPv6).
+    #[inline]
+    pub fn add_addr6(&mut self, old: std::net::Ipv6Addr, new: std::net::Ipv6Addr) {
+        let (o, n) = (u128::from(old), u128::from(new));
+        for i in 0..8 {
+            let shift = 112 - 16 * i;
+            self.add16((o >> shift) as u16, (n >> shift) as u16);
+        }
+    }
+
     /// Bytes at an even offset changed from `old` to `new` (same length;
     /// an odd trailing byte counts as the high half of a word).
     pub fn add_bytes(&mut self, old: &[u8], new: &[u8]) {
@@ -149,6 +160,70 @@ impl Delta {
             c => c,
         }
     }
+}
+
+/// RFC 1624 for an IPv6 address and a port changed together (a NAT
+/// rewrite of a TCP, UDP or ICMPv6 checksum over the IPv6 pseudo-header):
+/// eight words of address and one of port, one fold.
+pub fn update_addr6_port(
+    check: u16,
+    old_addr: std::net::Ipv6Addr,
+    new_addr: std::net::Ipv6Addr,
+    old_port: u16,
+    new_port: u16,
+) -> u16 {
+    let mut d = Delta::new();
+    d.add_addr6(old_addr, new_addr);
+    d.add16(old_port, new_port);
+    d.apply(check)
+}
+
+/// [`update_addr6_port`] for UDP: a computed 0 is sent as `0xffff`. A
+/// field of 0 (no checksum, which IPv6 allows only in tunnels, RFC 6935)
+/// stays 0.
+pub fn update_addr6_port_udp(
+    check: u16,
+    old_addr: std::net::Ipv6Addr,
+    new_addr: std::net::Ipv6Addr,
+    old_port: u16,
+    new_port: u16,
+) -> u16 {
+    let mut d = Delta::new();
+    d.add_addr6(old_addr, new_addr);
+    d.add16(old_port, new_port);
+    d.apply_udp(check)
+}
+
+/// Unfolded sum of the IPv6 pseudo-header (RFC 8200 §8.1) of an
+/// upper-layer packet of `len` bytes with next header `next` (TCP, UDP,
+/// ICMPv6): both addresses, the 32-bit length, the next header.
+pub fn pseudo_header_sum6(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    next: u8,
+    len: u32,
+) -> u64 {
+    // 16 words of at most 0xffff each, plus 3 more: far below 2^64.
+    u64::from(sum(&src.octets()))
+        + u64::from(sum(&dst.octets()))
+        + u64::from(len >> 16)
+        + u64::from(len & 0xffff)
+        + u64::from(next)
+}
+
+/// Full checksum of an upper-layer packet `seg` (TCP, UDP or ICMPv6, its
+/// checksum field reading 0 or excluded by the caller) over the IPv6
+/// pseudo-header. `dst` is the final destination (the last address of a
+/// routing header, if any). For UDP apply [`udp_wire`] before writing it.
+pub fn transport_checksum6(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    next: u8,
+    seg: &[u8],
+) -> u16 {
+    // An upper-layer packet of a non-jumbo IPv6 packet is below 2^16 bytes.
+    let len = seg.len() as u32;
+    !fold64(pseudo_header_sum6(src, dst, next, len) + sum_wide(seg))
 }
 
 /// Unfolded sum of the IPv4 pseudo-header of a TCP or UDP segment of
@@ -307,6 +382,57 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
         Some([0x08, 0x00, ip @ ..]) => complete_partial_ipv4(ip),
         _ => false,
     }
+}
+
+/// The checksum field of the TCP or UDP segment in IPv6 packet `ip`,
+/// behind any extension headers [`super::ipv6::walk`] steps over, as
+/// [`partial_at`] finds it for IPv4. `None` also for a fragment and for a
+/// packet with a routing header (its pseudo-header's destination is not
+/// the one in the fixed header).
+fn partial_at6(ip: &[u8]) -> Option<(usize, usize, usize, u16)> {
+    use super::ipv6::{self, Ipv6Packet, Upper};
+    let p = Ipv6Packet::new_checked(ip).ok()?;
+    let end = ipv6::HEADER_LEN + p.payload_len();
+    let Ok(Upper::Transport {
+        proto,
+        offset,
+        routed: false,
+    }) = p.upper()
+    else {
+        return None;
+    };
+    let start = ipv6::HEADER_LEN + offset;
+    let len = end - start;
+    let at = match proto {
+        TCP if len >= 20 => start + TCP_CHECK,
+        UDP if len >= 8 && usize::from(super::get_u16(ip, start + 4)) == len => start + UDP_CHECK,
+        _ => return None,
+    };
+    let acc = pseudo_header_sum6(p.src(), p.dst(), proto, len as u32);
+    Some((at, start, end, fold64(acc)))
+}
+
+/// Whether the TCP or UDP checksum of IPv6 packet `ip` (from its header
+/// on) is a partial one (see [`is_partial_ipv4`]).
+pub fn is_partial_ipv6(ip: &[u8]) -> bool {
+    partial_at6(ip).is_some_and(|(at, _, _, partial)| super::get_u16(ip, at) == partial)
+}
+
+/// Complete a partial TCP or UDP checksum in IPv6 packet `ip` (from its
+/// header on), as [`complete_partial_ipv4`] does for IPv4; returns whether
+/// it did.
+pub fn complete_partial_ipv6(ip: &mut [u8]) -> bool {
+    let Some((at, start, end, partial)) = partial_at6(ip) else {
+        return false;
+    };
+    if super::get_u16(ip, at) != partial {
+        return false;
+    }
+    let is_udp = at == start + UDP_CHECK;
+    let c = !fold64(sum_wide(&ip[start..end]));
+    let c = if is_udp { udp_wire(c) } else { c };
+    super::set_u16(ip, at, c);
+    true
 }
 
 #[cfg(test)]
@@ -504,5 +630,112 @@ mod tests {
         let inc = update32(c, old, new);
         hdr[10..12].copy_from_slice(&[0, 0]);
         assert_eq!(inc, checksum(&hdr));
+    }
+
+    const C6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+    const V6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+    fn ip6(udp: bool, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv6(C6, V6, 64);
+        let mut out = Vec::new();
+        if udp {
+            b.udp(40000, 53).write(&mut out, payload).unwrap();
+        } else {
+            b.tcp(40000, 80, 7, 65535)
+                .ack(1)
+                .write(&mut out, payload)
+                .unwrap();
+        }
+        out
+    }
+
+    fn field6(ip: &[u8]) -> (usize, u16) {
+        let at = 40 + if ip[6] == TCP { TCP_CHECK } else { UDP_CHECK };
+        (at, u16::from_be_bytes([ip[at], ip[at + 1]]))
+    }
+
+    #[test]
+    fn ipv6_full_checksums_match_etherparse() {
+        for payload in [&b""[..], b"x", b"0123456789abcdef", &[0xff; 1400]] {
+            for udp in [false, true] {
+                let good = ip6(udp, payload);
+                let (at, want) = field6(&good);
+                let mut seg = good[40..].to_vec();
+                seg[at - 40..at - 38].copy_from_slice(&[0, 0]);
+                let proto = if udp { UDP } else { TCP };
+                let c = transport_checksum6(C6.into(), V6.into(), proto, &seg);
+                let c = if udp { udp_wire(c) } else { c };
+                assert_eq!(c, want, "udp={udp} len={}", payload.len());
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_address_and_port_rewrites_update_incrementally() {
+        let news: [(&str, u16); 3] = [("2001:2::11", 8080), ("2001:2:0:ffff::1", 80), ("::", 0)];
+        for udp in [false, true] {
+            for (addr, port) in news {
+                let new: std::net::Ipv6Addr = addr.parse().unwrap();
+                let mut p = ip6(udp, b"payload");
+                let (at, old) = field6(&p);
+                let inc = if udp {
+                    update_addr6_port_udp(old, V6.into(), new, 53, port)
+                } else {
+                    update_addr6_port(old, V6.into(), new, 40000, port)
+                };
+                p[24..40].copy_from_slice(&new.octets());
+                if udp {
+                    p[42..44].copy_from_slice(&port.to_be_bytes());
+                } else {
+                    p[40..42].copy_from_slice(&port.to_be_bytes());
+                }
+                p[at..at + 2].copy_from_slice(&[0, 0]);
+                let proto = if udp { UDP } else { TCP };
+                let full = transport_checksum6(C6.into(), new, proto, &p[40..]);
+                let full = if udp { udp_wire(full) } else { full };
+                assert_eq!(inc, full, "udp={udp} {addr}:{port}");
+            }
+        }
+        // UDP without a checksum stays without.
+        assert_eq!(update_addr6_port_udp(0, V6.into(), C6.into(), 1, 2), 0);
+    }
+
+    #[test]
+    fn ipv6_partial_checksums_are_completed() {
+        for udp in [false, true] {
+            let good = ip6(udp, b"hello over IPv6");
+            let mut f = good.clone();
+            let (at, _) = field6(&f);
+            let len = (f.len() - 40) as u32;
+            let proto = if udp { UDP } else { TCP };
+            let partial = fold64(pseudo_header_sum6(C6.into(), V6.into(), proto, len));
+            f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+            assert!(is_partial_ipv6(&f));
+            assert!(complete_partial_ipv6(&mut f));
+            assert_eq!(f, good, "udp={udp}");
+            // Correct, truncated and fragmented packets are left alone.
+            assert!(!complete_partial_ipv6(&mut f));
+            for n in 0..f.len() {
+                let mut t = f[..n].to_vec();
+                assert!(!complete_partial_ipv6(&mut t));
+            }
+        }
+        // Behind a destination-options header the segment is found.
+        let mut f = ip6(false, b"ext");
+        let mut with_ext = f[..40].to_vec();
+        with_ext[6] = 60;
+        with_ext[4..6].copy_from_slice(&((f.len() - 40 + 8) as u16).to_be_bytes());
+        with_ext.extend_from_slice(&[TCP, 0, 1, 4, 0, 0, 0, 0]);
+        with_ext.extend_from_slice(&f[40..]);
+        let good = with_ext.clone();
+        let at = 48 + TCP_CHECK;
+        let len = (f.len() - 40) as u32;
+        let partial = fold64(pseudo_header_sum6(C6.into(), V6.into(), TCP, len));
+        with_ext[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+        assert!(complete_partial_ipv6(&mut with_ext));
+        assert_eq!(with_ext, good);
+        // A routing header: the pseudo-header is not the fixed header's.
+        f[6] = 43;
+        assert!(!is_partial_ipv6(&f));
     }
 }

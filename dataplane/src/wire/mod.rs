@@ -5,7 +5,9 @@
 pub mod checksum;
 pub mod eth;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 
