@@ -723,6 +723,7 @@ mod tests {
             ],
             marks: Vec::new(),
             timeouts: Default::default(),
+            sloppy_tcp: false,
         };
         let k = steer6_keys(&cfg);
         assert_eq!(
