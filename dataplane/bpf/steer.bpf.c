@@ -22,6 +22,13 @@
 // counted, never passed: the kernel has no such connection and would
 // answer with a reset, while a dropped segment is retransmitted by TCP
 // into the restarted daemon.
+//
+// A frame for a service whose destination MAC is unicast and not the
+// interface's own (a veth, a promiscuous NIC, a switch flooding a dead
+// director's MAC) is passed and counted: the kernel drops it as another
+// host's, as it would without this program, and xvs never forwards a
+// frame meant for another director. The check costs one 6-byte compare,
+// made only for frames that would otherwise be redirected.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -61,7 +68,15 @@ enum {
 	STEER_PASS = 0,
 	STEER_REDIRECT = 1,
 	STEER_NOSOCK = 2,
+	STEER_OTHERHOST = 3,
 	STEER_MAX = 4,
+};
+
+/* The interface's own MAC (own_mac's only entry); `set` 0: not known
+ * yet, nothing is checked. */
+struct own_mac {
+	__u8 addr[6];
+	__u16 set;
 };
 
 struct {
@@ -117,6 +132,14 @@ struct {
 	__type(key, struct in6_addr);
 	__type(value, __u32);
 } vip6_map SEC(".maps");
+
+/* One program per interface: its MAC at key 0, filled by xvsd. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct own_mac);
+} mac_map SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -276,6 +299,16 @@ int xvs_steer(struct xdp_md *ctx)
 		}
 	}
 steer:
+	/* Unicast to another host's MAC: the kernel's (it drops it). */
+	if (!(eth->h_dest[0] & 1)) {
+		__u32 zero = 0;
+		struct own_mac *own = bpf_map_lookup_elem(&mac_map, &zero);
+
+		if (own && own->set &&
+		    (*(__u32 *)eth->h_dest != *(__u32 *)own->addr ||
+		     *(__u16 *)(eth->h_dest + 4) != *(__u16 *)(own->addr + 4)))
+			return count(STEER_OTHERHOST, XDP_PASS);
+	}
 	/* No socket on this queue (the daemon is gone or restarting): drop
 	 * and count, so the peer retransmits instead of being reset. */
 	if (!bpf_map_lookup_elem(&xsks_map, &queue))

@@ -191,6 +191,12 @@ impl DataplaneCounters {
                     "Frames for a service dropped for want of an AF_XDP socket on their queue",
                     c.no_socket,
                 ),
+                one(
+                    "other_host",
+                    "steer_other_host_frames_total",
+                    "Frames for a service addressed to another host's MAC, left to the kernel (which drops them)",
+                    c.other_host,
+                ),
             ]
         });
         pipeline
@@ -250,6 +256,7 @@ mod tests {
                 pass: 5,
                 redirect: 20,
                 no_socket: 1,
+                other_host: 2,
             },
         ));
         let all: Vec<Counter> = d.iter().collect();
@@ -267,6 +274,8 @@ mod tests {
         assert_eq!(value("drops", "tx_ring_full"), Some(6));
         assert_eq!(value("steering eth0", "redirect"), Some(20));
         assert_eq!(value("steering eth0", "no_socket"), Some(1));
+        assert_eq!(value("steering eth0", "other_host"), Some(2));
+        assert_eq!(value("drops", "other_host"), Some(0));
         // Every drop reason is there; no (metric, label) twice.
         for r in DropReason::ALL {
             assert!(value("drops", r.name()).is_some(), "{}", r.name());
@@ -281,6 +290,9 @@ mod tests {
         assert!(lines[1].contains(" no_port 8 ") && lines[1].ends_with(" tx_ring_full 6"));
         assert!(lines[2].starts_with("  sync: emitted 0 out_dropped 0 in_dropped 0 installed 4 "));
         assert!(lines[2].contains(" rejected_no_dest 1 "));
-        assert_eq!(lines[3], "  steering eth0: pass 5 redirect 20 no_socket 1");
+        assert_eq!(
+            lines[3],
+            "  steering eth0: pass 5 redirect 20 no_socket 1 other_host 2"
+        );
     }
 }

@@ -268,6 +268,7 @@ impl Director {
         for info in infos {
             let pins = cfg.pin.then(|| crate::io::xdp::pin_dir(&info.name));
             let mut steer = Steering::load(info.ifindex, pins.as_deref())?;
+            steer.set_mac(info.mac)?;
             let mode = steer
                 .attach(cfg.replace)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", info.name)))?;
@@ -374,6 +375,17 @@ impl Director {
             });
         }
         let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
+        // Follow a changed interface MAC (the programs pass frames for
+        // other MACs to the kernel).
+        for (name, s) in &mut self.steering {
+            if let Ok(info) = IfaceInfo::read(name) {
+                if s.mac() != Some(info.mac) {
+                    if let Err(e) = s.set_mac(info.mac) {
+                        eprintln!("xvsd: {name}: {e}");
+                    }
+                }
+            }
+        }
         let mut added = Vec::new();
         if let Err(e) = self.add_new(&keys, &nat, &vips, &mut added) {
             for (i, a) in added.into_iter().rev() {

@@ -24,8 +24,13 @@
 //! the 16-byte address) rather than a wider IPv4 key, so that the IPv4
 //! lookups stay as small as they were. Maps a newer program adds are
 //! created next to a previous daemon's pinned ones on takeover.
+//!
+//! The program also holds the interface's own MAC (`mac_map`): a frame
+//! for a service sent to another host's MAC (a veth, a promiscuous NIC, a
+//! switch flooding unknown unicast) goes to the kernel, which drops it as
+//! another host's, instead of being forwarded by this director too.
 
-use aya::maps::{HashMap, MapData, MapInfo, MapType, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
@@ -48,7 +53,7 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/xvs";
 /// The pinned link's file name in an interface's pin directory.
 const LINK_PIN: &str = "link";
 /// The maps, pinned under these names in an interface's pin directory.
-const MAPS: [&str; 8] = [
+const MAPS: [&str; 9] = [
     "xsks_map",
     "svc_map",
     "nat_map",
@@ -57,12 +62,13 @@ const MAPS: [&str; 8] = [
     "svc6_map",
     "nat6_map",
     "vip6_map",
+    "mac_map",
 ];
 
 /// Each map's type, key size, value size and capacity, as the C program
 /// declares them (in the order of [`MAPS`]): a pinned map that differs was
 /// left by an incompatible version and is never reused.
-const MAP_SHAPES: [(MapType, u32, u32, u32); 8] = [
+const MAP_SHAPES: [(MapType, u32, u32, u32); 9] = [
     (MapType::XskMap, 4, 4, 256),
     (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
     (MapType::Hash, SVC_KEY_SIZE, 4, 65536),
@@ -71,6 +77,7 @@ const MAP_SHAPES: [(MapType, u32, u32, u32); 8] = [
     (MapType::Hash, SVC6_KEY_SIZE, 4, 65536),
     (MapType::Hash, SVC6_KEY_SIZE, 4, 65536),
     (MapType::Hash, 16, 4, 65536),
+    (MapType::Array, 4, 8, 1),
 ];
 
 /// `struct svc_key`'s size.
@@ -342,6 +349,19 @@ struct Vip6Key([u8; 16]);
 // SAFETY: a byte array: no padding, every byte initialised.
 unsafe impl Pod for Vip6Key {}
 
+/// Value of `mac_map` (`struct own_mac`): the interface's MAC, `set` 1
+/// once known (0: the program checks no MAC).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OwnMac {
+    addr: [u8; 6],
+    set: u16,
+}
+
+// SAFETY: repr(C), Copy, integers only, no implicit padding (6 + 2 bytes,
+// alignment 2): every byte is initialised.
+unsafe impl Pod for OwnMac {}
+
 /// The program's own counters (`steer_stats`, summed over CPUs), indexed
 /// as the C program's `STEER_*` constants.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +373,9 @@ pub struct SteerCounters {
     /// Frames for a service arriving on a queue with no socket (dropped:
     /// the daemon is gone or restarting).
     pub no_socket: u64,
+    /// Frames for a service addressed to another host's unicast MAC, left
+    /// to the kernel (which drops them) instead of redirected.
+    pub other_host: u64,
 }
 
 /// The steering program loaded and attached to one interface (boxed:
@@ -381,6 +404,7 @@ struct Maps {
     svc6: HashMap<MapData, Svc6Key, u32>,
     nat6: HashMap<MapData, Svc6Key, u32>,
     vip6: HashMap<MapData, Vip6Key, u32>,
+    mac: Array<MapData, OwnMac>,
 }
 
 impl std::fmt::Debug for Steering {
@@ -469,6 +493,7 @@ impl Steering {
             svc6: take(&mut ebpf, "svc6_map")?,
             nat6: take(&mut ebpf, "nat6_map")?,
             vip6: take(&mut ebpf, "vip6_map")?,
+            mac: take(&mut ebpf, "mac_map")?,
         });
         Ok(Steering {
             maps,
@@ -867,7 +892,29 @@ impl Steering {
             pass: read(0),
             redirect: read(1),
             no_socket: read(2),
+            other_host: read(3),
         }
+    }
+
+    /// Tell the program the interface's own MAC: frames for a service sent
+    /// to another unicast MAC are then left to the kernel. Cheap (one map
+    /// write): called at attach and on every publish, so that a changed
+    /// MAC is followed.
+    pub fn set_mac(&mut self, mac: [u8; 6]) -> io::Result<()> {
+        self.maps
+            .mac
+            .set(0, OwnMac { addr: mac, set: 1 }, 0)
+            .map_err(|e| ctx("setting the interface MAC in mac_map", e))
+    }
+
+    /// The MAC the program checks against (None: not set, no check).
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.maps
+            .mac
+            .get(&0, 0)
+            .ok()
+            .filter(|m| m.set != 0)
+            .map(|m| m.addr)
     }
 }
 
@@ -1155,6 +1202,95 @@ mod tests {
                 .unwrap(),
             PASS
         );
+    }
+
+    #[test]
+    fn frames_for_another_hosts_mac_are_passed_and_counted() {
+        let mut s = Steering::load(1, None).expect("load the steering program (root)");
+        let vip4 = Ipv4Addr::new(198, 18, 0, 100);
+        s.add_service(6, vip4, 80).unwrap();
+        s.add_service6(6, VIP6, 80).unwrap();
+        s.add_nat6(6, rip6(1), 8080).unwrap();
+        let other: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
+        let syn = tcp(40000, 80).syn();
+        let v4 = |dst| {
+            eth(
+                CLIENT_MAC,
+                dst,
+                &ip_packet(&ip([198, 18, 0, 10], vip4), &syn, b""),
+            )
+        };
+        let v6 = |dst| eth6(CLIENT_MAC, dst, &ip6_packet(&ip6(CIP6, VIP6), &syn, b""));
+        let reply6 = |dst| {
+            eth6(
+                CLIENT_MAC,
+                dst,
+                &ip6_packet(&ip6(rip6(1), CIP6), &tcp(8080, 40000).ack(1), b""),
+            )
+        };
+        // No MAC known yet (a program whose map is not filled): no check.
+        assert_eq!(s.mac(), None);
+        assert_eq!(s.test_run(&v4(other)).unwrap(), STEER);
+        s.set_mac(DIR_MAC).unwrap();
+        assert_eq!(s.mac(), Some(DIR_MAC));
+        // Only the last byte differs, only the first: both another host's.
+        let mut near = DIR_MAC;
+        near[5] ^= 1;
+        let mut far = DIR_MAC;
+        far[0] ^= 2;
+        let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+            ("IPv4 to the interface's MAC", v4(DIR_MAC), STEER),
+            ("IPv4 to another host's MAC", v4(other), PASS),
+            ("IPv4 to a MAC differing in its last byte", v4(near), PASS),
+            ("IPv4 to a MAC differing in its first byte", v4(far), PASS),
+            ("IPv4 to the broadcast MAC", v4([0xff; 6]), STEER),
+            (
+                "IPv4 to a multicast MAC",
+                v4([0x01, 0, 0x5e, 0, 0, 1]),
+                STEER,
+            ),
+            ("IPv6 to the interface's MAC", v6(DIR_MAC), STEER),
+            ("IPv6 to another host's MAC", v6(other), PASS),
+            (
+                "IPv6 to a multicast MAC",
+                v6([0x33, 0x33, 0, 0, 0, 1]),
+                STEER,
+            ),
+            ("a NAT reply to another host's MAC", reply6(other), PASS),
+            ("a NAT reply to the interface's MAC", reply6(DIR_MAC), STEER),
+        ];
+        let before = s.counters();
+        let mut failed = Vec::new();
+        for (desc, frame, want) in &cases {
+            let got = s.test_run(frame).expect("BPF_PROG_TEST_RUN");
+            if got != *want {
+                failed.push(format!("{desc}: action {got}, want {want}"));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+        let after = s.counters();
+        let passed = cases.iter().filter(|c| c.2 == PASS).count() as u64;
+        assert_eq!(after.other_host - before.other_host, passed);
+        assert_eq!(after.pass, before.pass, "counted as other_host only");
+        assert_eq!(
+            after.no_socket - before.no_socket,
+            cases.len() as u64 - passed
+        );
+        // Not for a service: passed as before, whatever the MAC, and not
+        // counted as another host's.
+        let other_port = eth(
+            CLIENT_MAC,
+            other,
+            &ip_packet(&ip([198, 18, 0, 10], vip4), &tcp(1, 81), b""),
+        );
+        assert_eq!(s.test_run(&other_port).unwrap(), PASS);
+        let last = s.counters();
+        assert_eq!(last.other_host, after.other_host);
+        assert_eq!(last.pass, after.pass + 1);
+        // A changed MAC is followed: the old one is now another host's.
+        s.set_mac(other).unwrap();
+        assert_eq!(s.test_run(&v4(other)).unwrap(), STEER);
+        assert_eq!(s.test_run(&v4(DIR_MAC)).unwrap(), PASS);
     }
 
     /// Removes a test's pin directory, whatever happens.
