@@ -397,6 +397,15 @@ impl Pipeline {
             Ok(p) => p,
             Err(v) => return v,
         };
+        // Another host's frame (the steering program passes these; this
+        // guards against one that got here anyway): never forwarded.
+        if frame[0] & 1 == 0 {
+            if let Some(port) = self.ports.get(ingress as usize) {
+                if frame[..6] != port.mac {
+                    return Verdict::Drop(DropReason::OtherHost);
+                }
+            }
+        }
         if let Some(q) = p.quoted {
             return self.icmp(snap, ingress, &p, &q, buf);
         }

@@ -32,11 +32,15 @@ pub enum DropReason {
     /// The egress MTU leaves no room for the tunnel's headers and a
     /// minimal inner packet (a configuration error, counted apart).
     MtuTooSmall,
+    /// Addressed to another host's unicast MAC (reached the socket through
+    /// a promiscuous or flooding link): never forwarded, as the kernel
+    /// drops such frames.
+    OtherHost,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -50,6 +54,7 @@ impl DropReason {
         DropReason::NoPort,
         DropReason::NoTailroom,
         DropReason::MtuTooSmall,
+        DropReason::OtherHost,
     ];
 
     /// A short name for logs and metrics.
@@ -66,6 +71,7 @@ impl DropReason {
             DropReason::NoPort => "no_port",
             DropReason::NoTailroom => "no_tailroom",
             DropReason::MtuTooSmall => "mtu_too_small",
+            DropReason::OtherHost => "other_host",
         }
     }
 }

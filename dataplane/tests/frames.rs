@@ -626,9 +626,69 @@ fn mixed_cases() -> Vec<Case> {
     .tx(ack(3), dr_to(1, &ack(3)))]
 }
 
+/// Frames addressed to another host's unicast MAC (a promiscuous or
+/// flooding link let them reach the socket): dropped as `other_host`,
+/// never forwarded nor a connection, whatever the method; broadcast and
+/// multicast destinations are forwarded as before.
+fn other_host_cases() -> Vec<Case> {
+    const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
+    let to = |dst: [u8; 6], l4: L4| eth(CLIENT_MAC, dst, &ip_packet(&ip(CIP, VIP), &l4, b""));
+    let syn = to(DIR_MAC, tcp(40000, 80).syn());
+    let ack = to(DIR_MAC, tcp(40000, 80).ack(1));
+    let mut cases = Vec::new();
+    for (desc, fwd) in [
+        (
+            "DR: a SYN to another host's MAC is dropped as other_host",
+            DR,
+        ),
+        (
+            "NAT: a SYN to another host's MAC is dropped as other_host",
+            NAT,
+        ),
+        (
+            "TUN: a SYN to another host's MAC is dropped as other_host",
+            IPIP,
+        ),
+    ] {
+        cases.push(
+            case(desc, servers(&[fwd]))
+                .drop(to(OTHER_MAC, tcp(40000, 80).syn()), DropReason::OtherHost)
+                .check("no connection", no_conns),
+        );
+    }
+    cases.push(
+        case(
+            "DR: another host's copy of an established flow's segment is dropped",
+            servers(&dr(1)),
+        )
+        .tx(syn.clone(), dr_to(1, &syn))
+        .drop(to(OTHER_MAC, tcp(40000, 80).ack(1)), DropReason::OtherHost)
+        .drop(
+            to([0x02, 0, 0, 0, 0, 0x01], tcp(40000, 80).ack(1)),
+            DropReason::OtherHost,
+        )
+        .tx(ack.clone(), dr_to(1, &ack))
+        .check("the server saw two of the three segments", |f| {
+            expect("server 1 inpkts", f.dest(1).stats.get().inpkts, 2)
+        }),
+    );
+    let bcast = to([0xff; 6], tcp(40001, 80).syn());
+    let mcast = to([0x01, 0, 0x5e, 0, 0, 1], tcp(40002, 80).syn());
+    cases.push(
+        case(
+            "DR: broadcast and multicast destinations are forwarded as before",
+            servers(&dr(1)),
+        )
+        .tx(bcast.clone(), dr_to(1, &bcast))
+        .tx(mcast.clone(), dr_to(1, &mcast)),
+    );
+    cases
+}
+
 #[test]
 fn pipeline_frame_by_frame() {
     let mut cases = malformed_cases();
+    cases.extend(other_host_cases());
     cases.extend(dr_cases());
     cases.extend(nat_cases());
     cases.extend(tun_cases());
