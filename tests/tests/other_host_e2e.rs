@@ -1,0 +1,185 @@
+//! Frames addressed to another host's MAC are not forwarded. The switch
+//! floods a frame for a MAC it has not learned (a dead director's, after
+//! its table aged out) to every port, the director's veth included; the
+//! kernel drops such a frame as another host's, and xvs must too: its
+//! steering program leaves it to the kernel and counts it as
+//! `other_host`, no connection is made and no real server sees a segment,
+//! while traffic addressed to the director goes on as before.
+
+use std::time::{Duration, Instant};
+
+use xvs_tests::daemon::{TempFile, Xvsd};
+use xvs_tests::netns::{DrLan, Host, VIP};
+use xvs_tests::node::ClientSummary;
+
+const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
+const FLOOD: &str = env!("CARGO_BIN_EXE_xvs-synflood");
+
+/// A unicast MAC no host of the LAN has: the bridge floods frames to it.
+const OTHER_MAC: &str = "02:00:00:00:ee:01";
+/// SYNs sent to it.
+const SYNS: u64 = 300;
+
+/// The counter `name` of `group`'s line in `-L --dataplane` (`GROUP: NAME
+/// VALUE NAME VALUE ...`).
+fn counter(listing: &str, group: &str, name: &str) -> u64 {
+    let line = listing
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{group}:")))
+        .unwrap_or_else(|| panic!("no {group} line in:\n{listing}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+}
+
+/// TCP segments received by `h`'s kernel (`InSegs` of /proc/net/snmp).
+fn tcp_in_segs(h: &Host) -> u64 {
+    let snmp = h.exec_ok(&["cat", "/proc/net/snmp"]);
+    let tcp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Tcp:")).collect();
+    assert_eq!(tcp.len(), 2, "{snmp}");
+    let names: Vec<&str> = tcp[0].split_whitespace().collect();
+    let values: Vec<&str> = tcp[1].split_whitespace().collect();
+    let i = names
+        .iter()
+        .position(|n| *n == "InSegs")
+        .unwrap_or_else(|| panic!("no InSegs in {}", tcp[0]));
+    values[i].parse().expect("InSegs")
+}
+
+fn client_run(lan: &DrLan, count: u64) -> ClientSummary {
+    let out = lan.client.exec(&[
+        NODE,
+        "client",
+        "--connect",
+        &format!("{VIP}:80"),
+        "--count",
+        &count.to_string(),
+        "--timeout-ms",
+        "2000",
+        "--deadline-ms",
+        "30000",
+        "--max-failures",
+        "5",
+    ]);
+    ClientSummary::from_output(&out)
+}
+
+#[test]
+fn frames_for_another_hosts_mac_reach_no_real_server() {
+    let lan = DrLan::new();
+    for h in &lan.rs {
+        // Were a spoofed SYN forwarded, its SYN-ACK would go nowhere.
+        h.exec_ok(&["ip", "route", "add", "blackhole", "198.18.0.0/15"]);
+    }
+    let _servers: Vec<_> = lan
+        .rs
+        .iter()
+        .map(|h| {
+            h.spawn_ready(&[
+                NODE,
+                "serve",
+                "--name",
+                &h.role,
+                "--port",
+                "80",
+                "--lifetime-s",
+                "90",
+            ])
+        })
+        .collect();
+    let mut rules = format!("-A -t {VIP}:80 -s rr\n");
+    for h in &lan.rs {
+        rules.push_str(&format!("-a -t {VIP}:80 -r {}:80 -g -w 1\n", h.ip));
+    }
+    let rules = TempFile::new("rules", &rules);
+    let args: Vec<String> = vec![
+        "--iface".into(),
+        lan.director.iface.clone(),
+        "--config".into(),
+        rules.0.display().to_string(),
+    ];
+    let xvsd = Xvsd::start_with(Some(&lan.director.ns), &args);
+    let steering = format!("steering {}", lan.director.iface);
+
+    // Traffic to the director is forwarded (and every next hop resolved).
+    let warm = client_run(&lan, 6);
+    assert_eq!((warm.ok, warm.failed), (6, 0), "{warm:?}");
+
+    let before = xvsd.adm_ok(&["-L", "--dataplane"]);
+    let segs_before: Vec<u64> = lan.rs.iter().map(tcp_in_segs).collect();
+    let flood = lan.client.exec(&[
+        FLOOD,
+        "--iface",
+        &lan.client.iface,
+        "--src-mac",
+        &lan.client.mac,
+        "--dst-mac",
+        OTHER_MAC,
+        "--vip",
+        &VIP.to_string(),
+        "--port",
+        "80",
+        "--count",
+        &SYNS.to_string(),
+        "--secs",
+        "10",
+        "--rate",
+        "1000",
+    ]);
+    let report = String::from_utf8_lossy(&flood.stdout).into_owned();
+    assert!(flood.status.success(), "the SYNs were not sent: {flood:?}");
+    assert!(
+        report.contains(&format!("sent {SYNS} ")),
+        "sent fewer SYNs than {SYNS}: {report}"
+    );
+
+    // Every SYN reaches the director (flooded) and is left to the kernel.
+    let base = counter(&before, &steering, "other_host");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let now = xvsd.adm_ok(&["-L", "--dataplane"]);
+        if counter(&now, &steering, "other_host") - base >= SYNS || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        counter(&after, &steering, "other_host") - base,
+        SYNS,
+        "before:\n{before}\nafter:\n{after}"
+    );
+    for name in ["redirect", "no_socket"] {
+        assert_eq!(
+            counter(&after, &steering, name),
+            counter(&before, &steering, name),
+            "{name} moved: before:\n{before}\nafter:\n{after}"
+        );
+    }
+    for name in ["rx", "tx", "conns_created"] {
+        assert_eq!(
+            counter(&after, "pipeline", name),
+            counter(&before, "pipeline", name),
+            "{name} moved: before:\n{before}\nafter:\n{after}"
+        );
+    }
+    let segs_after: Vec<u64> = lan.rs.iter().map(tcp_in_segs).collect();
+    assert_eq!(
+        segs_after, segs_before,
+        "a real server received TCP segments"
+    );
+
+    // Traffic to the director still flows.
+    let s = client_run(&lan, 30);
+    assert_eq!((s.ok, s.failed), (30, 0), "{s:?}");
+    let last = xvsd.adm_ok(&["-L", "--dataplane"]);
+    assert!(
+        counter(&last, "pipeline", "conns_created")
+            >= counter(&after, "pipeline", "conns_created") + 30,
+        "{last}"
+    );
+    let exit = xvsd.stop();
+    assert!(exit.status.success(), "{}", exit.stderr);
+}
