@@ -375,13 +375,16 @@ impl Director {
             });
         }
         let vips: HashSet<Ipv4Addr> = snap.vips().into_iter().collect();
-        // Follow a changed interface MAC (the programs pass frames for
-        // other MACs to the kernel).
+        // Follow a changed interface MAC: the programs and the workers
+        // take frames for it only (and the workers send from it).
         for (name, s) in &mut self.steering {
             if let Ok(info) = IfaceInfo::read(name) {
                 if s.mac() != Some(info.mac) {
                     if let Err(e) = s.set_mac(info.mac) {
                         eprintln!("xvsd: {name}: {e}");
+                    }
+                    for w in &self.workers {
+                        let _ = w.requests.send(Request::PortMac(info.ifindex, info.mac));
                     }
                 }
             }

@@ -264,6 +264,14 @@ impl Pipeline {
         }
     }
 
+    /// Interface `ifindex`'s MAC is now `mac`: the source of what is sent
+    /// out of it and the only unicast destination accepted on it.
+    pub fn set_port_mac(&mut self, ifindex: u32, mac: Mac) {
+        for p in self.ports.iter_mut().filter(|p| p.ifindex == ifindex) {
+            p.mac = mac;
+        }
+    }
+
     /// The port whose interface is `oif`; with a single port, that one.
     #[inline]
     fn port_of(&self, oif: Option<u32>) -> Option<u8> {
@@ -624,6 +632,38 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(hinted.pipeline.partition().len(), 6);
+    }
+
+    #[test]
+    fn a_changed_port_mac_is_followed_as_destination_and_source() {
+        let mut f = Fixture::new(dr_service("rr", 1, None), 100);
+        let dir = crate::testkit::DIR_MAC;
+        let new: Mac = [0x02, 0, 0, 0, 0xd1, 0x02];
+        f.pipeline.set_ports(vec![PortInfo {
+            ifindex: 7,
+            mac: dir,
+            mtu: 1500,
+        }]);
+        let syn = |dst: Mac, p: u16| {
+            let mut fr = tcp_frame([198, 18, 0, 10], p, 80, true, false, b"");
+            fr[..6].copy_from_slice(&dst);
+            fr
+        };
+        let out = run(&mut f, &[syn(dir, 1), syn(new, 2)], &[]);
+        assert_eq!(out[0].0, Verdict::Tx(0));
+        assert_eq!(out[0].1[6..12], dir);
+        assert_eq!(out[1].0, Verdict::Drop(DropReason::OtherHost));
+        f.pipeline.set_port_mac(9, new);
+        assert_eq!(
+            run(&mut f, &[syn(new, 3)], &[])[0].0,
+            Verdict::Drop(DropReason::OtherHost)
+        );
+        f.pipeline.set_port_mac(7, new);
+        let out = run(&mut f, &[syn(dir, 4), syn(new, 5)], &[]);
+        assert_eq!(out[0].0, Verdict::Drop(DropReason::OtherHost));
+        assert_eq!(out[1].0, Verdict::Tx(0));
+        assert_eq!(out[1].1[6..12], new, "sent from the new MAC");
+        assert_eq!(f.pipeline.stats().drops[DropReason::OtherHost as usize], 3);
     }
 
     #[test]

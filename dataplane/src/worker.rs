@@ -23,6 +23,9 @@ const POLL_ERRORS_MAX: u32 = 100;
 pub enum Request {
     /// Report the worker's counters.
     Stats(Sender<(WorkerCounters, FrameAccounting)>),
+    /// Interface `.0`'s MAC changed to `.1` (see
+    /// [`Pipeline::set_port_mac`]).
+    PortMac(u32, [u8; 6]),
 }
 
 /// What a worker reports when it stops.
@@ -106,6 +109,7 @@ pub fn run<P: Port>(
                     let c = counters(&pipeline, &port, rx, unavailable);
                     let _ = tx.send((c, port.accounting()));
                 }
+                Request::PortMac(ifindex, mac) => pipeline.set_port_mac(ifindex, mac),
             }
         }
     }

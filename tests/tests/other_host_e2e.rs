@@ -180,6 +180,65 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
             >= counter(&after, "pipeline", "conns_created") + 30,
         "{last}"
     );
+
+    // The director's MAC changes: at the next publish (any configuration
+    // change) the program and the workers follow it; the old MAC is now
+    // another host's.
+    const NEW_MAC: &str = "02:00:00:00:d1:02";
+    lan.director.exec_ok(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        &lan.director.iface,
+        "address",
+        NEW_MAC,
+    ]);
+    xvsd.adm_ok(&["-A", "-t", &format!("{VIP}:81"), "-s", "rr"]);
+    lan.client
+        .exec_ok(&["ip", "neigh", "flush", "dev", &lan.client.iface]);
+    let s = client_run(&lan, 10);
+    assert_eq!((s.ok, s.failed), (10, 0), "after the MAC change: {s:?}");
+    let moved = xvsd.adm_ok(&["-L", "--dataplane"]);
+    assert_eq!(
+        counter(&moved, "drops", "other_host"),
+        0,
+        "the workers did not follow the new MAC:\n{moved}"
+    );
+    let old = lan.client.exec(&[
+        FLOOD,
+        "--iface",
+        &lan.client.iface,
+        "--src-mac",
+        &lan.client.mac,
+        "--dst-mac",
+        &lan.director.mac,
+        "--vip",
+        &VIP.to_string(),
+        "--port",
+        "80",
+        "--count",
+        "50",
+        "--secs",
+        "10",
+        "--rate",
+        "1000",
+    ]);
+    assert!(old.status.success(), "{old:?}");
+    let base = counter(&moved, &steering, "other_host");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let now = loop {
+        let now = xvsd.adm_ok(&["-L", "--dataplane"]);
+        if counter(&now, &steering, "other_host") - base >= 50 || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        counter(&now, &steering, "other_host") - base,
+        50,
+        "frames to the old MAC:\n{now}"
+    );
     let exit = xvsd.stop();
     assert!(exit.status.success(), "{}", exit.stderr);
 }
