@@ -24,5 +24,9 @@ xvs_log "checking that xvs-control does not depend on the data plane"
 if cargo tree -p xvs-control -e normal,build --prefix none | grep -E '^(xvs-dataplane|libxdp-sys|xsk-rs|aya) '; then
     xvs_die "xvs-control depends on the data plane (see above)"
 fi
-xvs_log "cargo test --profile $XVS_TEST_PROFILE --workspace $*"
-cargo test --profile "$XVS_TEST_PROFILE" --workspace "$@"
+# Every test binary runs even after one fails, so one run shows every
+# failure (cargo stops at the first failing binary otherwise).
+args=("$@")
+case " $* " in *" --no-fail-fast "*) ;; *) args=(--no-fail-fast "${args[@]}") ;; esac
+xvs_log "cargo test --profile $XVS_TEST_PROFILE --workspace ${args[*]}"
+cargo test --profile "$XVS_TEST_PROFILE" --workspace "${args[@]}"

@@ -79,7 +79,8 @@ impl Port for LoopPort {
         mut pre: P,
         mut f: F,
     ) -> std::io::Result<usize> {
-        // DR leaves the frame's bytes alone: only the flow changes.
+        // DR rewrites only the MACs: the flow and the destination MAC are
+        // set again.
         for fr in self.frames.iter_mut() {
             set_flow(fr, self.base + self.next);
             self.next += self.step;
