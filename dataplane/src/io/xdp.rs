@@ -417,6 +417,19 @@ impl std::fmt::Debug for Steering {
     }
 }
 
+/// Remove every key of `map` that `keep` refuses (keys are collected
+/// first: a BPF hash map is not changed while it is walked).
+fn remove_unless<K: Pod>(map: &mut HashMap<MapData, K, u32>, keep: impl Fn(&K) -> bool) {
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !keep(k))
+        .collect();
+    for k in stale {
+        let _ = map.remove(&k);
+    }
+}
+
 /// `e` (with its sources) in the context of `what`.
 fn ctx(what: impl std::fmt::Display, e: impl std::error::Error) -> io::Error {
     io::Error::other(format!("{what}: {}", error_chain(&e)))
@@ -659,36 +672,11 @@ impl Steering {
             return;
         }
         self.reused = false;
-        let stale: Vec<SvcKey> = self
-            .maps
-            .svc
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !svc(k))
-            .collect();
-        for k in stale {
-            let _ = self.maps.svc.remove(&k);
-        }
-        let stale: Vec<SvcKey> = self
-            .maps
-            .nat
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !nat(k))
-            .collect();
-        for k in stale {
-            let _ = self.maps.nat.remove(&k);
-        }
-        let stale: Vec<u32> = self
-            .maps
-            .vip
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !vips(Ipv4Addr::from(k.to_ne_bytes())))
-            .collect();
-        for k in stale {
-            let _ = self.maps.vip.remove(&k);
-        }
+        remove_unless(&mut self.maps.svc, |k| svc(k));
+        remove_unless(&mut self.maps.nat, |k| nat(k));
+        remove_unless(&mut self.maps.vip, |k| {
+            vips(Ipv4Addr::from(k.to_ne_bytes()))
+        });
     }
 
     /// Steer RX queue `queue` to the AF_XDP socket `xsk_fd`.
@@ -846,36 +834,9 @@ impl Steering {
             return;
         }
         self.reused6 = false;
-        let stale: Vec<Svc6Key> = self
-            .maps
-            .svc6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !svc(k))
-            .collect();
-        for k in stale {
-            let _ = self.maps.svc6.remove(&k);
-        }
-        let stale: Vec<Svc6Key> = self
-            .maps
-            .nat6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !nat(k))
-            .collect();
-        for k in stale {
-            let _ = self.maps.nat6.remove(&k);
-        }
-        let stale: Vec<Vip6Key> = self
-            .maps
-            .vip6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !vips(Ipv6Addr::from(k.0)))
-            .collect();
-        for k in stale {
-            let _ = self.maps.vip6.remove(&k);
-        }
+        remove_unless(&mut self.maps.svc6, |k| svc(k));
+        remove_unless(&mut self.maps.nat6, |k| nat(k));
+        remove_unless(&mut self.maps.vip6, |k| vips(Ipv6Addr::from(k.0)));
     }
 
     /// The program's counters, summed over CPUs (a counter that cannot be
