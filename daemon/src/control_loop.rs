@@ -298,6 +298,13 @@ impl ControlLoop {
         }
         self.reload_from = reload_from;
         self.save_state();
+        // The rules loaded at start are on disk before the socket listens,
+        // so whoever sees xvsd ready also finds them saved.
+        if let Some(w) = &self.writer {
+            if !w.flush(Duration::from_secs(5)) {
+                eprintln!("xvsd: ERROR: the first state file write did not finish within 5 s");
+            }
+        }
     }
 
     /// Hand the rules to the state file writer if the model changed since

@@ -210,8 +210,17 @@ fn sighup_drains_a_removed_server_keeps_counters_and_rules_survive_a_restart() {
     // IPVS lists a deleted server no more, even while its connections
     // last (they hold it in the trash).
     wait_for(&xvsd, "rs2 removed", |s| s.dest(&rs2).is_none());
-    let saved = std::fs::read_to_string(state.join("rules")).unwrap();
-    assert!(!saved.contains(&rs2) && saved.contains(&rs1), "{saved}");
+    // The state file follows within a moment (its writer is a thread of
+    // its own, so the listing may be ahead of it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let saved = std::fs::read_to_string(state.join("rules")).unwrap_or_default();
+        if !saved.contains(&rs2) && saved.contains(&rs1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "state file not updated: {saved}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // rs1 kept its counters and its connections.
     let after = dest_stats(&xvsd, &rs1);
