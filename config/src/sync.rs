@@ -88,6 +88,18 @@ impl SyncConn {
     pub fn fwd(&self) -> u32 {
         self.flags & flags::FWD_MASK
     }
+
+    /// The forwarding method the flags name, if xvs has it (local node and
+    /// bypass it has not): how a backup forwards a connection whose real
+    /// server it does not have.
+    pub fn method(&self) -> Option<crate::svc::Fwd> {
+        match self.fwd() {
+            flags::MASQ => Some(crate::svc::Fwd::Nat),
+            flags::TUNNEL => Some(crate::svc::Fwd::Tun),
+            flags::DROUTE => Some(crate::svc::Fwd::Dr),
+            _ => None,
+        }
+    }
 }
 
 /// A sync daemon's role.
@@ -136,4 +148,36 @@ pub struct SyncDaemonConf {
     pub port: Option<u16>,
     /// `--mcast-ttl`.
     pub ttl: Option<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::svc::Fwd;
+
+    #[test]
+    fn the_method_of_a_record() {
+        let mut c = SyncConn {
+            protocol: 6,
+            flags: flags::DROUTE | flags::INACTIVE,
+            state: 1,
+            cport: 1,
+            vport: 80,
+            dport: 80,
+            fwmark: 0,
+            timeout: 0,
+            caddr: Ipv4Addr::new(198, 18, 0, 1).into(),
+            vaddr: Ipv4Addr::new(198, 18, 0, 2).into(),
+            daddr: Ipv4Addr::new(198, 18, 0, 3).into(),
+        };
+        assert_eq!(c.method(), Some(Fwd::Dr));
+        c.flags = flags::TUNNEL;
+        assert_eq!(c.method(), Some(Fwd::Tun));
+        c.flags = flags::MASQ | flags::TEMPLATE;
+        assert_eq!(c.method(), Some(Fwd::Nat));
+        for f in [flags::LOCALNODE, flags::BYPASS, 5, 7] {
+            c.flags = f;
+            assert_eq!(c.method(), None, "{f}");
+        }
+    }
 }

@@ -390,6 +390,23 @@ impl ControlLoop {
         self.director.publish(snap)
     }
 
+    /// Give the sync records the workers parked (their real server is not
+    /// configured here) synced-only destinations, publish if any was made,
+    /// and queue the records parked before again (see [`crate::sync`]).
+    fn sync_parked(&mut self) {
+        self.sync.requeue_parked(Instant::now());
+        let neigh = self.director.neigh().clone();
+        let builder = &mut self.builder;
+        let made = self.sync.take_parked(&mut |svc, addr, port, fwd| {
+            builder.want_synced(svc, addr, port, fwd, &neigh)
+        });
+        if made {
+            if let Err(e) = self.publish() {
+                eprintln!("xvsd: cannot program the steering map: {e}");
+            }
+        }
+    }
+
     /// The data plane, to stop it (after writing the last rules and
     /// stopping the sync daemons).
     pub fn into_director(mut self) -> Director {
@@ -456,6 +473,7 @@ impl ControlLoop {
             // The state file's daemons at start, a reload's, a batch undone.
             self.sync_daemons();
             self.sync.serve_resync(&self.director);
+            self.sync_parked();
             self.sync_checks();
             self.apply_health(false);
             let now = Instant::now();
@@ -482,6 +500,9 @@ impl ControlLoop {
                 next_trash = Instant::now() + TRASH_REBUILD;
             }
             let mut wake = next_tick.min(next_trash);
+            if let Some(due) = self.sync.requeue_due() {
+                wake = wake.min(due);
+            }
             if self.page.is_some() {
                 wake = wake.min(next_metrics);
             }

@@ -18,12 +18,18 @@
 //! id some surviving connection may still name to anything else.
 
 use crate::neigh::NeighTable;
-use crate::svc::{DestRt, Fwd, SchedState, ServiceRt, Snapshot, SvcKey, V4Key};
+use crate::svc::{DestRt, Fwd, SchedState, ServiceRt, Snapshot, SvcKey, SyncedKey, V4Key};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use xvs_config::Config;
+
+/// How long a synced-only destination lives at least, used or not: the
+/// records it was made for are installed after the next publish, and the
+/// build in between must not free it.
+pub const SYNCED_GRACE: Duration = Duration::from_secs(10);
 
 /// What decides whether a destination list changed for the scheduler.
 type DestSig = Vec<(IpAddr, u16, i32, i32, u32, u32)>;
@@ -38,6 +44,16 @@ struct SvcState {
 
 /// Identity of a destination: its service and address:port.
 type DestIdent = (SvcKey, IpAddr, u16);
+
+/// Identity of a synced-only destination: its service, address:port and
+/// the forwarding method the records name.
+type SyncedIdent = (SvcKey, IpAddr, u16, Fwd);
+
+/// A synced-only destination and when it was made.
+struct Synced {
+    dest: Arc<DestRt>,
+    made: Instant,
+}
 
 /// Stable small integers for services and destinations (connections refer
 /// to them by id), reused only once nothing refers to them any more.
@@ -76,6 +92,14 @@ pub struct SnapshotBuilder {
     reserved_svcs: HashMap<SvcKey, u32>,
     /// As `reserved_svcs`, for destinations.
     reserved_dests: HashMap<DestIdent, u32>,
+    /// Destinations made for sync records whose real server is not
+    /// configured here (see `svc::SyncedKey`), freed like the trash.
+    synced: HashMap<SyncedIdent, Synced>,
+    /// As `reserved_dests`, for synced-only destinations.
+    reserved_synced: HashMap<SyncedIdent, u32>,
+    /// How long an unused synced-only destination is kept (tests shorten
+    /// it); `None`: [`SYNCED_GRACE`].
+    synced_grace: Option<Duration>,
     /// What the id directory holds now.
     written: String,
 }
@@ -111,7 +135,7 @@ impl SnapshotBuilder {
                 path.display()
             ),
         }
-        b.written = ids_text(&b.reserved_svcs, &b.reserved_dests);
+        b.written = ids_text(&b.reserved_svcs, &b.reserved_dests, &b.reserved_synced);
         b.id_file = Some(path);
         b
     }
@@ -133,6 +157,19 @@ impl SnapshotBuilder {
                         }
                     }
                 }
+                Some("u") => {
+                    let ident = parse_svc(&mut t).and_then(|k| {
+                        let a: IpAddr = t.next()?.parse().ok()?;
+                        let p: u16 = t.next()?.parse().ok()?;
+                        let f = fwd_parse(t.next()?)?;
+                        Some((k, a, p, f))
+                    });
+                    if let (Some(i), Some(id)) = (ident, parse_id(&mut t)) {
+                        if seen_d.insert(id) {
+                            self.reserved_synced.insert(i, id);
+                        }
+                    }
+                }
                 Some("d") => {
                     let ident = parse_svc(&mut t).and_then(|k| {
                         let a: IpAddr = t.next()?.parse().ok()?;
@@ -149,7 +186,11 @@ impl SnapshotBuilder {
             }
         }
         self.svc_ids = Ids::reserving(self.reserved_svcs.values());
-        self.dest_ids = Ids::reserving(self.reserved_dests.values());
+        self.dest_ids = Ids::reserving(
+            self.reserved_dests
+                .values()
+                .chain(self.reserved_synced.values()),
+        );
     }
 
     /// Write the id directory if it changed (atomically: a temporary file
@@ -163,7 +204,9 @@ impl SnapshotBuilder {
         let mut dests = self.reserved_dests.clone();
         dests.extend(self.dests.iter().map(|(k, id)| (*k, *id)));
         dests.extend(self.trash_idents.iter().map(|(id, k)| (*k, *id)));
-        let text = ids_text(&svcs, &dests);
+        let mut synced = self.reserved_synced.clone();
+        synced.extend(self.synced.iter().map(|(k, s)| (*k, s.dest.id)));
+        let text = ids_text(&svcs, &dests, &synced);
         if text == self.written {
             return;
         }
@@ -173,11 +216,68 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Whether deleted destinations are still waiting for their last
-    /// connection to go: while so, the daemon rebuilds periodically, and
-    /// the first build after the last connection expired frees them.
+    /// Whether deleted or synced-only destinations are still waiting for
+    /// their last connection to go: while so, the daemon rebuilds
+    /// periodically, and the first build after the last connection expired
+    /// frees them.
     pub fn has_trash(&self) -> bool {
-        !self.trash.is_empty()
+        !self.trash.is_empty() || !self.synced.is_empty()
+    }
+
+    /// Make sure the next snapshot has a synced-only destination for real
+    /// server `addr:port` of service `svc`, forwarded by `fwd` (a sync
+    /// record named it, and this director does not have it under that
+    /// service). `None`: no such service here; `Some(true)`: made now (the
+    /// caller publishes); `Some(false)`: it existed already.
+    pub fn want_synced(
+        &mut self,
+        svc: SvcKey,
+        addr: IpAddr,
+        port: u16,
+        fwd: Fwd,
+        neigh: &NeighTable,
+    ) -> Option<bool> {
+        if !self.services.contains_key(&svc) {
+            return None;
+        }
+        let ident = (svc, addr, port, fwd);
+        if self.synced.contains_key(&ident) {
+            return Some(false);
+        }
+        let id = self
+            .reserved_synced
+            .remove(&ident)
+            .unwrap_or_else(|| self.dest_ids.take());
+        let dest = Arc::new(DestRt {
+            id,
+            in_service: false,
+            // Weight 0 and its own load: no scheduler sees it.
+            sched: xvs_scheduler::Dest::new(addr, port, 0),
+            fwd,
+            tun: xvs_config::tun::TunKind::default(),
+            stats: Arc::new(xvs_config::stats::Counters::default()),
+            neigh: neigh.cell(addr),
+        });
+        self.synced.insert(
+            ident,
+            Synced {
+                dest,
+                made: Instant::now(),
+            },
+        );
+        self.save_ids();
+        Some(true)
+    }
+
+    /// Keep unused synced-only destinations `grace` instead of
+    /// [`SYNCED_GRACE`] (tests).
+    pub fn set_synced_grace(&mut self, grace: Duration) {
+        self.synced_grace = Some(grace);
+    }
+
+    /// How many synced-only destinations exist.
+    pub fn synced_count(&self) -> usize {
+        self.synced.len()
     }
 
     /// The snapshot of `cfg`. Next hops get their MAC cells from `neigh`
@@ -327,8 +427,36 @@ impl SnapshotBuilder {
             } => Some((V4Key { proto, vip, port }, *mark)),
             _ => None,
         });
+        // Synced-only destinations: freed when no connection or template
+        // counts against them any more (and the grace is over); the others
+        // stay in the arena, indexed under their service while it exists.
+        let mut index = Vec::new();
+        let grace = self.synced_grace.unwrap_or(SYNCED_GRACE);
+        let dest_ids = &mut self.dest_ids;
+        self.synced.retain(|_, s| {
+            let l = &s.dest.sched.load;
+            let keep = l.active() + l.inactive() + l.persist() > 0 || s.made.elapsed() < grace;
+            if !keep {
+                dest_ids.free.push(s.dest.id);
+            }
+            keep
+        });
+        for ((svc, addr, port, fwd), s) in &self.synced {
+            if let Some(st) = self.services.get(svc) {
+                let key = SyncedKey {
+                    svc: st.id,
+                    addr: *addr,
+                    port: *port,
+                    fwd: *fwd,
+                };
+                index.push((key, s.dest.clone()));
+            } else {
+                all_dests.push(s.dest.clone());
+            }
+        }
         self.save_ids();
         let mut snap = Snapshot::new(out, all_dests, marks, cfg.timeouts);
+        snap.add_synced(index);
         snap.sloppy_tcp = cfg.sloppy_tcp;
         snap
     }
@@ -375,22 +503,47 @@ fn parse_svc<'a>(t: &mut impl Iterator<Item = &'a str>) -> Option<SvcKey> {
     }
 }
 
+fn fwd_text(f: Fwd) -> &'static str {
+    match f {
+        Fwd::Dr => "dr",
+        Fwd::Tun => "tun",
+        Fwd::Nat => "nat",
+    }
+}
+
+fn fwd_parse(s: &str) -> Option<Fwd> {
+    match s {
+        "dr" => Some(Fwd::Dr),
+        "tun" => Some(Fwd::Tun),
+        "nat" => Some(Fwd::Nat),
+        _ => None,
+    }
+}
+
 fn parse_id<'a>(t: &mut impl Iterator<Item = &'a str>) -> Option<u32> {
     t.next()?.parse().ok()
 }
 
-/// The id directory's text: one line per service (`s KEY ID`) and per
-/// destination (`d KEY ADDR PORT ID`), sorted.
-fn ids_text(svcs: &HashMap<SvcKey, u32>, dests: &HashMap<DestIdent, u32>) -> String {
-    let mut lines: Vec<String> = svcs
-        .iter()
-        .map(|(k, id)| format!("s {} {id}\n", svc_text(k)))
-        .chain(
-            dests
-                .iter()
-                .map(|((k, a, p), id)| format!("d {} {a} {p} {id}\n", svc_text(k))),
-        )
-        .collect();
+/// The id directory's text: one line per service (`s KEY ID`), per
+/// destination (`d KEY ADDR PORT ID`) and per synced-only destination
+/// (`u KEY ADDR PORT METHOD ID`), sorted.
+fn ids_text(
+    svcs: &HashMap<SvcKey, u32>,
+    dests: &HashMap<DestIdent, u32>,
+    synced: &HashMap<SyncedIdent, u32>,
+) -> String {
+    let mut lines: Vec<String> =
+        svcs.iter()
+            .map(|(k, id)| format!("s {} {id}\n", svc_text(k)))
+            .chain(
+                dests
+                    .iter()
+                    .map(|((k, a, p), id)| format!("d {} {a} {p} {id}\n", svc_text(k))),
+            )
+            .chain(synced.iter().map(|((k, a, p, f), id)| {
+                format!("u {} {a} {p} {} {id}\n", svc_text(k), fwd_text(*f))
+            }))
+            .collect();
     lines.sort();
     lines.concat()
 }
@@ -514,6 +667,110 @@ mod tests {
         (0..16)
             .filter_map(|i| snap.dest(i).map(|d| (d.id, d.in_service)))
             .collect()
+    }
+
+    #[test]
+    fn synced_only_destinations_are_indexed_not_scheduled_and_freed_when_unused() {
+        let neigh = NeighTable::new(Vec::new());
+        let cfg = Config {
+            services: vec![service(vip(80), vec![dest(1), dest(2)])],
+            ..Config::default()
+        };
+        let mut b = SnapshotBuilder::new();
+        b.build(&cfg, &neigh);
+        let rip9 = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 9));
+        assert_eq!(b.want_synced(vip(81), rip9, 80, Fwd::Dr, &neigh), None);
+        assert_eq!(
+            b.want_synced(vip(80), rip9, 80, Fwd::Dr, &neigh),
+            Some(true)
+        );
+        assert_eq!(
+            b.want_synced(vip(80), rip9, 80, Fwd::Dr, &neigh),
+            Some(false)
+        );
+        assert_eq!(
+            b.want_synced(vip(80), rip9, 80, Fwd::Nat, &neigh),
+            Some(true)
+        );
+        assert!(b.has_trash());
+        let s = b.build(&cfg, &neigh);
+        let svc = s.lookup(6, Ipv4Addr::new(198, 18, 0, 100), 80).unwrap();
+        let key = |fwd| SyncedKey {
+            svc: svc.id,
+            addr: rip9,
+            port: 80,
+            fwd,
+        };
+        let d = s.synced_dest(&key(Fwd::Dr)).expect("indexed").clone();
+        assert!(!d.in_service);
+        assert_eq!(s.dest(d.id).map(|x| x.id), Some(d.id));
+        assert!(s.synced_dest(&key(Fwd::Tun)).is_none());
+        // No scheduler sees it.
+        assert_eq!(svc.sched.lock().unwrap().dests().len(), 2);
+        // The NAT one's replies are steered to the sockets.
+        assert!(s
+            .nat_keys()
+            .iter()
+            .any(|k| k.vip == Ipv4Addr::new(198, 18, 1, 9)));
+        // Within the grace both stay; after it, the used one stays and
+        // the unused one is freed at the next build.
+        assert!(s.synced_dest(&key(Fwd::Nat)).is_some());
+        b.set_synced_grace(Duration::ZERO);
+        conn::tracker::bind(&d, false, TcpState::Established);
+        let s = b.build(&cfg, &neigh);
+        assert!(s.synced_dest(&key(Fwd::Dr)).is_some());
+        assert!(s.synced_dest(&key(Fwd::Nat)).is_none());
+        assert_eq!(b.synced_count(), 1);
+        // Its service removed: still in the arena for its connections.
+        let empty = Config::default();
+        let s = b.build(&empty, &neigh);
+        assert!(s.dest(d.id).is_some());
+        conn::tracker::unbind(&d, false, TcpState::Established);
+        let s = b.build(&empty, &neigh);
+        assert!(s.dest(d.id).is_none());
+        assert!(!b.has_trash());
+    }
+
+    #[test]
+    fn synced_only_ids_survive_in_the_id_directory() {
+        let dir = std::env::temp_dir().join(format!("xvs-synced-ids-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let neigh = NeighTable::new(Vec::new());
+        let cfg = Config {
+            services: vec![service(vip(80), vec![dest(1)])],
+            ..Config::default()
+        };
+        let rip9 = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 9));
+        let mut b = SnapshotBuilder::with_id_file(Some(dir.clone()));
+        b.build(&cfg, &neigh);
+        b.want_synced(vip(80), rip9, 80, Fwd::Tun, &neigh);
+        let s = b.build(&cfg, &neigh);
+        let svc_id = s.lookup(6, Ipv4Addr::new(198, 18, 0, 100), 80).unwrap().id;
+        let key = SyncedKey {
+            svc: svc_id,
+            addr: rip9,
+            port: 80,
+            fwd: Fwd::Tun,
+        };
+        let id = s.synced_dest(&key).unwrap().id;
+        let text = std::fs::read_to_string(&dir).unwrap();
+        assert!(
+            text.contains(&format!("u a 6 198.18.0.100 80 198.18.1.9 80 tun {id}\n")),
+            "{text}"
+        );
+        // The next daemon gives the same server the same id, and nothing
+        // else gets it.
+        let mut b2 = SnapshotBuilder::with_id_file(Some(dir.clone()));
+        let more = Config {
+            services: vec![service(vip(80), vec![dest(1), dest(2), dest(3)])],
+            ..Config::default()
+        };
+        let s2 = b2.build(&more, &neigh);
+        assert!(live_ids(&s2).iter().all(|(i, _)| *i != id));
+        b2.want_synced(vip(80), rip9, 80, Fwd::Tun, &neigh);
+        let s2 = b2.build(&more, &neigh);
+        assert_eq!(s2.synced_dest(&key).unwrap().id, id);
+        let _ = std::fs::remove_file(&dir);
     }
 
     #[test]

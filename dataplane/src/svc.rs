@@ -256,6 +256,24 @@ impl Hasher for FastHasher {
     }
 }
 
+/// What names a synced-only destination: a real server that a master's
+/// sync record named under a service this director has but not with that
+/// server. IPVS installs such a connection without a destination and
+/// forwards it by the record's method; xvs binds it to a destination made
+/// for it, which no scheduler and no listing of the service sees, and which
+/// lives while connections use it (as the trash of removed servers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SyncedKey {
+    /// The service's id.
+    pub svc: u32,
+    /// The real server's address.
+    pub addr: IpAddr,
+    /// The real server's port (a template's may be 0).
+    pub port: u16,
+    /// The forwarding method of the record.
+    pub fwd: Fwd,
+}
+
 /// An immutable view of the whole configuration, published to the workers.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -268,6 +286,8 @@ pub struct Snapshot {
     dests: Vec<Option<Arc<DestRt>>>,
     /// Services by id.
     svcs: Vec<Option<Arc<ServiceRt>>>,
+    /// Synced-only destinations (see [`SyncedKey`]): in `dests` too.
+    synced: HashMap<SyncedKey, Arc<DestRt>>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
     /// Any TCP segment without RST opens a connection (IPVS's
@@ -351,6 +371,26 @@ impl Snapshot {
         })
     }
 
+    /// Add synced-only destinations (each also by id, as [`Snapshot::dest`]).
+    pub fn add_synced(&mut self, dests: impl IntoIterator<Item = (SyncedKey, Arc<DestRt>)>) {
+        for (k, d) in dests {
+            let id = d.id as usize;
+            if self.dests.len() <= id {
+                self.dests.resize(id + 1, None);
+            }
+            self.dests[id] = Some(d.clone());
+            self.synced.insert(k, d);
+        }
+    }
+
+    /// The synced-only destination of `key`, if the snapshot has it.
+    pub fn synced_dest(&self, key: &SyncedKey) -> Option<&Arc<DestRt>> {
+        if self.synced.is_empty() {
+            return None;
+        }
+        self.synced.get(key)
+    }
+
     /// The firewall-mark service of `mark`.
     pub fn fwmark(&self, mark: u32) -> Option<&Arc<ServiceRt>> {
         self.fwmarks.get(&mark)
@@ -376,18 +416,14 @@ impl Snapshot {
         for s in self.svcs.iter().flatten() {
             let st = s.sched.lock().unwrap_or_else(|e| e.into_inner());
             for d in st.rt.iter().filter(|d| d.fwd == Fwd::Nat) {
-                let Some(rip) = d.rip() else { continue };
-                let protos = match s.key {
-                    SvcKey::Addr { proto, .. } => [Some(proto), None],
-                    SvcKey::Fwmark { .. } => [Some(6), Some(17)],
-                };
-                for proto in protos.into_iter().flatten() {
-                    out.push(V4Key {
-                        proto,
-                        vip: rip,
-                        port: d.sched.port,
-                    });
-                }
+                nat_keys_of(&s.key, d, &mut out);
+            }
+        }
+        // Synced NAT connections to servers not configured here: their
+        // replies come back through this director too.
+        for (k, d) in &self.synced {
+            if let (Fwd::Nat, Some(s)) = (k.fwd, self.svc(k.svc)) {
+                nat_keys_of(&s.key, d, &mut out);
             }
         }
         out
@@ -410,6 +446,22 @@ impl Snapshot {
     /// sockets: address services and marked triples.
     pub fn v4_keys(&self) -> impl Iterator<Item = &V4Key> {
         self.services.keys().chain(self.marks.keys())
+    }
+}
+
+/// The steering keys of NAT real server `d` of service `svc`.
+fn nat_keys_of(svc: &SvcKey, d: &DestRt, out: &mut Vec<V4Key>) {
+    let Some(rip) = d.rip() else { return };
+    let protos = match svc {
+        SvcKey::Addr { proto, .. } => [Some(*proto), None],
+        SvcKey::Fwmark { .. } => [Some(6), Some(17)],
+    };
+    for proto in protos.into_iter().flatten() {
+        out.push(V4Key {
+            proto,
+            vip: rip,
+            port: d.sched.port,
+        });
     }
 }
 

@@ -46,6 +46,8 @@ pub const IN_QUEUE: usize = 8192;
 pub const INSTALL_BATCH: usize = 256;
 /// Seconds a template lives when its record says 0 (IPVS: 3 minutes).
 pub const TEMPLATE_SECS: u32 = 180;
+/// Records waiting for a destination of their own (see [`SyncPort::park`]).
+pub const PARKED_QUEUE: usize = 4096;
 /// The longest timeout a record may set (a day): the table's deadlines
 /// wrap after 248 days, and nothing lives this long.
 pub const MAX_TIMEOUT_SECS: u32 = 86_400;
@@ -55,10 +57,16 @@ pub const MAX_TIMEOUT_SECS: u32 = 86_400;
 pub enum Reject {
     /// The state is not one of the protocol's.
     State,
-    /// A protocol or address family the data plane does not forward
-    /// (IPv6, SCTP).
+    /// A protocol the data plane does not forward (SCTP, ...).
     Proto,
-    /// No local service and real server match the record.
+    /// An IPv6 record: the codec reads them, the data plane does not
+    /// forward IPv6 yet.
+    Family,
+    /// No local service matches the record's virtual address and port (or
+    /// mark): IPVS has nothing to forward it by either.
+    NoService,
+    /// The real server is not configured here and the record's method is
+    /// one the data plane cannot forward unbound (local node, bypass).
     NoDest,
     /// No room in the worker's partition.
     Full,
@@ -71,11 +79,19 @@ pub enum Installed {
     New,
     /// An existing one took the record's state and timeout.
     Updated,
+    /// A new connection or template whose real server is not configured
+    /// here: bound to a synced-only destination (not scheduled, not
+    /// listed under the service), forwarded by the record's method.
+    Unbound,
     /// An existing one bound to another real server was replaced.
     Replaced,
     /// An inactive record for a connection bound to another real server:
     /// ignored (it is older than what the table holds).
     Stale,
+    /// Not installed yet: the service exists but the real server has no
+    /// destination in this snapshot; the record is to be parked until the
+    /// control thread made one ([`SyncPort::park`]).
+    Wants(SvcKey),
     /// Not installed.
     Rejected(Reject),
 }
@@ -87,13 +103,17 @@ struct Shard {
     emitted: AtomicU64,
     out_dropped: AtomicU64,
     installed: AtomicU64,
+    unbound: AtomicU64,
     updated: AtomicU64,
     replaced: AtomicU64,
     stale: AtomicU64,
     rejected_state: AtomicU64,
     rejected_proto: AtomicU64,
+    rejected_family: AtomicU64,
+    rejected_no_service: AtomicU64,
     rejected_no_dest: AtomicU64,
     rejected_full: AtomicU64,
+    parked: AtomicU64,
 }
 
 #[inline]
@@ -112,6 +132,9 @@ pub struct SyncCounters {
     pub in_dropped: u64,
     /// Connections and templates installed new.
     pub installed: u64,
+    /// Of those, bound to a synced-only destination (their real server is
+    /// not configured here).
+    pub unbound: u64,
     /// Existing ones updated.
     pub updated: u64,
     /// Existing ones bound to another real server, replaced.
@@ -120,29 +143,43 @@ pub struct SyncCounters {
     pub stale: u64,
     /// Records with a state the protocol does not have.
     pub rejected_state: u64,
-    /// Records of a protocol or family the data plane does not forward.
+    /// Records of a protocol the data plane does not forward.
     pub rejected_proto: u64,
-    /// Records matching no local service and real server.
+    /// IPv6 records (not forwarded by the data plane yet).
+    pub rejected_family: u64,
+    /// Records matching no local service.
+    pub rejected_no_service: u64,
+    /// Records for an unknown real server by a method that cannot forward
+    /// unbound.
     pub rejected_no_dest: u64,
     /// Records for which the table had no room.
     pub rejected_full: u64,
+    /// Records parked until a destination for their real server existed.
+    pub parked: u64,
+    /// Records dropped because the parking queue was full.
+    pub parked_dropped: u64,
 }
 
 impl SyncCounters {
     /// Every counter with its name, in listing order.
-    pub fn named(&self) -> [(&'static str, u64); 11] {
+    pub fn named(&self) -> [(&'static str, u64); 16] {
         [
             ("emitted", self.emitted),
             ("out_dropped", self.out_dropped),
             ("in_dropped", self.in_dropped),
             ("installed", self.installed),
+            ("unbound", self.unbound),
             ("updated", self.updated),
             ("replaced", self.replaced),
             ("stale", self.stale),
             ("rejected_state", self.rejected_state),
             ("rejected_proto", self.rejected_proto),
+            ("rejected_family", self.rejected_family),
+            ("rejected_no_service", self.rejected_no_service),
             ("rejected_no_dest", self.rejected_no_dest),
             ("rejected_full", self.rejected_full),
+            ("parked", self.parked),
+            ("parked_dropped", self.parked_dropped),
         ]
     }
 }
@@ -158,6 +195,12 @@ pub struct SyncPort {
     inq: Box<[ArrayQueue<SyncConn>]>,
     shards: Box<[CachePadded<Shard>]>,
     in_dropped: AtomicU64,
+    /// Records whose real server has no destination yet, with their
+    /// service, for the control thread.
+    parked: ArrayQueue<(SyncConn, SvcKey)>,
+    parked_dropped: AtomicU64,
+    /// Parked records the control thread found no service for.
+    no_service: AtomicU64,
 }
 
 impl SyncPort {
@@ -175,6 +218,9 @@ impl SyncPort {
             inq: (0..workers).map(|_| ArrayQueue::new(inq.max(1))).collect(),
             shards: (0..workers).map(|_| CachePadded::default()).collect(),
             in_dropped: AtomicU64::new(0),
+            parked: ArrayQueue::new(PARKED_QUEUE),
+            parked_dropped: AtomicU64::new(0),
+            no_service: AtomicU64::new(0),
         }
     }
 
@@ -255,6 +301,8 @@ impl SyncPort {
     pub fn counters(&self) -> SyncCounters {
         let mut c = SyncCounters {
             in_dropped: self.in_dropped.load(Ordering::Relaxed),
+            parked_dropped: self.parked_dropped.load(Ordering::Relaxed),
+            rejected_no_service: self.no_service.load(Ordering::Relaxed),
             ..Default::default()
         };
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -262,13 +310,17 @@ impl SyncPort {
             c.emitted += ld(&s.emitted);
             c.out_dropped += ld(&s.out_dropped);
             c.installed += ld(&s.installed);
+            c.unbound += ld(&s.unbound);
             c.updated += ld(&s.updated);
             c.replaced += ld(&s.replaced);
             c.stale += ld(&s.stale);
             c.rejected_state += ld(&s.rejected_state);
             c.rejected_proto += ld(&s.rejected_proto);
+            c.rejected_family += ld(&s.rejected_family);
+            c.rejected_no_service += ld(&s.rejected_no_service);
             c.rejected_no_dest += ld(&s.rejected_no_dest);
             c.rejected_full += ld(&s.rejected_full);
+            c.parked += ld(&s.parked);
         }
         c
     }
@@ -303,18 +355,60 @@ impl SyncPort {
         self.inq.get(w)?.pop()
     }
 
-    /// Worker `w` counts what installing a record did.
+    /// Worker `w` parks record `c` of service `svc`, whose real server
+    /// has no destination in its snapshot: the control thread makes one
+    /// ([`SyncPort::take_parked`]) and queues the record again once the
+    /// workers have the snapshot holding it. A full parking queue drops
+    /// the record (counted). Returns whether it was parked.
+    pub fn park(&self, w: usize, c: SyncConn, svc: SvcKey) -> bool {
+        if self.parked.push((c, svc)).is_err() {
+            bump(&self.parked_dropped);
+            return false;
+        }
+        if let Some(s) = self.shards.get(w) {
+            bump(&s.parked);
+        }
+        true
+    }
+
+    /// Take at most what is parked now, oldest first (the control thread).
+    pub fn take_parked(&self, f: &mut dyn FnMut(SyncConn, SvcKey)) -> usize {
+        let mut n = 0;
+        for _ in 0..self.parked.len() {
+            let Some((c, svc)) = self.parked.pop() else {
+                break;
+            };
+            f(c, svc);
+            n += 1;
+        }
+        n
+    }
+
+    /// The control thread found no service for a parked record (removed
+    /// meanwhile).
+    pub fn count_no_service(&self) {
+        bump(&self.no_service);
+    }
+
+    /// Worker `w` counts what installing a record did ([`Installed::Wants`]
+    /// is counted by [`SyncPort::park`]).
     pub fn count(&self, w: usize, what: Installed) {
         let Some(s) = self.shards.get(w) else {
             return;
         };
+        if what == Installed::Unbound {
+            bump(&s.unbound);
+        }
         bump(match what {
-            Installed::New => &s.installed,
+            Installed::New | Installed::Unbound => &s.installed,
+            Installed::Wants(_) => return,
             Installed::Updated => &s.updated,
             Installed::Replaced => &s.replaced,
             Installed::Stale => &s.stale,
             Installed::Rejected(Reject::State) => &s.rejected_state,
             Installed::Rejected(Reject::Proto) => &s.rejected_proto,
+            Installed::Rejected(Reject::Family) => &s.rejected_family,
+            Installed::Rejected(Reject::NoService) => &s.rejected_no_service,
             Installed::Rejected(Reject::NoDest) => &s.rejected_no_dest,
             Installed::Rejected(Reject::Full) => &s.rejected_full,
         });
@@ -395,7 +489,7 @@ pub fn record_of(snap: &Snapshot, v: &View, state: u8, expires: u32, now: u32) -
 /// cannot: its addresses as IPv4 (client, virtual, real) otherwise.
 pub fn check(c: &SyncConn) -> Result<(Ipv4Addr, Ipv4Addr, Ipv4Addr), Reject> {
     let (IpAddr::V4(ca), IpAddr::V4(va), IpAddr::V4(da)) = (c.caddr, c.vaddr, c.daddr) else {
-        return Err(Reject::Proto);
+        return Err(Reject::Family);
     };
     let template = c.is_template();
     match c.protocol {
@@ -465,6 +559,29 @@ mod tests {
     }
 
     #[test]
+    fn parked_records_come_out_in_order_and_a_full_queue_counts() {
+        let p = SyncPort::new(2);
+        let svc = SvcKey::Fwmark { mark: 1, v6: false };
+        for n in 0..3 {
+            assert!(p.park(n % 2, rec(n as u16), svc));
+        }
+        let mut got = Vec::new();
+        assert_eq!(p.take_parked(&mut |c, k| got.push((c.cport, k))), 3);
+        assert_eq!(got, vec![(1000, svc), (1001, svc), (1002, svc)]);
+        p.count_no_service();
+        p.count(1, Installed::Unbound);
+        p.count(1, Installed::Wants(svc));
+        let c = p.counters();
+        assert_eq!((c.parked, c.rejected_no_service), (3, 1));
+        assert_eq!((c.installed, c.unbound), (1, 1));
+        for n in 0..PARKED_QUEUE {
+            assert!(p.park(0, rec(n as u16), svc));
+        }
+        assert!(!p.park(0, rec(0), svc));
+        assert_eq!(p.counters().parked_dropped, 1);
+    }
+
+    #[test]
     fn records_are_checked_before_the_table() {
         assert!(check(&rec(1)).is_ok());
         let mut r = rec(1);
@@ -479,7 +596,7 @@ mod tests {
         assert_eq!(check(&r), Err(Reject::Proto));
         let mut r = rec(1);
         r.caddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(check(&r), Err(Reject::Proto));
+        assert_eq!(check(&r), Err(Reject::Family));
         let mut t = rec(1);
         t.protocol = 0;
         t.flags |= flags::TEMPLATE;

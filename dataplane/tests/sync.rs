@@ -6,17 +6,22 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use xvs_config::{Config, DestConf, ServiceConf};
+use xvs_dataplane::build::SnapshotBuilder;
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::conn::table::{Key, View};
 use xvs_dataplane::flow::FlowKey;
+use xvs_dataplane::neigh::NeighTable;
 use xvs_dataplane::pipeline::{DropReason, Pipeline, Verdict};
 use xvs_dataplane::svc::{Fwd, Persist};
+use xvs_dataplane::svc::{Snapshot, SvcKey};
 use xvs_dataplane::sync::{flags, SyncConn, SyncCounters, SyncPort};
 use xvs_dataplane::testkit::frame::{eth, ip, ip_packet, tcp, L4};
 use xvs_dataplane::testkit::{
-    dr_service, rip, rs_mac, service, service_with, Fixture, CLIENT_MAC, DIR_MAC, VIP,
+    dr_service, rip, rs_mac, service, service_with, Fixture, CLIENT_MAC, DIR_IP, DIR_MAC, VIP,
 };
 use xvs_dataplane::xmit::tun::TunKind;
+use xvs_scheduler::DestLoad;
 
 const S: u64 = 1_000_000_000;
 const C: [u8; 4] = [198, 18, 0, 10];
@@ -321,6 +326,9 @@ fn bad_records_are_rejected_by_reason() {
         vport: 443,
         ..record(6, 1)
     };
+    let mut local_node = record(7, 1);
+    local_node.daddr = v4([198, 18, 9, 9]);
+    local_node.flags = flags::LOCALNODE;
     let c = install(
         &mut f.pipeline,
         &port,
@@ -332,11 +340,19 @@ fn bad_records_are_rejected_by_reason() {
             unknown_server,
             other_port,
             other_service,
+            local_node,
         ],
     );
     assert_eq!(c.rejected_state, 1);
-    assert_eq!(c.rejected_proto, 2);
-    assert_eq!(c.rejected_no_dest, 3);
+    assert_eq!(c.rejected_proto, 1);
+    assert_eq!(c.rejected_family, 1);
+    assert_eq!(c.rejected_no_service, 1);
+    assert_eq!(c.rejected_no_dest, 1);
+    // Servers not configured here: parked for a destination of their own.
+    assert_eq!(c.parked, 2);
+    let mut parked = Vec::new();
+    port.take_parked(&mut |c, svc| parked.push((c.cport, svc)));
+    assert_eq!(parked, vec![(4, f.svc.key), (5, f.svc.key)]);
     assert_eq!(c.installed, 0);
     assert_eq!(f.pipeline.table().iter().count(), 0);
 }
@@ -519,4 +535,233 @@ fn a_synced_tunnel_connection_is_encapsulated_to_its_real_server() {
     // IPIP: the outer header goes to the real server, protocol 4.
     assert_eq!(seg[23], 4, "an IP-in-IP packet");
     assert_eq!(&seg[30..34], &rip(2));
+}
+
+/// A backup whose snapshots come from the snapshot builder, as xvsd's do:
+/// one service on VIP:80 with the servers `servers` (last octets), every
+/// neighbour resolved to `rs_mac(last octet)`.
+struct Backup {
+    builder: SnapshotBuilder,
+    neigh: Arc<NeighTable>,
+    cfg: Config,
+    pipeline: Pipeline,
+    port: Arc<SyncPort>,
+}
+
+fn dest_conf(i: u8, port: u16, fwd: Fwd) -> DestConf {
+    DestConf {
+        addr: v4(rip(i)),
+        port,
+        weight: 1,
+        last_weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+        fwd,
+        tun: TunKind::Ipip,
+        load: Arc::new(DestLoad::default()),
+        counters: Arc::default(),
+    }
+}
+
+impl Backup {
+    fn new(servers: &[u8], port: u16, fwd: Fwd) -> Backup {
+        let neigh = NeighTable::new(Vec::new());
+        for i in 1..=9 {
+            let cell = neigh.cell(v4(rip(i)));
+            cell.set(Some(rs_mac(i)));
+            cell.set_route(0, Some(Ipv4Addr::from(DIR_IP)));
+        }
+        let cfg = Config {
+            services: vec![ServiceConf {
+                key: SvcKey::Addr {
+                    proto: 6,
+                    vip: v4(VIP),
+                    port: 80,
+                },
+                sched: "rr".into(),
+                flags: 0,
+                persist: None,
+                dests: servers.iter().map(|&i| dest_conf(i, port, fwd)).collect(),
+                counters: Arc::default(),
+            }],
+            ..Config::default()
+        };
+        let mut builder = SnapshotBuilder::new();
+        let snap = Arc::new(builder.build(&cfg, &neigh));
+        let mut pipeline = Pipeline::new(snap, 100, DIR_MAC);
+        let port = Arc::new(SyncPort::new(1));
+        pipeline.set_sync(port.clone(), 0);
+        port.set_backup(true);
+        Backup {
+            builder,
+            neigh,
+            cfg,
+            pipeline,
+            port,
+        }
+    }
+
+    fn publish(&mut self) -> Arc<Snapshot> {
+        let snap = Arc::new(self.builder.build(&self.cfg, &self.neigh));
+        self.pipeline.set_snapshot(snap.clone());
+        snap
+    }
+
+    /// What xvsd's control thread does with parked records: a synced-only
+    /// destination for each, a publish, the records queued again.
+    fn serve_parked(&mut self) -> usize {
+        let mut again = Vec::new();
+        let (b, neigh) = (&mut self.builder, &self.neigh);
+        let n = self.port.take_parked(&mut |c, svc| {
+            let made = b.want_synced(svc, c.daddr, c.dport, c.method().unwrap(), neigh);
+            assert!(made.is_some(), "the service exists");
+            again.push(c);
+        });
+        self.publish();
+        for c in again {
+            assert!(self.port.push_in(c));
+        }
+        n
+    }
+
+    fn install(&mut self, now: u64, records: &[SyncConn]) -> SyncCounters {
+        install(&mut self.pipeline, &self.port, now, records)
+    }
+}
+
+#[test]
+fn a_record_for_a_server_not_configured_here_forwards_by_its_method_unscheduled() {
+    let mut b = Backup::new(&[1, 2], 80, Fwd::Dr);
+    let c = b.install(S, &[record(7000, 9)]);
+    assert_eq!((c.parked, c.installed), (1, 0), "{c:?}");
+    assert!(entry(&b.pipeline, 7000).is_none());
+    assert_eq!(b.serve_parked(), 1);
+    let c = b.install(S, &[]);
+    assert_eq!((c.installed, c.unbound), (1, 1), "{c:?}");
+    let v = entry(&b.pipeline, 7000).expect("installed unbound");
+    assert!(b.pipeline.table().synced(v.idx));
+    let snap = b.publish();
+    let d = snap.dest(v.dest).expect("its destination is in the arena");
+    assert!(!d.in_service);
+    assert_eq!(d.sched.addr, v4(rip(9)));
+    assert_eq!(d.sched.load.active(), 1);
+    // The client's next segment goes to server 9 by direct routing.
+    assert_eq!(sent_to(&mut b.pipeline, 2 * S, ack(7000)), Some(9));
+    // New connections never do: no scheduler has it.
+    for sport in 100..120 {
+        let to = sent_to(&mut b.pipeline, 2 * S, syn(sport));
+        assert!(matches!(to, Some(1 | 2)), "{to:?}");
+    }
+    // Its next record updates it in place.
+    let mut r = record(7000, 9);
+    r.state = 4;
+    r.flags |= flags::INACTIVE;
+    let c = b.install(3 * S, &[r]);
+    assert_eq!(c.updated, 1, "{c:?}");
+    assert_eq!(d.sched.load.inactive(), 1);
+    // The operator adds server 9: the connection keeps its binding (the
+    // same server), and the added server counts only its own.
+    b.cfg.services[0].dests.push(dest_conf(9, 80, Fwd::Dr));
+    let snap = b.publish();
+    let c = b.install(4 * S, &[record(7000, 9)]);
+    assert_eq!((c.updated, c.replaced, c.parked), (2, 0, 1), "{c:?}");
+    assert_eq!(entry(&b.pipeline, 7000).unwrap().dest, v.dest);
+    assert_eq!(sent_to(&mut b.pipeline, 4 * S, ack(7000)), Some(9));
+    let live = snap
+        .lookup(6, Ipv4Addr::from(VIP), 80)
+        .unwrap()
+        .sched
+        .lock()
+        .unwrap()
+        .dests()
+        .iter()
+        .find(|d| d.sched.addr == v4(rip(9)))
+        .cloned()
+        .expect("server 9 configured");
+    assert!(live.in_service);
+    assert_eq!(live.sched.load.active(), 0);
+    // A new record for a new connection to server 9 binds to it.
+    let c = b.install(4 * S, &[record(7001, 9)]);
+    assert_eq!((c.installed, c.unbound), (2, 1), "{c:?}");
+    assert_eq!(entry(&b.pipeline, 7001).unwrap().dest, live.id);
+}
+
+#[test]
+fn an_unbound_nat_connection_rewrites_both_ways() {
+    let mut b = Backup::new(&[1], 8080, Fwd::Nat);
+    let mut r = record(7000, 9);
+    r.flags = flags::MASQ;
+    r.dport = 8080;
+    b.install(S, &[r]);
+    b.serve_parked();
+    let c = b.install(S, &[]);
+    assert_eq!(c.unbound, 1, "{c:?}");
+    let snap = b.publish();
+    assert!(
+        snap.nat_keys()
+            .iter()
+            .any(|k| k.vip == Ipv4Addr::from(rip(9)) && k.port == 8080),
+        "its replies are steered to the sockets"
+    );
+    let mut f = ack(7000);
+    assert_eq!(b.pipeline.process(2 * S, &mut f), Verdict::Tx(0));
+    assert_eq!(&f[0..6], &rs_mac(9));
+    assert_eq!(&f[30..34], &rip(9), "destination address");
+    assert_eq!(&f[36..38], &8080u16.to_be_bytes(), "destination port");
+    // The reply goes back to the client as from VIP:80.
+    let mut reply = eth(
+        rs_mac(9),
+        DIR_MAC,
+        &ip_packet(&ip(rip(9), C), &tcp(8080, 7000).ack(1), b"y"),
+    );
+    assert_eq!(b.pipeline.process(2 * S, &mut reply), Verdict::Tx(0));
+    assert_eq!(&reply[0..6], &CLIENT_MAC);
+    assert_eq!(&reply[26..30], &VIP, "source address");
+    assert_eq!(&reply[34..36], &80u16.to_be_bytes(), "source port");
+}
+
+#[test]
+fn tunnelled_and_template_records_get_destinations_of_their_own() {
+    let mut b = Backup::new(&[1], 80, Fwd::Dr);
+    let mut tun = record(7000, 9);
+    tun.flags = flags::TUNNEL;
+    let mut tpl = record(0, 8);
+    tpl.flags = flags::DROUTE | flags::TEMPLATE;
+    tpl.state = 0;
+    let c = b.install(S, &[tun, tpl]);
+    assert_eq!(c.parked, 2, "{c:?}");
+    b.serve_parked();
+    let c = b.install(S, &[]);
+    assert_eq!((c.installed, c.unbound), (2, 2), "{c:?}");
+    let snap = b.publish();
+    let v = entry(&b.pipeline, 7000).unwrap();
+    assert_eq!(snap.dest(v.dest).unwrap().fwd, Fwd::Tun);
+    // The tunnelled connection's next segment is encapsulated to server 9.
+    let mut f = ack(7000);
+    assert_eq!(b.pipeline.process(2 * S, &mut f), Verdict::Tx(0));
+    assert_eq!(f[23], 4, "IP-in-IP");
+    assert_eq!(&f[30..34], &rip(9), "outer destination");
+}
+
+#[test]
+fn a_full_parking_queue_drops_and_counts() {
+    let mut b = Backup::new(&[1], 80, Fwd::Dr);
+    let n = xvs_dataplane::sync::PARKED_QUEUE;
+    for i in 0..=n {
+        let mut r = record(1000 + i as u16, 9);
+        r.daddr = v4([198, 18, 9, (i % 200) as u8]);
+        assert!(b.port.push_in(r) || b.port.counters().in_dropped > 0);
+        if (i + 1) % 256 == 0 {
+            b.pipeline.sync_in(S);
+        }
+    }
+    while b.pipeline.sync_in(S) > 0 {}
+    let c = b.port.counters();
+    assert_eq!(
+        c.parked + c.parked_dropped + c.in_dropped,
+        n as u64 + 1,
+        "{c:?}"
+    );
+    assert_eq!(c.parked, n as u64);
+    assert!(c.parked_dropped >= 1);
 }

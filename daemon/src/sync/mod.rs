@@ -8,6 +8,18 @@
 //! with the error and forgotten, and the state file's daemons start with
 //! xvsd. The workers never wait for these threads: they meet in the data
 //! plane's `SyncPort`, whose roles are switched here.
+//!
+//! A backup's worker that gets a record for a real server this director
+//! does not have under the record's service parks it in the port (it
+//! cannot make destinations: the snapshot is the control thread's). The
+//! control thread takes the parked records ([`SyncDaemons::take_parked`]),
+//! has the snapshot builder make a synced-only destination for each new
+//! server, publishes, and queues the records again a little later
+//! ([`SyncDaemons::requeue_parked`]), once the workers run the new
+//! snapshot. A record of a connection keeps its order behind the
+//! connection's earlier parked records, but one that arrives between the
+//! publish and the requeue is installed first (the requeued, older one
+//! then updates it: the master's next record puts it right).
 
 mod backup;
 mod master;
@@ -16,9 +28,11 @@ mod stats;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use xvs_config::svc::{Fwd, SvcKey};
 use xvs_config::sync::{DEFAULT_GROUP, DEFAULT_PORT, DEFAULT_TTL};
-use xvs_config::{SyncDaemonConf, SyncRole};
+use xvs_config::{SyncConn, SyncDaemonConf, SyncRole};
 use xvs_control::syncd::SyncStatus;
 use xvs_dataplane::director::Director;
 use xvs_dataplane::sync::SyncPort;
@@ -30,11 +44,21 @@ use master::Master;
 /// Data-plane counters shown with the master.
 const MASTER_PORT_COUNTERS: &[&str] = &["emitted", "out_dropped"];
 
+/// How long parked records wait after the publish that made their
+/// destinations before they are queued again: the workers pick up a new
+/// snapshot between two polls of their rings (at most a few ms apart); a
+/// worker still on the old one parks the record once more.
+pub const REQUEUE_DELAY: Duration = Duration::from_millis(20);
+
 /// The running sync daemons.
 pub struct SyncDaemons {
     port: Arc<SyncPort>,
     master: Option<(SyncDaemonConf, Master)>,
     backup: Option<(SyncDaemonConf, Backup)>,
+    /// Parked records whose destinations exist now, and when to queue
+    /// them again.
+    requeue: Vec<SyncConn>,
+    requeue_at: Option<Instant>,
 }
 
 fn group_v4(conf: &SyncDaemonConf) -> Result<Ipv4Addr, String> {
@@ -92,7 +116,62 @@ impl SyncDaemons {
             port,
             master: None,
             backup: None,
+            requeue: Vec::new(),
+            requeue_at: None,
         }
+    }
+
+    /// Take the records the workers parked: for each, `want(service,
+    /// address, port, method)` makes sure the next snapshot has a
+    /// synced-only destination for its real server (`None`: the service
+    /// is gone, the record is counted as `rejected_no_service` and
+    /// dropped; `Some(true)`: a destination was made). The records are
+    /// queued again by [`SyncDaemons::requeue_parked`]. Returns whether a
+    /// destination was made (the caller publishes).
+    pub fn take_parked(
+        &mut self,
+        want: &mut dyn FnMut(SvcKey, IpAddr, u16, Fwd) -> Option<bool>,
+    ) -> bool {
+        let mut made = false;
+        let port = self.port.clone();
+        let requeue = &mut self.requeue;
+        let n = port.take_parked(&mut |c, svc| {
+            // The worker parks only records with a method it forwards.
+            let Some(fwd) = c.method() else {
+                return;
+            };
+            match want(svc, c.daddr, c.dport, fwd) {
+                None => port.count_no_service(),
+                Some(m) => {
+                    made |= m;
+                    requeue.push(c);
+                }
+            }
+        });
+        if n > 0 && self.requeue_at.is_none() && !self.requeue.is_empty() {
+            self.requeue_at = Some(Instant::now() + REQUEUE_DELAY);
+        }
+        made
+    }
+
+    /// Queue the records taken by [`SyncDaemons::take_parked`] to their
+    /// workers again, once [`REQUEUE_DELAY`] has passed since (`now`).
+    pub fn requeue_parked(&mut self, now: Instant) {
+        match self.requeue_at {
+            Some(at) if now >= at => {}
+            _ => return,
+        }
+        self.requeue_at = None;
+        for c in self.requeue.drain(..) {
+            // A full queue counts it (`in_dropped`).
+            self.port.push_in(c);
+        }
+    }
+
+    /// When the control thread must run [`SyncDaemons::requeue_parked`]
+    /// next, if it must.
+    pub fn requeue_due(&self) -> Option<Instant> {
+        self.requeue_at
     }
 
     /// Make the running daemons those of `want`: stop those gone or

@@ -22,13 +22,13 @@ use super::table::{ConnTable, Hint, Init, Insert, Key, NatInit, Partition, Probe
 use super::time::{self, reached, ticks};
 use crate::flow::FlowKey;
 use crate::packet::Parsed;
-use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey};
+use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey, SyncedKey};
 use crate::sync::{self, Installed, Reject, SyncConn, SyncPort};
 use crate::verdict::DropReason;
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::wire::tcp::{RST, SYN};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -864,8 +864,12 @@ impl Tracker {
                 };
                 n += 1;
                 if on {
-                    let what = self.install(snap, now_ns, &c, stats);
-                    link.port.count(link.worker, what);
+                    match self.install(snap, now_ns, &c, stats) {
+                        Installed::Wants(svc) => {
+                            link.port.park(link.worker, c, svc);
+                        }
+                        what => link.port.count(link.worker, what),
+                    }
                 }
             }
         }
@@ -875,11 +879,15 @@ impl Tracker {
 
     /// Install sync record `c` as IPVS's backup does: a connection or
     /// template new here is bound to the local real server the record
-    /// names (none: rejected, `NoDest`), in the record's state, for the
-    /// record's timeout (0: the state's, templates 3 minutes), marked as
-    /// synced; an existing one bound to the same server takes the state
-    /// and timeout; one bound to another server is replaced unless the
-    /// record is inactive (then it is stale and ignored).
+    /// names, in the record's state, for the record's timeout (0: the
+    /// state's, templates 3 minutes), marked as synced. When the service
+    /// exists (none: `NoService`) but not with that server, it is bound to
+    /// the snapshot's synced-only destination for it and forwarded by the
+    /// record's method (`Unbound`), or, when the snapshot has none yet,
+    /// `Wants` one (the caller parks the record). An existing one bound to
+    /// the same server (address and port) takes the state and timeout and
+    /// keeps its binding; one bound to another server is replaced unless
+    /// the record is inactive (then it is stale and ignored).
     pub fn install(
         &mut self,
         snap: &Snapshot,
@@ -898,9 +906,9 @@ impl Tracker {
             snap.lookup(c.protocol, va, c.vport)
         };
         let Some(svc) = svc else {
-            return Installed::Rejected(Reject::NoDest);
+            return Installed::Rejected(Reject::NoService);
         };
-        let dest = {
+        let local = {
             let st = svc.sched.lock().unwrap_or_else(|e| e.into_inner());
             st.dests()
                 .iter()
@@ -913,9 +921,30 @@ impl Tracker {
                 })
                 .cloned()
         };
-        let Some(dest) = dest else {
-            return Installed::Rejected(Reject::NoDest);
+        let (dest, fwd) = match local {
+            Some(d) => {
+                let f = d.fwd;
+                (d, f)
+            }
+            None => {
+                // IPVS installs it without a destination, forwarded by the
+                // record's method.
+                let Some(fwd) = c.method() else {
+                    return Installed::Rejected(Reject::NoDest);
+                };
+                let key = SyncedKey {
+                    svc: svc.id,
+                    addr: IpAddr::V4(da),
+                    port: c.dport,
+                    fwd,
+                };
+                match snap.synced_dest(&key) {
+                    Some(d) => (d.clone(), fwd),
+                    None => return Installed::Wants(svc.key),
+                }
+            }
         };
+        let unbound = !dest.in_service;
         let now = ticks(now_ns);
         let state = if template { 0 } else { c.state as u8 };
         let tstate = TcpState::from_u8(state);
@@ -936,7 +965,7 @@ impl Tracker {
                 vport: c.vport,
             })
         };
-        let nat = match (template, dest.fwd) {
+        let nat = match (template, fwd) {
             (false, Fwd::Nat) => Some(NatInit {
                 rip: da,
                 rport: if c.dport == 0 {
@@ -951,7 +980,7 @@ impl Tracker {
         };
         let mut init = Init {
             state,
-            fwd: fwd_code(dest.fwd),
+            fwd: fwd_code(fwd),
             expires: time::after(now, secs),
             dest: dest.id,
             svc: svc.id,
@@ -960,9 +989,16 @@ impl Tracker {
         };
         let found = self.table.lookup(&key);
         if let Some(v) = found.filter(|v| alive(now, v)) {
-            if v.dest == dest.id {
+            // The same real server, whichever destination the entry is
+            // bound to (a synced-only one, then the server configured
+            // later): it keeps its binding, as IPVS compares addresses.
+            let bound = snap.dest(v.dest).filter(|d| {
+                v.dest == dest.id
+                    || (d.sched.addr == dest.sched.addr && d.sched.port == dest.sched.port)
+            });
+            if let Some(bound) = bound {
                 if !template && v.state != state && self.table.set_state(&v, v.state, state) {
-                    transition(&dest, TcpState::from_u8(v.state), tstate);
+                    transition(bound, TcpState::from_u8(v.state), tstate);
                 }
                 self.table.set_expires(&v, init.expires);
                 return Installed::Updated;
@@ -1037,7 +1073,11 @@ impl Tracker {
         };
         bind(&dest, template, tstate);
         self.table.set_synced(&v);
-        what
+        if unbound && what == Installed::New {
+            Installed::Unbound
+        } else {
+            what
+        }
     }
 
     /// Expire this worker's share of connections and templates: the sweep
