@@ -518,3 +518,225 @@ fn mutated_datagrams_never_panic() {
         }
     }
 }
+
+/// A v1 IPv6 record written field by field from SYNC.md §1.3 (type 1,
+/// addresses at 24, 40 and 56), `opts` appended and counted in its length.
+fn rec6(proto: u8, fl: u32, state: u16, opts: &[u8]) -> Vec<u8> {
+    let mut r = vec![STYPE_F_INET6, proto];
+    r.extend_from_slice(&((72 + opts.len()) as u16).to_be_bytes());
+    r.extend_from_slice(&fl.to_be_bytes());
+    r.extend_from_slice(&state.to_be_bytes());
+    r.extend_from_slice(&[0x9c, 0x41, 0x01, 0xbb, 0x20, 0xfb]); // 40001, 443, 8443
+    r.extend_from_slice(&0u32.to_be_bytes()); // fwmark
+    r.extend_from_slice(&120u32.to_be_bytes()); // timeout
+    for last in [9u8, 0x10, 0x22] {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[15] = last;
+        r.extend_from_slice(&a);
+    }
+    r.extend_from_slice(opts);
+    r
+}
+
+fn v6(last: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+}
+
+#[test]
+fn v6_record_fields() {
+    let fl = flags::MASQ | flags::HASHED | flags::INACTIVE;
+    let rec = rec6(6, fl, 3, &[]);
+    assert_eq!(rec.len(), RECORD_V6_LEN);
+    let (r, out) = dec(&dgram(7, &[rec]), 7);
+    assert_eq!(r.unwrap().nr_conns, 1);
+    let c = out[0].unwrap();
+    assert_eq!(c.flags, flags::MASQ | flags::INACTIVE | flags::SYNC);
+    assert_eq!(
+        (c.protocol, c.state, c.cport, c.vport, c.dport, c.timeout),
+        (6, 3, 40001, 443, 8443, 120)
+    );
+    assert_eq!((c.caddr, c.vaddr, c.daddr), (v6(9), v6(0x10), v6(0x22)));
+}
+
+#[test]
+fn encoder_writes_the_kernel_v6_layout() {
+    let mut e = Encoder::new(3, master_maxlen(None, true));
+    let mut c = conn6(40000);
+    c.flags |= flags::HASHED;
+    e.push(&c).unwrap();
+    let d = e.take().unwrap();
+    assert_eq!(d.len(), HEADER_LEN + RECORD_V6_LEN);
+    assert_eq!(&d[..8], &[0, 3, 0, 80, 1, 1, 0, 0]);
+    let r = &d[8..];
+    assert_eq!(&r[..4], &[STYPE_F_INET6, 6, 0, 72]);
+    assert_eq!(&r[4..8], &flags::DROUTE.to_be_bytes());
+    assert_eq!(&r[8..10], &[0, 1]);
+    assert_eq!(&r[10..16], &[0x9c, 0x40, 0, 80, 0x1f, 0x90]);
+    assert_eq!(&r[16..20], &[0; 4]);
+    assert_eq!(&r[20..24], &900u32.to_be_bytes());
+    let addr = |a: IpAddr| match a {
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(_) => unreachable!("conn6 is IPv6"),
+    };
+    assert_eq!(&r[24..40], &addr(c.caddr));
+    assert_eq!(&r[40..56], &addr(c.vaddr));
+    assert_eq!(&r[56..72], &addr(c.daddr));
+    // 1452 bytes (the IPv6 default): (1452 − 8) / 72 = 20 records.
+    let mut e = Encoder::new(0, master_maxlen(None, true));
+    let mut n = 0;
+    while e.push(&conn6(n)).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 20);
+    // Exactly one record's room, and one byte less.
+    assert!(Encoder::new(0, 80).push(&conn6(1)).is_ok());
+    assert_eq!(Encoder::new(0, 79).push(&conn6(1)), Err(PushError::TooBig));
+}
+
+#[test]
+fn v6_records_with_options_and_padding_beside_v4_ones() {
+    let mut seq = vec![OPT_SEQ_DATA, 24];
+    seq.extend_from_slice(&[2; 24]);
+    let odd = [OPT_F_PARAM | 9, 1, 0xaa];
+    let d = dgram(
+        0,
+        &[
+            rec6(6, 3 | flags::OUT_SEQ, 1, &seq), // 98 + 2 padding
+            rec4(6, 3, 1, &[]),                   // 36
+            rec6(17, 2, 0, &odd),                 // 75 + 1 padding
+            rec6(6, 3, 1, &[]),                   // 72, none after the last
+        ],
+    );
+    assert_eq!(d.len(), 8 + 100 + 36 + 76 + 72);
+    let (r, out) = dec(&d, 0);
+    assert_eq!(r.unwrap().nr_conns, 4);
+    let c: Vec<SyncConn> = out.iter().map(|r| r.unwrap()).collect();
+    assert_eq!(c[0].flags & flags::OUT_SEQ, flags::OUT_SEQ);
+    assert_eq!(c[0].daddr, v6(0x22));
+    assert_eq!(c[1].daddr, IpAddr::V4(Ipv4Addr::new(198, 18, 2, 2)));
+    assert_eq!(
+        (c[2].protocol, c[2].flags),
+        (17, flags::TUNNEL | flags::SYNC)
+    );
+    assert_eq!(c[3].caddr, v6(9));
+    // The encoder's mixed datagram reads back the same.
+    let mut e = Encoder::new(0, 1472);
+    for x in [conn4(1), conn6(2), conn4(3)] {
+        e.push(&x).unwrap();
+    }
+    let d = e.take().unwrap();
+    assert_eq!(d.len(), 8 + 36 + 72 + 36);
+    let (r, out) = dec(&d, 0);
+    r.unwrap();
+    assert_eq!(out[1].unwrap().vaddr, conn6(2).vaddr);
+}
+
+#[test]
+fn malformed_v6_lengths() {
+    // Each case: the datagram's records (as `dgram` pads them), then an
+    // edit of the bytes, and what the decoder must say.
+    type Edit = fn(&mut Vec<u8>);
+    let keep: Edit = |_| {};
+    let cases: Vec<(&str, Vec<Vec<u8>>, Edit, DropReason)> = vec![
+        (
+            "length 71: shorter than an IPv6 record",
+            vec![rec6(6, 3, 1, &[])],
+            |d| d[8 + 3] = 71,
+            DropReason::RecordShort(0),
+        ),
+        (
+            "length 36 with the IPv6 type",
+            vec![rec6(6, 3, 1, &[])],
+            |d| d[8 + 3] = 36,
+            DropReason::RecordShort(0),
+        ),
+        (
+            "length past the datagram",
+            vec![rec6(6, 3, 1, &[])],
+            |d| d[8 + 3] = 76,
+            DropReason::RecordOverrun(0),
+        ),
+        (
+            "cut after 60 bytes (size fixed up)",
+            vec![rec6(6, 3, 1, &[])],
+            |d| {
+                d.truncate(8 + 60);
+                d[2..4].copy_from_slice(&68u16.to_be_bytes());
+            },
+            DropReason::RecordOverrun(0),
+        ),
+        (
+            "cut after 30 bytes: not even an IPv4 record's room",
+            vec![rec6(6, 3, 1, &[])],
+            |d| {
+                d.truncate(8 + 30);
+                d[2..4].copy_from_slice(&38u16.to_be_bytes());
+            },
+            DropReason::RecordTruncated(0),
+        ),
+        (
+            "count 2, one record",
+            vec![rec6(6, 3, 1, &[])],
+            |d| d[4] = 2,
+            DropReason::RecordTruncated(1),
+        ),
+        (
+            "second record cut short",
+            vec![rec4(6, 3, 1, &[]), rec6(6, 3, 1, &[])],
+            |d| {
+                let n = d.len() - 1;
+                d.truncate(n);
+                d[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            },
+            DropReason::RecordOverrun(1),
+        ),
+        (
+            "version bits",
+            vec![rec6(6, 3, 1, &[])],
+            |d| d[8 + 2] = 0x10,
+            DropReason::RecordVersion(0, 1),
+        ),
+        (
+            "type 2: neither family",
+            vec![rec6(6, 3, 1, &[])],
+            |d| d[8] = 2,
+            DropReason::RecordType(0, 2),
+        ),
+        (
+            "an option of length 0",
+            vec![rec6(6, 3, 1, &[OPT_F_PARAM | 9, 0, 0, 0])],
+            keep,
+            DropReason::OptionLength(0),
+        ),
+        (
+            "a lone option type byte",
+            vec![rec6(6, 3, 1, &[OPT_F_PARAM | 9])],
+            keep,
+            DropReason::OptionTruncated(0),
+        ),
+        (
+            "an option running past the record",
+            vec![rec6(6, 3, 1, &[OPT_F_PARAM | 9, 9, 0, 0])],
+            keep,
+            DropReason::OptionLength(0),
+        ),
+        (
+            "a short sequence option",
+            vec![rec6(6, 3, 1, &[OPT_SEQ_DATA, 2, 0, 0])],
+            keep,
+            DropReason::BadSeqOption(0),
+        ),
+    ];
+    // The kernel tests the IPv6 bit alone: type 3 is an IPv6 record.
+    let mut d = dgram(0, &[rec6(6, 3, 1, &[])]);
+    d[8] = 3;
+    assert_eq!(dec(&d, 0).1[0].unwrap().daddr, v6(0x22));
+    for (what, recs, edit, why) in cases {
+        let mut d = dgram(0, &recs);
+        edit(&mut d);
+        let (r, out) = dec(&d, 0);
+        assert_eq!(r, Err(why), "{what}");
+        assert!(out.is_empty(), "{what}: nothing of a dropped datagram");
+    }
+}
