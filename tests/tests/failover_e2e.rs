@@ -8,7 +8,11 @@
 //! down); the backup takes the VIP, announces it by gratuitous ARP, and
 //! every stream carries on with no reset and no lost byte, because the
 //! backup was synced every connection. The same failover without sync
-//! breaks every stream: what sync buys.
+//! breaks every stream: what sync buys. A backup that has the service but
+//! only one of the three real servers still carries every stream on: the
+//! connections to the servers it lacks were installed without one of its
+//! servers and are forwarded by the method their records name, as IPVS
+//! does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -283,13 +287,23 @@ struct Run {
     /// The backup's counters after the run.
     backup_installed: u64,
     backup_no_conn: u64,
+    /// Connections the backup installed for servers it lacks.
+    backup_unbound: u64,
     /// The backup's `-L --dataplane` and `-Lnc` after the run.
     backup_report: String,
+    /// The backup's `-Ln` after the run.
+    backup_ln: String,
+}
+
+/// The connections `-Lnc` lists as ESTABLISHED on `d`.
+fn established(d: &Director) -> u64 {
+    d.xvsd.adm_ok(&["-Lnc"]).matches("ESTABLISHED").count() as u64
 }
 
 /// Two directors, keepalived on both, 20 streams through the master, the
-/// master crashes; `sync` says whether the sync daemons run.
-fn failover(sync: bool, death: Death) -> Run {
+/// master crashes; `sync` says whether the sync daemons run; the backup
+/// has the first `backup_servers` of the three real servers.
+fn failover(sync: bool, death: Death, backup_servers: usize) -> Run {
     let mut lan = DrLan::new();
     let b_host = lan.add_host("dir2", "198.18.0.3".parse().expect("address"));
     // keepalived places the VIP, not the topology.
@@ -327,7 +341,12 @@ fn failover(sync: bool, death: Death) -> Run {
         ]);
     }
     let mut a = Director::start(lan.director.clone(), &lan.rs, death == Death::Xvsd);
-    let mut b = Director::start(b_host, &lan.rs, false);
+    let mut b = Director::start(b_host, &lan.rs[..backup_servers], false);
+    for r in &lan.rs[backup_servers..] {
+        // Its neighbours are as warm as the master's.
+        b.host
+            .exec_ok(&["ping", "-c", "1", "-W", "2", &r.ip.to_string()]);
+    }
     a.start_keepalived(150, sync);
     b.start_keepalived(100, sync);
     assert!(
@@ -353,17 +372,16 @@ fn failover(sync: bool, death: Death) -> Run {
         a.active()
     );
     if sync {
+        // -Ln counts only the connections to servers the backup has.
         assert!(
-            wait_for(Duration::from_secs(5), || b.active() == STREAMS),
-            "the backup was not synced every stream: {} active\n{}",
-            b.active(),
-            b.xvsd.adm_ok(&["-Lnc"])
+            wait_for(Duration::from_secs(5), || established(&b) >= STREAMS),
+            "the backup was not synced every stream:\n{}\n{}",
+            b.xvsd.adm_ok(&["-Lnc"]),
+            b.xvsd.adm_ok(&["-L", "--dataplane"])
         );
-        let lnc = b.xvsd.adm_ok(&["-Lnc"]);
-        assert!(
-            lnc.matches("ESTABLISHED").count() as u64 >= STREAMS,
-            "-Lnc on the backup:\n{lnc}"
-        );
+        if backup_servers == lan.rs.len() {
+            assert_eq!(b.active(), STREAMS, "{}", b.xvsd.adm_ok(&["-Ln"]));
+        }
     } else {
         assert_eq!(b.active(), 0, "no sync, yet the backup knows streams");
     }
@@ -409,6 +427,8 @@ fn failover(sync: bool, death: Death) -> Run {
         takeover,
         backup_installed: b.counter("installed"),
         backup_no_conn: b.counter("no_conn"),
+        backup_unbound: b.counter("unbound"),
+        backup_ln: b.xvsd.adm_ok(&["-Ln"]),
         backup_report: format!(
             "{}\n{}",
             b.xvsd.adm_ok(&["-L", "--dataplane"]),
@@ -443,7 +463,7 @@ fn synced_streams_survive_the_masters_death() {
     );
     assert!(Path::new(NOTIFY).is_file(), "{NOTIFY} is missing");
     let _g = net_lock();
-    let run = failover(true, Death::Machine);
+    let run = failover(true, Death::Machine, 3);
     eprintln!(
         "failover with sync: VIP on the backup {} ms after the master died; \
          the longest exchange took {} ms",
@@ -460,7 +480,7 @@ fn synced_streams_survive_the_death_of_xvsd_alone() {
         "keepalived is not installed (scripts/lib.sh installs it)"
     );
     let _g = net_lock();
-    let run = failover(true, Death::Xvsd);
+    let run = failover(true, Death::Xvsd, 3);
     eprintln!(
         "failover on xvsd's death: VIP on the backup {} ms after xvsd died; \
          the longest exchange took {} ms",
@@ -468,6 +488,40 @@ fn synced_streams_survive_the_death_of_xvsd_alone() {
         max_ms(&run.out)
     );
     assert_survived(&run);
+}
+
+#[test]
+fn synced_streams_to_servers_the_backup_lacks_survive_too() {
+    assert!(
+        have_keepalived(),
+        "keepalived is not installed (scripts/lib.sh installs it)"
+    );
+    let _g = net_lock();
+    let run = failover(true, Death::Machine, 1);
+    eprintln!(
+        "failover to a backup with one of three servers: VIP on the backup {} ms \
+         after the master died; {} connections installed for servers it lacks",
+        run.takeover.as_millis(),
+        run.backup_unbound
+    );
+    assert_survived(&run);
+    // rr over three servers: two thirds of the streams went to servers
+    // the backup does not have.
+    assert!(
+        run.backup_unbound >= STREAMS / 2,
+        "unbound {}\n{}",
+        run.backup_unbound,
+        run.backup_report
+    );
+    // -Ln lists the service with its one server only (as IPVS).
+    let l = listing::parse(&run.backup_ln);
+    assert_eq!(l.len(), 1, "{}", run.backup_ln);
+    assert_eq!(l[0].dests.len(), 1, "{}", run.backup_ln);
+    assert!(
+        run.backup_ln.contains("198.18.0.11:80"),
+        "{}",
+        run.backup_ln
+    );
 }
 
 /// Every stream of `run` completed, kept exchanging after the failover,
@@ -515,7 +569,7 @@ fn without_sync_the_same_failover_breaks_the_streams() {
         "keepalived is not installed (scripts/lib.sh installs it)"
     );
     let _g = net_lock();
-    let run = failover(false, Death::Machine);
+    let run = failover(false, Death::Machine, 3);
     eprintln!(
         "failover without sync: VIP on the backup {} ms after the master died",
         run.takeover.as_millis()

@@ -7,7 +7,9 @@
 //!   UDP flow and a persistent service's templates;
 //! - an xvsd backup installing datagrams built here byte by byte, as a
 //!   kernel master sends them (version 1 with and without options, version
-//!   0), and listing them with `-Lnc`;
+//!   0), and listing them with `-Lnc`, a record for a real server the
+//!   backup lacks among them (installed and listed, not under `-Ln`),
+//!   while a record for a service it lacks and an IPv6 record are counted;
 //! - the resync extension: a backup started after the connections exist
 //!   gets them from the master within seconds.
 
@@ -376,6 +378,26 @@ fn dgram_v1(syncid: u8, recs: &[Vec<u8>]) -> Vec<u8> {
     d
 }
 
+/// A v1 IPv6 record (SYNC.md §1.3: type 1, 72 bytes, addresses at 24,
+/// 40 and 56) of a DR connection.
+fn rec_v1_ipv6(cport: u16) -> Vec<u8> {
+    let mut r = vec![1, TCP, 0, 72];
+    r.extend_from_slice(&DROUTE.to_be_bytes());
+    r.extend_from_slice(&1u16.to_be_bytes());
+    r.extend_from_slice(&cport.to_be_bytes());
+    r.extend_from_slice(&80u16.to_be_bytes());
+    r.extend_from_slice(&80u16.to_be_bytes());
+    r.extend_from_slice(&0u32.to_be_bytes());
+    r.extend_from_slice(&600u32.to_be_bytes());
+    for last in [0x77u8, 0x64, 0x0b] {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[15] = last;
+        r.extend_from_slice(&a);
+    }
+    r
+}
+
 /// A version 0 datagram of one record.
 fn dgram_v0(syncid: u8, cport: u16, daddr: Ipv4Addr) -> Vec<u8> {
     let mut d = vec![1, syncid, 0, 28, 0, TCP];
@@ -447,16 +469,43 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
         ],
     );
     let v0 = dgram_v0(7, 40004, rs1);
+    // A real server this backup does not have (installed all the same,
+    // forwarded by the record's method), a service it does not have, and
+    // an IPv6 record (the data plane forwards IPv4 only): the last two are
+    // counted, not installed.
+    let unknown = Ipv4Addr::new(198, 18, 0, 99);
+    let mut other_svc = rec_v1(40007, rs1, DROUTE, &[]);
+    other_svc[12..14].copy_from_slice(&443u16.to_be_bytes());
+    let others = dgram_v1(
+        7,
+        &[
+            rec_v1(40006, unknown, DROUTE, &[]),
+            other_svc,
+            rec_v1_ipv6(40008),
+        ],
+    );
     // Malformed: the size field one byte short.
     let mut bad = dgram_v1(7, &[rec_v1(40005, rs1, DROUTE, &[])]);
     bad[3] -= 1;
     let to = format!("{GROUP}:8848");
     let from = sync.ip.to_string();
-    let datagrams = [hex(&plain), hex(&with_opts), hex(&v0), hex(&bad)];
+    let datagrams = [
+        hex(&plain),
+        hex(&with_opts),
+        hex(&v0),
+        hex(&bad),
+        hex(&others),
+    ];
     let mut args = vec![UDP, "send", "--to", &to, "--from", &from];
     args.extend(datagrams.iter().map(String::as_str));
 
-    let want = [(40001, rs1), (40002, rs2), (40003, rs3), (40004, rs1)];
+    let want = [
+        (40001, rs1),
+        (40002, rs2),
+        (40003, rs3),
+        (40004, rs1),
+        (40006, unknown),
+    ];
     let mut sent = false;
     wait_for(Duration::from_secs(10), "the records in -Lnc", || {
         // The backup joined the group when --start-daemon returned; resend
@@ -484,6 +533,24 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
     });
     let conns = xvsd.adm_ok(&["-Lnc"]);
     assert!(!conns.contains(":40005 "), "the malformed one: {conns}");
+    assert!(!conns.contains(":40007 "), "another service's: {conns}");
+    // The server it lacks is not listed under the service (as IPVS).
+    let ln = xvsd.adm_ok(&["-Ln"]);
+    assert!(!ln.contains(&unknown.to_string()), "{ln}");
+    let dp = xvsd.adm_ok(&["-L", "--dataplane"]);
+    let counter = |name: &str| -> u64 {
+        dp.split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    for name in ["unbound", "rejected_no_service", "rejected_family"] {
+        assert_eq!(counter(name), 1, "{name} in {dp}");
+    }
+    // Parked until its destination was published (again if a worker
+    // still ran the older snapshot when it came back).
+    assert!(counter("parked") >= 1, "{dp}");
     // Version 1 records expire by the received timeout (600 s); version 0
     // carries none, so the backup's ESTABLISHED timeout (900 s) applies.
     for l in conns.lines().filter(|l| l.contains(&format!("{CLIENT}:"))) {
