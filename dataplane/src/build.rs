@@ -26,6 +26,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvs_config::Config;
 
+/// Most synced-only destinations at once: records naming ever more unknown
+/// servers (a confused or hostile peer on the sync network) must not grow
+/// the destination arena and the neighbour table without end.
+pub const MAX_SYNCED: usize = 4096;
+
+/// Why no synced-only destination was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncedRefused {
+    /// The service does not exist here.
+    NoService,
+    /// [`MAX_SYNCED`] exist already.
+    Full,
+}
+
 /// How long a synced-only destination lives at least, used or not: the
 /// records it was made for are installed after the next publish, and the
 /// build in between must not free it.
@@ -227,8 +241,8 @@ impl SnapshotBuilder {
     /// Make sure the next snapshot has a synced-only destination for real
     /// server `addr:port` of service `svc`, forwarded by `fwd` (a sync
     /// record named it, and this director does not have it under that
-    /// service). `None`: no such service here; `Some(true)`: made now (the
-    /// caller publishes); `Some(false)`: it existed already.
+    /// service): `true` made now (the caller publishes), `false` it
+    /// existed already.
     pub fn want_synced(
         &mut self,
         svc: SvcKey,
@@ -236,13 +250,16 @@ impl SnapshotBuilder {
         port: u16,
         fwd: Fwd,
         neigh: &NeighTable,
-    ) -> Option<bool> {
+    ) -> Result<bool, SyncedRefused> {
         if !self.services.contains_key(&svc) {
-            return None;
+            return Err(SyncedRefused::NoService);
         }
         let ident = (svc, addr, port, fwd);
         if self.synced.contains_key(&ident) {
-            return Some(false);
+            return Ok(false);
+        }
+        if self.synced.len() >= MAX_SYNCED {
+            return Err(SyncedRefused::Full);
         }
         let id = self
             .reserved_synced
@@ -266,7 +283,7 @@ impl SnapshotBuilder {
             },
         );
         self.save_ids();
-        Some(true)
+        Ok(true)
     }
 
     /// Keep unused synced-only destinations `grace` instead of
@@ -679,19 +696,13 @@ mod tests {
         let mut b = SnapshotBuilder::new();
         b.build(&cfg, &neigh);
         let rip9 = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 9));
-        assert_eq!(b.want_synced(vip(81), rip9, 80, Fwd::Dr, &neigh), None);
         assert_eq!(
-            b.want_synced(vip(80), rip9, 80, Fwd::Dr, &neigh),
-            Some(true)
+            b.want_synced(vip(81), rip9, 80, Fwd::Dr, &neigh),
+            Err(SyncedRefused::NoService)
         );
-        assert_eq!(
-            b.want_synced(vip(80), rip9, 80, Fwd::Dr, &neigh),
-            Some(false)
-        );
-        assert_eq!(
-            b.want_synced(vip(80), rip9, 80, Fwd::Nat, &neigh),
-            Some(true)
-        );
+        assert_eq!(b.want_synced(vip(80), rip9, 80, Fwd::Dr, &neigh), Ok(true));
+        assert_eq!(b.want_synced(vip(80), rip9, 80, Fwd::Dr, &neigh), Ok(false));
+        assert_eq!(b.want_synced(vip(80), rip9, 80, Fwd::Nat, &neigh), Ok(true));
         assert!(b.has_trash());
         let s = b.build(&cfg, &neigh);
         let svc = s.lookup(6, Ipv4Addr::new(198, 18, 0, 100), 80).unwrap();
@@ -732,6 +743,34 @@ mod tests {
     }
 
     #[test]
+    fn synced_only_destinations_are_bounded() {
+        let neigh = NeighTable::new(Vec::new());
+        let cfg = Config {
+            services: vec![service(vip(80), vec![dest(1)])],
+            ..Config::default()
+        };
+        let mut b = SnapshotBuilder::new();
+        b.build(&cfg, &neigh);
+        let addr = |i: usize| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i as u32));
+        for i in 0..MAX_SYNCED {
+            assert_eq!(
+                b.want_synced(vip(80), addr(i), 80, Fwd::Dr, &neigh),
+                Ok(true)
+            );
+        }
+        let over = MAX_SYNCED;
+        assert_eq!(
+            b.want_synced(vip(80), addr(over), 80, Fwd::Dr, &neigh),
+            Err(SyncedRefused::Full)
+        );
+        // One that exists is still found.
+        assert_eq!(
+            b.want_synced(vip(80), addr(0), 80, Fwd::Dr, &neigh),
+            Ok(false)
+        );
+    }
+
+    #[test]
     fn synced_only_ids_survive_in_the_id_directory() {
         let dir = std::env::temp_dir().join(format!("xvs-synced-ids-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
@@ -743,7 +782,7 @@ mod tests {
         let rip9 = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 9));
         let mut b = SnapshotBuilder::with_id_file(Some(dir.clone()));
         b.build(&cfg, &neigh);
-        b.want_synced(vip(80), rip9, 80, Fwd::Tun, &neigh);
+        assert_eq!(b.want_synced(vip(80), rip9, 80, Fwd::Tun, &neigh), Ok(true));
         let s = b.build(&cfg, &neigh);
         let svc_id = s.lookup(6, Ipv4Addr::new(198, 18, 0, 100), 80).unwrap().id;
         let key = SyncedKey {
@@ -767,7 +806,10 @@ mod tests {
         };
         let s2 = b2.build(&more, &neigh);
         assert!(live_ids(&s2).iter().all(|(i, _)| *i != id));
-        b2.want_synced(vip(80), rip9, 80, Fwd::Tun, &neigh);
+        assert_eq!(
+            b2.want_synced(vip(80), rip9, 80, Fwd::Tun, &neigh),
+            Ok(true)
+        );
         let s2 = b2.build(&more, &neigh);
         assert_eq!(s2.synced_dest(&key).unwrap().id, id);
         let _ = std::fs::remove_file(&dir);

@@ -65,8 +65,11 @@ pub enum Reject {
     /// No local service matches the record's virtual address and port (or
     /// mark): IPVS has nothing to forward it by either.
     NoService,
-    /// The real server is not configured here and the record's method is
-    /// one the data plane cannot forward unbound (local node, bypass).
+    /// The real server is not configured here and no destination can be
+    /// made for it: the record's method is one the data plane cannot
+    /// forward unbound (local node, bypass), there are
+    /// `build::MAX_SYNCED` synced-only destinations already, or its
+    /// destination never reached the workers.
     NoDest,
     /// No room in the worker's partition.
     Full,
@@ -149,8 +152,8 @@ pub struct SyncCounters {
     pub rejected_family: u64,
     /// Records matching no local service.
     pub rejected_no_service: u64,
-    /// Records for an unknown real server by a method that cannot forward
-    /// unbound.
+    /// Records for an unknown real server that no destination could be
+    /// made for (see [`Reject::NoDest`]).
     pub rejected_no_dest: u64,
     /// Records for which the table had no room.
     pub rejected_full: u64,
@@ -201,6 +204,8 @@ pub struct SyncPort {
     parked_dropped: AtomicU64,
     /// Parked records the control thread found no service for.
     no_service: AtomicU64,
+    /// Parked records the control thread could make no destination for.
+    no_dest: AtomicU64,
 }
 
 impl SyncPort {
@@ -221,6 +226,7 @@ impl SyncPort {
             parked: ArrayQueue::new(PARKED_QUEUE),
             parked_dropped: AtomicU64::new(0),
             no_service: AtomicU64::new(0),
+            no_dest: AtomicU64::new(0),
         }
     }
 
@@ -303,6 +309,7 @@ impl SyncPort {
             in_dropped: self.in_dropped.load(Ordering::Relaxed),
             parked_dropped: self.parked_dropped.load(Ordering::Relaxed),
             rejected_no_service: self.no_service.load(Ordering::Relaxed),
+            rejected_no_dest: self.no_dest.load(Ordering::Relaxed),
             ..Default::default()
         };
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -384,10 +391,14 @@ impl SyncPort {
         n
     }
 
-    /// The control thread found no service for a parked record (removed
-    /// meanwhile).
-    pub fn count_no_service(&self) {
-        bump(&self.no_service);
+    /// The control thread refused a parked record: its service went away
+    /// meanwhile (`NoService`), or no destination could be made for it
+    /// (`NoDest`); other reasons are the workers' to count.
+    pub fn count_refused(&self, why: Reject) {
+        match why {
+            Reject::NoService => bump(&self.no_service),
+            _ => bump(&self.no_dest),
+        }
     }
 
     /// Worker `w` counts what installing a record did ([`Installed::Wants`]
@@ -568,11 +579,13 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(p.take_parked(&mut |c, k| got.push((c.cport, k))), 3);
         assert_eq!(got, vec![(1000, svc), (1001, svc), (1002, svc)]);
-        p.count_no_service();
+        p.count_refused(Reject::NoService);
+        p.count_refused(Reject::NoDest);
         p.count(1, Installed::Unbound);
         p.count(1, Installed::Wants(svc));
         let c = p.counters();
         assert_eq!((c.parked, c.rejected_no_service), (3, 1));
+        assert_eq!(c.rejected_no_dest, 1);
         assert_eq!((c.installed, c.unbound), (1, 1));
         for n in 0..PARKED_QUEUE {
             assert!(p.park(0, rec(n as u16), svc));

@@ -614,7 +614,7 @@ impl Backup {
         let (b, neigh) = (&mut self.builder, &self.neigh);
         let n = self.port.take_parked(&mut |c, svc| {
             let made = b.want_synced(svc, c.daddr, c.dport, c.method().unwrap(), neigh);
-            assert!(made.is_some(), "the service exists");
+            assert!(made.is_ok(), "the service exists");
             again.push(c);
         });
         self.publish();

@@ -34,8 +34,9 @@ use xvs_config::svc::{Fwd, SvcKey};
 use xvs_config::sync::{DEFAULT_GROUP, DEFAULT_PORT, DEFAULT_TTL};
 use xvs_config::{SyncConn, SyncDaemonConf, SyncRole};
 use xvs_control::syncd::SyncStatus;
+use xvs_dataplane::build::SyncedRefused;
 use xvs_dataplane::director::Director;
-use xvs_dataplane::sync::SyncPort;
+use xvs_dataplane::sync::{Reject, SyncPort};
 use xvs_sync::resync;
 
 use backup::Backup;
@@ -49,6 +50,17 @@ const MASTER_PORT_COUNTERS: &[&str] = &["emitted", "out_dropped"];
 /// snapshot between two polls of their rings (at most a few ms apart); a
 /// worker still on the old one parks the record once more.
 pub const REQUEUE_DELAY: Duration = Duration::from_millis(20);
+
+/// How often one record may be queued again: a worker parks it once more
+/// only while it runs an older snapshot, or when the publish failed; past
+/// this it is counted as `rejected_no_dest`, so nothing circles for ever.
+pub const MAX_REQUEUES: u32 = 3;
+
+/// Where a parked record counts its requeues: flag bits no wire record
+/// carries (the decoder keeps only the backup mask and the sync bit) and
+/// nothing installed reads.
+const REQUEUE_SHIFT: u32 = 28;
+const REQUEUE_MASK: u32 = 0b11 << REQUEUE_SHIFT;
 
 /// The running sync daemons.
 pub struct SyncDaemons {
@@ -123,27 +135,32 @@ impl SyncDaemons {
 
     /// Take the records the workers parked: for each, `want(service,
     /// address, port, method)` makes sure the next snapshot has a
-    /// synced-only destination for its real server (`None`: the service
-    /// is gone, the record is counted as `rejected_no_service` and
-    /// dropped; `Some(true)`: a destination was made). The records are
-    /// queued again by [`SyncDaemons::requeue_parked`]. Returns whether a
-    /// destination was made (the caller publishes).
+    /// synced-only destination for its real server (`Ok(true)`: made
+    /// now). A record whose service is gone is counted as
+    /// `rejected_no_service`, one that no destination can be made for, or
+    /// that came back [`MAX_REQUEUES`] times, as `rejected_no_dest`; the
+    /// others are queued again by [`SyncDaemons::requeue_parked`]. Returns
+    /// whether a destination was made (the caller publishes).
     pub fn take_parked(
         &mut self,
-        want: &mut dyn FnMut(SvcKey, IpAddr, u16, Fwd) -> Option<bool>,
+        want: &mut dyn FnMut(SvcKey, IpAddr, u16, Fwd) -> Result<bool, SyncedRefused>,
     ) -> bool {
         let mut made = false;
         let port = self.port.clone();
         let requeue = &mut self.requeue;
-        let n = port.take_parked(&mut |c, svc| {
+        let n = port.take_parked(&mut |mut c, svc| {
+            let tries = (c.flags & REQUEUE_MASK) >> REQUEUE_SHIFT;
             // The worker parks only records with a method it forwards.
-            let Some(fwd) = c.method() else {
+            let (Some(fwd), true) = (c.method(), tries < MAX_REQUEUES) else {
+                port.count_refused(Reject::NoDest);
                 return;
             };
             match want(svc, c.daddr, c.dport, fwd) {
-                None => port.count_no_service(),
-                Some(m) => {
+                Err(SyncedRefused::NoService) => port.count_refused(Reject::NoService),
+                Err(SyncedRefused::Full) => port.count_refused(Reject::NoDest),
+                Ok(m) => {
                     made |= m;
+                    c.flags = (c.flags & !REQUEUE_MASK) | ((tries + 1) << REQUEUE_SHIFT);
                     requeue.push(c);
                 }
             }
@@ -263,5 +280,78 @@ impl SyncDaemons {
     /// Stop every daemon (at exit).
     pub fn stop_all(&mut self) {
         self.reconcile(&[]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use xvs_config::sync::flags;
+
+    fn record() -> SyncConn {
+        SyncConn {
+            protocol: 6,
+            flags: flags::DROUTE | flags::SYNC,
+            state: 1,
+            cport: 1000,
+            vport: 80,
+            dport: 80,
+            fwmark: 0,
+            timeout: 900,
+            caddr: Ipv4Addr::new(198, 18, 0, 2).into(),
+            vaddr: Ipv4Addr::new(198, 18, 0, 100).into(),
+            daddr: Ipv4Addr::new(198, 18, 1, 9).into(),
+        }
+    }
+
+    const SVC: SvcKey = SvcKey::Fwmark { mark: 1, v6: false };
+
+    #[test]
+    fn parked_records_come_back_after_the_delay_a_bounded_number_of_times() {
+        let port = Arc::new(SyncPort::new(1));
+        let mut d = SyncDaemons::new(port.clone());
+        let mut asked = 0;
+        let mut want = |k: SvcKey, a: IpAddr, p: u16, f: Fwd| {
+            assert_eq!((k, a, p, f), (SVC, record().daddr, 80, Fwd::Dr));
+            asked += 1;
+            Ok(asked == 1)
+        };
+        assert!(port.park(0, record(), SVC));
+        assert!(d.take_parked(&mut want), "made: publish");
+        let due = d.requeue_due().expect("a requeue is due");
+        d.requeue_parked(due - REQUEUE_DELAY);
+        assert!(!port.has_input(0), "not before the delay");
+        d.requeue_parked(due);
+        assert!(d.requeue_due().is_none());
+        let mut back = port.pop_in(0).expect("queued again");
+        assert_eq!(back.flags & !REQUEUE_MASK, record().flags);
+        assert_eq!(back.method(), Some(Fwd::Dr));
+        // A worker on an older snapshot parks it again: it comes back,
+        // until its budget is spent.
+        for _ in 1..MAX_REQUEUES {
+            assert!(port.park(0, back, SVC));
+            assert!(!d.take_parked(&mut want), "it exists: no publish");
+            d.requeue_parked(d.requeue_due().unwrap());
+            back = port.pop_in(0).expect("queued again");
+        }
+        assert!(port.park(0, back, SVC));
+        d.take_parked(&mut want);
+        assert!(d.requeue_due().is_none());
+        assert_eq!(port.counters().rejected_no_dest, 1);
+        assert_eq!(asked, MAX_REQUEUES);
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        let port = Arc::new(SyncPort::new(1));
+        let mut d = SyncDaemons::new(port.clone());
+        port.park(0, record(), SVC);
+        d.take_parked(&mut |_, _, _, _| Err(SyncedRefused::NoService));
+        port.park(0, record(), SVC);
+        d.take_parked(&mut |_, _, _, _| Err(SyncedRefused::Full));
+        let c = port.counters();
+        assert_eq!((c.rejected_no_service, c.rejected_no_dest), (1, 1));
+        assert!(d.requeue_due().is_none());
     }
 }
