@@ -16,8 +16,14 @@
 //! the counters report each change on their service's [`LoadBoard`], and
 //! `schedule`, which already runs under the service lock, re-reads only the
 //! destinations marked since the last call and replays their leaf-to-root
-//! paths (log2 n comparisons each, stopping early where the winner is
-//! unchanged and is not the updated leaf). The answer is the scan's answer
+//! paths (at most log2 n comparisons each). Which way a leaf moved bounds
+//! what can change: a better leaf climbs only while it wins, a worse one
+//! only while the parent still holds it. So under churn (bind the chosen
+//! destination, close one elsewhere) each call costs two short climbs and
+//! no full rebuild. Matches are cheap: ratios become one number each
+//! (`floor(oh * 2^32 / w)`, exact for the loads and weights IPVS allows,
+//! see [`ratio_scalar`]), with exact products as the fallback for the rest.
+//! The answer is the scan's answer
 //! over the loads the tree holds, and the tree holds every change that
 //! happened before the call (see `watch.rs` for the ordering argument). A
 //! scheduler that finds another one took the board's marks (two schedulers
@@ -115,6 +121,11 @@ pub(crate) trait Rule {
     fn narrow(w: u64) -> bool {
         Self::OH_BITS < 64 && w >> (64 - Self::OH_BITS) == 0
     }
+    /// Key `(oh, w)` as one number that orders (and ties) exactly as
+    /// [`Rule::beats`] does, [`SCALAR_UNUSABLE`] for an unusable one;
+    /// `None` when this key has no such number (then the tree compares
+    /// products).
+    fn scalar(key: (u64, u32)) -> Option<u64>;
     /// The IPVS scan over `dests`, for short or unwatched lists.
     fn scan(dests: &DestSet) -> Option<usize>;
 }
@@ -148,6 +159,53 @@ fn ratio_beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
     }
 }
 
+/// The scalar of an unusable destination, above every usable one (and
+/// still one below `u64::MAX`, so a match can add its tie bit).
+pub(crate) const SCALAR_UNUSABLE: u64 = u64::MAX - 1;
+
+/// `oh / w` as one number, `floor(oh * 2^32 / w)`, for `oh` below 2^32
+/// and `w` below 2^16 (`None` beyond). Exact for order and ties: two
+/// different ratios `a/b < c/d` differ by at least `1/(bd) > 2^-32`, so
+/// scaled by 2^32 they are more than 1 apart and their floors keep the
+/// order strictly; equal ratios give equal floors. One division per
+/// changed destination buys matches of one comparison instead of two
+/// multiplications.
+#[inline]
+fn ratio_scalar((oh, w): (u64, u32)) -> Option<u64> {
+    if w == 0 {
+        Some(SCALAR_UNUSABLE)
+    } else if oh >> 32 == 0 && w >> 16 == 0 {
+        Some((oh << 32) / u64::from(w))
+    } else {
+        None
+    }
+}
+
+/// The scalar of a rule whose overhead is its order (lc, ovf).
+#[inline]
+fn plain_scalar((oh, w): (u64, u32)) -> Option<u64> {
+    Some(if w == 0 { SCALAR_UNUSABLE } else { oh })
+}
+
+/// How a tree's matches compare: by scalar (see [`Rule::scalar`]), by
+/// 64-bit products ([`Rule::narrow`]), or by 128-bit products.
+const SCALAR: u8 = 0;
+/// See [`SCALAR`].
+const NARROW: u8 = 1;
+/// See [`SCALAR`].
+const WIDE: u8 = 2;
+
+/// Whether `a` beats `b` (strictly, or as good with `or_eq`) in mode `M`.
+#[inline]
+fn wins<R: Rule, const M: u8>(a: &Node, b: &Node, or_eq: bool) -> bool {
+    match M {
+        // Scalars are at most SCALAR_UNUSABLE: the sum cannot overflow.
+        SCALAR => a.oh < b.oh + u64::from(or_eq),
+        NARROW => R::beats::<true>(a, b, or_eq),
+        _ => R::beats::<false>(a, b, or_eq),
+    }
+}
+
 /// The key of an unusable destination under the ratio rules.
 const RATIO_UNUSABLE: (u64, u32) = (1, 0);
 
@@ -162,9 +220,10 @@ struct Tree {
     /// leaf, so a match reads the two children and nothing else, and a
     /// node and its sibling share one 32-byte block.
     nodes: Vec<Node>,
-    /// Every weight factor passes [`Rule::narrow`]: matches multiply in
-    /// 64 bits.
-    narrow: bool,
+    /// How matches compare ([`SCALAR`], [`NARROW`] or [`WIDE`]): the
+    /// cheapest mode every leaf fits, chosen at each rebuild. In
+    /// [`SCALAR`] mode a node's `oh` holds the scalar.
+    mode: u8,
     /// Per leaf: fewer active connections than half the weight.
     half_idle: Vec<bool>,
     /// How many leaves are half idle.
@@ -179,16 +238,27 @@ impl Tree {
         self.nodes.clear();
         self.nodes.resize(2 * m, Node::default());
         let mut max_w = 0;
+        let mut scalar = true;
         for i in 0..m {
             let leaf = Node::new(dests.get(i).map_or(R::UNUSABLE, R::key), i);
             max_w = max_w.max(leaf.w());
+            scalar &= R::scalar((leaf.oh, leaf.w() as u32)).is_some();
             self.nodes[m + i] = leaf;
         }
-        self.narrow = R::narrow(max_w);
-        if self.narrow {
-            self.build_inner::<R, true>();
+        self.mode = if scalar {
+            for leaf in &mut self.nodes[m..] {
+                leaf.oh = R::scalar((leaf.oh, leaf.w() as u32)).unwrap_or(SCALAR_UNUSABLE);
+            }
+            SCALAR
+        } else if R::narrow(max_w) {
+            NARROW
         } else {
-            self.build_inner::<R, false>();
+            WIDE
+        };
+        match self.mode {
+            SCALAR => self.build_inner::<R, SCALAR>(),
+            NARROW => self.build_inner::<R, NARROW>(),
+            _ => self.build_inner::<R, WIDE>(),
         }
         if R::HALF_IDLE {
             self.half_idle.clear();
@@ -200,23 +270,28 @@ impl Tree {
     /// Every inner node from its children, bottom up: the right child
     /// wins only when strictly better (the left holds the earlier
     /// indexes).
-    fn build_inner<R: Rule, const NARROW: bool>(&mut self) {
+    fn build_inner<R: Rule, const M: u8>(&mut self) {
         for k in (1..self.m).rev() {
             let (l, r) = (self.nodes[2 * k], self.nodes[2 * k + 1]);
-            self.nodes[k] = Node::select(R::beats::<NARROW>(&r, &l, false), r, l);
+            self.nodes[k] = Node::select(wins::<R, M>(&r, &l, false), r, l);
         }
     }
 
     /// Leaf `i` (below the list length) was read again from `d`: replay
-    /// its path to the root. False when its new weight factor does not
-    /// fit the narrow comparison the tree uses (only an edit that
-    /// bypassed `update` can do that): the caller rebuilds.
+    /// its path to the root. False when its new key does not fit the
+    /// tree's mode (a load past 2^32, or a weight edit that bypassed
+    /// `update`): the caller rebuilds, choosing the mode anew.
     #[inline]
-    fn set<R: Rule, const NARROW: bool>(&mut self, i: usize, d: &Dest) -> bool {
-        let leaf = Node::new(R::key(d), i);
-        if NARROW && !R::narrow(leaf.w()) {
-            return false;
-        }
+    fn set<R: Rule, const M: u8>(&mut self, i: usize, d: &Dest) -> bool {
+        let key = R::key(d);
+        let leaf = match M {
+            SCALAR => match R::scalar(key) {
+                Some(s) => Node::new((s, key.1), i),
+                None => return false,
+            },
+            NARROW if !R::narrow(u64::from(key.1)) => return false,
+            _ => Node::new(key, i),
+        };
         if R::HALF_IDLE {
             let h = half_idle(d);
             if let Some(old) = self.half_idle.get_mut(i) {
@@ -231,35 +306,54 @@ impl Tree {
             }
         }
         let nodes = &mut self.nodes[..];
+        // The length is 2m, a power of two, and every index below is
+        // under it: masking changes no index and lets every access go
+        // without a bounds check (the compiler sees `x & (len - 1) < len`).
+        let mask = nodes.len().wrapping_sub(1);
         let mut k = self.m + i;
         let Some(slot) = nodes.get_mut(k) else {
             return true;
         };
-        if *slot == leaf {
+        let old = *slot;
+        if old == leaf {
             return true;
         }
         *slot = leaf;
-        // Climb with the new node in hand: each step reads the sibling and
-        // writes the parent; the node just written is never read back
-        // (that would wait on the store).
-        let mut cur = leaf;
-        while k > 1 {
-            let sib = nodes[k ^ 1];
-            // The right child wins only when strictly better: on the left
-            // `cur` wins ties, on the right it must be strictly better.
-            // Which side `cur` is on and who wins are as good as random,
-            // so the choice is made without a branch.
-            let cur_wins = R::beats::<NARROW>(&cur, &sib, k & 1 == 0);
-            let win = Node::select(cur_wins, cur, sib);
-            k >>= 1;
-            let slot = &mut nodes[k];
-            // Nodes above see this one only through its copy of the
-            // winner: an unchanged copy changes nothing above.
-            if *slot == win {
-                break;
+        // Which way the leaf moved decides which nodes can change, so the
+        // climb reads only what it must. (The order is total: the key,
+        // then the index, which the left-wins-ties rule stands for.)
+        if wins::<R, M>(&leaf, &old, false) {
+            // Better: an inner node changes only where the leaf now wins,
+            // and then it is the leaf. Where it loses to the sibling's
+            // winner, that one beat its old value too: the parent was
+            // and stays the sibling's winner, and nothing above changes.
+            while k > 1 {
+                // On the left the leaf wins ties, on the right it must be
+                // strictly better.
+                if !wins::<R, M>(&leaf, &nodes[(k ^ 1) & mask], k & 1 == 0) {
+                    break;
+                }
+                k >>= 1;
+                nodes[k & mask] = leaf;
             }
-            *slot = win;
-            cur = win;
+        } else {
+            // Worse (or only its tag changed): the nodes it did not win
+            // keep their winner; each node it won is the match of its
+            // children again. Climb while the parent holds this leaf,
+            // with the new node in hand (never read back from memory).
+            let mut cur = leaf;
+            while k > 1 {
+                let parent = k >> 1;
+                if nodes[parent & mask].idx() != i {
+                    break;
+                }
+                let sib = nodes[(k ^ 1) & mask];
+                // Which side `cur` is on and who wins are as good as
+                // random, so the choice is made without a branch.
+                cur = Node::select(wins::<R, M>(&cur, &sib, k & 1 == 0), cur, sib);
+                nodes[parent & mask] = cur;
+                k = parent;
+            }
         }
         true
     }
@@ -383,10 +477,10 @@ impl<R: Rule> LeastTree<R> {
             self.resync(dests);
             return true;
         }
-        if self.tree.narrow {
-            self.replay::<true>(dests);
-        } else {
-            self.replay::<false>(dests);
+        match self.tree.mode {
+            SCALAR => self.replay::<SCALAR>(dests),
+            NARROW => self.replay::<NARROW>(dests),
+            _ => self.replay::<WIDE>(dests),
         }
         true
     }
@@ -394,7 +488,7 @@ impl<R: Rule> LeastTree<R> {
     /// Replay the path of every marked destination, or rebuild after a
     /// burst.
     #[inline]
-    fn replay<const NARROW: bool>(&mut self, dests: &DestSet) {
+    fn replay<const M: u8>(&mut self, dests: &DestSet) {
         let Some(board) = &self.board else {
             return;
         };
@@ -416,7 +510,7 @@ impl<R: Rule> LeastTree<R> {
                 return;
             }
             budget -= 1;
-            burst = !tree.set::<R, NARROW>(i as usize, d);
+            burst = !tree.set::<R, M>(i as usize, d);
         });
         if burst {
             // Every mark was taken above: the full read covers them.
@@ -476,6 +570,10 @@ impl Rule for Ovf {
         // Keys stay below 2^63, so the sum cannot overflow.
         a.oh < b.oh + u64::from(or_eq)
     }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        plain_scalar(key)
+    }
     fn scan(dests: &DestSet) -> Option<usize> {
         let mut best: Option<(usize, i32)> = None;
         for (i, d) in dests.iter().enumerate() {
@@ -513,6 +611,10 @@ impl Rule for Lc {
         // Keys stay below 2^63, so the sum cannot overflow.
         a.oh < b.oh + u64::from(or_eq)
     }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        plain_scalar(key)
+    }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::lc::least_overhead(dests)
     }
@@ -538,6 +640,10 @@ impl Rule for Wlc {
     fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
         ratio_beats::<NARROW>(a, b, or_eq)
     }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
+    }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::conn_overhead)
     }
@@ -558,6 +664,10 @@ impl Rule for WlcHalfIdle {
     #[inline]
     fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
         ratio_beats::<NARROW>(a, b, or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         Wlc::scan(dests)
@@ -584,6 +694,10 @@ impl Rule for Sed {
     #[inline]
     fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
         ratio_beats::<NARROW>(a, b, or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::sed_overhead)
@@ -619,6 +733,10 @@ impl Rule for Nq {
     #[inline]
     fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
         ratio_beats::<NARROW>(a, b, or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::nq::never_queue(dests)
@@ -870,43 +988,101 @@ mod tests {
         churn_against_scan::<Ovf>(6);
     }
 
+    /// The mode a rebuild over `dests` must choose for wlc.
+    fn wlc_mode(dests: &DestSet) -> u8 {
+        let keys: Vec<(u64, u32)> = dests.iter().map(Wlc::key).collect();
+        if keys.iter().all(|&k| ratio_scalar(k).is_some()) {
+            SCALAR
+        } else if keys.iter().all(|&(_, w)| w < 1 << 23) {
+            NARROW
+        } else {
+            WIDE
+        }
+    }
+
     #[test]
-    fn wide_weights_compare_exactly() {
-        // Weights of 2^23 and up do not leave wlc's products in 64 bits:
-        // the tree multiplies in 128 bits, and a weight raised past the
-        // limit without an update makes it rebuild rather than overflow.
+    fn every_mode_compares_exactly() {
+        // Small weights and loads: one scalar per destination. Weights of
+        // 2^16 and up, or loads of 2^32 and up: 64-bit products. Weights
+        // of 2^23 and up: 128-bit products. A key past its mode (a load
+        // grown, a weight raised without an update) makes the tree
+        // rebuild in a mode that fits rather than compare wrongly.
         let mut rnd = rnd_from(0x31de);
         let mut dests: Vec<Dest> = (0..64)
             .map(|i| Dest::new(ip(0), i, 1 + rnd(4) as i32))
             .collect();
         let mut t = LeastTree::<Wlc>::with_min(1);
         t.update(&dests);
-        assert!(t.tree.narrow);
+        assert_eq!(t.tree.mode, SCALAR);
+        load(&dests[7], u32::MAX, 0, false);
+        assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
+        assert_eq!(t.tree.mode, NARROW);
         dests[5].weight = 1 << 23;
         load(&dests[5], 3, 0, false);
         assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
-        assert!(!t.tree.narrow);
-        for step in 0..2000 {
+        assert_eq!(t.tree.mode, WIDE);
+        let mut seen = [0; 3];
+        for step in 0..6000 {
+            if step % 500 == 0 {
+                // A new regime: every weight small, mid or wide.
+                let top = [4, 1 << 16, i32::MAX][step / 500 % 3];
+                for d in dests.iter_mut() {
+                    d.weight = top - rnd(4) as i32;
+                    load(d, rnd(4) as u32, rnd(4) as u32, false);
+                }
+                t.update(&dests);
+                assert_eq!(t.tree.mode, wlc_mode(&dests), "step={step}");
+            }
             let i = rnd(64) as usize;
-            if rnd(50) == 0 {
-                dests[i].weight = match rnd(3) {
+            if rnd(100) == 0 {
+                dests[i].weight = match rnd(4) {
                     0 => i32::MAX - rnd(3) as i32,
                     1 => (1 << 23) - rnd(2) as i32,
+                    2 => (1 << 16) - rnd(2) as i32,
                     _ => 1 + rnd(4) as i32,
                 };
                 t.update(&dests);
-                let max = dests.iter().map(|d| d.weight).max().unwrap_or(0);
-                assert_eq!(t.tree.narrow, max < 1 << 23, "step={step}");
+                assert_eq!(t.tree.mode, wlc_mode(&dests), "step={step}");
             }
-            let big = rnd(2) == 0;
-            let (a, b) = if big {
-                (u32::MAX - rnd(3) as u32, u32::MAX - rnd(3) as u32)
-            } else {
-                (rnd(4) as u32, rnd(4) as u32)
+            let (a, b) = match rnd(400) {
+                0 => (u32::MAX - rnd(3) as u32, u32::MAX - rnd(3) as u32),
+                1 => ((1 << 24) - rnd(2) as u32, rnd(300) as u32),
+                _ => (rnd(4) as u32, rnd(4) as u32),
             };
             load(&dests[i], a, b, false);
             assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests), "step={step}");
+            seen[usize::from(t.tree.mode)] += 1;
         }
+        assert!(seen.iter().all(|&n| n > 100), "{seen:?}");
+    }
+
+    #[test]
+    fn scalars_order_and_tie_like_the_products() {
+        // Every pair of small keys, including equal ratios (2/4 and 3/6)
+        // and unusable ones, compares the same by scalar as by product.
+        let mut keys: Vec<(u64, u32)> = vec![RATIO_UNUSABLE];
+        for oh in [0u64, 1, 2, 3, 6, 255, 256, 257, 65535, (1 << 32) - 1] {
+            for w in [1u32, 2, 3, 4, 6, 255, 256, 65534, 65535] {
+                keys.push((oh, w));
+            }
+        }
+        for &a in &keys {
+            for &b in &keys {
+                let (na, nb) = (Node::new(a, 0), Node::new(b, 1));
+                let (sa, sb) = (ratio_scalar(a).unwrap(), ratio_scalar(b).unwrap());
+                let (xa, xb) = (Node::new((sa, a.1), 0), Node::new((sb, b.1), 1));
+                for or_eq in [false, true] {
+                    assert_eq!(
+                        wins::<Wlc, SCALAR>(&xa, &xb, or_eq),
+                        ratio_beats::<false>(&na, &nb, or_eq),
+                        "{a:?} {b:?} {or_eq}"
+                    );
+                }
+            }
+        }
+        assert_eq!(ratio_scalar((1 << 32, 1)), None);
+        assert_eq!(ratio_scalar((1, 1 << 16)), None);
+        assert_eq!(ratio_scalar((5, 0)), Some(SCALAR_UNUSABLE));
     }
 
     #[test]
