@@ -477,12 +477,26 @@ impl<R: Rule> LeastTree<R> {
             self.resync(dests);
             return true;
         }
-        match self.tree.mode {
-            SCALAR => self.replay::<SCALAR>(dests),
-            NARROW => self.replay::<NARROW>(dests),
-            _ => self.replay::<WIDE>(dests),
+        if self.tree.mode == SCALAR {
+            self.replay::<SCALAR>(dests);
+        } else {
+            self.replay_products(dests);
         }
         true
+    }
+
+    /// [`LeastTree::replay`] for the product modes, out of line: only
+    /// weights beyond what ipvsadm accepts or loads past 2^32 use them,
+    /// and keeping them apart keeps the usual path small enough to
+    /// inline into `schedule`.
+    #[cold]
+    #[inline(never)]
+    fn replay_products(&mut self, dests: &DestSet) {
+        if self.tree.mode == NARROW {
+            self.replay::<NARROW>(dests);
+        } else {
+            self.replay::<WIDE>(dests);
+        }
     }
 
     /// Replay the path of every marked destination, or rebuild after a
