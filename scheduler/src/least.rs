@@ -56,7 +56,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Two words, so that equality and selection are two operations each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Node {
-    /// The rule's overhead.
+    /// The rule's overhead (in [`SCALAR`] mode: the key's scalar).
     pub oh: u64,
     /// The weight factor (0: unusable) in the low 32 bits, the index of
     /// the destination in the list in the high 32.
