@@ -1111,8 +1111,9 @@ fn goals(s: &[Summary]) -> Vec<(String, Option<bool>)> {
             f.median, f.n, f.min, f.max
         )
     };
-    for (m, goal) in [(Mode::Dr, "xvs DR"), (Mode::Dr2q, "xvs DR 2q")] {
-        let text = format!("{goal} >= 0.9x reflector");
+    for m in [Mode::Dr, Mode::Dr2q] {
+        // Held against the reflector on as many queues.
+        let text = format!("{} >= 0.9x {}", m.label(), reflector_of(m).label());
         g.push(match summary_of(s, m).and_then(|x| x.vs_reflector) {
             Some(f) => (format!("{text}: {}", spread(&f)), Some(f.median >= 0.9)),
             None if m == Mode::Dr2q && summary_of(s, m).is_none() => continue,
@@ -1127,6 +1128,39 @@ fn goals(s: &[Summary]) -> Vec<(String, Option<bool>)> {
         });
     }
     g
+}
+
+/// What each xvs forwarder costs per forwarded frame at the cost run's
+/// offered rate, next to the reflector on as many queues: the efficiency
+/// figure that holds even where the generator, not the forwarder, limits
+/// the rate.
+fn cost_lines(s: &[Summary]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in [Mode::Dr, Mode::Tun, Mode::Nat, Mode::Dr2q] {
+        let Some(c) = summary_of(s, m).and_then(|x| x.cost_ns) else {
+            continue;
+        };
+        let refl = reflector_of(m);
+        let vs = summary_of(s, refl)
+            .and_then(|x| x.cost_ns)
+            .map_or(String::new(), |r| {
+                format!(
+                    ", {:.2}x the {}'s {:.0} ns",
+                    c.median / r.median.max(f64::MIN_POSITIVE),
+                    refl.label(),
+                    r.median
+                )
+            });
+        out.push(format!(
+            "CPU per forwarded frame: {} {:.0} ns (median of {} rounds, {:.0}-{:.0}){vs}",
+            m.label(),
+            c.median,
+            c.n,
+            c.min,
+            c.max
+        ));
+    }
+    out
 }
 
 /// The table printed at the end: per forwarder the medians over the
@@ -1202,6 +1236,9 @@ pub fn table(r: &Report) -> String {
             );
         }
         s.push('\n');
+    }
+    for line in cost_lines(&r.summary) {
+        let _ = writeln!(s, "cost         {line}");
     }
     for (text, met) in &r.goals {
         let mark = match met {
@@ -1326,5 +1363,64 @@ pub fn main(a: &CompareArgs) -> i32 {
             eprintln!("xvs-bench compare: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round of `m` forwarding `mpps` at `cost` ns per frame.
+    fn row(m: Mode, mpps: f64, cost: f64) -> Row {
+        let mut r = Row::new(m, "ok");
+        r.mpps = mpps;
+        r.cost_ns = Some(cost);
+        r.cost_of = "process";
+        r
+    }
+
+    #[test]
+    fn two_queue_rows_are_held_against_the_two_queue_reflector() {
+        let modes = [Mode::Reflect, Mode::Dr, Mode::Reflect2q, Mode::Dr2q];
+        let rounds = vec![
+            vec![
+                row(Mode::Reflect, 0.6, 3000.0),
+                row(Mode::Dr, 0.3, 3300.0),
+                row(Mode::Reflect2q, 1.0, 2000.0),
+                row(Mode::Dr2q, 1.0, 1000.0),
+            ],
+            vec![
+                row(Mode::Reflect, 0.6, 3000.0),
+                row(Mode::Dr, 0.6, 3600.0),
+                row(Mode::Reflect2q, 0.5, 2000.0),
+                row(Mode::Dr2q, 1.0, 1200.0),
+            ],
+        ];
+        let summary = summarise(&modes, &rounds);
+        let report = Report {
+            machine: "test".into(),
+            traffic: "test".into(),
+            rounds: 2,
+            rows: median_rows(&modes, &rounds),
+            runs: rounds.concat(),
+            goals: goals(&summary),
+            summary,
+        };
+        let t = table(&report);
+        // DR: 0.5x and 1.0x the one-queue reflector, median 0.75x.
+        assert!(t.contains("NOT met xvs DR >= 0.9x reflector: 0.75x"), "{t}");
+        // DR 2q: 1.0x and 2.0x the two-queue reflector, median 1.5x.
+        assert!(
+            t.contains("met     xvs DR 2q >= 0.9x reflector 2q: 1.50x"),
+            "{t}"
+        );
+        // CPU per frame beside the matching reflector's.
+        assert!(
+            t.contains(
+                "xvs DR 3450 ns (median of 2 rounds, 3300-3600), 1.15x the reflector's 3000 ns"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("xvs DR 2q 1100 ns (median of 2 rounds, 1000-1200), 0.55x the reflector 2q's 2000 ns"), "{t}");
     }
 }

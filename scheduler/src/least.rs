@@ -16,8 +16,14 @@
 //! the counters report each change on their service's [`LoadBoard`], and
 //! `schedule`, which already runs under the service lock, re-reads only the
 //! destinations marked since the last call and replays their leaf-to-root
-//! paths (log2 n comparisons each, stopping early where the winner is
-//! unchanged and is not the updated leaf). The answer is the scan's answer
+//! paths (at most log2 n comparisons each). Which way a leaf moved bounds
+//! what can change: a better leaf climbs only while it wins, a worse one
+//! only while the parent still holds it. So under churn (bind the chosen
+//! destination, close one elsewhere) each call costs two short climbs and
+//! no full rebuild. Matches are cheap: ratios become one number each
+//! (`floor(oh * 2^32 / w)`, exact for the loads and weights IPVS allows,
+//! see [`ratio_scalar`]), with exact products as the fallback for the rest.
+//! The answer is the scan's answer
 //! over the loads the tree holds, and the tree holds every change that
 //! happened before the call (see `watch.rs` for the ordering argument). A
 //! scheduler that finds another one took the board's marks (two schedulers
@@ -29,7 +35,6 @@
 //! [`BOARD_SLOTS`](crate::watch::BOARD_SLOTS) destinations, or counters
 //! already watched by another service's board) are scanned too.
 
-use std::cmp::Ordering as Cmp;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,7 +56,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Two words, so that equality and selection are two operations each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Node {
-    /// The rule's overhead.
+    /// The rule's overhead (in [`SCALAR`] mode: the key's scalar).
     pub oh: u64,
     /// The weight factor (0: unusable) in the low 32 bits, the index of
     /// the destination in the list in the high 32.
@@ -97,18 +102,30 @@ pub(crate) trait Rule {
     /// Whether the tree also counts destinations with fewer active
     /// connections than half their weight (lblc's overload test).
     const HALF_IDLE: bool = false;
+    /// Bits of the largest overhead a usable key can have. The ratio rules
+    /// cross-multiply an overhead by a weight factor: while every weight
+    /// factor is below `2^(64 - OH_BITS)` the products fit in 64 bits and
+    /// the cheaper narrow comparison is exact. 64: not a ratio rule.
+    const OH_BITS: u32 = 64;
     /// The key of an unusable destination (and of padding leaves).
     const UNUSABLE: (u64, u32);
     /// The key `(oh, w)` of `d` as this rule sees it.
     fn key(d: &Dest) -> (u64, u32);
-    /// How `a` compares with `b`: `Less` when strictly better, `Equal`
-    /// when neither is (unusable never is better).
-    fn order(a: &Node, b: &Node) -> Cmp;
-    /// Whether `a` is strictly better than `b`.
+    /// Whether `a` beats `b`: is strictly better, or (with `or_eq`) at
+    /// least as good. Unusable is never better than usable. `NARROW`:
+    /// every weight factor in the tree fits [`Rule::narrow`], so 64-bit
+    /// products are exact.
+    fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool;
+    /// Whether a weight factor `w` leaves the products in 64 bits.
     #[inline]
-    fn better(a: &Node, b: &Node) -> bool {
-        Self::order(a, b) == Cmp::Less
+    fn narrow(w: u64) -> bool {
+        Self::OH_BITS < 64 && w >> (64 - Self::OH_BITS) == 0
     }
+    /// Key `(oh, w)` as one number that orders (and ties) exactly as
+    /// [`Rule::beats`] does, [`SCALAR_UNUSABLE`] for an unusable one;
+    /// `None` when this key has no such number (then the tree compares
+    /// products).
+    fn scalar(key: (u64, u32)) -> Option<u64>;
     /// The IPVS scan over `dests`, for short or unwatched lists.
     fn scan(dests: &DestSet) -> Option<usize>;
 }
@@ -122,12 +139,71 @@ fn weight32(d: &Dest) -> u32 {
 
 /// `a` against `b` by ratio: `a.oh / a.w` against `b.oh / b.w`,
 /// cross-multiplied as IPVS does (the comparison of
-/// [`more_loaded`](crate::common::more_loaded)).
+/// [`more_loaded`](crate::common::more_loaded)); true when `a` is less
+/// loaded, or (with `or_eq`) equally loaded.
 /// With unusable as `(1, 0)`, a usable `a` (`a.w > 0`) is better than an
 /// unusable `b`, and an unusable `a` is better than nothing.
+///
+/// `NARROW` (every oh below `2^OH_BITS`, every w below `2^(64 - OH_BITS)`)
+/// multiplies in 64 bits: each product is then at most
+/// `2^64 - 2^OH_BITS - 2^(64 - OH_BITS) + 1`, so neither it nor the
+/// product plus one overflows. Otherwise 128 bits, exact for any `u32`
+/// weight.
 #[inline]
-fn ratio_order(a: &Node, b: &Node) -> Cmp {
-    (u128::from(a.oh) * u128::from(b.w())).cmp(&(u128::from(b.oh) * u128::from(a.w())))
+fn ratio_beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
+    if NARROW {
+        a.oh * b.w() < b.oh * a.w() + u64::from(or_eq)
+    } else {
+        u128::from(a.oh) * u128::from(b.w())
+            < u128::from(b.oh) * u128::from(a.w()) + u128::from(or_eq)
+    }
+}
+
+/// The scalar of an unusable destination, above every usable one (and
+/// still one below `u64::MAX`, so a match can add its tie bit).
+pub(crate) const SCALAR_UNUSABLE: u64 = u64::MAX - 1;
+
+/// `oh / w` as one number, `floor(oh * 2^32 / w)`, for `oh` below 2^32
+/// and `w` below 2^16 (`None` beyond). Exact for order and ties: two
+/// different ratios `a/b < c/d` differ by at least `1/(bd) > 2^-32`, so
+/// scaled by 2^32 they are more than 1 apart and their floors keep the
+/// order strictly; equal ratios give equal floors. One division per
+/// changed destination buys matches of one comparison instead of two
+/// multiplications.
+#[inline]
+fn ratio_scalar((oh, w): (u64, u32)) -> Option<u64> {
+    if w == 0 {
+        Some(SCALAR_UNUSABLE)
+    } else if oh >> 32 == 0 && w >> 16 == 0 {
+        Some((oh << 32) / u64::from(w))
+    } else {
+        None
+    }
+}
+
+/// The scalar of a rule whose overhead is its order (lc, ovf).
+#[inline]
+fn plain_scalar((oh, w): (u64, u32)) -> Option<u64> {
+    Some(if w == 0 { SCALAR_UNUSABLE } else { oh })
+}
+
+/// How a tree's matches compare: by scalar (see [`Rule::scalar`]), by
+/// 64-bit products ([`Rule::narrow`]), or by 128-bit products.
+const SCALAR: u8 = 0;
+/// See [`SCALAR`].
+const NARROW: u8 = 1;
+/// See [`SCALAR`].
+const WIDE: u8 = 2;
+
+/// Whether `a` beats `b` (strictly, or as good with `or_eq`) in mode `M`.
+#[inline]
+fn wins<R: Rule, const M: u8>(a: &Node, b: &Node, or_eq: bool) -> bool {
+    match M {
+        // Scalars are at most SCALAR_UNUSABLE: the sum cannot overflow.
+        SCALAR => a.oh < b.oh + u64::from(or_eq),
+        NARROW => R::beats::<true>(a, b, or_eq),
+        _ => R::beats::<false>(a, b, or_eq),
+    }
 }
 
 /// The key of an unusable destination under the ratio rules.
@@ -138,12 +214,16 @@ const RATIO_UNUSABLE: (u64, u32) = (1, 0);
 struct Tree {
     /// Leaves (a power of two, at least 1).
     m: usize,
-    /// Heap order, 1-based, stored by sibling pairs: node `k` is
-    /// `pairs[k / 2][k % 2]`, so its children `2k` and `2k + 1` are
-    /// `pairs[k]`. The leaves are nodes `m..2m`; an inner node is a copy
-    /// of its subtree's winning leaf, so a match reads one pair and
-    /// nothing else.
-    pairs: Vec<[Node; 2]>,
+    /// Heap order, 1-based: node `k`'s children are `2k` and `2k + 1`, its
+    /// sibling `k ^ 1`, its parent `k / 2`; the leaves are `m..2m` and
+    /// node 0 is unused. An inner node is a copy of its subtree's winning
+    /// leaf, so a match reads the two children and nothing else, and a
+    /// node and its sibling share one 32-byte block.
+    nodes: Vec<Node>,
+    /// How matches compare ([`SCALAR`], [`NARROW`] or [`WIDE`]): the
+    /// cheapest mode every leaf fits, chosen at each rebuild. In
+    /// [`SCALAR`] mode a node's `oh` holds the scalar.
+    mode: u8,
     /// Per leaf: fewer active connections than half the weight.
     half_idle: Vec<bool>,
     /// How many leaves are half idle.
@@ -155,13 +235,30 @@ impl Tree {
     fn build<R: Rule>(&mut self, dests: &DestSet) {
         self.m = dests.len().next_power_of_two().max(1);
         let m = self.m;
-        self.pairs.clear();
-        self.pairs.resize(m, [Node::default(); 2]);
+        self.nodes.clear();
+        self.nodes.resize(2 * m, Node::default());
+        let mut max_w = 0;
+        let mut scalar = true;
         for i in 0..m {
-            *self.node_mut(m + i) = Node::new(dests.get(i).map_or(R::UNUSABLE, R::key), i);
+            let leaf = Node::new(dests.get(i).map_or(R::UNUSABLE, R::key), i);
+            max_w = max_w.max(leaf.w());
+            scalar &= R::scalar((leaf.oh, leaf.w() as u32)).is_some();
+            self.nodes[m + i] = leaf;
         }
-        for k in (1..m).rev() {
-            *self.node_mut(k) = self.match_at::<R>(k);
+        self.mode = if scalar {
+            for leaf in &mut self.nodes[m..] {
+                leaf.oh = R::scalar((leaf.oh, leaf.w() as u32)).unwrap_or(SCALAR_UNUSABLE);
+            }
+            SCALAR
+        } else if R::narrow(max_w) {
+            NARROW
+        } else {
+            WIDE
+        };
+        match self.mode {
+            SCALAR => self.build_inner::<R, SCALAR>(),
+            NARROW => self.build_inner::<R, NARROW>(),
+            _ => self.build_inner::<R, WIDE>(),
         }
         if R::HALF_IDLE {
             self.half_idle.clear();
@@ -170,24 +267,31 @@ impl Tree {
         }
     }
 
-    /// The winner of node `k`'s two children: the right one only when
-    /// strictly better (the left holds the earlier indexes).
-    #[inline]
-    fn match_at<R: Rule>(&self, k: usize) -> Node {
-        let [l, r] = self.pairs[k];
-        Node::select(R::better(&r, &l), r, l)
-    }
-
-    /// Node `k`.
-    #[inline]
-    fn node_mut(&mut self, k: usize) -> &mut Node {
-        &mut self.pairs[k / 2][k % 2]
+    /// Every inner node from its children, bottom up: the right child
+    /// wins only when strictly better (the left holds the earlier
+    /// indexes).
+    fn build_inner<R: Rule, const M: u8>(&mut self) {
+        for k in (1..self.m).rev() {
+            let (l, r) = (self.nodes[2 * k], self.nodes[2 * k + 1]);
+            self.nodes[k] = Node::select(wins::<R, M>(&r, &l, false), r, l);
+        }
     }
 
     /// Leaf `i` (below the list length) was read again from `d`: replay
-    /// its path to the root.
+    /// its path to the root. False when its new key does not fit the
+    /// tree's mode (a load past 2^32, or a weight edit that bypassed
+    /// `update`): the caller rebuilds, choosing the mode anew.
     #[inline]
-    fn set<R: Rule>(&mut self, i: usize, d: &Dest) {
+    fn set<R: Rule, const M: u8>(&mut self, i: usize, d: &Dest) -> bool {
+        let key = R::key(d);
+        let leaf = match M {
+            SCALAR => match R::scalar(key) {
+                Some(s) => Node::new((s, key.1), i),
+                None => return false,
+            },
+            NARROW if !R::narrow(u64::from(key.1)) => return false,
+            _ => Node::new(key, i),
+        };
         if R::HALF_IDLE {
             let h = half_idle(d);
             if let Some(old) = self.half_idle.get_mut(i) {
@@ -201,45 +305,63 @@ impl Tree {
                 }
             }
         }
-        let leaf = Node::new(R::key(d), i);
+        let nodes = &mut self.nodes[..];
+        // The length is 2m, a power of two, and every index below is
+        // under it: masking changes no index and lets every access go
+        // without a bounds check (the compiler sees `x & (len - 1) < len`).
+        let mask = nodes.len().wrapping_sub(1);
         let mut k = self.m + i;
-        let pair = &mut self.pairs[k / 2];
-        if pair[k % 2] == leaf {
-            return;
+        let Some(slot) = nodes.get_mut(k) else {
+            return true;
+        };
+        let old = *slot;
+        if old == leaf {
+            return true;
         }
-        pair[k % 2] = leaf;
-        // Climb with the new node in hand. Each step touches one pair: it
-        // writes the parent and reads the parent's sibling, which sit side
-        // by side; the node just written is never read back (that would
-        // wait on the store).
-        let mut sib = pair[(k % 2) ^ 1];
-        let mut cur = leaf;
-        while k > 1 {
-            // The right child wins only when strictly better. Which side
-            // `cur` is on and who wins are as good as random, so the one
-            // comparison is turned into the choice without a branch.
-            // On the left, `cur` wins unless `sib` is strictly better
-            // (order <= 0); on the right only when strictly better (< 0).
-            let left = k.is_multiple_of(2);
-            let cur_wins = (R::order(&cur, &sib) as i8) < i8::from(left);
-            let win = Node::select(cur_wins, cur, sib);
-            k /= 2;
-            let pair = &mut self.pairs[k / 2];
-            // Nodes above see this one only through its copy of the
-            // winner: an unchanged copy changes nothing above.
-            if pair[k % 2] == win {
-                break;
+        *slot = leaf;
+        // Which way the leaf moved decides which nodes can change, so the
+        // climb reads only what it must. (The order is total: the key,
+        // then the index, which the left-wins-ties rule stands for.)
+        if wins::<R, M>(&leaf, &old, false) {
+            // Better: an inner node changes only where the leaf now wins,
+            // and then it is the leaf. Where it loses to the sibling's
+            // winner, that one beat its old value too: the parent was
+            // and stays the sibling's winner, and nothing above changes.
+            while k > 1 {
+                // On the left the leaf wins ties, on the right it must be
+                // strictly better.
+                if !wins::<R, M>(&leaf, &nodes[(k ^ 1) & mask], k & 1 == 0) {
+                    break;
+                }
+                k >>= 1;
+                nodes[k & mask] = leaf;
             }
-            pair[k % 2] = win;
-            sib = pair[(k % 2) ^ 1];
-            cur = win;
+        } else {
+            // Worse (or only its tag changed): the nodes it did not win
+            // keep their winner; each node it won is the match of its
+            // children again. Climb while the parent holds this leaf,
+            // with the new node in hand (never read back from memory).
+            let mut cur = leaf;
+            while k > 1 {
+                let parent = k >> 1;
+                if nodes[parent & mask].idx() != i {
+                    break;
+                }
+                let sib = nodes[(k ^ 1) & mask];
+                // Which side `cur` is on and who wins are as good as
+                // random, so the choice is made without a branch.
+                cur = Node::select(wins::<R, M>(&cur, &sib, k & 1 == 0), cur, sib);
+                nodes[parent & mask] = cur;
+                k = parent;
+            }
         }
+        true
     }
 
     /// The root's winner, if usable.
     #[inline]
     fn best(&self) -> Option<usize> {
-        let root = self.pairs.first()?[1];
+        let root = self.nodes.get(1)?;
         (root.w() != 0).then_some(root.idx())
     }
 }
@@ -264,6 +386,8 @@ pub(crate) struct LeastTree<R> {
     n: usize,
     /// Slot -> index in the list (`u32::MAX`: not in the list).
     slot_idx: Vec<u32>,
+    /// Paths replayed per `sync` before a full rebuild is cheaper.
+    budget: usize,
     tree: Tree,
     rule: PhantomData<fn() -> R>,
 }
@@ -283,6 +407,7 @@ impl<R: Rule> LeastTree<R> {
             board: None,
             n: 0,
             slot_idx: Vec::new(),
+            budget: 0,
             tree: Tree::default(),
             rule: PhantomData,
         }
@@ -318,6 +443,12 @@ impl<R: Rule> LeastTree<R> {
             self.slot_idx[slot] = i as u32;
         }
         self.board = Some(board);
+        // Replaying k paths costs about k * log2(n) matches, re-reading
+        // everything about n: after a burst of changes (a mass expiry, or
+        // a scheduler that syncs only when it needs the tree), stop
+        // replaying and rebuild once the replays would cost more.
+        let depth = dests.len().next_power_of_two().trailing_zeros() as usize + 1;
+        self.budget = dests.len() / depth;
         self.resync(dests);
     }
 
@@ -346,12 +477,36 @@ impl<R: Rule> LeastTree<R> {
             self.resync(dests);
             return true;
         }
-        // Replaying k paths costs about k * log2(n) matches, re-reading
-        // everything about n: after a burst of changes (a mass expiry, or
-        // a scheduler that syncs only when it needs the tree), stop
-        // replaying and rebuild once the replays would cost more.
-        let depth = self.tree.m.trailing_zeros() as usize + 1;
-        let mut budget = self.n / depth;
+        if self.tree.mode == SCALAR {
+            self.replay::<SCALAR>(dests);
+        } else {
+            self.replay_products(dests);
+        }
+        true
+    }
+
+    /// [`LeastTree::replay`] for the product modes, out of line: only
+    /// weights beyond what ipvsadm accepts or loads past 2^32 use them,
+    /// and keeping them apart keeps the usual path small enough to
+    /// inline into `schedule`.
+    #[cold]
+    #[inline(never)]
+    fn replay_products(&mut self, dests: &DestSet) {
+        if self.tree.mode == NARROW {
+            self.replay::<NARROW>(dests);
+        } else {
+            self.replay::<WIDE>(dests);
+        }
+    }
+
+    /// Replay the path of every marked destination, or rebuild after a
+    /// burst.
+    #[inline]
+    fn replay<const M: u8>(&mut self, dests: &DestSet) {
+        let Some(board) = &self.board else {
+            return;
+        };
+        let mut budget = self.budget;
         let mut burst = false;
         let (tree, slot_idx) = (&mut self.tree, &self.slot_idx);
         board.take(slot_idx.len(), |slot| {
@@ -369,13 +524,12 @@ impl<R: Rule> LeastTree<R> {
                 return;
             }
             budget -= 1;
-            tree.set::<R>(i as usize, d);
+            burst = !tree.set::<R, M>(i as usize, d);
         });
         if burst {
             // Every mark was taken above: the full read covers them.
             self.tree.build::<R>(dests);
         }
-        true
     }
 
     /// The scan's choice over the current loads.
@@ -415,7 +569,8 @@ impl<R: Rule> LeastTree<R> {
 pub(crate) enum Ovf {}
 
 impl Rule for Ovf {
-    const UNUSABLE: (u64, u32) = (u64::MAX, 0);
+    // Keys are below 2^31, so 2^63 never wins.
+    const UNUSABLE: (u64, u32) = (1 << 63, 0);
     #[inline]
     fn key(d: &Dest) -> (u64, u32) {
         if ovf_has_room(d) {
@@ -425,8 +580,13 @@ impl Rule for Ovf {
         }
     }
     #[inline]
-    fn order(a: &Node, b: &Node) -> Cmp {
-        a.oh.cmp(&b.oh)
+    fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
+        // Keys stay below 2^63, so the sum cannot overflow.
+        a.oh < b.oh + u64::from(or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        plain_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         let mut best: Option<(usize, i32)> = None;
@@ -450,8 +610,8 @@ fn ovf_has_room(d: &Dest) -> bool {
 pub(crate) enum Lc {}
 
 impl Rule for Lc {
-    // The overhead is below 2^41, so u64::MAX never wins.
-    const UNUSABLE: (u64, u32) = (u64::MAX, 0);
+    // The overhead is below 2^41, so 2^63 never wins.
+    const UNUSABLE: (u64, u32) = (1 << 63, 0);
     #[inline]
     fn key(d: &Dest) -> (u64, u32) {
         if d.available() {
@@ -461,8 +621,13 @@ impl Rule for Lc {
         }
     }
     #[inline]
-    fn order(a: &Node, b: &Node) -> Cmp {
-        a.oh.cmp(&b.oh)
+    fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
+        // Keys stay below 2^63, so the sum cannot overflow.
+        a.oh < b.oh + u64::from(or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        plain_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::lc::least_overhead(dests)
@@ -474,6 +639,8 @@ impl Rule for Lc {
 pub(crate) enum Wlc {}
 
 impl Rule for Wlc {
+    // active * 256 + inactive, both u32: below 2^41.
+    const OH_BITS: u32 = 41;
     const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
     #[inline]
     fn key(d: &Dest) -> (u64, u32) {
@@ -484,8 +651,12 @@ impl Rule for Wlc {
         }
     }
     #[inline]
-    fn order(a: &Node, b: &Node) -> Cmp {
-        ratio_order(a, b)
+    fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
+        ratio_beats::<NARROW>(a, b, or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::conn_overhead)
@@ -498,14 +669,19 @@ pub(crate) enum WlcHalfIdle {}
 
 impl Rule for WlcHalfIdle {
     const HALF_IDLE: bool = true;
+    const OH_BITS: u32 = Wlc::OH_BITS;
     const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
     #[inline]
     fn key(d: &Dest) -> (u64, u32) {
         Wlc::key(d)
     }
     #[inline]
-    fn order(a: &Node, b: &Node) -> Cmp {
-        ratio_order(a, b)
+    fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
+        ratio_beats::<NARROW>(a, b, or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         Wlc::scan(dests)
@@ -517,6 +693,9 @@ impl Rule for WlcHalfIdle {
 pub(crate) enum Sed {}
 
 impl Rule for Sed {
+    // active + 1, active a u32: at most 2^32. Weight factors are below
+    // 2^31, so sed is always narrow.
+    const OH_BITS: u32 = 33;
     const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
     #[inline]
     fn key(d: &Dest) -> (u64, u32) {
@@ -527,8 +706,12 @@ impl Rule for Sed {
         }
     }
     #[inline]
-    fn order(a: &Node, b: &Node) -> Cmp {
-        ratio_order(a, b)
+    fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
+        ratio_beats::<NARROW>(a, b, or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::sed_overhead)
@@ -544,6 +727,8 @@ impl Rule for Sed {
 pub(crate) enum Nq {}
 
 impl Rule for Nq {
+    // 0 or active + 1, as sed.
+    const OH_BITS: u32 = Sed::OH_BITS;
     const UNUSABLE: (u64, u32) = RATIO_UNUSABLE;
     #[inline]
     fn key(d: &Dest) -> (u64, u32) {
@@ -560,8 +745,12 @@ impl Rule for Nq {
         }
     }
     #[inline]
-    fn order(a: &Node, b: &Node) -> Cmp {
-        ratio_order(a, b)
+    fn beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
+        ratio_beats::<NARROW>(a, b, or_eq)
+    }
+    #[inline]
+    fn scalar(key: (u64, u32)) -> Option<u64> {
+        ratio_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::nq::never_queue(dests)
@@ -758,6 +947,170 @@ mod tests {
     #[test]
     fn nq_tree_is_the_scan() {
         against_scan::<Nq>(0x4e, &SIZES, 400);
+    }
+
+    /// The benchmark's churn, checked step by step: every call binds one
+    /// connection to the chosen destination and closes the one bound
+    /// `window` calls earlier (the chosen leaf gets worse and climbs the
+    /// whole path; the closed one gets better and stops early). Weights
+    /// 1..=3 and equal starting loads make ties the common case.
+    fn churn_against_scan<R: Rule + Reference>(seed: u64) {
+        let mut rnd = rnd_from(seed);
+        for (n, window) in [(16, 5), (100, 64), (1000, 300), (1000, 2000)] {
+            let dests: Vec<Dest> = (0..n)
+                .map(|i| Dest::new(ip(0), i as u16, 1 + rnd(3) as i32))
+                .collect();
+            let mut t = LeastTree::<R>::with_min(1);
+            t.update(&dests);
+            assert!(t.uses_tree());
+            let mut open = std::collections::VecDeque::new();
+            for step in 0..3 * window {
+                let want = reference::<R>(&dests);
+                let got = t.schedule(&dests);
+                assert_eq!(got, want, "n={n} step={step}");
+                if let Some(i) = got {
+                    let d = &dests[i];
+                    d.load.active.fetch_add(1, Ordering::Relaxed);
+                    d.note_bound();
+                    open.push_back(i);
+                }
+                if open.len() > window {
+                    let d = &dests[open.pop_front().unwrap()];
+                    d.load.active.fetch_sub(1, Ordering::Relaxed);
+                    d.note_unbound();
+                }
+                if step % 7 == 0 {
+                    // An active connection turns inactive now and then.
+                    let d = &dests[rnd(n as u64) as usize];
+                    if d.load.active() > 0 {
+                        d.load.active.fetch_sub(1, Ordering::Relaxed);
+                        d.load.inactive.fetch_add(1, Ordering::Relaxed);
+                        d.note_bound();
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn churn_sequences_are_the_scan() {
+        churn_against_scan::<Lc>(1);
+        churn_against_scan::<Wlc>(2);
+        churn_against_scan::<WlcHalfIdle>(3);
+        churn_against_scan::<Sed>(4);
+        churn_against_scan::<Nq>(5);
+        churn_against_scan::<Ovf>(6);
+    }
+
+    /// The mode a rebuild over `dests` must choose for wlc.
+    fn wlc_mode(dests: &DestSet) -> u8 {
+        let keys: Vec<(u64, u32)> = dests.iter().map(Wlc::key).collect();
+        if keys.iter().all(|&k| ratio_scalar(k).is_some()) {
+            SCALAR
+        } else if keys.iter().all(|&(_, w)| w < 1 << 23) {
+            NARROW
+        } else {
+            WIDE
+        }
+    }
+
+    #[test]
+    fn every_mode_compares_exactly() {
+        // Small weights and loads: one scalar per destination. Weights of
+        // 2^16 and up, or loads of 2^32 and up: 64-bit products. Weights
+        // of 2^23 and up: 128-bit products. A key past its mode (a load
+        // grown, a weight raised without an update) makes the tree
+        // rebuild in a mode that fits rather than compare wrongly.
+        let mut rnd = rnd_from(0x31de);
+        let mut dests: Vec<Dest> = (0..64)
+            .map(|i| Dest::new(ip(0), i, 1 + rnd(4) as i32))
+            .collect();
+        let mut t = LeastTree::<Wlc>::with_min(1);
+        t.update(&dests);
+        assert_eq!(t.tree.mode, SCALAR);
+        load(&dests[7], u32::MAX, 0, false);
+        assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
+        assert_eq!(t.tree.mode, NARROW);
+        dests[5].weight = 1 << 23;
+        load(&dests[5], 3, 0, false);
+        assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
+        assert_eq!(t.tree.mode, WIDE);
+        let mut seen = [0; 3];
+        for step in 0..6000 {
+            if step % 500 == 0 {
+                // A new regime: every weight small, mid or wide.
+                let top = [4, 1 << 16, i32::MAX][step / 500 % 3];
+                for d in dests.iter_mut() {
+                    d.weight = top - rnd(4) as i32;
+                    load(d, rnd(4) as u32, rnd(4) as u32, false);
+                }
+                t.update(&dests);
+                assert_eq!(t.tree.mode, wlc_mode(&dests), "step={step}");
+            }
+            let i = rnd(64) as usize;
+            if rnd(100) == 0 {
+                dests[i].weight = match rnd(4) {
+                    0 => i32::MAX - rnd(3) as i32,
+                    1 => (1 << 23) - rnd(2) as i32,
+                    2 => (1 << 16) - rnd(2) as i32,
+                    _ => 1 + rnd(4) as i32,
+                };
+                t.update(&dests);
+                assert_eq!(t.tree.mode, wlc_mode(&dests), "step={step}");
+            }
+            let (a, b) = match rnd(400) {
+                0 => (u32::MAX - rnd(3) as u32, u32::MAX - rnd(3) as u32),
+                1 => ((1 << 24) - rnd(2) as u32, rnd(300) as u32),
+                _ => (rnd(4) as u32, rnd(4) as u32),
+            };
+            load(&dests[i], a, b, false);
+            assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests), "step={step}");
+            seen[usize::from(t.tree.mode)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 100), "{seen:?}");
+    }
+
+    #[test]
+    fn scalars_order_and_tie_like_the_products() {
+        // Every pair of small keys, including equal ratios (2/4 and 3/6)
+        // and unusable ones, compares the same by scalar as by product.
+        let mut keys: Vec<(u64, u32)> = vec![RATIO_UNUSABLE];
+        for oh in [0u64, 1, 2, 3, 6, 255, 256, 257, 65535, (1 << 32) - 1] {
+            for w in [1u32, 2, 3, 4, 6, 255, 256, 65534, 65535] {
+                keys.push((oh, w));
+            }
+        }
+        for &a in &keys {
+            for &b in &keys {
+                let (na, nb) = (Node::new(a, 0), Node::new(b, 1));
+                let (sa, sb) = (ratio_scalar(a).unwrap(), ratio_scalar(b).unwrap());
+                let (xa, xb) = (Node::new((sa, a.1), 0), Node::new((sb, b.1), 1));
+                for or_eq in [false, true] {
+                    assert_eq!(
+                        wins::<Wlc, SCALAR>(&xa, &xb, or_eq),
+                        ratio_beats::<false>(&na, &nb, or_eq),
+                        "{a:?} {b:?} {or_eq}"
+                    );
+                }
+            }
+        }
+        assert_eq!(ratio_scalar((1 << 32, 1)), None);
+        assert_eq!(ratio_scalar((1, 1 << 16)), None);
+        assert_eq!(ratio_scalar((5, 0)), Some(SCALAR_UNUSABLE));
+    }
+
+    #[test]
+    fn sed_and_nq_are_narrow_for_every_weight() {
+        assert!(Sed::narrow(i32::MAX as u64) && Nq::narrow(i32::MAX as u64));
+        assert!(Wlc::narrow((1 << 23) - 1) && !Wlc::narrow(1 << 23));
+        assert!(!Lc::narrow(1) && !Ovf::narrow(1));
+        // The largest keys multiply without overflow (this build checks).
+        let a = Node::new((u64::from(u32::MAX) + 1, i32::MAX as u32), 0);
+        let b = Node::new((1, i32::MAX as u32), 1);
+        assert!(!ratio_beats::<true>(&a, &b, true));
+        assert!(ratio_beats::<true>(&b, &a, false));
+        let w = Node::new(((1 << 41) - 1, (1 << 23) - 1), 0);
+        assert!(ratio_beats::<true>(&w, &w, true) && !ratio_beats::<true>(&w, &w, false));
     }
 
     #[test]
