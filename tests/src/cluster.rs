@@ -20,6 +20,7 @@
 //! reaches it only through the router. Guards as in [`crate::netns`]: dropping the cluster stops every
 //! daemon and removes every namespace and file.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,6 +56,119 @@ impl Director {
     pub fn xvsd(&self) -> &Xvsd {
         self.xvsd.as_ref().expect("xvsd runs")
     }
+
+    /// Its sync daemons' counters (`-L --daemon --stats`).
+    pub fn sync_stats(&self) -> SyncStats {
+        SyncStats::parse(&self.xvsd().adm_ok(&["-L", "--daemon", "--stats"]))
+    }
+
+    /// Its connections to `virt` (`VIP:port`) in state `state`, from
+    /// `-Lnc`: (client `IP:port`, real server `IP:port`), sorted.
+    pub fn conns(&self, virt: &str, state: &str) -> Vec<(String, String)> {
+        let out = self.xvsd().adm_ok(&["-Lnc"]);
+        let mut v: Vec<(String, String)> = out
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 6 && f[2] == state && f[4] == virt)
+                    .then(|| (f[3].to_owned(), f[5].to_owned()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// One sync daemon's counters, whole and per peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    /// The daemon's counters by name.
+    pub counters: BTreeMap<String, u64>,
+    /// Each peer's counters by name (a backup's senders).
+    pub peers: BTreeMap<Ipv4Addr, BTreeMap<String, u64>>,
+}
+
+impl SyncCounters {
+    /// Counter `name` (0 when absent: a counter appears once it counts).
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// Peer `addr`'s counter `name` (0 when absent).
+    pub fn peer(&self, addr: Ipv4Addr, name: &str) -> u64 {
+        self.peers
+            .get(&addr)
+            .and_then(|c| c.get(name))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A director's sync daemons as `-L --daemon --stats` lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// The master's counters, if it runs.
+    pub master: Option<SyncCounters>,
+    /// The backup's counters, if it runs.
+    pub backup: Option<SyncCounters>,
+}
+
+impl SyncStats {
+    /// Read `-L --daemon --stats`: a `master|backup sync daemon (...)` line,
+    /// then `  NAME N` lines, then `  peer ADDR` and its `    NAME N` lines.
+    pub fn parse(text: &str) -> SyncStats {
+        let mut out = SyncStats::default();
+        let mut master = None;
+        let mut peer: Option<Ipv4Addr> = None;
+        for line in text.lines() {
+            if let Some(role) = line
+                .strip_suffix(')')
+                .and_then(|l| l.split(" sync daemon (").next())
+            {
+                master = match role {
+                    "master" => Some(true),
+                    "backup" => Some(false),
+                    _ => None,
+                };
+                let slot = if master == Some(true) {
+                    &mut out.master
+                } else {
+                    &mut out.backup
+                };
+                if master.is_some() {
+                    *slot = Some(SyncCounters::default());
+                }
+                peer = None;
+                continue;
+            }
+            let c = match master {
+                Some(true) => out.master.as_mut(),
+                Some(false) => out.backup.as_mut(),
+                None => None,
+            };
+            let Some(c) = c else {
+                continue;
+            };
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.as_slice() {
+                ["peer", addr] => peer = addr.parse().ok(),
+                [name, n] => {
+                    let Ok(n) = n.parse::<u64>() else { continue };
+                    let nested = line.starts_with("    ");
+                    match peer.filter(|_| nested) {
+                        Some(a) => {
+                            c.peers.entry(a).or_default().insert((*name).to_owned(), n);
+                        }
+                        None => {
+                            c.counters.insert((*name).to_owned(), n);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 /// The cluster; see the module documentation.
@@ -85,7 +199,9 @@ pub struct Cluster {
 impl Cluster {
     /// A client, the router (BIRD running), three real servers and `n`
     /// directors, each running xvsd configured with `rules` (xvsadm
-    /// command lines) and its speaker. Panics if anything fails (what was
+    /// command lines, `{iface}` standing for the director's interface, as
+    /// in `--start-daemon master --mcast-interface {iface}`) and its
+    /// speaker. Panics if anything fails (what was
     /// made so far is removed while unwinding).
     pub fn new(n: u8, rules: &[&str]) -> Self {
         assert!(n <= MAX_DIRECTORS);
@@ -289,6 +405,7 @@ impl Cluster {
             &["--iface".into(), host.iface.clone(), "--sloppy-tcp".into()],
         );
         for rule in &self.rules {
+            let rule = rule.replace("{iface}", &host.iface);
             let args: Vec<&str> = rule.split_whitespace().collect();
             xvsd.adm_ok(&args);
         }
@@ -425,4 +542,38 @@ fn no_ipv6(ns: &str) {
             ("net.ipv6.conf.default.disable_ipv6", "1"),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_stats_are_read_per_role_and_peer() {
+        let text = "master sync daemon (mcast=d1, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+                    \x20 datagrams_sent           4\n\
+                    \x20 records_sent             90\n\
+                    backup sync daemon (mcast=d1, syncid=7, maxlen=1500, group=224.0.0.81, port=8848, ttl=1)\n\
+                    \x20 datagrams                8\n\
+                    \x20 installed                170\n\
+                    \x20 peer 198.18.1.12\n\
+                    \x20   datagrams              5\n\
+                    \x20   records                100\n\
+                    \x20 peer 198.18.1.13\n\
+                    \x20   records                80\n";
+        let s = SyncStats::parse(text);
+        let m = s.master.expect("a master");
+        assert_eq!((m.get("records_sent"), m.get("datagrams_sent")), (90, 4));
+        assert!(m.peers.is_empty());
+        let b = s.backup.expect("a backup");
+        assert_eq!(
+            (b.get("datagrams"), b.get("installed"), b.get("records")),
+            (8, 170, 0)
+        );
+        let d2: Ipv4Addr = "198.18.1.12".parse().unwrap();
+        let d3: Ipv4Addr = "198.18.1.13".parse().unwrap();
+        assert_eq!((b.peer(d2, "records"), b.peer(d3, "records")), (100, 80));
+        assert_eq!(b.peer(d3, "datagrams"), 0);
+        assert_eq!(SyncStats::parse(""), SyncStats::default());
+    }
 }
