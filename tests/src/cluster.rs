@@ -3,7 +3,8 @@
 //!
 //! The router runs BIRD (eBGP with every director, `merge paths` so the
 //! kernel gets one multipath route, `fib_multipath_hash_policy=1` so the
-//! 5-tuple picks the path); each director runs xvsd (AF_XDP on its veth,
+//! 5-tuple picks the path), or FRR's zebra and bgpd (`maximum-paths`)
+//! with `XVS_ROUTER=frr`; each director runs xvsd (AF_XDP on its veth,
 //! `--sloppy-tcp`) and ExaBGP, whose process is `xvsadm --bgp-feed`: the
 //! route has a next hop for a director exactly while its xvsd says so.
 //!
@@ -40,6 +41,27 @@ pub const MAX_DIRECTORS: u8 = 4;
 const ROUTER_AS: u32 = 65000;
 /// The directors' autonomous system (one for all: their paths tie).
 const DIRECTOR_AS: u32 = 65001;
+
+/// The routing software of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterKind {
+    /// BIRD 2 (the default).
+    Bird,
+    /// FRR: zebra and bgpd.
+    Frr,
+}
+
+impl RouterKind {
+    /// `XVS_ROUTER`: `frr` for FRR, BIRD otherwise (unset, empty or
+    /// `bird`); panics on any other value.
+    pub fn from_env() -> RouterKind {
+        match std::env::var("XVS_ROUTER").as_deref() {
+            Ok("frr") => RouterKind::Frr,
+            Ok("bird") | Ok("") | Err(_) => RouterKind::Bird,
+            Ok(other) => panic!("XVS_ROUTER={other}: bird or frr"),
+        }
+    }
+}
 
 /// One director: its host, its xvsd and its BGP speaker.
 #[derive(Debug)]
@@ -190,7 +212,10 @@ pub struct Cluster {
     bridge: String,
     /// Configuration files, sockets and logs of BIRD and ExaBGP.
     dir: PathBuf,
-    bird: Option<Proc>,
+    /// Which routing software the router runs.
+    pub router_kind: RouterKind,
+    /// The router's daemons (BIRD, or FRR's zebra and bgpd).
+    router_procs: Vec<Proc>,
     // Dropped in this order: the daemons above, namespaces, the record.
     namespaces: Vec<Netns>,
     record: Record,
@@ -328,7 +353,8 @@ impl Cluster {
             switch_ns,
             bridge,
             dir,
-            bird: None,
+            router_kind: RouterKind::from_env(),
+            router_procs: Vec::new(),
             namespaces,
             record,
         };
@@ -339,9 +365,89 @@ impl Cluster {
         c
     }
 
-    /// BIRD on the router: a BGP session with every director address there
-    /// may be, routes merged into one multipath kernel route.
+    /// The router: a BGP session with every director address there may
+    /// be, the routes merged into one multipath kernel route.
     fn start_router(&mut self) {
+        match self.router_kind {
+            RouterKind::Bird => self.start_bird(),
+            RouterKind::Frr => self.start_frr(),
+        }
+    }
+
+    /// FRR on the router: zebra (the kernel's table) and bgpd, with a
+    /// directory of their own for the configuration, the zebra socket and
+    /// the vty sockets. FRR's daemons run as its `frr` user (root is not
+    /// in its `frrvty` group), so the directory is theirs.
+    fn start_frr(&mut self) {
+        let dir = self.dir.join("frr");
+        std::fs::create_dir_all(&dir).expect("FRR's directory");
+        let mut bgpd = format!(
+            "frr defaults traditional\n\
+             hostname {p}-rt\n\
+             router bgp {ROUTER_AS}\n\
+             \x20bgp router-id {rt}\n\
+             \x20no bgp ebgp-requires-policy\n\
+             \x20neighbor directors peer-group\n\
+             \x20neighbor directors remote-as {DIRECTOR_AS}\n\
+             \x20neighbor directors timers connect 1\n\
+             \x20neighbor directors advertisement-interval 0\n",
+            p = self.prefix,
+            rt = self.router.ip
+        );
+        for i in 1..=MAX_DIRECTORS {
+            bgpd.push_str(&format!(
+                " neighbor {} peer-group directors\n",
+                director_ip(i)
+            ));
+        }
+        bgpd.push_str(" address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n");
+        std::fs::write(dir.join("bgpd.conf"), bgpd).expect("write bgpd.conf");
+        std::fs::write(
+            dir.join("zebra.conf"),
+            format!("hostname {}-rt\n", self.prefix),
+        )
+        .expect("write zebra.conf");
+        run_ok(&["chown", "-R", "frr:frr", &dir.to_string_lossy()]);
+        let zserv = dir.join("zserv.api");
+        let daemon = |name: &str| -> Vec<String> {
+            let d = dir.display();
+            vec![
+                format!("/usr/lib/frr/{name}"),
+                "-f".into(),
+                format!("{d}/{name}.conf"),
+                "-i".into(),
+                format!("{d}/{name}.pid"),
+                "-z".into(),
+                zserv.display().to_string(),
+                "--vty_socket".into(),
+                d.to_string(),
+                "-P".into(),
+                "0".into(),
+                "--log".into(),
+                format!("file:{d}/{name}.log"),
+            ]
+        };
+        let start = |name: &str| {
+            let args = daemon(name);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn(&self.router.ns, &args)
+        };
+        let zebra = start("zebra");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !zserv.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "zebra did not open {}",
+                zserv.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.router_procs.push(zebra);
+        self.router_procs.push(start("bgpd"));
+    }
+
+    /// BIRD on the router.
+    fn start_bird(&mut self) {
         let mut conf = format!(
             "router id {rt};\n\
              protocol device {{ }}\n\
@@ -362,7 +468,7 @@ impl Cluster {
         let path = self.dir.join("bird.conf");
         std::fs::write(&path, conf).expect("write bird.conf");
         let ctl = self.dir.join("bird.ctl");
-        self.bird = Some(spawn(
+        self.router_procs.push(spawn(
             &self.router.ns,
             &[
                 "bird",
@@ -524,7 +630,8 @@ impl Drop for Cluster {
             d.speaker = None;
             d.xvsd = None;
         }
-        self.bird = None;
+        // bgpd before zebra, so that zebra does not outlive its client.
+        while self.router_procs.pop().is_some() {}
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
