@@ -32,6 +32,9 @@ const STREAM_MS: &str = "12000";
 const SESSIONS_WITHIN: Duration = Duration::from_secs(30);
 /// How long a withdrawal may take (measured well under 100 ms).
 const WITHDRAW_WITHIN: Duration = Duration::from_secs(3);
+/// How long a backup's resync may take: a request a second, at most 10
+/// (`xvs_sync::resync::REQUEST_TRIES`), then the answer.
+const RESYNC_WITHIN: Duration = Duration::from_secs(15);
 /// How long records may take to reach every peer: the master flushes a
 /// partial datagram after 2 s.
 const SYNCED_WITHIN: Duration = Duration::from_secs(10);
@@ -179,8 +182,9 @@ fn finish(streams: Lines) -> (String, u64, u64) {
 }
 
 /// Every record each live director's data plane emitted has been sent,
-/// every other live director's backup has received all of them, and its
-/// workers have applied every record received.
+/// every other live director's backup has received all of them (and all
+/// of the resync answers it asked this one for), and its workers have
+/// applied every record received.
 fn synced(all: &[(Ipv4Addr, SyncStats)]) -> bool {
     all.iter().all(|(ip, s)| {
         let (Some(m), Some(b)) = (&s.master, &s.backup) else {
@@ -189,10 +193,10 @@ fn synced(all: &[(Ipv4Addr, SyncStats)]) -> bool {
         let sent = m.get("records_sent");
         m.get("emitted") == sent
             && applied(b) == b.get("records_queued")
-            && all.iter().filter(|(o, _)| o != ip).all(|(_, o)| {
-                o.backup
-                    .as_ref()
-                    .is_some_and(|b| b.peer(*ip, "records") == sent)
+            && all.iter().filter(|(o, _)| o != ip).all(|(o, os)| {
+                os.backup.as_ref().is_some_and(|b| {
+                    b.peer(*ip, "records") == sent + m.peer(*o, "resync_records_sent")
+                })
             })
     })
 }
@@ -240,6 +244,21 @@ fn rr_directors_that_sync_keep_every_stream_a_killed_director_carried() {
         );
     }
 
+    // A starting backup asks the group's masters for their tables (an xvs
+    // extension): let those exchanges end before anything is counted.
+    let mut all = Vec::new();
+    assert!(
+        wait_for(RESYNC_WITHIN, || {
+            all = sync_stats(&c, &[0, 1, 2]);
+            all.iter().all(|(_, s)| {
+                s.backup
+                    .as_ref()
+                    .is_some_and(|b| b.get("resync_completed") + b.get("resync_unanswered") > 0)
+            })
+        }),
+        "the backups' resync requests did not end: {all:#?}"
+    );
+
     // The cost of a short connection: SHORT connections, each its own
     // source port, spread by the router over the three directors.
     let web = format!("{CLUSTER_VIP}:80");
@@ -257,7 +276,6 @@ fn rr_directors_that_sync_keep_every_stream_a_killed_director_carried() {
     ]);
     let sum = ClientSummary::from_output(&out);
     assert_eq!((sum.total, sum.ok), (SHORT, SHORT), "{sum:?}");
-    let mut all = Vec::new();
     assert!(
         wait_for(SYNCED_WITHIN, || {
             all = sync_stats(&c, &[0, 1, 2]);
