@@ -80,6 +80,10 @@ pub struct SyncReport {
     /// Records one backup worker installs per CPU second (new entries and
     /// updates of entries it has).
     pub install_records_per_s: f64,
+    /// Records one worker installs per CPU second as new entries.
+    pub install_new_per_s: f64,
+    /// Records one worker applies per CPU second to entries it has.
+    pub install_updates_per_s: f64,
     /// Records installed as new connections.
     pub installed: u64,
     /// Records that updated a connection installed before.
@@ -223,28 +227,39 @@ fn carry(records: &[SyncConn]) -> std::io::Result<(Vec<SyncConn>, f64, f64, u64)
     Ok((out, rate(send_ns), rate(recv_ns), sent))
 }
 
-/// Install `records` on a backup's pipeline (one worker); returns the
-/// records per CPU second of the installing calls and the counters.
-fn install(records: &[SyncConn], conns: usize) -> (f64, u64, u64, u64) {
+/// Install `records` on a backup's pipeline (one worker): first each
+/// connection's first record (a new entry), then the others (updates of
+/// entries it has). Returns the CPU nanoseconds of the installing calls
+/// for each part and the counters (new, updates, rejected).
+fn install(records: &[SyncConn], conns: usize) -> (u64, u64, u64, u64, u64) {
+    let mut seen = std::collections::HashSet::new();
+    let (first, rest): (Vec<SyncConn>, Vec<SyncConn>) = records
+        .iter()
+        .partition(|r| seen.insert((r.protocol, r.caddr, r.cport, r.vaddr, r.vport)));
     let mut f = Fixture::new(dr_service("rr", 3, None), conns + 1024);
     let port = Arc::new(SyncPort::new(1));
     f.pipeline.set_sync(port.clone(), 0);
     port.set_backup(true);
     let now = 2_000_000_000;
-    let mut ns = 0;
-    for chunk in records.chunks(IN_QUEUE) {
-        for r in chunk {
-            assert!(port.push_in(*r), "the backup's queue is full");
+    let mut timed = |part: &[SyncConn]| {
+        let mut ns = 0;
+        for chunk in part.chunks(IN_QUEUE) {
+            for r in chunk {
+                assert!(port.push_in(*r), "the backup's queue is full");
+            }
+            let t0 = thread_cpu_ns();
+            while f.pipeline.sync_in(now) > 0 {}
+            ns += thread_cpu_ns() - t0;
         }
-        let t0 = thread_cpu_ns();
-        while f.pipeline.sync_in(now) > 0 {}
-        ns += thread_cpu_ns() - t0;
-    }
+        ns
+    };
+    let new_ns = timed(&first);
+    let update_ns = timed(&rest);
     let c = port.counters();
-    let rate = records.len() as f64 / (ns.max(1) as f64 / 1e9);
     let rejected = c.rejected_state + c.rejected_proto + c.rejected_no_dest + c.rejected_full;
     (
-        rate,
+        new_ns,
+        update_ns,
         c.installed,
         c.updated + c.replaced + c.stale,
         rejected,
@@ -264,7 +279,8 @@ pub fn run(a: &SyncArgs) -> std::io::Result<SyncReport> {
     let all: Vec<SyncConn> = short.iter().chain(&long).copied().collect();
     let total_bytes = bytes(&all);
     let (got, sender, receiver, datagrams) = carry(&all)?;
-    let (install_rate, installed, updated, rejected) = install(&got, a.short + a.long);
+    let (new_ns, update_ns, installed, updated, rejected) = install(&got, a.short + a.long);
+    let rate = |n: u64, ns: u64| n as f64 / (ns.max(1) as f64 / 1e9);
     Ok(SyncReport {
         short_conns: a.short,
         records_per_short_conn: per(short.len() as u64, a.short),
@@ -278,7 +294,9 @@ pub fn run(a: &SyncArgs) -> std::io::Result<SyncReport> {
         datagrams,
         sender_records_per_s: sender,
         receiver_records_per_s: receiver,
-        install_records_per_s: install_rate,
+        install_records_per_s: rate(installed + updated, new_ns + update_ns),
+        install_new_per_s: rate(installed, new_ns),
+        install_updates_per_s: rate(updated, update_ns),
         installed,
         updated,
         lost: (all.len() - got.len()) as u64 + rejected,
@@ -293,7 +311,7 @@ pub fn text(r: &SyncReport) -> String {
          datagrams             {} of {:.1} records, {:.1} bytes per record\n\
          sender                {:.0} records/s (encode + send, per CPU second)\n\
          receiver              {:.0} records/s (receive + decode, per CPU second)\n\
-         install, one worker   {:.0} records/s ({} new, {} updates)\n\
+         install, one worker   {:.0} records/s ({} new: {:.0}/s, {} updates: {:.0}/s)\n\
          lost                  {}\n",
         r.short_conns,
         r.records_per_short_conn,
@@ -309,7 +327,9 @@ pub fn text(r: &SyncReport) -> String {
         r.receiver_records_per_s,
         r.install_records_per_s,
         r.installed,
+        r.install_new_per_s,
         r.updated,
+        r.install_updates_per_s,
         r.lost,
     )
 }
