@@ -2,7 +2,8 @@
 # xvs scaled out: three directors behind one ECMP router, each announcing
 # the VIP by BGP only while its xvsd serves it.
 #
-#   client 198.18.2.10 ── router (BIRD: eBGP with every director, ECMP into the kernel,
+#   client 198.18.2.10 ── router (BIRD, or FRR with XVS_ROUTER=frr: eBGP with every
+#              │      director, ECMP into the kernel,
 #              │      fib_multipath_hash_policy=1: the 5-tuple picks the path)
 #              └─ LAN 198.18.1.0/24 (a bridge) ─┬─ dir1..dir3: xvsd (AF_XDP on
 #                                               │   the veth) + ExaBGP, whose
@@ -14,11 +15,15 @@
 # xvsd (kill -9) and shows the route shrink (with the time it took) and
 # traffic continue, then removes everything (also on Ctrl-C).
 # Run as root: ./scripts/demo-cluster.sh [CONNECTIONS]   (default 300)
+# XVS_ROUTER=frr runs FRR's zebra and bgpd as the router instead of BIRD.
 
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CONNS=${1:-300}
+ROUTER=${XVS_ROUTER:-bird}
+[ "$ROUTER" = bird ] || [ "$ROUTER" = frr ] || xvs_die "XVS_ROUTER must be bird or frr"
+
 [[ "$CONNS" =~ ^[0-9]+$ ]] && [ "$CONNS" -ge 1 ] && [ "$CONNS" -le 10000 ] \
     || xvs_die "CONNECTIONS must be 1..10000"
 
@@ -109,21 +114,65 @@ for h in rt "${DIRS[@]}" "${RSS[@]}"; do
     if [ "$h" != rt ]; then ip -n "$ns" route add default via "${ADDR[rt]}"; fi
 done
 
-xvs_log "starting the router: BIRD, eBGP (AS $ROUTER_AS) with ${DIRS[*]} (AS $DIRECTOR_AS), ECMP"
-{
-    echo "router id ${ADDR[rt]};"
-    echo "protocol device { }"
-    echo "protocol kernel { ipv4 { import none; export all; }; merge paths on; }"
-    echo "template bgp director {"
-    echo "    local ${ADDR[rt]} as $ROUTER_AS;"
-    echo "    connect delay time 1; connect retry time 2; error wait time 1, 5;"
-    echo "    ipv4 { import all; export none; };"
-    echo "}"
-    for d in "${DIRS[@]}"; do
-        echo "protocol bgp $d from director { neighbor ${ADDR[$d]} as $DIRECTOR_AS; }"
+start_bird() {
+    {
+        echo "router id ${ADDR[rt]};"
+        echo "protocol device { }"
+        echo "protocol kernel { ipv4 { import none; export all; }; merge paths on; }"
+        echo "template bgp director {"
+        echo "    local ${ADDR[rt]} as $ROUTER_AS;"
+        echo "    connect delay time 1; connect retry time 2; error wait time 1, 5;"
+        echo "    ipv4 { import all; export none; };"
+        echo "}"
+        for d in "${DIRS[@]}"; do
+            echo "protocol bgp $d from director { neighbor ${ADDR[$d]} as $DIRECTOR_AS; }"
+        done
+    } >"$TMP/bird.conf"
+    nsx "$P-rt" bird -c "$TMP/bird.conf" -s "$TMP/bird.ctl" -P "$TMP/bird.pid"
+}
+
+# FRR's daemons run as its frr user (root is not in its frrvty group): they
+# get a directory of their own, and the way through $TMP.
+FRR=$TMP/frr
+start_frr() {
+    mkdir -p "$FRR"
+    echo "hostname $P-rt" >"$FRR/zebra.conf"
+    {
+        echo "frr defaults traditional"
+        echo "hostname $P-rt"
+        echo "router bgp $ROUTER_AS"
+        echo " bgp router-id ${ADDR[rt]}"
+        echo " no bgp ebgp-requires-policy"
+        echo " neighbor directors peer-group"
+        echo " neighbor directors remote-as $DIRECTOR_AS"
+        echo " neighbor directors timers connect 1"
+        echo " neighbor directors advertisement-interval 0"
+        for d in "${DIRS[@]}"; do echo " neighbor ${ADDR[$d]} peer-group directors"; done
+        echo " address-family ipv4 unicast"
+        echo "  maximum-paths 16"
+        echo " exit-address-family"
+    } >"$FRR/bgpd.conf"
+    chmod 711 "$TMP"
+    chown -R frr:frr "$FRR"
+    local d
+    for d in zebra bgpd; do
+        nsx "$P-rt" "/usr/lib/frr/$d" -d -f "$FRR/$d.conf" -i "$FRR/$d.pid" -z "$FRR/zserv.api" \
+            --vty_socket "$FRR" -P 0 --log "file:$FRR/$d.log" 2>/dev/null
+        if [ "$d" = zebra ]; then
+            wait_for 100 test -S "$FRR/zserv.api" || xvs_die "zebra did not start: $(cat "$FRR/zebra.log")"
+        fi
     done
-} >"$TMP/bird.conf"
-nsx "$P-rt" bird -c "$TMP/bird.conf" -s "$TMP/bird.ctl" -P "$TMP/bird.pid"
+}
+router_state() {
+    if [ "$ROUTER" = frr ]; then
+        nsx "$P-rt" vtysh --vty_socket "$FRR" -c "show bgp summary"
+    else
+        nsx "$P-rt" birdc -s "$TMP/bird.ctl" show protocols
+    fi
+}
+
+xvs_log "starting the router: ${ROUTER^^}, eBGP (AS $ROUTER_AS) with ${DIRS[*]} (AS $DIRECTOR_AS), ECMP"
+"start_$ROUTER"
 
 xvs_log "starting xvs-node servers on ${RSS[*]} port 80"
 for h in "${RSS[@]}"; do
@@ -175,7 +224,7 @@ done
 adm d1 -L --announce
 
 xvs_log "waiting for the router's route to $VIP to have three next hops"
-wait_for 300 hops_are 3 || { nsx "$P-rt" birdc -s "$TMP/bird.ctl" show protocols; xvs_die "no 3-way route"; }
+wait_for 300 hops_are 3 || { router_state; xvs_die "no 3-way route"; }
 set -x
 nsx "$P-rt" ip route show "$VIP/32"
 { set +x; } 2>/dev/null

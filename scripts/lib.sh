@@ -14,11 +14,12 @@ XVS_BIN="${XVS_BIN_DIR:-$XVS_ROOT/target/release}"
 # the tests and the demo need ip, ping, ethtool; bpftool helps debugging;
 # `xvs-bench compare` (and its smoke test) runs nftables DNAT as the peer;
 # the failover test runs keepalived (VRRP only) in each director's namespace;
-# the cluster demo and test run BIRD (router) and ExaBGP (directors);
+# the cluster demo and test run BIRD or FRR (router, XVS_ROUTER=frr) and
+# ExaBGP (directors);
 # the https health check's test makes its certificates and server with openssl.
 XVS_PACKAGES=(clang llvm linux-libc-dev libc6-dev libelf-dev libpcap-dev m4 zlib1g-dev pkg-config make gcc
     iproute2 iputils-ping ethtool bpftool nftables procps util-linux keepalived
-    exabgp bird2 openssl)
+    exabgp bird2 frr openssl)
 
 xvs_log() { echo "==> $*" >&2; }
 xvs_die() { echo "ERROR: $*" >&2; exit 1; }

@@ -3,7 +3,8 @@
 //!
 //! The router runs BIRD (eBGP with every director, `merge paths` so the
 //! kernel gets one multipath route, `fib_multipath_hash_policy=1` so the
-//! 5-tuple picks the path); each director runs xvsd (AF_XDP on its veth,
+//! 5-tuple picks the path), or FRR's zebra and bgpd (`maximum-paths`)
+//! with `XVS_ROUTER=frr`; each director runs xvsd (AF_XDP on its veth,
 //! `--sloppy-tcp`) and ExaBGP, whose process is `xvsadm --bgp-feed`: the
 //! route has a next hop for a director exactly while its xvsd says so.
 //!
@@ -20,6 +21,7 @@
 //! reaches it only through the router. Guards as in [`crate::netns`]: dropping the cluster stops every
 //! daemon and removes every namespace and file.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,6 +42,27 @@ const ROUTER_AS: u32 = 65000;
 /// The directors' autonomous system (one for all: their paths tie).
 const DIRECTOR_AS: u32 = 65001;
 
+/// The routing software of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterKind {
+    /// BIRD 2 (the default).
+    Bird,
+    /// FRR: zebra and bgpd.
+    Frr,
+}
+
+impl RouterKind {
+    /// `XVS_ROUTER`: `frr` for FRR, BIRD otherwise (unset, empty or
+    /// `bird`); panics on any other value.
+    pub fn from_env() -> RouterKind {
+        match std::env::var("XVS_ROUTER").as_deref() {
+            Ok("frr") => RouterKind::Frr,
+            Ok("bird") | Ok("") | Err(_) => RouterKind::Bird,
+            Ok(other) => panic!("XVS_ROUTER={other}: bird or frr"),
+        }
+    }
+}
+
 /// One director: its host, its xvsd and its BGP speaker.
 #[derive(Debug)]
 pub struct Director {
@@ -54,6 +77,119 @@ impl Director {
     /// Its xvsd; panics if it was killed.
     pub fn xvsd(&self) -> &Xvsd {
         self.xvsd.as_ref().expect("xvsd runs")
+    }
+
+    /// Its sync daemons' counters (`-L --daemon --stats`).
+    pub fn sync_stats(&self) -> SyncStats {
+        SyncStats::parse(&self.xvsd().adm_ok(&["-L", "--daemon", "--stats"]))
+    }
+
+    /// Its connections to `virt` (`VIP:port`) in state `state`, from
+    /// `-Lnc`: (client `IP:port`, real server `IP:port`), sorted.
+    pub fn conns(&self, virt: &str, state: &str) -> Vec<(String, String)> {
+        let out = self.xvsd().adm_ok(&["-Lnc"]);
+        let mut v: Vec<(String, String)> = out
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 6 && f[2] == state && f[4] == virt)
+                    .then(|| (f[3].to_owned(), f[5].to_owned()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// One sync daemon's counters, whole and per peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    /// The daemon's counters by name.
+    pub counters: BTreeMap<String, u64>,
+    /// Each peer's counters by name (a backup's senders).
+    pub peers: BTreeMap<Ipv4Addr, BTreeMap<String, u64>>,
+}
+
+impl SyncCounters {
+    /// Counter `name` (0 when absent: a counter appears once it counts).
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// Peer `addr`'s counter `name` (0 when absent).
+    pub fn peer(&self, addr: Ipv4Addr, name: &str) -> u64 {
+        self.peers
+            .get(&addr)
+            .and_then(|c| c.get(name))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A director's sync daemons as `-L --daemon --stats` lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// The master's counters, if it runs.
+    pub master: Option<SyncCounters>,
+    /// The backup's counters, if it runs.
+    pub backup: Option<SyncCounters>,
+}
+
+impl SyncStats {
+    /// Read `-L --daemon --stats`: a `master|backup sync daemon (...)` line,
+    /// then `  NAME N` lines, then `  peer ADDR` and its `    NAME N` lines.
+    pub fn parse(text: &str) -> SyncStats {
+        let mut out = SyncStats::default();
+        let mut master = None;
+        let mut peer: Option<Ipv4Addr> = None;
+        for line in text.lines() {
+            if let Some(role) = line
+                .strip_suffix(')')
+                .and_then(|l| l.split(" sync daemon (").next())
+            {
+                master = match role {
+                    "master" => Some(true),
+                    "backup" => Some(false),
+                    _ => None,
+                };
+                let slot = if master == Some(true) {
+                    &mut out.master
+                } else {
+                    &mut out.backup
+                };
+                if master.is_some() {
+                    *slot = Some(SyncCounters::default());
+                }
+                peer = None;
+                continue;
+            }
+            let c = match master {
+                Some(true) => out.master.as_mut(),
+                Some(false) => out.backup.as_mut(),
+                None => None,
+            };
+            let Some(c) = c else {
+                continue;
+            };
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.as_slice() {
+                ["peer", addr] => peer = addr.parse().ok(),
+                [name, n] => {
+                    let Ok(n) = n.parse::<u64>() else { continue };
+                    let nested = line.starts_with("    ");
+                    match peer.filter(|_| nested) {
+                        Some(a) => {
+                            c.peers.entry(a).or_default().insert((*name).to_owned(), n);
+                        }
+                        None => {
+                            c.counters.insert((*name).to_owned(), n);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -76,7 +212,10 @@ pub struct Cluster {
     bridge: String,
     /// Configuration files, sockets and logs of BIRD and ExaBGP.
     dir: PathBuf,
-    bird: Option<Proc>,
+    /// Which routing software the router runs.
+    pub router_kind: RouterKind,
+    /// The router's daemons (BIRD, or FRR's zebra and bgpd).
+    router_procs: Vec<Proc>,
     // Dropped in this order: the daemons above, namespaces, the record.
     namespaces: Vec<Netns>,
     record: Record,
@@ -85,7 +224,9 @@ pub struct Cluster {
 impl Cluster {
     /// A client, the router (BIRD running), three real servers and `n`
     /// directors, each running xvsd configured with `rules` (xvsadm
-    /// command lines) and its speaker. Panics if anything fails (what was
+    /// command lines, `{iface}` standing for the director's interface, as
+    /// in `--start-daemon master --mcast-interface {iface}`) and its
+    /// speaker. Panics if anything fails (what was
     /// made so far is removed while unwinding).
     pub fn new(n: u8, rules: &[&str]) -> Self {
         assert!(n <= MAX_DIRECTORS);
@@ -212,7 +353,8 @@ impl Cluster {
             switch_ns,
             bridge,
             dir,
-            bird: None,
+            router_kind: RouterKind::from_env(),
+            router_procs: Vec::new(),
             namespaces,
             record,
         };
@@ -223,9 +365,89 @@ impl Cluster {
         c
     }
 
-    /// BIRD on the router: a BGP session with every director address there
-    /// may be, routes merged into one multipath kernel route.
+    /// The router: a BGP session with every director address there may
+    /// be, the routes merged into one multipath kernel route.
     fn start_router(&mut self) {
+        match self.router_kind {
+            RouterKind::Bird => self.start_bird(),
+            RouterKind::Frr => self.start_frr(),
+        }
+    }
+
+    /// FRR on the router: zebra (the kernel's table) and bgpd, with a
+    /// directory of their own for the configuration, the zebra socket and
+    /// the vty sockets. FRR's daemons run as its `frr` user (root is not
+    /// in its `frrvty` group), so the directory is theirs.
+    fn start_frr(&mut self) {
+        let dir = self.dir.join("frr");
+        std::fs::create_dir_all(&dir).expect("FRR's directory");
+        let mut bgpd = format!(
+            "frr defaults traditional\n\
+             hostname {p}-rt\n\
+             router bgp {ROUTER_AS}\n\
+             \x20bgp router-id {rt}\n\
+             \x20no bgp ebgp-requires-policy\n\
+             \x20neighbor directors peer-group\n\
+             \x20neighbor directors remote-as {DIRECTOR_AS}\n\
+             \x20neighbor directors timers connect 1\n\
+             \x20neighbor directors advertisement-interval 0\n",
+            p = self.prefix,
+            rt = self.router.ip
+        );
+        for i in 1..=MAX_DIRECTORS {
+            bgpd.push_str(&format!(
+                " neighbor {} peer-group directors\n",
+                director_ip(i)
+            ));
+        }
+        bgpd.push_str(" address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n");
+        std::fs::write(dir.join("bgpd.conf"), bgpd).expect("write bgpd.conf");
+        std::fs::write(
+            dir.join("zebra.conf"),
+            format!("hostname {}-rt\n", self.prefix),
+        )
+        .expect("write zebra.conf");
+        run_ok(&["chown", "-R", "frr:frr", &dir.to_string_lossy()]);
+        let zserv = dir.join("zserv.api");
+        let daemon = |name: &str| -> Vec<String> {
+            let d = dir.display();
+            vec![
+                format!("/usr/lib/frr/{name}"),
+                "-f".into(),
+                format!("{d}/{name}.conf"),
+                "-i".into(),
+                format!("{d}/{name}.pid"),
+                "-z".into(),
+                zserv.display().to_string(),
+                "--vty_socket".into(),
+                d.to_string(),
+                "-P".into(),
+                "0".into(),
+                "--log".into(),
+                format!("file:{d}/{name}.log"),
+            ]
+        };
+        let start = |name: &str| {
+            let args = daemon(name);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn(&self.router.ns, &args)
+        };
+        let zebra = start("zebra");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !zserv.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "zebra did not open {}",
+                zserv.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.router_procs.push(zebra);
+        self.router_procs.push(start("bgpd"));
+    }
+
+    /// BIRD on the router.
+    fn start_bird(&mut self) {
         let mut conf = format!(
             "router id {rt};\n\
              protocol device {{ }}\n\
@@ -246,7 +468,7 @@ impl Cluster {
         let path = self.dir.join("bird.conf");
         std::fs::write(&path, conf).expect("write bird.conf");
         let ctl = self.dir.join("bird.ctl");
-        self.bird = Some(spawn(
+        self.router_procs.push(spawn(
             &self.router.ns,
             &[
                 "bird",
@@ -289,6 +511,7 @@ impl Cluster {
             &["--iface".into(), host.iface.clone(), "--sloppy-tcp".into()],
         );
         for rule in &self.rules {
+            let rule = rule.replace("{iface}", &host.iface);
             let args: Vec<&str> = rule.split_whitespace().collect();
             xvsd.adm_ok(&args);
         }
@@ -407,7 +630,8 @@ impl Drop for Cluster {
             d.speaker = None;
             d.xvsd = None;
         }
-        self.bird = None;
+        // bgpd before zebra, so that zebra does not outlive its client.
+        while self.router_procs.pop().is_some() {}
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -425,4 +649,38 @@ fn no_ipv6(ns: &str) {
             ("net.ipv6.conf.default.disable_ipv6", "1"),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_stats_are_read_per_role_and_peer() {
+        let text = "master sync daemon (mcast=d1, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+                    \x20 datagrams_sent           4\n\
+                    \x20 records_sent             90\n\
+                    backup sync daemon (mcast=d1, syncid=7, maxlen=1500, group=224.0.0.81, port=8848, ttl=1)\n\
+                    \x20 datagrams                8\n\
+                    \x20 installed                170\n\
+                    \x20 peer 198.18.1.12\n\
+                    \x20   datagrams              5\n\
+                    \x20   records                100\n\
+                    \x20 peer 198.18.1.13\n\
+                    \x20   records                80\n";
+        let s = SyncStats::parse(text);
+        let m = s.master.expect("a master");
+        assert_eq!((m.get("records_sent"), m.get("datagrams_sent")), (90, 4));
+        assert!(m.peers.is_empty());
+        let b = s.backup.expect("a backup");
+        assert_eq!(
+            (b.get("datagrams"), b.get("installed"), b.get("records")),
+            (8, 170, 0)
+        );
+        let d2: Ipv4Addr = "198.18.1.12".parse().unwrap();
+        let d3: Ipv4Addr = "198.18.1.13".parse().unwrap();
+        assert_eq!((b.peer(d2, "records"), b.peer(d3, "records")), (100, 80));
+        assert_eq!(b.peer(d3, "datagrams"), 0);
+        assert_eq!(SyncStats::parse(""), SyncStats::default());
+    }
 }

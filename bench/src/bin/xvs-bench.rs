@@ -89,6 +89,10 @@ enum Cmd {
     /// Every in-memory microbenchmark (pipeline per method, connection
     /// table sizes, schedulers) in one table.
     Micro(xvs_bench::micro::MicroArgs),
+    /// What connection sync costs: records and bytes per short and
+    /// long-lived connection, and the sender's, receiver's and one
+    /// installing worker's records per second (in memory and loopback).
+    Sync(xvs_bench::sync::SyncArgs),
     /// The whole set (micro, two workers, compare) as the Markdown of
     /// README's Performance section, with the date and the machine.
     Report(xvs_bench::report::ReportArgs),
@@ -192,6 +196,16 @@ fn main() {
         },
         Cmd::Compare(a) => std::process::exit(xvs_bench::compare::main(&a)),
         Cmd::Micro(a) => print!("{}", xvs_bench::micro::run(&a)),
+        Cmd::Sync(a) => match xvs_bench::sync::run(&a) {
+            Ok(r) if a.json => {
+                println!("{}", serde_json::to_string(&r).expect("a report serialises"))
+            }
+            Ok(r) => print!("{}", xvs_bench::sync::text(&r)),
+            Err(e) => {
+                eprintln!("xvs-bench sync: {e}");
+                std::process::exit(1);
+            }
+        },
         Cmd::Report(a) => match xvs_bench::report::run(&a) {
             Ok(md) => print!("{md}"),
             Err(e) => {

@@ -144,6 +144,7 @@ fn send_one(sock: &UdpSocket, d: &[u8], records: usize, stats: &Stats) {
         Ok(_) => {
             b.add("datagrams_sent", 1);
             b.add("records_sent", records as u64);
+            b.add("bytes_sent", d.len() as u64);
         }
         Err(_) => b.add("send_errors", 1),
     }
