@@ -477,10 +477,8 @@ pub fn list_service(model: &Model, key: &SvcKey, o: &ListOpts) -> Result<String,
 
 fn push_rules(out: &mut String, s: &Service) {
     let svc = svc_rule(&s.key);
+    // ipvsadm 1.31's order: -p [-M], then -o, then -b.
     let _ = write!(out, "-A {svc} -s {}", s.sched);
-    if s.flags & ALL_SCHED_FLAGS != 0 {
-        let _ = write!(out, " -b {}", sched_flags(&s.sched, s.flags));
-    }
     if let Some(t) = s.persistence {
         let _ = write!(out, " -p {t}");
         if let Some(m) = mask_text(s) {
@@ -489,6 +487,9 @@ fn push_rules(out: &mut String, s: &Service) {
     }
     if s.ops {
         out.push_str(" -o");
+    }
+    if s.flags & ALL_SCHED_FLAGS != 0 {
+        let _ = write!(out, " -b {}", sched_flags(&s.sched, s.flags));
     }
     push_check_rules(out, &s.check);
     if let Some(q) = s.quorum.weight {
@@ -517,7 +518,9 @@ fn push_rules(out: &mut String, s: &Service) {
             if d.tun.kind == TunType::Gue {
                 let _ = write!(out, " --tun-port {}", d.tun.port);
             }
-            if d.tun.csum != TunCsum::NoCsum {
+            // gue and gre always name their checksum option (ipvsadm
+            // writes --tun-nocsum too); ipip has none.
+            if d.tun.kind != TunType::Ipip {
                 let _ = write!(out, " {}", d.tun.csum.option());
             }
         }

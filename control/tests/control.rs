@@ -199,8 +199,8 @@ FWM  7 IPv6 lc\n"
     let saved = ok(&mut c, "-S");
     assert_eq!(
         saved,
-        "-A -t 198.18.0.1:443 -s mh -b mh-port -p 60 -M 255.255.255.0\n\
--A -u 198.18.0.53:53 -s sh -b sh-fallback,sh-port -o\n\
+        "-A -t 198.18.0.1:443 -s mh -p 60 -M 255.255.255.0 -b mh-port\n\
+-A -u 198.18.0.53:53 -s sh -o -b sh-fallback,sh-port\n\
 -A --sctp-service 198.18.0.9:9 -s rr -b flag-3\n\
 -A -t [2001:2::1]:80 -s wlc -p 360 -M 64\n\
 -a -t [2001:2::1]:80 -r [2001:2::2]:8080 -m -w 3\n\

@@ -206,7 +206,7 @@ fn save_writes_brackets_minus_6_and_prefix_lengths_and_restores() {
         "-A -t 198.18.0.100:80 -s rr\n\
 -a -t 198.18.0.100:80 -r [2001:2::31]:80 -i -w 1 --tun-type ipip\n\
 -A -t [2001:2::100]:80 -s rr -p 300 -M 64\n\
--a -t [2001:2::100]:80 -r 198.18.1.1:80 -i -w 1 --tun-type gue --tun-port 6080\n\
+-a -t [2001:2::100]:80 -r 198.18.1.1:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-nocsum\n\
 -a -t [2001:2::100]:80 -r [2001:2::11]:80 -g -w 2 -x 100 -y 10\n\
 -a -t [2001:2::100]:80 -r [2001:2::12]:8080 -m -w 1\n\
 -A -u [2001:2:0:ffff:ffff:ffff:ffff:fffe]:5353 -s sh\n\
