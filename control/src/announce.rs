@@ -73,24 +73,6 @@ fn vips_of<'m>(model: &'m Model, svc: &'m Service) -> impl Iterator<Item = IpAdd
     own.into_iter().chain(marked)
 }
 
-/// A service as on an xvsadm command line: `-t 198.18.0.10:80`, `-f 7`.
-fn svc_rule(key: &SvcKey) -> String {
-    match *key {
-        SvcKey::Addr { proto, vip, port } => {
-            let flag = match proto {
-                crate::grammar::IPPROTO_UDP => "-u",
-                crate::grammar::IPPROTO_SCTP => "--sctp-service",
-                _ => "-t",
-            };
-            match vip {
-                IpAddr::V4(a) => format!("{flag} {a}:{port}"),
-                IpAddr::V6(a) => format!("{flag} [{a}]:{port}"),
-            }
-        }
-        SvcKey::Fwmark { mark, .. } => format!("-f {mark}"),
-    }
-}
-
 impl Model {
     /// The VIPs this configuration may have announced, sorted: those on
     /// which every service [`can_serve`]. (Whether the daemon serves at
@@ -241,11 +223,14 @@ impl Announcer {
                 if !can_serve(model, svc) && why[pos].1.is_none() {
                     let up = model.service_state(svc).up_weight;
                     why[pos].1 = Some(if up == 0 {
-                        format!("no schedulable real server in {}", svc_rule(&svc.key))
+                        format!(
+                            "no schedulable real server in {}",
+                            crate::listing::svc_rule(&svc.key)
+                        )
                     } else {
                         format!(
                             "no quorum in {} (up weight {up} < quorum {})",
-                            svc_rule(&svc.key),
+                            crate::listing::svc_rule(&svc.key),
                             svc.quorum.weight()
                         )
                     });
@@ -265,7 +250,7 @@ impl Announcer {
             } else {
                 "withdrawn".to_string()
             };
-            out.push_str(&format!("{:<40} {state}\n", vip.to_string()));
+            out.push_str(&format!("{:<40} {state}\n", crate::listing::ip_text(vip)));
         }
         out
     }

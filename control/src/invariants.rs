@@ -27,7 +27,7 @@ pub const BASE_RULES: &str = "\
 -a -u 198.18.0.53:53 -r 198.18.1.3:53 -i -w 2 --tun-type gue --tun-port 6080 --tun-csum
 -A -f 7 -s wlc -p 60 -M 255.255.255.0
 -a -f 7 -r 198.18.1.4:0 -g -w 1
--A -t [2001:db8::1]:443 -s mh -b mh-fallback -p 360
+-A -t [2001:2::1]:443 -s mh -b mh-fallback -p 360
 ";
 
 /// A control plane holding [`BASE_RULES`].

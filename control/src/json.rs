@@ -53,7 +53,7 @@ use xvs_config::svc::{Fwd, SvcKey};
 
 use crate::grammar::{ListOpts, TunCsum};
 use crate::listing::{
-    fwd_name, ordered_services, proto_name, sched_flags, ConnEntry, IPVS_VERSION,
+    fwd_name, ip_text, ordered_services, proto_name, sched_flags, ConnEntry, IPVS_VERSION,
 };
 use crate::model::{ConfigError, Dest, DestState, Model, Service, Timeouts};
 use crate::rate::Rates;
@@ -290,7 +290,7 @@ fn dest_json(d: &DestState<'_>) -> DestJson {
                 kind: spec.kind.name(),
                 port: k.port,
                 vip: k.vip.map(|(a, p)| AddrJson {
-                    address: a.to_string(),
+                    address: ip_text(a),
                     port: p,
                 }),
                 path: spec.path.clone(),
@@ -323,7 +323,7 @@ fn dest_json(d: &DestState<'_>) -> DestJson {
 
 fn plain_dest_json(d: &Dest) -> DestJson {
     DestJson {
-        address: d.addr.to_string(),
+        address: ip_text(d.addr),
         port: d.port,
         forward: fwd_name(d.fwd),
         weight: d.weight,
@@ -360,7 +360,7 @@ fn plain_dest_json(d: &Dest) -> DestJson {
 /// The JSON object of one service.
 pub fn service_json(model: &Model, s: &Service, nosort: bool) -> ServiceJson {
     let (protocol, fwmark, address) = match s.key {
-        SvcKey::Addr { proto, vip, .. } => (Some(proto_name(proto)), None, Some(vip.to_string())),
+        SvcKey::Addr { proto, vip, .. } => (Some(proto_name(proto)), None, Some(ip_text(vip))),
         SvcKey::Fwmark { mark, .. } => (None, Some(mark), None),
     };
     let flags = sched_flags(&s.sched, s.flags);
@@ -390,7 +390,7 @@ pub fn service_json(model: &Model, s: &Service, nosort: bool) -> ServiceJson {
         quorum: s.quorum.weight(),
         up_weight: st.up_weight,
         sorry_server: s.sorry.as_ref().map(|d| SorryJson {
-            address: d.addr.to_string(),
+            address: ip_text(d.addr),
             port: d.port,
             in_use: st.up_weight < i64::from(s.quorum.weight()),
             stats: d.counters.get().into(),
@@ -465,7 +465,7 @@ struct ConnsJson {
 /// `-L -c --json` (`templates_only` with `--persistent-conn`).
 pub fn list_conns(conns: &[ConnEntry], templates_only: bool) -> String {
     let a = |address: std::net::IpAddr, port: u16| AddrJson {
-        address: address.to_string(),
+        address: ip_text(address),
         port,
     };
     to_text(&ConnsJson {

@@ -78,11 +78,31 @@ impl Runtime for NoRuntime {
     }
 }
 
+/// An address as ipvsadm prints it (glibc's `inet_ntop`): IPv6 compressed
+/// (RFC 5952), with the last 32 bits dotted for IPv4-mapped addresses
+/// (`::ffff:198.18.0.1`) and for IPv4-compatible ones (`::198.18.0.1`:
+/// six zero groups, then a non-zero one), which Rust's `Display` writes
+/// in hex.
+pub fn ip_text(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V6(a) => {
+            let g = a.segments();
+            if g[..6] == [0; 6] && g[6] != 0 {
+                let [.., b12, b13, b14, b15] = a.octets();
+                format!("::{}", std::net::Ipv4Addr::new(b12, b13, b14, b15))
+            } else {
+                a.to_string()
+            }
+        }
+        IpAddr::V4(a) => a.to_string(),
+    }
+}
+
 /// `addr:port`, IPv6 in brackets.
 pub fn addr_port(addr: IpAddr, port: u16) -> String {
     match addr {
         IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V6(_) => format!("[{}]:{port}", ip_text(addr)),
     }
 }
 
@@ -131,7 +151,7 @@ fn svc_name(key: &SvcKey) -> String {
 }
 
 /// The service as `-S` writes it: `-t addr:port`, `-f 10`, `-f 10 -6`.
-fn svc_rule(key: &SvcKey) -> String {
+pub(crate) fn svc_rule(key: &SvcKey) -> String {
     match *key {
         SvcKey::Addr { proto, vip, port } => {
             let opt = match proto {
@@ -457,10 +477,8 @@ pub fn list_service(model: &Model, key: &SvcKey, o: &ListOpts) -> Result<String,
 
 fn push_rules(out: &mut String, s: &Service) {
     let svc = svc_rule(&s.key);
+    // ipvsadm 1.31's order: -p [-M], then -o, then -b.
     let _ = write!(out, "-A {svc} -s {}", s.sched);
-    if s.flags & ALL_SCHED_FLAGS != 0 {
-        let _ = write!(out, " -b {}", sched_flags(&s.sched, s.flags));
-    }
     if let Some(t) = s.persistence {
         let _ = write!(out, " -p {t}");
         if let Some(m) = mask_text(s) {
@@ -469,6 +487,9 @@ fn push_rules(out: &mut String, s: &Service) {
     }
     if s.ops {
         out.push_str(" -o");
+    }
+    if s.flags & ALL_SCHED_FLAGS != 0 {
+        let _ = write!(out, " -b {}", sched_flags(&s.sched, s.flags));
     }
     push_check_rules(out, &s.check);
     if let Some(q) = s.quorum.weight {
@@ -497,7 +518,9 @@ fn push_rules(out: &mut String, s: &Service) {
             if d.tun.kind == TunType::Gue {
                 let _ = write!(out, " --tun-port {}", d.tun.port);
             }
-            if d.tun.csum != TunCsum::NoCsum {
+            // gue and gre always name their checksum option (ipvsadm
+            // writes --tun-nocsum too); ipip has none.
+            if d.tun.kind != TunType::Ipip {
                 let _ = write!(out, " {}", d.tun.csum.option());
             }
         }
@@ -713,4 +736,59 @@ pub fn push_conn(out: &mut String, c: &ConnEntry) {
         addr_port(c.vip, c.vport),
         addr_port(c.dip, c.dport)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// glibc's `inet_ntop`, as ipvsadm prints addresses.
+    #[test]
+    fn addresses_as_inet_ntop_writes_them() {
+        for (addr, text, with_port) in [
+            ("198.18.0.1", "198.18.0.1", "198.18.0.1:80"),
+            ("2001:2::1", "2001:2::1", "[2001:2::1]:80"),
+            (
+                "2001:0002:0000:0000:0000:0000:0000:0100",
+                "2001:2::100",
+                "[2001:2::100]:80",
+            ),
+            // The first longest run of zero groups is the one compressed...
+            (
+                "2001:2:0:0:1:0:0:1",
+                "2001:2::1:0:0:1",
+                "[2001:2::1:0:0:1]:80",
+            ),
+            ("2001:2:0:1:0:0:0:1", "2001:2:0:1::1", "[2001:2:0:1::1]:80"),
+            // ...and a single zero group is not.
+            (
+                "2001:2:0:1:1:1:1:1",
+                "2001:2:0:1:1:1:1:1",
+                "[2001:2:0:1:1:1:1:1]:80",
+            ),
+            ("::", "::", "[::]:80"),
+            ("::1", "::1", "[::1]:80"),
+            ("::7", "::7", "[::7]:80"),
+            ("2001:2::", "2001:2::", "[2001:2::]:80"),
+            // IPv4-mapped and IPv4-compatible: the last 32 bits dotted.
+            (
+                "::ffff:198.18.0.1",
+                "::ffff:198.18.0.1",
+                "[::ffff:198.18.0.1]:80",
+            ),
+            ("::c612:1", "::198.18.0.1", "[::198.18.0.1]:80"),
+            ("::c612:0", "::198.18.0.0", "[::198.18.0.0]:80"),
+            ("::1:c612:1", "::1:c612:1", "[::1:c612:1]:80"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:80",
+            ),
+        ] {
+            let a: IpAddr = addr.parse().unwrap();
+            assert_eq!(ip_text(a), text, "{addr}");
+            assert_eq!(addr_port(a, 80), with_port, "{addr}");
+            assert_eq!(ip_text(a).parse::<IpAddr>().unwrap(), a, "{addr}");
+        }
+    }
 }

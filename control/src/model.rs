@@ -424,11 +424,18 @@ impl SharedEffect {
     }
 }
 
-/// Whether an address can be a real server (IPVS requires unicast).
+/// Whether an address can be a real server (IPVS requires unicast). For
+/// IPv6 that is the kernel's `ipv6_addr_type` rule: IPv4-mapped addresses
+/// (`::ffff:a.b.c.d`) are not unicast, and a link-local server is refused
+/// (the kernel takes one only when it is the director's own address, and
+/// a link-local address names no interface here).
 fn is_unicast(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
-        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        IpAddr::V6(a) => {
+            let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+            !(a.is_unspecified() || a.is_multicast() || a.to_ipv4_mapped().is_some() || link_local)
+        }
     }
 }
 
@@ -895,11 +902,18 @@ impl Model {
         self.changed();
     }
 
-    fn check_dest(s: &Service, spec: &DestSpec) -> Result<(), ConfigError> {
+    /// A server's address and thresholds. A server of the other family
+    /// than the service's is forwarded to through a tunnel only, and not
+    /// while a sync daemon runs (the sync records carry one family for
+    /// both; the kernel refuses the same way).
+    fn check_dest(s: &Service, spec: &DestSpec, syncing: bool) -> Result<(), ConfigError> {
         if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
             return Err(ConfigError::OutOfRange);
         }
-        if !is_unicast(spec.addr) || spec.addr.is_ipv6() != s.is_v6() {
+        if !is_unicast(spec.addr) {
+            return Err(ConfigError::Invalid);
+        }
+        if spec.addr.is_ipv6() != s.is_v6() && (spec.fwd != Fwd::Tun || syncing) {
             return Err(ConfigError::Invalid);
         }
         Ok(())
@@ -908,6 +922,7 @@ impl Model {
     /// `-a`: the new server goes to the front of the list.
     pub fn add_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), ConfigError> {
         let max = self.limits.max_dests;
+        let syncing = !self.sync_daemons.is_empty();
         let s = self
             .service_mut(key)
             .ok_or(ConfigError::ServiceNotDefined)?;
@@ -918,7 +933,7 @@ impl Model {
         if s.dest(spec.addr, port).is_some() {
             return Err(ConfigError::DestExists);
         }
-        Self::check_dest(s, spec)?;
+        Self::check_dest(s, spec, syncing)?;
         if s.dests.len() >= max {
             return Err(ConfigError::NoMemory);
         }
@@ -936,6 +951,7 @@ impl Model {
     /// `-e`: replaces forwarding, weight, thresholds and tunnel settings;
     /// check options change only where given.
     pub fn edit_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), ConfigError> {
+        let syncing = !self.sync_daemons.is_empty();
         let s = self
             .service_mut(key)
             .ok_or(ConfigError::ServiceNotDefined)?;
@@ -946,7 +962,7 @@ impl Model {
         let i = s
             .dest_index(spec.addr, port)
             .ok_or(ConfigError::NoSuchDest)?;
-        Self::check_dest(s, spec)?;
+        Self::check_dest(s, spec, syncing)?;
         let mut check = if spec.replace_checks {
             CheckConf::default()
         } else {
@@ -1087,6 +1103,94 @@ mod tests {
         assert!(Arc::ptr_eq(&s.counters, &m.services[0].counters));
         assert!(Arc::ptr_eq(&d.load, &m.services[0].dests[1].load));
         assert!(Arc::ptr_eq(&d.counters, &m.services[0].dests[1].counters));
+    }
+}
+
+#[cfg(test)]
+mod ipv6_tests {
+    use super::*;
+    use crate::grammar;
+
+    fn apply(m: &mut Model, line: &str) -> Result<(), ConfigError> {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        m.apply(&grammar::parse(&args).expect("parses"))
+    }
+
+    /// The kernel's rules for a server's address: unicast (not mapped,
+    /// not link-local), and the service's family unless tunnelled.
+    #[test]
+    fn servers_of_either_family() {
+        let mut m = Model::default();
+        apply(&mut m, "-A -t [2001:2::100]:80 -s rr").unwrap();
+        apply(&mut m, "-A -t 198.18.0.100:80 -s rr").unwrap();
+        apply(&mut m, "-A -f 7 -6 -s rr").unwrap();
+        let table: &[(&str, Result<(), ConfigError>)] = &[
+            ("-a -t [2001:2::100]:80 -r 2001:2::11 -g", Ok(())),
+            ("-a -t [2001:2::100]:80 -r [2001:2::12]:8080 -m", Ok(())),
+            ("-a -t [2001:2::100]:80 -r 2001:2::13 -i", Ok(())),
+            ("-a -t [2001:2::100]:80 -r 198.18.0.11 -i", Ok(())),
+            ("-a -t 198.18.0.100:80 -r 2001:2::11 -i", Ok(())),
+            (
+                "-a -t 198.18.0.100:80 -r 2001:2::12 -i --tun-type gue --tun-port 6080",
+                Ok(()),
+            ),
+            ("-a -f 7 -6 -r 2001:2::11 -g", Ok(())),
+            ("-a -f 7 -6 -r 198.18.0.11 -i", Ok(())),
+            (
+                "-a -t [2001:2::100]:80 -r 2001:2::11 -g",
+                Err(ConfigError::DestExists),
+            ),
+            (
+                "-a -t [2001:2::100]:80 -r [::ffff:198.18.0.1]:80 -m",
+                Err(ConfigError::Invalid),
+            ),
+            (
+                "-a -t [2001:2::100]:80 -r fe80::1 -g",
+                Err(ConfigError::Invalid),
+            ),
+            (
+                "-a -t [2001:2::100]:80 -r ff02::1 -g",
+                Err(ConfigError::Invalid),
+            ),
+            ("-a -t [2001:2::100]:80 -r :: -g", Err(ConfigError::Invalid)),
+            (
+                "-a -t 198.18.0.100:80 -r [::ffff:198.18.0.1]:80 -i",
+                Err(ConfigError::Invalid),
+            ),
+            ("-e -t 198.18.0.100:80 -r 2001:2::11 -i -w 3", Ok(())),
+            ("-d -t 198.18.0.100:80 -r 2001:2::12", Ok(())),
+        ];
+        for (line, want) in table {
+            assert_eq!(&apply(&mut m, line), want, "{line}");
+        }
+        let listed = |m: &Model, i: usize| -> Vec<(IpAddr, u16, Fwd, i32)> {
+            m.services[i]
+                .dests
+                .iter()
+                .map(|d| (d.addr, d.port, d.fwd, d.weight))
+                .collect()
+        };
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            listed(&m, 1),
+            [(ip("2001:2::11"), 80, Fwd::Tun, 3)],
+            "the IPv4 service's tunnelled IPv6 server, edited"
+        );
+        // While a sync daemon runs, mixed families are refused (the
+        // existing server stays).
+        apply(&mut m, "--start-daemon master").unwrap();
+        assert_eq!(
+            apply(&mut m, "-a -t 198.18.0.100:80 -r 2001:2::14 -i"),
+            Err(ConfigError::Invalid)
+        );
+        assert_eq!(
+            apply(&mut m, "-e -t 198.18.0.100:80 -r 2001:2::11 -i -w 4"),
+            Err(ConfigError::Invalid)
+        );
+        apply(&mut m, "-a -t 198.18.0.100:80 -r 198.18.0.14 -i").unwrap();
+        assert!(m.sync_daemon(SyncRole::Master).is_some());
+        apply(&mut m, "--stop-daemon master").unwrap();
+        apply(&mut m, "-a -t 198.18.0.100:80 -r 2001:2::14 -i").unwrap();
     }
 }
 
@@ -1349,10 +1453,7 @@ mod check_tests {
         assert_eq!(m.config().services[1].dests[0].fwd, Fwd::Dr);
         assert_eq!(m.config().services[1].dests[0].port, 80);
         assert_eq!(
-            apply(
-                &mut m,
-                "-E -t 198.18.0.11:80 --sorry-server [2001:db8::1]:80"
-            ),
+            apply(&mut m, "-E -t 198.18.0.11:80 --sorry-server [2001:2::1]:80"),
             Err(ConfigError::Invalid)
         );
     }

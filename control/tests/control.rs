@@ -180,10 +180,10 @@ fn service_line_options() {
     let mut c = setup(&[
         "-A -u 198.18.0.53:53 -s sh -b sh-fallback,sh-port -o",
         "-A -t 198.18.0.1:443 -s mh -b mh-port -p 60 -M 255.255.255.0",
-        "-A -t [2001:db8::1]:80 -s wlc -p -M 64",
+        "-A -t [2001:2::1]:80 -s wlc -p -M 64",
         "-A --sctp-service 198.18.0.9:9 -s rr -b flag-3",
         "-A -f 7 -6 -s lc",
-        "-a -t [2001:db8::1]:80 -r [2001:db8::2]:8080 -m -w 3",
+        "-a -t [2001:2::1]:80 -r [2001:2::2]:8080 -m -w 3",
     ]);
     assert_eq!(
         ok(&mut c, "-Ln"),
@@ -191,19 +191,19 @@ fn service_line_options() {
             "{HEADER}TCP  198.18.0.1:443 mh (mh-port) persistent 60 mask 255.255.255.0\n\
 UDP  198.18.0.53:53 sh (sh-fallback,sh-port) ops\n\
 SCTP 198.18.0.9:9 rr (flag-3)\n\
-TCP  [2001:db8::1]:80 wlc persistent 360 mask 64\n  \
--> [2001:db8::2]:8080           Masq    3      0          0         \n\
+TCP  [2001:2::1]:80 wlc persistent 360 mask 64\n  \
+-> [2001:2::2]:8080             Masq    3      0          0         \n\
 FWM  7 IPv6 lc\n"
         )
     );
     let saved = ok(&mut c, "-S");
     assert_eq!(
         saved,
-        "-A -t 198.18.0.1:443 -s mh -b mh-port -p 60 -M 255.255.255.0\n\
--A -u 198.18.0.53:53 -s sh -b sh-fallback,sh-port -o\n\
+        "-A -t 198.18.0.1:443 -s mh -p 60 -M 255.255.255.0 -b mh-port\n\
+-A -u 198.18.0.53:53 -s sh -o -b sh-fallback,sh-port\n\
 -A --sctp-service 198.18.0.9:9 -s rr -b flag-3\n\
--A -t [2001:db8::1]:80 -s wlc -p 360 -M 64\n\
--a -t [2001:db8::1]:80 -r [2001:db8::2]:8080 -m -w 3\n\
+-A -t [2001:2::1]:80 -s wlc -p 360 -M 64\n\
+-a -t [2001:2::1]:80 -r [2001:2::2]:8080 -m -w 3\n\
 -A -f 7 -6 -s lc\n"
     );
     let mut d = Control::new();
@@ -608,7 +608,7 @@ fn refused_operations() {
             "Invalid operation.  Possibly wrong module version, address not unicast, ...",
         ),
         (
-            "-a -t 198.18.0.100:80 -r [2001:db8::1]:80",
+            "-a -t 198.18.0.100:80 -r [::ffff:198.18.0.12]:80 -i",
             "Invalid operation.  Possibly wrong module version, address not unicast, ...",
         ),
         ("--stop-daemon master", "No daemon is running"),

@@ -33,7 +33,7 @@ fn table() -> Control {
         "-a -t 198.18.0.100:80 -r 198.18.0.12:80 -g -w 2 -x 50 -y 10",
         "-a -t 198.18.0.100:80 -r 198.18.0.11:8080 -m -w 0",
         "-A -f 7 -6 -s rr",
-        "-a -f 7 -6 -r [2001:db8::5] -i --tun-type gue --tun-port 6080 --tun-remcsum",
+        "-a -f 7 -6 -r 2001:2::5 -i --tun-type gue --tun-port 6080 --tun-remcsum",
         "-A -u 198.18.0.53:53 -o",
     ] {
         ok(&mut c, l);
@@ -239,7 +239,7 @@ fn metrics_page_and_server() {
             "4",
         ),
         (
-            "xvs_dest_weight{service=\"FWM 7 IPv6\",server=\"[2001:db8::5]:0\"}".to_string(),
+            "xvs_dest_weight{service=\"FWM 7 IPv6\",server=\"[2001:2::5]:0\"}".to_string(),
             "1",
         ),
         (

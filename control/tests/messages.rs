@@ -119,7 +119,7 @@ fn refusals_exit_255_with_ipvs_messages() {
             "Invalid operation.  Possibly wrong module version, address not unicast, ...",
         ),
         (
-            "-a -t 198.18.0.1:80 -r [2001:db8::1]",
+            "-a -t 198.18.0.1:80 -r fe80::1 -i",
             "Invalid operation.  Possibly wrong module version, address not unicast, ...",
         ),
         ("--stop-daemon master", "No daemon is running"),

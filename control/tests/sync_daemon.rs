@@ -83,8 +83,8 @@ fn bad_values_are_refused_with_ipvsadm_messages() {
             "invalid IPv4 mcast-group `224.0.0'",
         ),
         (
-            "--start-daemon master --mcast-group 2001:db8::1",
-            "invalid IPv6 mcast-group `2001:db8::1'",
+            "--start-daemon master --mcast-group 2001:2::1",
+            "invalid IPv6 mcast-group `2001:2::1'",
         ),
         (
             "--start-daemon master --syncid 1 --syncid 2",

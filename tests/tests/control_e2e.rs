@@ -65,8 +65,8 @@ const RULES: &str = "\
 -a -t 198.18.0.101:0 -r 198.18.0.12:0 -g -w 1
 -A -f 7 -s mh -b mh-port -p 60
 -a -f 7 -r 198.18.0.13:0 -g -w 5
--A -t [2001:db8::100]:443 -s lc
--a -t [2001:db8::100]:443 -r [2001:db8::11]:443 -m -w 1
+-A -t [2001:2::100]:443 -s lc
+-a -t [2001:2::100]:443 -r [2001:2::11]:443 -m -w 1
 ";
 
 #[test]
@@ -129,6 +129,122 @@ fn config_file_brings_a_saved_table_back_after_restart() {
         "xvsd created its socket despite a bad config"
     );
     let _ = std::fs::remove_file(&file);
+}
+
+const HINT: &str = "Try `xvsadm -h' or 'xvsadm --help' for more information.\n";
+
+/// IPv6 through the binaries: a restored table lists and saves with
+/// bracketed, compressed addresses, and malformed input gets ipvsadm's
+/// messages and exit codes without changing the table.
+#[test]
+fn ipv6_rules_list_save_and_refuse_as_ipvsadm() {
+    let d = Xvsd::start_control_only();
+    let rules = "\
+-A -t [2001:2:0:0::100]:80 -s rr -p 300 -M 64
+-a -t [2001:2::100]:80 -r 2001:2::11 -g -w 2
+-a -t [2001:2::100]:80 -r [2001:2::12]:8080 -m
+-A -f 7 -6 -s wlc
+-a -f 7 -6 -r 2001:2::21 -g
+-A -t 198.18.0.100:80 -s rr
+-a -t 198.18.0.100:80 -r 2001:2::31 -i
+";
+    let out = adm_stdin(&d, &["-R"], rules);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = d.adm_ok(&["-Ln"]);
+    let (head, body) = listed.split_once('\n').expect("a header line");
+    assert!(
+        head.starts_with("IP Virtual Server version 1.2.1 (size="),
+        "{head}"
+    );
+    assert_eq!(
+        body,
+        "Prot LocalAddress:Port Scheduler Flags\n  \
+-> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+TCP  198.18.0.100:80 rr\n  \
+-> [2001:2::31]:80              Tunnel  1      0          0         \n\
+TCP  [2001:2::100]:80 rr persistent 300 mask 64\n  \
+-> [2001:2::11]:80              Route   2      0          0         \n  \
+-> [2001:2::12]:8080            Masq    1      0          0         \n\
+FWM  7 IPv6 wlc\n  \
+-> [2001:2::21]:0               Route   1      0          0         \n"
+    );
+    let saved = d.adm_ok(&["-S", "-n"]);
+    assert_eq!(
+        saved,
+        "-A -t 198.18.0.100:80 -s rr\n\
+-a -t 198.18.0.100:80 -r [2001:2::31]:80 -i -w 1 --tun-type ipip\n\
+-A -t [2001:2::100]:80 -s rr -p 300 -M 64\n\
+-a -t [2001:2::100]:80 -r [2001:2::11]:80 -g -w 2\n\
+-a -t [2001:2::100]:80 -r [2001:2::12]:8080 -m -w 1\n\
+-A -f 7 -6 -s wlc\n\
+-a -f 7 -6 -r [2001:2::21]:0 -g -w 1\n"
+    );
+    for (args, code, stderr) in [
+        (
+            &["-A", "-t", "[2001:2::1]", "-p"][..],
+            2,
+            format!("illegal virtual server address[:port] specified\n{HINT}"),
+        ),
+        (
+            &["-A", "-t", "[2001:2::1", "-p"][..],
+            2,
+            format!("illegal virtual server address[:port] specified\n{HINT}"),
+        ),
+        (
+            &["-A", "-t", "2001:2::1:80"][..],
+            2,
+            format!("Zero port specified for non-persistent service\n{HINT}"),
+        ),
+        (
+            &["-A", "-6", "-f", "8"][..],
+            2,
+            format!("-6 used before -f\n\n{HINT}"),
+        ),
+        (
+            &["-A", "-t", "[2001:2::1]:80", "-p", "-M", "129"][..],
+            2,
+            format!("illegal ipv6 netmask specified\n{HINT}"),
+        ),
+        (
+            &["-a", "-t", "198.18.0.100:80", "-r", "[2001:2::32]:80", "-m"][..],
+            2,
+            format!("Different address family is allowed only for tunneling servers\n{HINT}"),
+        ),
+        (
+            &["-a", "-t", "[2001:2::100]:80", "-r", "fe80::2", "-g"][..],
+            255,
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...\n"
+                .to_string(),
+        ),
+        (
+            &["-L", "-n", "-t", "[2001:2::101]:80"][..],
+            1,
+            "No such service\n".to_string(),
+        ),
+    ] {
+        let out = d.adm(args);
+        assert_eq!(
+            (out.status.code(), text(&out.stdout), text(&out.stderr)),
+            (Some(code), String::new(), stderr),
+            "{args:?}"
+        );
+    }
+    // A bad IPv6 line stops a restore with status 2.
+    let out = adm_stdin(
+        &d,
+        &["-R"],
+        "-A -t [2001:2::102]:80 -s rr\n-A -t [2001:2::103 -s rr\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("illegal virtual server address[:port] specified\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    let after = d.adm_ok(&["-S", "-n"]);
+    assert!(!after.contains("2001:2::103"), "{after}");
+    let exit = d.stop();
+    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
 }
 
 /// GET `path` from `addr`; returns (status line, headers, body).

@@ -258,6 +258,15 @@ fn handle(raw: &mut Raw, tok: Tok, value: Option<String>, first: bool) -> Result
             raw.set_option(opt)?;
             raw.csum.push(c);
         }
+        // `-6` names the family of a firewall-mark service, so it must
+        // come after `-f` (ipvsadm's message ends with a blank line), and
+        // may be repeated.
+        Tok::Set(Opt::Ipv6) => {
+            if !matches!(raw.svc, Some(RawSvc::Fwmark(_))) {
+                return err("-6 used before -f\n");
+            }
+            raw.opts |= Opt::Ipv6.bit();
+        }
         Tok::Set(opt) => raw.set_option(opt)?,
         Tok::Value(opt) => {
             raw.set_option(opt)?;
@@ -462,7 +471,8 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
                 }
                 Some(m) => match parse_netmask(m, svc_v6) {
                     Some(p) => p,
-                    None => return err("illegal netmask specified"),
+                    None if svc_v6 => return err("illegal ipv6 netmask specified"),
+                    None => return err("illegal virtual server persistent mask specified"),
                 },
             };
             let ops = raw.has(Opt::Ops);
@@ -524,6 +534,11 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
             let svc = svc.expect("required");
             let (addr, port) = raw.server.expect("required");
             let fwd = raw.fwd.unwrap_or(Fwd::Dr);
+            // IPVS forwards to a server of the other family only through a
+            // tunnel (the outer header follows the server's family).
+            if addr.is_ipv6() != svc_v6 && fwd != Fwd::Tun {
+                return err("Different address family is allowed only for tunneling servers");
+            }
             let tun = tunnel(&raw, fwd)?;
             let dest = DestSpec {
                 addr,
@@ -585,7 +600,7 @@ fn finish(raw: Raw) -> Result<Command, ParseError> {
 fn tunnel(raw: &Raw, fwd: Fwd) -> Result<TunConf, ParseError> {
     let any = raw.tun_type.is_some() || raw.tun_port.is_some() || !raw.csum.is_empty();
     if any && fwd != Fwd::Tun {
-        return err("tunnel options are only valid with the tunneling forwarding method (-i)");
+        return err("Tunnel options conflict with forward method");
     }
     if raw.csum.len() > 1 {
         return err(format!(

@@ -41,7 +41,7 @@ fn parser_messages() {
             "illegal virtual server address[:port] specified",
         ),
         (
-            "-A -u [2001:db8::1",
+            "-A -u [2001:2::1",
             "illegal virtual server address[:port] specified",
         ),
         (
@@ -156,7 +156,7 @@ fn parser_messages() {
         ("-A --tcp-service", "--tcp-service: missing argument"),
         (
             "-A -t 198.18.0.1:80 -M 255.0.255.0 -p",
-            "illegal netmask specified",
+            "illegal virtual server persistent mask specified",
         ),
         (
             "-A -t 198.18.0.1:80 -b sh-bogus",
@@ -265,18 +265,24 @@ fn defaults_and_clusters() {
 
 #[test]
 fn addresses() {
-    let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
-    assert_eq!(
-        parse_addr_port("[2001:db8::1]:80"),
-        Some((IpAddr::V6(v6), Some(80)))
-    );
-    assert_eq!(
-        parse_addr_port("[2001:db8::1]"),
-        Some((IpAddr::V6(v6), None))
-    );
-    assert_eq!(parse_addr_port("2001:db8::1"), Some((IpAddr::V6(v6), None)));
-    assert_eq!(parse_addr_port("198.18.0.100:80"), Some((V4, Some(80))));
-    assert_eq!(parse_addr_port("198.18.0.100"), Some((V4, None)));
+    let v6 = |a: &str| IpAddr::V6(a.parse::<Ipv6Addr>().unwrap());
+    // What ipvsadm's parse_service accepts, numeric forms only.
+    let good: &[(&str, IpAddr, Option<u16>)] = &[
+        ("[2001:2::1]:80", v6("2001:2::1"), Some(80)),
+        ("[2001:2::1]:0", v6("2001:2::1"), Some(0)),
+        ("[2001:2:0:0:0:0:0:1]:65535", v6("2001:2::1"), Some(65535)),
+        ("2001:2::1", v6("2001:2::1"), None),
+        // A bare IPv6 address has no port: the last group is the address's.
+        ("2001:2::1:80", v6("2001:2::1:80"), None),
+        // inet_pton takes IPv4-mapped and dotted-tail forms as IPv6.
+        ("[::ffff:198.18.0.1]:80", v6("::ffff:198.18.0.1"), Some(80)),
+        ("2001:2::198.18.0.1", v6("2001:2::c612:1"), None),
+        ("198.18.0.100:80", V4, Some(80)),
+        ("198.18.0.100", V4, None),
+    ];
+    for &(text, ip, port) in good {
+        assert_eq!(parse_addr_port(text), Some((ip, port)), "{text:?}");
+    }
     for bad in [
         "",
         ":",
@@ -284,11 +290,209 @@ fn addresses() {
         "1.2.3",
         "1.2.3.4:99999",
         "[::1]x",
+        "[::1]80",
+        "[2001:2::1",
+        "[2001:2::1]",
+        "[2001:2::1]:",
+        "[2001:2::1]:http",
+        "[2001:2::1]:65536",
+        "[2001:2::1]:-1",
+        "[[2001:2::1]]:80",
+        "[198.18.0.1]:80",
+        "2001:2::1]:80",
+        "2001:2:::1",
+        "2001:2::1::2",
+        "2001:2::g",
+        "fe80::1%eth0",
+        "[fe80::1%eth0]:80",
+        "[fe80::1%1]:80",
         "host",
         "1.2.3.4:-1",
     ] {
         assert_eq!(parse_addr_port(bad), None, "{bad:?}");
     }
+}
+
+/// The IPv6 rules of ipvsadm 1.31: messages for malformed input, `-6`
+/// after `-f` only, `-M` as a prefix length, families mixed only through
+/// a tunnel.
+#[test]
+fn ipv6_messages() {
+    let table: &[(&str, &str)] = &[
+        (
+            "-A -t [2001:2::1 -p",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t [2001:2::1] -p",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t [::1]x -p",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t [fe80::1%eth0]:80",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -u fe80::1%eth0 -p",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t [198.18.0.1]:80",
+            "illegal virtual server address[:port] specified",
+        ),
+        // The port is part of the address: no port, so not without -p.
+        (
+            "-A -t 2001:2::1:80",
+            "Zero port specified for non-persistent service",
+        ),
+        (
+            "-a -t [2001:2::1]:80 -r [2001:2::11",
+            "illegal real server address[:port] specified",
+        ),
+        (
+            "-a -t [2001:2::1]:80 -r [2001:2::11]",
+            "illegal real server address[:port] specified",
+        ),
+        (
+            "-a -t [2001:2::1]:80 -r [2001:2::11]:x",
+            "illegal real server address[:port] specified",
+        ),
+        ("-A -6 -f 7", "-6 used before -f\n"),
+        ("-A -t [2001:2::1]:80 -6", "-6 used before -f\n"),
+        ("-L -6", "-6 used before -f\n"),
+        ("-Z -6 -f 7", "-6 used before -f\n"),
+        (
+            "-A -t [2001:2::1]:80 -p -M 0",
+            "illegal ipv6 netmask specified",
+        ),
+        (
+            "-A -t [2001:2::1]:80 -p -M 129",
+            "illegal ipv6 netmask specified",
+        ),
+        (
+            "-A -t [2001:2::1]:80 -p -M 64x",
+            "illegal ipv6 netmask specified",
+        ),
+        (
+            "-A -t [2001:2::1]:80 -p -M ffff:ffff:ffff:ffff::",
+            "illegal ipv6 netmask specified",
+        ),
+        (
+            "-A -f 7 -6 -p -M 255.255.255.0",
+            "illegal ipv6 netmask specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80 -p -M 255.0.255.0",
+            "illegal virtual server persistent mask specified",
+        ),
+        (
+            "-A -f 7 -p -M 2001:2::",
+            "illegal virtual server persistent mask specified",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 2001:2::11",
+            "Different address family is allowed only for tunneling servers",
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r [2001:2::11]:8080 -m",
+            "Different address family is allowed only for tunneling servers",
+        ),
+        (
+            "-e -t [2001:2::1]:80 -r 198.18.0.11 -g",
+            "Different address family is allowed only for tunneling servers",
+        ),
+        (
+            "-a -f 7 -r 2001:2::11",
+            "Different address family is allowed only for tunneling servers",
+        ),
+        (
+            "-a -f 7 -6 -r 198.18.0.11 -m",
+            "Different address family is allowed only for tunneling servers",
+        ),
+        // The family comes before the tunnel options, as in ipvsadm.
+        (
+            "-a -t 198.18.0.1:80 -r 2001:2::11 -g --tun-type gue",
+            "Different address family is allowed only for tunneling servers",
+        ),
+        (
+            "-a -t [2001:2::1]:80 -r 2001:2::11 -g --tun-type gue",
+            "Tunnel options conflict with forward method",
+        ),
+    ];
+    for (line, want) in table {
+        assert_eq!(&msg(line), want, "for {line:?}");
+    }
+}
+
+#[test]
+fn ipv6_services_and_servers() {
+    let v6 = |a: &str| IpAddr::V6(a.parse::<Ipv6Addr>().unwrap());
+    // -M: default 128 (and for an IPv6 mark), 1..128 taken as written.
+    for (line, mask) in [
+        ("-A -t [2001:2::1]:80 -p", 128),
+        ("-A -t [2001:2::1]:80 -p -M 64", 64),
+        ("-A -t [2001:2::1]:80 -p -M 1", 1),
+        ("-A -t [2001:2::1]:80 -p -M 128", 128),
+        ("-A -t 2001:2::1 -p 300 -M 48", 48),
+        ("-A -f 7 -6 -p -M 64", 64),
+        ("-A -f 7 -6 -6", 128),
+        ("-A -f 7 -p -M 24", 24),
+        ("-A -f 7", 32),
+    ] {
+        let Ok(Command::AddService(spec)) = p(line) else {
+            panic!("{line:?}")
+        };
+        assert_eq!(spec.netmask, mask, "{line:?}");
+    }
+    let Ok(Command::AddService(spec)) = p("-A -f 7 -6 -s rr") else {
+        panic!()
+    };
+    assert_eq!(spec.key, SvcKey::Fwmark { mark: 7, v6: true });
+    // Servers: a port only in brackets; DR and tunnel take the service's.
+    for (line, addr, port, fwd) in [
+        (
+            "-a -t [2001:2::1]:80 -r [2001:2::11]:8080 -m",
+            "2001:2::11",
+            Some(8080),
+            Fwd::Nat,
+        ),
+        (
+            "-a -t [2001:2::1]:80 -r 2001:2::11",
+            "2001:2::11",
+            None,
+            Fwd::Dr,
+        ),
+        (
+            "-a -t 198.18.0.1:80 -r 2001:2::11 -i",
+            "2001:2::11",
+            None,
+            Fwd::Tun,
+        ),
+        (
+            "-a -t [2001:2::1]:80 -r 198.18.0.11 -i --tun-type gue --tun-port 6080",
+            "198.18.0.11",
+            None,
+            Fwd::Tun,
+        ),
+        ("-a -f 7 -6 -r 2001:2::11 -g", "2001:2::11", None, Fwd::Dr),
+    ] {
+        let Ok(Command::AddServer { dest, .. }) = p(line) else {
+            panic!("{line:?}")
+        };
+        let want = addr.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            (dest.addr, dest.port, dest.fwd),
+            (want, port, fwd),
+            "{line:?}"
+        );
+    }
+    let Ok(Command::DeleteServer { addr, .. }) = p("-d -t 198.18.0.1:80 -r 2001:2::11") else {
+        panic!()
+    };
+    assert_eq!(addr, v6("2001:2::11"));
 }
 
 #[test]

@@ -22,17 +22,21 @@ pub(super) fn parse_port(s: &str) -> Option<u16> {
     parse_number(s, 0, 65535).and_then(|v| u16::try_from(v).ok())
 }
 
-/// Parse `a.b.c.d[:port]`, `[v6addr][:port]` or a bare IPv6 address.
+/// Parse `a.b.c.d[:port]`, `[v6addr]:port` or a bare IPv6 address.
 /// Names are never resolved: anything else is `None`.
+///
+/// As in ipvsadm, brackets are only for an address with a port: `[v6addr]`
+/// alone is refused, a bare IPv6 address has no port (`2001:2::1:80` is
+/// the address `2001:2::1:80`), and zone ids (`fe80::1%eth0`) are not
+/// addresses. ipvsadm takes `[a.b.c.d]:port` as `a.b.c.d` without its
+/// port (it looks for the port again in what the bracket kept); that is a
+/// slip, and here brackets hold IPv6 addresses only.
 pub fn parse_addr_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
     if let Some(rest) = s.strip_prefix('[') {
         let (addr, after) = rest.split_once(']')?;
         let ip: Ipv6Addr = addr.parse().ok()?;
-        let port = match after {
-            "" => None,
-            p => Some(parse_port(p.strip_prefix(':')?)?),
-        };
-        return Some((IpAddr::V6(ip), port));
+        let port = parse_port(after.strip_prefix(':')?)?;
+        return Some((IpAddr::V6(ip), Some(port)));
     }
     if let Ok(ip) = s.parse::<Ipv6Addr>() {
         return Some((IpAddr::V6(ip), None));
@@ -61,6 +65,8 @@ pub fn parse_sched_flags(s: &str) -> Option<u32> {
 }
 
 /// Parse `-M`: a prefix length, or (IPv4) a contiguous dotted mask.
+/// IPv6 takes a prefix length 1..128 only (ipvsadm reads it with `atoi`,
+/// so `64x` passes there as 64; here the whole value must be the number).
 pub(super) fn parse_netmask(s: &str, v6: bool) -> Option<u8> {
     if v6 {
         return parse_number(s, 1, 128).and_then(|v| u8::try_from(v).ok());
