@@ -5,13 +5,14 @@
 //! unfragmented IPv4 carrying TCP, UDP or an ICMP error about TCP or UDP is
 //! for the director; everything else is passed or dropped here.
 
-use crate::flow::FlowKey;
+use crate::flow::{Addr, FlowKey};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::icmp::{IcmpPacket, QuotedFlow};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
+use std::net::Ipv4Addr;
 
 /// Offset of the IPv4 header in a frame.
 pub const L3: usize = eth::HEADER_LEN;
@@ -34,10 +35,10 @@ pub struct Quoted {
 /// `None`: header inside the packet) or an ICMP error about a TCP or UDP
 /// datagram (`quoted` is set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parsed {
+pub struct Parsed<A: Addr = Ipv4Addr> {
     /// The packet's flow: protocol, source and destination address and
     /// port. For an ICMP error the protocol is ICMP and the ports are 0.
-    pub key: FlowKey,
+    pub key: FlowKey<A>,
     /// TCP flags (0 unless TCP).
     pub tcp_flags: u8,
     /// IPv4 total length.
@@ -50,7 +51,7 @@ pub struct Parsed {
     pub quoted: Option<Quoted>,
 }
 
-impl Parsed {
+impl<A: Addr> Parsed<A> {
     /// Source MAC of the frame `frame` this was parsed from.
     #[inline]
     pub fn src_mac(&self, frame: &[u8]) -> Mac {

@@ -11,7 +11,7 @@ use crate::conn::state::Timeouts;
 use crate::stats::Counters;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use xvs_scheduler::{Dest, Scheduler};
@@ -220,6 +220,17 @@ pub struct V4Key {
     pub port: u16,
 }
 
+/// Index key of an IPv6 address service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct V6Key {
+    /// Protocol number.
+    pub proto: u8,
+    /// VIP.
+    pub vip: Ipv6Addr,
+    /// Port (0 = every port).
+    pub port: u16,
+}
+
 /// A cheap hasher for the small fixed-size keys of the hot path.
 #[derive(Default)]
 pub struct FastHasher(u64);
@@ -260,6 +271,8 @@ impl Hasher for FastHasher {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     services: HashMap<V4Key, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
+    /// IPv6 address services.
+    services6: HashMap<V6Key, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
     /// Firewall-mark services by mark.
     fwmarks: HashMap<u32, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
     /// `(proto, vip, port)` → mark (the xvs equivalent of iptables MARK).
@@ -302,6 +315,13 @@ impl Snapshot {
                     port,
                 } => {
                     snap.services.insert(V4Key { proto, vip, port }, s);
+                }
+                SvcKey::Addr {
+                    proto,
+                    vip: IpAddr::V6(vip),
+                    port,
+                } => {
+                    snap.services6.insert(V6Key { proto, vip, port }, s);
                 }
                 SvcKey::Fwmark { mark, v6: false } => {
                     snap.fwmarks.insert(mark, s);
@@ -349,6 +369,39 @@ impl Snapshot {
                 port: 0,
             })
         })
+    }
+
+    /// [`Snapshot::lookup`] for an address of either family.
+    #[inline]
+    pub fn lookup_in<A: crate::flow::Addr>(
+        &self,
+        proto: u8,
+        vip: A,
+        port: u16,
+    ) -> Option<&Arc<ServiceRt>> {
+        match vip.ip() {
+            IpAddr::V4(v) => self.lookup(proto, v, port),
+            IpAddr::V6(v) => self.lookup6(proto, v, port),
+        }
+    }
+
+    /// The IPv6 service a packet to `[vip]:port` belongs to: the exact
+    /// port, then a port-0 service of the VIP (firewall marks are IPv4's
+    /// only so far).
+    #[inline]
+    pub fn lookup6(&self, proto: u8, vip: Ipv6Addr, port: u16) -> Option<&Arc<ServiceRt>> {
+        if self.services6.is_empty() {
+            return None;
+        }
+        let k = V6Key { proto, vip, port };
+        self.services6
+            .get(&k)
+            .or_else(|| self.services6.get(&V6Key { port: 0, ..k }))
+    }
+
+    /// Every IPv6 (proto, VIP, port) of an address service.
+    pub fn v6_keys(&self) -> impl Iterator<Item = &V6Key> {
+        self.services6.keys()
     }
 
     /// The firewall-mark service of `mark`.
