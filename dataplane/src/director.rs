@@ -3,6 +3,7 @@
 //! neighbour thread, and snapshot publication (which also keeps the
 //! steering program's service map in step).
 
+use crate::build::Steer6Keys;
 use crate::conn::state::TcpState;
 use crate::conn::table::{ConnTable, Opened, Partition};
 use crate::conn::time::{left_ns, ticks};
@@ -18,7 +19,7 @@ use crate::worker::{self, Report, Request};
 use crossbeam::channel::{unbounded, Sender};
 use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -164,6 +165,9 @@ enum Added {
     Svc(V4Key),
     Nat(V4Key),
     Vip(Ipv4Addr),
+    Svc6(u8, Ipv6Addr, u16),
+    Nat6(u8, Ipv6Addr, u16),
+    Vip6(Ipv6Addr),
 }
 
 /// The running data plane.
@@ -179,6 +183,11 @@ pub struct Director {
     steered: HashSet<V4Key>,
     nat_steered: HashSet<V4Key>,
     vips_steered: HashSet<Ipv4Addr>,
+    /// What the IPv6 maps hold (published from the snapshots).
+    steered6: Steer6Keys,
+    /// The IPv6 connection table (process memory only: IPv6 connections
+    /// do not survive a restart yet).
+    table6: Arc<ConnTable<Ipv6Addr>>,
     /// The table came back with entries whose destinations' counts are
     /// still to be made (at the first publish that has destinations).
     loads_pending: bool,
@@ -218,6 +227,12 @@ impl Director {
         let (table, parts, restored) = open_table(cfg, workers.max(1))?;
         let table = Arc::new(table);
         let mut parts = parts.into_iter();
+        let (table6, parts6) = ConnTable::<Ipv6Addr>::empty(
+            crate::pipeline::ipv6_capacity(cfg.conn_max),
+            workers.max(1),
+        );
+        let table6 = Arc::new(table6);
+        let mut parts6 = parts6.into_iter();
         let neigh = NeighTable::new(infos.iter().map(|i| i.ifindex).collect());
         let mut me = Director {
             table: table.clone(),
@@ -230,6 +245,8 @@ impl Director {
             steered: HashSet::new(),
             nat_steered: HashSet::new(),
             vips_steered: HashSet::new(),
+            steered6: Steer6Keys::default(),
+            table6,
             loads_pending: restored > 0,
             keep_attached: false,
             id_file: cfg.table_file.as_ref().map(|p| id_file_of(p)),
@@ -244,7 +261,7 @@ impl Director {
         } else {
             cfg.cores.clone()
         };
-        match me.bring_up(cfg, &infos, &cores, workers, &mut parts) {
+        match me.bring_up(cfg, &infos, &cores, workers, &mut parts, &mut parts6) {
             Ok(()) => Ok(me),
             Err(e) => {
                 me.shutdown();
@@ -261,6 +278,7 @@ impl Director {
         cores: &[usize],
         workers: usize,
         parts: &mut impl Iterator<Item = crate::conn::table::Partition>,
+        parts6: &mut impl Iterator<Item = crate::conn::table::Partition>,
     ) -> io::Result<()> {
         let me = self;
         let (cell, stop, table) = (me.cell.clone(), me.stop.clone(), me.table.clone());
@@ -317,6 +335,8 @@ impl Director {
             let part = parts.next().expect("one partition per worker");
             let first = &infos[members[0]];
             let mut pipeline = Pipeline::with_table(cell.load().1, table.clone(), part, first.mac);
+            let part6 = parts6.next().expect("one IPv6 partition per worker");
+            pipeline.set_table6(me.table6.clone(), part6);
             pipeline.set_ports(
                 members
                     .iter()
@@ -390,13 +410,20 @@ impl Director {
             }
         }
         let mut added = Vec::new();
-        if let Err(e) = self.add_new(&keys, &nat, &vips, &mut added) {
+        let new6 = &snap.steer6;
+        let res = self
+            .add_new(&keys, &nat, &vips, &mut added)
+            .and_then(|()| self.add_new6(new6, &mut added));
+        if let Err(e) = res {
             for (i, a) in added.into_iter().rev() {
                 let s = &mut self.steering[i].1;
                 match a {
                     Added::Svc(k) => s.remove_service(k.proto, k.vip, k.port),
                     Added::Nat(k) => s.remove_nat(k.proto, k.vip, k.port),
                     Added::Vip(v) => s.remove_vip(v),
+                    Added::Svc6(p, a, port) => s.remove_service6(p, a, port),
+                    Added::Nat6(p, a, port) => s.remove_nat6(p, a, port),
+                    Added::Vip6(v) => s.remove_vip6(v),
                 }
             }
             return Err(e);
@@ -419,6 +446,18 @@ impl Director {
             }
         }
         self.vips_steered = vips;
+        let old6 = std::mem::replace(&mut self.steered6, new6.clone());
+        for (_, s) in &mut self.steering {
+            for &(p, a, port) in old6.svc.difference(&new6.svc) {
+                s.remove_service6(p, a, port);
+            }
+            for &(p, a, port) in old6.nat.difference(&new6.nat) {
+                s.remove_nat6(p, a, port);
+            }
+            for &v in old6.vips.difference(&new6.vips) {
+                s.remove_vip6(v);
+            }
+        }
         if self.loads_pending {
             let n = restore_loads(&self.table, &snap);
             if n > 0 {
@@ -435,6 +474,7 @@ impl Director {
             let (proto, vip, port) = k.parts();
             V4Key { proto, vip, port }
         };
+        let k6 = &self.steered6;
         for (_, s) in &mut self.steering {
             if s.reused() {
                 s.prune(
@@ -443,6 +483,11 @@ impl Director {
                     &|v| vips.contains(&v),
                 );
             }
+            s.prune6(
+                &|k| k6.svc.contains(&k.parts()),
+                &|k| k6.nat.contains(&k.parts()),
+                &|v| k6.vips.contains(&v),
+            );
         }
         self.cell.publish(snap);
         Ok(())
@@ -476,6 +521,32 @@ impl Director {
                 if !s.has_vip(*v) {
                     s.add_vip(*v)?;
                     added.push((i, Added::Vip(*v)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Director::add_new`] for the IPv6 maps: what `k` holds and the
+    /// maps do not yet.
+    fn add_new6(&mut self, k: &Steer6Keys, added: &mut Vec<(usize, Added)>) -> io::Result<()> {
+        for (i, (_, s)) in self.steering.iter_mut().enumerate() {
+            for &(p, a, port) in k.svc.difference(&self.steered6.svc) {
+                if !s.has_service6(p, a, port) {
+                    s.add_service6(p, a, port)?;
+                    added.push((i, Added::Svc6(p, a, port)));
+                }
+            }
+            for &(p, a, port) in k.nat.difference(&self.steered6.nat) {
+                if !s.has_nat6(p, a, port) {
+                    s.add_nat6(p, a, port)?;
+                    added.push((i, Added::Nat6(p, a, port)));
+                }
+            }
+            for &v in k.vips.difference(&self.steered6.vips) {
+                if !s.has_vip6(v) {
+                    s.add_vip6(v)?;
+                    added.push((i, Added::Vip6(v)));
                 }
             }
         }

@@ -2,17 +2,22 @@
 //! here, and records where everything is; the connection tracker reads the
 //! flow from the result and every forwarding method rewrites the frame at
 //! the recorded offsets without validating it again. Only Ethernet +
-//! unfragmented IPv4 carrying TCP, UDP or an ICMP error about TCP or UDP is
-//! for the director; everything else is passed or dropped here.
+//! unfragmented IPv4 carrying TCP, UDP or an ICMP error about TCP or UDP,
+//! and unfragmented IPv6 carrying TCP or UDP behind at most
+//! [`MAX_EXT_HEADERS`](crate::wire::ipv6::MAX_EXT_HEADERS) extension
+//! headers, is for the director; everything else is passed or dropped
+//! here. IPv6 fragments are passed as IPv4's are; a chain that cannot be
+//! walked (truncated, too long, hop-by-hop not first) is malformed.
 
 use crate::flow::{Addr, FlowKey};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
+use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::wire::icmp::{IcmpPacket, QuotedFlow};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv6::{self, Ipv6Packet, Upper};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Offset of the IPv4 header in a frame.
 pub const L3: usize = eth::HEADER_LEN;
@@ -105,6 +110,71 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
             p.key.vport = u.dst_port();
         }
         PROTO_ICMP => p.quoted = Some(quoted(seg, l4).ok_or(Verdict::Pass)?),
+        _ => return Err(Verdict::Pass),
+    }
+    Ok(p)
+}
+
+/// Whether `frame` is an IPv6 frame (by its EtherType alone).
+#[inline]
+pub fn is_ipv6(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&ETHERTYPE_IPV6.to_be_bytes()[..])
+}
+
+/// Parse an IPv6 `frame`: the fixed header and its payload inside the
+/// frame, the extension headers walked ([`ipv6::walk`], bounded), then
+/// TCP or UDP. `Err(Verdict::Pass)` when it is not for the director (not
+/// IPv6, a fragment, a routing header crossed, another protocol, ICMPv6),
+/// `Err(Verdict::Drop(Malformed))` when a header it needs is truncated
+/// or the chain cannot be walked. `ip_len` is the whole IPv6 packet's
+/// length (fixed header included), what the byte counters count.
+#[inline]
+pub fn parse6(frame: &[u8]) -> Result<Parsed<Ipv6Addr>, Verdict> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| MALFORMED)?;
+    if eth.ethertype() != ETHERTYPE_IPV6 {
+        return Err(Verdict::Pass);
+    }
+    let ip = Ipv6Packet::new_checked(eth.payload()).map_err(|_| MALFORMED)?;
+    let start = L3 + ipv6::HEADER_LEN;
+    let end = start + ip.payload_len();
+    let (proto, offset) = match ipv6::walk(ip.next_header(), &frame[start..end]) {
+        Ok(Upper::Transport {
+            proto,
+            offset,
+            routed: false,
+        }) => (proto, offset),
+        // Not final here (a routing header), or a fragment: the kernel's.
+        Ok(_) => return Err(Verdict::Pass),
+        Err(_) => return Err(MALFORMED),
+    };
+    let l4 = start + offset;
+    let mut p = Parsed {
+        key: FlowKey {
+            proto,
+            cip: ip.src(),
+            cport: 0,
+            vip: ip.dst(),
+            vport: 0,
+        },
+        tcp_flags: 0,
+        ip_len: (end - L3) as u16,
+        l4,
+        end,
+        quoted: None,
+    };
+    let seg = &frame[l4..end];
+    match proto {
+        PROTO_TCP => {
+            let t = TcpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
+            p.key.cport = t.src_port();
+            p.key.vport = t.dst_port();
+            p.tcp_flags = t.flags();
+        }
+        PROTO_UDP => {
+            let u = UdpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
+            p.key.cport = u.src_port();
+            p.key.vport = u.dst_port();
+        }
         _ => return Err(Verdict::Pass),
     }
     Ok(p)

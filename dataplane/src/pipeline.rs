@@ -13,7 +13,7 @@ use crate::svc::{DestRt, Fwd, Snapshot};
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::xmit::{self, Dir, Out, XmitCtx, XmitError};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// The verdict types, at the path other crates know them by.
@@ -78,14 +78,29 @@ pub struct Pipeline {
     /// The configuration; taken out while a frame is processed (moving an
     /// `Arc` costs nothing, cloning one costs two locked instructions).
     snap: Option<Arc<Snapshot>>,
-    /// The connections of this worker.
+    /// The IPv4 connections of this worker.
     track: Tracker,
+    /// Its IPv6 connections (a table of their own: 84-byte entries).
+    track6: Tracker<Ipv6Addr>,
     ports: Vec<PortInfo>,
     /// Identification of the next tunnel header.
     ident: u16,
     stats: PipelineStats,
     /// The findings of [`Pipeline::prefetch`] for [`Pipeline::process`].
     hints: Hints,
+    /// The counter shard of this worker (see [`Pipeline::set_writer`]).
+    writer: usize,
+}
+
+/// Entries of the IPv6 table a pipeline made by [`Pipeline::with_table`]
+/// starts with (a director gives its workers a shared one).
+pub const IPV6_MIN_CAPACITY: usize = 1024;
+
+/// The IPv6 table's capacity next to an IPv4 table of `conns` entries: an
+/// eighth of it (IPv6 entries are larger, and IPv6 traffic is the smaller
+/// share today), at least [`IPV6_MIN_CAPACITY`].
+pub fn ipv6_capacity(conns: usize) -> usize {
+    (conns / 8).max(IPV6_MIN_CAPACITY)
 }
 
 use std::cell::Cell;
@@ -233,19 +248,26 @@ impl Pipeline {
     pub fn new(snap: Arc<Snapshot>, max_conns: usize, our_mac: Mac) -> Self {
         let (table, mut parts) = ConnTable::new(max_conns, 1);
         let part = parts.pop().expect("one partition");
-        Pipeline::with_table(snap, Arc::new(table), part, our_mac)
+        let mut p = Pipeline::with_table(snap, Arc::new(table), part, our_mac);
+        let (t6, mut parts6) = ConnTable::<Ipv6Addr>::empty(ipv6_capacity(max_conns), 1);
+        p.set_table6(Arc::new(t6), parts6.pop().expect("one partition"));
+        p
     }
 
-    /// A pipeline of one worker of a shared table, owning partition `part`.
+    /// A pipeline of one worker of a shared table, owning partition `part`
+    /// (and a small IPv6 table of its own until [`Pipeline::set_table6`]).
     pub fn with_table(
         snap: Arc<Snapshot>,
         table: Arc<ConnTable>,
         part: Partition,
         our_mac: Mac,
     ) -> Self {
+        let (t6, mut parts6) = ConnTable::<Ipv6Addr>::empty(IPV6_MIN_CAPACITY, 1);
+        let part6 = parts6.pop().expect("one partition");
         Pipeline {
             snap: Some(snap),
             track: Tracker::new(table, part),
+            track6: Tracker::new(Arc::new(t6), part6),
             ports: vec![PortInfo {
                 ifindex: 0,
                 mac: our_mac,
@@ -254,7 +276,26 @@ impl Pipeline {
             ident: 0,
             stats: PipelineStats::default(),
             hints: Hints::default(),
+            writer: usize::MAX,
         }
+    }
+
+    /// Keep IPv6 connections in `table` (shared by the workers, each
+    /// owning one partition), in place of the pipeline's own.
+    pub fn set_table6(&mut self, table: Arc<ConnTable<Ipv6Addr>>, part: Partition) {
+        let mut t = Tracker::new(table, part);
+        t.set_writer(self.writer);
+        self.track6 = t;
+    }
+
+    /// The shared IPv6 connection table.
+    pub fn table6(&self) -> &Arc<ConnTable<Ipv6Addr>> {
+        self.track6.table()
+    }
+
+    /// This worker's partition of the IPv6 table.
+    pub fn partition6(&self) -> &Partition {
+        self.track6.partition()
     }
 
     /// The interfaces of this worker's group, in port order.
@@ -288,7 +329,9 @@ impl Pipeline {
     /// Count into the counter shards of worker `w` (see `stats`); without
     /// this the pipeline counts through the shared shards.
     pub fn set_writer(&mut self, w: usize) {
+        self.writer = w;
         self.track.set_writer(w);
+        self.track6.set_writer(w);
     }
 
     /// Take part in connection sync as worker `worker` of `port` (see
@@ -338,6 +381,7 @@ impl Pipeline {
             return;
         };
         self.track.expire(&snap, now_ns, &mut self.stats);
+        self.track6.expire(&snap, now_ns, &mut self.stats);
         self.snap = Some(snap);
     }
 
@@ -403,6 +447,9 @@ impl Pipeline {
         let frame = buf.bytes();
         let p = match packet::parse(frame) {
             Ok(p) => p,
+            Err(Verdict::Pass) if packet::is_ipv6(frame) => {
+                return self.process6(snap, now_ns, ingress, buf)
+            }
             Err(v) => return v,
         };
         // Another host's frame (the steering program passes these; this
@@ -429,6 +476,68 @@ impl Pipeline {
             Track::Pass => Verdict::Pass,
             Track::Drop(r) => Verdict::Drop(r),
         }
+    }
+
+    /// [`Pipeline::process_inner`] for an IPv6 frame: parsed, tracked in
+    /// the IPv6 table, sent by the connection's method. Direct routing
+    /// only so far: NAT and tunnel connections are dropped as
+    /// `fwd_unsupported`.
+    #[inline(never)]
+    fn process6<B: FrameBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        now_ns: u64,
+        ingress: u8,
+        buf: &mut B,
+    ) -> Verdict {
+        let frame = buf.bytes();
+        let p = match packet::parse6(frame) {
+            Ok(p) => p,
+            Err(v) => return v,
+        };
+        if frame[0] & 1 == 0 {
+            if let Some(port) = self.ports.get(ingress as usize) {
+                if frame[..6] != port.mac {
+                    return Verdict::Drop(DropReason::OtherHost);
+                }
+            }
+        }
+        crate::wire::checksum::complete_partial_ipv6(&mut frame[packet::L3..]);
+        let hint = Hint::default();
+        match self
+            .track6
+            .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
+        {
+            Track::In(dest, b) => self.xmit6(b, dest, &p, buf),
+            Track::Out(_) => Verdict::Drop(DropReason::FwdUnsupported),
+            Track::Pass => Verdict::Pass,
+            Track::Drop(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// [`Pipeline::xmit`] for an IPv6 frame.
+    fn xmit6<B: FrameBuf + ?Sized>(
+        &mut self,
+        b: Bound,
+        dest: &Arc<DestRt>,
+        pkt: &packet::Parsed<Ipv6Addr>,
+        buf: &mut B,
+    ) -> Verdict {
+        let Some(mac) = dest.neigh.mac() else {
+            dest.neigh.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let Some(out) = self.port_of(dest.neigh.oif()) else {
+            dest.neigh.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let port = self.ports[out as usize];
+        let ctx = XmitCtx::macs(port.mac, mac);
+        let sent = match fwd_of(b.fwd) {
+            Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
+            Fwd::Nat | Fwd::Tun => return Verdict::Drop(DropReason::FwdUnsupported),
+        };
+        self.verdict(sent, out, out)
     }
 
     /// Send a frame of a connection bound to `dest` as `b` towards its

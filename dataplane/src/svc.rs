@@ -286,6 +286,9 @@ pub struct Snapshot {
     /// Any TCP segment without RST opens a connection (IPVS's
     /// `sloppy_tcp`), not only a SYN.
     pub sloppy_tcp: bool,
+    /// What the steering program's IPv6 maps must hold for this
+    /// configuration (set by the snapshot builder).
+    pub steer6: crate::build::Steer6Keys,
 }
 
 impl Snapshot {

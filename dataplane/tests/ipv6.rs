@@ -1,0 +1,312 @@
+//! IPv6 through the whole pipeline, table-driven: what each frame (well
+//! formed, with extension headers, fragmented, malformed or truncated)
+//! gets, then direct routing, schedulers and persistence on IPv6 keys.
+
+use std::net::Ipv6Addr;
+use xvs_dataplane::pipeline::{DropReason, Verdict};
+use xvs_dataplane::svc::{Fwd, Persist};
+use xvs_dataplane::testkit::frame::tcp;
+use xvs_dataplane::testkit::v6::{
+    eth6, icmp6_packet, ip6, ip6_fragments, ip6_packet, ip6_raw, rip6, service6, tcp6_frame,
+    udp6_frame, Ext, CIP6, DEST_OPTS, VIP6,
+};
+use xvs_dataplane::testkit::{rs_mac, Fixture, CLIENT_MAC, DIR_MAC};
+use xvs_dataplane::xmit::tun::TunKind;
+
+const NOW: u64 = 1_000_000_000;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+fn dr(n: usize) -> Vec<(Fwd, TunKind)> {
+    vec![(Fwd::Dr, TunKind::Ipip); n]
+}
+
+fn fixture(sched: &str, n: usize, persist: Option<Persist>) -> Fixture {
+    Fixture::new(service6(sched, &dr(n), TCP, 80, persist), 1000)
+}
+
+/// A client SYN to [VIP6]:80 from `cip`:`sport` behind `ext` headers.
+fn syn_with(cip: Ipv6Addr, sport: u16, ext: &[Ext]) -> Vec<u8> {
+    let mut ip = ip6(cip, VIP6);
+    for e in ext {
+        ip = ip.ext(e.clone());
+    }
+    eth6(
+        CLIENT_MAC,
+        DIR_MAC,
+        &ip6_packet(&ip, &tcp(sport, 80).syn(), b""),
+    )
+}
+
+fn process(f: &mut Fixture, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    let mut fr = frame.to_vec();
+    (f.pipeline.process(NOW, &mut fr), fr)
+}
+
+/// Which real server (1-based) a frame sent out went to, by its MAC.
+fn server_of(out: &[u8]) -> u8 {
+    (1..=16)
+        .find(|&i| out[..6] == rs_mac(i))
+        .expect("sent to a real server's MAC")
+}
+
+#[test]
+fn each_ipv6_frame_gets_its_verdict() {
+    let malformed = Verdict::Drop(DropReason::Malformed);
+    let good = syn_with(CIP6, 1000, &[]);
+    let mut cut_tcp = good.clone();
+    cut_tcp.truncate(good.len() - 8);
+    let mut long_payload = good.clone();
+    long_payload[18..20].copy_from_slice(&100u16.to_be_bytes());
+    let mut bad_version = good.clone();
+    bad_version[14] = 0x45;
+    let other_vip = eth6(
+        CLIENT_MAC,
+        DIR_MAC,
+        &ip6_packet(&ip6(CIP6, rip6(9)), &tcp(1000, 80).syn(), b""),
+    );
+    let other_port = eth6(
+        CLIENT_MAC,
+        DIR_MAC,
+        &ip6_packet(&ip6(CIP6, VIP6), &tcp(1000, 81).syn(), b""),
+    );
+    let mut other_host = good.clone();
+    other_host[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+    let nine = vec![Ext::DestOpts(0); 9];
+    let eight = vec![Ext::DestOpts(0); 8];
+    let frags = ip6_fragments(&ip6(CIP6, VIP6), &tcp(1000, 80).syn(), &[7u8; 64], 32, 5);
+    let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
+        ("plain SYN", good.clone(), Verdict::Tx(0)),
+        (
+            "hop-by-hop, destination options",
+            syn_with(CIP6, 1001, &[Ext::HopByHop(1), Ext::DestOpts(0)]),
+            Verdict::Tx(0),
+        ),
+        (
+            "eight extension headers",
+            syn_with(CIP6, 1002, &eight),
+            Verdict::Tx(0),
+        ),
+        (
+            "nine extension headers",
+            syn_with(CIP6, 1003, &nine),
+            malformed,
+        ),
+        (
+            "hop-by-hop not first",
+            syn_with(CIP6, 1004, &[Ext::DestOpts(0), Ext::HopByHop(0)]),
+            malformed,
+        ),
+        (
+            "extension header longer than the packet",
+            syn_with(
+                CIP6,
+                1005,
+                &[Ext::Raw {
+                    kind: DEST_OPTS,
+                    bytes: vec![0, 200, 1, 4, 0, 0, 0, 0],
+                }],
+            ),
+            malformed,
+        ),
+        (
+            "extension header cut short",
+            eth6(
+                CLIENT_MAC,
+                DIR_MAC,
+                &ip6_raw(&ip6(CIP6, VIP6), DEST_OPTS, &[6]),
+            ),
+            malformed,
+        ),
+        ("TCP header truncated", cut_tcp, malformed),
+        ("payload length past the frame", long_payload, malformed),
+        (
+            "fixed header truncated",
+            good[..14 + 30].to_vec(),
+            malformed,
+        ),
+        ("not version 6", bad_version, malformed),
+        (
+            "first fragment",
+            eth6(CLIENT_MAC, DIR_MAC, &frags[0]),
+            Verdict::Pass,
+        ),
+        (
+            "later fragment",
+            eth6(CLIENT_MAC, DIR_MAC, &frags[1]),
+            Verdict::Pass,
+        ),
+        (
+            "routing header",
+            syn_with(CIP6, 1006, &[Ext::Routing(0)]),
+            Verdict::Pass,
+        ),
+        (
+            "ICMPv6 echo",
+            eth6(
+                CLIENT_MAC,
+                DIR_MAC,
+                &icmp6_packet(&ip6(CIP6, VIP6), 128, 0, [0; 4], b"ping"),
+            ),
+            Verdict::Pass,
+        ),
+        ("not a VIP", other_vip, Verdict::Pass),
+        ("not a virtual port", other_port, Verdict::Pass),
+        (
+            "another host's MAC",
+            other_host,
+            Verdict::Drop(DropReason::OtherHost),
+        ),
+        (
+            "UDP to a TCP service",
+            udp6_frame(CIP6, 1000, 80, b"x"),
+            Verdict::Pass,
+        ),
+    ];
+    for (what, frame, want) in cases {
+        let mut f = fixture("rr", 2, None);
+        let (got, out) = process(&mut f, &frame);
+        assert_eq!(got, want, "{what}");
+        if got == Verdict::Tx(0) {
+            // Direct routing: only the MACs change (hop limit too stays).
+            assert_eq!(out[14..], frame[14..], "{what}");
+            assert_eq!(out[6..12], DIR_MAC, "{what}");
+            assert_eq!(f.pipeline.partition6().len(), 1, "{what}");
+        } else {
+            assert_eq!(out, frame, "{what}: left as it was");
+            assert_eq!(f.pipeline.partition6().len(), 0, "{what}");
+        }
+        assert_eq!(f.pipeline.partition().len(), 0, "{what}: no IPv4 entry");
+    }
+}
+
+#[test]
+fn direct_routing_splits_ipv6_connections_round_robin_and_keeps_them() {
+    let mut f = fixture("rr", 3, None);
+    let mut first = Vec::new();
+    for p in 0..30u16 {
+        let (v, out) = process(&mut f, &tcp6_frame(CIP6, 2000 + p, 80, true, false, b""));
+        assert_eq!(v, Verdict::Tx(0));
+        first.push(server_of(&out));
+    }
+    for i in 1..=3 {
+        assert_eq!(first.iter().filter(|&&s| s == i).count(), 10, "server {i}");
+    }
+    // Later segments of each connection go where its SYN went.
+    for p in 0..30u16 {
+        let (v, out) = process(
+            &mut f,
+            &tcp6_frame(CIP6, 2000 + p, 80, false, true, b"data"),
+        );
+        assert_eq!(v, Verdict::Tx(0));
+        assert_eq!(server_of(&out), first[p as usize], "port {}", 2000 + p);
+    }
+    assert_eq!(f.pipeline.partition6().len(), 30);
+    let listed: Vec<_> = f.pipeline.table6().iter().collect();
+    assert_eq!(listed.len(), 30);
+    assert!(listed
+        .iter()
+        .all(|v| v.flow().cip == CIP6 && v.flow().vip == VIP6));
+    // Without a connection, a non-SYN segment is dropped as for IPv4.
+    let (v, _) = process(&mut f, &tcp6_frame(CIP6, 3000, 80, false, true, b"x"));
+    assert_eq!(v, Verdict::Drop(DropReason::NoConn));
+}
+
+#[test]
+fn source_hashing_and_persistence_use_whole_ipv6_addresses_and_prefixes() {
+    // sh: one client, one server, whatever its port; clients that differ
+    // only in their high bits are hashed apart too.
+    let mut f = fixture("sh", 8, None);
+    let client = |hi: u16, lo: u16| Ipv6Addr::new(0x2001, 2, hi, 0, 0, 0, 0, lo);
+    let mut seen = std::collections::BTreeSet::new();
+    for hi in 0..16u16 {
+        let mut servers = std::collections::BTreeSet::new();
+        for p in 0..4u16 {
+            let (v, out) = process(
+                &mut f,
+                &tcp6_frame(client(hi, 1), 4000 + p, 80, true, false, b""),
+            );
+            assert_eq!(v, Verdict::Tx(0));
+            servers.insert(server_of(&out));
+        }
+        assert_eq!(servers.len(), 1, "one server for client {hi}");
+        seen.extend(servers);
+    }
+    assert!(seen.len() > 2, "clients spread over servers: {seen:?}");
+
+    // Persistence with a /64 mask: every client of one /64 follows the
+    // first one's server; rr moves on for the next /64.
+    let persist = Persist::new(300, 64);
+    assert_eq!(persist.prefix, 64);
+    let mut f = fixture("rr", 3, Some(persist));
+    let mut per_net = Vec::new();
+    for net in 0..3u16 {
+        let mut servers = std::collections::BTreeSet::new();
+        for host in 1..=5u16 {
+            let (v, out) = process(
+                &mut f,
+                &tcp6_frame(client(net, host), 5000 + host, 80, true, false, b""),
+            );
+            assert_eq!(v, Verdict::Tx(0));
+            servers.insert(server_of(&out));
+        }
+        assert_eq!(servers.len(), 1, "one server for /64 number {net}");
+        per_net.extend(servers);
+    }
+    per_net.sort();
+    assert_eq!(per_net, vec![1, 2, 3], "each /64 its own server");
+    let templates = f
+        .pipeline
+        .table6()
+        .iter()
+        .filter(|v| v.key.template)
+        .count();
+    assert_eq!(templates, 3);
+    assert_eq!(f.pipeline.partition6().len(), 3 + 15);
+}
+
+#[test]
+fn ipv4_and_ipv6_connections_live_in_their_own_tables() {
+    use xvs_dataplane::svc::Snapshot;
+    use xvs_dataplane::testkit::{dr_service, tcp_frame, CIP};
+    let (s4, _) = dr_service("rr", 2, None);
+    let (s6, _) = service6("rr", &dr(2), TCP, 80, None);
+    let s6 = std::sync::Arc::new(xvs_dataplane::svc::ServiceRt {
+        id: 1,
+        persist: None,
+        key: s6.key,
+        stats: s6.stats.clone(),
+        sched: s6.sched.clone(),
+    });
+    let snap = Snapshot::of_services(&[s4, s6], Default::default());
+    let mut p = xvs_dataplane::pipeline::Pipeline::new(std::sync::Arc::new(snap), 100, DIR_MAC);
+    for port in 0..4u16 {
+        let mut a = tcp_frame(CIP, 100 + port, 80, true, false, b"");
+        let mut b = tcp6_frame(CIP6, 100 + port, 80, true, false, b"");
+        assert_eq!(p.process(NOW, &mut a), Verdict::Tx(0));
+        assert_eq!(p.process(NOW, &mut b), Verdict::Tx(0));
+    }
+    assert_eq!(p.partition().len(), 4);
+    assert_eq!(p.partition6().len(), 4);
+    assert_eq!(p.stats().conns_created, 8);
+    // Both expire by the same sweep.
+    for s in 1..=400u64 {
+        p.expire(NOW + s * 1_000_000_000);
+    }
+    assert_eq!(p.partition().len(), 0);
+    assert_eq!(p.partition6().len(), 0);
+}
+
+#[test]
+fn ipv6_udp_and_unsupported_methods() {
+    let mut f = Fixture::new(service6("rr", &dr(2), UDP, 53, None), 100);
+    let (v, _) = process(&mut f, &udp6_frame(CIP6, 999, 53, b"q"));
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(f.pipeline.partition6().len(), 1);
+    // NAT and tunnels are not forwarded for IPv6 yet: dropped, counted.
+    for fwd in [Fwd::Nat, Fwd::Tun] {
+        let mut f = Fixture::new(service6("rr", &[(fwd, TunKind::Ipip)], TCP, 80, None), 100);
+        let (v, _) = process(&mut f, &tcp6_frame(CIP6, 1, 80, true, false, b""));
+        assert_eq!(v, Verdict::Drop(DropReason::FwdUnsupported), "{fwd:?}");
+    }
+}
