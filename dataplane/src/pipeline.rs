@@ -6,7 +6,7 @@
 
 use crate::conn::table::{ConnTable, Hint, Key, Partition, ReplyKey};
 use crate::conn::tracker::{self, fwd_of, nat_rport, Bound, Reply, Track, Tracker};
-use crate::flow::FlowKey;
+use crate::flow::{Addr, FlowKey};
 use crate::frame::FrameBuf;
 use crate::packet::{self, Parsed, Quoted};
 use crate::svc::{DestRt, Fwd, Snapshot};
@@ -479,9 +479,9 @@ impl Pipeline {
     }
 
     /// [`Pipeline::process_inner`] for an IPv6 frame: parsed, tracked in
-    /// the IPv6 table, sent by the connection's method. Direct routing
-    /// only so far: NAT and tunnel connections are dropped as
-    /// `fwd_unsupported`.
+    /// the IPv6 table, sent by the connection's method (direct routing or
+    /// NAT; tunnel connections are dropped as `fwd_unsupported` so far),
+    /// or a NAT real server's reply sent back to its client.
     #[inline(never)]
     fn process6<B: FrameBuf + ?Sized>(
         &mut self,
@@ -508,8 +508,8 @@ impl Pipeline {
             .track6
             .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
         {
-            Track::In(dest, b) => self.xmit6(b, dest, &p, buf),
-            Track::Out(_) => Verdict::Drop(DropReason::FwdUnsupported),
+            Track::In(dest, b) => self.xmit6(b, dest, ingress, &p, buf),
+            Track::Out(r) => self.reply6(&r, &p, buf),
             Track::Pass => Verdict::Pass,
             Track::Drop(r) => Verdict::Drop(r),
         }
@@ -520,6 +520,7 @@ impl Pipeline {
         &mut self,
         b: Bound,
         dest: &Arc<DestRt>,
+        ingress: u8,
         pkt: &packet::Parsed<Ipv6Addr>,
         buf: &mut B,
     ) -> Verdict {
@@ -532,12 +533,40 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoNeigh);
         };
         let port = self.ports[out as usize];
-        let ctx = XmitCtx::macs(port.mac, mac);
+        let mut ctx = XmitCtx::macs(port.mac, mac);
         let sent = match fwd_of(b.fwd) {
             Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
-            Fwd::Nat | Fwd::Tun => return Verdict::Drop(DropReason::FwdUnsupported),
+            Fwd::Nat => {
+                let Some(rip) = Ipv6Addr::of_ip(dest.sched.addr) else {
+                    return Verdict::Drop(DropReason::FwdUnsupported);
+                };
+                ctx.addr6 = rip;
+                ctx.port = b.rport.unwrap_or_else(|| nat_rport(dest, pkt.key.vport));
+                ctx.dir = Dir::In;
+                xmit::nat::packet_xmit6(buf, pkt, &ctx)
+            }
+            Fwd::Tun => return Verdict::Drop(DropReason::FwdUnsupported),
         };
-        self.verdict(sent, out, out)
+        self.verdict(sent, out, ingress)
+    }
+
+    /// [`Pipeline::reply`] for an IPv6 frame: back to the client as from
+    /// [VIP]:vport.
+    fn reply6<B: FrameBuf + ?Sized>(
+        &mut self,
+        r: &Reply<Ipv6Addr>,
+        pkt: &packet::Parsed<Ipv6Addr>,
+        buf: &mut B,
+    ) -> Verdict {
+        let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
+        ctx.addr6 = r.vip;
+        ctx.port = r.vport;
+        ctx.dir = Dir::Out;
+        let sent = xmit::nat::packet_xmit6(buf, pkt, &ctx);
+        self.verdict(sent, r.ret_port, r.ret_port)
     }
 
     /// Send a frame of a connection bound to `dest` as `b` towards its

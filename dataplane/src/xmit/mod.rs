@@ -14,7 +14,7 @@ pub mod nat;
 pub mod tun;
 
 use crate::wire::eth::{EthernetFrame, Mac};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use tun::TunKind;
 
 /// Which way a packet goes through the director (NAT rewrites the
@@ -39,6 +39,8 @@ pub struct XmitCtx {
     /// NAT: the address the rewritten end gets. TUN: the outer
     /// destination, the real server.
     pub addr: Ipv4Addr,
+    /// NAT of IPv6: the address the rewritten end gets.
+    pub addr6: Ipv6Addr,
     /// NAT: the port the rewritten end gets.
     pub port: u16,
     /// NAT: which way the packet goes.
@@ -63,6 +65,7 @@ impl XmitCtx {
             src_mac,
             dst_mac,
             addr: Ipv4Addr::UNSPECIFIED,
+            addr6: Ipv6Addr::UNSPECIFIED,
             port: 0,
             dir: Dir::In,
             tun: TunKind::Ipip,

@@ -1,0 +1,66 @@
+//! IPv6 on the test LANs. The LANs come up with IPv6 off (no router
+//! solicitations or MLD reports on the wire); an IPv6 test turns it on
+//! here, with addresses from 2001:2::/48 only (the IPv6 benchmarking
+//! range, RFC 5180) and duplicate address detection off, so that every
+//! address is usable at once and no test waits for DAD.
+
+use crate::netns::{exec_ok, sysctl, DrLan, Host};
+use std::net::Ipv6Addr;
+
+/// The IPv6 VIP of the LANs: 2001:2::100.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+/// Prefix length of the LANs' IPv6 subnet (2001:2::/64).
+pub const LAN6_PREFIX_LEN: u8 = 64;
+
+/// The IPv6 address of host `h`: 2001:2:: followed by the last decimal
+/// digits of its IPv4 address read as hex (198.18.0.11 → 2001:2::11).
+pub fn addr6(h: &Host) -> Ipv6Addr {
+    let last = h.ip.octets()[3];
+    let hex = u16::from_str_radix(&last.to_string(), 16).expect("decimal digits are hex");
+    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, hex)
+}
+
+/// `[addr]:port`, as ipvsadm and sockets write an IPv6 endpoint.
+pub fn endpoint6(addr: Ipv6Addr, port: u16) -> String {
+    format!("[{addr}]:{port}")
+}
+
+/// Turn IPv6 on for `h`'s namespace (its interface and `lo`), without
+/// DAD or router advertisements, and give its interface [`addr6`]`/64`.
+pub fn enable_ipv6(h: &Host) {
+    let mut settings = Vec::new();
+    for dev in ["all", "default", "lo", h.iface.as_str()] {
+        settings.push((format!("net.ipv6.conf.{dev}.accept_dad"), "0"));
+        settings.push((format!("net.ipv6.conf.{dev}.accept_ra"), "0"));
+        settings.push((format!("net.ipv6.conf.{dev}.disable_ipv6"), "0"));
+    }
+    let s: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    sysctl(&h.ns, &s);
+    add6(h, &format!("{}/{LAN6_PREFIX_LEN}", addr6(h)), &h.iface);
+}
+
+/// Add IPv6 address `cidr` to `dev` in `h`'s namespace, without DAD.
+pub fn add6(h: &Host, cidr: &str, dev: &str) {
+    exec_ok(
+        &h.ns,
+        &["ip", "-6", "addr", "add", cidr, "dev", dev, "nodad"],
+    );
+}
+
+impl DrLan {
+    /// Turn IPv6 on for every host of the LAN ([`enable_ipv6`]) and put
+    /// [`VIP6`] on the director's interface (it answers neighbour
+    /// solicitations for it) and on every real server's `lo` (they take
+    /// DR frames for it; Linux answers solicitations only for addresses
+    /// of the interface they arrive on, so the servers stay quiet).
+    pub fn enable_ipv6(&self) {
+        for h in self.hosts() {
+            enable_ipv6(h);
+        }
+        let vip = format!("{VIP6}/128");
+        add6(&self.director, &vip, &self.director.iface);
+        for h in &self.rs {
+            add6(h, &vip, "lo");
+        }
+    }
+}
