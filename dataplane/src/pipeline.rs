@@ -479,9 +479,10 @@ impl Pipeline {
     }
 
     /// [`Pipeline::process_inner`] for an IPv6 frame: parsed, tracked in
-    /// the IPv6 table, sent by the connection's method (direct routing or
-    /// NAT; tunnel connections are dropped as `fwd_unsupported` so far),
-    /// or a NAT real server's reply sent back to its client.
+    /// the IPv6 table, sent by the connection's method (direct routing,
+    /// NAT, or IPv6-in-IPv6 tunnel, which answers a packet too big for the
+    /// tunnel with an ICMPv6 packet too big), or a NAT real server's reply
+    /// sent back to its client.
     #[inline(never)]
     fn process6<B: FrameBuf + ?Sized>(
         &mut self,
@@ -545,7 +546,18 @@ impl Pipeline {
                 ctx.dir = Dir::In;
                 xmit::nat::packet_xmit6(buf, pkt, &ctx)
             }
-            Fwd::Tun => return Verdict::Drop(DropReason::FwdUnsupported),
+            Fwd::Tun => {
+                let (Some(rip), Some(src)) = (Ipv6Addr::of_ip(dest.sched.addr), dest.neigh.src6())
+                else {
+                    dest.neigh.want();
+                    return Verdict::Drop(DropReason::NoNeigh);
+                };
+                ctx.addr6 = rip;
+                ctx.tun = dest.tun;
+                ctx.tun_src6 = src;
+                ctx.mtu = port.mtu;
+                xmit::tun::packet_xmit6(buf, pkt, &ctx)
+            }
         };
         self.verdict(sent, out, ingress)
     }

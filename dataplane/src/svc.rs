@@ -29,6 +29,9 @@ pub struct NeighCell {
     /// Director's address towards the server (network order bits; 0:
     /// unknown).
     src: AtomicU32,
+    /// Director's IPv6 address towards the server (all zero: unknown),
+    /// the outer source of IPv6 tunnels.
+    src6: [AtomicU32; 4],
     /// Set by a worker that needed the MAC and found none.
     wanted: AtomicBool,
 }
@@ -72,6 +75,20 @@ impl NeighCell {
             0 => None,
             a => Some(Ipv4Addr::from(a)),
         }
+    }
+
+    /// The director's IPv6 address towards the server, if known.
+    #[inline]
+    pub fn src6(&self) -> Option<Ipv6Addr> {
+        use crate::flow::Addr;
+        let a = Ipv6Addr::load(&self.src6);
+        (!a.is_unspecified()).then_some(a)
+    }
+
+    /// Store the route's IPv6 source address (IPv6 real servers).
+    pub fn set_src6(&self, src: Option<Ipv6Addr>) {
+        use crate::flow::Addr;
+        Ipv6Addr::store(&self.src6, src.unwrap_or(Ipv6Addr::UNSPECIFIED));
     }
 
     /// Store the route (outgoing interface and source address).

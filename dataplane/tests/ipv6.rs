@@ -298,18 +298,78 @@ fn ipv4_and_ipv6_connections_live_in_their_own_tables() {
 }
 
 #[test]
-fn ipv6_udp_and_unsupported_methods() {
+fn ipv6_udp_connections_go_by_direct_routing() {
     let mut f = Fixture::new(service6("rr", &dr(2), UDP, 53, None), 100);
     let (v, _) = process(&mut f, &udp6_frame(CIP6, 999, 53, b"q"));
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(f.pipeline.partition6().len(), 1);
-    // Tunnels are not forwarded for IPv6 yet: dropped, counted.
+}
+
+/// IPv6 in IPv6 for each encapsulation: the frame out is byte for byte the
+/// tunnel built from scratch around the client's packet, from the
+/// director's address to the real server's.
+#[test]
+fn ipv6_tunnels_encapsulate_in_ipv6_for_every_kind() {
+    use xvs_dataplane::testkit::v6::{tunnel, Outer, DIR_IP6};
+    for kind in [
+        TunKind::Ipip,
+        TunKind::Gre,
+        TunKind::Gue {
+            port: 6080,
+            checksum: false,
+        },
+        TunKind::Gue {
+            port: 6080,
+            checksum: true,
+        },
+    ] {
+        let mut f = Fixture::new(service6("rr", &[(Fwd::Tun, kind)], TCP, 80, None), 100);
+        let syn = tcp6_frame(CIP6, 7000, 80, true, false, b"hello");
+        let (v, out) = process(&mut f, &syn);
+        assert_eq!(v, Verdict::Tx(0), "{kind:?}");
+        let sport = match kind {
+            TunKind::Gue { .. } => {
+                let p = u16::from_be_bytes([out[54], out[55]]);
+                assert!(p >= 49152, "{kind:?}: GUE source port {p}");
+                p
+            }
+            _ => 0,
+        };
+        let outer = Outer::V6(ip6(DIR_IP6, rip6(1)));
+        let want = eth6(DIR_MAC, rs_mac(1), &tunnel(kind, &outer, &syn[14..], sport));
+        assert_eq!(out, want, "{kind:?}");
+        // The same flow keeps its outer header.
+        let (_, again) = process(&mut f, &tcp6_frame(CIP6, 7000, 80, false, true, b"hello"));
+        assert_eq!(again[..62], want[..62], "{kind:?}: same outer headers");
+    }
+}
+
+/// A packet that would not fit the tunnel (IPv6 is never fragmented on
+/// the way) is answered with an ICMPv6 packet too big from the VIP,
+/// announcing the MTU left inside the tunnel; one that fits goes.
+#[test]
+fn a_packet_too_big_for_an_ipv6_tunnel_gets_an_icmpv6_packet_too_big() {
+    use xvs_dataplane::testkit::v6::packet_too_big;
     let mut f = Fixture::new(
         service6("rr", &[(Fwd::Tun, TunKind::Ipip)], TCP, 80, None),
         100,
     );
-    let (v, _) = process(&mut f, &tcp6_frame(CIP6, 1, 80, true, false, b""));
-    assert_eq!(v, Verdict::Drop(DropReason::FwdUnsupported));
+    // 1500 - 40: the largest packet that fits.
+    let fits = tcp6_frame(CIP6, 7001, 80, true, false, &[1u8; 1460 - 60]);
+    let (v, out) = process(&mut f, &fits);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(out.len(), 14 + 1500);
+    let big = tcp6_frame(CIP6, 7002, 80, true, false, &[2u8; 1460 - 59]);
+    let (v, out) = process(&mut f, &big);
+    assert_eq!(v, Verdict::Tx(0), "answered on the port it came in on");
+    let want = eth6(
+        DIR_MAC,
+        CLIENT_MAC,
+        &packet_too_big(VIP6, CIP6, 1460, &big[14..]),
+    );
+    assert_eq!(out, want);
+    assert_eq!(out.len(), 14 + 1280, "within the minimum MTU");
+    assert_eq!(f.pipeline.stats().frag_needed, 1);
 }
 
 /// NAT of IPv6, both ways, TCP and UDP, with port mapping: every frame out

@@ -4,20 +4,24 @@
 //! range, RFC 5180) and duplicate address detection off, so that every
 //! address is usable at once and no test waits for DAD.
 
+use crate::lans::NatLan;
 use crate::netns::{exec_ok, sysctl, DrLan, Host};
 use std::net::Ipv6Addr;
 
-/// The IPv6 VIP of the LANs: 2001:2::100.
+/// The IPv6 VIP of the DR LAN: 2001:2::100.
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+/// The IPv6 VIP of the NAT LAN, on its client segment: 2001:2:1::100.
+pub const NAT_VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 1, 0, 0, 0, 0, 0x100);
 /// Prefix length of the LANs' IPv6 subnet (2001:2::/64).
 pub const LAN6_PREFIX_LEN: u8 = 64;
 
-/// The IPv6 address of host `h`: 2001:2:: followed by the last decimal
-/// digits of its IPv4 address read as hex (198.18.0.11 → 2001:2::11).
+/// The IPv6 address of host `h`, written like its IPv4 one: the subnet
+/// 2001:2:S::/64 for 198.18.S.0/24, and the host's last decimal digits
+/// read as hex (198.18.0.11 → 2001:2::11, 198.18.2.1 → 2001:2:2::1).
 pub fn addr6(h: &Host) -> Ipv6Addr {
-    let last = h.ip.octets()[3];
-    let hex = u16::from_str_radix(&last.to_string(), 16).expect("decimal digits are hex");
-    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, hex)
+    let o = h.ip.octets();
+    let hex = |b: u8| u16::from_str_radix(&b.to_string(), 16).expect("decimal digits are hex");
+    Ipv6Addr::new(0x2001, 2, hex(o[2]), 0, 0, 0, 0, hex(o[3]))
 }
 
 /// `[addr]:port`, as ipvsadm and sockets write an IPv6 endpoint.
@@ -62,5 +66,29 @@ impl DrLan {
         for h in &self.rs {
             add6(h, &vip, "lo");
         }
+    }
+}
+
+impl NatLan {
+    /// Turn IPv6 on for every host of the network ([`enable_ipv6`]: the
+    /// client segment is 2001:2:1::/64, the server segment 2001:2:2::/64),
+    /// put [`NAT_VIP6`] on the director's client-side interface and route
+    /// the real servers through the director's server-side address. The
+    /// director's kernel does not forward IPv6 (a new namespace's
+    /// default): only the data plane passes packets between the segments.
+    pub fn enable_ipv6(&self) {
+        for h in self.hosts() {
+            enable_ipv6(h);
+        }
+        add6(
+            &self.director,
+            &format!("{NAT_VIP6}/128"),
+            &self.director.iface,
+        );
+        let gw = addr6(&self.director_rs).to_string();
+        for h in &self.rs {
+            exec_ok(&h.ns, &["ip", "-6", "route", "add", "default", "via", &gw]);
+        }
+        sysctl(&self.director.ns, &[("net.ipv6.conf.all.forwarding", "0")]);
     }
 }

@@ -2,14 +2,41 @@
 //! three real servers on the DR LAN with IPv6 turned on (addresses from
 //! 2001:2::/48 only, no DAD), real TCP connections over IPv6.
 
+use std::sync::{Mutex, MutexGuard};
 use xvs_tests::daemon::Xvsd;
-use xvs_tests::lan6::{addr6, endpoint6, VIP6};
+use xvs_tests::lan6::{addr6, endpoint6, NAT_VIP6, VIP6};
+use xvs_tests::lans::NatLan;
 use xvs_tests::listing;
 use xvs_tests::netns::{self, DrLan};
 use xvs_tests::node::ClientSummary;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const CONNS: u64 = 300;
+
+/// The tests take turns: on two cores, one test's busy worker would
+/// starve another's clients into timeouts.
+static NET: Mutex<()> = Mutex::new(());
+
+fn net_lock() -> MutexGuard<'static, ()> {
+    NET.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stop xvsd and check its clean exit: every worker accounts for all its
+/// frames.
+fn stop_clean(xvsd: Xvsd) {
+    let exit = xvsd.stop();
+    assert!(
+        exit.status.success(),
+        "xvsd: {}\n{}",
+        exit.status,
+        exit.stderr
+    );
+    let workers = exit.worker_frames();
+    assert!(!workers.is_empty(), "{}", exit.stderr);
+    for w in &workers {
+        assert_eq!(w.lost, 0, "worker {} lost frames: {w:?}", w.worker);
+    }
+}
 
 /// `xvs-node serve` on every real server (names rs1..rs3), on every
 /// address of both families.
@@ -25,30 +52,42 @@ fn serve_rs(lan: &DrLan, port: u16) -> Vec<netns::Proc> {
         .collect()
 }
 
-/// `count` sequential TCP connections from the client to `target`.
-fn client_run(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
+/// `count` sequential TCP connections (or UDP exchanges) from the
+/// client in `ns` to `target`.
+fn client_in(ns: &str, target: &str, count: u64, udp: bool) -> ClientSummary {
+    let n = count.to_string();
+    let mut args = vec![
         NODE,
         "client",
         "--connect",
         target,
         "--count",
-        &count.to_string(),
+        &n,
         "--timeout-ms",
         "2000",
         "--deadline-ms",
         "60000",
         "--max-failures",
         "10",
-    ]);
+    ];
+    if udp {
+        args.push("--udp");
+    }
+    let out = netns::exec(ns, &args);
     if !out.status.success() {
         eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
     }
     ClientSummary::from_output(&out)
 }
 
+/// `count` sequential TCP connections from the DR LAN's client.
+fn client_run(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
+    client_in(&lan.client.ns, target, count, false)
+}
+
 #[test]
 fn ipv6_dr_rr_splits_300_connections_exactly() {
+    let _g = net_lock();
     xvs_tests::bin("xvsd");
     xvs_tests::bin("xvsadm");
     let lan = DrLan::new();
@@ -90,17 +129,63 @@ fn ipv6_dr_rr_splits_300_connections_exactly() {
         assert_eq!(d.stats().expect("stats").conns, CONNS / 3, "{out}");
     }
 
-    let exit = xvsd.stop();
-    assert!(
-        exit.status.success(),
-        "xvsd: {}\n{}",
-        exit.status,
-        exit.stderr
-    );
-    let workers = exit.worker_frames();
-    assert!(!workers.is_empty(), "{}", exit.stderr);
-    for w in &workers {
-        assert_eq!(w.lost, 0, "worker {} lost frames: {w:?}", w.worker);
-    }
+    stop_clean(xvsd);
     assert!(!lan.director_has_xdp(), "XDP program left attached");
+}
+
+#[test]
+fn ipv6_nat_maps_ports_and_answers_udp_through_the_director() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = NatLan::new();
+    lan.enable_ipv6();
+    let mut servers = Vec::new();
+    for h in &lan.rs {
+        for extra in [&["--port", "8080"][..], &["--port", "53", "--udp"]] {
+            let mut args = vec![NODE, "serve", "--name", &h.role, "--bind", "::"];
+            args.extend_from_slice(extra);
+            servers.push(h.spawn_ready(&args));
+        }
+    }
+    let xvsd = Xvsd::start(
+        &lan.director.ns,
+        &[&lan.director.iface, &lan.director_rs.iface],
+    );
+    let (tcp_vip, udp_vip) = (endpoint6(NAT_VIP6, 80), endpoint6(NAT_VIP6, 53));
+    xvsd.adm_ok(&["-A", "-t", &tcp_vip, "-s", "rr"]);
+    xvsd.adm_ok(&["-A", "-u", &udp_vip, "-s", "rr"]);
+    for h in &lan.rs {
+        let r = addr6(h);
+        xvsd.adm_ok(&["-a", "-t", &tcp_vip, "-r", &endpoint6(r, 8080), "-m"]);
+        xvsd.adm_ok(&["-a", "-u", &udp_vip, "-r", &endpoint6(r, 53), "-m"]);
+    }
+    let tcp = client_in(&lan.client.ns, &tcp_vip, 30, false);
+    assert_eq!(
+        (tcp.ok, tcp.failed),
+        (30, 0),
+        "NAT'd TCP over IPv6: {tcp:?}"
+    );
+    for h in &lan.rs {
+        assert_eq!(tcp.count(&h.role), 10, "rr over 3 NAT servers: {tcp:?}");
+    }
+    // A new server's MAC is resolved on first use: the first datagrams
+    // may go while NDP runs, and UDP does not retransmit.
+    client_in(&lan.client.ns, &udp_vip, 3, true);
+    let udp = client_in(&lan.client.ns, &udp_vip, 30, true);
+    assert_eq!(
+        (udp.ok, udp.failed),
+        (30, 0),
+        "NAT'd UDP over IPv6: {udp:?}"
+    );
+    let stats = xvsd.adm_ok(&["-Ln", "--stats", "--exact"]);
+    let listed = listing::parse(&stats);
+    let svc = listed
+        .iter()
+        .find(|s| s.addr == tcp_vip)
+        .unwrap_or_else(|| panic!("{tcp_vip} not listed:\n{stats}"));
+    let st = svc.stats().expect("stats listed");
+    assert_eq!(st.conns, 30, "{stats}");
+    assert!(st.out_pkts >= 30 * 3, "replies counted as OutPkts: {stats}");
+    stop_clean(xvsd);
 }

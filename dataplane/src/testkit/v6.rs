@@ -407,7 +407,8 @@ pub fn ip4(src: [u8; 4], dst: [u8; 4]) -> super::frame::Ip {
 /// An IPv6 service `[VIP6]:port` (protocol `proto`) whose server `i`
 /// (1-based, in the order of `fwds`, at [`rip6`]`(i)` with MAC
 /// [`super::rs_mac`]`(i)`, resolved) is forwarded by `fwds[i - 1]`; NAT
-/// servers listen on 8080 when the service port is 80. Returns the
+/// servers listen on 8080 when the service port is 80; tunnels leave from
+/// [`DIR_IP6`]. Returns the
 /// service and its destinations in list order (newest first), as
 /// [`super::service_with`] does for IPv4.
 pub fn service6(
@@ -433,6 +434,7 @@ pub fn service6(
         };
         let neigh = Arc::new(NeighCell::default());
         neigh.set(Some(super::rs_mac(i)));
+        neigh.set_src6(Some(DIR_IP6));
         dests.insert(
             0,
             Arc::new(DestRt {

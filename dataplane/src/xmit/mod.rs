@@ -49,6 +49,8 @@ pub struct XmitCtx {
     pub tun: TunKind,
     /// TUN: the outer source, the director's address on the egress link.
     pub tun_src: Ipv4Addr,
+    /// TUN to an IPv6 real server (`addr6`): the outer IPv6 source.
+    pub tun_src6: Ipv6Addr,
     /// TUN: IP MTU of the egress link.
     pub mtu: u16,
     /// TUN: identification of the outer header (and of a
@@ -70,6 +72,7 @@ impl XmitCtx {
             dir: Dir::In,
             tun: TunKind::Ipip,
             tun_src: Ipv4Addr::UNSPECIFIED,
+            tun_src6: Ipv6Addr::UNSPECIFIED,
             mtu: 0,
             ident: 0,
         }
@@ -81,8 +84,8 @@ impl XmitCtx {
 pub enum Out {
     /// The rewritten frame: send it on towards its destination.
     Tx,
-    /// An ICMP fragmentation-needed for the sender: send it back out of the
-    /// port the frame came in on.
+    /// An ICMP fragmentation-needed (IPv6: an ICMPv6 packet too big) for
+    /// the sender: send it back out of the port the frame came in on.
     FragNeeded,
 }
 

@@ -22,16 +22,27 @@
 //! answers a packet addressed to a local address from that address.
 //! Without DF the kernel would fragment the outer packet; one frame in, one
 //! frame out cannot, so that case is an error ([`TunError::TooBig`]).
+//!
+//! IPv6 in IPv6 ([`packet_xmit6`], an IPv6 service's IPv6 real server):
+//! the outer IPv6 header (next header 41, or UDP for GUE and GRE with
+//! protocol type 0x86dd, both carrying 41) takes the inner packet's
+//! traffic class and hop limit, 20 bytes more than IPv4's. IPv6 is never
+//! fragmented on the way, so a packet that would not fit is answered by an
+//! ICMPv6 packet too big (MTU − overhead) from the VIP, as the kernel
+//! answers for a local address, unless it is an ICMPv6 error itself.
 
 use super::{Out, XmitCtx, XmitError};
 use crate::frame::FrameBuf;
-use crate::packet::Parsed;
+use crate::packet::{Parsed, L3};
+use crate::wire::eth::ETHERTYPE_IPV6;
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::icmp::{self, IcmpPacket};
+use crate::wire::icmpv6;
 use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr, PROTO_GRE, PROTO_ICMP, PROTO_IPIP};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
 use crate::wire::udp::{self, UdpPacket};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Lengths of the GUE and GRE headers written (shared with `TunKind`'s
 /// overhead).
@@ -235,6 +246,156 @@ pub fn packet_xmit<B: FrameBuf + ?Sized>(
             Err(xmit_error(e))
         }
     }
+}
+
+/// Bytes an IPv6 outer header adds over an IPv4 one.
+const V6_EXTRA: usize = ipv6::HEADER_LEN - ipv4::MIN_HEADER_LEN;
+
+/// Hop limit of the packet too big errors.
+pub const ICMPV6_ERROR_HOP_LIMIT: u8 = 64;
+
+/// Protocol number of IPv6 carried in IP (RFC 2473).
+const PROTO_IPV6: u8 = ipv6::NEXT_IPV6;
+
+/// Encapsulate an IPv6 frame parsed as `pkt` in an outer IPv6 header from
+/// `ctx.tun_src6` to `ctx.addr6` ([`TunKind`] as for IPv4, the inner
+/// protocol 41), growing it into the buffer's tailroom; the outer header
+/// copies the inner traffic class and hop limit. When it would exceed
+/// `ctx.mtu`, the buffer instead holds an ICMPv6 packet too big for the
+/// client ([`Out::FragNeeded`]), from the VIP, announcing `ctx.mtu` minus
+/// the overhead; an ICMPv6 error that would not fit is refused
+/// ([`XmitError::TooBig`]).
+pub fn packet_xmit6<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed<Ipv6Addr>,
+    ctx: &XmitCtx,
+) -> Result<Out, XmitError> {
+    let over = ctx.tun.overhead() + V6_EXTRA;
+    let mtu = usize::from(ctx.mtu);
+    if mtu < over + ipv6::MIN_MTU {
+        return Err(XmitError::MtuTooSmall);
+    }
+    let inner_len = usize::from(pkt.ip_len);
+    let len = buf.bytes().len();
+    if inner_len + over > mtu {
+        let proto = pkt.key.proto;
+        let error = proto == ipv6::NEXT_ICMPV6
+            && buf
+                .bytes()
+                .get(pkt.l4)
+                .is_some_and(|t| icmpv6::is_error_type(*t));
+        if error {
+            return Err(XmitError::TooBig);
+        }
+        // Fits in u32: mtu is a u16 and over < mtu.
+        let n =
+            packet_too_big(buf.bytes(), pkt, (mtu - over) as u32).ok_or(XmitError::NoTailroom)?;
+        buf.set_len(n);
+        return Ok(Out::FragNeeded);
+    }
+    if !buf.set_len(len + over) {
+        return Err(XmitError::NoTailroom);
+    }
+    let f = buf.bytes();
+    let inner_at = L3;
+    f.copy_within(inner_at..inner_at + inner_len, inner_at + over);
+    let (tc, hop_limit, flow_label) = {
+        let inner = Ipv6Packet::new_unchecked(&f[inner_at + over..]);
+        (inner.traffic_class(), inner.hop_limit(), inner.flow_label())
+    };
+    let out_len = L3 + over + inner_len;
+    let (next, tail) = match ctx.tun {
+        TunKind::Ipip => (PROTO_IPV6, 0),
+        TunKind::Gre => (PROTO_GRE, GRE_HEADER_LEN),
+        TunKind::Gue { .. } => (PROTO_UDP, udp::HEADER_LEN + GUE_HEADER_LEN),
+    };
+    {
+        let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+        e.set_dst(ctx.dst_mac);
+        e.set_src(ctx.src_mac);
+        e.set_ethertype(ETHERTYPE_IPV6);
+    }
+    let ip_at = L3;
+    let l4_at = ip_at + ipv6::HEADER_LEN;
+    Ipv6Repr {
+        src: ctx.tun_src6,
+        dst: ctx.addr6,
+        next_header: next,
+        // inner_len + over ≤ mtu ≤ u16::MAX.
+        payload_len: (tail + inner_len) as u16,
+        hop_limit,
+        traffic_class: tc,
+        flow_label,
+    }
+    .emit(&mut f[ip_at..])
+    .map_err(|_| XmitError::Malformed)?;
+    match ctx.tun {
+        TunKind::Ipip => {}
+        TunKind::Gre => {
+            // Flags and version 0, protocol type IPv6 (RFC 2784).
+            f[l4_at..l4_at + GRE_HEADER_LEN].copy_from_slice(&[0, 0, 0x86, 0xdd]);
+        }
+        TunKind::Gue { port, checksum } => {
+            let sport = GUE_SRC_PORT_BASE | (pkt.key.hash64() & 0x3fff) as u16;
+            let payload_len = (GUE_HEADER_LEN + inner_len) as u16;
+            udp::emit_header(&mut f[l4_at..], sport, port, payload_len)
+                .map_err(|_| XmitError::Malformed)?;
+            let gue_at = l4_at + udp::HEADER_LEN;
+            f[gue_at..gue_at + GUE_HEADER_LEN].copy_from_slice(&[0, PROTO_IPV6, 0, 0]);
+            // A zero UDP checksum is allowed for tunnels over IPv6 (RFC
+            // 6935); the option asks for a real one.
+            if checksum {
+                let seg = &f[l4_at..out_len];
+                let sum = crate::wire::checksum::transport_checksum6(
+                    ctx.tun_src6,
+                    ctx.addr6,
+                    PROTO_UDP,
+                    seg,
+                );
+                let sum = if sum == 0 { 0xffff } else { sum };
+                f[l4_at + udp::CHECKSUM_OFFSET..l4_at + udp::CHECKSUM_OFFSET + 2]
+                    .copy_from_slice(&sum.to_be_bytes());
+            }
+        }
+    }
+    buf.set_len(out_len);
+    Ok(Out::Tx)
+}
+
+/// Replace frame `f` (an IPv6 packet from a client, parsed as `pkt`) by
+/// an ICMPv6 packet too big answering it, announcing `mtu`: Ethernet back
+/// to the sender from the MAC the frame was sent to, IPv6 from the
+/// packet's destination (the VIP) to its source, quoting as much of the
+/// packet as fits in 1280 bytes. Returns the frame's new length, or
+/// `None` if `f` is too short to hold it (it never is: the quote is cut to
+/// what the packet had).
+#[cold]
+fn packet_too_big(f: &mut [u8], pkt: &Parsed<Ipv6Addr>, mtu: u32) -> Option<usize> {
+    let (client_mac, our_mac) = {
+        let e = EthernetFrame::new_unchecked(&f[..]);
+        (e.src(), e.dst())
+    };
+    let offending = &f[L3..L3 + usize::from(pkt.ip_len)];
+    let n = icmpv6::error_packet_len(offending.len());
+    // The quote moves back by the new headers' length: copied out first
+    // (at most 1280 bytes, on the stack: no allocation).
+    let mut quote = [0u8; ipv6::MIN_MTU];
+    let q = (n - ipv6::HEADER_LEN - icmpv6::HEADER_LEN).min(offending.len());
+    quote[..q].copy_from_slice(&offending[..q]);
+    let out = f.get_mut(L3..L3 + n)?;
+    icmpv6::emit_error(
+        out,
+        (pkt.key.vip, pkt.key.cip, ICMPV6_ERROR_HOP_LIMIT),
+        icmpv6::TYPE_PACKET_TOO_BIG,
+        0,
+        mtu,
+        &quote[..q],
+    )
+    .ok()?;
+    let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+    e.set_dst(client_mac);
+    e.set_src(our_mac);
+    Some(L3 + n)
 }
 
 /// The pipeline's reason for a failed encapsulation.
