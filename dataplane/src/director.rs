@@ -143,11 +143,11 @@ pub struct ConnInfo {
     /// Seconds until expiry.
     pub expire_secs: u64,
     /// Client (masked, for templates).
-    pub cip: Ipv4Addr,
+    pub cip: IpAddr,
     /// Client port (0 for templates).
     pub cport: u16,
     /// VIP (the mark as an address for firewall-mark templates).
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     pub vport: u16,
     /// Real server.
@@ -593,43 +593,12 @@ impl Director {
     /// listing of a million connections never holds them all.
     pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + Send + 'static {
         let (_, snap) = self.cell.load();
-        let table = self.table.clone();
         let now = ticks(crate::clock::now_ns());
-        (0..table.capacity() as u32).filter_map(move |i| {
-            let v = table.read(i)?;
-            // A template past its time still lives while it controls
-            // connections (IPVS extends it): list it, as due now.
-            if !alive(now, &v) {
-                return None;
-            }
-            let d = snap.dest(v.dest)?;
-            let f = v.flow();
-            let state = if v.key.template {
-                "NONE"
-            } else if f.proto == crate::wire::ipv4::PROTO_TCP {
-                TcpState::from_u8(v.state).name()
-            } else {
-                "UDP"
-            };
-            let left = left_ns(now, v.expires);
-            Some(ConnInfo {
-                proto: f.proto,
-                template: v.key.template,
-                state,
-                expire_secs: left.div_ceil(xvs_config::time::NS_PER_SEC),
-                cip: f.cip,
-                cport: f.cport,
-                vip: f.vip,
-                vport: f.vport,
-                rip: d.sched.addr,
-                rport: if v.key.template && f.vport == 0 {
-                    0
-                } else {
-                    d.sched.port
-                },
-                synced: table.synced(v.idx),
-            })
-        })
+        let (t4, t6) = (self.table.clone(), self.table6.clone());
+        let snap6 = snap.clone();
+        (0..t4.capacity() as u32)
+            .filter_map(move |i| conn_info(&snap, &t4, now, i))
+            .chain((0..t6.capacity() as u32).filter_map(move |i| conn_info(&snap6, &t6, now, i)))
     }
 
     /// Where the workers and the sync daemon's threads exchange records
@@ -825,4 +794,103 @@ fn restore_loads(table: &ConnTable, snap: &Snapshot) -> usize {
         }
     }
     n
+}
+
+/// The listing of entry `i` of `table` (either family) at tick `now`, if
+/// it is a live connection or template of a destination of `snap`.
+fn conn_info<A: crate::flow::Addr>(
+    snap: &Snapshot,
+    table: &ConnTable<A>,
+    now: u32,
+    i: u32,
+) -> Option<ConnInfo> {
+    let v = table.read(i)?;
+    // A template past its time still lives while it controls
+    // connections (IPVS extends it): list it, as due now.
+    if !alive(now, &v) {
+        return None;
+    }
+    let d = snap.dest(v.dest)?;
+    let f = v.flow();
+    let state = if v.key.template {
+        "NONE"
+    } else if f.proto == crate::wire::ipv4::PROTO_TCP {
+        TcpState::from_u8(v.state).name()
+    } else {
+        "UDP"
+    };
+    let left = left_ns(now, v.expires);
+    Some(ConnInfo {
+        proto: f.proto,
+        template: v.key.template,
+        state,
+        expire_secs: left.div_ceil(xvs_config::time::NS_PER_SEC),
+        cip: f.cip.ip(),
+        cport: f.cport,
+        vip: f.vip.ip(),
+        vport: f.vport,
+        rip: d.sched.addr,
+        rport: if v.key.template && f.vport == 0 {
+            0
+        } else {
+            d.sched.port
+        },
+        synced: table.synced(v.idx),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::v6::{service6, tcp6_frame, CIP6, VIP6};
+    use crate::testkit::{dr_service, tcp_frame, CIP, DIR_MAC, VIP};
+    use crate::xmit::tun::TunKind;
+
+    #[test]
+    fn connections_of_both_families_are_listed() {
+        let (s4, _) = dr_service("rr", 1, None);
+        let (s6, _) = service6("rr", &[(crate::svc::Fwd::Dr, TunKind::Ipip)], 6, 80, None);
+        let s6 = Arc::new(crate::svc::ServiceRt {
+            id: 1,
+            persist: None,
+            key: s6.key,
+            stats: s6.stats.clone(),
+            sched: s6.sched.clone(),
+        });
+        let snap = Arc::new(Snapshot::of_services(&[s4, s6], Default::default()));
+        let mut p = Pipeline::new(snap.clone(), 16, DIR_MAC);
+        let now_ns = crate::clock::now_ns();
+        let mut a = tcp_frame(CIP, 1000, 80, true, false, b"");
+        let mut b = tcp6_frame(CIP6, 2000, 80, true, false, b"");
+        assert!(matches!(
+            p.process(now_ns, &mut a),
+            crate::verdict::Verdict::Tx(_)
+        ));
+        assert!(matches!(
+            p.process(now_ns, &mut b),
+            crate::verdict::Verdict::Tx(_)
+        ));
+        let now = ticks(now_ns);
+        let v4: Vec<ConnInfo> = (0..p.table().capacity() as u32)
+            .filter_map(|i| conn_info(&snap, p.table(), now, i))
+            .collect();
+        let v6: Vec<ConnInfo> = (0..p.table6().capacity() as u32)
+            .filter_map(|i| conn_info(&snap, p.table6(), now, i))
+            .collect();
+        assert_eq!(v4.len(), 1);
+        assert_eq!(v6.len(), 1);
+        assert_eq!(
+            (v4[0].cip, v4[0].cport, v4[0].vip),
+            (
+                IpAddr::V4(Ipv4Addr::from(CIP)),
+                1000,
+                IpAddr::V4(Ipv4Addr::from(VIP))
+            )
+        );
+        assert_eq!(
+            (v6[0].cip, v6[0].cport, v6[0].vip, v6[0].vport),
+            (IpAddr::V6(CIP6), 2000, IpAddr::V6(VIP6), 80)
+        );
+        assert_eq!((v6[0].state, v6[0].rip.is_ipv6()), ("SYN_RECV", true));
+    }
 }

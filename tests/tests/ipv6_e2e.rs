@@ -129,6 +129,10 @@ fn ipv6_dr_rr_splits_300_connections_exactly() {
         assert_eq!(d.stats().expect("stats").conns, CONNS / 3, "{out}");
     }
 
+    // Every connection is listed, with its IPv6 addresses.
+    let lnc = xvsd.adm_ok(&["-Lnc"]);
+    let listed = lnc.lines().filter(|l| l.contains(&vip)).count();
+    assert_eq!(listed as u64, CONNS, "-Lnc:\n{lnc}");
     stop_clean(xvsd);
     assert!(!lan.director_has_xdp(), "XDP program left attached");
 }
