@@ -13,6 +13,7 @@ use crate::flow::{Addr, FlowKey};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::wire::icmp::{IcmpPacket, QuotedFlow};
+use crate::wire::icmpv6;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::ipv6::{self, Ipv6Packet, Upper};
 use crate::wire::tcp::TcpPacket;
@@ -123,8 +124,11 @@ pub fn is_ipv6(frame: &[u8]) -> bool {
 
 /// Parse an IPv6 `frame`: the fixed header and its payload inside the
 /// frame, the extension headers walked ([`ipv6::walk`], bounded), then
-/// TCP or UDP. `Err(Verdict::Pass)` when it is not for the director (not
-/// IPv6, a fragment, a routing header crossed, another protocol, ICMPv6),
+/// TCP or UDP, or an ICMPv6 error quoting a TCP or UDP packet (then
+/// `key.proto` is ICMPv6 and the ports are 0; [`quoted6`] reads the
+/// quote). `Err(Verdict::Pass)` when it is not for the director (not
+/// IPv6, a fragment, a routing header crossed, another protocol, other
+/// ICMPv6 such as neighbour discovery),
 /// `Err(Verdict::Drop(Malformed))` when a header it needs is truncated
 /// or the chain cannot be walked. `ip_len` is the whole IPv6 packet's
 /// length (fixed header included), what the byte counters count.
@@ -175,9 +179,20 @@ pub fn parse6(frame: &[u8]) -> Result<Parsed<Ipv6Addr>, Verdict> {
             p.key.cport = u.src_port();
             p.key.vport = u.dst_port();
         }
+        ipv6::NEXT_ICMPV6 if seg.first().is_some_and(|t| icmpv6::is_error_type(*t)) => {
+            quoted6(frame, &p).ok_or(Verdict::Pass)?;
+        }
         _ => return Err(Verdict::Pass),
     }
     Ok(p)
+}
+
+/// The flow an ICMPv6 error (parsed by [`parse6`] from `frame` as `p`)
+/// is about, if it quotes a TCP or UDP packet with its ports.
+#[cold]
+pub fn quoted6(frame: &[u8], p: &Parsed<Ipv6Addr>) -> Option<icmpv6::QuotedFlow6> {
+    let m = icmpv6::Icmpv6Packet::new_checked(frame.get(p.l4..p.end)?).ok()?;
+    m.quoted_flow().ok()
 }
 
 /// The datagram quoted by the ICMP message `msg` (at frame offset `at`),

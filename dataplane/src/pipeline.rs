@@ -503,6 +503,9 @@ impl Pipeline {
                 }
             }
         }
+        if p.key.proto == crate::wire::ipv6::NEXT_ICMPV6 {
+            return self.icmp6(snap, ingress, &p, buf);
+        }
         crate::wire::checksum::complete_partial_ipv6(&mut frame[packet::L3..]);
         let hint = Hint::default();
         match self
@@ -514,6 +517,61 @@ impl Pipeline {
             Track::Pass => Verdict::Pass,
             Track::Drop(r) => Verdict::Drop(r),
         }
+    }
+
+    /// [`Pipeline::icmp`] for an ICMPv6 error: about a packet the client
+    /// got from the VIP, it goes to the connection's real server by the
+    /// connection's method (NAT: translated); from a NAT real server's
+    /// side, back to the client, translated. Anything else is not ours.
+    #[cold]
+    fn icmp6<B: FrameBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        ingress: u8,
+        pkt: &packet::Parsed<Ipv6Addr>,
+        buf: &mut B,
+    ) -> Verdict {
+        let Some(q) = packet::quoted6(buf.bytes(), pkt) else {
+            return Verdict::Pass;
+        };
+        let about = FlowKey {
+            proto: q.proto,
+            cip: q.dst,
+            cport: q.dport,
+            vip: q.src,
+            vport: q.sport,
+        };
+        if let Some(v) = self.track6.lookup(&about) {
+            let Some(dest) = snap.dest(v.dest).cloned() else {
+                return Verdict::Drop(DropReason::NoDest);
+            };
+            if fwd_of(v.fwd) != Fwd::Nat {
+                return self.xmit6(Bound::of(&v), &dest, ingress, pkt, buf);
+            }
+            let (Some(mac), Some(out), Some(nat)) =
+                (dest.neigh.mac(), self.port_of(dest.neigh.oif()), v.nat)
+            else {
+                return Verdict::Drop(DropReason::NoNeigh);
+            };
+            let mut ctx = XmitCtx::macs(self.ports[out as usize].mac, mac);
+            ctx.addr6 = nat.rip;
+            ctx.port = nat.rport;
+            ctx.dir = Dir::In;
+            let sent = xmit::nat::icmp6_xmit(buf, pkt, &q, &ctx);
+            return self.verdict(sent, out, ingress);
+        }
+        if let Some(r) = self.track6.lookup_reply(&about).and_then(|v| Reply::of(&v)) {
+            let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
+                return Verdict::Drop(DropReason::NoNeigh);
+            };
+            let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
+            ctx.addr6 = r.vip;
+            ctx.port = r.vport;
+            ctx.dir = Dir::Out;
+            let sent = xmit::nat::icmp6_xmit(buf, pkt, &q, &ctx);
+            return self.verdict(sent, r.ret_port, r.ret_port);
+        }
+        Verdict::Pass
     }
 
     /// [`Pipeline::xmit`] for an IPv6 frame.

@@ -150,6 +150,24 @@ fn each_ipv6_frame_gets_its_verdict() {
             ),
             Verdict::Pass,
         ),
+        (
+            "ICMPv6 error quoting too little",
+            eth6(
+                CLIENT_MAC,
+                DIR_MAC,
+                &icmp6_packet(&ip6(CIP6, VIP6), 1, 4, [0; 4], &good[14..14 + 40 + 4]),
+            ),
+            Verdict::Pass,
+        ),
+        (
+            "ICMPv6 error about no connection",
+            eth6(
+                CLIENT_MAC,
+                DIR_MAC,
+                &icmp6_packet(&ip6(CIP6, VIP6), 1, 4, [0; 4], &good[14..]),
+            ),
+            Verdict::Pass,
+        ),
         ("not a VIP", other_vip, Verdict::Pass),
         ("not a virtual port", other_port, Verdict::Pass),
         (
@@ -460,4 +478,72 @@ fn ipv6_nat_rewrites_address_port_and_checksum_both_ways() {
         assert_ne!(v, Verdict::Tx(0), "{what}: stray reply");
         assert_eq!(out, stray);
     }
+}
+
+/// ICMPv6 errors about a VIP's flows: forwarded to the connection's real
+/// server by direct routing as they are; translated both ways for NAT
+/// (outer address, quoted address, port and checksum, ICMPv6 checksum),
+/// each frame out byte for byte the error built from scratch; an error
+/// about no connection is the kernel's.
+#[test]
+fn icmpv6_errors_reach_the_right_real_server_and_are_translated_for_nat() {
+    use xvs_dataplane::testkit::v6::icmp6_error;
+    let router: Ipv6Addr = "2001:2:0:9::1".parse().unwrap();
+    // DR: a router says the client's path is too small for a reply.
+    let mut f = fixture("rr", 3, None);
+    let (_, out) = process(&mut f, &tcp6_frame(CIP6, 2000, 80, true, false, b""));
+    let rs = server_of(&out);
+    let reply = ip6_packet(&ip6(VIP6, CIP6), &tcp(80, 2000).syn().ack(1001), &[3; 64]);
+    let err = eth6(
+        CLIENT_MAC,
+        DIR_MAC,
+        &icmp6_error(router, VIP6, 2, 0, 1400, &reply),
+    );
+    let (v, out) = process(&mut f, &err);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(out[..6], rs_mac(rs), "to the connection's server");
+    assert_eq!(out[12..], err[12..], "unchanged above Ethernet");
+    // About a flow without a connection: the kernel's.
+    let other = ip6_packet(&ip6(VIP6, CIP6), &tcp(80, 2001).ack(1), b"");
+    let stray = eth6(
+        CLIENT_MAC,
+        DIR_MAC,
+        &icmp6_error(router, VIP6, 2, 0, 1400, &other),
+    );
+    assert_eq!(process(&mut f, &stray).0, Verdict::Pass);
+
+    // NAT, from the client's side: about a reply it got from [VIP]:80.
+    let nat = vec![(Fwd::Nat, TunKind::Ipip); 2];
+    let mut f = Fixture::new(service6("rr", &nat, TCP, 80, None), 100);
+    let (_, out) = process(&mut f, &tcp6_frame(CIP6, 40000, 80, true, false, b""));
+    let rs = server_of(&out);
+    let seen = |src, sport| {
+        ip6_packet(
+            &ip6(src, CIP6),
+            &tcp(sport, 40000).syn().ack(1001),
+            &[5; 32],
+        )
+    };
+    let unreach = |from, to, about: &[u8]| icmp6_error(from, to, 1, 4, 0, about);
+    let err = eth6(CLIENT_MAC, DIR_MAC, &unreach(CIP6, VIP6, &seen(VIP6, 80)));
+    let (v, out) = process(&mut f, &err);
+    assert_eq!(v, Verdict::Tx(0));
+    let want = eth6(
+        DIR_MAC,
+        rs_mac(rs),
+        &unreach(CIP6, rip6(rs), &seen(rip6(rs), 8080)),
+    );
+    assert_eq!(out, want, "client-side error, translated");
+
+    // From the real server's side: about a packet forwarded to it.
+    let sent = |dst, dport| ip6_packet(&ip6(CIP6, dst), &tcp(40000, dport).ack(1), &[6; 32]);
+    let err = eth6(
+        rs_mac(rs),
+        DIR_MAC,
+        &unreach(rip6(rs), CIP6, &sent(rip6(rs), 8080)),
+    );
+    let (v, out) = process(&mut f, &err);
+    assert_eq!(v, Verdict::Tx(0));
+    let want = eth6(DIR_MAC, CLIENT_MAC, &unreach(VIP6, CIP6, &sent(VIP6, 80)));
+    assert_eq!(out, want, "server-side error, translated back");
 }

@@ -52,6 +52,31 @@ pub fn add6(h: &Host, cidr: &str, dev: &str) {
 }
 
 impl DrLan {
+    /// Give the client extra IPv6 addresses (no DAD) and make its new
+    /// connections to `dst` leave from `src` (a host route with a
+    /// preferred source): one client namespace plays several clients.
+    pub fn client_source6(&self, dst: Ipv6Addr, src: Ipv6Addr) {
+        let c = &self.client;
+        let have = exec_ok(&c.ns, &["ip", "-6", "addr", "show", "dev", &c.iface]);
+        if !have.contains(&format!("{src}/")) {
+            add6(c, &format!("{src}/128"), &c.iface);
+        }
+        exec_ok(
+            &c.ns,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "replace",
+                &format!("{dst}/128"),
+                "dev",
+                &c.iface,
+                "src",
+                &src.to_string(),
+            ],
+        );
+    }
+
     /// Turn IPv6 on for every host of the LAN ([`enable_ipv6`]) and put
     /// [`VIP6`] on the director's interface (it answers neighbour
     /// solicitations for it) and on every real server's `lo` (they take

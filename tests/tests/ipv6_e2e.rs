@@ -193,3 +193,51 @@ fn ipv6_nat_maps_ports_and_answers_udp_through_the_director() {
     assert!(st.out_pkts >= 30 * 3, "replies counted as OutPkts: {stats}");
     stop_clean(xvsd);
 }
+
+#[test]
+fn ipv6_persistence_with_a_64_prefix_keeps_a_network_on_one_server() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = DrLan::new();
+    lan.enable_ipv6();
+    let _servers = serve_rs(&lan, 80);
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let (p64, p128) = (endpoint6(VIP6, 80), endpoint6(VIP6, 8080));
+    let _alt = serve_rs(&lan, 8080);
+    xvsd.adm_ok(&["-A", "-t", &p64, "-s", "rr", "-p", "300", "-M", "64"]);
+    xvsd.adm_ok(&["-A", "-t", &p128, "-s", "rr", "-p", "300"]);
+    for h in &lan.rs {
+        for (svc, port) in [(&p64, 80), (&p128, 8080)] {
+            xvsd.adm_ok(&["-a", "-t", svc, "-r", &endpoint6(addr6(h), port), "-g"]);
+        }
+    }
+    // Three clients of one /64, ten connections each, to both services.
+    let mut by64 = std::collections::BTreeMap::new();
+    let mut by128 = std::collections::BTreeMap::new();
+    for host in [0x21u16, 0x22, 0x23] {
+        let src = std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, host);
+        lan.client_source6(VIP6, src);
+        for (svc, seen) in [(&p64, &mut by64), (&p128, &mut by128)] {
+            let s = client_run(&lan, svc, 10);
+            assert_eq!((s.ok, s.failed), (10, 0), "{svc} from {src}: {s:?}");
+            let on: Vec<&str> = lan
+                .rs
+                .iter()
+                .filter(|h| s.count(&h.role) > 0)
+                .map(|h| h.role.as_str())
+                .collect();
+            assert_eq!(on.len(), 1, "one client, one server: {s:?}");
+            seen.insert(src, on[0].to_owned());
+        }
+    }
+    let servers64: std::collections::BTreeSet<_> = by64.values().collect();
+    let servers128: std::collections::BTreeSet<_> = by128.values().collect();
+    assert_eq!(
+        servers64.len(),
+        1,
+        "-M 64: one server for the /64: {by64:?}"
+    );
+    assert_eq!(servers128.len(), 3, "/128: each client its own: {by128:?}");
+    stop_clean(xvsd);
+}

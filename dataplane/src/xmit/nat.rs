@@ -13,8 +13,8 @@
 //!
 //! IPv6 ([`packet_xmit6`]) is the same rewrite without a header checksum:
 //! the TCP/UDP checksum covers the 128-bit address through the IPv6
-//! pseudo-header (RFC 1624 over its eight words). ICMPv6 errors are not
-//! translated yet.
+//! pseudo-header (RFC 1624 over its eight words). ICMPv6 errors about a
+//! NAT'd connection are translated as ICMP's are ([`icmp6_xmit`]).
 //!
 //! [`packet_xmit`] rewrites a frame the pipeline has parsed, at the offsets
 //! it recorded. The other functions validate the whole frame before they
@@ -134,6 +134,59 @@ pub fn packet_xmit6<B: FrameBuf + ?Sized>(
     };
     set_u16(seg, at.1, ctx.port);
     set_u16(seg, csum_at, sum);
+    set_macs(frame, ctx.src_mac, ctx.dst_mac);
+    Ok(Out::Tx)
+}
+
+/// Translate an ICMPv6 error (parsed as `pkt`, quoting the packet of
+/// `q`) going `ctx.dir`: the outer end that changes (the destination
+/// inbound, the source outbound) and the quoted packet's opposite end
+/// become `ctx.addr6`, the quoted port `ctx.port`, the quoted TCP or UDP
+/// checksum is updated when the quote holds it, and the ICMPv6 checksum
+/// is computed anew over the message (at most 1280 bytes, a cold path).
+#[cold]
+pub fn icmp6_xmit<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed<Ipv6Addr>,
+    q: &crate::wire::icmpv6::QuotedFlow6,
+    ctx: &XmitCtx,
+) -> Result<Out, super::XmitError> {
+    let frame = buf.bytes();
+    let (outer_at, quoted_at, port_at) = match End::of(ctx.dir) {
+        End::Dst => (ipv6::DST_OFFSET, ipv6::SRC_OFFSET, PORT_SRC),
+        End::Src => (ipv6::SRC_OFFSET, ipv6::DST_OFFSET, PORT_DST),
+    };
+    let a = L3 + outer_at;
+    frame[a..a + 16].copy_from_slice(&ctx.addr6.octets());
+    let q_ip = pkt.l4 + crate::wire::icmpv6::HEADER_LEN;
+    let q_l4 = q_ip + q.l4_offset;
+    let qa = q_ip + quoted_at;
+    let mut old = [0u8; 16];
+    old.copy_from_slice(&frame[qa..qa + 16]);
+    let old = Ipv6Addr::from(old);
+    frame[qa..qa + 16].copy_from_slice(&ctx.addr6.octets());
+    let old_port = get_u16(&frame[q_l4..], port_at);
+    set_u16(&mut frame[q_l4..], port_at, ctx.port);
+    let csum_at = q_l4
+        + match q.proto {
+            PROTO_TCP => tcp::CHECKSUM_OFFSET,
+            _ => udp::CHECKSUM_OFFSET,
+        };
+    if csum_at + 2 <= pkt.end {
+        let old_sum = get_u16(frame, csum_at);
+        let sum = match q.proto {
+            PROTO_TCP => checksum::update_addr6_port(old_sum, old, ctx.addr6, old_port, ctx.port),
+            _ => checksum::update_addr6_port_udp(old_sum, old, ctx.addr6, old_port, ctx.port),
+        };
+        set_u16(frame, csum_at, sum);
+    }
+    let (src, dst) = {
+        let ip = crate::wire::ipv6::Ipv6Packet::new_unchecked(&frame[L3..]);
+        (ip.src(), ip.dst())
+    };
+    set_u16(frame, pkt.l4 + 2, 0);
+    let sum = checksum::transport_checksum6(src, dst, ipv6::NEXT_ICMPV6, &frame[pkt.l4..pkt.end]);
+    set_u16(frame, pkt.l4 + 2, sum);
     set_macs(frame, ctx.src_mac, ctx.dst_mac);
     Ok(Out::Tx)
 }
