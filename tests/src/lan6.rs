@@ -51,6 +51,45 @@ pub fn add6(h: &Host, cidr: &str, dev: &str) {
     );
 }
 
+/// Add a VIP (`cidr`) to the director's `dev`, deprecated (preferred
+/// lifetime 0): it still answers for it, but never picks it as the source
+/// of its own packets. Else source selection would prefer the /128 VIP
+/// (its whole length matches) and the director would solicit its real
+/// servers from an address they hold themselves, so their answers would
+/// never leave them.
+pub fn add_vip6(h: &Host, cidr: &str, dev: &str) {
+    exec_ok(
+        &h.ns,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            cidr,
+            "dev",
+            dev,
+            "nodad",
+            "preferred_lft",
+            "0",
+        ],
+    );
+}
+
+/// Resolve the neighbours `to` from `from` (one ping each, each waiting
+/// up to 3 s for its neighbour discovery and echo): the kernel's NDP
+/// table then holds them, as a director's holds its real servers after
+/// the first exchange, and xvsd reads them when the servers are added.
+/// NDP's first solicitation can take over a second here, longer than a
+/// test client's first connection waits.
+pub fn resolve6(from: &Host, to: &[Ipv6Addr]) {
+    for a in to {
+        exec_ok(
+            &from.ns,
+            &["ping", "-6", "-c", "1", "-W", "3", &a.to_string()],
+        );
+    }
+}
+
 impl DrLan {
     /// Give the client extra IPv6 addresses (no DAD) and make its new
     /// connections to `dst` leave from `src` (a host route with a
@@ -81,16 +120,19 @@ impl DrLan {
     /// [`VIP6`] on the director's interface (it answers neighbour
     /// solicitations for it) and on every real server's `lo` (they take
     /// DR frames for it; Linux answers solicitations only for addresses
-    /// of the interface they arrive on, so the servers stay quiet).
+    /// of the interface they arrive on, so the servers stay quiet); the
+    /// director resolves the servers ([`resolve6`]).
     pub fn enable_ipv6(&self) {
         for h in self.hosts() {
             enable_ipv6(h);
         }
         let vip = format!("{VIP6}/128");
-        add6(&self.director, &vip, &self.director.iface);
+        add_vip6(&self.director, &vip, &self.director.iface);
         for h in &self.rs {
             add6(h, &vip, "lo");
         }
+        let rs: Vec<Ipv6Addr> = self.rs.iter().map(addr6).collect();
+        resolve6(&self.director, &rs);
     }
 }
 
@@ -101,11 +143,12 @@ impl NatLan {
     /// the real servers through the director's server-side address. The
     /// director's kernel does not forward IPv6 (a new namespace's
     /// default): only the data plane passes packets between the segments.
+    /// The director resolves the servers ([`resolve6`]).
     pub fn enable_ipv6(&self) {
         for h in self.hosts() {
             enable_ipv6(h);
         }
-        add6(
+        add_vip6(
             &self.director,
             &format!("{NAT_VIP6}/128"),
             &self.director.iface,
@@ -115,5 +158,7 @@ impl NatLan {
             exec_ok(&h.ns, &["ip", "-6", "route", "add", "default", "via", &gw]);
         }
         sysctl(&self.director.ns, &[("net.ipv6.conf.all.forwarding", "0")]);
+        let rs: Vec<Ipv6Addr> = self.rs.iter().map(addr6).collect();
+        resolve6(&self.director_rs, &rs);
     }
 }
