@@ -4,7 +4,7 @@
 //! range, RFC 5180) and duplicate address detection off, so that every
 //! address is usable at once and no test waits for DAD.
 
-use crate::lans::NatLan;
+use crate::lans::{NatLan, TunLan, DECAP_DEV};
 use crate::netns::{exec_ok, sysctl, DrLan, Host};
 use std::net::Ipv6Addr;
 
@@ -75,6 +75,26 @@ pub fn add_vip6(h: &Host, cidr: &str, dev: &str) {
     );
 }
 
+/// Stop bridge `bridge` (in `switch_ns`) from snooping multicast: it then
+/// floods neighbour solicitations to every port instead of only to those
+/// whose MLD reports it has seen, so a host's new address is found at
+/// once (a report still on its way would otherwise delay the first
+/// solicitation past a test client's patience).
+pub fn flood_multicast(switch_ns: &str, bridge: &str) {
+    crate::netns::run_ok(&[
+        "ip",
+        "-n",
+        switch_ns,
+        "link",
+        "set",
+        bridge,
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "0",
+    ]);
+}
+
 /// Resolve the neighbours `to` from `from` (one ping each, each waiting
 /// up to 3 s for its neighbour discovery and echo): the kernel's NDP
 /// table then holds them, as a director's holds its real servers after
@@ -91,14 +111,22 @@ pub fn resolve6(from: &Host, to: &[Ipv6Addr]) {
 }
 
 impl DrLan {
-    /// Give the client extra IPv6 addresses (no DAD) and make its new
-    /// connections to `dst` leave from `src` (a host route with a
-    /// preferred source): one client namespace plays several clients.
+    /// Give the client extra IPv6 addresses (no DAD; the real servers
+    /// resolve them at once) and make its new connections to `dst` leave
+    /// from `src` (a host route with a preferred source): one client
+    /// namespace plays several clients.
     pub fn client_source6(&self, dst: Ipv6Addr, src: Ipv6Addr) {
         let c = &self.client;
         let have = exec_ok(&c.ns, &["ip", "-6", "addr", "show", "dev", &c.iface]);
         if !have.contains(&format!("{src}/")) {
             add6(c, &format!("{src}/128"), &c.iface);
+            // The servers learn the new address before they answer it: a
+            // server's first solicitation for a client, when a reply from
+            // the VIP triggers it, took over a second on these LANs (a
+            // test client's first connection gives up after two).
+            for h in &self.rs {
+                resolve6(h, &[src]);
+            }
         }
         exec_ok(
             &c.ns,
@@ -118,21 +146,34 @@ impl DrLan {
 
     /// Turn IPv6 on for every host of the LAN ([`enable_ipv6`]) and put
     /// [`VIP6`] on the director's interface (it answers neighbour
-    /// solicitations for it) and on every real server's `lo` (they take
-    /// DR frames for it; Linux answers solicitations only for addresses
-    /// of the interface they arrive on, so the servers stay quiet); the
-    /// director resolves the servers ([`resolve6`]).
+    /// solicitations for it) and, on every real server, a local route for
+    /// it on `lo` (they take DR frames for it): a route, not an address,
+    /// so that a server never solicits a neighbour from the VIP (Linux
+    /// takes a packet's own source for the solicitation its first packet
+    /// triggers when that source is one of its addresses), which would
+    /// make the client send to the server's MAC instead of the director's
+    /// from then on: IPv6's counterpart of IPv4's `arp_announce`. The
+    /// director and the servers resolve each other and the client
+    /// ([`resolve6`]). The bridge floods
+    /// multicast ([`flood_multicast`]).
     pub fn enable_ipv6(&self) {
+        flood_multicast(&self.switch_ns, &self.bridge);
         for h in self.hosts() {
             enable_ipv6(h);
         }
         let vip = format!("{VIP6}/128");
         add_vip6(&self.director, &vip, &self.director.iface);
         for h in &self.rs {
-            add6(h, &vip, "lo");
+            exec_ok(
+                &h.ns,
+                &["ip", "-6", "route", "add", "local", &vip, "dev", "lo"],
+            );
         }
         let rs: Vec<Ipv6Addr> = self.rs.iter().map(addr6).collect();
         resolve6(&self.director, &rs);
+        for h in &self.rs {
+            resolve6(h, &[addr6(&self.client)]);
+        }
     }
 }
 
@@ -145,6 +186,9 @@ impl NatLan {
     /// default): only the data plane passes packets between the segments.
     /// The director resolves the servers ([`resolve6`]).
     pub fn enable_ipv6(&self) {
+        for br in [&self.client_bridge, &self.server_bridge] {
+            flood_multicast(&self.switch_ns, br);
+        }
         for h in self.hosts() {
             enable_ipv6(h);
         }
@@ -160,5 +204,18 @@ impl NatLan {
         sysctl(&self.director.ns, &[("net.ipv6.conf.all.forwarding", "0")]);
         let rs: Vec<Ipv6Addr> = self.rs.iter().map(addr6).collect();
         resolve6(&self.director_rs, &rs);
+    }
+}
+
+impl TunLan {
+    /// [`DrLan::enable_ipv6`], and IPv6 on every real server's
+    /// decapsulating device (made while IPv6 was still off), so that the
+    /// IPv6 packets it hands the kernel are taken.
+    pub fn enable_ipv6(&self) {
+        self.lan.enable_ipv6();
+        let dev = format!("net.ipv6.conf.{DECAP_DEV}.disable_ipv6");
+        for h in &self.lan.rs {
+            sysctl(&h.ns, &[(&dev, "0")]);
+        }
     }
 }

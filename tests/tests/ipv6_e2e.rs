@@ -5,7 +5,7 @@
 use std::sync::{Mutex, MutexGuard};
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::lan6::{addr6, endpoint6, NAT_VIP6, VIP6};
-use xvs_tests::lans::NatLan;
+use xvs_tests::lans::{NatLan, TunLan, TunType, GUE_PORT};
 use xvs_tests::listing;
 use xvs_tests::netns::{self, DrLan};
 use xvs_tests::node::ClientSummary;
@@ -239,5 +239,41 @@ fn ipv6_persistence_with_a_64_prefix_keeps_a_network_on_one_server() {
         "-M 64: one server for the /64: {by64:?}"
     );
     assert_eq!(servers128.len(), 3, "/128: each client its own: {by128:?}");
+    stop_clean(xvsd);
+}
+
+#[test]
+fn ipv6_in_ipv6_gue_tunnels_reach_every_real_server() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
+    lan.enable_ipv6();
+    let _servers = serve_rs(&lan, 80);
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let vip = endpoint6(VIP6, 80);
+    let port = GUE_PORT.to_string();
+    xvsd.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
+    for h in &lan.rs {
+        xvsd.adm_ok(&[
+            "-a",
+            "-t",
+            &vip,
+            "-r",
+            &endpoint6(addr6(h), 80),
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &port,
+        ]);
+    }
+    let s = client_run(&lan, &vip, 30);
+    assert_eq!((s.ok, s.failed), (30, 0), "IPv6 in IPv6 GUE: {s:?}");
+    for (i, h) in lan.rs.iter().enumerate() {
+        assert_eq!(s.count(&h.role), 10, "rr over 3 tunnels: {s:?}");
+        // Each connection's packets came out of the decapsulator.
+        assert!(lan.decapsulated(i) >= 3 * 10, "{}: decapsulated", h.role);
+    }
     stop_clean(xvsd);
 }

@@ -25,7 +25,8 @@
 //!
 //! IPv6 in IPv6 ([`packet_xmit6`], an IPv6 service's IPv6 real server):
 //! the outer IPv6 header (next header 41, or UDP for GUE and GRE with
-//! protocol type 0x86dd, both carrying 41) takes the inner packet's
+//! protocol type 0x86dd, both carrying 41; GUE's UDP checksum always
+//! computed, as IPv6 receivers drop a zero one) takes the inner packet's
 //! traffic class and hop limit, 20 bytes more than IPv4's. IPv6 is never
 //! fragmented on the way, so a packet that would not fit is answered by an
 //! ICMPv6 packet too big (MTU − overhead) from the VIP, as the kernel
@@ -335,27 +336,23 @@ pub fn packet_xmit6<B: FrameBuf + ?Sized>(
             // Flags and version 0, protocol type IPv6 (RFC 2784).
             f[l4_at..l4_at + GRE_HEADER_LEN].copy_from_slice(&[0, 0, 0x86, 0xdd]);
         }
-        TunKind::Gue { port, checksum } => {
+        TunKind::Gue { port, .. } => {
             let sport = GUE_SRC_PORT_BASE | (pkt.key.hash64() & 0x3fff) as u16;
             let payload_len = (GUE_HEADER_LEN + inner_len) as u16;
             udp::emit_header(&mut f[l4_at..], sport, port, payload_len)
                 .map_err(|_| XmitError::Malformed)?;
             let gue_at = l4_at + udp::HEADER_LEN;
             f[gue_at..gue_at + GUE_HEADER_LEN].copy_from_slice(&[0, PROTO_IPV6, 0, 0]);
-            // A zero UDP checksum is allowed for tunnels over IPv6 (RFC
-            // 6935); the option asks for a real one.
-            if checksum {
-                let seg = &f[l4_at..out_len];
-                let sum = crate::wire::checksum::transport_checksum6(
-                    ctx.tun_src6,
-                    ctx.addr6,
-                    PROTO_UDP,
-                    seg,
-                );
-                let sum = if sum == 0 { 0xffff } else { sum };
-                f[l4_at + udp::CHECKSUM_OFFSET..l4_at + udp::CHECKSUM_OFFSET + 2]
-                    .copy_from_slice(&sum.to_be_bytes());
-            }
+            // Over IPv6 the UDP checksum is always computed: a receiver
+            // drops a zero one unless told otherwise (RFC 6935 allows it
+            // for tunnels only where both ends agree), so `checksum` is
+            // IPv4's choice alone.
+            let seg = &f[l4_at..out_len];
+            let sum =
+                crate::wire::checksum::transport_checksum6(ctx.tun_src6, ctx.addr6, PROTO_UDP, seg);
+            let sum = if sum == 0 { 0xffff } else { sum };
+            f[l4_at + udp::CHECKSUM_OFFSET..l4_at + udp::CHECKSUM_OFFSET + 2]
+                .copy_from_slice(&sum.to_be_bytes());
         }
     }
     buf.set_len(out_len);
