@@ -243,7 +243,7 @@ fn ipv6_persistence_with_a_64_prefix_keeps_a_network_on_one_server() {
 }
 
 #[test]
-fn ipv6_in_ipv6_gue_tunnels_reach_every_real_server() {
+fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
     let _g = net_lock();
     xvs_tests::bin("xvsd");
     xvs_tests::bin("xvsadm");
@@ -275,5 +275,79 @@ fn ipv6_in_ipv6_gue_tunnels_reach_every_real_server() {
         // Each connection's packets came out of the decapsulator.
         assert!(lan.decapsulated(i) >= 3 * 10, "{}: decapsulated", h.role);
     }
+
+    // UDP, the servers answering from the VIP (a local route there, so
+    // binding to it needs ip_nonlocal_bind).
+    let udp_vip = endpoint6(VIP6, 53);
+    let bind = VIP6.to_string();
+    let _udp: Vec<_> = lan
+        .rs
+        .iter()
+        .map(|h| {
+            netns::sysctl(&h.ns, &[("net.ipv6.ip_nonlocal_bind", "1")]);
+            h.spawn_ready(&[
+                NODE, "serve", "--name", &h.role, "--port", "53", "--udp", "--bind", &bind,
+            ])
+        })
+        .collect();
+    xvsd.adm_ok(&["-A", "-u", &udp_vip, "-s", "rr"]);
+    for h in &lan.rs {
+        let rip = endpoint6(addr6(h), 53);
+        xvsd.adm_ok(&[
+            "-a",
+            "-u",
+            &udp_vip,
+            "-r",
+            &rip,
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &port,
+        ]);
+    }
+    // The new destinations' next hops are looked up on first use: the
+    // first datagram may be dropped (no_neigh) meanwhile, as for IPv4.
+    client_in(&lan.client.ns, &udp_vip, 3, true);
+    let udp = client_in(&lan.client.ns, &udp_vip, 30, true);
+    assert_eq!((udp.ok, udp.failed), (30, 0), "UDP in IPv6 GUE: {udp:?}");
+
+    // A datagram that fits the link but not the tunnel (1500 bytes + 52
+    // of IPv6, UDP and GUE headers): the director answers with an ICMPv6
+    // packet too big, and the client's kernel learns the path's MTU.
+    let sized = |size: &str| {
+        let out = lan.client.exec(&[
+            NODE,
+            "client",
+            "--udp",
+            "--connect",
+            &udp_vip,
+            "--count",
+            "1",
+            "--size",
+            size,
+            "--timeout-ms",
+            "1000",
+        ]);
+        ClientSummary::from_output(&out)
+    };
+    let big = sized("1452");
+    assert_eq!(big.ok, 0, "1500 bytes cannot cross the tunnel: {big:?}");
+    let vip6 = VIP6.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let r = lan.client.exec_ok(&["ip", "-6", "route", "get", &vip6]);
+        if r.contains("mtu 1448") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client did not learn MTU 1448 for the VIP: {r}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // What fits the tunnel gets there and back.
+    let fits = sized("1400");
+    assert_eq!((fits.ok, fits.failed), (1, 0), "1448 bytes fit: {fits:?}");
     stop_clean(xvsd);
 }
