@@ -317,6 +317,13 @@ impl<A: Addr> Tracker<A> {
         }
     }
 
+    /// Take part in connection sync as worker `worker` of `port`: count
+    /// inbound packets, emit records while the port is master, install
+    /// the records queued for this worker.
+    pub fn set_sync(&mut self, port: Arc<SyncPort>, worker: usize) {
+        self.sync = Some(SyncLink { port, worker });
+    }
+
     /// The shared connection table.
     pub fn table(&self) -> &Arc<ConnTable<A>> {
         &self.table
@@ -831,61 +838,9 @@ impl<A: Addr> Tracker<A> {
             }
         }
     }
-
-    /// Expire this worker's share of connections and templates: the sweep
-    /// walks the partition once per [`SWEEP_PERIOD_NS`], a slice per call,
-    /// so it never stalls the worker; a call handles at most
-    /// [`SWEEP_BATCH`] expired entries and the next resumes after them, so
-    /// every expired entry goes within a period plus one call per batch. A
-    /// template that still controls connections is kept and its deadline
-    /// pushed.
-    pub fn expire(&mut self, snap: &Snapshot, now_ns: u64, stats: &mut impl Counts) {
-        let elapsed = match self.last_sweep {
-            Some(t) => now_ns.saturating_sub(t),
-            None => 0,
-        };
-        self.last_sweep = Some(now_ns);
-        let now = ticks(now_ns);
-        let mut expired = std::mem::take(&mut self.expired);
-        expired.clear();
-        // The sweep fills the scratch buffer at most to its capacity (no
-        // allocation) and resumes next call where it stopped.
-        self.table.sweep(
-            &mut self.part,
-            elapsed.min(SWEEP_PERIOD_NS),
-            SWEEP_PERIOD_NS,
-            now,
-            &mut expired,
-        );
-        for v in &expired {
-            if holds(v) {
-                let t = snap
-                    .svc(v.svc)
-                    .and_then(|s| s.persist)
-                    .map_or(TEMPLATE_FALLBACK_SECS, |p| p.timeout.max(1));
-                self.table.set_expires(v, time::after(now, t));
-                continue;
-            }
-            let removed = self
-                .table
-                .remove_if(&mut self.part, v.idx, v.seq, |cur| !alive(now, cur));
-            if let Some(old) = removed {
-                self.unbind_entry(snap, &old);
-                stats.conn_expired();
-            }
-        }
-        self.expired = expired;
-    }
 }
 
 impl Tracker {
-    /// Take part in connection sync as worker `worker` of `port`: count
-    /// inbound packets, emit records while the port is master, install
-    /// the records queued for this worker.
-    pub fn set_sync(&mut self, port: Arc<SyncPort>, worker: usize) {
-        self.sync = Some(SyncLink { port, worker });
-    }
-
     /// Install up to [`sync::INSTALL_BATCH`] of the records queued for this
     /// worker (a backup's), counted at the port; records that arrive while
     /// the port is not a backup are dropped. Returns how many were taken.
@@ -1081,6 +1036,53 @@ impl Tracker {
         bind(&dest, template, tstate);
         self.table.set_synced(&v);
         what
+    }
+}
+
+impl<A: Addr> Tracker<A> {
+    /// Expire this worker's share of connections and templates: the sweep
+    /// walks the partition once per [`SWEEP_PERIOD_NS`], a slice per call,
+    /// so it never stalls the worker; a call handles at most
+    /// [`SWEEP_BATCH`] expired entries and the next resumes after them, so
+    /// every expired entry goes within a period plus one call per batch. A
+    /// template that still controls connections is kept and its deadline
+    /// pushed.
+    pub fn expire(&mut self, snap: &Snapshot, now_ns: u64, stats: &mut impl Counts) {
+        let elapsed = match self.last_sweep {
+            Some(t) => now_ns.saturating_sub(t),
+            None => 0,
+        };
+        self.last_sweep = Some(now_ns);
+        let now = ticks(now_ns);
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.clear();
+        // The sweep fills the scratch buffer at most to its capacity (no
+        // allocation) and resumes next call where it stopped.
+        self.table.sweep(
+            &mut self.part,
+            elapsed.min(SWEEP_PERIOD_NS),
+            SWEEP_PERIOD_NS,
+            now,
+            &mut expired,
+        );
+        for v in &expired {
+            if holds(v) {
+                let t = snap
+                    .svc(v.svc)
+                    .and_then(|s| s.persist)
+                    .map_or(TEMPLATE_FALLBACK_SECS, |p| p.timeout.max(1));
+                self.table.set_expires(v, time::after(now, t));
+                continue;
+            }
+            let removed = self
+                .table
+                .remove_if(&mut self.part, v.idx, v.seq, |cur| !alive(now, cur));
+            if let Some(old) = removed {
+                self.unbind_entry(snap, &old);
+                stats.conn_expired();
+            }
+        }
+        self.expired = expired;
     }
 }
 
