@@ -13,7 +13,7 @@ use crate::svc::{DestRt, Fwd, Snapshot};
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::xmit::{self, Dir, Out, XmitCtx, XmitError};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// The verdict types, at the path other crates know them by.
@@ -605,18 +605,61 @@ impl Pipeline {
                 xmit::nat::packet_xmit6(buf, pkt, &ctx)
             }
             Fwd::Tun => {
-                let (Some(rip), Some(src)) = (Ipv6Addr::of_ip(dest.sched.addr), dest.neigh.src6())
-                else {
-                    dest.neigh.want();
-                    return Verdict::Drop(DropReason::NoNeigh);
-                };
-                ctx.addr6 = rip;
                 ctx.tun = dest.tun;
-                ctx.tun_src6 = src;
                 ctx.mtu = port.mtu;
-                xmit::tun::packet_xmit6(buf, pkt, &ctx)
+                match (dest.sched.addr, dest.neigh.src(), dest.neigh.src6()) {
+                    (IpAddr::V6(rip), _, Some(src)) => {
+                        ctx.addr6 = rip;
+                        ctx.tun_src6 = src;
+                        xmit::tun::packet_xmit6(buf, pkt, &ctx)
+                    }
+                    (IpAddr::V4(rip), Some(src), _) => {
+                        ctx.addr = rip;
+                        ctx.tun_src = src;
+                        ctx.ident = self.ident.wrapping_add(1);
+                        let sent = xmit::tun::packet_xmit6in4(buf, pkt, &ctx);
+                        if sent != Err(XmitError::NoTailroom) {
+                            self.ident = ctx.ident;
+                        }
+                        sent
+                    }
+                    _ => {
+                        dest.neigh.want();
+                        return Verdict::Drop(DropReason::NoNeigh);
+                    }
+                }
             }
         };
+        self.verdict(sent, out, ingress)
+    }
+
+    /// An IPv4 packet for a tunnel to IPv6 real server `dest` (IPv4 in
+    /// IPv6), with `ctx` holding the MACs, out of port `out`.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    fn xmit_4in6<B: FrameBuf + ?Sized>(
+        &mut self,
+        dest: &DestRt,
+        mut ctx: XmitCtx,
+        mtu: u16,
+        out: u8,
+        ingress: u8,
+        pkt: &Parsed,
+        buf: &mut B,
+    ) -> Verdict {
+        let (IpAddr::V6(rip), Some(src)) = (dest.sched.addr, dest.neigh.src6()) else {
+            dest.neigh.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        ctx.addr6 = rip;
+        ctx.tun_src6 = src;
+        ctx.tun = dest.tun;
+        ctx.mtu = mtu;
+        ctx.ident = self.ident.wrapping_add(1);
+        let sent = xmit::tun::packet_xmit4in6(buf, pkt, &ctx);
+        if sent != Err(XmitError::NoTailroom) {
+            self.ident = ctx.ident;
+        }
         self.verdict(sent, out, ingress)
     }
 
@@ -673,6 +716,9 @@ impl Pipeline {
                 xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
             Fwd::Tun => {
+                if dest.sched.addr.is_ipv6() {
+                    return self.xmit_4in6(dest, ctx, port.mtu, out, ingress, pkt, buf);
+                }
                 let (Some(rip), Some(src)) = (dest.rip(), dest.neigh.src()) else {
                     dest.neigh.want();
                     return Verdict::Drop(DropReason::NoNeigh);

@@ -559,3 +559,123 @@ fn icmpv6_errors_reach_the_right_real_server_and_are_translated_for_nat() {
     let want = eth6(DIR_MAC, CLIENT_MAC, &unreach(VIP6, CIP6, &sent(VIP6, 80)));
     assert_eq!(out, want, "server-side error, translated back");
 }
+
+/// A one-server tunnel service: `vip` (either family) port 80, the server
+/// at `rip` (either family) with MAC `rs_mac(1)`, reached through `kind`,
+/// the director's addresses towards it [`DIR_IP`] and `DIR_IP6`.
+fn tunnel_service(
+    vip: std::net::IpAddr,
+    rip: std::net::IpAddr,
+    kind: TunKind,
+) -> (
+    std::sync::Arc<xvs_dataplane::svc::ServiceRt>,
+    Vec<std::sync::Arc<xvs_dataplane::svc::DestRt>>,
+) {
+    use std::sync::{Arc, Mutex};
+    use xvs_dataplane::svc::{DestRt, NeighCell, SchedState, ServiceRt, SvcKey};
+    use xvs_dataplane::testkit::v6::DIR_IP6;
+    use xvs_dataplane::testkit::DIR_IP;
+    let neigh = Arc::new(NeighCell::default());
+    neigh.set(Some(rs_mac(1)));
+    neigh.set_route(0, Some(std::net::Ipv4Addr::from(DIR_IP)));
+    neigh.set_src6(Some(DIR_IP6));
+    let dest = Arc::new(DestRt {
+        id: 1,
+        in_service: true,
+        sched: xvs_scheduler::Dest::new(rip, 80, 1),
+        fwd: Fwd::Tun,
+        tun: kind,
+        stats: Arc::default(),
+        neigh,
+    });
+    let sched = xvs_scheduler::new("rr", 0).expect("rr");
+    let svc = Arc::new(ServiceRt {
+        id: 0,
+        persist: None,
+        key: SvcKey::Addr {
+            proto: TCP,
+            vip,
+            port: 80,
+        },
+        stats: Arc::default(),
+        sched: Arc::new(Mutex::new(SchedState::new(sched, vec![dest.clone()]))),
+    });
+    (svc, vec![dest])
+}
+
+/// The tunnel's outer header follows the real server's family: IPv6 in
+/// IPv4 and IPv4 in IPv6, for every encapsulation, byte for byte the
+/// tunnel built from scratch (the IPv4 outer header takes the worker's
+/// next identification, DF set, the inner traffic class and hop limit).
+#[test]
+fn tunnels_across_families_take_the_real_servers_family() {
+    use std::net::{IpAddr, Ipv4Addr};
+    use xvs_dataplane::testkit::frame::ip;
+    use xvs_dataplane::testkit::v6::{tunnel, Outer, DIR_IP6};
+    use xvs_dataplane::testkit::{rip, tcp_frame, CIP, DIR_IP, VIP};
+    let kinds = [
+        TunKind::Ipip,
+        TunKind::Gre,
+        TunKind::Gue {
+            port: 6080,
+            checksum: true,
+        },
+    ];
+    for kind in kinds {
+        // IPv6 in IPv4.
+        let svc = tunnel_service(IpAddr::V6(VIP6), IpAddr::V4(Ipv4Addr::from(rip(1))), kind);
+        let mut f = Fixture::new(svc, 100);
+        let syn = tcp6_frame(CIP6, 7100, 80, true, false, b"six in four");
+        let (v, out) = process(&mut f, &syn);
+        assert_eq!(v, Verdict::Tx(0), "6in4 {kind:?}");
+        let sport = u16::from_be_bytes([out[34], out[35]]);
+        let outer = Outer::V4(ip(DIR_IP, rip(1)).with(|i| i.ident = 1));
+        let want = xvs_dataplane::testkit::frame::eth(
+            DIR_MAC,
+            rs_mac(1),
+            &tunnel(kind, &outer, &syn[14..], sport),
+        );
+        assert_eq!(out, want, "6in4 {kind:?}");
+
+        // IPv4 in IPv6.
+        let svc = tunnel_service(IpAddr::V4(Ipv4Addr::from(VIP)), IpAddr::V6(rip6(1)), kind);
+        let mut f = Fixture::new(svc, 100);
+        let syn = tcp_frame(CIP, 7200, 80, true, false, b"four in six");
+        let (v, out) = process(&mut f, &syn);
+        assert_eq!(v, Verdict::Tx(0), "4in6 {kind:?}");
+        let sport = u16::from_be_bytes([out[54], out[55]]);
+        let outer = Outer::V6(ip6(DIR_IP6, rip6(1)));
+        let want = eth6(DIR_MAC, rs_mac(1), &tunnel(kind, &outer, &syn[14..], sport));
+        assert_eq!(out, want, "4in6 {kind:?}");
+    }
+
+    // Too big: IPv6 inside IPv4 gets a packet too big (1500 - 20), IPv4
+    // with DF inside IPv6 a fragmentation needed (1500 - 40).
+    let svc = tunnel_service(
+        IpAddr::V6(VIP6),
+        IpAddr::V4(Ipv4Addr::from(rip(1))),
+        TunKind::Ipip,
+    );
+    let mut f = Fixture::new(svc, 100);
+    let big = tcp6_frame(CIP6, 7300, 80, true, false, &[1u8; 1481 - 60]);
+    let (v, out) = process(&mut f, &big);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(out[14 + 40], 2, "ICMPv6 packet too big");
+    assert_eq!(out[14 + 40 + 4..14 + 40 + 8], 1480u32.to_be_bytes());
+    let svc = tunnel_service(
+        IpAddr::V4(Ipv4Addr::from(VIP)),
+        IpAddr::V6(rip6(1)),
+        TunKind::Ipip,
+    );
+    let mut f = Fixture::new(svc, 100);
+    let big = tcp_frame(CIP, 7400, 80, true, false, &[1u8; 1460 - 39]);
+    let (v, out) = process(&mut f, &big);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(
+        (out[14 + 20], out[14 + 21]),
+        (3, 4),
+        "ICMP fragmentation needed"
+    );
+    assert_eq!(out[14 + 26..14 + 28], 1460u16.to_be_bytes());
+    assert_eq!(f.pipeline.stats().frag_needed, 1);
+}
