@@ -46,8 +46,10 @@ pub enum SvcKey {
 pub struct Persist {
     /// Template lifetime in seconds.
     pub timeout: u32,
-    /// Client address mask applied to the template key.
+    /// Client address mask applied to the template key (IPv4).
     pub mask: u32,
+    /// The `-M` prefix length itself: what IPv6 clients are masked with.
+    pub prefix: u8,
 }
 
 impl Persist {
@@ -62,7 +64,11 @@ impl Persist {
         } else {
             u32::MAX << (32 - prefix)
         };
-        Persist { timeout, mask }
+        Persist {
+            timeout,
+            mask,
+            prefix,
+        }
     }
 }
 
@@ -77,6 +83,7 @@ mod tests {
         assert_eq!(Persist::new(1, 24).mask, 0xffff_ff00);
         assert_eq!(Persist::new(1, 1).mask, 0x8000_0000);
         assert_eq!(Persist::new(1, 0).mask, 0);
+        assert_eq!(Persist::new(1, 64).prefix, 64);
         assert_eq!(Persist::new(360, 16).timeout, 360);
     }
 }

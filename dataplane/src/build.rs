@@ -475,6 +475,7 @@ impl SnapshotBuilder {
         let mut snap = Snapshot::new(out, all_dests, marks, cfg.timeouts);
         snap.add_synced(index);
         snap.sloppy_tcp = cfg.sloppy_tcp;
+        snap.steer6 = steer6_keys(cfg);
         snap
     }
 }
@@ -579,7 +580,8 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 /// every IPv6 address service's `(proto, vip, port)`; for each IPv6 NAT
 /// real server, `(proto, rip, rport)` (TCP and UDP for a firewall-mark
 /// service) and `(0, rip, 0)` for its ICMPv6 errors; every IPv6 VIP.
-/// Snapshots index IPv4 services only, so nothing publishes these yet.
+/// Each snapshot carries its configuration's (`Snapshot::steer6`), and
+/// the director publishes them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Steer6Keys {
     /// `(proto, vip, port)` of IPv6 services (port 0: every port).
@@ -1043,8 +1045,13 @@ mod tests {
             k.vips.into_iter().collect::<Vec<_>>(),
             vec![v6("2001:2::100")]
         );
-        // And the snapshot still indexes IPv4 services only.
+        // The snapshot indexes both families' services and carries the keys.
         let snap = SnapshotBuilder::new().build(&cfg, &NeighTable::new(Vec::new()));
         assert_eq!(snap.v4_keys().count(), 1);
+        assert_eq!(snap.v6_keys().count(), 2);
+        assert!(snap.lookup6(6, v6("2001:2::100"), 80).is_some());
+        assert!(snap.lookup6(17, v6("2001:2::100"), 53).is_some(), "port 0");
+        assert!(snap.lookup6(6, v6("2001:2::100"), 81).is_none());
+        assert_eq!(snap.steer6, steer6_keys(&cfg));
     }
 }

@@ -3,6 +3,7 @@
 //! neighbour thread, and snapshot publication (which also keeps the
 //! steering program's service map in step).
 
+use crate::build::Steer6Keys;
 use crate::conn::state::TcpState;
 use crate::conn::table::{ConnTable, Opened, Partition};
 use crate::conn::time::{left_ns, ticks};
@@ -18,7 +19,7 @@ use crate::worker::{self, Report, Request};
 use crossbeam::channel::{unbounded, Sender};
 use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -142,11 +143,11 @@ pub struct ConnInfo {
     /// Seconds until expiry.
     pub expire_secs: u64,
     /// Client (masked, for templates).
-    pub cip: Ipv4Addr,
+    pub cip: IpAddr,
     /// Client port (0 for templates).
     pub cport: u16,
     /// VIP (the mark as an address for firewall-mark templates).
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     pub vport: u16,
     /// Real server.
@@ -164,6 +165,9 @@ enum Added {
     Svc(V4Key),
     Nat(V4Key),
     Vip(Ipv4Addr),
+    Svc6(u8, Ipv6Addr, u16),
+    Nat6(u8, Ipv6Addr, u16),
+    Vip6(Ipv6Addr),
 }
 
 /// The running data plane.
@@ -179,6 +183,11 @@ pub struct Director {
     steered: HashSet<V4Key>,
     nat_steered: HashSet<V4Key>,
     vips_steered: HashSet<Ipv4Addr>,
+    /// What the IPv6 maps hold (published from the snapshots).
+    steered6: Steer6Keys,
+    /// The IPv6 connection table (process memory only: IPv6 connections
+    /// do not survive a restart yet).
+    table6: Arc<ConnTable<Ipv6Addr>>,
     /// The table came back with entries whose destinations' counts are
     /// still to be made (at the first publish that has destinations).
     loads_pending: bool,
@@ -218,6 +227,12 @@ impl Director {
         let (table, parts, restored) = open_table(cfg, workers.max(1))?;
         let table = Arc::new(table);
         let mut parts = parts.into_iter();
+        let (table6, parts6) = ConnTable::<Ipv6Addr>::empty(
+            crate::pipeline::ipv6_capacity(cfg.conn_max),
+            workers.max(1),
+        );
+        let table6 = Arc::new(table6);
+        let mut parts6 = parts6.into_iter();
         let neigh = NeighTable::new(infos.iter().map(|i| i.ifindex).collect());
         let mut me = Director {
             table: table.clone(),
@@ -230,6 +245,8 @@ impl Director {
             steered: HashSet::new(),
             nat_steered: HashSet::new(),
             vips_steered: HashSet::new(),
+            steered6: Steer6Keys::default(),
+            table6,
             loads_pending: restored > 0,
             keep_attached: false,
             id_file: cfg.table_file.as_ref().map(|p| id_file_of(p)),
@@ -244,7 +261,7 @@ impl Director {
         } else {
             cfg.cores.clone()
         };
-        match me.bring_up(cfg, &infos, &cores, workers, &mut parts) {
+        match me.bring_up(cfg, &infos, &cores, workers, &mut parts, &mut parts6) {
             Ok(()) => Ok(me),
             Err(e) => {
                 me.shutdown();
@@ -261,6 +278,7 @@ impl Director {
         cores: &[usize],
         workers: usize,
         parts: &mut impl Iterator<Item = crate::conn::table::Partition>,
+        parts6: &mut impl Iterator<Item = crate::conn::table::Partition>,
     ) -> io::Result<()> {
         let me = self;
         let (cell, stop, table) = (me.cell.clone(), me.stop.clone(), me.table.clone());
@@ -317,6 +335,8 @@ impl Director {
             let part = parts.next().expect("one partition per worker");
             let first = &infos[members[0]];
             let mut pipeline = Pipeline::with_table(cell.load().1, table.clone(), part, first.mac);
+            let part6 = parts6.next().expect("one IPv6 partition per worker");
+            pipeline.set_table6(me.table6.clone(), part6);
             pipeline.set_ports(
                 members
                     .iter()
@@ -390,13 +410,20 @@ impl Director {
             }
         }
         let mut added = Vec::new();
-        if let Err(e) = self.add_new(&keys, &nat, &vips, &mut added) {
+        let new6 = &snap.steer6;
+        let res = self
+            .add_new(&keys, &nat, &vips, &mut added)
+            .and_then(|()| self.add_new6(new6, &mut added));
+        if let Err(e) = res {
             for (i, a) in added.into_iter().rev() {
                 let s = &mut self.steering[i].1;
                 match a {
                     Added::Svc(k) => s.remove_service(k.proto, k.vip, k.port),
                     Added::Nat(k) => s.remove_nat(k.proto, k.vip, k.port),
                     Added::Vip(v) => s.remove_vip(v),
+                    Added::Svc6(p, a, port) => s.remove_service6(p, a, port),
+                    Added::Nat6(p, a, port) => s.remove_nat6(p, a, port),
+                    Added::Vip6(v) => s.remove_vip6(v),
                 }
             }
             return Err(e);
@@ -419,6 +446,18 @@ impl Director {
             }
         }
         self.vips_steered = vips;
+        let old6 = std::mem::replace(&mut self.steered6, new6.clone());
+        for (_, s) in &mut self.steering {
+            for &(p, a, port) in old6.svc.difference(&new6.svc) {
+                s.remove_service6(p, a, port);
+            }
+            for &(p, a, port) in old6.nat.difference(&new6.nat) {
+                s.remove_nat6(p, a, port);
+            }
+            for &v in old6.vips.difference(&new6.vips) {
+                s.remove_vip6(v);
+            }
+        }
         if self.loads_pending {
             let n = restore_loads(&self.table, &snap);
             if n > 0 {
@@ -435,6 +474,7 @@ impl Director {
             let (proto, vip, port) = k.parts();
             V4Key { proto, vip, port }
         };
+        let k6 = &self.steered6;
         for (_, s) in &mut self.steering {
             if s.reused() {
                 s.prune(
@@ -443,6 +483,11 @@ impl Director {
                     &|v| vips.contains(&v),
                 );
             }
+            s.prune6(
+                &|k| k6.svc.contains(&k.parts()),
+                &|k| k6.nat.contains(&k.parts()),
+                &|v| k6.vips.contains(&v),
+            );
         }
         self.cell.publish(snap);
         Ok(())
@@ -476,6 +521,32 @@ impl Director {
                 if !s.has_vip(*v) {
                     s.add_vip(*v)?;
                     added.push((i, Added::Vip(*v)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Director::add_new`] for the IPv6 maps: what `k` holds and the
+    /// maps do not yet.
+    fn add_new6(&mut self, k: &Steer6Keys, added: &mut Vec<(usize, Added)>) -> io::Result<()> {
+        for (i, (_, s)) in self.steering.iter_mut().enumerate() {
+            for &(p, a, port) in k.svc.difference(&self.steered6.svc) {
+                if !s.has_service6(p, a, port) {
+                    s.add_service6(p, a, port)?;
+                    added.push((i, Added::Svc6(p, a, port)));
+                }
+            }
+            for &(p, a, port) in k.nat.difference(&self.steered6.nat) {
+                if !s.has_nat6(p, a, port) {
+                    s.add_nat6(p, a, port)?;
+                    added.push((i, Added::Nat6(p, a, port)));
+                }
+            }
+            for &v in k.vips.difference(&self.steered6.vips) {
+                if !s.has_vip6(v) {
+                    s.add_vip6(v)?;
+                    added.push((i, Added::Vip6(v)));
                 }
             }
         }
@@ -522,43 +593,12 @@ impl Director {
     /// listing of a million connections never holds them all.
     pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + Send + 'static {
         let (_, snap) = self.cell.load();
-        let table = self.table.clone();
         let now = ticks(crate::clock::now_ns());
-        (0..table.capacity() as u32).filter_map(move |i| {
-            let v = table.read(i)?;
-            // A template past its time still lives while it controls
-            // connections (IPVS extends it): list it, as due now.
-            if !alive(now, &v) {
-                return None;
-            }
-            let d = snap.dest(v.dest)?;
-            let f = v.flow();
-            let state = if v.key.template {
-                "NONE"
-            } else if f.proto == crate::wire::ipv4::PROTO_TCP {
-                TcpState::from_u8(v.state).name()
-            } else {
-                "UDP"
-            };
-            let left = left_ns(now, v.expires);
-            Some(ConnInfo {
-                proto: f.proto,
-                template: v.key.template,
-                state,
-                expire_secs: left.div_ceil(xvs_config::time::NS_PER_SEC),
-                cip: f.cip,
-                cport: f.cport,
-                vip: f.vip,
-                vport: f.vport,
-                rip: d.sched.addr,
-                rport: if v.key.template && f.vport == 0 {
-                    0
-                } else {
-                    d.sched.port
-                },
-                synced: table.synced(v.idx),
-            })
-        })
+        let (t4, t6) = (self.table.clone(), self.table6.clone());
+        let snap6 = snap.clone();
+        (0..t4.capacity() as u32)
+            .filter_map(move |i| conn_info(&snap, &t4, now, i))
+            .chain((0..t6.capacity() as u32).filter_map(move |i| conn_info(&snap6, &t6, now, i)))
     }
 
     /// Where the workers and the sync daemon's threads exchange records
@@ -754,4 +794,103 @@ fn restore_loads(table: &ConnTable, snap: &Snapshot) -> usize {
         }
     }
     n
+}
+
+/// The listing of entry `i` of `table` (either family) at tick `now`, if
+/// it is a live connection or template of a destination of `snap`.
+fn conn_info<A: crate::flow::Addr>(
+    snap: &Snapshot,
+    table: &ConnTable<A>,
+    now: u32,
+    i: u32,
+) -> Option<ConnInfo> {
+    let v = table.read(i)?;
+    // A template past its time still lives while it controls
+    // connections (IPVS extends it): list it, as due now.
+    if !alive(now, &v) {
+        return None;
+    }
+    let d = snap.dest(v.dest)?;
+    let f = v.flow();
+    let state = if v.key.template {
+        "NONE"
+    } else if f.proto == crate::wire::ipv4::PROTO_TCP {
+        TcpState::from_u8(v.state).name()
+    } else {
+        "UDP"
+    };
+    let left = left_ns(now, v.expires);
+    Some(ConnInfo {
+        proto: f.proto,
+        template: v.key.template,
+        state,
+        expire_secs: left.div_ceil(xvs_config::time::NS_PER_SEC),
+        cip: f.cip.ip(),
+        cport: f.cport,
+        vip: f.vip.ip(),
+        vport: f.vport,
+        rip: d.sched.addr,
+        rport: if v.key.template && f.vport == 0 {
+            0
+        } else {
+            d.sched.port
+        },
+        synced: table.synced(v.idx),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::v6::{service6, tcp6_frame, CIP6, VIP6};
+    use crate::testkit::{dr_service, tcp_frame, CIP, DIR_MAC, VIP};
+    use crate::xmit::tun::TunKind;
+
+    #[test]
+    fn connections_of_both_families_are_listed() {
+        let (s4, _) = dr_service("rr", 1, None);
+        let (s6, _) = service6("rr", &[(crate::svc::Fwd::Dr, TunKind::Ipip)], 6, 80, None);
+        let s6 = Arc::new(crate::svc::ServiceRt {
+            id: 1,
+            persist: None,
+            key: s6.key,
+            stats: s6.stats.clone(),
+            sched: s6.sched.clone(),
+        });
+        let snap = Arc::new(Snapshot::of_services(&[s4, s6], Default::default()));
+        let mut p = Pipeline::new(snap.clone(), 16, DIR_MAC);
+        let now_ns = crate::clock::now_ns();
+        let mut a = tcp_frame(CIP, 1000, 80, true, false, b"");
+        let mut b = tcp6_frame(CIP6, 2000, 80, true, false, b"");
+        assert!(matches!(
+            p.process(now_ns, &mut a),
+            crate::verdict::Verdict::Tx(_)
+        ));
+        assert!(matches!(
+            p.process(now_ns, &mut b),
+            crate::verdict::Verdict::Tx(_)
+        ));
+        let now = ticks(now_ns);
+        let v4: Vec<ConnInfo> = (0..p.table().capacity() as u32)
+            .filter_map(|i| conn_info(&snap, p.table(), now, i))
+            .collect();
+        let v6: Vec<ConnInfo> = (0..p.table6().capacity() as u32)
+            .filter_map(|i| conn_info(&snap, p.table6(), now, i))
+            .collect();
+        assert_eq!(v4.len(), 1);
+        assert_eq!(v6.len(), 1);
+        assert_eq!(
+            (v4[0].cip, v4[0].cport, v4[0].vip),
+            (
+                IpAddr::V4(Ipv4Addr::from(CIP)),
+                1000,
+                IpAddr::V4(Ipv4Addr::from(VIP))
+            )
+        );
+        assert_eq!(
+            (v6[0].cip, v6[0].cport, v6[0].vip, v6[0].vport),
+            (IpAddr::V6(CIP6), 2000, IpAddr::V6(VIP6), 80)
+        );
+        assert_eq!((v6[0].state, v6[0].rip.is_ipv6()), ("SYN_RECV", true));
+    }
 }

@@ -140,8 +140,17 @@ impl NeighTable {
                     e.route = r;
                     e.looked_up = true;
                     match r {
-                        Some(r) => e.cell.set_route(r.oif, v4_src(r.prefsrc)),
-                        None => e.cell.set_route(0, None),
+                        Some(r) => {
+                            e.cell.set_route(r.oif, v4_src(r.prefsrc));
+                            e.cell.set_src6(match r.prefsrc {
+                                Some(IpAddr::V6(a)) => Some(a),
+                                _ => None,
+                            });
+                        }
+                        None => {
+                            e.cell.set_route(0, None);
+                            e.cell.set_src6(None);
+                        }
                     }
                 }
             }

@@ -2,16 +2,23 @@
 //! here, and records where everything is; the connection tracker reads the
 //! flow from the result and every forwarding method rewrites the frame at
 //! the recorded offsets without validating it again. Only Ethernet +
-//! unfragmented IPv4 carrying TCP, UDP or an ICMP error about TCP or UDP is
-//! for the director; everything else is passed or dropped here.
+//! unfragmented IPv4 carrying TCP, UDP or an ICMP error about TCP or UDP,
+//! and unfragmented IPv6 carrying TCP or UDP behind at most
+//! [`MAX_EXT_HEADERS`](crate::wire::ipv6::MAX_EXT_HEADERS) extension
+//! headers, is for the director; everything else is passed or dropped
+//! here. IPv6 fragments are passed as IPv4's are; a chain that cannot be
+//! walked (truncated, too long, hop-by-hop not first) is malformed.
 
-use crate::flow::FlowKey;
+use crate::flow::{Addr, FlowKey};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
+use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::wire::icmp::{IcmpPacket, QuotedFlow};
+use crate::wire::icmpv6;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv6::{self, Ipv6Packet, Upper};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Offset of the IPv4 header in a frame.
 pub const L3: usize = eth::HEADER_LEN;
@@ -34,10 +41,10 @@ pub struct Quoted {
 /// `None`: header inside the packet) or an ICMP error about a TCP or UDP
 /// datagram (`quoted` is set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parsed {
+pub struct Parsed<A: Addr = Ipv4Addr> {
     /// The packet's flow: protocol, source and destination address and
     /// port. For an ICMP error the protocol is ICMP and the ports are 0.
-    pub key: FlowKey,
+    pub key: FlowKey<A>,
     /// TCP flags (0 unless TCP).
     pub tcp_flags: u8,
     /// IPv4 total length.
@@ -50,7 +57,7 @@ pub struct Parsed {
     pub quoted: Option<Quoted>,
 }
 
-impl Parsed {
+impl<A: Addr> Parsed<A> {
     /// Source MAC of the frame `frame` this was parsed from.
     #[inline]
     pub fn src_mac(&self, frame: &[u8]) -> Mac {
@@ -107,6 +114,85 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
         _ => return Err(Verdict::Pass),
     }
     Ok(p)
+}
+
+/// Whether `frame` is an IPv6 frame (by its EtherType alone).
+#[inline]
+pub fn is_ipv6(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&ETHERTYPE_IPV6.to_be_bytes()[..])
+}
+
+/// Parse an IPv6 `frame`: the fixed header and its payload inside the
+/// frame, the extension headers walked ([`ipv6::walk`], bounded), then
+/// TCP or UDP, or an ICMPv6 error quoting a TCP or UDP packet (then
+/// `key.proto` is ICMPv6 and the ports are 0; [`quoted6`] reads the
+/// quote). `Err(Verdict::Pass)` when it is not for the director (not
+/// IPv6, a fragment, a routing header crossed, another protocol, other
+/// ICMPv6 such as neighbour discovery),
+/// `Err(Verdict::Drop(Malformed))` when a header it needs is truncated
+/// or the chain cannot be walked. `ip_len` is the whole IPv6 packet's
+/// length (fixed header included), what the byte counters count.
+#[inline]
+pub fn parse6(frame: &[u8]) -> Result<Parsed<Ipv6Addr>, Verdict> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| MALFORMED)?;
+    if eth.ethertype() != ETHERTYPE_IPV6 {
+        return Err(Verdict::Pass);
+    }
+    let ip = Ipv6Packet::new_checked(eth.payload()).map_err(|_| MALFORMED)?;
+    let start = L3 + ipv6::HEADER_LEN;
+    let end = start + ip.payload_len();
+    let (proto, offset) = match ipv6::walk(ip.next_header(), &frame[start..end]) {
+        Ok(Upper::Transport {
+            proto,
+            offset,
+            routed: false,
+        }) => (proto, offset),
+        // Not final here (a routing header), or a fragment: the kernel's.
+        Ok(_) => return Err(Verdict::Pass),
+        Err(_) => return Err(MALFORMED),
+    };
+    let l4 = start + offset;
+    let mut p = Parsed {
+        key: FlowKey {
+            proto,
+            cip: ip.src(),
+            cport: 0,
+            vip: ip.dst(),
+            vport: 0,
+        },
+        tcp_flags: 0,
+        ip_len: (end - L3) as u16,
+        l4,
+        end,
+        quoted: None,
+    };
+    let seg = &frame[l4..end];
+    match proto {
+        PROTO_TCP => {
+            let t = TcpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
+            p.key.cport = t.src_port();
+            p.key.vport = t.dst_port();
+            p.tcp_flags = t.flags();
+        }
+        PROTO_UDP => {
+            let u = UdpPacket::new_checked(seg).map_err(|_| MALFORMED)?;
+            p.key.cport = u.src_port();
+            p.key.vport = u.dst_port();
+        }
+        ipv6::NEXT_ICMPV6 if seg.first().is_some_and(|t| icmpv6::is_error_type(*t)) => {
+            quoted6(frame, &p).ok_or(Verdict::Pass)?;
+        }
+        _ => return Err(Verdict::Pass),
+    }
+    Ok(p)
+}
+
+/// The flow an ICMPv6 error (parsed by [`parse6`] from `frame` as `p`)
+/// is about, if it quotes a TCP or UDP packet with its ports.
+#[cold]
+pub fn quoted6(frame: &[u8], p: &Parsed<Ipv6Addr>) -> Option<icmpv6::QuotedFlow6> {
+    let m = icmpv6::Icmpv6Packet::new_checked(frame.get(p.l4..p.end)?).ok()?;
+    m.quoted_flow().ok()
 }
 
 /// The datagram quoted by the ICMP message `msg` (at frame offset `at`),

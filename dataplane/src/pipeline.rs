@@ -6,14 +6,14 @@
 
 use crate::conn::table::{ConnTable, Hint, Key, Partition, ReplyKey};
 use crate::conn::tracker::{self, fwd_of, nat_rport, Bound, Reply, Track, Tracker};
-use crate::flow::FlowKey;
+use crate::flow::{Addr, FlowKey};
 use crate::frame::FrameBuf;
 use crate::packet::{self, Parsed, Quoted};
 use crate::svc::{DestRt, Fwd, Snapshot};
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::xmit::{self, Dir, Out, XmitCtx, XmitError};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// The verdict types, at the path other crates know them by.
@@ -78,14 +78,29 @@ pub struct Pipeline {
     /// The configuration; taken out while a frame is processed (moving an
     /// `Arc` costs nothing, cloning one costs two locked instructions).
     snap: Option<Arc<Snapshot>>,
-    /// The connections of this worker.
+    /// The IPv4 connections of this worker.
     track: Tracker,
+    /// Its IPv6 connections (a table of their own: 84-byte entries).
+    track6: Tracker<Ipv6Addr>,
     ports: Vec<PortInfo>,
     /// Identification of the next tunnel header.
     ident: u16,
     stats: PipelineStats,
     /// The findings of [`Pipeline::prefetch`] for [`Pipeline::process`].
     hints: Hints,
+    /// The counter shard of this worker (see [`Pipeline::set_writer`]).
+    writer: usize,
+}
+
+/// Entries of the IPv6 table a pipeline made by [`Pipeline::with_table`]
+/// starts with (a director gives its workers a shared one).
+pub const IPV6_MIN_CAPACITY: usize = 1024;
+
+/// The IPv6 table's capacity next to an IPv4 table of `conns` entries: an
+/// eighth of it (IPv6 entries are larger, and IPv6 traffic is the smaller
+/// share today), at least [`IPV6_MIN_CAPACITY`].
+pub fn ipv6_capacity(conns: usize) -> usize {
+    (conns / 8).max(IPV6_MIN_CAPACITY)
 }
 
 use std::cell::Cell;
@@ -233,19 +248,26 @@ impl Pipeline {
     pub fn new(snap: Arc<Snapshot>, max_conns: usize, our_mac: Mac) -> Self {
         let (table, mut parts) = ConnTable::new(max_conns, 1);
         let part = parts.pop().expect("one partition");
-        Pipeline::with_table(snap, Arc::new(table), part, our_mac)
+        let mut p = Pipeline::with_table(snap, Arc::new(table), part, our_mac);
+        let (t6, mut parts6) = ConnTable::<Ipv6Addr>::empty(ipv6_capacity(max_conns), 1);
+        p.set_table6(Arc::new(t6), parts6.pop().expect("one partition"));
+        p
     }
 
-    /// A pipeline of one worker of a shared table, owning partition `part`.
+    /// A pipeline of one worker of a shared table, owning partition `part`
+    /// (and a small IPv6 table of its own until [`Pipeline::set_table6`]).
     pub fn with_table(
         snap: Arc<Snapshot>,
         table: Arc<ConnTable>,
         part: Partition,
         our_mac: Mac,
     ) -> Self {
+        let (t6, mut parts6) = ConnTable::<Ipv6Addr>::empty(IPV6_MIN_CAPACITY, 1);
+        let part6 = parts6.pop().expect("one partition");
         Pipeline {
             snap: Some(snap),
             track: Tracker::new(table, part),
+            track6: Tracker::new(Arc::new(t6), part6),
             ports: vec![PortInfo {
                 ifindex: 0,
                 mac: our_mac,
@@ -254,7 +276,26 @@ impl Pipeline {
             ident: 0,
             stats: PipelineStats::default(),
             hints: Hints::default(),
+            writer: usize::MAX,
         }
+    }
+
+    /// Keep IPv6 connections in `table` (shared by the workers, each
+    /// owning one partition), in place of the pipeline's own.
+    pub fn set_table6(&mut self, table: Arc<ConnTable<Ipv6Addr>>, part: Partition) {
+        let mut t = Tracker::new(table, part);
+        t.set_writer(self.writer);
+        self.track6 = t;
+    }
+
+    /// The shared IPv6 connection table.
+    pub fn table6(&self) -> &Arc<ConnTable<Ipv6Addr>> {
+        self.track6.table()
+    }
+
+    /// This worker's partition of the IPv6 table.
+    pub fn partition6(&self) -> &Partition {
+        self.track6.partition()
     }
 
     /// The interfaces of this worker's group, in port order.
@@ -288,7 +329,9 @@ impl Pipeline {
     /// Count into the counter shards of worker `w` (see `stats`); without
     /// this the pipeline counts through the shared shards.
     pub fn set_writer(&mut self, w: usize) {
+        self.writer = w;
         self.track.set_writer(w);
+        self.track6.set_writer(w);
     }
 
     /// Take part in connection sync as worker `worker` of `port` (see
@@ -338,6 +381,7 @@ impl Pipeline {
             return;
         };
         self.track.expire(&snap, now_ns, &mut self.stats);
+        self.track6.expire(&snap, now_ns, &mut self.stats);
         self.snap = Some(snap);
     }
 
@@ -403,6 +447,9 @@ impl Pipeline {
         let frame = buf.bytes();
         let p = match packet::parse(frame) {
             Ok(p) => p,
+            Err(Verdict::Pass) if packet::is_ipv6(frame) => {
+                return self.process6(snap, now_ns, ingress, buf)
+            }
             Err(v) => return v,
         };
         // Another host's frame (the steering program passes these; this
@@ -429,6 +476,210 @@ impl Pipeline {
             Track::Pass => Verdict::Pass,
             Track::Drop(r) => Verdict::Drop(r),
         }
+    }
+
+    /// [`Pipeline::process_inner`] for an IPv6 frame: parsed, tracked in
+    /// the IPv6 table, sent by the connection's method (direct routing,
+    /// NAT, or IPv6-in-IPv6 tunnel, which answers a packet too big for the
+    /// tunnel with an ICMPv6 packet too big), or a NAT real server's reply
+    /// sent back to its client.
+    #[inline(never)]
+    fn process6<B: FrameBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        now_ns: u64,
+        ingress: u8,
+        buf: &mut B,
+    ) -> Verdict {
+        let frame = buf.bytes();
+        let p = match packet::parse6(frame) {
+            Ok(p) => p,
+            Err(v) => return v,
+        };
+        if frame[0] & 1 == 0 {
+            if let Some(port) = self.ports.get(ingress as usize) {
+                if frame[..6] != port.mac {
+                    return Verdict::Drop(DropReason::OtherHost);
+                }
+            }
+        }
+        if p.key.proto == crate::wire::ipv6::NEXT_ICMPV6 {
+            return self.icmp6(snap, ingress, &p, buf);
+        }
+        crate::wire::checksum::complete_partial_ipv6(&mut frame[packet::L3..]);
+        let hint = Hint::default();
+        match self
+            .track6
+            .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
+        {
+            Track::In(dest, b) => self.xmit6(b, dest, ingress, &p, buf),
+            Track::Out(r) => self.reply6(&r, &p, buf),
+            Track::Pass => Verdict::Pass,
+            Track::Drop(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// [`Pipeline::icmp`] for an ICMPv6 error: about a packet the client
+    /// got from the VIP, it goes to the connection's real server by the
+    /// connection's method (NAT: translated); from a NAT real server's
+    /// side, back to the client, translated. Anything else is not ours.
+    #[cold]
+    fn icmp6<B: FrameBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        ingress: u8,
+        pkt: &packet::Parsed<Ipv6Addr>,
+        buf: &mut B,
+    ) -> Verdict {
+        let Some(q) = packet::quoted6(buf.bytes(), pkt) else {
+            return Verdict::Pass;
+        };
+        let about = FlowKey {
+            proto: q.proto,
+            cip: q.dst,
+            cport: q.dport,
+            vip: q.src,
+            vport: q.sport,
+        };
+        if let Some(v) = self.track6.lookup(&about) {
+            let Some(dest) = snap.dest(v.dest).cloned() else {
+                return Verdict::Drop(DropReason::NoDest);
+            };
+            if fwd_of(v.fwd) != Fwd::Nat {
+                return self.xmit6(Bound::of(&v), &dest, ingress, pkt, buf);
+            }
+            let (Some(mac), Some(out), Some(nat)) =
+                (dest.neigh.mac(), self.port_of(dest.neigh.oif()), v.nat)
+            else {
+                return Verdict::Drop(DropReason::NoNeigh);
+            };
+            let mut ctx = XmitCtx::macs(self.ports[out as usize].mac, mac);
+            ctx.addr6 = nat.rip;
+            ctx.port = nat.rport;
+            ctx.dir = Dir::In;
+            let sent = xmit::nat::icmp6_xmit(buf, pkt, &q, &ctx);
+            return self.verdict(sent, out, ingress);
+        }
+        if let Some(r) = self.track6.lookup_reply(&about).and_then(|v| Reply::of(&v)) {
+            let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
+                return Verdict::Drop(DropReason::NoNeigh);
+            };
+            let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
+            ctx.addr6 = r.vip;
+            ctx.port = r.vport;
+            ctx.dir = Dir::Out;
+            let sent = xmit::nat::icmp6_xmit(buf, pkt, &q, &ctx);
+            return self.verdict(sent, r.ret_port, r.ret_port);
+        }
+        Verdict::Pass
+    }
+
+    /// [`Pipeline::xmit`] for an IPv6 frame.
+    fn xmit6<B: FrameBuf + ?Sized>(
+        &mut self,
+        b: Bound,
+        dest: &Arc<DestRt>,
+        ingress: u8,
+        pkt: &packet::Parsed<Ipv6Addr>,
+        buf: &mut B,
+    ) -> Verdict {
+        let Some(mac) = dest.neigh.mac() else {
+            dest.neigh.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let Some(out) = self.port_of(dest.neigh.oif()) else {
+            dest.neigh.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let port = self.ports[out as usize];
+        let mut ctx = XmitCtx::macs(port.mac, mac);
+        let sent = match fwd_of(b.fwd) {
+            Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
+            Fwd::Nat => {
+                let Some(rip) = Ipv6Addr::of_ip(dest.sched.addr) else {
+                    return Verdict::Drop(DropReason::FwdUnsupported);
+                };
+                ctx.addr6 = rip;
+                ctx.port = b.rport.unwrap_or_else(|| nat_rport(dest, pkt.key.vport));
+                ctx.dir = Dir::In;
+                xmit::nat::packet_xmit6(buf, pkt, &ctx)
+            }
+            Fwd::Tun => {
+                ctx.tun = dest.tun;
+                ctx.mtu = port.mtu;
+                match (dest.sched.addr, dest.neigh.src(), dest.neigh.src6()) {
+                    (IpAddr::V6(rip), _, Some(src)) => {
+                        ctx.addr6 = rip;
+                        ctx.tun_src6 = src;
+                        xmit::tun::packet_xmit6(buf, pkt, &ctx)
+                    }
+                    (IpAddr::V4(rip), Some(src), _) => {
+                        ctx.addr = rip;
+                        ctx.tun_src = src;
+                        ctx.ident = self.ident.wrapping_add(1);
+                        let sent = xmit::tun::packet_xmit6in4(buf, pkt, &ctx);
+                        if sent != Err(XmitError::NoTailroom) {
+                            self.ident = ctx.ident;
+                        }
+                        sent
+                    }
+                    _ => {
+                        dest.neigh.want();
+                        return Verdict::Drop(DropReason::NoNeigh);
+                    }
+                }
+            }
+        };
+        self.verdict(sent, out, ingress)
+    }
+
+    /// An IPv4 packet for a tunnel to IPv6 real server `dest` (IPv4 in
+    /// IPv6), with `ctx` holding the MACs, out of port `out`.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    fn xmit_4in6<B: FrameBuf + ?Sized>(
+        &mut self,
+        dest: &DestRt,
+        mut ctx: XmitCtx,
+        mtu: u16,
+        out: u8,
+        ingress: u8,
+        pkt: &Parsed,
+        buf: &mut B,
+    ) -> Verdict {
+        let (IpAddr::V6(rip), Some(src)) = (dest.sched.addr, dest.neigh.src6()) else {
+            dest.neigh.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        ctx.addr6 = rip;
+        ctx.tun_src6 = src;
+        ctx.tun = dest.tun;
+        ctx.mtu = mtu;
+        ctx.ident = self.ident.wrapping_add(1);
+        let sent = xmit::tun::packet_xmit4in6(buf, pkt, &ctx);
+        if sent != Err(XmitError::NoTailroom) {
+            self.ident = ctx.ident;
+        }
+        self.verdict(sent, out, ingress)
+    }
+
+    /// [`Pipeline::reply`] for an IPv6 frame: back to the client as from
+    /// [VIP]:vport.
+    fn reply6<B: FrameBuf + ?Sized>(
+        &mut self,
+        r: &Reply<Ipv6Addr>,
+        pkt: &packet::Parsed<Ipv6Addr>,
+        buf: &mut B,
+    ) -> Verdict {
+        let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
+        ctx.addr6 = r.vip;
+        ctx.port = r.vport;
+        ctx.dir = Dir::Out;
+        let sent = xmit::nat::packet_xmit6(buf, pkt, &ctx);
+        self.verdict(sent, r.ret_port, r.ret_port)
     }
 
     /// Send a frame of a connection bound to `dest` as `b` towards its
@@ -465,6 +716,9 @@ impl Pipeline {
                 xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
             Fwd::Tun => {
+                if dest.sched.addr.is_ipv6() {
+                    return self.xmit_4in6(dest, ctx, port.mtu, out, ingress, pkt, buf);
+                }
                 let (Some(rip), Some(src)) = (dest.rip(), dest.neigh.src()) else {
                     dest.neigh.want();
                     return Verdict::Drop(DropReason::NoNeigh);

@@ -11,7 +11,7 @@ use crate::conn::state::Timeouts;
 use crate::stats::Counters;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use xvs_scheduler::{Dest, Scheduler};
@@ -29,6 +29,9 @@ pub struct NeighCell {
     /// Director's address towards the server (network order bits; 0:
     /// unknown).
     src: AtomicU32,
+    /// Director's IPv6 address towards the server (all zero: unknown),
+    /// the outer source of IPv6 tunnels.
+    src6: [AtomicU32; 4],
     /// Set by a worker that needed the MAC and found none.
     wanted: AtomicBool,
 }
@@ -72,6 +75,20 @@ impl NeighCell {
             0 => None,
             a => Some(Ipv4Addr::from(a)),
         }
+    }
+
+    /// The director's IPv6 address towards the server, if known.
+    #[inline]
+    pub fn src6(&self) -> Option<Ipv6Addr> {
+        use crate::flow::Addr;
+        let a = Ipv6Addr::load(&self.src6);
+        (!a.is_unspecified()).then_some(a)
+    }
+
+    /// Store the route's IPv6 source address (IPv6 real servers).
+    pub fn set_src6(&self, src: Option<Ipv6Addr>) {
+        use crate::flow::Addr;
+        Ipv6Addr::store(&self.src6, src.unwrap_or(Ipv6Addr::UNSPECIFIED));
     }
 
     /// Store the route (outgoing interface and source address).
@@ -220,6 +237,17 @@ pub struct V4Key {
     pub port: u16,
 }
 
+/// Index key of an IPv6 address service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct V6Key {
+    /// Protocol number.
+    pub proto: u8,
+    /// VIP.
+    pub vip: Ipv6Addr,
+    /// Port (0 = every port).
+    pub port: u16,
+}
+
 /// A cheap hasher for the small fixed-size keys of the hot path.
 #[derive(Default)]
 pub struct FastHasher(u64);
@@ -278,6 +306,8 @@ pub struct SyncedKey {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     services: HashMap<V4Key, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
+    /// IPv6 address services.
+    services6: HashMap<V6Key, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
     /// Firewall-mark services by mark.
     fwmarks: HashMap<u32, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
     /// `(proto, vip, port)` → mark (the xvs equivalent of iptables MARK).
@@ -293,6 +323,9 @@ pub struct Snapshot {
     /// Any TCP segment without RST opens a connection (IPVS's
     /// `sloppy_tcp`), not only a SYN.
     pub sloppy_tcp: bool,
+    /// What the steering program's IPv6 maps must hold for this
+    /// configuration (set by the snapshot builder).
+    pub steer6: crate::build::Steer6Keys,
 }
 
 impl Snapshot {
@@ -322,6 +355,13 @@ impl Snapshot {
                     port,
                 } => {
                     snap.services.insert(V4Key { proto, vip, port }, s);
+                }
+                SvcKey::Addr {
+                    proto,
+                    vip: IpAddr::V6(vip),
+                    port,
+                } => {
+                    snap.services6.insert(V6Key { proto, vip, port }, s);
                 }
                 SvcKey::Fwmark { mark, v6: false } => {
                     snap.fwmarks.insert(mark, s);
@@ -389,6 +429,39 @@ impl Snapshot {
             return None;
         }
         self.synced.get(key)
+    }
+
+    /// [`Snapshot::lookup`] for an address of either family.
+    #[inline]
+    pub fn lookup_in<A: crate::flow::Addr>(
+        &self,
+        proto: u8,
+        vip: A,
+        port: u16,
+    ) -> Option<&Arc<ServiceRt>> {
+        match vip.ip() {
+            IpAddr::V4(v) => self.lookup(proto, v, port),
+            IpAddr::V6(v) => self.lookup6(proto, v, port),
+        }
+    }
+
+    /// The IPv6 service a packet to `[vip]:port` belongs to: the exact
+    /// port, then a port-0 service of the VIP (firewall marks are IPv4's
+    /// only so far).
+    #[inline]
+    pub fn lookup6(&self, proto: u8, vip: Ipv6Addr, port: u16) -> Option<&Arc<ServiceRt>> {
+        if self.services6.is_empty() {
+            return None;
+        }
+        let k = V6Key { proto, vip, port };
+        self.services6
+            .get(&k)
+            .or_else(|| self.services6.get(&V6Key { port: 0, ..k }))
+    }
+
+    /// Every IPv6 (proto, VIP, port) of an address service.
+    pub fn v6_keys(&self) -> impl Iterator<Item = &V6Key> {
+        self.services6.keys()
     }
 
     /// The firewall-mark service of `mark`.

@@ -106,6 +106,7 @@ fn persistence_keeps_a_client_on_one_server_and_templates_outlive_their_timeout_
     let persist = Persist {
         timeout: 2,
         mask: u32::MAX,
+        prefix: 32,
     };
     let Fixture {
         pipeline: mut p,
@@ -156,6 +157,7 @@ fn port_zero_service_groups_every_port_and_netmask_groups_clients() {
     let persist = Persist {
         timeout: 360,
         mask: 0xffff_ff00,
+        prefix: 24,
     };
     let mut p = Fixture::new(service("rr", 3, None, 0, Some(persist)), 1000).pipeline;
     let first = sent_to(&mut p, S, syn([198, 18, 0, 10], 1000, 80)).unwrap();
@@ -182,6 +184,7 @@ fn closed_connections_release_a_short_template_within_two_sweeps() {
     let persist = Persist {
         timeout: 2,
         mask: u32::MAX,
+        prefix: 32,
     };
     let t = Timeouts {
         tcp: 900,

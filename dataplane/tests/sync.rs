@@ -183,6 +183,7 @@ fn a_persistent_connection_is_followed_by_its_template() {
     let persist = Persist {
         timeout: 300,
         mask: 0xffff_ff00,
+        prefix: 24,
     };
     let mut f = Fixture::new(service("rr", 3, None, 80, Some(persist)), 100);
     let port = synced(&mut f);
@@ -218,6 +219,7 @@ fn a_port_zero_template_has_ports_zero() {
     let persist = Persist {
         timeout: 300,
         mask: 0xffff_ffff,
+        prefix: 32,
     };
     let mut f = Fixture::new(service("rr", 2, None, 0, Some(persist)), 100);
     let port = synced(&mut f);
@@ -378,6 +380,7 @@ fn an_installed_template_keeps_a_clients_new_connections_on_its_server() {
     let persist = Persist {
         timeout: 300,
         mask: 0xffff_ffff,
+        prefix: 32,
     };
     let mut f = Fixture::new(service("rr", 3, None, 80, Some(persist)), 100);
     let port = synced(&mut f);

@@ -59,6 +59,7 @@
 //!   and removes the one the caller allows with the earliest deadline, as
 //!   IPVS's `drop_entry` drops half-open entries first under a SYN flood.
 
+use crate::flow::Addr;
 use crate::flow::FlowKey;
 use crate::io::shm::{self, Mapping, Region};
 use std::net::Ipv4Addr;
@@ -130,13 +131,16 @@ const RET_SYNCED: u32 = 1 << 30;
 /// One entry: a connection or a persistence template (48 bytes of `u32`
 /// words, laid out in declaration order so that its first and last fields
 /// bound it).
-#[derive(Debug, Default)]
+///
+/// IPv6 entries (`Entry<Ipv6Addr>`) have the same fields with 16-byte
+/// addresses: 84 bytes.
+#[derive(Debug)]
 #[repr(C)]
-pub struct Entry {
+pub struct Entry<A: Addr = Ipv4Addr> {
     /// Client address (templates: masked client).
-    cip: AtomicU32,
+    cip: A::Atom,
     /// VIP (templates: VIP or mark).
-    vip: AtomicU32,
+    vip: A::Atom,
     /// `cport << 16 | vport`.
     ports: AtomicU32,
     /// Protocol, state, template flag, forwarding method.
@@ -159,7 +163,27 @@ pub struct Entry {
     /// MAC bytes 2-5 of where replies go.
     ret_lo: AtomicU32,
     /// Real server address (NAT: the reply index's key).
-    rip: AtomicU32,
+    rip: A::Atom,
+}
+
+impl<A: Addr> Default for Entry<A> {
+    fn default() -> Self {
+        let z = || AtomicU32::new(0);
+        Entry {
+            cip: A::atom(),
+            vip: A::atom(),
+            ports: z(),
+            meta: z(),
+            expires: z(),
+            dest: z(),
+            svc: z(),
+            ctl: z(),
+            seq: z(),
+            ret_hi: z(),
+            ret_lo: z(),
+            rip: A::atom(),
+        }
+    }
 }
 
 pub use super::time::{reached, ticks, TICK_NS};
@@ -224,11 +248,29 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 /// Final mixing constant (the fractional digits of pi).
 const MIX: u64 = 0x243F_6A88_85A3_08D3;
 
+/// The two addresses of a key as one word for the hashes: IPv4's side
+/// by side (as they always were), IPv6's folded with the secret words
+/// `x` and `y` (a keyed multiply each, so that nobody outside can choose
+/// addresses that fold alike).
+#[inline(always)]
+fn pair<A: Addr>(a: A, b: A, x: u64, y: u64) -> u64 {
+    if A::WIDE {
+        let (ah, al) = a.words();
+        let (bh, bl) = b.words();
+        fold_mul(ah ^ x, al ^ y).rotate_left(23)
+            ^ fold_mul(bh ^ y.rotate_left(31), bl ^ x.rotate_left(31))
+    } else {
+        a.words().1 << 32 | b.words().1
+    }
+}
+
 /// What identifies an entry in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
-    /// `cip << 32 | vip`.
-    pub addrs: u64,
+pub struct Key<A: Addr = Ipv4Addr> {
+    /// Client address (templates: the masked client).
+    pub cip: A,
+    /// Virtual address (templates: the VIP, or the firewall mark).
+    pub vip: A,
     /// `cport << 16 | vport`.
     pub ports: u32,
     /// Protocol number (0 for firewall-mark templates).
@@ -238,20 +280,32 @@ pub struct Key {
 }
 
 impl Key {
+    /// The key of an IPv4 persistence template `<proto, caddr, vaddr,
+    /// vport>` (`vaddr`: the VIP's bits, or the firewall mark).
+    pub fn template(proto: u8, caddr: Ipv4Addr, vaddr: u32, vport: u16) -> Key {
+        Key::template_of(proto, caddr, Ipv4Addr::from(vaddr), vport)
+    }
+}
+
+impl<A: Addr> Key<A> {
     /// The key of a connection.
-    pub fn conn(k: &FlowKey) -> Key {
+    #[inline]
+    pub fn conn(k: &FlowKey<A>) -> Key<A> {
         Key {
-            addrs: u64::from(u32::from(k.cip)) << 32 | u64::from(u32::from(k.vip)),
+            cip: k.cip,
+            vip: k.vip,
             ports: u32::from(k.cport) << 16 | u32::from(k.vport),
             proto: k.proto,
             template: false,
         }
     }
 
-    /// The key of a persistence template `<proto, caddr, vaddr, vport>`.
-    pub fn template(proto: u8, caddr: Ipv4Addr, vaddr: u32, vport: u16) -> Key {
+    /// The key of a persistence template `<proto, caddr, vaddr, vport>`
+    /// (`vaddr`: the VIP, or [`Addr::of_mark`] of the firewall mark).
+    pub fn template_of(proto: u8, caddr: A, vaddr: A, vport: u16) -> Key<A> {
         Key {
-            addrs: u64::from(u32::from(caddr)) << 32 | u64::from(vaddr),
+            cip: caddr,
+            vip: vaddr,
             ports: u32::from(vport),
             proto,
             template: true,
@@ -262,7 +316,8 @@ impl Key {
     fn hash(&self, k: &HashKey) -> u64 {
         let rest =
             u64::from(self.ports) << 9 | u64::from(self.proto) << 1 | u64::from(self.template);
-        fold_mul(fold_mul(self.addrs ^ k.0[0], rest ^ k.0[1]), MIX)
+        let addrs = pair(self.cip, self.vip, k.0[2], k.0[3]);
+        fold_mul(fold_mul(addrs ^ k.0[0], rest ^ k.0[1]), MIX)
     }
 
     #[inline]
@@ -273,7 +328,7 @@ impl Key {
 
 /// What a new entry holds besides its key.
 #[derive(Debug, Clone, Copy)]
-pub struct Init {
+pub struct Init<A: Addr = Ipv4Addr> {
     /// Initial state (a `TcpState` as u8).
     pub state: u8,
     /// Forwarding method (0 DR, 1 TUN, 2 NAT).
@@ -288,14 +343,14 @@ pub struct Init {
     pub ctl: u32,
     /// NAT: the real server's address and port (the connection is then
     /// also indexed by its reply 5-tuple) and where replies go.
-    pub nat: Option<NatInit>,
+    pub nat: Option<NatInit<A>>,
 }
 
 /// The NAT part of a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NatInit {
+pub struct NatInit<A: Addr = Ipv4Addr> {
     /// Real server address.
-    pub rip: Ipv4Addr,
+    pub rip: A,
     /// Real server port.
     pub rport: u16,
     /// Port (of the worker's group) the client's frames came in on.
@@ -306,7 +361,7 @@ pub struct NatInit {
 
 /// `ret` of a NAT connection as two words: `1 << 31 | port << 16 | MAC
 /// bytes 0-1`, then MAC bytes 2-5.
-fn pack_ret(n: &NatInit) -> (u32, u32) {
+fn pack_ret<A: Addr>(n: &NatInit<A>) -> (u32, u32) {
     let m = n.ret_mac;
     (
         1 << 31 | u32::from(n.ret_port) << 16 | u32::from(u16::from_be_bytes([m[0], m[1]])),
@@ -314,14 +369,14 @@ fn pack_ret(n: &NatInit) -> (u32, u32) {
     )
 }
 
-fn unpack_ret(hi: u32, lo: u32, rip: u32, rport: u16) -> Option<NatInit> {
+fn unpack_ret<A: Addr>(hi: u32, lo: u32, rip: A, rport: u16) -> Option<NatInit<A>> {
     if hi >> 31 == 0 {
         return None;
     }
     let h = (hi as u16).to_be_bytes();
     let l = lo.to_be_bytes();
     Some(NatInit {
-        rip: Ipv4Addr::from(rip),
+        rip,
         rport,
         ret_port: (hi >> 16) as u8,
         ret_mac: [h[0], h[1], l[0], l[1], l[2], l[3]],
@@ -330,23 +385,23 @@ fn unpack_ret(hi: u32, lo: u32, rip: u32, rport: u16) -> Option<NatInit> {
 
 /// Key of the reply index: the real server's answer to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplyKey {
+pub struct ReplyKey<A: Addr = Ipv4Addr> {
     /// Protocol.
     pub proto: u8,
     /// Real server (the reply's source).
-    pub rip: Ipv4Addr,
+    pub rip: A,
     /// Real server port.
     pub rport: u16,
     /// Client (the reply's destination).
-    pub cip: Ipv4Addr,
+    pub cip: A,
     /// Client port.
     pub cport: u16,
 }
 
-impl ReplyKey {
+impl<A: Addr> ReplyKey<A> {
     #[inline]
     fn hash(&self, k: &HashKey) -> u64 {
-        let a = u64::from(u32::from(self.rip)) << 32 | u64::from(u32::from(self.cip));
+        let a = pair(self.rip, self.cip, k.0[0], k.0[1]);
         let b = u64::from(self.rport) << 24 | u64::from(self.cport) << 8 | u64::from(self.proto);
         fold_mul(fold_mul(a ^ k.0[2], b ^ k.0[3]), MIX)
     }
@@ -354,13 +409,13 @@ impl ReplyKey {
 
 /// A consistent copy of an entry, read lock-free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct View {
+pub struct View<A: Addr = Ipv4Addr> {
     /// Index in the arena.
     pub idx: u32,
     /// Sequence number it was read at.
     pub seq: u32,
     /// Key.
-    pub key: Key,
+    pub key: Key<A>,
     /// State.
     pub state: u8,
     /// Forwarding method.
@@ -374,19 +429,54 @@ pub struct View {
     /// Template link / controlled count.
     pub ctl: u32,
     /// NAT connection data.
-    pub nat: Option<NatInit>,
+    pub nat: Option<NatInit<A>>,
 }
 
-impl View {
+impl<A: Addr> View<A> {
     /// The flow of a connection entry.
-    pub fn flow(&self) -> FlowKey {
+    pub fn flow(&self) -> FlowKey<A> {
         FlowKey {
             proto: self.key.proto,
-            cip: Ipv4Addr::from((self.key.addrs >> 32) as u32),
+            cip: self.key.cip,
             cport: (self.key.ports >> 16) as u16,
-            vip: Ipv4Addr::from(self.key.addrs as u32),
+            vip: self.key.vip,
             vport: self.key.ports as u16,
         }
+    }
+    /// The same view with IPv4 addresses, if these are IPv4 (what the
+    /// IPv4-only sync records are made of).
+    pub fn to_v4(&self) -> Option<View<Ipv4Addr>> {
+        let v4 = |a: A| match a.ip() {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        };
+        let nat = match self.nat {
+            Some(n) => Some(NatInit {
+                rip: v4(n.rip)?,
+                rport: n.rport,
+                ret_port: n.ret_port,
+                ret_mac: n.ret_mac,
+            }),
+            None => None,
+        };
+        Some(View {
+            idx: self.idx,
+            seq: self.seq,
+            key: Key {
+                cip: v4(self.key.cip)?,
+                vip: v4(self.key.vip)?,
+                ports: self.key.ports,
+                proto: self.key.proto,
+                template: self.key.template,
+            },
+            state: self.state,
+            fwd: self.fwd,
+            expires: self.expires,
+            dest: self.dest,
+            svc: self.svc,
+            ctl: self.ctl,
+            nat,
+        })
     }
 }
 
@@ -394,9 +484,9 @@ impl View {
 /// at its bucket, the entry whose tag matched there: what a lookup needs,
 /// computed once per packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probe {
+pub struct Probe<A: Addr = Ipv4Addr> {
     /// The key.
-    pub key: Key,
+    pub key: Key<A>,
     hash: u64,
     /// Index + 1 of the entry whose tag matched in the home bucket; 0: not
     /// looked yet, or none there but the key may have overflowed; [`ABSENT`]:
@@ -412,9 +502,9 @@ const ABSENT: u32 = u32::MAX;
 
 /// [`Probe`] for the reply index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplyProbe {
+pub struct ReplyProbe<A: Addr = Ipv4Addr> {
     /// The key.
-    pub key: ReplyKey,
+    pub key: ReplyKey<A>,
     hash: u64,
     cand: u32,
 }
@@ -423,15 +513,27 @@ pub struct ReplyProbe {
 /// the frame's key read as a client's packet, its hash in both indexes
 /// (the same frame read as a NAT real server's reply has the reply key of
 /// the same five fields) and the entries whose tags matched.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hint {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint<A: Addr = Ipv4Addr> {
     /// The key the findings are for (`None`: none).
-    key: Option<Key>,
+    key: Option<Key<A>>,
     hash: u64,
     /// The reply index's hash (0: not computed, no NAT connection yet).
     rhash: u64,
     cand: u32,
     rcand: u32,
+}
+
+impl<A: Addr> Default for Hint<A> {
+    fn default() -> Self {
+        Hint {
+            key: None,
+            hash: 0,
+            rhash: 0,
+            cand: 0,
+            rcand: 0,
+        }
+    }
 }
 
 impl Hint {
@@ -441,7 +543,7 @@ impl Hint {
     pub(crate) fn parts(&self) -> ((u64, u64), (u64, u64), (u32, u32)) {
         let k = self.key.map_or((0, 0), |k| {
             (
-                k.addrs,
+                u64::from(u32::from(k.cip)) << 32 | u64::from(u32::from(k.vip)),
                 u64::from(k.proto) << 48 | 1 << 32 | u64::from(k.ports),
             )
         });
@@ -453,7 +555,8 @@ impl Hint {
     pub(crate) fn of_parts(k: (u64, u64), h: (u64, u64), c: (u32, u32)) -> Hint {
         Hint {
             key: (k.1 != 0).then_some(Key {
-                addrs: k.0,
+                cip: Ipv4Addr::from((k.0 >> 32) as u32),
+                vip: Ipv4Addr::from(k.0 as u32),
                 ports: k.1 as u32,
                 proto: (k.1 >> 48) as u8,
                 template: false,
@@ -464,10 +567,12 @@ impl Hint {
             rcand: c.1,
         }
     }
+}
 
+impl<A: Addr> Hint<A> {
     /// The probe of `key`, if these are its findings.
     #[inline]
-    pub fn probe(&self, key: &Key) -> Option<Probe> {
+    pub fn probe(&self, key: &Key<A>) -> Option<Probe<A>> {
         (self.key.as_ref() == Some(key)).then_some(Probe {
             key: *key,
             hash: self.hash,
@@ -478,7 +583,7 @@ impl Hint {
     /// The reply probe of `rk`, the reply key of the frame whose
     /// connection key is `key`, if these are its findings.
     #[inline]
-    pub fn reply_probe(&self, key: &Key, rk: &ReplyKey) -> Option<ReplyProbe> {
+    pub fn reply_probe(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Option<ReplyProbe<A>> {
         (self.rhash != 0 && self.key.as_ref() == Some(key)).then_some(ReplyProbe {
             key: *rk,
             hash: self.rhash,
@@ -488,9 +593,9 @@ impl Hint {
 }
 
 /// The outcome of one seqlock read of an entry.
-enum Read {
+enum Read<A: Addr> {
     /// A consistent copy.
-    Ok(View),
+    Ok(View<A>),
     /// The entry is free.
     Free,
     /// A writer changed it meanwhile.
@@ -499,9 +604,9 @@ enum Read {
 
 /// Why an insert did not add an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Insert {
+pub enum Insert<A: Addr = Ipv4Addr> {
     /// Another worker inserted the same key first: here it is.
-    Exists(View),
+    Exists(View<A>),
     /// The table is full (this worker's partition is), or the key's probe
     /// run ([`MAX_PROBE`] buckets) is: the caller makes room
     /// ([`ConnTable::evict`]) or goes on without an entry.
@@ -743,8 +848,8 @@ impl Index {
 
 /// The shared table.
 #[derive(Debug)]
-pub struct ConnTable {
-    entries: Region<Entry>,
+pub struct ConnTable<A: Addr = Ipv4Addr> {
+    entries: Region<Entry<A>>,
     /// Connections (and templates) by key.
     index: Index,
     /// NAT connections by their reply 5-tuple.
@@ -863,6 +968,8 @@ mod header {
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     capacity: usize,
+    /// Bytes per entry.
+    esize: usize,
     buckets: usize,
     entries: usize,
     index: usize,
@@ -871,14 +978,15 @@ struct Layout {
 }
 
 impl Layout {
-    fn of(capacity: usize, buckets: usize) -> Layout {
+    fn of(capacity: usize, buckets: usize, esize: usize) -> Layout {
         const PAGE: usize = 4096;
         let entries = header::BYTES;
-        let index = (entries + capacity * std::mem::size_of::<Entry>()).next_multiple_of(PAGE);
+        let index = (entries + capacity * esize).next_multiple_of(PAGE);
         let replies = (index + buckets * WORDS * 8).next_multiple_of(PAGE);
         let len = (replies + buckets * WORDS * 8).next_multiple_of(PAGE);
         Layout {
             capacity,
+            esize,
             buckets,
             entries,
             index,
@@ -907,11 +1015,7 @@ impl Layout {
         }
         let checks = [
             (W_VERSION, VERSION, "layout version"),
-            (
-                W_ENTRY_SIZE,
-                std::mem::size_of::<Entry>() as u64,
-                "entry size",
-            ),
+            (W_ENTRY_SIZE, self.esize as u64, "entry size"),
             (W_CAPACITY, self.capacity as u64, "capacity (--conn-max)"),
             (W_BUCKETS, self.buckets as u64, "bucket count"),
             (W_LEN, self.len as u64, "size in bytes"),
@@ -939,16 +1043,7 @@ impl ConnTable {
     /// [`ConnTable::new`] hashing with `hkey` (a table restored with its
     /// key, or a test that needs known buckets).
     pub fn with_key(capacity: usize, parts: usize, hkey: HashKey) -> (ConnTable, Vec<Partition>) {
-        let (capacity, buckets) = Layout::dims(capacity, parts);
-        let lay = Layout::of(capacity, buckets);
-        // Like a failed allocation: nothing to run without.
-        let map = Mapping::anonymous(lay.len)
-            .unwrap_or_else(|e| panic!("cannot allocate the connection table: {e}"));
-        let (t, hdr) = Self::on(&map, &lay, parts, hkey)
-            .unwrap_or_else(|e| panic!("connection table layout: {e}"));
-        t.format(&hdr, &lay);
-        let (parts, _) = t.recover();
-        (t, parts)
+        Self::empty_with_key(capacity, parts, hkey)
     }
 
     /// The table kept in the file at `path` (created if missing), mapped
@@ -966,7 +1061,7 @@ impl ConnTable {
     ) -> std::io::Result<(ConnTable, Vec<Partition>, Opened)> {
         use std::io::Read;
         let (capacity, buckets) = Layout::dims(capacity, parts);
-        let lay = Layout::of(capacity, buckets);
+        let lay = Layout::of(capacity, buckets, std::mem::size_of::<Entry>());
         let mut file = shm::open_rw(path)?;
         if !shm::lock_exclusive(&file)? {
             return Err(std::io::Error::new(
@@ -1016,6 +1111,34 @@ impl ConnTable {
         let (p, _) = t.recover();
         Ok((t, p, status))
     }
+}
+
+impl<A: Addr> ConnTable<A> {
+    /// A table of `capacity` entries split into `parts` partitions, with
+    /// every byte allocated now, in process memory, for either family
+    /// (IPv6 tables live in process memory only). Returns the table and
+    /// the partitions (one per worker, to be moved into the worker).
+    pub fn empty(capacity: usize, parts: usize) -> (ConnTable<A>, Vec<Partition>) {
+        Self::empty_with_key(capacity, parts, HashKey::random())
+    }
+
+    /// [`ConnTable::empty`] hashing with `hkey`.
+    pub fn empty_with_key(
+        capacity: usize,
+        parts: usize,
+        hkey: HashKey,
+    ) -> (ConnTable<A>, Vec<Partition>) {
+        let (capacity, buckets) = Layout::dims(capacity, parts);
+        let lay = Layout::of(capacity, buckets, std::mem::size_of::<Entry<A>>());
+        // Like a failed allocation: nothing to run without.
+        let map = Mapping::anonymous(lay.len)
+            .unwrap_or_else(|e| panic!("cannot allocate the connection table: {e}"));
+        let (t, hdr) = Self::on(&map, &lay, parts, hkey)
+            .unwrap_or_else(|e| panic!("connection table layout: {e}"));
+        t.format(&hdr, &lay);
+        let (parts, _) = t.recover();
+        (t, parts)
+    }
 
     /// The table over the arrays of `map` laid out as `lay` (whatever they
     /// hold), and the header's words.
@@ -1024,7 +1147,7 @@ impl ConnTable {
         lay: &Layout,
         parts: usize,
         hkey: HashKey,
-    ) -> std::io::Result<(ConnTable, Region<AtomicU64>)> {
+    ) -> std::io::Result<(ConnTable<A>, Region<AtomicU64>)> {
         let stripes = lay.buckets.div_ceil(STRIPE);
         let mask = ((lay.capacity + 1).next_power_of_two() - 1) as u32;
         let index = |at: usize| -> std::io::Result<Index> {
@@ -1058,7 +1181,7 @@ impl ConnTable {
         }
         let words = [
             (header::W_VERSION, header::VERSION),
-            (header::W_ENTRY_SIZE, std::mem::size_of::<Entry>() as u64),
+            (header::W_ENTRY_SIZE, std::mem::size_of::<Entry<A>>() as u64),
             (header::W_CAPACITY, lay.capacity as u64),
             (header::W_BUCKETS, lay.buckets as u64),
             (header::W_PARTS, self.parts as u64),
@@ -1194,7 +1317,7 @@ impl ConnTable {
 
     /// Bytes of memory per entry, both indexes included.
     pub fn bytes_per_entry(&self) -> f64 {
-        let arena = std::mem::size_of::<Entry>() * self.entries.len();
+        let arena = std::mem::size_of::<Entry<A>>() * self.entries.len();
         let index = 8 * (self.index.words.len() + self.replies.words.len());
         (arena + index) as f64 / self.entries.len() as f64
     }
@@ -1206,7 +1329,7 @@ impl ConnTable {
 
     /// Read entry `idx` consistently, if it is in use.
     #[inline]
-    pub fn read(&self, idx: u32) -> Option<View> {
+    pub fn read(&self, idx: u32) -> Option<View<A>> {
         for _ in 0..MAX_RETRIES {
             match self.read_once(idx)? {
                 Read::Ok(v) => return Some(v),
@@ -1219,14 +1342,14 @@ impl ConnTable {
 
     /// One seqlock read of entry `idx`: its view, or why not.
     #[inline]
-    fn read_once(&self, idx: u32) -> Option<Read> {
+    fn read_once(&self, idx: u32) -> Option<Read<A>> {
         let e = self.entries.get(idx as usize)?;
         let s1 = e.seq.load(Ordering::Acquire);
         if s1 & 1 == 1 {
             return Some(Read::Free);
         }
-        let cip = e.cip.load(Ordering::Relaxed);
-        let vip = e.vip.load(Ordering::Relaxed);
+        let cip = A::load(&e.cip);
+        let vip = A::load(&e.vip);
         let ports = e.ports.load(Ordering::Relaxed);
         let meta = e.meta.load(Ordering::Relaxed);
         let expires = e.expires.load(Ordering::Relaxed);
@@ -1235,7 +1358,7 @@ impl ConnTable {
         let ctl = e.ctl.load(Ordering::Relaxed);
         let ret_hi = e.ret_hi.load(Ordering::Relaxed);
         let ret_lo = e.ret_lo.load(Ordering::Relaxed);
-        let rip = e.rip.load(Ordering::Relaxed);
+        let rip = A::load(&e.rip);
         fence(Ordering::Acquire);
         if e.seq.load(Ordering::Relaxed) != s1 {
             return Some(Read::Changed);
@@ -1244,7 +1367,8 @@ impl ConnTable {
             idx,
             seq: s1,
             key: Key {
-                addrs: u64::from(cip) << 32 | u64::from(vip),
+                cip,
+                vip,
                 ports,
                 proto: meta as u8,
                 template: meta & META_TEMPLATE != 0,
@@ -1261,7 +1385,7 @@ impl ConnTable {
 
     /// The probe of `key` (its hash), without touching memory.
     #[inline]
-    pub fn probe(&self, key: &Key) -> Probe {
+    pub fn probe(&self, key: &Key<A>) -> Probe<A> {
         Probe {
             key: *key,
             hash: key.hash(&self.hkey),
@@ -1271,7 +1395,7 @@ impl ConnTable {
 
     /// The probe of reply key `rk`.
     #[inline]
-    pub fn reply_probe(&self, rk: &ReplyKey) -> ReplyProbe {
+    pub fn reply_probe(&self, rk: &ReplyKey<A>) -> ReplyProbe<A> {
         ReplyProbe {
             key: *rk,
             hash: rk.hash(&self.hkey),
@@ -1291,7 +1415,7 @@ impl ConnTable {
     /// and request their home buckets (the reply index's only once a NAT
     /// connection was made).
     #[inline(always)]
-    pub fn hint(&self, key: &Key, rk: &ReplyKey) -> Hint {
+    pub fn hint(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Hint<A> {
         let hash = key.hash(&self.hkey);
         crate::io::prefetch(self.index.bucket(self.index.home(hash)));
         let rhash = if self.nat_seen() {
@@ -1344,13 +1468,13 @@ impl ConnTable {
 
     /// Stage 1 for a probe alone (tests): its candidate entry.
     #[cfg(test)]
-    fn prefetch_entry_of(&self, p: &mut Probe) {
+    fn prefetch_entry_of(&self, p: &mut Probe<A>) {
         p.cand = self.index.candidate(p.hash);
     }
 
     /// Find the entry with `key`, lock-free.
     #[inline]
-    pub fn lookup(&self, key: &Key) -> Option<View> {
+    pub fn lookup(&self, key: &Key<A>) -> Option<View<A>> {
         self.lookup_probe(&self.probe(key))
     }
 
@@ -1359,7 +1483,7 @@ impl ConnTable {
     /// key's entry: keys are unique), nothing if the pass found the key
     /// absent, else a walk of its probe run.
     #[inline]
-    pub fn lookup_probe(&self, p: &Probe) -> Option<View> {
+    pub fn lookup_probe(&self, p: &Probe<A>) -> Option<View<A>> {
         if p.cand == ABSENT {
             return None;
         }
@@ -1377,7 +1501,7 @@ impl ConnTable {
     /// but that is being written (a rebind in place, or a removal about to
     /// clear its slot) restarts the walk.
     #[inline]
-    fn find(&self, key: &Key, h: u64) -> Option<View> {
+    fn find(&self, key: &Key<A>, h: u64) -> Option<View<A>> {
         let ix = &self.index;
         'retry: for _ in 0..MAX_RETRIES {
             let mut b = ix.home(h);
@@ -1402,9 +1526,9 @@ impl ConnTable {
 
     /// Write `init`'s fields (all but the sequence and `meta`) into entry
     /// `e`.
-    fn fill(e: &Entry, key: &Key, init: &Init) {
-        e.cip.store((key.addrs >> 32) as u32, Ordering::Relaxed);
-        e.vip.store(key.addrs as u32, Ordering::Relaxed);
+    fn fill(e: &Entry<A>, key: &Key<A>, init: &Init<A>) {
+        A::store(&e.cip, key.cip);
+        A::store(&e.vip, key.vip);
         e.ports.store(key.ports, Ordering::Relaxed);
         e.expires.store(init.expires, Ordering::Relaxed);
         e.dest.store(init.dest, Ordering::Relaxed);
@@ -1415,15 +1539,14 @@ impl ConnTable {
         let (hi, lo) = init.nat.as_ref().map_or((0, 0), pack_ret);
         e.ret_hi.store(hi, Ordering::Relaxed);
         e.ret_lo.store(lo, Ordering::Relaxed);
-        e.rip
-            .store(init.nat.map_or(0, |n| u32::from(n.rip)), Ordering::Relaxed);
+        A::store(&e.rip, init.nat.map_or(A::ZERO, |n| n.rip));
     }
 
-    fn meta_of(key: &Key, init: &Init) -> u32 {
+    fn meta_of(key: &Key<A>, init: &Init<A>) -> u32 {
         key.meta_bits() | u32::from(init.state) << 8 | u32::from(init.fwd & 3) << META_FWD_SHIFT
     }
 
-    fn view_of(idx: u32, seq: u32, key: &Key, init: &Init) -> View {
+    fn view_of(idx: u32, seq: u32, key: &Key<A>, init: &Init<A>) -> View<A> {
         View {
             idx,
             seq,
@@ -1438,18 +1561,18 @@ impl ConnTable {
         }
     }
 
-    fn reply_key(key: &Key, nat: &NatInit) -> ReplyKey {
+    fn reply_key(key: &Key<A>, nat: &NatInit<A>) -> ReplyKey<A> {
         ReplyKey {
             proto: key.proto,
             rip: nat.rip,
             rport: nat.rport,
-            cip: Ipv4Addr::from((key.addrs >> 32) as u32),
+            cip: key.cip,
             cport: (key.ports >> 16) as u16,
         }
     }
 
     /// Put NAT connection `idx` in the reply index.
-    fn link_reply(&self, idx: u32, rk: &ReplyKey) -> bool {
+    fn link_reply(&self, idx: u32, rk: &ReplyKey<A>) -> bool {
         if !self.nat_seen.load(Ordering::Relaxed) {
             self.nat_seen.store(true, Ordering::Relaxed);
         }
@@ -1457,13 +1580,13 @@ impl ConnTable {
     }
 
     /// Take NAT connection `idx` out of the reply index.
-    fn unlink_reply(&self, idx: u32, rk: &ReplyKey) {
+    fn unlink_reply(&self, idx: u32, rk: &ReplyKey<A>) {
         self.replies.unpublish(rk.hash(&self.hkey), idx);
     }
 
     /// Whether entry view `v` is the NAT connection reply key `rk` names.
     #[inline]
-    fn replies_to(v: &View, rk: &ReplyKey) -> bool {
+    fn replies_to(v: &View<A>, rk: &ReplyKey<A>) -> bool {
         let Some(n) = &v.nat else {
             return false;
         };
@@ -1471,20 +1594,20 @@ impl ConnTable {
             && v.key.proto == rk.proto
             && n.rip == rk.rip
             && n.rport == rk.rport
-            && (v.key.addrs >> 32) as u32 == u32::from(rk.cip)
+            && v.key.cip == rk.cip
             && (v.key.ports >> 16) as u16 == rk.cport
     }
 
     /// Find the NAT connection a real server's reply belongs to, lock-free.
     #[inline]
-    pub fn lookup_reply(&self, rk: &ReplyKey) -> Option<View> {
+    pub fn lookup_reply(&self, rk: &ReplyKey<A>) -> Option<View<A>> {
         self.lookup_reply_probe(&self.reply_probe(rk))
     }
 
     /// [`ConnTable::lookup_reply`] of a probe (see
     /// [`ConnTable::lookup_probe`]).
     #[inline]
-    pub fn lookup_reply_probe(&self, p: &ReplyProbe) -> Option<View> {
+    pub fn lookup_reply_probe(&self, p: &ReplyProbe<A>) -> Option<View<A>> {
         if !self.nat_seen() || p.cand == ABSENT {
             return None;
         }
@@ -1520,7 +1643,12 @@ impl ConnTable {
 
     /// Insert a new entry for `key` from partition `part`, unless one
     /// exists already (then that one is returned in `Insert::Exists`).
-    pub fn insert(&self, part: &mut Partition, key: &Key, init: Init) -> Result<View, Insert> {
+    pub fn insert(
+        &self,
+        part: &mut Partition,
+        key: &Key<A>,
+        init: Init<A>,
+    ) -> Result<View<A>, Insert<A>> {
         self.insert_probe(part, &self.probe(key), init)
     }
 
@@ -1528,9 +1656,9 @@ impl ConnTable {
     pub fn insert_probe(
         &self,
         part: &mut Partition,
-        p: &Probe,
-        init: Init,
-    ) -> Result<View, Insert> {
+        p: &Probe<A>,
+        init: Init<A>,
+    ) -> Result<View<A>, Insert<A>> {
         let key = &p.key;
         let _g = self.locks[self.index.home(p.hash) / STRIPE]
             .lock()
@@ -1576,7 +1704,7 @@ impl ConnTable {
     /// whichever partition owns it. Returns the old contents (for
     /// unbinding) and the new view, or `None` if `v` changed meanwhile (or
     /// a NAT connection's new reply key finds its probe run full).
-    pub fn rebind(&self, v: &View, init: Init) -> Option<(View, View)> {
+    pub fn rebind(&self, v: &View<A>, init: Init<A>) -> Option<(View<A>, View<A>)> {
         let _g = self.locks[self.index.home(v.key.hash(&self.hkey)) / STRIPE]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -1622,8 +1750,8 @@ impl ConnTable {
         part: &mut Partition,
         idx: u32,
         seq: u32,
-        still: impl FnOnce(&View) -> bool,
-    ) -> Option<View> {
+        still: impl FnOnce(&View<A>) -> bool,
+    ) -> Option<View<A>> {
         if idx < part.start || idx >= part.end {
             return None;
         }
@@ -1663,7 +1791,7 @@ impl ConnTable {
     /// of two workers racing on one connection exactly one wins). Returns
     /// whether this call made the change.
     #[inline]
-    pub fn set_state(&self, v: &View, old: u8, new: u8) -> bool {
+    pub fn set_state(&self, v: &View<A>, old: u8, new: u8) -> bool {
         let e = &self.entries[v.idx as usize];
         let cur = e.meta.load(Ordering::Relaxed);
         if (cur >> 8) as u8 != old || e.seq.load(Ordering::Relaxed) != v.seq {
@@ -1677,7 +1805,7 @@ impl ConnTable {
 
     /// Set the expiry of entry `v`.
     #[inline]
-    pub fn set_expires(&self, v: &View, expires: u32) {
+    pub fn set_expires(&self, v: &View<A>, expires: u32) {
         self.entries[v.idx as usize]
             .expires
             .store(expires, Ordering::Relaxed);
@@ -1710,12 +1838,12 @@ impl ConnTable {
         &self,
         part: &mut Partition,
         now: u32,
-        rank: impl Fn(&View) -> Option<u32>,
-    ) -> Option<View> {
+        rank: impl Fn(&View<A>) -> Option<u32>,
+    ) -> Option<View<A>> {
         if part.capacity() == 0 {
             return None;
         }
-        let mut best: Option<(i32, View)> = None;
+        let mut best: Option<(i32, View<A>)> = None;
         for _ in 0..EVICT_SAMPLES {
             let Some(v) = self.read(part.sample()) else {
                 continue;
@@ -1753,7 +1881,7 @@ impl ConnTable {
     /// The keyed hash of `key` (the same for every packet of a flow, and
     /// unknown outside: a flow forwarded without an entry is placed by it).
     #[inline]
-    pub fn flow_hash(&self, key: &Key) -> u64 {
+    pub fn flow_hash(&self, key: &Key<A>) -> u64 {
         key.hash(&self.hkey)
     }
 
@@ -1771,7 +1899,7 @@ impl ConnTable {
         elapsed_ns: u64,
         period_ns: u64,
         now: u32,
-        out: &mut Vec<View>,
+        out: &mut Vec<View<A>>,
     ) {
         let size = part.capacity() as f64;
         // Owed work never exceeds one full walk: a caller that fell behind
@@ -1792,7 +1920,7 @@ impl ConnTable {
     }
 
     /// Every entry in use (for listings; lock-free, consistent per entry).
-    pub fn iter(&self) -> impl Iterator<Item = View> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = View<A>> + '_ {
         (0..self.entries.len() as u32).filter_map(|i| self.read(i))
     }
 
@@ -1804,7 +1932,7 @@ impl ConnTable {
     /// race only moves one sync. An entry rewritten since `v` was read is
     /// left alone (its word may hold another connection's NAT data).
     #[inline]
-    pub fn count_in(&self, v: &View, period: u32) -> u32 {
+    pub fn count_in(&self, v: &View<A>, period: u32) -> u32 {
         let e = &self.entries[v.idx as usize];
         let r = e.ret_hi.load(Ordering::Relaxed);
         let n = ((r >> RET_PKTS_SHIFT) & RET_PKTS_MASK) + 1;
@@ -1819,7 +1947,7 @@ impl ConnTable {
 
     /// Mark entry `v` as installed by the sync daemon (a new entry is
     /// local until then; [`ConnTable::rebind`] makes it local again).
-    pub fn set_synced(&self, v: &View) {
+    pub fn set_synced(&self, v: &View<A>) {
         self.entries[v.idx as usize]
             .ret_hi
             .fetch_or(RET_SYNCED, Ordering::Relaxed);
@@ -1835,7 +1963,7 @@ impl ConnTable {
     /// Set where replies to the client of NAT connection `v` go (a
     /// connection installed by the sync daemon learns it from the first
     /// packet of its client); the other bits of the word are kept.
-    pub fn set_nat_return(&self, v: &View, port: u8, mac: [u8; 6]) {
+    pub fn set_nat_return(&self, v: &View<A>, port: u8, mac: [u8; 6]) {
         let Some(n) = v.nat else {
             return;
         };
@@ -1944,7 +2072,8 @@ mod tests {
 
     /// The fixed mixer the index hashed with before it was keyed.
     fn old_hash(k: &Key) -> u64 {
-        let mut h = k.addrs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let addrs = u64::from(u32::from(k.cip)) << 32 | u64::from(u32::from(k.vip));
+        let mut h = addrs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h ^= (u64::from(k.ports) << 9 | u64::from(k.proto) << 1 | u64::from(k.template))
             .wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
         h ^= h >> 31;
@@ -2253,6 +2382,80 @@ mod tests {
         assert_eq!(format!("{hk:?}"), "HashKey(..)");
         let (t, _) = ConnTable::with_key(16, 1, hk);
         assert!(!format!("{t:?}").contains("1311768467463790320"));
+    }
+
+    /// IPv6 client `n` of 2001:2::/48 → [2001:2::100]:80.
+    fn key6(n: u32) -> Key<std::net::Ipv6Addr> {
+        Key::conn(&FlowKey {
+            proto: 6,
+            cip: std::net::Ipv6Addr::from(
+                0x2001_0002_0000_0001_0000_0000_0000_0000u128 | u128::from(n),
+            ),
+            cport: n as u16,
+            vip: "2001:2::100".parse().unwrap(),
+            vport: 80,
+        })
+    }
+
+    #[test]
+    fn ipv6_entries_cost_at_most_96_bytes_and_keep_whole_addresses() {
+        use std::net::Ipv6Addr;
+        assert_eq!(std::mem::size_of::<Entry<Ipv6Addr>>(), 84);
+        let (t, mut parts) = ConnTable::<Ipv6Addr>::empty(100_000, 1);
+        assert!(t.bytes_per_entry() <= 96.0, "{}", t.bytes_per_entry());
+        let p = &mut parts[0];
+        let rip: Ipv6Addr = "2001:2:0:2::11".parse().unwrap();
+        for n in 0..1000 {
+            let nat = (n % 2 == 0).then_some(NatInit {
+                rip,
+                rport: 8080,
+                ret_port: 0,
+                ret_mac: [2, 0, 0, 0, 0, 1],
+            });
+            let i = Init {
+                state: 3,
+                fwd: 2,
+                expires: n,
+                dest: 7,
+                svc: 1,
+                ctl: 0,
+                nat,
+            };
+            t.insert(p, &key6(n), i).unwrap();
+        }
+        for n in 0..1000 {
+            let v = t.lookup(&key6(n)).expect("found");
+            assert_eq!(v.key, key6(n));
+            assert_eq!(v.flow().cip, key6(n).cip);
+            let rk = ReplyKey {
+                proto: 6,
+                rip,
+                rport: 8080,
+                cip: key6(n).cip,
+                cport: n as u16,
+            };
+            assert_eq!(
+                t.lookup_reply(&rk).map(|v| v.idx),
+                (n % 2 == 0).then_some(v.idx)
+            );
+        }
+        // Keys that differ only in the high half of an address are apart.
+        let mut other = key6(5);
+        other.cip = Ipv6Addr::from(u128::from(other.cip) ^ 1 << 100);
+        assert_eq!(t.lookup(&other), None);
+        let tk = Key::template_of(6, key6(3).cip.prefix(64), key6(3).vip, 80);
+        let i = Init {
+            state: 0,
+            fwd: 0,
+            expires: 9,
+            dest: 7,
+            svc: 1,
+            ctl: 1,
+            nat: None,
+        };
+        t.insert(p, &tk, i).unwrap();
+        assert!(t.lookup(&tk).unwrap().key.template);
+        assert_eq!(p.len(), 1001);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use super::state::{TcpState, Timeouts};
 use super::table::{ConnTable, Hint, Init, Insert, Key, NatInit, Partition, Probe, ReplyKey, View};
 use super::time::{self, reached, ticks};
-use crate::flow::FlowKey;
+use crate::flow::{Addr, FlowKey};
 use crate::packet::Parsed;
 use crate::svc::{DestRt, Fwd, ServiceRt, Snapshot, SvcKey, SyncedKey};
 use crate::sync::{self, Installed, Reject, SyncConn, SyncPort};
@@ -61,7 +61,7 @@ pub const HALF_OPEN_PRESSURE_SECS: u32 = 10;
 /// got SYN_RECV's full life before the pressure began, and is ranked as
 /// if it had got the short one, so that its deadline says its age too.
 #[inline]
-pub fn eviction_due(now: u32, v: &View) -> Option<u32> {
+pub fn eviction_due<A: Addr>(now: u32, v: &View<A>) -> Option<u32> {
     if !alive(now, v) {
         return Some(v.expires);
     }
@@ -86,14 +86,14 @@ pub fn eviction_due(now: u32, v: &View) -> Option<u32> {
 /// Whether template `v` controls connections: it then lives past its
 /// deadline (IPVS: a template does not expire while in use).
 #[inline]
-pub fn holds(v: &View) -> bool {
+pub fn holds<A: Addr>(v: &View<A>) -> bool {
     v.key.template && v.ctl > 0
 }
 
 /// Whether entry `v` is alive at tick `now`: before its deadline, or a
 /// template that still controls connections.
 #[inline]
-pub fn alive(now: u32, v: &View) -> bool {
+pub fn alive<A: Addr>(now: u32, v: &View<A>) -> bool {
     !reached(now, v.expires) || holds(v)
 }
 
@@ -201,7 +201,7 @@ pub trait Counts {
 /// The reply key of a packet `key` read as a NAT real server's (RIP:rport
 /// → client).
 #[inline]
-fn reply_key(key: &FlowKey) -> ReplyKey {
+fn reply_key<A: Addr>(key: &FlowKey<A>) -> ReplyKey<A> {
     ReplyKey {
         proto: key.proto,
         rip: key.cip,
@@ -224,7 +224,7 @@ pub struct Bound {
 impl Bound {
     /// What connection `v` is bound to.
     #[inline]
-    pub fn of(v: &View) -> Bound {
+    pub fn of<A: Addr>(v: &View<A>) -> Bound {
         Bound {
             fwd: v.fwd,
             rport: v.nat.map(|n| n.rport),
@@ -235,22 +235,22 @@ impl Bound {
 /// Where a NAT real server's packets go back to: the client, as from the
 /// virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reply {
+pub struct Reply<A: Addr = Ipv4Addr> {
     /// Port of the worker's group the client's packets came in on.
     pub ret_port: u8,
     /// MAC they came from (the client or its gateway).
     pub ret_mac: Mac,
     /// The virtual address the client talks to.
-    pub vip: Ipv4Addr,
+    pub vip: A,
     /// The virtual port.
     pub vport: u16,
 }
 
-impl Reply {
+impl<A: Addr> Reply<A> {
     /// Where replies on connection `v` go; `None` unless it is a NAT
     /// connection.
     #[inline]
-    pub fn of(v: &View) -> Option<Reply> {
+    pub fn of(v: &View<A>) -> Option<Reply<A>> {
         let nat = v.nat?;
         let flow = v.flow();
         Some(Reply {
@@ -264,12 +264,12 @@ impl Reply {
 
 /// What tracking decided for a packet.
 #[derive(Debug)]
-pub enum Track<'s> {
+pub enum Track<'s, A: Addr = Ipv4Addr> {
     /// A packet of a connection bound to server `.0` as `.1`: send it
     /// there by the connection's forwarding method.
     In(&'s Arc<DestRt>, Bound),
     /// A NAT real server's reply: back to the client.
-    Out(Reply),
+    Out(Reply<A>),
     /// Not for a virtual service.
     Pass,
     /// Drop it.
@@ -286,12 +286,12 @@ struct Choice {
 /// One worker's side of the connection table: its partition, and the
 /// scratch space of its expiry sweep.
 #[derive(Debug)]
-pub struct Tracker {
-    table: Arc<ConnTable>,
+pub struct Tracker<A: Addr = Ipv4Addr> {
+    table: Arc<ConnTable<A>>,
     part: Partition,
     /// Counter shard the per-service and per-server counters go to.
     writer: usize,
-    expired: Vec<View>,
+    expired: Vec<View<A>>,
     last_sweep: Option<u64>,
     /// Where this worker hands sync records over (none: no sync).
     sync: Option<SyncLink>,
@@ -304,9 +304,9 @@ struct SyncLink {
     worker: usize,
 }
 
-impl Tracker {
+impl<A: Addr> Tracker<A> {
     /// A tracker over `table` owning partition `part`.
-    pub fn new(table: Arc<ConnTable>, part: Partition) -> Self {
+    pub fn new(table: Arc<ConnTable<A>>, part: Partition) -> Self {
         Tracker {
             table,
             part,
@@ -325,7 +325,7 @@ impl Tracker {
     }
 
     /// The shared connection table.
-    pub fn table(&self) -> &Arc<ConnTable> {
+    pub fn table(&self) -> &Arc<ConnTable<A>> {
         &self.table
     }
 
@@ -341,14 +341,14 @@ impl Tracker {
 
     /// The connection whose client side sent `key`.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey) -> Option<View> {
+    pub fn lookup(&self, key: &FlowKey<A>) -> Option<View<A>> {
         self.table.lookup(&Key::conn(key))
     }
 
     /// The NAT connection a real server's packet `key` (RIP:rport →
     /// client) replies on.
     #[inline]
-    pub fn lookup_reply(&self, key: &FlowKey) -> Option<View> {
+    pub fn lookup_reply(&self, key: &FlowKey<A>) -> Option<View<A>> {
         self.table.lookup_reply(&reply_key(key))
     }
 
@@ -365,11 +365,11 @@ impl Tracker {
         snap: &'s Snapshot,
         now_ns: u64,
         ingress: u8,
-        p: &Parsed,
+        p: &Parsed<A>,
         frame: &[u8],
-        hint: &Hint,
+        hint: &Hint<A>,
         stats: &mut impl Counts,
-    ) -> Track<'s> {
+    ) -> Track<'s, A> {
         let timeouts = snap.timeouts;
         let is_tcp = p.key.proto == PROTO_TCP;
         // As IPVS: a SYN opens a connection unless RST is set too.
@@ -405,7 +405,7 @@ impl Tracker {
                 if is_tcp && !syn && !(snap.sloppy_tcp && p.tcp_flags & RST == 0) {
                     return self.no_conn(snap, now_ns, p, stats);
                 }
-                let Some(svc) = snap.lookup(p.key.proto, p.key.vip, p.key.vport) else {
+                let Some(svc) = snap.lookup_in(p.key.proto, p.key.vip, p.key.vport) else {
                     return Track::Pass;
                 };
                 if stale.is_none() && !self.make_room(snap, now, stats) {
@@ -472,7 +472,7 @@ impl Tracker {
 
     /// A real server's packet on NAT connection `v`: push its deadline and
     /// count the bytes.
-    fn reply<'s>(&self, snap: &'s Snapshot, now: u32, v: View, p: &Parsed) -> Track<'s> {
+    fn reply<'s>(&self, snap: &'s Snapshot, now: u32, v: View<A>, p: &Parsed<A>) -> Track<'s, A> {
         let Some(reply) = Reply::of(&v) else {
             return Track::Drop(DropReason::NoConn);
         };
@@ -503,16 +503,16 @@ impl Tracker {
         &mut self,
         snap: &Snapshot,
         svc: &Arc<ServiceRt>,
-        probe: &Probe,
-        stale: Option<View>,
+        probe: &Probe<A>,
+        stale: Option<View<A>>,
         now_ns: u64,
         ingress: u8,
-        p: &Parsed,
+        p: &Parsed<A>,
         frame: &[u8],
         stats: &mut impl Counts,
-    ) -> Result<View, DropReason> {
+    ) -> Result<View<A>, DropReason> {
         let choice = self.choose(snap, svc, &p.key, now_ns, stats)?;
-        let nat = match (choice.dest.fwd, choice.dest.rip()) {
+        let nat = match (choice.dest.fwd, A::of_ip(choice.dest.sched.addr)) {
             (Fwd::Nat, Some(rip)) => Some(NatInit {
                 rip,
                 rport: nat_rport(&choice.dest, p.key.vport),
@@ -530,7 +530,7 @@ impl Tracker {
             ctl: choice.ctl,
             nat,
         };
-        let undo_ctl = |t: &ConnTable| {
+        let undo_ctl = |t: &ConnTable<A>| {
             if choice.ctl != 0 {
                 t.add_ctl(choice.ctl - 1, -1);
             }
@@ -578,7 +578,7 @@ impl Tracker {
         &mut self,
         snap: &Snapshot,
         svc: &Arc<ServiceRt>,
-        key: &FlowKey,
+        key: &FlowKey<A>,
         now_ns: u64,
         stats: &mut impl Counts,
     ) -> Result<Choice, DropReason> {
@@ -604,11 +604,7 @@ impl Tracker {
             ctl: 1,
             nat: None,
         };
-        let caddr = Ipv4Addr::from(u32::from(key.cip) & p.mask);
-        let tkey = match svc.key {
-            SvcKey::Fwmark { mark, .. } => Key::template(0, caddr, mark, 0),
-            SvcKey::Addr { port, .. } => Key::template(key.proto, caddr, u32::from(key.vip), port),
-        };
+        let tkey = template_key(svc, key, &p);
         if let Some(t) = self.table.lookup(&tkey) {
             let usable = snap.dest(t.dest).filter(|d| d.in_service).cloned();
             match usable {
@@ -695,13 +691,13 @@ impl Tracker {
         &self,
         snap: &'s Snapshot,
         now_ns: u64,
-        p: &Parsed,
+        p: &Parsed<A>,
         stats: &mut impl Counts,
-    ) -> Track<'s> {
+    ) -> Track<'s, A> {
         if !self.table.stateless_open(now_ns) {
             return Track::Drop(DropReason::NoConn);
         }
-        match snap.lookup(p.key.proto, p.key.vip, p.key.vport) {
+        match snap.lookup_in(p.key.proto, p.key.vip, p.key.vport) {
             Some(svc) => self.forward_stateless(snap, svc, now_ns, p, stats),
             None => Track::Drop(DropReason::NoConn),
         }
@@ -715,9 +711,9 @@ impl Tracker {
         snap: &'s Snapshot,
         svc: &ServiceRt,
         now_ns: u64,
-        p: &Parsed,
+        p: &Parsed<A>,
         stats: &mut impl Counts,
-    ) -> Track<'s> {
+    ) -> Track<'s, A> {
         let life = xvs_config::time::ns_of_secs(snap.timeouts.tcp.max(snap.timeouts.udp));
         self.table.open_stateless(now_ns.saturating_add(life));
         self.forward_stateless(snap, svc, now_ns, p, stats)
@@ -731,9 +727,9 @@ impl Tracker {
         snap: &'s Snapshot,
         svc: &ServiceRt,
         now_ns: u64,
-        p: &Parsed,
+        p: &Parsed<A>,
         stats: &mut impl Counts,
-    ) -> Track<'s> {
+    ) -> Track<'s, A> {
         let Some(dest) = self.stateless_dest(snap, svc, &p.key, now_ns) else {
             return Track::Drop(DropReason::NoDest);
         };
@@ -767,17 +763,11 @@ impl Tracker {
         &self,
         snap: &'s Snapshot,
         svc: &ServiceRt,
-        key: &FlowKey,
+        key: &FlowKey<A>,
         now_ns: u64,
     ) -> Option<&'s Arc<DestRt>> {
         if let Some(p) = svc.persist {
-            let caddr = Ipv4Addr::from(u32::from(key.cip) & p.mask);
-            let tkey = match svc.key {
-                SvcKey::Fwmark { mark, .. } => Key::template(0, caddr, mark, 0),
-                SvcKey::Addr { port, .. } => {
-                    Key::template(key.proto, caddr, u32::from(key.vip), port)
-                }
-            };
+            let tkey = template_key(svc, key, &p);
             let now = ticks(now_ns);
             let held = self
                 .table
@@ -819,7 +809,7 @@ impl Tracker {
 
     /// Release what a removed or rebound entry held: its server's count
     /// and, for a connection, its template's.
-    fn unbind_entry(&self, snap: &Snapshot, old: &View) {
+    fn unbind_entry(&self, snap: &Snapshot, old: &View<A>) {
         if let Some(d) = snap.dest(old.dest) {
             unbind(d, old.key.template, TcpState::from_u8(old.state));
         }
@@ -830,19 +820,27 @@ impl Tracker {
 
     /// Queue the record of connection `v` (now in `state`, expiring at
     /// `expires`) for the sender, then that of its template if it has one.
+    /// (IPv4 only: the sync records of IPv6 connections are not written
+    /// yet, and an IPv6 tracker never has a sync link.)
     #[cold]
-    fn emit(&self, snap: &Snapshot, s: &SyncLink, now: u32, v: &View, state: u8, expires: u32) {
-        if let Some(c) = sync::record_of(snap, v, state, expires, now) {
+    fn emit(&self, snap: &Snapshot, s: &SyncLink, now: u32, v: &View<A>, state: u8, expires: u32) {
+        let Some(v) = v.to_v4() else {
+            return;
+        };
+        if let Some(c) = sync::record_of(snap, &v, state, expires, now) {
             s.port.emit(s.worker, c);
         }
         if v.ctl != 0 {
             let t = self.table.read(v.ctl - 1).filter(|t| t.key.template);
+            let t = t.and_then(|t| t.to_v4());
             if let Some(c) = t.and_then(|t| sync::record_of(snap, &t, 0, t.expires, now)) {
                 s.port.emit(s.worker, c);
             }
         }
     }
+}
 
+impl Tracker {
     /// Install up to [`sync::INSTALL_BATCH`] of the records queued for this
     /// worker (a backup's), counted at the port; records that arrive while
     /// the port is not a backup are dropped. Returns how many were taken.
@@ -1079,7 +1077,9 @@ impl Tracker {
             what
         }
     }
+}
 
+impl<A: Addr> Tracker<A> {
     /// Expire this worker's share of connections and templates: the sweep
     /// walks the partition once per [`SWEEP_PERIOD_NS`], a slice per call,
     /// so it never stalls the worker; a call handles at most
@@ -1123,6 +1123,22 @@ impl Tracker {
             }
         }
         self.expired = expired;
+    }
+}
+
+/// The key of the persistence template of a client's flow `key` to `svc`
+/// (persistent as `p`): `<proto, masked client, VIP, port>`, or `<IP,
+/// masked client, mark>` for a firewall-mark service.
+#[inline]
+fn template_key<A: Addr>(
+    svc: &ServiceRt,
+    key: &FlowKey<A>,
+    p: &xvs_config::svc::Persist,
+) -> Key<A> {
+    let caddr = key.cip.persist(p);
+    match svc.key {
+        SvcKey::Fwmark { mark, .. } => Key::template_of(0, caddr, A::of_mark(mark), 0),
+        SvcKey::Addr { port, .. } => Key::template_of(key.proto, caddr, key.vip, port),
     }
 }
 

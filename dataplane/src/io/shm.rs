@@ -32,7 +32,12 @@ unsafe impl Plain for AtomicU32 {}
 unsafe impl Plain for AtomicU64 {}
 // SAFETY: `Entry` is `repr(C)` and made of AtomicU32 and AtomicU64 fields
 // only (checked by its size test), so every bit pattern is valid.
-unsafe impl Plain for crate::conn::table::Entry {}
+// Its addresses are an `Addr::Atom`, which is `Plain` itself (an atomic
+// or an array of them).
+unsafe impl<A: crate::flow::Addr> Plain for crate::conn::table::Entry<A> {}
+// SAFETY: an array of `Plain` values has no padding and every bit pattern
+// of it is valid.
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
 
 /// A memory mapping, unmapped when the last [`Region`] of it goes.
 #[derive(Debug)]

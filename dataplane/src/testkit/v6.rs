@@ -404,6 +404,65 @@ pub fn ip4(src: [u8; 4], dst: [u8; 4]) -> super::frame::Ip {
     super::frame::ip(src, dst)
 }
 
+/// An IPv6 service `[VIP6]:port` (protocol `proto`) whose server `i`
+/// (1-based, in the order of `fwds`, at [`rip6`]`(i)` with MAC
+/// [`super::rs_mac`]`(i)`, resolved) is forwarded by `fwds[i - 1]`; NAT
+/// servers listen on 8080 when the service port is 80; tunnels leave from
+/// [`DIR_IP6`]. Returns the
+/// service and its destinations in list order (newest first), as
+/// [`super::service_with`] does for IPv4.
+pub fn service6(
+    sched: &str,
+    fwds: &[(crate::svc::Fwd, TunKind)],
+    proto: u8,
+    port: u16,
+    persist: Option<crate::svc::Persist>,
+) -> (
+    std::sync::Arc<crate::svc::ServiceRt>,
+    Vec<std::sync::Arc<crate::svc::DestRt>>,
+) {
+    use crate::svc::{DestRt, Fwd, NeighCell, SchedState, ServiceRt, SvcKey};
+    use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+    let mut dests = Vec::new();
+    for (k, &(fwd, tun)) in fwds.iter().enumerate() {
+        let i = k as u8 + 1;
+        let rport = if fwd == Fwd::Nat && port == 80 {
+            8080
+        } else {
+            port
+        };
+        let neigh = Arc::new(NeighCell::default());
+        neigh.set(Some(super::rs_mac(i)));
+        neigh.set_src6(Some(DIR_IP6));
+        dests.insert(
+            0,
+            Arc::new(DestRt {
+                id: u32::from(i),
+                in_service: true,
+                sched: xvs_scheduler::Dest::new(IpAddr::V6(rip6(i)), rport, 1),
+                fwd,
+                tun,
+                stats: Arc::default(),
+                neigh,
+            }),
+        );
+    }
+    let sched = xvs_scheduler::new(sched, 0).expect("scheduler exists");
+    let svc = Arc::new(ServiceRt {
+        id: 0,
+        persist,
+        key: SvcKey::Addr {
+            proto,
+            vip: IpAddr::V6(VIP6),
+            port,
+        },
+        stats: Arc::default(),
+        sched: Arc::new(Mutex::new(SchedState::new(sched, dests.clone()))),
+    });
+    (svc, dests)
+}
+
 #[cfg(test)]
 mod tests {
     //! The builders checked against the crate's own views, which they are

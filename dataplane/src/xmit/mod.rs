@@ -14,7 +14,7 @@ pub mod nat;
 pub mod tun;
 
 use crate::wire::eth::{EthernetFrame, Mac};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use tun::TunKind;
 
 /// Which way a packet goes through the director (NAT rewrites the
@@ -39,6 +39,8 @@ pub struct XmitCtx {
     /// NAT: the address the rewritten end gets. TUN: the outer
     /// destination, the real server.
     pub addr: Ipv4Addr,
+    /// NAT of IPv6: the address the rewritten end gets.
+    pub addr6: Ipv6Addr,
     /// NAT: the port the rewritten end gets.
     pub port: u16,
     /// NAT: which way the packet goes.
@@ -47,6 +49,8 @@ pub struct XmitCtx {
     pub tun: TunKind,
     /// TUN: the outer source, the director's address on the egress link.
     pub tun_src: Ipv4Addr,
+    /// TUN to an IPv6 real server (`addr6`): the outer IPv6 source.
+    pub tun_src6: Ipv6Addr,
     /// TUN: IP MTU of the egress link.
     pub mtu: u16,
     /// TUN: identification of the outer header (and of a
@@ -63,10 +67,12 @@ impl XmitCtx {
             src_mac,
             dst_mac,
             addr: Ipv4Addr::UNSPECIFIED,
+            addr6: Ipv6Addr::UNSPECIFIED,
             port: 0,
             dir: Dir::In,
             tun: TunKind::Ipip,
             tun_src: Ipv4Addr::UNSPECIFIED,
+            tun_src6: Ipv6Addr::UNSPECIFIED,
             mtu: 0,
             ident: 0,
         }
@@ -78,8 +84,8 @@ impl XmitCtx {
 pub enum Out {
     /// The rewritten frame: send it on towards its destination.
     Tx,
-    /// An ICMP fragmentation-needed for the sender: send it back out of the
-    /// port the frame came in on.
+    /// An ICMP fragmentation-needed (IPv6: an ICMPv6 packet too big) for
+    /// the sender: send it back out of the port the frame came in on.
     FragNeeded,
 }
 

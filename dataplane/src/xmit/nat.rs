@@ -11,6 +11,11 @@
 //! the quoted datagram's address, port and checksums, and the ICMP
 //! checksum.
 //!
+//! IPv6 ([`packet_xmit6`]) is the same rewrite without a header checksum:
+//! the TCP/UDP checksum covers the 128-bit address through the IPv6
+//! pseudo-header (RFC 1624 over its eight words). ICMPv6 errors about a
+//! NAT'd connection are translated as ICMP's are ([`icmp6_xmit`]).
+//!
 //! [`packet_xmit`] rewrites a frame the pipeline has parsed, at the offsets
 //! it recorded. The other functions validate the whole frame before they
 //! write a byte: on `Err` the frame is untouched.
@@ -18,12 +23,13 @@
 use super::{set_macs, Dir, Out, XmitCtx};
 use crate::frame::FrameBuf;
 use crate::packet::{self, Parsed, Quoted, L3};
-use crate::wire::checksum::Delta;
+use crate::wire::checksum::{self, Delta};
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::icmp::{IcmpPacket, QuotedFlow};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv6;
 use crate::wire::{get_u16, set_u16, tcp, udp};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why a frame could not be rewritten (the frame is left unchanged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +92,101 @@ pub fn packet_xmit<B: FrameBuf + ?Sized>(
         None => rewrite_l4(frame, pkt, end, ctx.addr, ctx.port),
         Some(q) => rewrite_icmp(frame, pkt, q, end, ctx.addr, ctx.port),
     }
+    set_macs(frame, ctx.src_mac, ctx.dst_mac);
+    Ok(Out::Tx)
+}
+
+/// [`packet_xmit`] for an IPv6 frame: its changing end becomes
+/// `ctx.addr6`:`ctx.port`, the TCP/UDP checksum updated over the IPv6
+/// pseudo-header (a UDP checksum of 0 stays 0), the hop limit kept. Never
+/// fails: the frame was validated when it was parsed.
+#[inline]
+pub fn packet_xmit6<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed<Ipv6Addr>,
+    ctx: &XmitCtx,
+) -> Result<Out, super::XmitError> {
+    let frame = buf.bytes();
+    let at = match End::of(ctx.dir) {
+        End::Src => (ipv6::SRC_OFFSET, PORT_SRC),
+        End::Dst => (ipv6::DST_OFFSET, PORT_DST),
+    };
+    let a = L3 + at.0;
+    let mut old = [0u8; 16];
+    old.copy_from_slice(&frame[a..a + 16]);
+    let old = Ipv6Addr::from(old);
+    frame[a..a + 16].copy_from_slice(&ctx.addr6.octets());
+    let seg = &mut frame[pkt.l4..pkt.end];
+    let old_port = get_u16(seg, at.1);
+    let old_sum = |at: usize| get_u16(seg, at);
+    let (csum_at, sum) = match pkt.key.proto {
+        PROTO_TCP => {
+            let at = tcp::CHECKSUM_OFFSET;
+            let s = checksum::update_addr6_port(old_sum(at), old, ctx.addr6, old_port, ctx.port);
+            (at, s)
+        }
+        _ => {
+            let at = udp::CHECKSUM_OFFSET;
+            let s =
+                checksum::update_addr6_port_udp(old_sum(at), old, ctx.addr6, old_port, ctx.port);
+            (at, s)
+        }
+    };
+    set_u16(seg, at.1, ctx.port);
+    set_u16(seg, csum_at, sum);
+    set_macs(frame, ctx.src_mac, ctx.dst_mac);
+    Ok(Out::Tx)
+}
+
+/// Translate an ICMPv6 error (parsed as `pkt`, quoting the packet of
+/// `q`) going `ctx.dir`: the outer end that changes (the destination
+/// inbound, the source outbound) and the quoted packet's opposite end
+/// become `ctx.addr6`, the quoted port `ctx.port`, the quoted TCP or UDP
+/// checksum is updated when the quote holds it, and the ICMPv6 checksum
+/// is computed anew over the message (at most 1280 bytes, a cold path).
+#[cold]
+pub fn icmp6_xmit<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed<Ipv6Addr>,
+    q: &crate::wire::icmpv6::QuotedFlow6,
+    ctx: &XmitCtx,
+) -> Result<Out, super::XmitError> {
+    let frame = buf.bytes();
+    let (outer_at, quoted_at, port_at) = match End::of(ctx.dir) {
+        End::Dst => (ipv6::DST_OFFSET, ipv6::SRC_OFFSET, PORT_SRC),
+        End::Src => (ipv6::SRC_OFFSET, ipv6::DST_OFFSET, PORT_DST),
+    };
+    let a = L3 + outer_at;
+    frame[a..a + 16].copy_from_slice(&ctx.addr6.octets());
+    let q_ip = pkt.l4 + crate::wire::icmpv6::HEADER_LEN;
+    let q_l4 = q_ip + q.l4_offset;
+    let qa = q_ip + quoted_at;
+    let mut old = [0u8; 16];
+    old.copy_from_slice(&frame[qa..qa + 16]);
+    let old = Ipv6Addr::from(old);
+    frame[qa..qa + 16].copy_from_slice(&ctx.addr6.octets());
+    let old_port = get_u16(&frame[q_l4..], port_at);
+    set_u16(&mut frame[q_l4..], port_at, ctx.port);
+    let csum_at = q_l4
+        + match q.proto {
+            PROTO_TCP => tcp::CHECKSUM_OFFSET,
+            _ => udp::CHECKSUM_OFFSET,
+        };
+    if csum_at + 2 <= pkt.end {
+        let old_sum = get_u16(frame, csum_at);
+        let sum = match q.proto {
+            PROTO_TCP => checksum::update_addr6_port(old_sum, old, ctx.addr6, old_port, ctx.port),
+            _ => checksum::update_addr6_port_udp(old_sum, old, ctx.addr6, old_port, ctx.port),
+        };
+        set_u16(frame, csum_at, sum);
+    }
+    let (src, dst) = {
+        let ip = crate::wire::ipv6::Ipv6Packet::new_unchecked(&frame[L3..]);
+        (ip.src(), ip.dst())
+    };
+    set_u16(frame, pkt.l4 + 2, 0);
+    let sum = checksum::transport_checksum6(src, dst, ipv6::NEXT_ICMPV6, &frame[pkt.l4..pkt.end]);
+    set_u16(frame, pkt.l4 + 2, sum);
     set_macs(frame, ctx.src_mac, ctx.dst_mac);
     Ok(Out::Tx)
 }

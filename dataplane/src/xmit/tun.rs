@@ -22,16 +22,30 @@
 //! answers a packet addressed to a local address from that address.
 //! Without DF the kernel would fragment the outer packet; one frame in, one
 //! frame out cannot, so that case is an error ([`TunError::TooBig`]).
+//!
+//! The outer header follows the real server's family: IPv6 in IPv6
+//! ([`packet_xmit6`]), IPv6 in IPv4 ([`packet_xmit6in4`]) and IPv4 in IPv6
+//! ([`packet_xmit4in6`]): IPIP as protocol 41 or 4, GRE with protocol
+//! type 0x86dd or 0x0800, GUE carrying 41 or 4; an IPv6 outer header is
+//! 20 bytes more than IPv4's, and GUE's UDP checksum over it is always
+//! computed, as IPv6 receivers drop a zero one. The outer header takes
+//! the inner traffic class (TOS) and hop limit (TTL). IPv6 is never
+//! fragmented on the way, so a packet that would not fit is answered by an
+//! ICMPv6 packet too big (MTU − overhead) from the VIP, as the kernel
+//! answers for a local address, unless it is an ICMPv6 error itself.
 
 use super::{Out, XmitCtx, XmitError};
 use crate::frame::FrameBuf;
-use crate::packet::Parsed;
+use crate::packet::{Parsed, L3};
+use crate::wire::eth::ETHERTYPE_IPV6;
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::icmp::{self, IcmpPacket};
+use crate::wire::icmpv6;
 use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr, PROTO_GRE, PROTO_ICMP, PROTO_IPIP};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
 use crate::wire::udp::{self, UdpPacket};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Lengths of the GUE and GRE headers written (shared with `TunKind`'s
 /// overhead).
@@ -235,6 +249,346 @@ pub fn packet_xmit<B: FrameBuf + ?Sized>(
             Err(xmit_error(e))
         }
     }
+}
+
+/// Bytes an IPv6 outer header adds over an IPv4 one.
+const V6_EXTRA: usize = ipv6::HEADER_LEN - ipv4::MIN_HEADER_LEN;
+
+/// Hop limit of the packet too big errors.
+pub const ICMPV6_ERROR_HOP_LIMIT: u8 = 64;
+
+/// Protocol number of IPv6 carried in IP (RFC 2473).
+const PROTO_IPV6: u8 = ipv6::NEXT_IPV6;
+
+/// The outer IP header of a tunnel, by the real server's family.
+#[derive(Debug, Clone, Copy)]
+enum OuterIp {
+    /// IPv4 from `src` to `dst`, identification `ident` (DF set: the
+    /// inner packet is IPv6, which is never fragmented on the way, or an
+    /// IPv4 packet that said so).
+    V4 {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ident: u16,
+        df: bool,
+    },
+    /// IPv6 from `src` to `dst`.
+    V6 { src: Ipv6Addr, dst: Ipv6Addr },
+}
+
+impl OuterIp {
+    /// Bytes of outer headers for `kind` (IP, then UDP + GUE or GRE).
+    fn overhead(&self, kind: TunKind) -> usize {
+        match self {
+            OuterIp::V4 { .. } => kind.overhead(),
+            OuterIp::V6 { .. } => kind.overhead() + V6_EXTRA,
+        }
+    }
+}
+
+/// What the outer header copies of the inner packet: traffic class (or
+/// TOS), hop limit (or TTL) and flow label (0 for IPv4), its protocol as a
+/// tunnel announces it (4 or 41) and its length.
+#[derive(Debug, Clone, Copy)]
+struct Inner {
+    tc: u8,
+    hop_limit: u8,
+    flow_label: u32,
+    proto: u8,
+    len: usize,
+}
+
+/// Move the inner packet of frame `f` (at [`L3`], `inner.len` bytes) back
+/// by the overhead and write the Ethernet and outer headers of `kind`
+/// before it; `f` is long enough for the result. GUE's UDP source port is
+/// `sport`; its checksum is computed over IPv6 always, over IPv4 when
+/// `kind` asks.
+fn encap_at(
+    f: &mut [u8],
+    ctx: &XmitCtx,
+    outer: OuterIp,
+    inner: Inner,
+    sport: u16,
+) -> Result<usize, XmitError> {
+    let over = outer.overhead(ctx.tun);
+    let out_len = L3 + over + inner.len;
+    f.copy_within(L3..L3 + inner.len, L3 + over);
+    let (next, tail) = match ctx.tun {
+        TunKind::Ipip => (inner.proto, 0),
+        TunKind::Gre => (PROTO_GRE, GRE_HEADER_LEN),
+        TunKind::Gue { .. } => (PROTO_UDP, udp::HEADER_LEN + GUE_HEADER_LEN),
+    };
+    let bad = |_| XmitError::Malformed;
+    let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+    e.set_dst(ctx.dst_mac);
+    e.set_src(ctx.src_mac);
+    // inner.len + over ≤ mtu ≤ u16::MAX.
+    let l4_at = match outer {
+        OuterIp::V4 {
+            src,
+            dst,
+            ident,
+            df,
+        } => {
+            e.set_ethertype(ETHERTYPE_IPV4);
+            Ipv4Repr {
+                src,
+                dst,
+                protocol: next,
+                payload_len: (tail + inner.len) as u16,
+                tos: inner.tc,
+                ttl: inner.hop_limit,
+                ident,
+                dont_frag: df,
+            }
+            .emit(&mut f[L3..])
+            .map_err(bad)?;
+            L3 + ipv4::MIN_HEADER_LEN
+        }
+        OuterIp::V6 { src, dst } => {
+            e.set_ethertype(ETHERTYPE_IPV6);
+            Ipv6Repr {
+                src,
+                dst,
+                next_header: next,
+                payload_len: (tail + inner.len) as u16,
+                hop_limit: inner.hop_limit,
+                traffic_class: inner.tc,
+                flow_label: inner.flow_label,
+            }
+            .emit(&mut f[L3..])
+            .map_err(bad)?;
+            L3 + ipv6::HEADER_LEN
+        }
+    };
+    let ethertype: u16 = if inner.proto == PROTO_IPV6 {
+        ETHERTYPE_IPV6
+    } else {
+        ETHERTYPE_IPV4
+    };
+    match ctx.tun {
+        TunKind::Ipip => {}
+        TunKind::Gre => {
+            // Flags and version 0, the inner protocol type (RFC 2784).
+            f[l4_at..l4_at + 2].copy_from_slice(&[0, 0]);
+            f[l4_at + 2..l4_at + 4].copy_from_slice(&ethertype.to_be_bytes());
+        }
+        TunKind::Gue { port, checksum } => {
+            let payload_len = (GUE_HEADER_LEN + inner.len) as u16;
+            udp::emit_header(&mut f[l4_at..], sport, port, payload_len).map_err(bad)?;
+            let gue_at = l4_at + udp::HEADER_LEN;
+            f[gue_at..gue_at + GUE_HEADER_LEN].copy_from_slice(&[0, inner.proto, 0, 0]);
+            // Over IPv6 the UDP checksum is always computed: a receiver
+            // drops a zero one unless told otherwise (RFC 6935 allows it
+            // for tunnels only where both ends agree), so `checksum` is
+            // IPv4's choice alone.
+            match outer {
+                OuterIp::V6 { src, dst } => {
+                    let seg = &f[l4_at..out_len];
+                    let sum = crate::wire::checksum::transport_checksum6(src, dst, PROTO_UDP, seg);
+                    let sum = if sum == 0 { 0xffff } else { sum };
+                    let at = l4_at + udp::CHECKSUM_OFFSET;
+                    f[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+                }
+                OuterIp::V4 { src, dst, .. } if checksum => {
+                    let mut u = UdpPacket::new_checked(&mut f[l4_at..out_len]).map_err(bad)?;
+                    u.fill_checksum(src, dst);
+                }
+                OuterIp::V4 { .. } => {}
+            }
+        }
+    }
+    Ok(out_len)
+}
+
+/// Encapsulate an IPv6 frame parsed as `pkt` for an IPv6 real server, in
+/// an outer IPv6 header from `ctx.tun_src6` to `ctx.addr6` ([`TunKind`]
+/// as for IPv4, the inner protocol 41), growing it into the buffer's
+/// tailroom; the outer header copies the inner traffic class, flow label
+/// and hop limit. When it would exceed `ctx.mtu`, the buffer instead
+/// holds an ICMPv6 packet too big for the client ([`Out::FragNeeded`]),
+/// from the VIP, announcing `ctx.mtu` minus the overhead; an ICMPv6 error
+/// that would not fit is refused ([`XmitError::TooBig`]).
+pub fn packet_xmit6<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed<Ipv6Addr>,
+    ctx: &XmitCtx,
+) -> Result<Out, XmitError> {
+    let outer = OuterIp::V6 {
+        src: ctx.tun_src6,
+        dst: ctx.addr6,
+    };
+    encap6(buf, pkt, ctx, outer)
+}
+
+/// [`packet_xmit6`] for an IPv4 real server: IPv6 in IPv4 (protocol 41),
+/// the outer IPv4 header from `ctx.tun_src` to `ctx.addr` with DF set and
+/// the inner traffic class and hop limit as TOS and TTL.
+pub fn packet_xmit6in4<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed<Ipv6Addr>,
+    ctx: &XmitCtx,
+) -> Result<Out, XmitError> {
+    let outer = OuterIp::V4 {
+        src: ctx.tun_src,
+        dst: ctx.addr,
+        ident: ctx.ident,
+        df: true,
+    };
+    encap6(buf, pkt, ctx, outer)
+}
+
+/// An IPv6 packet into a tunnel with `outer` headers, or a packet too big.
+fn encap6<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed<Ipv6Addr>,
+    ctx: &XmitCtx,
+    outer: OuterIp,
+) -> Result<Out, XmitError> {
+    let over = outer.overhead(ctx.tun);
+    let mtu = usize::from(ctx.mtu);
+    if mtu < over + ipv6::MIN_MTU {
+        return Err(XmitError::MtuTooSmall);
+    }
+    let inner_len = usize::from(pkt.ip_len);
+    let len = buf.bytes().len();
+    if inner_len + over > mtu {
+        let error = pkt.key.proto == ipv6::NEXT_ICMPV6
+            && buf
+                .bytes()
+                .get(pkt.l4)
+                .is_some_and(|t| icmpv6::is_error_type(*t));
+        if error {
+            return Err(XmitError::TooBig);
+        }
+        // Fits in u32: mtu is a u16 and over < mtu.
+        let n =
+            packet_too_big(buf.bytes(), pkt, (mtu - over) as u32).ok_or(XmitError::NoTailroom)?;
+        buf.set_len(n);
+        return Ok(Out::FragNeeded);
+    }
+    if !buf.set_len(len + over) {
+        return Err(XmitError::NoTailroom);
+    }
+    let f = buf.bytes();
+    let inner = {
+        let ip = Ipv6Packet::new_unchecked(&f[L3..]);
+        Inner {
+            tc: ip.traffic_class(),
+            hop_limit: ip.hop_limit(),
+            flow_label: ip.flow_label(),
+            proto: PROTO_IPV6,
+            len: inner_len,
+        }
+    };
+    let sport = GUE_SRC_PORT_BASE | (pkt.key.hash64() & 0x3fff) as u16;
+    match encap_at(f, ctx, outer, inner, sport) {
+        Ok(n) => {
+            buf.set_len(n);
+            Ok(Out::Tx)
+        }
+        Err(e) => {
+            buf.set_len(len);
+            Err(e)
+        }
+    }
+}
+
+/// Encapsulate an IPv4 frame parsed as `pkt` for an IPv6 real server
+/// (IPv4 in IPv6: an IPv4 service's server reached over IPv6): an outer
+/// IPv6 header from `ctx.tun_src6` to `ctx.addr6`, the inner TOS and TTL
+/// as traffic class and hop limit. A packet that would exceed `ctx.mtu`
+/// gets an ICMP fragmentation needed back if its DF is set, as for IPv4
+/// tunnels, and is refused otherwise.
+pub fn packet_xmit4in6<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed,
+    ctx: &XmitCtx,
+) -> Result<Out, XmitError> {
+    let outer = OuterIp::V6 {
+        src: ctx.tun_src6,
+        dst: ctx.addr6,
+    };
+    let over = outer.overhead(ctx.tun);
+    let mtu = usize::from(ctx.mtu);
+    if mtu < over + MIN_IPV4_MTU {
+        return Err(XmitError::MtuTooSmall);
+    }
+    let inner_len = usize::from(pkt.ip_len);
+    let len = buf.bytes().len();
+    let (tos, ttl, df, icmp_error) = {
+        let ip = Ipv4Packet::new_unchecked(&buf.bytes()[L3..L3 + inner_len]);
+        (ip.tos(), ip.ttl(), ip.dont_frag(), is_icmp_error(&ip))
+    };
+    if inner_len + over > mtu {
+        if !df || icmp_error {
+            return Err(XmitError::TooBig);
+        }
+        let n = frag_needed_valid(buf.bytes(), 0, len, (mtu - over) as u16, ctx.ident)
+            .map_err(xmit_error)?;
+        buf.set_len(n);
+        return Ok(Out::FragNeeded);
+    }
+    if !buf.set_len(len + over) {
+        return Err(XmitError::NoTailroom);
+    }
+    let inner = Inner {
+        tc: tos,
+        hop_limit: ttl,
+        flow_label: 0,
+        proto: PROTO_IPIP,
+        len: inner_len,
+    };
+    let sport = {
+        let ip = Ipv4Packet::new_unchecked(&buf.bytes()[L3..L3 + inner_len]);
+        gue_src_port(ip.header(), ip.payload(), ip.protocol())
+    };
+    match encap_at(buf.bytes(), ctx, outer, inner, sport) {
+        Ok(n) => {
+            buf.set_len(n);
+            Ok(Out::Tx)
+        }
+        Err(e) => {
+            buf.set_len(len);
+            Err(e)
+        }
+    }
+}
+
+/// Replace frame `f` (an IPv6 packet from a client, parsed as `pkt`) by
+/// an ICMPv6 packet too big answering it, announcing `mtu`: Ethernet back
+/// to the sender from the MAC the frame was sent to, IPv6 from the
+/// packet's destination (the VIP) to its source, quoting as much of the
+/// packet as fits in 1280 bytes. Returns the frame's new length, or
+/// `None` if `f` is too short to hold it (it never is: the quote is cut to
+/// what the packet had).
+#[cold]
+fn packet_too_big(f: &mut [u8], pkt: &Parsed<Ipv6Addr>, mtu: u32) -> Option<usize> {
+    let (client_mac, our_mac) = {
+        let e = EthernetFrame::new_unchecked(&f[..]);
+        (e.src(), e.dst())
+    };
+    let offending = &f[L3..L3 + usize::from(pkt.ip_len)];
+    let n = icmpv6::error_packet_len(offending.len());
+    // The quote moves back by the new headers' length: copied out first
+    // (at most 1280 bytes, on the stack: no allocation).
+    let mut quote = [0u8; ipv6::MIN_MTU];
+    let q = (n - ipv6::HEADER_LEN - icmpv6::HEADER_LEN).min(offending.len());
+    quote[..q].copy_from_slice(&offending[..q]);
+    let out = f.get_mut(L3..L3 + n)?;
+    icmpv6::emit_error(
+        out,
+        (pkt.key.vip, pkt.key.cip, ICMPV6_ERROR_HOP_LIMIT),
+        icmpv6::TYPE_PACKET_TOO_BIG,
+        0,
+        mtu,
+        &quote[..q],
+    )
+    .ok()?;
+    let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+    e.set_dst(client_mac);
+    e.set_src(our_mac);
+    Some(L3 + n)
 }
 
 /// The pipeline's reason for a failed encapsulation.

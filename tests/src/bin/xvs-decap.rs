@@ -14,10 +14,11 @@
 //!
 //! * `decap` (on a real server) creates TUN device NAME (up, rp_filter 0),
 //!   receives the tunnelled packets addressed to this host (a raw IPv4
-//!   socket of protocol 4 or 47, or a UDP socket on port P for GUE), checks
-//!   the outer header, strips it and writes the inner packet to the TUN
-//!   device: the kernel receives it as if it had arrived there, delivers it
-//!   to the VIP on `lo`, and the server answers the client directly.
+//!   socket of protocol 4 or 47, or a UDP socket on port P for GUE, of
+//!   both families), checks the outer header, strips it and writes the
+//!   inner packet (IPv4, or IPv6 inside GUE) to the TUN device: the kernel
+//!   receives it as if it had arrived there, delivers it to the VIP on
+//!   `lo`, and the server answers the client directly.
 //! * `encap` (on the director, a stand-in for xvsd's TUN forwarding)
 //!   creates TUN device NAME; every packet the kernel routes into it is
 //!   framed as if received from `--peer-mac`, passed to
@@ -35,7 +36,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsFd;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +50,11 @@ use xvs_dataplane::wire::icmp::IcmpPacket;
 use xvs_dataplane::wire::ipv4::{
     Ipv4Packet, PROTO_GRE, PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP,
 };
+use xvs_dataplane::wire::ipv6::{self, Ipv6Packet};
 use xvs_dataplane::xmit::{nat, tun};
+
+/// GUE's protocol of an IPv6 inner packet.
+const PROTO_IPV6: u8 = ipv6::NEXT_IPV6;
 
 const USAGE: &str = "usage:
   xvs-decap decap --dev NAME [--mode ipip|gue|gre] [--port P] [--lifetime-s S]
@@ -236,7 +241,8 @@ fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-/// The inner IPv4 packet of a tunnelled datagram, or why not.
+/// The inner packet of a tunnelled datagram (IPv4; or IPv6 in GUE), or
+/// why not.
 fn inner_of(mode: Mode, pkt: &[u8]) -> Result<&[u8], &'static str> {
     let inner = match mode {
         Mode::Ipip | Mode::Gre => {
@@ -274,8 +280,13 @@ fn inner_of(mode: Mode, pkt: &[u8]) -> Result<&[u8], &'static str> {
                 return Err("not a GUE version 0 data message");
             }
             let hlen = 4 + usize::from(b & 0x1f) * 4;
-            if pkt.len() < hlen || pkt[1] != PROTO_IPIP {
-                return Err("GUE does not carry IPv4");
+            if pkt.len() < hlen || (pkt[1] != PROTO_IPIP && pkt[1] != PROTO_IPV6) {
+                return Err("GUE carries neither IPv4 nor IPv6");
+            }
+            if pkt[1] == PROTO_IPV6 {
+                let inner = &pkt[hlen..];
+                let ip = Ipv6Packet::new_checked(inner).map_err(|_| "bad inner IPv6")?;
+                return Ok(&inner[..ipv6::HEADER_LEN + ip.payload_len()]);
             }
             &pkt[hlen..]
         }
@@ -324,7 +335,10 @@ fn decap(o: &Opts) -> Result<(), String> {
             Rx::Raw(s)
         }
         Mode::Gue => {
-            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, o.port))
+            // Both families where IPv6 is on (a dual-stack socket), IPv4
+            // alone where it is not.
+            let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, o.port))
+                .or_else(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, o.port)))
                 .map_err(|e| format!("UDP port {}: {e}", o.port))?;
             s.set_read_timeout(Some(TICK))
                 .map_err(|e| format!("timeout: {e}"))?;

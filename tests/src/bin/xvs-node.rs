@@ -9,11 +9,14 @@
 //! xvs-node serve --name NAME --port P [--bind ADDR] [--udp] [--lifetime-s S]
 //!                [--idle-timeout-s I]
 //! xvs-node client --connect ADDR:PORT --count N [--timeout-ms T]
-//!                 [--deadline-ms D] [--max-failures F] [--udp]
+//!                 [--deadline-ms D] [--max-failures F] [--udp] [--size B]
 //! xvs-node hold --connect ADDR:PORT --count N [--timeout-ms T] [--hold-max-ms H]
 //! ```
 //!
 //! The TCP server reads one request line, answers with `NAME\n` and closes.
+//! `--size B` pads each UDP request to B bytes (a datagram too big for a
+//! path, to see what the path answers).
+//!
 //! The UDP server answers every datagram with `NAME\n` (bind it to the VIP
 //! for DR, so replies leave from the VIP). The client makes N sequential
 //! requests, one connection (or one fresh UDP socket) each, and prints one
@@ -39,7 +42,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   xvs-node serve --name NAME --port P [--bind ADDR] [--udp] [--lifetime-s S]
   xvs-node client --connect ADDR:PORT --count N [--timeout-ms T] [--deadline-ms D]
-                  [--max-failures F] [--udp]
+                  [--max-failures F] [--udp] [--size B]
   xvs-node hold --connect ADDR:PORT --count N [--timeout-ms T] [--hold-max-ms H]";
 
 /// The request line the client sends (the server reads up to a newline).
@@ -91,6 +94,7 @@ struct Opts {
     max_failures: Option<u64>,
     idle_timeout: Option<Duration>,
     hold_max: Option<Duration>,
+    size: Option<usize>,
 }
 
 impl Opts {
@@ -121,6 +125,7 @@ impl Opts {
                 "--max-failures" => o.max_failures = Some(num(flag, v)?),
                 "--idle-timeout-s" => o.idle_timeout = Some(Duration::from_secs(num(flag, v)?)),
                 "--hold-max-ms" => o.hold_max = Some(Duration::from_millis(num(flag, v)?)),
+                "--size" => o.size = Some(num(flag, v)?),
                 _ => return Err(Fail::Usage(format!("unknown option {flag}"))),
             }
         }
@@ -246,7 +251,7 @@ fn client(o: &Opts) -> Result<ExitCode, Fail> {
             break;
         }
         let result = if o.udp {
-            udp_request(target, timeout)
+            udp_request(target, timeout, o.size.unwrap_or(0))
         } else {
             tcp_request(target, timeout)
         };
@@ -364,7 +369,7 @@ fn exchange(mut s: TcpStream, timeout: Duration) -> Result<String, String> {
     reply_name(&buf)
 }
 
-fn udp_request(target: SocketAddr, timeout: Duration) -> Result<String, String> {
+fn udp_request(target: SocketAddr, timeout: Duration, size: usize) -> Result<String, String> {
     let any: SocketAddr = match target {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -374,7 +379,9 @@ fn udp_request(target: SocketAddr, timeout: Duration) -> Result<String, String> 
     s.connect(target).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(timeout))
         .map_err(|e| format!("set timeout: {e}"))?;
-    s.send(REQUEST).map_err(|e| format!("send: {e}"))?;
+    let mut req = REQUEST.to_vec();
+    req.resize(size.max(REQUEST.len()), b'.');
+    s.send(&req).map_err(|e| format!("send: {e}"))?;
     let mut buf = [0u8; MAX_MSG as usize];
     let n = s.recv(&mut buf).map_err(|e| format!("recv: {e}"))?;
     reply_name(&buf[..n])
