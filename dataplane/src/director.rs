@@ -607,12 +607,21 @@ impl Director {
         self.sync.clone()
     }
 
-    /// Every live connection and template as a sync record (a full
-    /// resync of a backup), read from the shared table without locks.
+    /// Every live connection and template, IPv4 then IPv6, as a sync
+    /// record (a full resync of a backup), read from the shared tables
+    /// without locks.
     pub fn sync_dump(&self, f: &mut dyn FnMut(SyncConn)) {
         let (_, snap) = self.cell.load();
         let now = ticks(crate::clock::now_ns());
         for v in self.table.iter() {
+            if !alive(now, &v) {
+                continue;
+            }
+            if let Some(c) = crate::sync::record_of(&snap, &v, v.state, v.expires, now) {
+                f(c);
+            }
+        }
+        for v in self.table6.iter() {
             if !alive(now, &v) {
                 continue;
             }

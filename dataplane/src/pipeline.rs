@@ -285,6 +285,9 @@ impl Pipeline {
     pub fn set_table6(&mut self, table: Arc<ConnTable<Ipv6Addr>>, part: Partition) {
         let mut t = Tracker::new(table, part);
         t.set_writer(self.writer);
+        if let Some((port, worker)) = self.track.sync_link() {
+            t.set_sync(port, worker);
+        }
         self.track6 = t;
     }
 
@@ -337,6 +340,7 @@ impl Pipeline {
     /// Take part in connection sync as worker `worker` of `port` (see
     /// [`Tracker::set_sync`]).
     pub fn set_sync(&mut self, port: Arc<crate::sync::SyncPort>, worker: usize) {
+        self.track6.set_sync(port.clone(), worker);
         self.track.set_sync(port, worker);
     }
 
@@ -347,7 +351,9 @@ impl Pipeline {
         let Some(snap) = self.snap.take() else {
             return 0;
         };
-        let n = self.track.install_queued(&snap, now_ns, &mut self.stats);
+        let n = self
+            .track
+            .install_queued(&mut self.track6, &snap, now_ns, &mut self.stats);
         self.snap = Some(snap);
         n
     }

@@ -23,11 +23,12 @@
 use crate::conn::state::TcpState;
 use crate::conn::table::View;
 use crate::conn::time::left_ns;
+use crate::flow::Addr;
 use crate::svc::{Fwd, Snapshot, SvcKey};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use xvs_config::sync::{flags, SyncConn};
@@ -59,8 +60,10 @@ pub enum Reject {
     State,
     /// A protocol the data plane does not forward (SCTP, ...).
     Proto,
-    /// An IPv6 record: the codec reads them, the data plane does not
-    /// forward IPv6 yet.
+    /// The record's addresses are of families the data plane cannot
+    /// forward together: client and virtual address differ, a real
+    /// server of the other family that is not tunnelled, or an IPv6
+    /// firewall-mark template (firewall-mark services are IPv4's).
     Family,
     /// No local service matches the record's virtual address and port (or
     /// mark): IPVS has nothing to forward it by either.
@@ -148,7 +151,8 @@ pub struct SyncCounters {
     pub rejected_state: u64,
     /// Records of a protocol the data plane does not forward.
     pub rejected_proto: u64,
-    /// IPv6 records (not forwarded by the data plane yet).
+    /// Records whose address families cannot be forwarded together (see
+    /// [`Reject::Family`]).
     pub rejected_family: u64,
     /// Records matching no local service.
     pub rejected_no_service: u64,
@@ -454,11 +458,24 @@ pub fn tcp_synced_state(s: TcpState) -> bool {
 /// and expiring at tick `expires`, at tick `now`; `None` if its real
 /// server is not in `snap`. Templates take IPVS's tuple forms: client
 /// port 0; a port-0 service's has virtual and real port 0; a fwmark
-/// service's has protocol 0 and the mark as virtual address.
-pub fn record_of(snap: &Snapshot, v: &View, state: u8, expires: u32, now: u32) -> Option<SyncConn> {
+/// service's has protocol 0 and the mark as virtual address. An IPv6
+/// connection makes the 72-byte IPv6 record. A connection tunnelled to a
+/// real server of the other family has no record (`None`): a record's
+/// three addresses share one family, and IPVS does not sync such
+/// connections either.
+pub fn record_of<A: Addr>(
+    snap: &Snapshot,
+    v: &View<A>,
+    state: u8,
+    expires: u32,
+    now: u32,
+) -> Option<SyncConn> {
     let d = snap.dest(v.dest)?;
     let daddr = d.sched.addr;
     let f = v.flow();
+    if daddr.is_ipv4() != f.vip.ip().is_ipv4() {
+        return None;
+    }
     let mark = snap.svc(v.svc).and_then(|s| match s.key {
         SvcKey::Fwmark { mark, .. } => Some(mark),
         SvcKey::Addr { .. } => None,
@@ -474,8 +491,8 @@ pub fn record_of(snap: &Snapshot, v: &View, state: u8, expires: u32, now: u32) -
         dport: 0,
         fwmark: mark.unwrap_or(0),
         timeout: secs.min(u64::from(u32::MAX)) as u32,
-        caddr: IpAddr::V4(f.cip),
-        vaddr: IpAddr::V4(f.vip),
+        caddr: f.cip.ip(),
+        vaddr: f.vip.ip(),
         daddr,
     };
     if v.key.template {
@@ -496,13 +513,18 @@ pub fn record_of(snap: &Snapshot, v: &View, state: u8, expires: u32, now: u32) -
     Some(c)
 }
 
-/// Why record `c` cannot be installed before looking at the table, if it
-/// cannot: its addresses as IPv4 (client, virtual, real) otherwise.
-pub fn check(c: &SyncConn) -> Result<(Ipv4Addr, Ipv4Addr, Ipv4Addr), Reject> {
-    let (IpAddr::V4(ca), IpAddr::V4(va), IpAddr::V4(da)) = (c.caddr, c.vaddr, c.daddr) else {
+/// Why record `c` cannot be installed into a table of addresses `A`
+/// before looking at the table, if it cannot: its client and virtual
+/// addresses otherwise. The real server's family is the method's to judge
+/// (only a tunnel crosses families; see [`fits_family`]).
+pub fn check<A: Addr>(c: &SyncConn) -> Result<(A, A), Reject> {
+    let (Some(ca), Some(va)) = (A::of_ip(c.caddr), A::of_ip(c.vaddr)) else {
         return Err(Reject::Family);
     };
     let template = c.is_template();
+    if A::WIDE && c.fwmark != 0 {
+        return Err(Reject::Family);
+    }
     match c.protocol {
         PROTO_TCP | PROTO_UDP => {}
         0 if template && c.fwmark != 0 => {}
@@ -514,12 +536,21 @@ pub fn check(c: &SyncConn) -> Result<(Ipv4Addr, Ipv4Addr, Ipv4Addr), Reject> {
             return Err(Reject::State);
         }
     }
-    Ok((ca, va, da))
+    Ok((ca, va))
+}
+
+/// Whether a connection whose virtual address is `vaddr` can reach real
+/// server `daddr` by method `fwd`: the same family always, the other one
+/// only through a tunnel (the outer header takes the server's family).
+#[inline]
+pub fn fits_family(vaddr: IpAddr, daddr: IpAddr, fwd: Fwd) -> bool {
+    vaddr.is_ipv4() == daddr.is_ipv4() || fwd == Fwd::Tun
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn rec(n: u16) -> SyncConn {
         SyncConn {
@@ -596,6 +627,7 @@ mod tests {
 
     #[test]
     fn records_are_checked_before_the_table() {
+        let check = check::<Ipv4Addr>;
         assert!(check(&rec(1)).is_ok());
         let mut r = rec(1);
         r.state = 11;
@@ -608,7 +640,14 @@ mod tests {
         r.protocol = 132;
         assert_eq!(check(&r), Err(Reject::Proto));
         let mut r = rec(1);
-        r.caddr = "2001:db8::1".parse().unwrap();
+        r.caddr = "2001:2::1".parse().unwrap();
+        assert_eq!(check(&r), Err(Reject::Family));
+        assert_eq!(super::check::<Ipv6Addr>(&r), Err(Reject::Family));
+        r.vaddr = "2001:2::100".parse().unwrap();
+        assert_eq!(
+            super::check::<Ipv6Addr>(&r),
+            Ok(("2001:2::1".parse().unwrap(), "2001:2::100".parse().unwrap()))
+        );
         assert_eq!(check(&r), Err(Reject::Family));
         let mut t = rec(1);
         t.protocol = 0;
@@ -616,5 +655,20 @@ mod tests {
         assert_eq!(check(&t), Err(Reject::Proto));
         t.fwmark = 5;
         assert!(check(&t).is_ok());
+        t.caddr = "2001:2::1".parse().unwrap();
+        t.vaddr = "::5".parse().unwrap();
+        assert_eq!(super::check::<Ipv6Addr>(&t), Err(Reject::Family));
+    }
+
+    #[test]
+    fn only_a_tunnel_crosses_families() {
+        let v4: IpAddr = "198.18.0.100".parse().unwrap();
+        let v6: IpAddr = "2001:2::11".parse().unwrap();
+        assert!(fits_family(v4, v4, Fwd::Dr));
+        assert!(fits_family(v6, v6, Fwd::Nat));
+        assert!(fits_family(v4, v6, Fwd::Tun));
+        assert!(fits_family(v6, v4, Fwd::Tun));
+        assert!(!fits_family(v4, v6, Fwd::Dr));
+        assert!(!fits_family(v6, v4, Fwd::Nat));
     }
 }

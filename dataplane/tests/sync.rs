@@ -768,3 +768,164 @@ fn a_full_parking_queue_drops_and_counts() {
     assert_eq!(c.parked, n as u64);
     assert!(c.parked_dropped >= 1);
 }
+
+mod ipv6 {
+    //! IPv6 connections are synced by the same rules as IPv4's, in the
+    //! 72-byte records, and installed into the worker's IPv6 table.
+
+    use super::*;
+    use std::net::Ipv6Addr;
+    use xvs_dataplane::testkit::v6::{rip6, service6, tcp6_frame, CIP6, VIP6};
+
+    fn fixture(persist: Option<Persist>) -> Fixture {
+        let dr = vec![(Fwd::Dr, TunKind::Ipip); 3];
+        Fixture::new(service6("rr", &dr, 6, 80, persist), 100)
+    }
+
+    fn syn6(sport: u16) -> Vec<u8> {
+        tcp6_frame(CIP6, sport, 80, true, false, b"x")
+    }
+
+    fn ack6(sport: u16) -> Vec<u8> {
+        tcp6_frame(CIP6, sport, 80, false, true, b"x")
+    }
+
+    fn record6(cport: u16, i: u8) -> SyncConn {
+        SyncConn {
+            caddr: IpAddr::V6(CIP6),
+            vaddr: IpAddr::V6(VIP6),
+            daddr: IpAddr::V6(rip6(i)),
+            ..record(cport, i)
+        }
+    }
+
+    fn entry6(p: &Pipeline, cport: u16) -> Option<View<Ipv6Addr>> {
+        p.table6().lookup(&Key::conn(&FlowKey {
+            proto: 6,
+            cip: CIP6,
+            cport,
+            vip: VIP6,
+            vport: 80,
+        }))
+    }
+
+    #[test]
+    fn a_master_sends_ipv6_connections_and_their_templates() {
+        let persist = Persist {
+            timeout: 300,
+            mask: 0,
+            prefix: 64,
+        };
+        let mut f = fixture(Some(persist));
+        let port = synced(&mut f);
+        port.set_master(true);
+        let to = sent_to(&mut f.pipeline, S, syn6(5000)).unwrap();
+        sent_to(&mut f.pipeline, S, ack6(5000)).unwrap();
+        assert!(drain(&port).is_empty(), "nothing before the threshold");
+        sent_to(&mut f.pipeline, S, ack6(5000)).unwrap();
+        let got = drain(&port);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            got[0],
+            SyncConn {
+                timeout: got[0].timeout,
+                ..record6(5000, to)
+            }
+        );
+        assert!((899..=900).contains(&got[0].timeout), "{:?}", got[0]);
+        assert_eq!(
+            got[1],
+            SyncConn {
+                flags: flags::DROUTE | flags::TEMPLATE,
+                state: 0,
+                cport: 0,
+                timeout: got[1].timeout,
+                caddr: IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0)),
+                ..record6(5000, to)
+            }
+        );
+        assert!((299..=300).contains(&got[1].timeout), "{:?}", got[1]);
+    }
+
+    #[test]
+    fn a_backup_installs_ipv6_records_into_its_ipv6_table() {
+        let mut f = fixture(None);
+        let port = synced(&mut f);
+        port.set_backup(true);
+        let c = install(&mut f.pipeline, &port, 10 * S, &[record6(7000, 2)]);
+        assert_eq!((c.installed, c.rejected_family), (1, 0), "{c:?}");
+        let v = entry6(&f.pipeline, 7000).expect("installed");
+        assert_eq!(v.dest, f.dest(2).id);
+        assert!(f.pipeline.table6().synced(v.idx));
+        assert_eq!(f.dest(2).sched.load.active(), 1);
+        assert!(f.pipeline.table().iter().next().is_none(), "not in IPv4's");
+        // A mid-stream ACK goes to server 2, as after a SYN here.
+        let mut a = ack6(7000);
+        assert_eq!(f.pipeline.process(11 * S, &mut a), Verdict::Tx(0));
+        assert_eq!(a[..6], rs_mac(2));
+        // The next record updates it.
+        let mut fin = record6(7000, 2);
+        fin.state = 2;
+        fin.flags |= flags::INACTIVE;
+        let c = install(&mut f.pipeline, &port, 12 * S, &[fin]);
+        assert_eq!(c.updated, 1, "{c:?}");
+        assert_eq!(entry6(&f.pipeline, 7000).unwrap().state, 2);
+        assert_eq!(f.dest(2).sched.load.active(), 0);
+    }
+
+    #[test]
+    fn ipv6_records_that_cannot_be_forwarded_are_rejected_by_family() {
+        let mut f = fixture(None);
+        let port = synced(&mut f);
+        port.set_backup(true);
+        // Client and virtual address of different families.
+        let mut mixed = record6(7001, 1);
+        mixed.caddr = v4(C);
+        // A direct-routing server of the other family.
+        let mut dr4 = record6(7002, 1);
+        dr4.daddr = v4(rip(1));
+        // A firewall-mark template in IPv6 (marks are IPv4's).
+        let mut mark = record6(0, 1);
+        mark.protocol = 0;
+        mark.flags |= flags::TEMPLATE;
+        mark.fwmark = 5;
+        mark.vaddr = IpAddr::V6(Ipv6Addr::from(5u128));
+        let c = install(&mut f.pipeline, &port, 10 * S, &[mixed, dr4, mark]);
+        assert_eq!(c.rejected_family, 3, "{c:?}");
+        assert_eq!(c.installed, 0, "{c:?}");
+        // An IPv6 server not configured here, same family: parked until
+        // a destination is made for it, not refused.
+        let mut other = record6(7003, 1);
+        other.daddr = IpAddr::V6(rip6(9));
+        let c = install(&mut f.pipeline, &port, 10 * S, &[other]);
+        assert_eq!((c.parked, c.rejected_family), (1, 3), "{c:?}");
+        let mut parked = Vec::new();
+        port.take_parked(&mut |c, _| parked.push(c));
+        assert_eq!(parked, vec![other]);
+    }
+
+    #[test]
+    fn ipv6_connections_synced_from_a_master_forward_on_the_backup() {
+        let mut m = fixture(None);
+        let mport = synced(&mut m);
+        mport.set_master(true);
+        let mut tos = Vec::new();
+        for sport in 6000..6006 {
+            let to = sent_to(&mut m.pipeline, S, syn6(sport)).unwrap();
+            for _ in 0..2 {
+                sent_to(&mut m.pipeline, S, ack6(sport)).unwrap();
+            }
+            tos.push(to);
+        }
+        let recs = drain(&mport);
+        assert_eq!(recs.len(), 6);
+        let mut b = fixture(None);
+        let bport = synced(&mut b);
+        bport.set_backup(true);
+        let c = install(&mut b.pipeline, &bport, 2 * S, &recs);
+        assert_eq!(c.installed, 6, "{c:?}");
+        for (sport, to) in (6000..6006).zip(tos) {
+            assert_eq!(sent_to(&mut b.pipeline, 3 * S, ack6(sport)), Some(to));
+        }
+    }
+}

@@ -9,16 +9,20 @@
 //!   kernel master sends them (version 1 with and without options, version
 //!   0), and listing them with `-Lnc`, a record for a real server the
 //!   backup lacks among them (installed and listed, not under `-Ln`),
-//!   while a record for a service it lacks and an IPv6 record are counted;
+//!   and an IPv6 record installed into its IPv6 table, while a record for
+//!   a service it lacks and an IPv6 firewall-mark template are counted;
 //! - the resync extension: a backup started after the connections exist
-//!   gets them from the master within seconds.
+//!   gets them from the master within seconds;
+//! - IPv6: connections through an xvs master (2001:2::/48) reach an xvs
+//!   backup by the resync and by the records sent as they happen.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::Xvsd;
+use xvs_tests::lan6::{self, addr6, endpoint6};
 use xvs_tests::netns::{DrLan, Host, VIP};
 use xvs_tests::node::{Holder, Lines};
 
@@ -379,8 +383,9 @@ fn dgram_v1(syncid: u8, recs: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// A v1 IPv6 record (SYNC.md §1.3: type 1, 72 bytes, addresses at 24,
-/// 40 and 56) of a DR connection.
-fn rec_v1_ipv6(cport: u16) -> Vec<u8> {
+/// 40 and 56) of a DR connection from [`CLIENT6`] to `[VIP6]:80` on
+/// `[rip]:80`.
+fn rec_v1_ipv6(cport: u16, rip: Ipv6Addr) -> Vec<u8> {
     let mut r = vec![1, TCP, 0, 72];
     r.extend_from_slice(&DROUTE.to_be_bytes());
     r.extend_from_slice(&1u16.to_be_bytes());
@@ -389,12 +394,21 @@ fn rec_v1_ipv6(cport: u16) -> Vec<u8> {
     r.extend_from_slice(&80u16.to_be_bytes());
     r.extend_from_slice(&0u32.to_be_bytes());
     r.extend_from_slice(&600u32.to_be_bytes());
-    for last in [0x77u8, 0x64, 0x0b] {
-        let mut a = [0u8; 16];
-        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-        a[15] = last;
-        r.extend_from_slice(&a);
+    for a in [CLIENT6, VIP6, rip] {
+        r.extend_from_slice(&a.octets());
     }
+    r
+}
+
+/// An IPv6 template record of firewall mark 5: firewall-mark services
+/// are IPv4's here, so a backup cannot install it.
+fn rec_v1_ipv6_mark_template() -> Vec<u8> {
+    let mut r = rec_v1_ipv6(0, RIP6);
+    r[1] = 0;
+    r[4..8].copy_from_slice(&(DROUTE | TEMPLATE).to_be_bytes());
+    r[8..10].copy_from_slice(&0u16.to_be_bytes());
+    r[16..20].copy_from_slice(&5u32.to_be_bytes());
+    r[40..56].copy_from_slice(&Ipv6Addr::from(5u128).octets());
     r
 }
 
@@ -414,6 +428,12 @@ fn dgram_v0(syncid: u8, cport: u16, daddr: Ipv4Addr) -> Vec<u8> {
 
 /// A client that never sent a packet here: only sync can know it.
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 77);
+/// The IPv6 one.
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x77);
+/// The backup's IPv6 service's address.
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+/// Its real server.
+const RIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x11);
 
 #[test]
 fn an_xvs_backup_installs_kernel_layout_datagrams() {
@@ -440,6 +460,9 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
     for h in &lan.rs {
         xvsd.adm_ok(&["-a", "-t", &dr, "-r", &h.ip.to_string(), "-g"]);
     }
+    let dr6 = format!("[{VIP6}]:80");
+    xvsd.adm_ok(&["-A", "-t", &dr6, "-s", "rr"]);
+    xvsd.adm_ok(&["-a", "-t", &dr6, "-r", &format!("[{RIP6}]:80"), "-g"]);
     // An interface that does not exist: the kernel's ENODEV, nothing runs.
     let r = xvsd.adm(&["--start-daemon", "master", "--mcast-interface", "nosuch0"]);
     assert_eq!(
@@ -470,9 +493,10 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
     );
     let v0 = dgram_v0(7, 40004, rs1);
     // A real server this backup does not have (installed all the same,
-    // forwarded by the record's method), a service it does not have, and
-    // an IPv6 record (the data plane forwards IPv4 only): the last two are
-    // counted, not installed.
+    // forwarded by the record's method), a service it does not have, an
+    // IPv6 connection (installed into the IPv6 table) and an IPv6
+    // firewall-mark template (marks are IPv4's here): the service it
+    // lacks and the template are counted, not installed.
     let unknown = Ipv4Addr::new(198, 18, 0, 99);
     let mut other_svc = rec_v1(40007, rs1, DROUTE, &[]);
     other_svc[12..14].copy_from_slice(&443u16.to_be_bytes());
@@ -481,7 +505,8 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
         &[
             rec_v1(40006, unknown, DROUTE, &[]),
             other_svc,
-            rec_v1_ipv6(40008),
+            rec_v1_ipv6(40008, RIP6),
+            rec_v1_ipv6_mark_template(),
         ],
     );
     // Malformed: the size field one byte short.
@@ -515,20 +540,33 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
             sent = true;
         }
         let conns = xvsd.adm_ok(&["-Lnc"]);
-        let all = want.iter().all(|(cport, rip)| {
-            conns.lines().any(|l| {
-                let words: Vec<&str> = l.split_whitespace().collect();
-                words.len() == 6
-                    && words[0] == "TCP"
-                    && words[2] == "ESTABLISHED"
-                    && words[3..]
-                        == [
-                            &format!("{CLIENT}:{cport}"),
-                            &format!("{VIP}:80"),
-                            &format!("{rip}:80"),
-                        ]
-            })
+        let v6 = conns.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.len() == 6
+                && words[0] == "TCP"
+                && words[2] == "ESTABLISHED"
+                && words[3..]
+                    == [
+                        &format!("[{CLIENT6}]:40008"),
+                        &format!("[{VIP6}]:80"),
+                        &format!("[{RIP6}]:80"),
+                    ]
         });
+        let all = v6
+            && want.iter().all(|(cport, rip)| {
+                conns.lines().any(|l| {
+                    let words: Vec<&str> = l.split_whitespace().collect();
+                    words.len() == 6
+                        && words[0] == "TCP"
+                        && words[2] == "ESTABLISHED"
+                        && words[3..]
+                            == [
+                                &format!("{CLIENT}:{cport}"),
+                                &format!("{VIP}:80"),
+                                &format!("{rip}:80"),
+                            ]
+                })
+            });
         (!all).then_some(conns)
     });
     let conns = xvsd.adm_ok(&["-Lnc"]);
@@ -638,6 +676,92 @@ fn a_late_backup_gets_the_table_from_the_master() {
         mstats.contains(&format!("peer {}", dir2.ip)),
         "the master counts the requester: {mstats}"
     );
+    holder.release(Duration::from_secs(10));
+    drop(backup);
+    drop(master);
+}
+
+#[test]
+fn ipv6_connections_reach_a_backup_by_resync_and_by_sync() {
+    let _g = net_lock();
+    let mut lan = DrLan::new();
+    let dir2 = lan.add_host("dir2", Ipv4Addr::new(198, 18, 0, 3));
+    lan.enable_ipv6();
+    let _servers: Vec<_> = lan
+        .rs
+        .iter()
+        .map(|h| {
+            h.spawn_ready(&[
+                NODE, "serve", "--name", &h.role, "--port", "80", "--bind", "::",
+            ])
+        })
+        .collect();
+    let vip = endpoint6(lan6::VIP6, 80);
+    let rules = |x: &Xvsd| {
+        x.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
+        for h in &lan.rs {
+            x.adm_ok(&["-a", "-t", &vip, "-r", &endpoint6(addr6(h), 80), "-g"]);
+        }
+    };
+    let master = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    rules(&master);
+    master.adm_ok(&[
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        &lan.director.iface,
+    ]);
+    let v6_lines = |x: &Xvsd, state: &str| {
+        x.adm_ok(&["-Lnc"])
+            .lines()
+            .filter(|l| l.contains(state) && l.contains(&format!(" {vip} ")))
+            .count()
+    };
+    // Idle connections (SYN and ACK only: never sent by the threshold),
+    // so only the resync can bring them to the backup.
+    let holder = Holder::start(&lan.client.ns, NODE, &vip, 4, Duration::from_secs(10));
+    assert_eq!(holder.held(), 4);
+    wait_for(
+        Duration::from_secs(5),
+        "4 connections on the master",
+        || (v6_lines(&master, " ESTABLISHED ") != 4).then(|| master.adm_ok(&["-Lnc"])),
+    );
+
+    let backup = Xvsd::start(&dir2.ns, &[&dir2.iface]);
+    rules(&backup);
+    backup.adm_ok(&["--start-daemon", "backup", "--mcast-interface", &dir2.iface]);
+    wait_for(
+        Duration::from_secs(10),
+        "the resync's 4 on the backup",
+        || (v6_lines(&backup, " ESTABLISHED ") != 4).then(|| backup.adm_ok(&["-Lnc"])),
+    );
+
+    // Complete connections now: their third packets and their FINs send
+    // records as they happen.
+    let out = lan.client.exec(&[
+        NODE,
+        "client",
+        "--connect",
+        &vip,
+        "--count",
+        "3",
+        "--timeout-ms",
+        "3000",
+    ]);
+    assert!(out.status.success(), "{vip}: {out:?}");
+    wait_for(Duration::from_secs(10), "3 more on the backup", || {
+        (v6_lines(&backup, "") < 7).then(|| backup.adm_ok(&["-Lnc"]))
+    });
+    let dp = backup.adm_ok(&["-L", "--dataplane"]);
+    let counter = |name: &str| -> u64 {
+        dp.split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(counter("installed") >= 7, "{dp}");
+    assert_eq!(counter("rejected_family"), 0, "{dp}");
     holder.release(Duration::from_secs(10));
     drop(backup);
     drop(master);

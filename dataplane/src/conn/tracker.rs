@@ -28,7 +28,7 @@ use crate::verdict::DropReason;
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::wire::tcp::{RST, SYN};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -819,33 +819,36 @@ impl<A: Addr> Tracker<A> {
     }
 
     /// Queue the record of connection `v` (now in `state`, expiring at
-    /// `expires`) for the sender, then that of its template if it has one.
-    /// (IPv4 only: the sync records of IPv6 connections are not written
-    /// yet, and an IPv6 tracker never has a sync link.)
+    /// `expires`) for the sender, then that of its template if it has one
+    /// (an IPv6 connection makes IPv6 records).
     #[cold]
     fn emit(&self, snap: &Snapshot, s: &SyncLink, now: u32, v: &View<A>, state: u8, expires: u32) {
-        let Some(v) = v.to_v4() else {
-            return;
-        };
-        if let Some(c) = sync::record_of(snap, &v, state, expires, now) {
+        if let Some(c) = sync::record_of(snap, v, state, expires, now) {
             s.port.emit(s.worker, c);
         }
         if v.ctl != 0 {
             let t = self.table.read(v.ctl - 1).filter(|t| t.key.template);
-            let t = t.and_then(|t| t.to_v4());
             if let Some(c) = t.and_then(|t| sync::record_of(snap, &t, 0, t.expires, now)) {
                 s.port.emit(s.worker, c);
             }
         }
     }
+
+    /// The port and worker this tracker syncs through, if it does.
+    pub fn sync_link(&self) -> Option<(Arc<SyncPort>, usize)> {
+        self.sync.as_ref().map(|l| (l.port.clone(), l.worker))
+    }
 }
 
 impl Tracker {
     /// Install up to [`sync::INSTALL_BATCH`] of the records queued for this
-    /// worker (a backup's), counted at the port; records that arrive while
-    /// the port is not a backup are dropped. Returns how many were taken.
+    /// worker (a backup's), counted at the port: IPv4 connections here,
+    /// IPv6 ones into `six` (the worker's IPv6 tracker); records that
+    /// arrive while the port is not a backup are dropped. Returns how many
+    /// were taken.
     pub fn install_queued(
         &mut self,
+        six: &mut Tracker<Ipv6Addr>,
         snap: &Snapshot,
         now_ns: u64,
         stats: &mut impl Counts,
@@ -862,7 +865,12 @@ impl Tracker {
                 };
                 n += 1;
                 if on {
-                    match self.install(snap, now_ns, &c, stats) {
+                    let what = if c.vaddr.is_ipv6() {
+                        six.install(snap, now_ns, &c, stats)
+                    } else {
+                        self.install(snap, now_ns, &c, stats)
+                    };
+                    match what {
                         Installed::Wants(svc) => {
                             link.port.park(link.worker, c, svc);
                         }
@@ -874,7 +882,9 @@ impl Tracker {
         self.sync = Some(link);
         n
     }
+}
 
+impl<A: Addr> Tracker<A> {
     /// Install sync record `c` as IPVS's backup does: a connection or
     /// template new here is bound to the local real server the record
     /// names, in the record's state, for the record's timeout (0: the
@@ -893,15 +903,16 @@ impl Tracker {
         c: &SyncConn,
         stats: &mut impl Counts,
     ) -> Installed {
-        let (ca, va, da) = match sync::check(c) {
+        let (ca, va) = match sync::check::<A>(c) {
             Ok(a) => a,
             Err(r) => return Installed::Rejected(r),
         };
+        let da = c.daddr;
         let template = c.is_template();
         let svc = if c.fwmark != 0 {
             snap.fwmark(c.fwmark)
         } else {
-            snap.lookup(c.protocol, va, c.vport)
+            snap.lookup_in(c.protocol, va, c.vport)
         };
         let Some(svc) = svc else {
             return Installed::Rejected(Reject::NoService);
@@ -912,7 +923,7 @@ impl Tracker {
                 .iter()
                 .find(|d| {
                     d.in_service
-                        && d.rip() == Some(da)
+                        && d.sched.addr == da
                         && (d.sched.port == c.dport
                             || (!template && nat_rport(d, c.vport) == c.dport)
                             || (template && c.dport == 0))
@@ -930,9 +941,12 @@ impl Tracker {
                 let Some(fwd) = c.method() else {
                     return Installed::Rejected(Reject::NoDest);
                 };
+                if !sync::fits_family(c.vaddr, da, fwd) {
+                    return Installed::Rejected(Reject::Family);
+                }
                 let key = SyncedKey {
                     svc: svc.id,
-                    addr: IpAddr::V4(da),
+                    addr: da,
                     port: c.dport,
                     fwd,
                 };
@@ -953,7 +967,12 @@ impl Tracker {
             t => t.min(sync::MAX_TIMEOUT_SECS),
         };
         let key = if template {
-            Key::template(c.protocol, ca, u32::from(va), c.vport)
+            let vaddr = if c.fwmark != 0 {
+                A::of_mark(c.fwmark)
+            } else {
+                va
+            };
+            Key::template_of(c.protocol, ca, vaddr, c.vport)
         } else {
             Key::conn(&FlowKey {
                 proto: c.protocol,
@@ -965,7 +984,10 @@ impl Tracker {
         };
         let nat = match (template, fwd) {
             (false, Fwd::Nat) => Some(NatInit {
-                rip: da,
+                rip: match A::of_ip(da) {
+                    Some(a) => a,
+                    None => return Installed::Rejected(Reject::Family),
+                },
                 rport: if c.dport == 0 {
                     nat_rport(&dest, c.vport)
                 } else {
@@ -1011,13 +1033,13 @@ impl Tracker {
         } else if let Some(p) = svc.persist {
             // Controlled by the client's template when that names the
             // same server (it holds the template while it lives).
-            let tkey = Key::template(
+            let tkey = Key::template_of(
                 if c.fwmark != 0 { 0 } else { c.protocol },
-                Ipv4Addr::from(u32::from(ca) & p.mask),
+                ca.persist(&p),
                 if c.fwmark != 0 {
-                    c.fwmark
+                    A::of_mark(c.fwmark)
                 } else {
-                    u32::from(va)
+                    va
                 },
                 if c.fwmark != 0 { 0 } else { c.vport },
             );
@@ -1028,7 +1050,7 @@ impl Tracker {
                 }
             }
         }
-        let undo_ctl = |t: &ConnTable| {
+        let undo_ctl = |t: &ConnTable<A>| {
             if !template && init.ctl != 0 {
                 t.add_ctl(init.ctl - 1, -1);
             }
