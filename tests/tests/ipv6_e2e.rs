@@ -1,6 +1,7 @@
 //! IPv6 end to end: a real client, a real xvsd on the director's veth and
 //! three real servers on the DR LAN with IPv6 turned on (addresses from
-//! 2001:2::/48 only, no DAD), real TCP connections over IPv6.
+//! 2001:2::/48 only, no DAD), real TCP connections over IPv6, and an
+//! IPv4 service whose real servers are reached over IPv6 GUE.
 
 use std::sync::{Mutex, MutexGuard};
 use xvs_tests::daemon::Xvsd;
@@ -349,5 +350,52 @@ fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
     // What fits the tunnel gets there and back.
     let fits = sized("1400");
     assert_eq!((fits.ok, fits.failed), (1, 0), "1448 bytes fit: {fits:?}");
+    stop_clean(xvsd);
+}
+
+#[test]
+fn an_ipv4_vip_reaches_ipv6_real_servers_through_gue_over_ipv6() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
+    lan.enable_ipv6();
+    let _servers = serve_rs(&lan, 80);
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let vip = format!("{}:80", netns::VIP);
+    let port = GUE_PORT.to_string();
+    xvsd.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
+    for h in &lan.rs {
+        xvsd.adm_ok(&[
+            "-a",
+            "-t",
+            &vip,
+            "-r",
+            &endpoint6(addr6(h), 80),
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &port,
+        ]);
+    }
+    let ln = xvsd.adm_ok(&["-Ln"]);
+    for h in &lan.rs {
+        assert!(ln.contains(&endpoint6(addr6(h), 80)), "{ln}");
+    }
+    let s = client_run(&lan, &vip, 30);
+    assert_eq!((s.ok, s.failed), (30, 0), "IPv4 in IPv6 GUE: {s:?}");
+    for (i, h) in lan.rs.iter().enumerate() {
+        assert_eq!(s.count(&h.role), 10, "rr over 3 tunnels: {s:?}");
+        // Each connection's packets came out of the decapsulator.
+        assert!(lan.decapsulated(i) >= 3 * 10, "{}: decapsulated", h.role);
+    }
+    // The connections are listed with their IPv6 real servers.
+    let lnc = xvsd.adm_ok(&["-Lnc"]);
+    let listed = lnc
+        .lines()
+        .filter(|l| l.contains(&format!(" {vip} ")) && l.contains(" [2001:2:"))
+        .count();
+    assert_eq!(listed, 30, "-Lnc:\n{lnc}");
     stop_clean(xvsd);
 }
