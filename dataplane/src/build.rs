@@ -298,8 +298,8 @@ impl SnapshotBuilder {
     }
 
     /// The snapshot of `cfg`. Next hops get their MAC cells from `neigh`
-    /// (IPv6 real servers too: their cells resolve through NDP, although
-    /// the data plane does not forward IPv6 yet).
+    /// (IPv6 real servers too, through NDP, also those tunnelled to from
+    /// an IPv4 service: their cells carry the route's IPv6 source).
     pub fn build(&mut self, cfg: &Config, neigh: &NeighTable) -> Snapshot {
         let mut live = HashMap::new();
         let mut out = Vec::new();
@@ -1053,5 +1053,42 @@ mod tests {
         assert!(snap.lookup6(17, v6("2001:2::100"), 53).is_some(), "port 0");
         assert!(snap.lookup6(6, v6("2001:2::100"), 81).is_none());
         assert_eq!(snap.steer6, steer6_keys(&cfg));
+    }
+
+    #[test]
+    fn a_tunnelled_server_of_the_other_family_is_scheduled_with_its_own_cell() {
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let rip6 = IpAddr::V6(v6("2001:2::21"));
+        let cfg = Config {
+            services: vec![service(
+                vip(80),
+                vec![
+                    dest(1),
+                    DestConf {
+                        addr: rip6,
+                        fwd: Fwd::Tun,
+                        ..dest(2)
+                    },
+                ],
+            )],
+            ..Config::default()
+        };
+        let neigh = NeighTable::new(Vec::new());
+        let snap = SnapshotBuilder::new().build(&cfg, &neigh);
+        let svc = snap.lookup(6, Ipv4Addr::new(198, 18, 0, 100), 80).unwrap();
+        let st = svc.sched.lock().unwrap();
+        let d = st
+            .dests()
+            .iter()
+            .find(|d| d.sched.addr == rip6)
+            .expect("the IPv6 server is scheduled under the IPv4 service");
+        assert_eq!(d.fwd, Fwd::Tun);
+        assert!(d.in_service);
+        // Its neighbour cell is the IPv6 next hop's, where the neighbour
+        // thread puts the route's IPv6 source for the outer header.
+        assert!(Arc::ptr_eq(&d.neigh, &neigh.cell(rip6)));
+        // No IPv6 steering keys: the VIP is IPv4's.
+        assert_eq!(snap.v6_keys().count(), 0);
+        assert!(snap.steer6.vips.is_empty());
     }
 }

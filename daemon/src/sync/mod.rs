@@ -77,8 +77,9 @@ fn group_v4(conf: &SyncDaemonConf) -> Result<Ipv4Addr, String> {
     match conf.group {
         None => Ok(DEFAULT_GROUP),
         Some(IpAddr::V4(g)) => Ok(g),
-        // The data plane forwards IPv4 only; an IPv6 group is refused as
-        // a kernel without IPv6 refuses it.
+        // The sockets are IPv4 (IPv6 connections travel in IPv6 records
+        // inside IPv4 datagrams); an IPv6 group is refused as a kernel
+        // without IPv6 refuses it.
         Some(IpAddr::V6(_)) => Err("Address family not supported by protocol".into()),
     }
 }
