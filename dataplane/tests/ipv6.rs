@@ -679,3 +679,69 @@ fn tunnels_across_families_take_the_real_servers_family() {
     assert_eq!(out[14 + 26..14 + 28], 1460u16.to_be_bytes());
     assert_eq!(f.pipeline.stats().frag_needed, 1);
 }
+
+/// A connection tunnelled to a real server of the other family is not
+/// synced (a record's three addresses share one family, as in IPVS); a
+/// record naming such a server, made by hand, is still installed, bound to
+/// the local tunnel server by its address.
+#[test]
+fn connections_tunnelled_across_families_are_not_synced() {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+    use xvs_dataplane::sync::{flags, SyncConn, SyncPort};
+    use xvs_dataplane::testkit::{tcp_frame, CIP, VIP};
+    let kind = TunKind::Gue {
+        port: 6080,
+        checksum: true,
+    };
+    let rip = IpAddr::V6(rip6(1));
+    let mut f = Fixture::new(
+        tunnel_service(IpAddr::V4(Ipv4Addr::from(VIP)), rip, kind),
+        100,
+    );
+    let port = Arc::new(SyncPort::new(1));
+    f.pipeline.set_sync(port.clone(), 0);
+    port.set_master(true);
+    port.set_backup(true);
+    for (syn, ack) in [(true, false), (false, true), (false, true), (false, true)] {
+        let mut fr = tcp_frame(CIP, 7200, 80, syn, ack, b"four in six");
+        assert_eq!(f.pipeline.process(NOW, &mut fr), Verdict::Tx(0));
+    }
+    assert_eq!(port.drain_out(&mut |c| panic!("sent {c:?}")), 0);
+    assert_eq!(port.counters().emitted, 0);
+
+    let rec = SyncConn {
+        protocol: TCP,
+        flags: flags::TUNNEL,
+        state: 1,
+        cport: 7201,
+        vport: 80,
+        dport: 80,
+        fwmark: 0,
+        timeout: 600,
+        caddr: IpAddr::V4(Ipv4Addr::from(CIP)),
+        vaddr: IpAddr::V4(Ipv4Addr::from(VIP)),
+        daddr: rip,
+    };
+    assert!(port.push_in(rec));
+    f.pipeline.sync_in(NOW);
+    let c = port.counters();
+    assert_eq!(
+        (c.installed, c.unbound, c.rejected_family),
+        (1, 0, 0),
+        "{c:?}"
+    );
+    let mut fr = tcp_frame(CIP, 7201, 80, false, true, b"mid-stream");
+    assert_eq!(f.pipeline.process(NOW, &mut fr), Verdict::Tx(0));
+    assert_eq!(u16::from_be_bytes([fr[12], fr[13]]), 0x86dd, "IPv4 in IPv6");
+    // The same record by direct routing cannot reach an IPv6 server.
+    let dr = SyncConn {
+        flags: flags::DROUTE,
+        cport: 7202,
+        daddr: IpAddr::V6(rip6(9)),
+        ..rec
+    };
+    assert!(port.push_in(dr));
+    f.pipeline.sync_in(NOW);
+    assert_eq!(port.counters().rejected_family, 1);
+}
