@@ -110,7 +110,9 @@ impl Parsed {
 /// (not IPv4, a fragment, another protocol, an ICMP message that is not an
 /// error about TCP or UDP), `Err(Verdict::Drop(Malformed))` when a header
 /// it needs is truncated or impossible.
-#[inline]
+// Always inlined: its result is large, and a call returns it through
+// memory that the caller then copies again (every packet).
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| MALFORMED)?;
     if eth.ethertype() != ETHERTYPE_IPV4 {
