@@ -67,11 +67,52 @@ impl<A: Addr> Parsed<A> {
 
 const MALFORMED: Verdict = Verdict::Drop(DropReason::Malformed);
 
+impl Parsed {
+    /// Complete a partial TCP or UDP checksum in `frame`, the frame this
+    /// was parsed from: the rule of
+    /// [`complete_partial`](crate::wire::checksum::complete_partial), from
+    /// the offsets, addresses and protocol the parse already validated
+    /// instead of reading and checking the headers a second time (this
+    /// runs for every packet). Returns whether it completed one.
+    #[inline]
+    pub fn complete_partial(&self, frame: &mut [u8]) -> bool {
+        use crate::wire::checksum::{fold64, sum_wide, udp_wire};
+        use crate::wire::{get_u16, set_u16};
+        // The segment, padding excluded; its header lies inside it (TCP's
+        // 20 bytes and more, UDP's 8: checked by the parse).
+        let len = self.end - self.l4;
+        let at = match self.key.proto {
+            PROTO_TCP => self.l4 + 16,
+            // Linux never sends a partial UDP checksum whose UDP length
+            // disagrees with the IPv4 one.
+            PROTO_UDP if usize::from(get_u16(frame, self.l4 + 4)) == len => self.l4 + 6,
+            _ => return false,
+        };
+        let acc = u64::from(u32::from(self.key.cip))
+            + u64::from(u32::from(self.key.vip))
+            + u64::from(self.key.proto)
+            + len as u64;
+        if get_u16(frame, at) != fold64(acc) {
+            return false;
+        }
+        let c = !fold64(sum_wide(&frame[self.l4..self.end]));
+        let c = if self.key.proto == PROTO_UDP {
+            udp_wire(c)
+        } else {
+            c
+        };
+        set_u16(frame, at, c);
+        true
+    }
+}
+
 /// Parse `frame`. `Err(Verdict::Pass)` when it is not for the director
 /// (not IPv4, a fragment, another protocol, an ICMP message that is not an
 /// error about TCP or UDP), `Err(Verdict::Drop(Malformed))` when a header
 /// it needs is truncated or impossible.
-#[inline]
+// Always inlined: its result is large, and a call returns it through
+// memory that the caller then copies again (every packet).
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| MALFORMED)?;
     if eth.ethertype() != ETHERTYPE_IPV4 {
@@ -304,6 +345,48 @@ mod tests {
         msg[0] = icmp::TYPE_DEST_UNREACH;
         msg.truncate(8 + 28 + 4);
         assert_eq!(parse(&frame(PROTO_ICMP, 0, C, V, &msg)), Err(Verdict::Pass));
+    }
+
+    #[test]
+    fn completes_partial_checksums_as_the_header_reading_completion_does() {
+        use crate::wire::checksum::{self, fold64, pseudo_header_sum};
+        let mut t = vec![0u8; 20];
+        t[12] = 5 << 4;
+        t[13] = 0x10;
+        t.extend_from_slice(b"0123456789abcde");
+        let mut u = udp(5000, 53);
+        u.extend_from_slice(b"xyz");
+        u[4..6].copy_from_slice(&11u16.to_be_bytes());
+        let mut short = udp(5000, 53);
+        short.extend_from_slice(b"xyz"); // UDP length 8 of 11: left alone
+        let mut completed = 0;
+        for (proto, l4, at) in [(PROTO_TCP, t, 16), (PROTO_UDP, u, 6), (PROTO_UDP, short, 6)] {
+            for opts in [0, 8] {
+                let base = frame(proto, opts, C, V, &l4);
+                let len = base.len() - L3 - 20 - opts;
+                let partial = fold64(u64::from(pseudo_header_sum(C, V, proto, len as u16)));
+                // The partial value, its complement, and others.
+                for v in [partial, !partial, 0, 0xffff, partial ^ 1] {
+                    let mut a = base.clone();
+                    let off = L3 + 20 + opts + at;
+                    a[off..off + 2].copy_from_slice(&v.to_be_bytes());
+                    // With Ethernet padding after the packet, too.
+                    a.extend_from_slice(&[0xee; 6]);
+                    let mut b = a.clone();
+                    let p = parse(&a).unwrap();
+                    let done = p.complete_partial(&mut a);
+                    assert_eq!(
+                        done,
+                        checksum::complete_partial(&mut b),
+                        "proto {proto} opts {opts} value {v:#x}"
+                    );
+                    completed += usize::from(done);
+                    assert_eq!(a, b, "proto {proto} opts {opts} value {v:#x}");
+                }
+            }
+        }
+        // TCP and the whole UDP datagram, with and without options.
+        assert_eq!(completed, 4);
     }
 
     #[test]

@@ -472,7 +472,7 @@ impl Pipeline {
         }
         // A sender with TX checksum offload (the default) left a partial
         // checksum: complete it before anything forwards or rewrites it.
-        crate::wire::checksum::complete_partial(frame);
+        p.complete_partial(frame);
         match self
             .track
             .track(snap, now_ns, ingress, &p, frame, hint, &mut self.stats)

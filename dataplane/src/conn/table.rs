@@ -1482,7 +1482,7 @@ impl<A: Addr> ConnTable<A> {
     /// found for it if that is the one (a live entry with the key is the
     /// key's entry: keys are unique), nothing if the pass found the key
     /// absent, else a walk of its probe run.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_probe(&self, p: &Probe<A>) -> Option<View<A>> {
         if p.cand == ABSENT {
             return None;

@@ -486,7 +486,12 @@ impl<A: Addr> Tracker<A> {
         } else {
             snap.timeouts.udp
         };
-        self.table.set_expires(&v, time::after(now, ttl));
+        // As on the way in: a deadline that did not move (the tick is
+        // 10 ms) is not written again, so the entry's line stays clean.
+        let expires = time::after(now, ttl);
+        if expires != v.expires {
+            self.table.set_expires(&v, expires);
+        }
         if let Some(s) = snap.svc(v.svc) {
             s.stats.add_out_by(self.writer, u64::from(p.ip_len));
         }
@@ -1451,6 +1456,37 @@ mod tests {
                 Err(Verdict::Drop(DropReason::ConnTableFull))
             );
             assert_eq!(f.pipeline.stats().stateless, 0);
+        }
+
+        #[test]
+        fn a_nat_reply_pushes_the_deadline_as_time_moves() {
+            use crate::testkit::{frame, rip, DIR_MAC};
+            let nat = vec![(Fwd::Nat, TunKind::Ipip); 1];
+            let mut f = Fixture::new(service_with("rr", &nat, None, 80, None), 16);
+            send(&mut f, S, syn(CIP, 1000)).unwrap();
+            send(&mut f, S, ack(CIP, 1000, b"")).unwrap();
+            let reply = || {
+                frame::eth(
+                    rs_mac(1),
+                    DIR_MAC,
+                    &frame::ip_packet(&frame::ip(rip(1), CIP), &frame::tcp(8080, 1000).ack(1), b""),
+                )
+            };
+            let expires = |f: &Fixture| f.pipeline.table().lookup(&key(CIP, 1000)).unwrap().expires;
+            let at = |f: &mut Fixture, now: u64| {
+                let mut fr = reply();
+                assert!(matches!(f.pipeline.process(now, &mut fr), Verdict::Tx(_)));
+                expires(f)
+            };
+            let first = at(&mut f, 100 * S);
+            // Within the same tick nothing moves; later, by the time passed.
+            assert_eq!(at(&mut f, 100 * S + 1), first);
+            let later = at(&mut f, 250 * S);
+            assert_eq!(
+                later.wrapping_sub(first),
+                ticks(250 * S).wrapping_sub(ticks(100 * S))
+            );
+            assert!(later != first);
         }
     }
 

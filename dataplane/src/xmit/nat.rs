@@ -272,9 +272,17 @@ fn rewrite_l4(frame: &mut [u8], pkt: &Parsed, end: End, addr: Ipv4Addr, port: u1
         End::Dst => ip.dst(),
     };
     match end {
-        End::Src => ip.rewrite_src(addr),
-        End::Dst => ip.rewrite_dst(addr),
+        End::Src => ip.set_src(addr),
+        End::Dst => ip.set_dst(addr),
     }
+    // The address's change, summed once for both checksums: the IPv4
+    // header's, and the segment's through its pseudo-header (with the
+    // port's). One's complement sums give the same checksum as updating
+    // word by word.
+    let mut d = Delta::new();
+    d.add_addr(old_addr, addr);
+    let hc = d.apply(ip.checksum());
+    ip.set_checksum(hc);
     let seg = &mut frame[pkt.l4..pkt.end];
     let csum_at = match proto {
         PROTO_TCP => tcp::CHECKSUM_OFFSET,
@@ -285,8 +293,6 @@ fn rewrite_l4(frame: &mut [u8], pkt: &Parsed, end: End, addr: Ipv4Addr, port: u1
         End::Dst => PORT_DST,
     };
     let old_port = get_u16(seg, port_at);
-    let mut d = Delta::new();
-    d.add_addr(old_addr, addr);
     d.add16(old_port, port);
     let old_sum = get_u16(seg, csum_at);
     let new_sum = if proto == PROTO_UDP {
