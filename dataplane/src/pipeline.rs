@@ -316,6 +316,23 @@ impl Pipeline {
         }
     }
 
+    /// The port toward `dest`'s next hop and a transmit context with both
+    /// MACs; `None` (and a resolution asked for) while its neighbour or
+    /// port is unknown.
+    #[inline]
+    fn next_hop(&self, dest: &DestRt) -> Option<(u8, XmitCtx)> {
+        let hop = dest
+            .neigh
+            .mac()
+            .and_then(|mac| Some((self.port_of(dest.neigh.oif())?, mac)));
+        let Some((out, mac)) = hop else {
+            dest.neigh.want();
+            return None;
+        };
+        let port = self.ports[out as usize];
+        Some((out, XmitCtx::macs(port.mac, mac)))
+    }
+
     /// The port whose interface is `oif`; with a single port, that one.
     #[inline]
     fn port_of(&self, oif: Option<u32>) -> Option<u8> {
@@ -589,16 +606,10 @@ impl Pipeline {
         pkt: &packet::Parsed<Ipv6Addr>,
         buf: &mut B,
     ) -> Verdict {
-        let Some(mac) = dest.neigh.mac() else {
-            dest.neigh.want();
-            return Verdict::Drop(DropReason::NoNeigh);
-        };
-        let Some(out) = self.port_of(dest.neigh.oif()) else {
-            dest.neigh.want();
+        let Some((out, mut ctx)) = self.next_hop(dest) else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
         let port = self.ports[out as usize];
-        let mut ctx = XmitCtx::macs(port.mac, mac);
         let sent = match fwd_of(b.fwd) {
             Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
             Fwd::Nat => {
@@ -700,16 +711,10 @@ impl Pipeline {
         pkt: &Parsed,
         buf: &mut B,
     ) -> Verdict {
-        let Some(mac) = dest.neigh.mac() else {
-            dest.neigh.want();
-            return Verdict::Drop(DropReason::NoNeigh);
-        };
-        let Some(out) = self.port_of(dest.neigh.oif()) else {
-            dest.neigh.want();
+        let Some((out, mut ctx)) = self.next_hop(dest) else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
         let port = self.ports[out as usize];
-        let mut ctx = XmitCtx::macs(port.mac, mac);
         let sent = match fwd_of(b.fwd) {
             Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
             Fwd::Nat => {
