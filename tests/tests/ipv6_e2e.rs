@@ -243,23 +243,21 @@ fn ipv6_persistence_with_a_64_prefix_keeps_a_network_on_one_server() {
     stop_clean(xvsd);
 }
 
-#[test]
-fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
-    let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
+/// A GUE tunnel LAN with IPv6 on, a server on port 80 of every real
+/// server, and xvsd balancing `vip` (rr) over the real servers' IPv6
+/// addresses through GUE over IPv6.
+fn gue6_service(vip: &str) -> (TunLan, Vec<netns::Proc>, Xvsd) {
     let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
     lan.enable_ipv6();
-    let _servers = serve_rs(&lan, 80);
+    let servers = serve_rs(&lan, 80);
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
-    let vip = endpoint6(VIP6, 80);
     let port = GUE_PORT.to_string();
-    xvsd.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
+    xvsd.adm_ok(&["-A", "-t", vip, "-s", "rr"]);
     for h in &lan.rs {
         xvsd.adm_ok(&[
             "-a",
             "-t",
-            &vip,
+            vip,
             "-r",
             &endpoint6(addr6(h), 80),
             "-i",
@@ -269,6 +267,16 @@ fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
             &port,
         ]);
     }
+    (lan, servers, xvsd)
+}
+
+#[test]
+fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let vip = endpoint6(VIP6, 80);
+    let (lan, _servers, xvsd) = gue6_service(&vip);
     let s = client_run(&lan, &vip, 30);
     assert_eq!((s.ok, s.failed), (30, 0), "IPv6 in IPv6 GUE: {s:?}");
     for (i, h) in lan.rs.iter().enumerate() {
@@ -304,7 +312,7 @@ fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
             "--tun-type",
             "gue",
             "--tun-port",
-            &port,
+            &GUE_PORT.to_string(),
         ]);
     }
     // The new destinations' next hops are looked up on first use: the
@@ -358,27 +366,8 @@ fn an_ipv4_vip_reaches_ipv6_real_servers_through_gue_over_ipv6() {
     let _g = net_lock();
     xvs_tests::bin("xvsd");
     xvs_tests::bin("xvsadm");
-    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
-    lan.enable_ipv6();
-    let _servers = serve_rs(&lan, 80);
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     let vip = format!("{}:80", netns::VIP);
-    let port = GUE_PORT.to_string();
-    xvsd.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&[
-            "-a",
-            "-t",
-            &vip,
-            "-r",
-            &endpoint6(addr6(h), 80),
-            "-i",
-            "--tun-type",
-            "gue",
-            "--tun-port",
-            &port,
-        ]);
-    }
+    let (lan, _servers, xvsd) = gue6_service(&vip);
     let ln = xvsd.adm_ok(&["-Ln"]);
     for h in &lan.rs {
         assert!(ln.contains(&endpoint6(addr6(h), 80)), "{ln}");
