@@ -26,7 +26,7 @@
 use crate::sink::{receive, RxSockets, SinkReport, SinkStats};
 use crate::traffic::{monotonic_ns, Endpoints, Proto, Stamp, TcpEstablished, Template};
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use xvs_dataplane::io::xsk::XskPort;
 
@@ -85,15 +85,17 @@ pub struct GenArgs {
     /// Stop sending after this many frames.
     #[arg(long, default_value_t = 100_000_000)]
     pub max: u64,
-    /// Virtual address.
+    /// Virtual address (IPv6: IPv6 frames, at least 76 bytes for UDP and
+    /// 84 for TCP).
     #[arg(long, default_value = "198.18.0.100")]
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     #[arg(long, default_value_t = 80)]
     pub vport: u16,
-    /// First client address (flows use 60000 ports per address).
+    /// First client address (flows use 60000 ports per address), of the
+    /// VIP's family.
     #[arg(long, default_value = "198.19.0.1")]
-    pub cip: Ipv4Addr,
+    pub cip: IpAddr,
     /// Do not open the established TCP flows with SYNs first.
     #[arg(long)]
     pub skip_open: bool,
@@ -103,7 +105,7 @@ pub struct GenArgs {
     pub rx: bool,
     /// Addresses whose frames the tester receives (default: the VIP).
     #[arg(long = "rx-addr")]
-    pub rx_addrs: Vec<Ipv4Addr>,
+    pub rx_addrs: Vec<IpAddr>,
     /// UDP port of GUE encapsulation (looked through by the sink).
     #[arg(long, default_value_t = 6080)]
     pub gue_port: u16,
@@ -375,6 +377,12 @@ pub fn run(a: &GenArgs) -> Result<GenReport, String> {
         vip: a.vip,
         vport: a.vport,
     };
+    if a.vip.is_ipv6() != a.cip.is_ipv6() {
+        return Err(format!(
+            "--vip {} and --cip {} are of different families",
+            a.vip, a.cip
+        ));
+    }
     let t = Template::new(a.proto, a.tcp, usize::from(a.size), &ends);
     let queues = a.queues.clamp(1, 64);
     // The steering program (with --rx) lives until every thread is done.
@@ -436,7 +444,8 @@ pub fn run(a: &GenArgs) -> Result<GenReport, String> {
     let received = rx.as_ref().map_or(0, |r| r.received);
     Ok(GenReport {
         proto: a.proto.name().into(),
-        size: a.size,
+        // As sent: IPv6 raises the smallest sizes.
+        size: (t.frame.len() + crate::traffic::FCS) as u16,
         flows: a.flows.max(1),
         new_pct: a.new_pct,
         rate: a.rate,

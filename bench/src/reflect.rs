@@ -7,7 +7,7 @@
 //! queue, as xvsd has a worker per queue.
 
 use crate::sink::RxSockets;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use xvs_dataplane::io::xsk::XskPort;
 use xvs_dataplane::io::Port;
@@ -24,7 +24,7 @@ pub struct ReflectArgs {
     pub queues: u32,
     /// Addresses whose TCP and UDP frames are reflected (repeat).
     #[arg(long = "addr", required = true)]
-    pub addrs: Vec<Ipv4Addr>,
+    pub addrs: Vec<IpAddr>,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 600.0)]
     pub secs: f64,

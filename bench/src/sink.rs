@@ -11,7 +11,7 @@
 use crate::traffic::{mac_str, monotonic_ns, read_stamp, TS_MASK};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use xvs_dataplane::io::xdp::Steering;
 use xvs_dataplane::io::xsk::XskPort;
@@ -21,7 +21,7 @@ use xvs_dataplane::pipeline::Verdict;
 /// Latencies above this are not recorded (a stale or foreign stamp).
 const LAT_MAX_NS: u64 = 60_000_000_000;
 
-/// Frames seen for one destination (MAC and outermost IPv4 address).
+/// Frames seen for one destination (MAC and outermost IP address).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DestCount {
     /// Destination MAC.
@@ -34,7 +34,7 @@ pub struct DestCount {
     /// destination.
     pub reordered: u64,
     #[serde(skip)]
-    key: ([u8; 6], u32),
+    key: ([u8; 6], u128),
     #[serde(skip)]
     last_seq: Option<u32>,
 }
@@ -116,7 +116,11 @@ impl SinkStats {
         if lat < LAT_MAX_NS {
             let _ = self.hist.record(lat.max(1));
         }
-        let key = (s.dst_mac, u32::from(s.dst_ip));
+        let ip = match s.dst_ip {
+            IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let key = (s.dst_mac, ip);
         let d = match self.dests.iter().position(|d| d.key == key) {
             Some(i) => &mut self.dests[i],
             None => {
@@ -201,7 +205,7 @@ pub struct RxSocket {
 
 impl RxSocket {
     /// Bind the socket and steer `addrs` to it.
-    pub fn open(iface: &str, addrs: &[Ipv4Addr]) -> Result<Self, String> {
+    pub fn open(iface: &str, addrs: &[IpAddr]) -> Result<Self, String> {
         let mut s = RxSockets::open(iface, addrs, 1)?;
         Ok(RxSocket {
             port: s.ports.pop().expect("one queue, one socket"),
@@ -222,7 +226,7 @@ pub struct RxSockets {
 impl RxSockets {
     /// Bind a socket on each of queues `0..queues` and steer `addrs` to
     /// them.
-    pub fn open(iface: &str, addrs: &[Ipv4Addr], queues: u32) -> Result<Self, String> {
+    pub fn open(iface: &str, addrs: &[IpAddr], queues: u32) -> Result<Self, String> {
         let mut steering = Steering::load(ifindex(iface)?, None).map_err(|e| e.to_string())?;
         steering.attach(false).map_err(|e| e.to_string())?;
         let mut ports = Vec::new();
@@ -233,9 +237,11 @@ impl RxSockets {
         }
         for a in addrs {
             for proto in [6u8, 17] {
-                steering
-                    .add_service(proto, *a, 0)
-                    .map_err(|e| e.to_string())?;
+                match *a {
+                    IpAddr::V4(a) => steering.add_service(proto, a, 0),
+                    IpAddr::V6(a) => steering.add_service6(proto, a, 0),
+                }
+                .map_err(|e| e.to_string())?;
             }
         }
         Ok(RxSockets { ports, steering })
@@ -261,7 +267,7 @@ pub struct SinkArgs {
     pub iface: String,
     /// Addresses whose TCP and UDP frames are received (repeat).
     #[arg(long = "addr", required = true)]
-    pub addrs: Vec<Ipv4Addr>,
+    pub addrs: Vec<IpAddr>,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
@@ -322,8 +328,8 @@ mod tests {
             &Endpoints {
                 src_mac: [2, 0, 0, 0, 0, 1],
                 dst_mac: [2, 0, 0, 0, 0, 2],
-                cip_base: Ipv4Addr::new(198, 19, 0, 1),
-                vip: Ipv4Addr::new(198, 18, 0, 100),
+                cip_base: std::net::Ipv4Addr::new(198, 19, 0, 1).into(),
+                vip: std::net::Ipv4Addr::new(198, 18, 0, 100).into(),
                 vport: 80,
             },
         );
