@@ -13,10 +13,17 @@
 //! tester's XDP program steers every TCP/UDP frame for the VIP or a real
 //! server to its socket, so one process on one core is both the client
 //! and every real server, and reads per-destination counts, loss,
-//! reordering and one-way latency from the stamps. Forwarders:
+//! reordering and one-way latency from the stamps. With `dr6` among the
+//! forwarders the link also carries IPv6 from 2001:2::/48 (tester
+//! 2001:2::10, forwarder 2001:2::2, VIP 2001:2::100, real servers
+//! 2001:2::11-13 with the same MACs, every address `nodad`); without it
+//! IPv6 stays off, so the IPv4 cases see no neighbour discovery.
+//! Forwarders:
 //!
 //! * `reflect`: `xvs-bench reflect` (MAC swap on AF_XDP), the ceiling;
 //! * `dr`, `tun` (GUE to port 6080), `nat`: xvsd with 3 real servers, rr;
+//! * `dr6`: xvs DR over IPv6, its frames as small as IPv6 allows (UDP 76
+//!   bytes, TCP 84), held against `dr` round by round (IPv6/IPv4);
 //! * `nft`: Linux forwarding with nftables DNAT
 //!   (`numgen inc mod 3 map {...}`), its softirq work moved to the
 //!   forwarding core with RPS.
@@ -32,7 +39,7 @@ use crate::gen::{GenReport, REPORT};
 use crate::traffic::{Proto, TcpEstablished};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -53,6 +60,14 @@ const FORWARDER: &str = "198.18.0.2";
 const GUE_PORT: u16 = 6080;
 /// First client address.
 const CIP: &str = "198.19.0.1";
+/// The IPv6 virtual address.
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+/// The tester's IPv6 address.
+const TESTER6: &str = "2001:2::10";
+/// The forwarder's IPv6 address.
+const FORWARDER6: &str = "2001:2::2";
+/// First IPv6 client address.
+const CIP6: &str = "2001:2:0:1::1";
 /// New-flow numbers reserved per generator run.
 const NEW_BASE_STEP: u64 = 1 << 26;
 
@@ -63,6 +78,14 @@ fn real_servers() -> [(Ipv4Addr, String); 3] {
             Ipv4Addr::new(198, 18, 0, i),
             format!("02:58:56:00:01:{i:02x}"),
         )
+    })
+}
+
+/// The IPv6 real servers: 2001:2::11-13 with the IPv4 ones' MACs.
+fn real_servers6() -> [(Ipv6Addr, String); 3] {
+    real_servers().map(|(ip, mac)| {
+        let last = u16::from_str_radix(&ip.octets()[3].to_string(), 16).expect("decimal digits");
+        (Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, last), mac)
     })
 }
 
@@ -84,6 +107,8 @@ pub enum Mode {
     Reflect2q,
     /// xvs DR on a two-queue link, a worker per queue.
     Dr2q,
+    /// xvs, direct routing over IPv6.
+    Dr6,
 }
 
 impl Mode {
@@ -97,7 +122,13 @@ impl Mode {
             Mode::Nft => "nft DNAT",
             Mode::Reflect2q => "reflector 2q",
             Mode::Dr2q => "xvs DR 2q",
+            Mode::Dr6 => "xvs DR IPv6",
         }
+    }
+
+    /// Whether its traffic is IPv6.
+    pub fn v6(self) -> bool {
+        self == Mode::Dr6
     }
 
     /// RX/TX queues of the link it runs on (a worker or thread each).
@@ -117,12 +148,13 @@ impl Mode {
             Mode::Nft => "#d62728",
             Mode::Reflect2q => "#bdbdbd",
             Mode::Dr2q => "#17becf",
+            Mode::Dr6 => "#ff7f0e",
         }
     }
 
     fn xvs_flag(self) -> &'static [&'static str] {
         match self {
-            Mode::Dr | Mode::Dr2q => &["-g"],
+            Mode::Dr | Mode::Dr2q | Mode::Dr6 => &["-g"],
             Mode::Tun => &["-i", "--tun-type", "gue", "--tun-port", "6080"],
             Mode::Nat => &["-m"],
             Mode::Reflect | Mode::Reflect2q | Mode::Nft => &[],
@@ -134,12 +166,13 @@ impl Mode {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
     /// Forwarders to run, in order (reflect2q and dr2q on a link of two
-    /// queues, with the tester and the forwarder on both cores).
+    /// queues, with the tester and the forwarder on both cores; dr6 over
+    /// IPv6).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "reflect,dr,tun,nat,nft,reflect2q,dr2q"
+        default_value = "reflect,dr,dr6,tun,nat,nft,reflect2q,dr2q"
     )]
     pub modes: Vec<Mode>,
     /// Rounds: every forwarder runs once per round, in `--modes` order,
@@ -182,7 +215,8 @@ pub struct CompareArgs {
     /// Percentage of frames opening new connections.
     #[arg(long, default_value_t = 0.0)]
     pub new_pct: f64,
-    /// Frame size, FCS included.
+    /// Frame size, FCS included (IPv6 frames: at least 76 bytes for UDP,
+    /// 84 for TCP).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(64..=1518))]
     pub size: u16,
     /// Also find the zero-loss rate of each forwarder (RFC 2544 binary
@@ -324,7 +358,9 @@ fn sysctls(ns: &str, kv: &[(&str, &str)]) {
 }
 
 impl Bench {
-    fn build(queues: u32) -> Result<Self, String> {
+    /// The link with `queues` queues; IPv6 addresses and neighbours too
+    /// with `v6` (else IPv6 is off in both namespaces).
+    fn build(queues: u32, v6: bool) -> Result<Self, String> {
         let nq = queues.max(1).to_string();
         ensure_bpffs();
         let p = unique_prefix();
@@ -366,7 +402,9 @@ impl Bench {
                 vec![format!("{FORWARDER}/24"), format!("{VIP}/32")],
             ),
         ] {
-            sysctls(ns, &no_v6);
+            if !v6 {
+                sysctls(ns, &no_v6);
+            }
             for a in addrs {
                 run_ok(&["ip", "-n", ns, "addr", "add", &a, "dev", ifc]);
             }
@@ -375,6 +413,40 @@ impl Bench {
             // any host: the tester's AF_XDP frames carry full checksums, and
             // nothing here needs them off.
             run_ok(&["ip", "-n", ns, "link", "set", ifc, "mtu", "1600", "up"]);
+        }
+        if v6 {
+            let t = format!("{TESTER6}/64");
+            let f = format!("{FORWARDER6}/64");
+            let v = format!("{VIP6}/128");
+            for (ns, ifc, a, deprecated) in [
+                (tst.name(), &t_if, &t, false),
+                (fwd.name(), &f_if, &f, false),
+                // Deprecated: never the forwarder's own source address.
+                (fwd.name(), &f_if, &v, true),
+            ] {
+                let mut cmd = vec!["ip", "-n", ns, "-6", "addr", "add", a, "dev", ifc, "nodad"];
+                if deprecated {
+                    cmd.extend(["preferred_lft", "0"]);
+                }
+                run_ok(&cmd);
+            }
+            for (rip, mac) in real_servers6() {
+                run_ok(&[
+                    "ip",
+                    "-n",
+                    fwd.name(),
+                    "-6",
+                    "neigh",
+                    "replace",
+                    &rip.to_string(),
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    &f_if,
+                    "nud",
+                    "permanent",
+                ]);
+            }
         }
         for (rip, mac) in real_servers() {
             run_ok(&[
@@ -442,6 +514,7 @@ impl Bench {
     fn gen(
         &self,
         a: &CompareArgs,
+        v6: bool,
         rate: f64,
         secs: f64,
         new_base: u64,
@@ -491,22 +564,20 @@ impl Bench {
         ])
         .args(["--rate", &rate.to_string(), "--secs", &secs.to_string()])
         .args(["--queues", &self.queues.to_string()])
-        .args([
-            "--vip",
-            &VIP.to_string(),
-            "--vport",
-            &PORT.to_string(),
-            "--cip",
-            CIP,
-        ])
-        .args([
-            "--gue-port",
-            &GUE_PORT.to_string(),
-            "--rx-addr",
-            &VIP.to_string(),
-        ]);
-        for (rip, _) in real_servers() {
-            cmd.args(["--rx-addr", &rip.to_string()]);
+        .args(["--vport", &PORT.to_string()])
+        .args(["--gue-port", &GUE_PORT.to_string()]);
+        if v6 {
+            cmd.args(["--vip", &VIP6.to_string(), "--cip", CIP6])
+                .args(["--rx-addr", &VIP6.to_string()]);
+            for (rip, _) in real_servers6() {
+                cmd.args(["--rx-addr", &rip.to_string()]);
+            }
+        } else {
+            cmd.args(["--vip", &VIP.to_string(), "--cip", CIP])
+                .args(["--rx-addr", &VIP.to_string()]);
+            for (rip, _) in real_servers() {
+                cmd.args(["--rx-addr", &rip.to_string()]);
+            }
         }
         if quiet {
             cmd.arg("--quiet");
@@ -622,7 +693,11 @@ fn start<'a>(
 ) -> Result<Forwarder<'a>, String> {
     let fwd_core = b.cores(a.fwd_core, a);
     let proto = a.proto.adm_flag();
-    let vip = format!("{VIP}:{PORT}");
+    let vip = if m.v6() {
+        format!("[{VIP6}]:{PORT}")
+    } else {
+        format!("{VIP}:{PORT}")
+    };
     match m {
         Mode::Reflect | Mode::Reflect2q => {
             let me = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -638,7 +713,7 @@ fn start<'a>(
             // bpffs as xvsd gets it is not needed: no dispatcher is fine.
             Ok(Forwarder::Reflect(Some(spawn_ready(b.fwd.name(), &cmd)), b))
         }
-        Mode::Dr | Mode::Tun | Mode::Nat | Mode::Dr2q => {
+        Mode::Dr | Mode::Tun | Mode::Nat | Mode::Dr2q | Mode::Dr6 => {
             let fwd = Forwarder::Xvsd(
                 Some(Box::new(Xvsd::start_with(
                     Some(b.fwd.name()),
@@ -662,9 +737,19 @@ fn start<'a>(
                 }
             };
             adm(&["-A", proto, &vip, "-s", "rr"])?;
-            for (rip, _) in real_servers() {
+            let rips: Vec<String> = if m.v6() {
+                real_servers6()
+                    .iter()
+                    .map(|(rip, _)| format!("[{rip}]:{PORT}"))
+                    .collect()
+            } else {
+                real_servers()
+                    .iter()
+                    .map(|(rip, _)| format!("{rip}:{PORT}"))
+                    .collect()
+            };
+            for r in rips {
                 let mut args = vec!["-a", proto, &vip, "-r"];
-                let r = format!("{rip}:{PORT}");
                 args.push(&r);
                 args.extend_from_slice(m.xvs_flag());
                 adm(&args)?;
@@ -781,6 +866,8 @@ const USER_HZ: f64 = 100.0;
 struct Runner<'a> {
     b: &'a Bench,
     a: &'a CompareArgs,
+    /// IPv6 traffic (the forwarder under test is `dr6`).
+    v6: bool,
     runs: u64,
     /// "round i/n", for the progress lines.
     round: String,
@@ -789,8 +876,14 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn gen(&mut self, rate: f64, secs: f64, quiet: bool) -> Result<GenReport, String> {
         self.runs += 1;
-        self.b
-            .gen(self.a, rate, secs, self.runs * NEW_BASE_STEP, quiet)
+        self.b.gen(
+            self.a,
+            self.v6,
+            rate,
+            secs,
+            self.runs * NEW_BASE_STEP,
+            quiet,
+        )
     }
 
     fn run_mode(&mut self, m: Mode) -> Row {
@@ -837,7 +930,8 @@ impl Runner<'_> {
         }
         row.mpps = r.rx_mpps;
         row.offered_mpps = r.sent_mpps;
-        row.gbps = r.rx_mpps * 1e6 * f64::from(a.size) * 8.0 / 1e9;
+        // The size sent (IPv6 frames may be larger than `--size`).
+        row.gbps = r.rx_mpps * 1e6 * f64::from(r.size) * 8.0 / 1e9;
         row.loss_pct = r.loss_pct;
         if let Some(rx) = &r.rx {
             row.reordered = rx.reordered;
@@ -1020,8 +1114,11 @@ pub struct Summary {
     /// Its rate over the reflector's of the same round (the two-queue
     /// forwarders: over the two-queue reflector's).
     pub vs_reflector: Option<Figure>,
-    /// Its rate over nft DNAT's of the same round.
+    /// Its rate over nft DNAT's of the same round (IPv4 forwarders).
     pub vs_nft: Option<Figure>,
+    /// IPv6 forwarders: the rate over that of the same forwarder over
+    /// IPv4 in the same round (`dr6` over `dr`).
+    pub vs_ipv4: Option<Figure>,
     /// CPU time per forwarded frame of the cost run, ns.
     pub cost_ns: Option<Figure>,
 }
@@ -1032,6 +1129,14 @@ fn reflector_of(m: Mode) -> Mode {
         Mode::Reflect2q
     } else {
         Mode::Reflect
+    }
+}
+
+/// The IPv4 forwarder an IPv6 one is held against.
+fn ipv4_of(m: Mode) -> Option<Mode> {
+    match m {
+        Mode::Dr6 => Some(Mode::Dr),
+        _ => None,
     }
 }
 
@@ -1064,9 +1169,10 @@ fn summarise(modes: &[Mode], rounds: &[Vec<Row>]) -> Vec<Summary> {
                 vs_reflector: (m != refl)
                     .then(|| Figure::of(&ratios(rounds, m, refl)))
                     .flatten(),
-                vs_nft: (m != Mode::Nft && m.queues() == 1)
+                vs_nft: (m != Mode::Nft && m.queues() == 1 && !m.v6())
                     .then(|| Figure::of(&ratios(rounds, m, Mode::Nft)))
                     .flatten(),
+                vs_ipv4: ipv4_of(m).and_then(|v4| Figure::of(&ratios(rounds, m, v4))),
                 cost_ns: Figure::of(&ok.iter().filter_map(|r| r.cost_ns).collect::<Vec<_>>()),
             }
         })
@@ -1136,7 +1242,7 @@ fn goals(s: &[Summary]) -> Vec<(String, Option<bool>)> {
 /// the rate.
 fn cost_lines(s: &[Summary]) -> Vec<String> {
     let mut out = Vec::new();
-    for m in [Mode::Dr, Mode::Tun, Mode::Nat, Mode::Dr2q] {
+    for m in [Mode::Dr, Mode::Dr6, Mode::Tun, Mode::Nat, Mode::Dr2q] {
         let Some(c) = summary_of(s, m).and_then(|x| x.cost_ns) else {
             continue;
         };
@@ -1161,6 +1267,25 @@ fn cost_lines(s: &[Summary]) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Each IPv6 forwarder's rate over its IPv4 counterpart's, round by round.
+fn ipv6_lines(s: &[Summary]) -> Vec<String> {
+    s.iter()
+        .filter_map(|x| {
+            let f = x.vs_ipv4?;
+            let v4 = ipv4_of(x.mode)?;
+            Some(format!(
+                "{} / {}: {:.2}x (median of {} rounds, {:.2}-{:.2}x)",
+                x.mode.label(),
+                v4.label(),
+                f.median,
+                f.n,
+                f.min,
+                f.max
+            ))
+        })
+        .collect()
 }
 
 /// The table printed at the end: per forwarder the medians over the
@@ -1240,6 +1365,9 @@ pub fn table(r: &Report) -> String {
     for line in cost_lines(&r.summary) {
         let _ = writeln!(s, "cost         {line}");
     }
+    for line in ipv6_lines(&r.summary) {
+        let _ = writeln!(s, "ipv6         {line}");
+    }
     for (text, met) in &r.goals {
         let mark = match met {
             Some(true) => "met    ",
@@ -1256,6 +1384,7 @@ pub fn run(a: &CompareArgs) -> Result<Report, String> {
     if !xvs_tests::is_root() {
         return Err("needs root (network namespaces, XDP)".into());
     }
+    let v6 = a.modes.iter().any(|m| m.v6());
     let mut benches: Vec<(u32, Bench)> = Vec::new();
     let mut runs = 0u64;
     let mut rounds: Vec<Vec<Row>> = Vec::new();
@@ -1264,12 +1393,13 @@ pub fn run(a: &CompareArgs) -> Result<Report, String> {
         for &m in &a.modes {
             let q = m.queues();
             if !benches.iter().any(|(n, _)| *n == q) {
-                benches.push((q, Bench::build(q)?));
+                benches.push((q, Bench::build(q, v6)?));
             }
             let b = &benches.iter().find(|(n, _)| *n == q).expect("just built").1;
             let mut runner = Runner {
                 b,
                 a,
+                v6: m.v6(),
                 runs,
                 round: format!("round {}/{}", round + 1, a.rounds.max(1)),
             };
@@ -1297,6 +1427,14 @@ pub fn run(a: &CompareArgs) -> Result<Report, String> {
         a.gen_core,
         a.fwd_core
     );
+    let traffic = if v6 {
+        format!(
+            "{traffic}; IPv6: {}-byte frames",
+            usize::from(a.size).max(crate::traffic::min_size(a.proto, true))
+        )
+    } else {
+        traffic
+    };
     let summary = summarise(&a.modes, &rounds);
     let report = Report {
         machine: machine(),
@@ -1422,5 +1560,57 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("xvs DR 2q 1100 ns (median of 2 rounds, 1000-1200), 0.55x the reflector 2q's 2000 ns"), "{t}");
+    }
+
+    #[test]
+    fn ipv6_dr_is_held_against_ipv4_dr_round_by_round() {
+        let modes = [Mode::Reflect, Mode::Dr, Mode::Dr6, Mode::Nft];
+        let rounds = vec![
+            vec![
+                row(Mode::Reflect, 1.0, 1000.0),
+                row(Mode::Dr, 0.8, 1200.0),
+                row(Mode::Dr6, 0.6, 1500.0),
+                row(Mode::Nft, 0.4, 2000.0),
+            ],
+            vec![
+                row(Mode::Reflect, 1.0, 1000.0),
+                row(Mode::Dr, 0.5, 1200.0),
+                row(Mode::Dr6, 0.5, 1400.0),
+                row(Mode::Nft, 0.4, 2000.0),
+            ],
+        ];
+        let summary = summarise(&modes, &rounds);
+        let dr6 = summary_of(&summary, Mode::Dr6).expect("dr6 summarised");
+        // 0.75x and 1.0x the IPv4 DR of the same round.
+        let f = dr6.vs_ipv4.expect("a ratio to IPv4");
+        let near = |x: f64, y: f64| (x - y).abs() < 1e-9;
+        assert!(
+            near(f.min, 0.75) && near(f.median, 0.875) && near(f.max, 1.0) && f.n == 2,
+            "{f:?}"
+        );
+        // No nft ratio for IPv6 (nft DNAT runs IPv4 only); the IPv4 rows
+        // have no IPv6 ratio.
+        assert!(dr6.vs_nft.is_none());
+        assert!(summary_of(&summary, Mode::Dr).unwrap().vs_ipv4.is_none());
+        let report = Report {
+            machine: "test".into(),
+            traffic: "test".into(),
+            rounds: 2,
+            rows: median_rows(&modes, &rounds),
+            runs: rounds.concat(),
+            goals: goals(&summary),
+            summary,
+        };
+        let t = table(&report);
+        // The IPv6 row comes right after IPv4 DR's.
+        let lines: Vec<&str> = t.lines().collect();
+        let at = |p: &str| lines.iter().position(|l| l.starts_with(p)).expect(p);
+        assert_eq!(at("xvs DR IPv6"), at("xvs DR ") + 1, "{t}");
+        assert!(
+            t.contains("ipv6         xvs DR IPv6 / xvs DR: 0.8")
+                && t.contains("x (median of 2 rounds, 0.75-1.00x)"),
+            "{t}"
+        );
+        assert!(t.contains("xvs DR IPv6 1450 ns"), "{t}");
     }
 }

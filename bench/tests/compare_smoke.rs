@@ -1,5 +1,6 @@
-//! `xvs-bench compare` end to end, briefly: the reflector, xvs DR and
-//! nftables DNAT, and the reflector and xvs DR on a two-queue link, for
+//! `xvs-bench compare` end to end, briefly: the reflector, xvs DR over
+//! IPv4 and IPv6 and nftables DNAT, and the reflector and xvs DR on a
+//! two-queue link, for
 //! about a second each, in two rounds. Not a benchmark (no timing is
 //! asserted): it checks that the tool builds its topologies, runs every
 //! forwarder in every round, summarises the rounds, measures the cost
@@ -18,7 +19,7 @@ fn compare_writes_json_and_svg_with_sane_counts() {
     let out = std::env::temp_dir().join(format!("xvs-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let run = Command::new(env!("CARGO_BIN_EXE_xvs-bench"))
-        .args(["compare", "--modes", "reflect,dr,nft,reflect2q,dr2q"])
+        .args(["compare", "--modes", "reflect,dr,dr6,nft,reflect2q,dr2q"])
         .args(["--rounds", "2", "--secs", "1"])
         .args(["--cost-rate", "20000", "--cost-secs", "0.5"])
         .args(["--lat-rate", "20000", "--lat-secs", "0.5", "--out"])
@@ -37,9 +38,9 @@ fn compare_writes_json_and_svg_with_sane_counts() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     let report: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 5, "{json}");
+    assert_eq!(rows.len(), 6, "{json}");
     assert_eq!(report["rounds"], 2, "{json}");
-    assert_eq!(report["runs"].as_array().map(Vec::len), Some(10), "{json}");
+    assert_eq!(report["runs"].as_array().map(Vec::len), Some(12), "{json}");
     for row in rows {
         let mode = row["mode"].as_str().unwrap_or("?");
         assert_eq!(row["status"], "ok", "{mode}: {}", row["status"]);
@@ -60,7 +61,7 @@ fn compare_writes_json_and_svg_with_sane_counts() {
         );
     }
     // The DR rows' frames were spread over the three real servers.
-    for m in ["dr", "dr2q"] {
+    for m in ["dr", "dr2q", "dr6"] {
         let dr = rows.iter().find(|r| r["mode"] == m).expect("dr row");
         assert_eq!(
             dr["dests"].as_array().map(Vec::len),
@@ -69,6 +70,17 @@ fn compare_writes_json_and_svg_with_sane_counts() {
             dr["dests"]
         );
     }
+    // IPv6 DR sent IPv6 frames (the smallest UDP one is 76 bytes); they
+    // came back still addressed to the IPv6 VIP, at the real servers' MACs.
+    let dr6 = rows.iter().find(|r| r["mode"] == "dr6").expect("dr6 row");
+    assert_eq!(dr6["throughput"]["size"], 76, "{}", dr6["throughput"]);
+    let dests = dr6["dests"].as_array().cloned().unwrap_or_default();
+    assert!(
+        dests.iter().all(|d| d[0]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2001:2::100 02:58:56:00:01:0"))),
+        "dr6: {dests:?}"
+    );
     // Both queues carry traffic both ways: the forwarder answered on
     // each queue (a veth delivers what is sent on queue q to the peer's
     // queue q, and each worker or thread sends on its own).
@@ -93,6 +105,13 @@ fn compare_writes_json_and_svg_with_sane_counts() {
             let v = s["vs_reflector"]["median"].as_f64().unwrap_or(0.0);
             assert!(v > 0.0, "{mode}: {s}");
         }
+        // IPv6 over IPv4 only for the IPv6 row.
+        let v6 = s["vs_ipv4"]["median"].as_f64();
+        if mode == "dr6" {
+            assert!(v6.is_some_and(|v| v > 0.0), "{mode}: {s}");
+        } else {
+            assert!(v6.is_none(), "{mode}: {s}");
+        }
     }
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -103,6 +122,7 @@ fn row_label(mode: &str) -> &'static str {
         "dr" => "xvs DR",
         "reflect2q" => "reflector 2q",
         "dr2q" => "xvs DR 2q",
+        "dr6" => "xvs DR IPv6",
         _ => "nft DNAT",
     }
 }
