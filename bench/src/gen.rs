@@ -4,8 +4,9 @@
 //! Traffic: `--flows` established flows visited in turn, and a share
 //! `--new-pct` of frames opening new connections (TCP SYN, or the first
 //! datagram of a new UDP flow) from flows never used before; TCP
-//! established flows send ACKs or ACK+PSH data. Frames of `--size` bytes
-//! (FCS included), at `--rate` frames per second or as fast as the socket
+//! established flows send ACKs or ACK+PSH data. IPv4, or IPv6 when
+//! `--vip` is an IPv6 address (`--cip` then too). Frames of `--size` bytes
+//! (FCS included; IPv6 raises the smallest, see `traffic::min_size`), at `--rate` frames per second or as fast as the socket
 //! takes them, for at most `--secs` seconds and `--max` frames. With TCP
 //! the established flows are first opened with one SYN each (not
 //! counted). A progress line goes to stderr every second; the report goes
