@@ -18,7 +18,7 @@
 //! id some surviving connection may still name to anything else.
 
 use crate::neigh::NeighTable;
-use crate::svc::{DestRt, Fwd, SchedState, ServiceRt, Snapshot, SvcKey, SyncedKey, V4Key};
+use crate::svc::{DestRt, Fwd, SchedState, ServiceRt, Snapshot, SvcKey, SyncedKey, V4Key, V6Key};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -473,6 +473,14 @@ impl SnapshotBuilder {
         }
         self.save_ids();
         let mut snap = Snapshot::new(out, all_dests, marks, cfg.timeouts);
+        snap.set_marks6(cfg.marks.iter().filter_map(|(k, mark)| match *k {
+            SvcKey::Addr {
+                proto,
+                vip: IpAddr::V6(vip),
+                port,
+            } => Some((V6Key { proto, vip, port }, *mark)),
+            _ => None,
+        }));
         snap.add_synced(index);
         snap.sloppy_tcp = cfg.sloppy_tcp;
         snap.steer6 = steer6_keys(cfg);
@@ -615,6 +623,18 @@ pub fn steer6_keys(cfg: &Config) -> Steer6Keys {
                 k.nat.insert((p, rip, d.port));
             }
             k.nat.insert((0, rip, 0));
+        }
+    }
+    // Marked IPv6 triples go to the sockets like address services.
+    for (key, _) in &cfg.marks {
+        if let SvcKey::Addr {
+            proto,
+            vip: IpAddr::V6(vip),
+            port,
+        } = *key
+        {
+            k.svc.insert((proto, vip, port));
+            k.vips.insert(vip);
         }
     }
     k
@@ -1053,6 +1073,31 @@ mod tests {
         assert!(snap.lookup6(17, v6("2001:2::100"), 53).is_some(), "port 0");
         assert!(snap.lookup6(6, v6("2001:2::100"), 81).is_none());
         assert_eq!(snap.steer6, steer6_keys(&cfg));
+
+        // `--set-mark 7 -t [2001:2::200]:443`: the triple goes to the
+        // sockets and to the IPv6 mark service, not to IPv4's `-f 7`.
+        let mut cfg = cfg;
+        cfg.services.push(service(
+            SvcKey::Fwmark { mark: 7, v6: false },
+            vec![dest(2)],
+        ));
+        let marked = SvcKey::Addr {
+            proto: 6,
+            vip: IpAddr::V6(v6("2001:2::200")),
+            port: 443,
+        };
+        cfg.marks.push((marked, 7));
+        let k = steer6_keys(&cfg);
+        assert!(k.svc.contains(&(6, v6("2001:2::200"), 443)));
+        assert!(k.vips.contains(&v6("2001:2::200")));
+        let snap = SnapshotBuilder::new().build(&cfg, &NeighTable::new(Vec::new()));
+        let s = snap.lookup6(6, v6("2001:2::200"), 443).unwrap();
+        assert_eq!(s.key, SvcKey::Fwmark { mark: 7, v6: true });
+        assert_eq!(
+            snap.fwmark_of(7, false).unwrap().key,
+            SvcKey::Fwmark { mark: 7, v6: false }
+        );
+        assert_eq!(snap.v6_keys().count(), 3);
     }
 
     #[test]

@@ -312,6 +312,10 @@ pub struct Snapshot {
     fwmarks: HashMap<u32, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
     /// `(proto, vip, port)` → mark (the xvs equivalent of iptables MARK).
     marks: HashMap<V4Key, u32, BuildHasherDefault<FastHasher>>,
+    /// IPv6 firewall-mark services (`-f MARK -6`) by mark.
+    fwmarks6: HashMap<u32, Arc<ServiceRt>, BuildHasherDefault<FastHasher>>,
+    /// `(proto, [vip], port)` → mark, for IPv6 packets.
+    marks6: HashMap<V6Key, u32, BuildHasherDefault<FastHasher>>,
     /// Destinations by id (deleted ones stay while referenced).
     dests: Vec<Option<Arc<DestRt>>>,
     /// Services by id.
@@ -366,7 +370,9 @@ impl Snapshot {
                 SvcKey::Fwmark { mark, v6: false } => {
                     snap.fwmarks.insert(mark, s);
                 }
-                _ => {}
+                SvcKey::Fwmark { mark, v6: true } => {
+                    snap.fwmarks6.insert(mark, s);
+                }
             }
         }
         for d in dests {
@@ -445,28 +451,51 @@ impl Snapshot {
         }
     }
 
-    /// The IPv6 service a packet to `[vip]:port` belongs to: the exact
-    /// port, then a port-0 service of the VIP (firewall marks are IPv4's
-    /// only so far).
+    /// The IPv6 service a packet to `[vip]:port` belongs to: an IPv6
+    /// firewall-mark service if the triple is marked, else the exact port,
+    /// then a port-0 service of the VIP.
     #[inline]
     pub fn lookup6(&self, proto: u8, vip: Ipv6Addr, port: u16) -> Option<&Arc<ServiceRt>> {
+        let k = V6Key { proto, vip, port };
+        if !self.marks6.is_empty() {
+            if let Some(s) = self.marks6.get(&k).and_then(|m| self.fwmarks6.get(m)) {
+                return Some(s);
+            }
+        }
         if self.services6.is_empty() {
             return None;
         }
-        let k = V6Key { proto, vip, port };
         self.services6
             .get(&k)
             .or_else(|| self.services6.get(&V6Key { port: 0, ..k }))
     }
 
-    /// Every IPv6 (proto, VIP, port) of an address service.
+    /// Every IPv6 (proto, VIP, port) of an address service or a marked
+    /// triple.
     pub fn v6_keys(&self) -> impl Iterator<Item = &V6Key> {
-        self.services6.keys()
+        self.services6.keys().chain(self.marks6.keys())
     }
 
-    /// The firewall-mark service of `mark`.
+    /// Mark IPv6 packets to `(proto, [vip], port)` for the IPv6
+    /// firewall-mark service of that mark (`--set-mark` with an IPv6
+    /// address).
+    pub fn set_marks6(&mut self, marks: impl IntoIterator<Item = (V6Key, u32)>) {
+        self.marks6 = marks.into_iter().collect();
+    }
+
+    /// The (IPv4) firewall-mark service of `mark`.
     pub fn fwmark(&self, mark: u32) -> Option<&Arc<ServiceRt>> {
         self.fwmarks.get(&mark)
+    }
+
+    /// The firewall-mark service of `mark` for packets of the family of
+    /// `v6` (`-f 7` and `-f 7 -6` are two services).
+    pub fn fwmark_of(&self, mark: u32, v6: bool) -> Option<&Arc<ServiceRt>> {
+        if v6 {
+            self.fwmarks6.get(&mark)
+        } else {
+            self.fwmarks.get(&mark)
+        }
     }
 
     /// Destination `id`.

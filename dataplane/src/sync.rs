@@ -63,7 +63,9 @@ pub enum Reject {
     /// The record's addresses are of families the data plane cannot
     /// forward together: client and virtual address differ, a real
     /// server of the other family that is not tunnelled, or an IPv6
-    /// firewall-mark template (firewall-mark services are IPv4's).
+    /// firewall-mark template (the kernel puts the mark in the top word
+    /// of an IPv6 template's virtual address, xvs in the bottom one; such
+    /// templates are not exchanged).
     Family,
     /// No local service matches the record's virtual address and port (or
     /// mark): IPVS has nothing to forward it by either.
@@ -462,7 +464,7 @@ pub fn tcp_synced_state(s: TcpState) -> bool {
 /// connection makes the 72-byte IPv6 record. A connection tunnelled to a
 /// real server of the other family has no record (`None`): a record's
 /// three addresses share one family, and IPVS does not sync such
-/// connections either.
+/// connections either, nor is an IPv6 firewall-mark service's template.
 pub fn record_of<A: Addr>(
     snap: &Snapshot,
     v: &View<A>,
@@ -480,6 +482,10 @@ pub fn record_of<A: Addr>(
         SvcKey::Fwmark { mark, .. } => Some(mark),
         SvcKey::Addr { .. } => None,
     });
+    if A::WIDE && v.key.template && mark.is_some() {
+        // Not exchanged (see [`Reject::Family`]).
+        return None;
+    }
     let secs = left_ns(now, expires).div_ceil(xvs_config::time::NS_PER_SEC);
     let fwd = fwd_flags(crate::conn::tracker::fwd_of(v.fwd));
     let mut c = SyncConn {
@@ -522,7 +528,7 @@ pub fn check<A: Addr>(c: &SyncConn) -> Result<(A, A), Reject> {
         return Err(Reject::Family);
     };
     let template = c.is_template();
-    if A::WIDE && c.fwmark != 0 {
+    if A::WIDE && template && c.fwmark != 0 {
         return Err(Reject::Family);
     }
     match c.protocol {

@@ -745,3 +745,65 @@ fn connections_tunnelled_across_families_are_not_synced() {
     f.pipeline.sync_in(NOW);
     assert_eq!(port.counters().rejected_family, 1);
 }
+
+#[test]
+fn an_ipv6_firewall_mark_service_groups_marked_ports_and_keeps_a_client_on_one_server() {
+    use std::sync::Arc;
+    use xvs_dataplane::conn::state::Timeouts;
+    use xvs_dataplane::pipeline::Pipeline;
+    use xvs_dataplane::svc::{ServiceRt, Snapshot, SvcKey, V6Key};
+    // `-A -f 7 -6 -s rr -p 300` over three DR servers, and
+    // `--set-mark 7 -t [VIP6]:80`, `--set-mark 7 -t [VIP6]:443`.
+    let (svc, _dests) = service6("rr", &dr(3), TCP, 80, Some(Persist::new(300, 128)));
+    let svc = Arc::new(ServiceRt {
+        id: svc.id,
+        key: SvcKey::Fwmark { mark: 7, v6: true },
+        persist: svc.persist,
+        stats: svc.stats.clone(),
+        sched: svc.sched.clone(),
+    });
+    let mut snap = Snapshot::of_services(std::slice::from_ref(&svc), Timeouts::default());
+    let marked = |port| V6Key {
+        proto: TCP,
+        vip: VIP6,
+        port,
+    };
+    snap.set_marks6([(marked(80), 7), (marked(443), 7)]);
+    assert!(snap.lookup6(TCP, VIP6, 80).is_some());
+    assert!(snap.lookup6(TCP, VIP6, 443).is_some());
+    assert!(snap.lookup6(TCP, VIP6, 22).is_none(), "an unmarked port");
+    assert!(snap.fwmark_of(7, true).is_some() && snap.fwmark_of(7, false).is_none());
+    assert_eq!(snap.v6_keys().count(), 2);
+    let mut p = Pipeline::new(Arc::new(snap), 1000, DIR_MAC);
+
+    // Each client sticks to one server on both marked ports; rr gives the
+    // next client the next server.
+    let mut per_client = Vec::new();
+    for c in 1..=3u16 {
+        let cip = Ipv6Addr::new(0x2001, 2, 0, 9, 0, 0, 0, c);
+        let mut servers = std::collections::BTreeSet::new();
+        for (i, port) in [80u16, 443, 80, 443].into_iter().enumerate() {
+            let mut fr = tcp6_frame(cip, 6000 + i as u16, port, true, false, b"");
+            assert_eq!(
+                p.process(NOW, &mut fr),
+                Verdict::Tx(0),
+                "client {c} port {port}"
+            );
+            servers.insert(server_of(&fr));
+        }
+        assert_eq!(
+            servers.len(),
+            1,
+            "client {c}: one server for every marked port"
+        );
+        per_client.extend(servers);
+    }
+    per_client.sort();
+    assert_eq!(per_client, vec![1, 2, 3]);
+    let mut fr = tcp6_frame(CIP6, 7000, 22, true, false, b"");
+    assert_ne!(
+        p.process(NOW, &mut fr),
+        Verdict::Tx(0),
+        "port 22 is not marked"
+    );
+}

@@ -884,7 +884,7 @@ mod ipv6 {
         // A direct-routing server of the other family.
         let mut dr4 = record6(7002, 1);
         dr4.daddr = v4(rip(1));
-        // A firewall-mark template in IPv6 (marks are IPv4's).
+        // A firewall-mark template in IPv6 (not exchanged).
         let mut mark = record6(0, 1);
         mark.protocol = 0;
         mark.flags |= flags::TEMPLATE;

@@ -922,7 +922,7 @@ impl<A: Addr> Tracker<A> {
         let da = c.daddr;
         let template = c.is_template();
         let svc = if c.fwmark != 0 {
-            snap.fwmark(c.fwmark)
+            snap.fwmark_of(c.fwmark, va.ip().is_ipv6())
         } else {
             snap.lookup_in(c.protocol, va, c.vport)
         };
