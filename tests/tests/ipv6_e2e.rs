@@ -388,3 +388,42 @@ fn an_ipv4_vip_reaches_ipv6_real_servers_through_gue_over_ipv6() {
     assert_eq!(listed, 30, "-Lnc:\n{lnc}");
     stop_clean(xvsd);
 }
+
+#[test]
+fn an_ipv6_firewall_mark_service_keeps_a_client_on_one_server_across_marked_ports() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = DrLan::new();
+    lan.enable_ipv6();
+    let _web = serve_rs(&lan, 80);
+    let _alt = serve_rs(&lan, 81);
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    xvsd.adm_ok(&["-A", "-f", "7", "-6", "-s", "rr", "-p", "60"]);
+    for port in [80, 81] {
+        xvsd.adm_ok(&["--set-mark", "7", "-t", &endpoint6(VIP6, port)]);
+    }
+    for h in &lan.rs {
+        xvsd.adm_ok(&["-a", "-f", "7", "-6", "-r", &addr6(h).to_string(), "-g"]);
+    }
+    let ln = xvsd.adm_ok(&["-Ln"]);
+    assert!(ln.contains("FWM  7 IPv6 rr persistent 60"), "{ln}");
+
+    // One client, both marked ports: one server, the one persistence chose.
+    let first = client_run(&lan, &endpoint6(VIP6, 80), 6);
+    let second = client_run(&lan, &endpoint6(VIP6, 81), 6);
+    assert_eq!(
+        (first.ok + second.ok, first.failed + second.failed),
+        (12, 0)
+    );
+    let chosen: Vec<&str> = lan
+        .rs
+        .iter()
+        .filter(|h| first.count(&h.role) + second.count(&h.role) > 0)
+        .map(|h| h.role.as_str())
+        .collect();
+    assert_eq!(chosen.len(), 1, "{first:?} {second:?}");
+    let lnc = xvsd.adm_ok(&["-Lnc"]);
+    assert!(lnc.contains(&endpoint6(VIP6, 81)), "{lnc}");
+    stop_clean(xvsd);
+}
