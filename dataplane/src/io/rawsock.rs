@@ -1,4 +1,4 @@
-//! Raw IPv4 sockets, packet sockets and TUN/TAP devices: the kernel
+//! Raw IPv4 and IPv6 sockets, packet sockets and TUN/TAP devices: the kernel
 //! interfaces the test harness needs to play a tunnel endpoint in user
 //! space (this kernel has no `ipip` module), and to put hand-made frames on
 //! a wire. Small safe wrappers; the `unsafe` calls stay here, in `io/`.
@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -140,6 +140,78 @@ impl RawIpv4Socket {
 }
 
 impl AsFd for RawIpv4Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A raw IPv6 socket for one next-header value (`socket(AF_INET6,
+/// SOCK_RAW, p)`, needs CAP_NET_RAW): sends payloads under an IPv6 header
+/// the kernel writes, and receives the payloads (no IPv6 header, as IPv6
+/// raw sockets deliver them) with their source. For ICMPv6 (58) the
+/// kernel computes the checksum over the pseudo-header itself.
+#[derive(Debug)]
+pub struct RawIpv6Socket {
+    fd: OwnedFd,
+}
+
+impl RawIpv6Socket {
+    /// Opens a raw socket for next header `protocol` (e.g. 58, ICMPv6).
+    pub fn open(protocol: u8) -> io::Result<Self> {
+        let fd = socket(libc::AF_INET6, libc::SOCK_RAW, libc::c_int::from(protocol))?;
+        Ok(RawIpv6Socket { fd })
+    }
+
+    /// Sends `payload` to `dst` under a kernel-written IPv6 header.
+    pub fn send_to(&self, payload: &[u8], dst: Ipv6Addr) -> io::Result<usize> {
+        // SAFETY: all-zero bytes are a valid `sockaddr_in6`.
+        let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sa.sin6_addr.s6_addr = dst.octets();
+        // SAFETY: sendto(2) reads `payload.len()` bytes from `payload` and a
+        // `sockaddr_in6` of the length passed, both live for the call.
+        cvt_size(unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                payload.as_ptr().cast(),
+                payload.len(),
+                0,
+                (&sa as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        })
+    }
+
+    /// Receives one payload and the address it came from; blocks (see
+    /// [`RawIpv6Socket::set_read_timeout`]).
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Ipv6Addr)> {
+        // SAFETY: all-zero bytes are a valid `sockaddr_in6`.
+        let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut sl = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        // SAFETY: recvfrom(2) writes at most `buf.len()` bytes into `buf`
+        // and at most `sl` bytes into `sa`, both live and exclusively
+        // borrowed for the call.
+        let n = cvt_size(unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut sa as *mut libc::sockaddr_in6).cast(),
+                &mut sl,
+            )
+        })?;
+        Ok((n, Ipv6Addr::from(sa.sin6_addr.s6_addr)))
+    }
+
+    /// Bounds how long [`RawIpv6Socket::recv_from`] blocks (`None`:
+    /// forever); a timeout surfaces as `WouldBlock`/`TimedOut`.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        set_rcvtimeo(self.fd.as_raw_fd(), t)
+    }
+}
+
+impl AsFd for RawIpv6Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
