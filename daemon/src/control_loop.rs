@@ -32,7 +32,6 @@
 //! most every 100 ms, so a burst of results costs one publish.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -117,9 +116,9 @@ pub fn probe_targets(model: &Model, neigh: &NeighTable) -> Vec<Target> {
                 let dest = users
                     .iter()
                     .find_map(|(svc, addr, port)| model.service(svc)?.dest(*addr, *port));
-                path = match (dest.map(|d| (d.fwd, d.tun.kind())), key.addr) {
-                    (Some((Fwd::Dr, _)), IpAddr::V4(a)) => VipPath::Dr(neigh.cell(a)),
-                    (Some((Fwd::Tun, kind)), IpAddr::V4(a)) => VipPath::Tun(kind, neigh.cell(a)),
+                path = match dest.map(|d| (d.fwd, d.tun.kind())) {
+                    Some((Fwd::Dr, _)) => VipPath::Dr(neigh.cell(key.addr)),
+                    Some((Fwd::Tun, kind)) => VipPath::Tun(kind, neigh.cell(key.addr)),
                     _ => VipPath::None,
                 };
             }

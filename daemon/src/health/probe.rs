@@ -33,7 +33,7 @@ pub fn run(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
         CheckKind::Http => http(addr, spec, false, deadline),
         CheckKind::Https => http(addr, spec, true, deadline),
         CheckKind::Udp => udp(addr, spec, deadline),
-        CheckKind::Ping => ping(key.addr, deadline),
+        CheckKind::Ping => vip::ping(key.addr, deadline),
         CheckKind::Exec => exec(key, ctx, deadline),
         CheckKind::Vip => vip::probe(key, ctx, deadline),
     }
@@ -329,13 +329,6 @@ fn udp(addr: SocketAddr, spec: &CheckSpec, deadline: Instant) -> Outcome {
             Err(e) => return Err(format!("receive: {e}")),
         }
     }
-}
-
-fn ping(addr: IpAddr, deadline: Instant) -> Outcome {
-    let IpAddr::V4(dst) = addr else {
-        return Err("ping checks IPv4 servers only".into());
-    };
-    vip::ping(dst, deadline)
 }
 
 /// `exec`: `sh -c CMD xvs-check VIP VPORT RIP RPORT` (the arguments are

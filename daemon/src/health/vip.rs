@@ -1,5 +1,6 @@
 //! Probes below the socket layer: `vip` (a half-open TCP probe to the VIP
-//! through one real server) and `ping` (ICMP echo).
+//! through one real server) and `ping` (ICMP or ICMPv6 echo), for IPv4
+//! and IPv6 alike.
 //!
 //! The director's kernel cannot send to the VIP through a chosen server:
 //! the VIP is the director's own address. So the SYN is written by hand
@@ -10,19 +11,27 @@
 //! with a SYN-ACK or a RST. That answer is read off the interface with a
 //! packet socket (the kernel drops it: its source is one of our own
 //! addresses), and a SYN-ACK is closed with a RST sent the same way.
+//!
+//! IPv6 is the same walk: the server's MAC comes from NDP through the
+//! same neighbour cell, the SYN's source is the director's IPv6 address
+//! towards the server, and a tunnel server gets the SYN in IPv6 (IPv6-in-
+//! IPv6, GRE or GUE over IPv6). An IPv4 service with an IPv6 server (or
+//! the reverse) is refused: the SYN would need a source of the VIP's
+//! family that the server routes back to us, which nothing here knows.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use xvs_config::check::ProbeKey;
 use xvs_config::tun::TunKind;
-use xvs_dataplane::io::rawsock::{PacketSocket, RawIpv4Socket};
+use xvs_dataplane::io::rawsock::{PacketSocket, RawIpv4Socket, RawIpv6Socket};
 
 use super::probe::{left, Outcome};
 use super::{ProbeCtx, VipPath};
 
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
@@ -58,26 +67,52 @@ pub fn checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-/// An IPv4 packet `src` → `dst` carrying a TCP SYN `sport` → `dport` with
-/// sequence number `seq` (MSS option 1460), checksums filled in.
-pub fn syn_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+/// An IP packet `src` → `dst` carrying a TCP SYN `sport` → `dport` with
+/// sequence number `seq` (MSS option 1460), checksums filled in (the TCP
+/// checksum over the IPv4 or IPv6 pseudo-header). `None` when the two
+/// addresses are of different families.
+pub fn syn_packet(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32) -> Option<Vec<u8>> {
     tcp_packet(src, dst, sport, dport, seq, TCP_SYN)
 }
 
 /// The RST that closes what our SYN opened on the server (sequence
 /// number `seq` + 1, as its SYN-ACK acknowledges).
-pub fn rst_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+pub fn rst_packet(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32) -> Option<Vec<u8>> {
     tcp_packet(src, dst, sport, dport, seq.wrapping_add(1), TCP_RST)
 }
 
+/// The pseudo-header the TCP checksum covers: RFC 793's for IPv4, RFC
+/// 8200's (addresses, 32-bit length, next header) for IPv6.
+pub fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> Option<Vec<u8>> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut p = Vec::with_capacity(12);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(&[0, 6]);
+            p.extend_from_slice(&(len as u16).to_be_bytes());
+            Some(p)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut p = Vec::with_capacity(40);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(&(len as u32).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 6]);
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
 fn tcp_packet(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     sport: u16,
     dport: u16,
     seq: u32,
     flags: u8,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let mut tcp = vec![0u8; if flags == TCP_SYN { 24 } else { 20 }];
     tcp[0..2].copy_from_slice(&sport.to_be_bytes());
     tcp[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -88,46 +123,75 @@ fn tcp_packet(
         tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
         tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
     }
-    let mut pseudo = [0u8; 12];
-    pseudo[0..4].copy_from_slice(&src.octets());
-    pseudo[4..8].copy_from_slice(&dst.octets());
-    pseudo[9] = 6;
-    pseudo[10..12].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
+    let pseudo = pseudo_header(src, dst, tcp.len())?;
     let c = checksum(&[&pseudo, &tcp]);
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
 
-    let mut ip = vec![0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
-    ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
-    ip[6] = 0x40; // DF
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = checksum(&[&ip]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut ip = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut ip = vec![0u8; 20];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
+            ip[6] = 0x40; // DF
+            ip[8] = 64;
+            ip[9] = 6;
+            ip[12..16].copy_from_slice(&s.octets());
+            ip[16..20].copy_from_slice(&d.octets());
+            let c = checksum(&[&ip]);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            ip
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            // Version 6, no traffic class or flow label; no header
+            // checksum in IPv6.
+            let mut ip = vec![0u8; 40];
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
+            ip[6] = 6;
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+            ip
+        }
+        _ => return None,
+    };
     ip.extend_from_slice(&tcp);
-    ip
+    Some(ip)
 }
 
-/// Whether IPv4 packet `pkt` is the answer to our SYN: TCP from
-/// `vip:vport` to `src:sport`, SYN-ACK or RST. Returns which.
+/// Whether IP packet `pkt` (IPv4, or IPv6 with TCP as its first next
+/// header) is the answer to our SYN: TCP from `vip:vport` to
+/// `src:sport`, SYN-ACK or RST. Returns which.
 pub fn syn_answer(
     pkt: &[u8],
-    vip: Ipv4Addr,
+    vip: IpAddr,
     vport: u16,
-    src: Ipv4Addr,
+    src: IpAddr,
     sport: u16,
 ) -> Option<&'static str> {
-    if pkt.len() < 20 || pkt[0] >> 4 != 4 || pkt[9] != 6 {
-        return None;
-    }
-    let ihl = usize::from(pkt[0] & 0x0f) * 4;
-    let tcp = pkt.get(ihl..ihl + 14)?;
-    if pkt[12..16] != vip.octets() || pkt[16..20] != src.octets() {
-        return None;
-    }
+    let tcp = match (vip, src) {
+        (IpAddr::V4(v), IpAddr::V4(s)) => {
+            if pkt.len() < 20 || pkt[0] >> 4 != 4 || pkt[9] != 6 {
+                return None;
+            }
+            if pkt[12..16] != v.octets() || pkt[16..20] != s.octets() {
+                return None;
+            }
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            pkt.get(ihl..ihl + 14)?
+        }
+        (IpAddr::V6(v), IpAddr::V6(s)) => {
+            if pkt.len() < 40 || pkt[0] >> 4 != 6 || pkt[6] != 6 {
+                return None;
+            }
+            if pkt[8..24] != v.octets() || pkt[24..40] != s.octets() {
+                return None;
+            }
+            pkt.get(40..54)?
+        }
+        _ => return None,
+    };
     if u16::from_be_bytes([tcp[0], tcp[1]]) != vport
         || u16::from_be_bytes([tcp[2], tcp[3]]) != sport
     {
@@ -145,8 +209,16 @@ pub fn syn_answer(
 
 /// What goes to the server for an inner packet `inner` in tunnel `kind`:
 /// the IP protocol of the outer packet (`None`: UDP, GUE) and its payload
-/// (the outer IPv4 header is the kernel's, as the UDP header for GUE).
+/// (the outer IP header is the kernel's, as the UDP header for GUE). The
+/// inner packet's version picks the protocol numbers, as the data plane
+/// does: IP-in-IP 4 or 41, GRE type 0x0800 or 0x86dd, GUE proto 4 or 41.
 pub fn encapsulate(kind: TunKind, inner: Vec<u8>) -> (Option<u8>, Vec<u8>) {
+    let v6 = inner.first().is_some_and(|b| b >> 4 == 6);
+    let (ipproto, ethertype) = if v6 {
+        (41u8, ETH_P_IPV6)
+    } else {
+        (4u8, ETH_P_IP)
+    };
     let with = |header: &[u8]| {
         let mut v = Vec::with_capacity(header.len() + inner.len());
         v.extend_from_slice(header);
@@ -154,18 +226,46 @@ pub fn encapsulate(kind: TunKind, inner: Vec<u8>) -> (Option<u8>, Vec<u8>) {
         v
     };
     match kind {
-        TunKind::Ipip => (Some(4), inner),
-        // Flags and version 0, protocol type IPv4 (RFC 2784).
-        TunKind::Gre => (Some(47), with(&[0, 0, 0x08, 0x00])),
-        // GUE version 0, data, no options, proto/ctype 4 (IPv4).
-        TunKind::Gue { .. } => (None, with(&[0, 4, 0, 0])),
+        TunKind::Ipip => (Some(ipproto), inner),
+        // Flags and version 0, protocol type of the inner packet (RFC 2784).
+        TunKind::Gre => {
+            let t = ethertype.to_be_bytes();
+            (Some(47), with(&[0, 0, t[0], t[1]]))
+        }
+        // GUE version 0, data, no options, proto/ctype of the inner packet.
+        TunKind::Gue { .. } => (None, with(&[0, ipproto, 0, 0])),
     }
 }
 
-/// The `vip` probe of `key` along `ctx.path`.
+/// Sends tunnel payload `payload` (from [`encapsulate`]) to `rip` under a
+/// kernel-written outer header of `rip`'s family.
+fn send_tunnelled(
+    kind: TunKind,
+    proto: Option<u8>,
+    payload: &[u8],
+    rip: IpAddr,
+) -> std::io::Result<usize> {
+    match (kind, proto, rip) {
+        (TunKind::Gue { port, .. }, _, IpAddr::V4(_)) => {
+            UdpSocket::bind("0.0.0.0:0")?.send_to(payload, SocketAddr::new(rip, port))
+        }
+        (TunKind::Gue { port, .. }, _, IpAddr::V6(_)) => {
+            UdpSocket::bind("[::]:0")?.send_to(payload, SocketAddr::new(rip, port))
+        }
+        (_, Some(p), IpAddr::V4(a)) => RawIpv4Socket::open(p)?.send_to(payload, a),
+        (_, Some(p), IpAddr::V6(a)) => RawIpv6Socket::open(p)?.send_to(payload, a),
+        (_, None, _) => Err(std::io::Error::other("no tunnel protocol")),
+    }
+}
+
+/// The `vip` probe of `key` along `ctx.path`: an IPv4 or IPv6 SYN to the
+/// VIP, in a frame to a direct-routing server's MAC (from ARP or NDP) or
+/// in a tunnel server's tunnel, whose answer is read off the interface the
+/// route to the server names.
 pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
-    let (IpAddr::V4(rip), Some((IpAddr::V4(vip), vport))) = (key.addr, key.vip) else {
-        return Err("vip checks need an IPv4 server and an IPv4 service".into());
+    let rip = key.addr;
+    let Some((vip, vport)) = key.vip else {
+        return Err("vip checks need an address service (not a firewall mark)".into());
     };
     let vport = key.spec.port.unwrap_or(vport);
     let sport = 32768 + (serial() % 28000) as u16;
@@ -177,12 +277,26 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
     let oif = cell
         .oif()
         .ok_or("no route to the server on a served interface")?;
-    let src = cell.src().ok_or("no source address towards the server")?;
+    // The SYN's source: the director's address towards the server, of the
+    // VIP's family (the inner packet's, in a tunnel).
+    let src = match (vip, rip) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => cell.src().map(IpAddr::V4),
+        (IpAddr::V6(_), IpAddr::V6(_)) => cell.src6().map(IpAddr::V6),
+        _ => {
+            return Err(format!(
+                "vip checks of an IPv{} service through an IPv{} server are not supported",
+                if vip.is_ipv4() { 4 } else { 6 },
+                if rip.is_ipv4() { 4 } else { 6 },
+            ))
+        }
+    }
+    .ok_or("no source address towards the server")?;
+    let ethertype = if vip.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
     let ifname = ifname(oif)?;
     // The answer comes from the VIP, one of the director's own addresses:
     // the kernel drops it as a martian before any IP socket could see it,
     // so it is read off the interface, where the SYN-ACK arrives.
-    let sock = PacketSocket::bind(&ifname, ETH_P_IP).map_err(|e| format!("packet socket: {e}"))?;
+    let sock = PacketSocket::bind(&ifname, ethertype).map_err(|e| format!("packet socket: {e}"))?;
     let server_mac = match &ctx.path {
         VipPath::Tun(..) => None,
         _ => Some(cell.mac().ok_or("the server's MAC is not resolved yet")?),
@@ -190,21 +304,18 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
     let our_mac = iface_mac(&ifname)?;
     // A packet to the VIP through this server, as the data plane sends a
     // client's: in a frame to its MAC, or in its tunnel.
-    let send = |pkt: Vec<u8>| -> Result<(), String> {
+    let send = |pkt: Option<Vec<u8>>| -> Result<(), String> {
+        let pkt = pkt.ok_or("mixed address families")?;
         let sent = match (&ctx.path, server_mac) {
-            (VipPath::Tun(kind, _), _) => match (kind, encapsulate(*kind, pkt)) {
-                (TunKind::Gue { port, .. }, (_, payload)) => UdpSocket::bind("0.0.0.0:0")
-                    .and_then(|u| u.send_to(&payload, SocketAddr::new(IpAddr::V4(rip), *port))),
-                (_, (Some(proto), payload)) => {
-                    RawIpv4Socket::open(proto).and_then(|tx| tx.send_to(&payload, rip))
-                }
-                (_, (None, _)) => return Err("no tunnel protocol".into()),
-            },
+            (VipPath::Tun(kind, _), _) => {
+                let (proto, payload) = encapsulate(*kind, pkt);
+                send_tunnelled(*kind, proto, &payload, rip)
+            }
             (_, Some(mac)) => {
                 let mut frame = Vec::with_capacity(14 + pkt.len());
                 frame.extend_from_slice(&mac);
                 frame.extend_from_slice(&our_mac);
-                frame.extend_from_slice(&ETH_P_IP.to_be_bytes());
+                frame.extend_from_slice(&ethertype.to_be_bytes());
                 frame.extend_from_slice(&pkt);
                 sock.send(&frame)
             }
@@ -218,13 +329,14 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
     } else {
         "via tunnel to"
     };
+    let vip_port = SocketAddr::new(vip, vport);
     let mut buf = vec![0u8; 2048];
     loop {
-        let t = left(deadline).map_err(|_| format!("no answer from {vip}:{vport} {via} {rip}"))?;
+        let t = left(deadline).map_err(|_| format!("no answer from {vip_port} {via} {rip}"))?;
         sock.set_read_timeout(Some(t))
             .map_err(|e| format!("receive: {e}"))?;
         match sock.recv_incoming(&mut buf) {
-            Ok(n) if n > 14 && buf[12..14] == ETH_P_IP.to_be_bytes() => {
+            Ok(n) if n > 14 && buf[12..14] == ethertype.to_be_bytes() => {
                 // Direct routing: the answer must come from that server.
                 if server_mac.is_some_and(|m| buf[6..12] != m) {
                     continue;
@@ -288,15 +400,46 @@ fn iface_mac(name: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-/// ICMP echo to `dst`: up when the matching echo reply comes back.
-pub fn ping(dst: Ipv4Addr, deadline: Instant) -> Outcome {
-    let sock = RawIpv4Socket::open(1).map_err(|e| format!("raw socket: {e}"))?;
+/// ICMP echo (IPv4) or ICMPv6 echo (IPv6) to `dst`: up when the echo
+/// reply with our identifier and sequence number comes back from `dst`;
+/// anything else the raw socket sees is skipped.
+pub fn ping(dst: IpAddr, deadline: Instant) -> Outcome {
+    match dst {
+        IpAddr::V4(a) => ping4(a, deadline),
+        IpAddr::V6(a) => ping6(a, deadline),
+    }
+}
+
+/// The identifier and sequence number of a new echo request.
+fn echo_ids() -> (u16, u16) {
     let s = serial();
-    let (id, seq) = ((s >> 16) as u16, s as u16);
-    let mut echo = vec![8u8, 0, 0, 0];
+    ((s >> 16) as u16, s as u16)
+}
+
+/// An echo request message of `ty` (8: ICMP, 128: ICMPv6) with the
+/// checksum left zero.
+pub fn echo_request(ty: u8, id: u16, seq: u16) -> Vec<u8> {
+    let mut echo = vec![ty, 0, 0, 0];
     echo.extend_from_slice(&id.to_be_bytes());
     echo.extend_from_slice(&seq.to_be_bytes());
     echo.extend_from_slice(b"xvsd health check");
+    echo
+}
+
+/// Whether ICMP(v6) message `icmp` is an echo reply of type `ty` (0 or
+/// 129) to our request `id`/`seq`.
+pub fn is_echo_reply(icmp: &[u8], ty: u8, id: u16, seq: u16) -> bool {
+    icmp.len() >= 8
+        && icmp[0] == ty
+        && icmp[1] == 0
+        && u16::from_be_bytes([icmp[4], icmp[5]]) == id
+        && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
+}
+
+fn ping4(dst: Ipv4Addr, deadline: Instant) -> Outcome {
+    let sock = RawIpv4Socket::open(1).map_err(|e| format!("raw socket: {e}"))?;
+    let (id, seq) = echo_ids();
+    let mut echo = echo_request(8, id, seq);
     let c = checksum(&[&echo]);
     echo[2..4].copy_from_slice(&c.to_be_bytes());
     sock.send_to(&echo, dst).map_err(|e| format!("send: {e}"))?;
@@ -311,15 +454,7 @@ pub fn ping(dst: Ipv4Addr, deadline: Instant) -> Outcome {
                 let Some(icmp) = buf.get(ihl..n) else {
                     continue;
                 };
-                if buf[12..16] != dst.octets() || icmp.len() < 8 {
-                    continue;
-                }
-                let (ty, rid, rseq) = (
-                    icmp[0],
-                    u16::from_be_bytes([icmp[4], icmp[5]]),
-                    u16::from_be_bytes([icmp[6], icmp[7]]),
-                );
-                if ty == 0 && rid == id && rseq == seq {
+                if buf[12..16] == dst.octets() && is_echo_reply(icmp, 0, id, seq) {
                     return Ok(None);
                 }
             }
@@ -330,44 +465,141 @@ pub fn ping(dst: Ipv4Addr, deadline: Instant) -> Outcome {
     }
 }
 
+fn ping6(dst: Ipv6Addr, deadline: Instant) -> Outcome {
+    // The kernel computes an ICMPv6 raw socket's checksum (RFC 3542).
+    let sock = RawIpv6Socket::open(58).map_err(|e| format!("raw socket: {e}"))?;
+    let (id, seq) = echo_ids();
+    let echo = echo_request(128, id, seq);
+    sock.send_to(&echo, dst).map_err(|e| format!("send: {e}"))?;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let t = left(deadline).map_err(|_| "no echo reply".to_string())?;
+        sock.set_read_timeout(Some(t))
+            .map_err(|e| format!("receive: {e}"))?;
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if from == dst && is_echo_reply(&buf[..n], 129, id, seq) {
+                    return Ok(None);
+                }
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn v4(a: [u8; 4]) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(a))
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse().unwrap())
+    }
+
     #[test]
     fn syn_checksums_verify_and_answers_match() {
-        let (src, vip) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 10));
-        let p = syn_packet(src, vip, 40000, 80, 12345);
+        let (src, vip) = (v4([198, 18, 0, 1]), v4([198, 18, 0, 10]));
+        let p = syn_packet(src, vip, 40000, 80, 12345).unwrap();
         assert_eq!(p.len(), 44);
         assert_eq!(checksum(&[&p[..20]]), 0, "IPv4 header checksum");
-        let mut pseudo = [0u8; 12];
-        pseudo[0..4].copy_from_slice(&src.octets());
-        pseudo[4..8].copy_from_slice(&vip.octets());
-        pseudo[9] = 6;
-        pseudo[10..12].copy_from_slice(&24u16.to_be_bytes());
+        let pseudo = pseudo_header(src, vip, 24).unwrap();
+        assert_eq!(pseudo.len(), 12);
         assert_eq!(checksum(&[&pseudo, &p[20..]]), 0, "TCP checksum");
         // The server's answer: the SYN mirrored, SYN-ACK.
-        let mut a = syn_packet(vip, src, 80, 40000, 1);
+        let mut a = syn_packet(vip, src, 80, 40000, 1).unwrap();
         a[20 + 13] = TCP_SYN | TCP_ACK;
         assert_eq!(syn_answer(&a, vip, 80, src, 40000), Some("SYN-ACK"));
         a[20 + 13] = TCP_RST | TCP_ACK;
         assert_eq!(syn_answer(&a, vip, 80, src, 40000), Some("RST"));
         assert_eq!(syn_answer(&a, vip, 80, src, 40001), None, "another probe's");
         assert_eq!(syn_answer(&p, vip, 80, src, 40000), None, "our own SYN");
-        let r = rst_packet(src, vip, 40000, 80, 12345);
+        let r = rst_packet(src, vip, 40000, 80, 12345).unwrap();
         assert_eq!(r.len(), 40);
         assert_eq!(checksum(&[&r[..20]]), 0);
-        pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
+        let pseudo = pseudo_header(src, vip, 20).unwrap();
         assert_eq!(checksum(&[&pseudo, &r[20..]]), 0, "RST checksum");
         assert_eq!(
             (r[20 + 13], &r[24..28]),
             (TCP_RST, &12346u32.to_be_bytes()[..])
         );
+        assert_eq!(syn_packet(src, v6("2001:2::10"), 1, 2, 3), None);
+    }
+
+    #[test]
+    fn ipv6_syn_checksums_verify_and_answers_match() {
+        let (src, vip) = (v6("2001:2::1"), v6("2001:2::10"));
+        let p = syn_packet(src, vip, 40000, 443, 0xdead_beef).unwrap();
+        assert_eq!(p.len(), 64);
+        assert_eq!(p[0] >> 4, 6);
+        assert_eq!(u16::from_be_bytes([p[4], p[5]]), 24, "payload length");
+        assert_eq!((p[6], p[7]), (6, 64), "next header TCP, hop limit");
+        assert_eq!(
+            &p[8..24],
+            &"2001:2::1".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        // The pseudo-header of RFC 8200 section 8.1, written out by hand.
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&p[8..40]);
+        pseudo.extend_from_slice(&[0, 0, 0, 24, 0, 0, 0, 6]);
+        assert_eq!(pseudo_header(src, vip, 24).unwrap(), pseudo);
+        assert_eq!(checksum(&[&pseudo, &p[40..]]), 0, "TCP checksum");
+        // The data plane's own IPv6 transport checksum agrees.
+        let mut seg = p[40..].to_vec();
+        let written = u16::from_be_bytes([seg[16], seg[17]]);
+        seg[16..18].copy_from_slice(&[0, 0]);
+        let (s6, d6) = ("2001:2::1".parse().unwrap(), "2001:2::10".parse().unwrap());
+        assert_eq!(
+            xvs_dataplane::wire::checksum::transport_checksum6(s6, d6, 6, &seg),
+            written
+        );
+        // TCP options: MSS 1460.
+        assert_eq!(&p[60..64], &[2, 4, 0x05, 0xb4]);
+
+        let mut a = syn_packet(vip, src, 443, 40000, 7).unwrap();
+        a[40 + 13] = TCP_SYN | TCP_ACK;
+        assert_eq!(syn_answer(&a, vip, 443, src, 40000), Some("SYN-ACK"));
+        a[40 + 13] = TCP_RST | TCP_ACK;
+        assert_eq!(syn_answer(&a, vip, 443, src, 40000), Some("RST"));
+        a[40 + 13] = TCP_ACK;
+        assert_eq!(syn_answer(&a, vip, 443, src, 40000), None, "a plain ACK");
+        a[40 + 13] = TCP_SYN | TCP_ACK;
+        assert_eq!(
+            syn_answer(&a, vip, 443, src, 40001),
+            None,
+            "another probe's"
+        );
+        assert_eq!(syn_answer(&a, vip, 80, src, 40000), None, "another port");
+        assert_eq!(
+            syn_answer(&a, v6("2001:2::11"), 443, src, 40000),
+            None,
+            "another VIP"
+        );
+        assert_eq!(syn_answer(&p, vip, 443, src, 40000), None, "our own SYN");
+        let mut ext = a.clone();
+        ext[6] = 0; // a hop-by-hop header first: not read
+        assert_eq!(syn_answer(&ext, vip, 443, src, 40000), None);
+        // An IPv4 answer does not match an IPv6 probe.
+        let a4 = syn_packet(v4([198, 18, 0, 10]), v4([198, 18, 0, 1]), 443, 40000, 7).unwrap();
+        assert_eq!(syn_answer(&a4, vip, 443, src, 40000), None);
+
+        let r = rst_packet(src, vip, 40000, 443, 0xdead_beef).unwrap();
+        assert_eq!(r.len(), 60);
+        let pseudo = pseudo_header(src, vip, 20).unwrap();
+        assert_eq!(checksum(&[&pseudo, &r[40..]]), 0, "RST checksum");
+        assert_eq!(
+            (r[40 + 13], &r[44..48]),
+            (TCP_RST, &0xdead_bef0u32.to_be_bytes()[..])
+        );
     }
 
     #[test]
     fn tunnels_wrap_the_syn_as_the_data_plane_does() {
-        let inner = syn_packet(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 1, 2, 3);
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let inner = syn_packet(lo, lo, 1, 2, 3).unwrap();
         assert_eq!(
             encapsulate(TunKind::Ipip, inner.clone()),
             (Some(4), inner.clone())
@@ -383,12 +615,55 @@ mod tests {
         };
         let (p, g) = encapsulate(gue, inner.clone());
         assert_eq!((p, &g[..4], &g[4..]), (None, &[0, 4, 0, 0][..], &inner[..]));
+        // IPv6 inside: protocol 41, GRE type 0x86dd, GUE proto 41.
+        let inner = syn_packet(v6("2001:2::1"), v6("2001:2::10"), 1, 2, 3).unwrap();
+        assert_eq!(
+            encapsulate(TunKind::Ipip, inner.clone()),
+            (Some(41), inner.clone())
+        );
+        let (p, gre) = encapsulate(TunKind::Gre, inner.clone());
+        assert_eq!(
+            (p, &gre[..4], &gre[4..]),
+            (Some(47), &[0, 0, 0x86, 0xdd][..], &inner[..])
+        );
+        let (p, g) = encapsulate(gue, inner.clone());
+        assert_eq!(
+            (p, &g[..4], &g[4..]),
+            (None, &[0, 41, 0, 0][..], &inner[..])
+        );
+    }
+
+    #[test]
+    fn echo_replies_match_only_ours() {
+        let req = echo_request(128, 0x1234, 7);
+        assert_eq!(&req[..8], &[128, 0, 0, 0, 0x12, 0x34, 0, 7]);
+        let mut rep = req.clone();
+        rep[0] = 129;
+        assert!(is_echo_reply(&rep, 129, 0x1234, 7));
+        assert!(!is_echo_reply(&req, 129, 0x1234, 7), "our own request");
+        assert!(!is_echo_reply(&rep, 129, 0x1234, 8), "another sequence");
+        assert!(!is_echo_reply(&rep, 129, 0x1235, 7), "another identifier");
+        assert!(!is_echo_reply(&rep, 0, 0x1234, 7), "ICMPv6 is not ICMP");
+        assert!(!is_echo_reply(&rep[..7], 129, 0x1234, 7), "truncated");
     }
 
     #[test]
     fn ping_loopback() {
         // Raw sockets need CAP_NET_RAW (CI runs as root).
         let t = Instant::now() + std::time::Duration::from_secs(2);
-        assert_eq!(ping(Ipv4Addr::LOCALHOST, t), Ok(None));
+        assert_eq!(ping(IpAddr::V4(Ipv4Addr::LOCALHOST), t), Ok(None));
+    }
+
+    #[test]
+    fn ping6_loopback_and_nobody() {
+        let t = Instant::now() + std::time::Duration::from_secs(2);
+        assert_eq!(ping(IpAddr::V6(Ipv6Addr::LOCALHOST), t), Ok(None));
+        // An address no one holds (documentation prefix, no route): no
+        // reply before the deadline, whatever else the socket sees.
+        let t0 = Instant::now();
+        let t = t0 + std::time::Duration::from_millis(300);
+        let e = ping(v6("2001:db8::dead"), t).unwrap_err();
+        assert!(e == "no echo reply" || e.starts_with("send:"), "{e}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(2));
     }
 }
