@@ -1,0 +1,150 @@
+//! Health checks of IPv6 services and IPv6 real servers: the `[addr]:port`
+//! forms in the grammar, listings, JSON, metrics and the save format.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use xvs_config::check::{CheckKind, Health, HealthStatus, LatencyHist, ProbeKey};
+use xvs_control::metrics::{render, DataplaneStats};
+use xvs_control::{Control, NoRuntime, Request};
+
+fn run(c: &mut Control, line: &str) -> xvs_control::Response {
+    c.execute(
+        &Request {
+            args: line.split_whitespace().map(String::from).collect(),
+            stdin: None,
+        },
+        &NoRuntime,
+    )
+}
+
+fn ok(c: &mut Control, line: &str) -> String {
+    let r = run(c, line);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{line}");
+    r.stdout
+}
+
+fn up(c: &mut Control, addr: &str) -> bool {
+    let mut latency = LatencyHist::default();
+    latency.record(1500);
+    let st = HealthStatus {
+        state: Health::Up,
+        since: 5,
+        last: "ok".into(),
+        latency_us: 1500,
+        weight: None,
+        transitions: 1,
+        latency,
+    };
+    let map: HashMap<ProbeKey, HealthStatus> = c
+        .model()
+        .probes()
+        .into_iter()
+        .filter(|(k, _)| k.addr.to_string() == addr)
+        .map(|(k, _)| (k, st.clone()))
+        .collect();
+    assert!(!map.is_empty(), "{addr} has a probe");
+    c.set_health(&map)
+}
+
+fn table() -> Control {
+    let mut c = Control::new();
+    for l in [
+        "-A -t [2001:2::10]:80 -s rr --check tcp --check-interval 1 --check-fall 2 \
+         --sorry-server [2001:2::9]:8080",
+        "-a -t [2001:2::10]:80 -r [2001:2::1:1]:80 -g -w 2 --check vip",
+        "-a -t [2001:2::10]:80 -r [2001:2::1:2]:80 -g -w 1 --check ping",
+        "-a -t [2001:2::10]:80 -r [2001:2::1:3]:8080 -m -w 1 --check http --check-path /up",
+        "-A -u [2001:2::11]:53 -s rr --check udp --check-send x",
+        "-a -u [2001:2::11]:53 -r [2001:2::1:1]:53 -m -w 1",
+    ] {
+        ok(&mut c, l);
+    }
+    c
+}
+
+#[test]
+fn ipv6_probes_aim_at_the_servers_and_the_vip() {
+    let c = table();
+    let probes = c.model().probes();
+    let find = |kind: CheckKind, addr: &str| {
+        probes
+            .iter()
+            .find(|(k, _)| k.spec.kind == kind && k.addr.to_string() == addr)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| panic!("no {kind} probe of {addr}: {probes:?}"))
+    };
+    let vip = find(CheckKind::Vip, "2001:2::1:1");
+    assert_eq!(vip.vip, Some(("2001:2::10".parse().unwrap(), 80)));
+    assert_eq!(find(CheckKind::Ping, "2001:2::1:2").port, 80);
+    assert_eq!(find(CheckKind::Http, "2001:2::1:3").port, 8080);
+    assert_eq!(find(CheckKind::Udp, "2001:2::1:1").port, 53);
+    // Probes aim only at configured servers (and the VIP).
+    for (k, _) in &probes {
+        assert!(k.addr.to_string().starts_with("2001:2::1:"), "{k:?}");
+    }
+    assert_eq!(probes.len(), 4);
+}
+
+#[test]
+fn ipv6_check_listing_json_and_metrics() {
+    let mut c = table();
+    assert!(up(&mut c, "2001:2::1:1"));
+    let out = ok(&mut c, "-L -n --check");
+    assert!(
+        out.contains("TCP  [2001:2::10]:80 up 2 quorum 1 sorry [2001:2::9]:8080\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  -> [2001:2::1:1]:80             vip    UP       2      2 "),
+        "{out}"
+    );
+    assert!(
+        out.contains("  -> [2001:2::1:2]:80             ping   DOWN     0      1 "),
+        "{out}"
+    );
+    let plain = ok(&mut c, "-L -n");
+    assert!(
+        plain.contains("  -> [2001:2::1:2]:80             Route   0 "),
+        "{plain}"
+    );
+    let v: Value = serde_json::from_str(&ok(&mut c, "-L -n --json")).unwrap();
+    let s = &v["services"][0];
+    assert_eq!(s["sorry_server"]["address"], "2001:2::9");
+    assert_eq!(s["sorry_server"]["port"], 8080);
+    let d = &s["dests"][0];
+    assert_eq!(d["address"], "2001:2::1:1");
+    assert_eq!(d["check"]["type"], "vip");
+    assert_eq!(d["health"]["state"], "UP");
+    let page = render(c.model(), &DataplaneStats::default());
+    let svc = "service=\"TCP [2001:2::10]:80\"";
+    for want in [
+        format!("xvs_real_up{{{svc},server=\"[2001:2::1:1]:80\"}} 1"),
+        format!("xvs_real_up{{{svc},server=\"[2001:2::1:2]:80\"}} 0"),
+        "xvs_check_transitions_total{server=\"[2001:2::1:1]:80\",check=\"vip\"} 1".to_string(),
+    ] {
+        assert!(page.lines().any(|l| l == want), "missing {want}\n{page}");
+    }
+}
+
+#[test]
+fn ipv6_checks_survive_save_and_restore() {
+    let mut c = table();
+    let saved = ok(&mut c, "-S -n");
+    assert!(saved.contains("--sorry-server [2001:2::9]:8080"), "{saved}");
+    assert!(
+        saved.contains("-r [2001:2::1:1]:80 -g -w 2 --check vip"),
+        "{saved}"
+    );
+    let mut d = Control::new();
+    let r = d.execute(
+        &Request {
+            args: vec!["-R".into()],
+            stdin: Some(saved.clone()),
+        },
+        &NoRuntime,
+    );
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(ok(&mut d, "-S -n"), saved);
+    assert_eq!(d.model().probes().len(), 4);
+}
