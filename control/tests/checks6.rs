@@ -148,3 +148,40 @@ fn ipv6_checks_survive_save_and_restore() {
     assert_eq!(ok(&mut d, "-S -n"), saved);
     assert_eq!(d.model().probes().len(), 4);
 }
+
+/// A reload (SIGHUP's path) that changes one thing keeps every other
+/// check's state: the server found up stays up, with its weight in
+/// `-Ln`, and its probe is the same key the checker keeps running.
+#[test]
+fn reload_keeps_the_state_of_unchanged_checks() {
+    let mut c = table();
+    up(&mut c, "2001:2::1:1");
+    let before: Vec<ProbeKey> = c.model().probes().into_iter().map(|(k, _)| k).collect();
+    let saved = ok(&mut c, "-S -n");
+    let changed = saved.replace(
+        "-r [2001:2::1:3]:8080 -m -w 1",
+        "-r [2001:2::1:3]:8080 -m -w 4",
+    );
+    assert_ne!(changed, saved);
+    assert!(c.reload(&changed).unwrap() >= 1);
+    let after: Vec<ProbeKey> = c.model().probes().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(before, after, "the probes stay the same");
+    let check = ok(&mut c, "-L -n --check");
+    assert!(
+        check.contains("  -> [2001:2::1:1]:80             vip    UP       2      2 "),
+        "{check}"
+    );
+    let plain = ok(&mut c, "-L -n");
+    assert!(
+        plain.contains("  -> [2001:2::1:1]:80             Route   2 "),
+        "{plain}"
+    );
+    // A changed check is a new probe, which starts down.
+    let changed = changed.replace("--check vip", "--check vip --check-port 81");
+    c.reload(&changed).unwrap();
+    let check = ok(&mut c, "-L -n --check");
+    assert!(
+        check.contains("  -> [2001:2::1:1]:80             vip    DOWN     0      2 "),
+        "{check}"
+    );
+}

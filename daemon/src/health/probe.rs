@@ -484,6 +484,61 @@ mod tests {
     }
 
     #[test]
+    fn http_head_ends_at_the_headers_and_host_defaults() {
+        // A server that answers HEAD with headers and keeps the connection
+        // open: the response is complete at the blank line, not at close.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 1024];
+            let n = s.read(&mut b).unwrap();
+            tx.send(String::from_utf8_lossy(&b[..n]).into_owned())
+                .unwrap();
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n");
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let head = spec(|c| {
+            c.kind = Some(CheckKind::Http);
+            c.method = Some(HttpMethod::Head);
+            c.path = Some("/ping".into());
+        });
+        let t0 = Instant::now();
+        assert_eq!(
+            run(&key(addr, head), &ProbeCtx::default(), soon()),
+            Ok(None)
+        );
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        let req = rx.recv().unwrap();
+        let want = format!("HEAD /ping HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n", addr.port());
+        assert!(req.starts_with(&want), "{req}");
+        // IPv6 servers: the Host header brackets the address.
+        let v6: SocketAddr = "[2001:2::11]:80".parse().unwrap();
+        assert_eq!(default_host(v6, false), "[2001:2::11]");
+        let v6: SocketAddr = "[2001:2::11]:8443".parse().unwrap();
+        assert_eq!(default_host(v6, true), "[2001:2::11]:8443");
+    }
+
+    #[test]
+    fn tcp_and_udp_probe_ipv6_servers() {
+        let ctx = ProbeCtx::default();
+        let l = TcpListener::bind("[::1]:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_eq!(run(&key(addr, spec(|_| {})), &ctx, soon()), Ok(None));
+        drop(l);
+        let e = run(&key(addr, spec(|_| {})), &ctx, soon()).unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        let closed = UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
+        let udp = spec(|c| {
+            c.kind = Some(CheckKind::Udp);
+            c.timeout = Some(1);
+        });
+        let e = run(&key(closed, udp), &ctx, soon()).unwrap_err();
+        assert_eq!(e, "port unreachable", "ICMPv6 port unreachable");
+    }
+
+    #[test]
     fn udp_refused_silent_and_reply() {
         let ctx = ProbeCtx::default();
         let udp = |f: fn(&mut CheckConf)| {
