@@ -185,3 +185,35 @@ fn reload_keeps_the_state_of_unchanged_checks() {
         "{check}"
     );
 }
+
+/// The one-line examples in `scripts/examples/` (IPv4 and IPv6) are
+/// accepted as written, and set up the checks they say.
+#[test]
+fn the_builtin_examples_are_accepted() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/examples");
+    for (file, vip) in [
+        ("health-check-builtin.sh", "198.18.0.100"),
+        ("health-check-builtin6.sh", "2001:2::100"),
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+        assert!(text.contains(&format!("VIP={vip}\n")), "{file}");
+        let mut c = Control::new();
+        let mut n = 0;
+        for line in text.lines().filter_map(|l| l.strip_prefix("xvsadm ")) {
+            ok(&mut c, &line.replace("$VIP", vip));
+            n += 1;
+        }
+        assert!(n >= 3, "{file}: {n} xvsadm lines");
+        let probes = c.model().probes();
+        assert!(
+            probes.iter().any(|(k, _)| k.spec.kind == CheckKind::Http),
+            "{file}: {probes:?}"
+        );
+        // Nothing is up yet: the sorry server is in use.
+        let check = ok(&mut c, "-L -n --check");
+        assert!(
+            check.contains(" sorry ") && check.contains(" in-use"),
+            "{check}"
+        );
+    }
+}
