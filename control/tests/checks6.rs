@@ -176,12 +176,20 @@ fn reload_keeps_the_state_of_unchanged_checks() {
         plain.contains("  -> [2001:2::1:1]:80             Route   2 "),
         "{plain}"
     );
+    // So does an -e that changes only the weight.
+    ok(&mut c, "-e -t [2001:2::10]:80 -r [2001:2::1:1]:80 -g -w 5");
+    let check = ok(&mut c, "-L -n --check");
+    assert!(
+        check.contains("  -> [2001:2::1:1]:80             vip    UP       5      5 "),
+        "{check}"
+    );
+    let changed = changed.replace("-r [2001:2::1:1]:80 -g -w 2", "-r [2001:2::1:1]:80 -g -w 5");
     // A changed check is a new probe, which starts down.
     let changed = changed.replace("--check vip", "--check vip --check-port 81");
     c.reload(&changed).unwrap();
     let check = ok(&mut c, "-L -n --check");
     assert!(
-        check.contains("  -> [2001:2::1:1]:80             vip    DOWN     0      2 "),
+        check.contains("  -> [2001:2::1:1]:80             vip    DOWN     0      5 "),
         "{check}"
     );
 }
