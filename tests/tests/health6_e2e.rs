@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::lan6::{addr6, endpoint6, VIP6};
+use xvs_tests::lans::{TunLan, TunType, GUE_PORT};
 use xvs_tests::listing;
 use xvs_tests::netns::{DrLan, Host, Proc};
 use xvs_tests::node::ClientSummary;
@@ -341,4 +342,71 @@ fn ping_and_vip_checks_of_ipv6_servers() {
         )),
         "transition not logged:\n{log}"
     );
+}
+
+/// `vip` through IPv6 tunnels: the IPv6 SYN goes to each server inside
+/// GUE over IPv6; the server that does not take the VIP is down, the
+/// others up, and connections go only to those.
+#[test]
+fn vip_check_reaches_ipv6_tun_servers_through_gue() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
+    lan.enable_ipv6();
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let _servers: Vec<Proc> = lan.rs.iter().map(serve).collect();
+    let vip_lo = format!("{VIP6}/128");
+    lan.rs[2].exec_ok(&["ip", "-6", "route", "del", "local", &vip_lo, "dev", "lo"]);
+    let svc = endpoint6(VIP6, 80);
+    xvsd.adm_ok(&[
+        "-A",
+        "-t",
+        &svc,
+        "-s",
+        "rr",
+        "--check",
+        "vip",
+        "--check-interval",
+        "1",
+        "--check-timeout",
+        "1",
+        "--check-rise",
+        "1",
+        "--check-fall",
+        "1",
+    ]);
+    let port = GUE_PORT.to_string();
+    let addrs: Vec<String> = (0..3).map(|i| rs6(&lan, i)).collect();
+    for a in &addrs {
+        xvsd.adm_ok(&[
+            "-a",
+            "-t",
+            &svc,
+            "-r",
+            a,
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &port,
+        ]);
+    }
+    wait_weights(&xvsd, &svc, Duration::from_secs(6), "rs1, rs2 up", |w| {
+        w.get(&addrs[0]) == Some(&1) && w.get(&addrs[1]) == Some(&1)
+    });
+    let line = wait_check_line(&xvsd, &addrs[2], Duration::from_secs(4), |l| {
+        l.contains("no answer")
+    });
+    assert!(line.contains("vip") && line.contains("DOWN"), "{line}");
+    // The SYNs came out of the servers' decapsulators.
+    for i in 0..3 {
+        assert!(
+            lan.decapsulated(i) >= 1,
+            "rs{}: nothing decapsulated",
+            i + 1
+        );
+    }
+    let s = clients(&lan, &svc, 20);
+    assert_eq!((s.ok, s.failed, s.count("rs3")), (20, 0, 0), "{s:?}");
 }
