@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use xvs_config::check::{HealthStatus, LATENCY_BOUNDS_US};
+use xvs_config::check::{CheckKind, HealthStatus, LATENCY_BOUNDS_US};
 use xvs_config::stats::CounterValues;
 use xvs_config::svc::SvcKey;
 
@@ -252,11 +252,12 @@ pub fn render(model: &Model, dp: &DataplaneStats) -> String {
 fn render_checks(out: &mut String, model: &Model) {
     let mut rows: Vec<(String, Option<&HealthStatus>)> = Vec::new();
     for (key, _) in model.probes() {
-        let mut labels = format!(
-            "server=\"{}\",check=\"{}\"",
-            escape(&addr_port(key.addr, key.port)),
-            key.spec.kind
-        );
+        // A ping probes the address alone.
+        let server = match key.spec.kind {
+            CheckKind::Ping => crate::listing::ip_text(key.addr),
+            _ => addr_port(key.addr, key.port),
+        };
+        let mut labels = format!("server=\"{}\",check=\"{}\"", escape(&server), key.spec.kind);
         let same = rows.iter().filter(|(l, _)| l.starts_with(&labels)).count();
         if same > 0 {
             let _ = write!(labels, ",variant=\"{same}\"");

@@ -285,13 +285,16 @@ impl Service {
 
     /// The probe that checks `d` with `spec`: `vip` checks go to the
     /// service's VIP and port (fwmark services have none: the server's),
-    /// the others to `--check-port` or the server's port.
+    /// `ping` to the address alone (port 0: a server pinged for services
+    /// on several ports is pinged once), the others to `--check-port` or
+    /// the server's port.
     pub fn probe_key(&self, d: &Dest, spec: &CheckSpec) -> ProbeKey {
         let (port, vip) = match (spec.kind, self.key) {
             (CheckKind::Vip, SvcKey::Addr { vip, port, .. }) => {
                 let p = spec.port.unwrap_or(port);
                 (p, Some((vip, p)))
             }
+            (CheckKind::Ping, _) => (0, None),
             _ => (spec.port.unwrap_or(d.port), None),
         };
         ProbeKey {
@@ -1307,6 +1310,18 @@ mod check_tests {
             .find(|(k, _)| k.spec.kind == CheckKind::Ping)
             .unwrap();
         assert_eq!((ping.0.vip, ping.0.port), (None, 0));
+        // Pinged for two services on two ports: one probe.
+        ok(&mut m, "-A -t 198.18.0.10:443 --check ping");
+        ok(&mut m, "-a -t 198.18.0.10:443 -r 198.18.1.1 -g");
+        ok(&mut m, "-A -t 198.18.0.10:25 --check ping");
+        ok(&mut m, "-a -t 198.18.0.10:25 -r 198.18.1.1 -g");
+        let p = m.probes();
+        let pings: Vec<_> = p
+            .iter()
+            .filter(|(k, _)| k.spec.kind == CheckKind::Ping)
+            .collect();
+        assert_eq!(pings.len(), 1, "{pings:?}");
+        assert_eq!(pings[0].1.len(), 3, "the fwmark service, 443 and 25");
         // Checks that cannot run are refused when configured.
         let e = apply(&mut m, "-a -t 198.18.0.10:80 -r 198.18.1.2:8080 -m").unwrap_err();
         assert!(e.to_string().contains("vip check"), "{e}");

@@ -76,7 +76,11 @@ fn ipv6_probes_aim_at_the_servers_and_the_vip() {
     };
     let vip = find(CheckKind::Vip, "2001:2::1:1");
     assert_eq!(vip.vip, Some(("2001:2::10".parse().unwrap(), 80)));
-    assert_eq!(find(CheckKind::Ping, "2001:2::1:2").port, 80);
+    assert_eq!(
+        find(CheckKind::Ping, "2001:2::1:2").port,
+        0,
+        "a ping has no port"
+    );
     assert_eq!(find(CheckKind::Http, "2001:2::1:3").port, 8080);
     assert_eq!(find(CheckKind::Udp, "2001:2::1:1").port, 53);
     // Probes aim only at configured servers (and the VIP).
@@ -122,6 +126,8 @@ fn ipv6_check_listing_json_and_metrics() {
         format!("xvs_real_up{{{svc},server=\"[2001:2::1:1]:80\"}} 1"),
         format!("xvs_real_up{{{svc},server=\"[2001:2::1:2]:80\"}} 0"),
         "xvs_check_transitions_total{server=\"[2001:2::1:1]:80\",check=\"vip\"} 1".to_string(),
+        // A ping probes the address alone.
+        "xvs_check_transitions_total{server=\"2001:2::1:2\",check=\"ping\"} 0".to_string(),
     ] {
         assert!(page.lines().any(|l| l == want), "missing {want}\n{page}");
     }
