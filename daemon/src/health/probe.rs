@@ -612,6 +612,25 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(2));
     }
 
+    #[test]
+    fn exec_gets_ipv6_addresses_bare() {
+        let addr: SocketAddr = "[2001:2::11]:8080".parse().unwrap();
+        let ctx = ProbeCtx {
+            service: Some(("2001:2::10".into(), 80)),
+            ..ProbeCtx::default()
+        };
+        let args =
+            r#"[ "$1 $2 $3 $4" = "2001:2::10 80 2001:2::11 8080" ] && [ "$XVS_RIP" = 2001:2::11 ]"#;
+        let k = key(
+            addr,
+            spec(|c| {
+                c.kind = Some(CheckKind::Exec);
+                c.cmd = Some(args.into());
+            }),
+        );
+        assert_eq!(run(&k, &ctx, soon()), Ok(None));
+    }
+
     /// Runs `openssl ARGS` in `dir`, panicking with its stderr on failure.
     fn openssl(dir: &std::path::Path, args: &[&str]) {
         let out = Command::new("openssl")
