@@ -633,6 +633,53 @@ mod tests {
         );
     }
 
+    /// The tunnelled SYN leaves through the kernel as `rip`'s family
+    /// wants: received back on loopback by a socket of the outer protocol
+    /// (raw IPv6 for IP-in-IPv6 and GRE, UDP for GUE), byte for byte.
+    #[test]
+    fn ipv6_tunnel_payloads_leave_through_the_kernel() {
+        use std::time::Duration;
+        let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let inner = syn_packet(v6("2001:2::1"), v6("2001:2::10"), 40000, 80, 9).unwrap();
+        let until = |f: &mut dyn FnMut() -> Option<Vec<u8>>, want: &[u8]| {
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(2) {
+                if f().as_deref() == Some(want) {
+                    return true;
+                }
+            }
+            false
+        };
+        for kind in [TunKind::Ipip, TunKind::Gre] {
+            let (proto, payload) = encapsulate(kind, inner.clone());
+            let rx = RawIpv6Socket::open(proto.unwrap()).unwrap();
+            rx.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            send_tunnelled(kind, proto, &payload, lo6).unwrap();
+            let mut buf = vec![0u8; 2048];
+            let mut next = || {
+                let (n, from) = rx.recv_from(&mut buf).ok()?;
+                (from == Ipv6Addr::LOCALHOST).then(|| buf[..n].to_vec())
+            };
+            assert!(until(&mut next, &payload), "{kind:?} over IPv6");
+        }
+        let rx = UdpSocket::bind("[::1]:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let gue = TunKind::Gue {
+            port: rx.local_addr().unwrap().port(),
+            checksum: true,
+        };
+        let (proto, payload) = encapsulate(gue, inner.clone());
+        send_tunnelled(gue, proto, &payload, lo6).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let mut next = || {
+            let n = rx.recv(&mut buf).ok()?;
+            Some(buf[..n].to_vec())
+        };
+        assert!(until(&mut next, &payload), "GUE over IPv6");
+    }
+
     #[test]
     fn echo_replies_match_only_ours() {
         let req = echo_request(128, 0x1234, 7);
