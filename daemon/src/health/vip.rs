@@ -15,9 +15,11 @@
 //! IPv6 is the same walk: the server's MAC comes from NDP through the
 //! same neighbour cell, the SYN's source is the director's IPv6 address
 //! towards the server, and a tunnel server gets the SYN in IPv6 (IPv6-in-
-//! IPv6, GRE or GUE over IPv6). An IPv4 service with an IPv6 server (or
-//! the reverse) is refused: the SYN would need a source of the VIP's
-//! family that the server routes back to us, which nothing here knows.
+//! IPv6, GRE or GUE over IPv6). Across families (an IPv4 VIP with an
+//! IPv6 tunnel server, or the reverse) the inner SYN takes its source
+//! from the served interface's addresses of the VIP's family, since the
+//! route to the server has none: the server answers there, through its
+//! own route of that family.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +27,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use xvs_config::check::ProbeKey;
 use xvs_config::tun::TunKind;
-use xvs_dataplane::io::rawsock::{PacketSocket, RawIpv4Socket, RawIpv6Socket};
+use xvs_dataplane::io::rawsock::{self, PacketSocket, RawIpv4Socket, RawIpv6Socket};
 
 use super::probe::{left, Outcome};
 use super::{ProbeCtx, VipPath};
@@ -277,22 +279,22 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
     let oif = cell
         .oif()
         .ok_or("no route to the server on a served interface")?;
+    let ifname = ifname(oif)?;
     // The SYN's source: the director's address towards the server, of the
-    // VIP's family (the inner packet's, in a tunnel).
-    let src = match (vip, rip) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => cell.src().map(IpAddr::V4),
-        (IpAddr::V6(_), IpAddr::V6(_)) => cell.src6().map(IpAddr::V6),
-        _ => {
-            return Err(format!(
-                "vip checks of an IPv{} service through an IPv{} server are not supported",
-                if vip.is_ipv4() { 4 } else { 6 },
-                if rip.is_ipv4() { 4 } else { 6 },
-            ))
-        }
+    // VIP's family (the inner packet's, in a tunnel). Across families the
+    // route to the server has none of that family: the served interface's
+    // first address of it, the VIP excepted, is where the answer comes.
+    let src = match (vip, rip, &ctx.path) {
+        (IpAddr::V4(_), IpAddr::V4(_), _) => cell.src().map(IpAddr::V4),
+        (IpAddr::V6(_), IpAddr::V6(_), _) => cell.src6().map(IpAddr::V6),
+        (_, _, VipPath::Tun(..)) => rawsock::interface_addrs(&ifname)
+            .map_err(|e| format!("{ifname}: {e}"))?
+            .into_iter()
+            .find(|a| a.is_ipv4() == vip.is_ipv4() && *a != vip && !is_link_local(*a)),
+        _ => return Err("direct routing needs the server in the VIP's family".into()),
     }
     .ok_or("no source address towards the server")?;
     let ethertype = if vip.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
-    let ifname = ifname(oif)?;
     // The answer comes from the VIP, one of the director's own addresses:
     // the kernel drops it as a martian before any IP socket could see it,
     // so it is read off the interface, where the SYN-ACK arrives.
@@ -358,6 +360,12 @@ pub fn probe(key: &ProbeKey, ctx: &ProbeCtx, deadline: Instant) -> Outcome {
             Err(e) => return Err(format!("receive: {e}")),
         }
     }
+}
+
+/// Whether `a` is an IPv6 link-local address (fe80::/10), never the
+/// source of a routed answer.
+fn is_link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
@@ -678,6 +686,19 @@ mod tests {
             Some(buf[..n].to_vec())
         };
         assert!(until(&mut next, &payload), "GUE over IPv6");
+    }
+
+    #[test]
+    fn interface_addresses_and_link_local() {
+        let lo = rawsock::interface_addrs("lo").unwrap();
+        assert!(lo.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{lo:?}");
+        assert!(lo.contains(&IpAddr::V6(Ipv6Addr::LOCALHOST)), "{lo:?}");
+        assert!(rawsock::interface_addrs("no-such-if0").unwrap().is_empty());
+        assert!(is_link_local(v6("fe80::1")));
+        assert!(is_link_local(v6("febf::1")));
+        assert!(!is_link_local(v6("fec0::1")));
+        assert!(!is_link_local(v6("2001:2::1")));
+        assert!(!is_link_local(v4([169, 254, 0, 1])));
     }
 
     #[test]

@@ -238,6 +238,45 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     Ok(idx)
 }
 
+/// The IPv4 and IPv6 addresses of interface `name` (`getifaddrs(3)`), in
+/// the order the kernel lists them.
+pub fn interface_addrs(name: &str) -> io::Result<Vec<std::net::IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs(3) writes one pointer into `head`, a live local;
+    // on success the list it points to is ours until freeifaddrs.
+    cvt(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a non-null node of the list getifaddrs returned,
+        // not yet freed; its name is a NUL-terminated string and its
+        // address, when non-null, a sockaddr of the family it names
+        // (sockaddr_in for AF_INET, sockaddr_in6 for AF_INET6).
+        unsafe {
+            let ifa = &*cur;
+            let same = std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == name.as_bytes();
+            if same && !ifa.ifa_addr.is_null() {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        out.push(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).into());
+                    }
+                    libc::AF_INET6 => {
+                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        out.push(Ipv6Addr::from(sa.sin6_addr.s6_addr).into());
+                    }
+                    _ => {}
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed once;
+    // no reference into the list outlives this call.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
 impl PacketSocket {
     /// Opens a packet socket on interface `ifname` receiving `protocol`.
     pub fn bind(ifname: &str, protocol: u16) -> io::Result<Self> {
