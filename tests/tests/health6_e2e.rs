@@ -410,3 +410,62 @@ fn vip_check_reaches_ipv6_tun_servers_through_gue() {
     let s = clients(&lan, &svc, 20);
     assert_eq!((s.ok, s.failed, s.count("rs3")), (20, 0, 0), "{s:?}");
 }
+
+/// `vip` across families: an IPv4 service whose real servers are reached
+/// over IPv6 GUE. The IPv4 SYN travels inside GUE over IPv6, its source
+/// the director's IPv4 address; the server without the IPv4 VIP on `lo`
+/// is down, the others up.
+#[test]
+fn vip_check_of_an_ipv4_service_through_ipv6_gue_servers() {
+    let _g = net_lock();
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
+    lan.enable_ipv6();
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let _servers: Vec<Proc> = lan.rs.iter().map(serve).collect();
+    lan.rs[2].exec_ok(&["ip", "addr", "del", &format!("{}/32", lan.vip), "dev", "lo"]);
+    let svc = format!("{}:80", lan.vip);
+    xvsd.adm_ok(&[
+        "-A",
+        "-t",
+        &svc,
+        "-s",
+        "rr",
+        "--check",
+        "vip",
+        "--check-interval",
+        "1",
+        "--check-timeout",
+        "1",
+        "--check-rise",
+        "1",
+        "--check-fall",
+        "1",
+    ]);
+    let port = GUE_PORT.to_string();
+    let addrs: Vec<String> = (0..3).map(|i| rs6(&lan, i)).collect();
+    for a in &addrs {
+        xvsd.adm_ok(&[
+            "-a",
+            "-t",
+            &svc,
+            "-r",
+            a,
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &port,
+        ]);
+    }
+    wait_weights(&xvsd, &svc, Duration::from_secs(6), "rs1, rs2 up", |w| {
+        w.get(&addrs[0]) == Some(&1) && w.get(&addrs[1]) == Some(&1)
+    });
+    let line = wait_check_line(&xvsd, &addrs[2], Duration::from_secs(4), |l| {
+        l.contains("no answer")
+    });
+    assert!(line.contains("vip") && line.contains("DOWN"), "{line}");
+    let s = clients(&lan, &svc, 20);
+    assert_eq!((s.ok, s.failed, s.count("rs3")), (20, 0, 0), "{s:?}");
+}
