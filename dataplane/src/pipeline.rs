@@ -745,7 +745,14 @@ impl Pipeline {
         // The quoted datagram reversed: a client's packet to the VIP (the
         // error is about a reply the client got) or a real server's reply
         // (the error is about a packet forwarded to it).
-        let about = A::about(&q);
+        let (proto, (src, sport), (dst, dport)) = A::ends(&q);
+        let about = FlowKey {
+            proto,
+            cip: dst,
+            cport: dport,
+            vip: src,
+            vport: sport,
+        };
         if let Some(v) = A::tracker(self).lookup(&about) {
             let Some(dest) = snap.dest(v.dest).cloned() else {
                 return Verdict::Drop(DropReason::NoDest);
@@ -793,8 +800,9 @@ trait IcmpFamily: Addr {
     /// about TCP or UDP.
     fn quote(frame: &[u8], pkt: &Parsed<Self>) -> Option<Self::Quote>;
 
-    /// The quoted datagram's flow reversed, as the connection table keys it.
-    fn about(q: &Self::Quote) -> FlowKey<Self>;
+    /// The quoted datagram's protocol, source and destination (address
+    /// and port each), in the direction it was sent.
+    fn ends(q: &Self::Quote) -> (u8, (Self, u16), (Self, u16));
 
     /// This family's connection tracker.
     fn tracker(p: &Pipeline) -> &Tracker<Self>;
@@ -831,15 +839,9 @@ impl IcmpFamily for Ipv4Addr {
     }
 
     #[inline]
-    fn about(q: &Quoted) -> FlowKey {
-        let q = q.flow;
-        FlowKey {
-            proto: q.proto,
-            cip: q.dst,
-            cport: q.dport,
-            vip: q.src,
-            vport: q.sport,
-        }
+    fn ends(q: &Quoted) -> (u8, (Ipv4Addr, u16), (Ipv4Addr, u16)) {
+        let f = q.flow;
+        (f.proto, (f.src, f.sport), (f.dst, f.dport))
     }
 
     #[inline]
@@ -882,14 +884,8 @@ impl IcmpFamily for Ipv6Addr {
     }
 
     #[inline]
-    fn about(q: &QuotedFlow6) -> FlowKey<Ipv6Addr> {
-        FlowKey {
-            proto: q.proto,
-            cip: q.dst,
-            cport: q.dport,
-            vip: q.src,
-            vport: q.sport,
-        }
+    fn ends(q: &QuotedFlow6) -> (u8, (Ipv6Addr, u16), (Ipv6Addr, u16)) {
+        (q.proto, (q.src, q.sport), (q.dst, q.dport))
     }
 
     #[inline]
