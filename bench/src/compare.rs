@@ -39,7 +39,7 @@ use crate::gen::{GenReport, REPORT};
 use crate::traffic::{Proto, TcpEstablished};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -87,6 +87,40 @@ fn real_servers6() -> [(Ipv6Addr, String); 3] {
         let last = u16::from_str_radix(&ip.octets()[3].to_string(), 16).expect("decimal digits");
         (Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, last), mac)
     })
+}
+
+/// The addresses of one family's runs: where the tester sends from and
+/// to, and the real servers the forwarder sends on to.
+struct Family {
+    /// IPv6 (the `dr6` runs), else IPv4.
+    v6: bool,
+    /// The virtual address.
+    vip: IpAddr,
+    /// The first client's address.
+    cip: &'static str,
+    /// The real servers: address and MAC.
+    rs: [(IpAddr, String); 3],
+}
+
+impl Family {
+    /// IPv6's addresses with `v6`, else IPv4's.
+    fn of(v6: bool) -> Family {
+        if v6 {
+            Family {
+                v6,
+                vip: VIP6.into(),
+                cip: CIP6,
+                rs: real_servers6().map(|(ip, mac)| (ip.into(), mac)),
+            }
+        } else {
+            Family {
+                v6,
+                vip: VIP.into(),
+                cip: CIP,
+                rs: real_servers().map(|(ip, mac)| (ip.into(), mac)),
+            }
+        }
+    }
 }
 
 /// A forwarder under test.
@@ -430,39 +464,19 @@ impl Bench {
                 }
                 run_ok(&cmd);
             }
-            for (rip, mac) in real_servers6() {
-                run_ok(&[
-                    "ip",
-                    "-n",
-                    fwd.name(),
-                    "-6",
-                    "neigh",
-                    "replace",
-                    &rip.to_string(),
-                    "lladdr",
-                    &mac,
-                    "dev",
-                    &f_if,
-                    "nud",
-                    "permanent",
-                ]);
-            }
         }
-        for (rip, mac) in real_servers() {
-            run_ok(&[
-                "ip",
-                "-n",
-                fwd.name(),
-                "neigh",
-                "replace",
-                &rip.to_string(),
-                "lladdr",
-                &mac,
-                "dev",
-                &f_if,
-                "nud",
-                "permanent",
-            ]);
+        let families: &[bool] = if v6 { &[true, false] } else { &[false] };
+        for fam in families.iter().map(|&v6| Family::of(v6)) {
+            for (rip, mac) in &fam.rs {
+                let rip = rip.to_string();
+                let mut cmd = vec!["ip", "-n", fwd.name()];
+                if fam.v6 {
+                    cmd.push("-6");
+                }
+                cmd.extend(["neigh", "replace", &rip, "lladdr", mac, "dev", &f_if]);
+                cmd.extend(["nud", "permanent"]);
+                run_ok(&cmd);
+            }
         }
         // Hairpin forwarding (nft) must not send redirects; the clients'
         // addresses are not routed back through the link.
@@ -566,18 +580,11 @@ impl Bench {
         .args(["--queues", &self.queues.to_string()])
         .args(["--vport", &PORT.to_string()])
         .args(["--gue-port", &GUE_PORT.to_string()]);
-        if v6 {
-            cmd.args(["--vip", &VIP6.to_string(), "--cip", CIP6])
-                .args(["--rx-addr", &VIP6.to_string()]);
-            for (rip, _) in real_servers6() {
-                cmd.args(["--rx-addr", &rip.to_string()]);
-            }
-        } else {
-            cmd.args(["--vip", &VIP.to_string(), "--cip", CIP])
-                .args(["--rx-addr", &VIP.to_string()]);
-            for (rip, _) in real_servers() {
-                cmd.args(["--rx-addr", &rip.to_string()]);
-            }
+        let fam = Family::of(v6);
+        cmd.args(["--vip", &fam.vip.to_string(), "--cip", fam.cip])
+            .args(["--rx-addr", &fam.vip.to_string()]);
+        for (rip, _) in &fam.rs {
+            cmd.args(["--rx-addr", &rip.to_string()]);
         }
         if quiet {
             cmd.arg("--quiet");
@@ -693,11 +700,9 @@ fn start<'a>(
 ) -> Result<Forwarder<'a>, String> {
     let fwd_core = b.cores(a.fwd_core, a);
     let proto = a.proto.adm_flag();
-    let vip = if m.v6() {
-        format!("[{VIP6}]:{PORT}")
-    } else {
-        format!("{VIP}:{PORT}")
-    };
+    let fam = Family::of(m.v6());
+    // xvsadm's form: VIP:PORT, [VIP]:PORT for IPv6.
+    let vip = SocketAddr::new(fam.vip, PORT).to_string();
     match m {
         Mode::Reflect | Mode::Reflect2q => {
             let me = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -737,18 +742,8 @@ fn start<'a>(
                 }
             };
             adm(&["-A", proto, &vip, "-s", "rr"])?;
-            let rips: Vec<String> = if m.v6() {
-                real_servers6()
-                    .iter()
-                    .map(|(rip, _)| format!("[{rip}]:{PORT}"))
-                    .collect()
-            } else {
-                real_servers()
-                    .iter()
-                    .map(|(rip, _)| format!("{rip}:{PORT}"))
-                    .collect()
-            };
-            for r in rips {
+            for (rip, _) in &fam.rs {
+                let r = SocketAddr::new(*rip, PORT).to_string();
                 let mut args = vec!["-a", proto, &vip, "-r"];
                 args.push(&r);
                 args.extend_from_slice(m.xvs_flag());
@@ -1435,18 +1430,26 @@ pub fn run(a: &CompareArgs) -> Result<Report, String> {
     } else {
         traffic
     };
-    let summary = summarise(&a.modes, &rounds);
-    let report = Report {
-        machine: machine(),
-        traffic,
-        rounds: rounds.len(),
-        rows: median_rows(&a.modes, &rounds),
-        runs: rounds.into_iter().flatten().collect(),
-        goals: goals(&summary),
-        summary,
-    };
+    let report = Report::of(machine(), traffic, &a.modes, rounds);
     write_outputs(a, &report)?;
     Ok(report)
+}
+
+impl Report {
+    /// The report of `rounds` (each a row per forwarder) of `modes`: the
+    /// median rows, the summary and the goals beside every run.
+    fn of(machine: String, traffic: String, modes: &[Mode], rounds: Vec<Vec<Row>>) -> Report {
+        let summary = summarise(modes, &rounds);
+        Report {
+            machine,
+            traffic,
+            rounds: rounds.len(),
+            rows: median_rows(modes, &rounds),
+            goals: goals(&summary),
+            summary,
+            runs: rounds.into_iter().flatten().collect(),
+        }
+    }
 }
 
 fn write_outputs(a: &CompareArgs, r: &Report) -> Result<(), String> {
@@ -1517,6 +1520,11 @@ mod tests {
         r
     }
 
+    /// The report of `rounds` of `modes`.
+    fn report(modes: &[Mode], rounds: Vec<Vec<Row>>) -> Report {
+        Report::of("test".into(), "test".into(), modes, rounds)
+    }
+
     #[test]
     fn two_queue_rows_are_held_against_the_two_queue_reflector() {
         let modes = [Mode::Reflect, Mode::Dr, Mode::Reflect2q, Mode::Dr2q];
@@ -1534,17 +1542,7 @@ mod tests {
                 row(Mode::Dr2q, 1.0, 1200.0),
             ],
         ];
-        let summary = summarise(&modes, &rounds);
-        let report = Report {
-            machine: "test".into(),
-            traffic: "test".into(),
-            rounds: 2,
-            rows: median_rows(&modes, &rounds),
-            runs: rounds.concat(),
-            goals: goals(&summary),
-            summary,
-        };
-        let t = table(&report);
+        let t = table(&report(&modes, rounds));
         // DR: 0.5x and 1.0x the one-queue reflector, median 0.75x.
         assert!(t.contains("NOT met xvs DR >= 0.9x reflector: 0.75x"), "{t}");
         // DR 2q: 1.0x and 2.0x the two-queue reflector, median 1.5x.
@@ -1579,8 +1577,9 @@ mod tests {
                 row(Mode::Nft, 0.4, 2000.0),
             ],
         ];
-        let summary = summarise(&modes, &rounds);
-        let dr6 = summary_of(&summary, Mode::Dr6).expect("dr6 summarised");
+        let report = report(&modes, rounds);
+        let summary = &report.summary;
+        let dr6 = summary_of(summary, Mode::Dr6).expect("dr6 summarised");
         // 0.75x and 1.0x the IPv4 DR of the same round.
         let f = dr6.vs_ipv4.expect("a ratio to IPv4");
         let near = |x: f64, y: f64| (x - y).abs() < 1e-9;
@@ -1591,16 +1590,7 @@ mod tests {
         // No nft ratio for IPv6 (nft DNAT runs IPv4 only); the IPv4 rows
         // have no IPv6 ratio.
         assert!(dr6.vs_nft.is_none());
-        assert!(summary_of(&summary, Mode::Dr).unwrap().vs_ipv4.is_none());
-        let report = Report {
-            machine: "test".into(),
-            traffic: "test".into(),
-            rounds: 2,
-            rows: median_rows(&modes, &rounds),
-            runs: rounds.concat(),
-            goals: goals(&summary),
-            summary,
-        };
+        assert!(summary_of(summary, Mode::Dr).unwrap().vs_ipv4.is_none());
         let t = table(&report);
         // The IPv6 row comes right after IPv4 DR's.
         let lines: Vec<&str> = t.lines().collect();

@@ -47,7 +47,7 @@ pub fn run_dr6(flows: usize, servers: u8, packets: u64) -> PipelineResult {
     use std::sync::Arc;
     use std::time::Instant;
     use xvs_dataplane::conn::table::ConnTable;
-    use xvs_dataplane::pipeline::{Pipeline, Verdict};
+    use xvs_dataplane::pipeline::Pipeline;
     use xvs_dataplane::svc::{Fwd, Snapshot};
     use xvs_dataplane::testkit::v6::{service6, tcp6_frame};
     use xvs_dataplane::testkit::DIR_MAC;
@@ -62,7 +62,6 @@ pub fn run_dr6(flows: usize, servers: u8, packets: u64) -> PipelineResult {
     p.set_table6(Arc::new(t6), parts.pop().expect("one partition"));
     p.set_writer(0);
     let now = 1_000_000_000u64;
-    let step = pipeline::stride(flows);
     // The client's address ends in the flow's number, its port in the
     // number's low byte; the director's MAC is put back on a reused frame.
     let set_flow = |f: &mut [u8], i: usize| {
@@ -74,28 +73,11 @@ pub fn run_dr6(flows: usize, servers: u8, packets: u64) -> PipelineResult {
     const BATCH: usize = 64;
     let batches = |p: &mut Pipeline, template: &[u8], n: u64, first: u64| {
         let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| template.to_vec()).collect();
-        let mut j = (first as usize) % flows;
-        let mut tx = 0u64;
-        for r in 0..n.div_ceil(BATCH as u64) {
-            for f in batch.iter_mut() {
-                set_flow(f, j);
-                j += step;
-                if j >= flows {
-                    j -= flows;
-                }
-            }
-            for stage in 0..2 {
-                for f in &batch {
-                    p.prefetch(stage, f);
-                }
-            }
-            for f in batch.iter_mut() {
-                if p.process(now + r, f) == Verdict::Tx(0) {
-                    tx += 1;
-                }
-            }
-        }
-        tx
+        let mut order = pipeline::Scattered::new(flows, first as usize);
+        let rounds = n.div_ceil(BATCH as u64);
+        pipeline::batches(p, &mut batch, rounds, now, true, &mut order, |f, i| {
+            set_flow(f, i)
+        })
     };
     let syn = tcp6_frame(cip, 1024, 80, true, false, b"0123456789abcdef");
     let t = Instant::now();

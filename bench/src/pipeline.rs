@@ -68,6 +68,71 @@ pub(crate) fn stride(flows: usize) -> usize {
     s
 }
 
+/// Flows visited `step` apart (see [`stride`]), wrapping at `flows`.
+pub(crate) struct Scattered {
+    flows: usize,
+    step: usize,
+    next: usize,
+}
+
+impl Scattered {
+    /// The order of `flows` flows from flow `first`.
+    pub(crate) fn new(flows: usize, first: usize) -> Self {
+        Scattered {
+            flows,
+            step: stride(flows),
+            next: first % flows,
+        }
+    }
+
+    /// The next flow to visit.
+    #[inline]
+    fn next_flow(&mut self) -> usize {
+        let j = self.next;
+        self.next += self.step;
+        if self.next >= self.flows {
+            self.next -= self.flows;
+        }
+        j
+    }
+}
+
+/// The timed loop: `rounds` batches through `p`, as a worker runs them.
+/// Each round refills every frame of `batch` with `fill(frame, flow)` for
+/// the next flows of `order`, runs the prefetch pass over the batch (with
+/// `prefetch`), then processes each frame at time `now + round`. Returns
+/// how many frames went out port 0.
+#[inline]
+pub(crate) fn batches(
+    p: &mut Pipeline,
+    batch: &mut [Vec<u8>],
+    rounds: u64,
+    now: u64,
+    prefetch: bool,
+    order: &mut Scattered,
+    mut fill: impl FnMut(&mut Vec<u8>, usize),
+) -> u64 {
+    let mut tx = 0u64;
+    for r in 0..rounds {
+        for f in batch.iter_mut() {
+            fill(f, order.next_flow());
+        }
+        if prefetch {
+            for stage in 0..2 {
+                for f in batch.iter() {
+                    p.prefetch(stage, f);
+                }
+            }
+        }
+        for f in batch.iter_mut() {
+            if p.process(now + r, f) == Verdict::Tx(0) {
+                tx += 1;
+            }
+        }
+    }
+    tx
+}
+
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
@@ -276,31 +341,10 @@ fn run_with(
     // XVS_NO_PREFETCH=1 measures the same loop without the prefetch pass
     // (read once: an environment lookup takes a lock, not for the loop).
     let prefetch = std::env::var_os("XVS_NO_PREFETCH").is_none();
+    let mut order = Scattered::new(flows, 0);
     let t = Instant::now();
     let cpu0 = thread_cpu_ns();
-    let mut tx = 0u64;
-    let mut j = 0usize;
-    for r in 0..rounds {
-        for f in batch.iter_mut() {
-            fill(f, j);
-            j += step;
-            if j >= flows {
-                j -= flows;
-            }
-        }
-        if prefetch {
-            for stage in 0..2 {
-                for f in &batch {
-                    p.prefetch(stage, f);
-                }
-            }
-        }
-        for f in batch.iter_mut() {
-            if p.process(now + r, f) == Verdict::Tx(0) {
-                tx += 1;
-            }
-        }
-    }
+    let tx = batches(&mut p, &mut batch, rounds, now, prefetch, &mut order, fill);
     let el = t.elapsed().as_nanos() as f64;
     let cpu = thread_cpu_ns().saturating_sub(cpu0) as f64;
     assert_eq!(tx, n, "every established packet is forwarded ({method:?})");

@@ -10,25 +10,10 @@ use std::time::{Duration, Instant};
 use xvs_config::stats::CounterValues;
 use xvs_control::listing::push_largenum;
 use xvs_control::model::Limits;
-use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
+use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response};
 
-fn req(line: &str) -> Request {
-    Request {
-        args: line.split_whitespace().map(String::from).collect(),
-        stdin: None,
-    }
-}
-
-fn run(c: &mut Control, line: &str) -> Response {
-    c.execute(&req(line), &NoRuntime)
-}
-
-/// Run a command that must succeed silently or with output; return stdout.
-fn ok(c: &mut Control, line: &str) -> String {
-    let r = run(c, line);
-    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{line:?}");
-    r.stdout
-}
+mod common;
+use common::{ok, req, run, Conns};
 
 fn setup(lines: &[&str]) -> Control {
     let mut c = Control::new();
@@ -480,14 +465,6 @@ fn timeouts() {
         "Timeout (tcp tcpfin udp): 600 120 60\n"
     );
     assert_eq!(ok(&mut c, "-L --daemon"), "");
-}
-
-struct Conns(Vec<ConnEntry>);
-
-impl Runtime for Conns {
-    fn connections(&self) -> Vec<ConnEntry> {
-        self.0.clone()
-    }
 }
 
 fn v4(a: u8, b: u8) -> IpAddr {

@@ -6,24 +6,10 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 use xvs_control::metrics::{self, DataplaneStats};
-use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
+use xvs_control::{ConnEntry, Control, NoRuntime, Request};
 
-fn req(line: &str) -> Request {
-    Request {
-        args: line.split_whitespace().map(String::from).collect(),
-        stdin: None,
-    }
-}
-
-fn run(c: &mut Control, line: &str) -> Response {
-    c.execute(&req(line), &NoRuntime)
-}
-
-fn ok(c: &mut Control, line: &str) -> String {
-    let r = run(c, line);
-    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{line:?}");
-    r.stdout
-}
+mod common;
+use common::{ok, req, run, Conns};
 
 /// An IPv4 service tunnelling to an IPv6 server, an IPv6 service with
 /// every forwarding method (a tunnelled IPv4 server among them), names
@@ -326,14 +312,6 @@ fn malformed_ipv6_exits_2_with_ipvsadm_messages() {
         assert_eq!((r.code, r.stderr.as_str()), (255, invalid), "{line}");
     }
     assert_eq!(ok(&mut c, "-S"), before);
-}
-
-struct Conns(Vec<ConnEntry>);
-
-impl Runtime for Conns {
-    fn connections(&self) -> Vec<ConnEntry> {
-        self.0.clone()
-    }
 }
 
 fn ip(s: &str) -> IpAddr {

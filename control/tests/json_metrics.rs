@@ -8,23 +8,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use xvs_config::stats::CounterValues;
 use xvs_control::metrics::{self, DataplaneSample, DataplaneStats, MetricsServer};
-use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
+use xvs_control::{ConnEntry, Control, Request, Runtime};
 
-fn run(c: &mut Control, line: &str) -> Response {
-    c.execute(
-        &Request {
-            args: line.split_whitespace().map(String::from).collect(),
-            stdin: None,
-        },
-        &NoRuntime,
-    )
-}
-
-fn ok(c: &mut Control, line: &str) -> String {
-    let r = run(c, line);
-    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{line}");
-    r.stdout
-}
+mod common;
+use common::{ok, run};
 
 fn table() -> Control {
     let mut c = Control::new();

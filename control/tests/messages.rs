@@ -7,6 +7,9 @@ use xvs_control::grammar::HINT;
 use xvs_control::model::Limits;
 use xvs_control::{Control, NoRuntime, Request};
 
+mod common;
+use common::run;
+
 const BASE: &[&str] = &[
     "-A -t 198.18.0.1:80 -s rr",
     "-a -t 198.18.0.1:80 -r 198.18.1.1",
@@ -20,16 +23,6 @@ fn control(limits: Limits) -> Control {
         assert_eq!(r.code, 0, "{l}: {}", r.stderr);
     }
     c
-}
-
-fn run(c: &mut Control, line: &str) -> xvs_control::Response {
-    c.execute(
-        &Request {
-            args: line.split_whitespace().map(String::from).collect(),
-            stdin: None,
-        },
-        &NoRuntime,
-    )
 }
 
 fn save(c: &mut Control) -> String {

@@ -8,24 +8,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::{json, Value};
 use xvs_config::SyncRole;
 use xvs_control::syncd::{self, SyncPeer, SyncStatus};
-use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
+use xvs_control::{ConnEntry, Control, NoRuntime, Request, Runtime};
 
-fn req(line: &str) -> Request {
-    Request {
-        args: line.split_whitespace().map(String::from).collect(),
-        stdin: None,
-    }
-}
-
-fn run(c: &mut Control, line: &str) -> Response {
-    c.execute(&req(line), &NoRuntime)
-}
-
-fn ok(c: &mut Control, line: &str) -> String {
-    let r = run(c, line);
-    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{line:?}");
-    r.stdout
-}
+mod common;
+use common::{ok, req, run};
 
 #[test]
 fn bad_values_are_refused_with_ipvsadm_messages() {

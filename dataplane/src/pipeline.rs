@@ -11,6 +11,7 @@ use crate::frame::FrameBuf;
 use crate::packet::{self, Parsed, Quoted};
 use crate::svc::{DestRt, Fwd, Snapshot};
 use crate::wire::eth::Mac;
+use crate::wire::icmpv6::QuotedFlow6;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::xmit::{self, Dir, Out, XmitCtx, XmitError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -484,8 +485,8 @@ impl Pipeline {
                 }
             }
         }
-        if let Some(q) = p.quoted {
-            return self.icmp(snap, ingress, &p, &q, buf);
+        if p.quoted.is_some() {
+            return self.icmp(snap, ingress, &p, buf);
         }
         // A sender with TX checksum offload (the default) left a partial
         // checksum: complete it before anything forwards or rewrites it.
@@ -527,7 +528,7 @@ impl Pipeline {
             }
         }
         if p.key.proto == crate::wire::ipv6::NEXT_ICMPV6 {
-            return self.icmp6(snap, ingress, &p, buf);
+            return self.icmp(snap, ingress, &p, buf);
         }
         crate::wire::checksum::complete_partial_ipv6(&mut frame[packet::L3..]);
         let hint = Hint::default();
@@ -540,61 +541,6 @@ impl Pipeline {
             Track::Pass => Verdict::Pass,
             Track::Drop(r) => Verdict::Drop(r),
         }
-    }
-
-    /// [`Pipeline::icmp`] for an ICMPv6 error: about a packet the client
-    /// got from the VIP, it goes to the connection's real server by the
-    /// connection's method (NAT: translated); from a NAT real server's
-    /// side, back to the client, translated. Anything else is not ours.
-    #[cold]
-    fn icmp6<B: FrameBuf + ?Sized>(
-        &mut self,
-        snap: &Snapshot,
-        ingress: u8,
-        pkt: &packet::Parsed<Ipv6Addr>,
-        buf: &mut B,
-    ) -> Verdict {
-        let Some(q) = packet::quoted6(buf.bytes(), pkt) else {
-            return Verdict::Pass;
-        };
-        let about = FlowKey {
-            proto: q.proto,
-            cip: q.dst,
-            cport: q.dport,
-            vip: q.src,
-            vport: q.sport,
-        };
-        if let Some(v) = self.track6.lookup(&about) {
-            let Some(dest) = snap.dest(v.dest).cloned() else {
-                return Verdict::Drop(DropReason::NoDest);
-            };
-            if fwd_of(v.fwd) != Fwd::Nat {
-                return self.xmit6(Bound::of(&v), &dest, ingress, pkt, buf);
-            }
-            let (Some(mac), Some(out), Some(nat)) =
-                (dest.neigh.mac(), self.port_of(dest.neigh.oif()), v.nat)
-            else {
-                return Verdict::Drop(DropReason::NoNeigh);
-            };
-            let mut ctx = XmitCtx::macs(self.ports[out as usize].mac, mac);
-            ctx.addr6 = nat.rip;
-            ctx.port = nat.rport;
-            ctx.dir = Dir::In;
-            let sent = xmit::nat::icmp6_xmit(buf, pkt, &q, &ctx);
-            return self.verdict(sent, out, ingress);
-        }
-        if let Some(r) = self.track6.lookup_reply(&about).and_then(|v| Reply::of(&v)) {
-            let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
-                return Verdict::Drop(DropReason::NoNeigh);
-            };
-            let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
-            ctx.addr6 = r.vip;
-            ctx.port = r.vport;
-            ctx.dir = Dir::Out;
-            let sent = xmit::nat::icmp6_xmit(buf, pkt, &q, &ctx);
-            return self.verdict(sent, r.ret_port, r.ret_port);
-        }
-        Verdict::Pass
     }
 
     /// [`Pipeline::xmit`] for an IPv6 frame.
@@ -766,9 +712,8 @@ impl Pipeline {
         }
     }
 
-    /// A real server's packet on a NAT connection (a reply, or an ICMP
-    /// error about a packet forwarded to it): back to the client as from
-    /// VIP:vport.
+    /// A real server's reply on a NAT connection: back to the client as
+    /// from VIP:vport.
     fn reply<B: FrameBuf + ?Sized>(&mut self, r: &Reply, pkt: &Parsed, buf: &mut B) -> Verdict {
         let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
             return Verdict::Drop(DropReason::NoNeigh);
@@ -781,36 +726,39 @@ impl Pipeline {
         self.verdict(sent, r.ret_port, r.ret_port)
     }
 
-    /// An ICMP error about one of our connections: from the client side
-    /// (about a packet the client got from the VIP) it goes to the real
-    /// server by the connection's method; from a NAT real server's side it
-    /// goes back to the client, translated. Anything else is not ours.
+    /// An ICMP or ICMPv6 error about one of our connections: from the
+    /// client side (about a packet the client got from the VIP) it goes to
+    /// the real server by the connection's method (NAT: translated); from a
+    /// NAT real server's side it goes back to the client, translated.
+    /// Anything else is not ours.
     #[cold]
-    fn icmp<B: FrameBuf + ?Sized>(
+    fn icmp<A: IcmpFamily, B: FrameBuf + ?Sized>(
         &mut self,
         snap: &Snapshot,
         ingress: u8,
-        pkt: &Parsed,
-        q: &Quoted,
+        pkt: &Parsed<A>,
         buf: &mut B,
     ) -> Verdict {
-        let q = q.flow;
+        let Some(q) = A::quote(buf.bytes(), pkt) else {
+            return Verdict::Pass;
+        };
         // The quoted datagram reversed: a client's packet to the VIP (the
         // error is about a reply the client got) or a real server's reply
         // (the error is about a packet forwarded to it).
+        let (proto, (src, sport), (dst, dport)) = A::ends(&q);
         let about = FlowKey {
-            proto: q.proto,
-            cip: q.dst,
-            cport: q.dport,
-            vip: q.src,
-            vport: q.sport,
+            proto,
+            cip: dst,
+            cport: dport,
+            vip: src,
+            vport: sport,
         };
-        if let Some(v) = self.track.lookup(&about) {
+        if let Some(v) = A::tracker(self).lookup(&about) {
             let Some(dest) = snap.dest(v.dest).cloned() else {
                 return Verdict::Drop(DropReason::NoDest);
             };
             if fwd_of(v.fwd) != Fwd::Nat {
-                return self.xmit(Bound::of(&v), &dest, ingress, q.sport, pkt, buf);
+                return A::forward(self, Bound::of(&v), &dest, ingress, pkt, &q, buf);
             }
             let (Some(mac), Some(out), Some(nat)) =
                 (dest.neigh.mac(), self.port_of(dest.neigh.oif()), v.nat)
@@ -818,19 +766,156 @@ impl Pipeline {
                 return Verdict::Drop(DropReason::NoNeigh);
             };
             let mut ctx = XmitCtx::macs(self.ports[out as usize].mac, mac);
-            ctx.addr = nat.rip;
             ctx.port = nat.rport;
             ctx.dir = Dir::In;
-            let sent = xmit::nat::packet_xmit(buf, pkt, &ctx);
+            let sent = A::translate(buf, pkt, &q, &mut ctx, nat.rip);
             return self.verdict(sent, out, ingress);
         }
-        if let Some(v) = self.track.lookup_reply(&about) {
-            return match Reply::of(&v) {
-                Some(r) => self.reply(&r, pkt, buf),
-                None => Verdict::Pass,
+        if let Some(v) = A::tracker(self).lookup_reply(&about) {
+            let Some(r) = Reply::of(&v) else {
+                return Verdict::Pass;
             };
+            let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
+                return Verdict::Drop(DropReason::NoNeigh);
+            };
+            let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
+            ctx.port = r.vport;
+            ctx.dir = Dir::Out;
+            let sent = A::translate(buf, pkt, &q, &mut ctx, r.vip);
+            return self.verdict(sent, r.ret_port, r.ret_port);
         }
         Verdict::Pass
+    }
+}
+
+/// What differs between an ICMP error and an ICMPv6 one for
+/// [`Pipeline::icmp`]: how the quoted datagram is read, which tracker and
+/// forwarding path the family has, and how a NAT translation rewrites the
+/// message. The decisions are the same for both and live there, once.
+trait IcmpFamily: Addr {
+    /// The quoted datagram, as this family's parser gives it.
+    type Quote;
+
+    /// The datagram `pkt` (an error message in `frame`) quotes, if it is
+    /// about TCP or UDP.
+    fn quote(frame: &[u8], pkt: &Parsed<Self>) -> Option<Self::Quote>;
+
+    /// The quoted datagram's protocol, source and destination (address
+    /// and port each), in the direction it was sent.
+    fn ends(q: &Self::Quote) -> (u8, (Self, u16), (Self, u16));
+
+    /// This family's connection tracker.
+    fn tracker(p: &Pipeline) -> &Tracker<Self>;
+
+    /// Send the error to the real server of a connection bound as `b`, by
+    /// its (non-NAT) forwarding method.
+    fn forward<B: FrameBuf + ?Sized>(
+        p: &mut Pipeline,
+        b: Bound,
+        dest: &Arc<DestRt>,
+        ingress: u8,
+        pkt: &Parsed<Self>,
+        q: &Self::Quote,
+        buf: &mut B,
+    ) -> Verdict;
+
+    /// Translate the error in place as NAT does, with `addr` the address
+    /// the quoted datagram's NAT side gets (`ctx` holds the rest).
+    fn translate<B: FrameBuf + ?Sized>(
+        buf: &mut B,
+        pkt: &Parsed<Self>,
+        q: &Self::Quote,
+        ctx: &mut XmitCtx,
+        addr: Self,
+    ) -> Result<Out, XmitError>;
+}
+
+impl IcmpFamily for Ipv4Addr {
+    type Quote = Quoted;
+
+    #[inline]
+    fn quote(_frame: &[u8], pkt: &Parsed) -> Option<Quoted> {
+        pkt.quoted
+    }
+
+    #[inline]
+    fn ends(q: &Quoted) -> (u8, (Ipv4Addr, u16), (Ipv4Addr, u16)) {
+        let f = q.flow;
+        (f.proto, (f.src, f.sport), (f.dst, f.dport))
+    }
+
+    #[inline]
+    fn tracker(p: &Pipeline) -> &Tracker {
+        &p.track
+    }
+
+    #[inline]
+    fn forward<B: FrameBuf + ?Sized>(
+        p: &mut Pipeline,
+        b: Bound,
+        dest: &Arc<DestRt>,
+        ingress: u8,
+        pkt: &Parsed,
+        q: &Quoted,
+        buf: &mut B,
+    ) -> Verdict {
+        p.xmit(b, dest, ingress, q.flow.sport, pkt, buf)
+    }
+
+    #[inline]
+    fn translate<B: FrameBuf + ?Sized>(
+        buf: &mut B,
+        pkt: &Parsed,
+        _q: &Quoted,
+        ctx: &mut XmitCtx,
+        addr: Ipv4Addr,
+    ) -> Result<Out, XmitError> {
+        ctx.addr = addr;
+        xmit::nat::packet_xmit(buf, pkt, ctx)
+    }
+}
+
+impl IcmpFamily for Ipv6Addr {
+    type Quote = QuotedFlow6;
+
+    #[inline]
+    fn quote(frame: &[u8], pkt: &Parsed<Ipv6Addr>) -> Option<QuotedFlow6> {
+        packet::quoted6(frame, pkt)
+    }
+
+    #[inline]
+    fn ends(q: &QuotedFlow6) -> (u8, (Ipv6Addr, u16), (Ipv6Addr, u16)) {
+        (q.proto, (q.src, q.sport), (q.dst, q.dport))
+    }
+
+    #[inline]
+    fn tracker(p: &Pipeline) -> &Tracker<Ipv6Addr> {
+        &p.track6
+    }
+
+    #[inline]
+    fn forward<B: FrameBuf + ?Sized>(
+        p: &mut Pipeline,
+        b: Bound,
+        dest: &Arc<DestRt>,
+        ingress: u8,
+        pkt: &Parsed<Ipv6Addr>,
+        _q: &QuotedFlow6,
+        buf: &mut B,
+    ) -> Verdict {
+        p.xmit6(b, dest, ingress, pkt, buf)
+    }
+
+    #[inline]
+    fn translate<B: FrameBuf + ?Sized>(
+        buf: &mut B,
+        pkt: &Parsed<Ipv6Addr>,
+        q: &QuotedFlow6,
+        ctx: &mut XmitCtx,
+        addr: Ipv6Addr,
+    ) -> Result<Out, XmitError> {
+        ctx.addr6 = addr;
+        xmit::nat::icmp6_xmit(buf, pkt, q, ctx)
     }
 }
 

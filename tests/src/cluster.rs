@@ -27,10 +27,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::daemon::Xvsd;
+use crate::listing::{self, Stats};
 use crate::netns::{
     ensure_bpffs, exec_ok, plug, reap_stale, run_ok, spawn, sysctl, unique_prefix, wait_up, Host,
     Netns, Proc, Record,
 };
+use crate::node::{ClientSummary, Lines};
 
 /// The service address the directors announce.
 pub const CLUSTER_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -77,6 +79,17 @@ impl Director {
     /// Its xvsd; panics if it was killed.
     pub fn xvsd(&self) -> &Xvsd {
         self.xvsd.as_ref().expect("xvsd runs")
+    }
+
+    /// Its counters of virtual service `svc` (`VIP:port`), from `-Ln
+    /// --stats --exact`; panics if it has no such service.
+    pub fn stats(&self, svc: &str) -> Stats {
+        let out = self.xvsd().adm_ok(&["-Ln", "--stats", "--exact"]);
+        listing::parse(&out)
+            .iter()
+            .find(|s| s.addr == svc)
+            .and_then(|s| s.stats())
+            .unwrap_or_else(|| panic!("no {svc} on {}:\n{out}", self.host.role))
     }
 
     /// Its sync daemons' counters (`-L --daemon --stats`).
@@ -574,6 +587,96 @@ impl Cluster {
         d.kill9();
     }
 
+    /// Kill director `i`'s xvsd with SIGKILL and wait (at most `within`)
+    /// until the router's next hops are directors `rest`: returns how long
+    /// that took from the kill.
+    pub fn kill_xvsd_withdrawn(&mut self, i: usize, rest: &[usize], within: Duration) -> Duration {
+        let t = Instant::now();
+        self.kill_xvsd(i);
+        self.wait_next_hops(rest, within);
+        t.elapsed()
+    }
+
+    /// `xvs-node serve` on port `port` of every real server (named by its
+    /// role), for at most two minutes.
+    pub fn serve_nodes(&self, port: u16) -> Vec<Proc> {
+        let node = crate::bin("xvs-node").to_string_lossy().into_owned();
+        let port = port.to_string();
+        self.rs
+            .iter()
+            .map(|h| {
+                h.spawn_ready(&[
+                    &node,
+                    "serve",
+                    "--name",
+                    &h.role,
+                    "--port",
+                    &port,
+                    "--lifetime-s",
+                    "120",
+                ])
+            })
+            .collect()
+    }
+
+    /// `xvs-stream serve` (an echo server for streams) on port `port` of
+    /// every real server, for at most two minutes.
+    pub fn serve_streams(&self, port: u16) -> Vec<Proc> {
+        let stream = crate::bin("xvs-stream").to_string_lossy().into_owned();
+        let port = port.to_string();
+        self.rs
+            .iter()
+            .map(|h| h.spawn_ready(&[&stream, "serve", "--port", &port, "--lifetime-s", "120"]))
+            .collect()
+    }
+
+    /// `count` short TCP connections from the client to `svc` (`VIP:port`),
+    /// each from its own source port, so the router spreads them.
+    pub fn client_run(&self, svc: &str, count: u64) -> ClientSummary {
+        let out = self.client.exec(&[
+            &crate::bin("xvs-node").to_string_lossy(),
+            "client",
+            "--connect",
+            svc,
+            "--count",
+            &count.to_string(),
+            "--timeout-ms",
+            "3000",
+            "--deadline-ms",
+            "60000",
+        ]);
+        ClientSummary::from_output(&out)
+    }
+
+    /// `conns` long-lived streams from the client to `svc`, an exchange
+    /// every 100 ms each for `duration_ms`, every echoed byte checked;
+    /// returns once they are connected (see [`finish_streams`]).
+    pub fn start_streams(&self, svc: &str, conns: usize, duration_ms: u64) -> Lines {
+        let stream = crate::bin("xvs-stream").to_string_lossy().into_owned();
+        let streams = Lines::spawn(
+            &self.client.ns,
+            &[
+                &stream,
+                "client",
+                "--connect",
+                svc,
+                "--conns",
+                &conns.to_string(),
+                "--duration-ms",
+                &duration_ms.to_string(),
+                "--interval-ms",
+                "100",
+                "--timeout-ms",
+                "5000",
+            ],
+        );
+        let first = streams
+            .next_line(Duration::from_secs(10))
+            .expect("the streams connect");
+        assert!(first.starts_with("connected"), "{first}");
+        streams
+    }
+
     /// Stop director `i`'s speaker (SIGKILL, with its feed).
     pub fn kill_speaker(&mut self, i: usize) {
         self.directors[i].speaker = None;
@@ -620,6 +723,43 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+/// How streams started by [`Cluster::start_streams`] ended.
+#[derive(Debug)]
+pub struct StreamsEnd {
+    /// The client's whole output (for failure messages).
+    pub out: String,
+    /// Whether it exited successfully.
+    pub ok: bool,
+    /// Streams its summary counts.
+    pub conns: u64,
+    /// Streams that failed (a reset, a timeout or a wrong byte).
+    pub failed: u64,
+}
+
+/// Wait (at most 40 s) for the streams to end and read their summary
+/// line (`conns=N ... failed=N ...`); panics without one.
+pub fn finish_streams(streams: Lines) -> StreamsEnd {
+    let (out, ok) = streams.finish(Duration::from_secs(40));
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("conns="))
+        .unwrap_or_else(|| panic!("no summary:\n{out}"));
+    let field = |k: &str| {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {k} in {summary}"))
+    };
+    let (conns, failed) = (field("conns"), field("failed"));
+    StreamsEnd {
+        out,
+        ok,
+        conns,
+        failed,
     }
 }
 

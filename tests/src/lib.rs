@@ -21,6 +21,7 @@ pub mod lans;
 pub mod listing;
 pub mod netns;
 pub mod node;
+pub mod unshared;
 
 use std::path::PathBuf;
 

@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use xvs_tests::cluster::{Cluster, CLUSTER_VIP};
-use xvs_tests::listing;
-use xvs_tests::node::{ClientSummary, Lines};
+use xvs_tests::cluster::{finish_streams, Cluster, CLUSTER_VIP};
 
 /// How long a withdrawal may take from the daemon's death (or decision)
 /// to the router's table; measured well under 100 ms on an idle machine,
@@ -24,15 +22,9 @@ fn skip() -> bool {
     false
 }
 
-/// The VIP:port service's counters on one director.
+/// Connections the VIP:port service has scheduled on director `i`.
 fn conns_of(c: &Cluster, i: usize, svc: &str) -> u64 {
-    let out = c.directors[i].xvsd().adm_ok(&["-Ln", "--stats", "--exact"]);
-    listing::parse(&out)
-        .iter()
-        .find(|s| s.addr == svc)
-        .and_then(|s| s.stats())
-        .unwrap_or_else(|| panic!("no {svc} on d{}:\n{out}", i + 1))
-        .conns
+    c.directors[i].stats(svc).conns
 }
 
 #[test]
@@ -49,39 +41,13 @@ fn three_directors_share_the_vip_and_one_without_servers_withdraws_alone() {
     ];
     let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
     let c = Cluster::new(3, &rules);
-    let _servers: Vec<_> =
-        c.rs.iter()
-            .map(|h| {
-                h.spawn_ready(&[
-                    &xvs_tests::bin("xvs-node").to_string_lossy(),
-                    "serve",
-                    "--name",
-                    &h.role,
-                    "--port",
-                    "80",
-                    "--lifetime-s",
-                    "120",
-                ])
-            })
-            .collect();
+    let _servers = c.serve_nodes(80);
     // (1) The route has the three directors as next hops.
     c.wait_next_hops(&[0, 1, 2], SESSIONS_WITHIN);
 
     // 300 connections from as many source ports: the router's hash
     // spreads them, every director takes a share.
-    let out = c.client.exec(&[
-        &xvs_tests::bin("xvs-node").to_string_lossy(),
-        "client",
-        "--connect",
-        &vip80,
-        "--count",
-        "300",
-        "--timeout-ms",
-        "3000",
-        "--deadline-ms",
-        "60000",
-    ]);
-    let sum = ClientSummary::from_output(&out);
+    let sum = c.client_run(&vip80, 300);
     assert_eq!((sum.total, sum.ok), (300, 300), "{sum:?}");
     let shares: Vec<u64> = (0..3).map(|i| conns_of(&c, i, &vip80)).collect();
     assert_eq!(shares.iter().sum::<u64>(), 300, "{shares:?}");
@@ -155,65 +121,29 @@ fn a_killed_director_is_withdrawn_and_streams_survive_it_and_a_join() {
     ];
     let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
     let mut c = Cluster::new(3, &rules);
-    let stream = xvs_tests::bin("xvs-stream").to_string_lossy().into_owned();
-    let _servers: Vec<_> =
-        c.rs.iter()
-            .map(|h| h.spawn_ready(&[&stream, "serve", "--port", "8080", "--lifetime-s", "120"]))
-            .collect();
+    let _servers = c.serve_streams(8080);
     c.wait_next_hops(&[0, 1, 2], SESSIONS_WITHIN);
 
     // 30 long-lived streams, an exchange every 100 ms each for 20 s,
     // every echoed byte checked.
-    let streams = Lines::spawn(
-        &c.client.ns,
-        &[
-            &stream,
-            "client",
-            "--connect",
-            &svc,
-            "--conns",
-            "30",
-            "--duration-ms",
-            "20000",
-            "--interval-ms",
-            "100",
-            "--timeout-ms",
-            "5000",
-        ],
-    );
-    let first = streams
-        .next_line(Duration::from_secs(10))
-        .expect("the streams connect");
-    assert!(first.starts_with("connected"), "{first}");
+    let streams = c.start_streams(&svc, 30, 20000);
     // Let every director carry streams before one dies.
     std::thread::sleep(Duration::from_secs(2));
     let carried: Vec<u64> = (0..3).map(|i| conns_of(&c, i, &svc)).collect();
     assert!(carried[0] > 0, "d1 carries no stream: {carried:?}");
 
     // kill -9 of d1's xvsd: its feed sees the socket close and withdraws.
-    let t = Instant::now();
-    c.kill_xvsd(0);
-    c.wait_next_hops(&[1, 2], WITHDRAW_WITHIN);
-    eprintln!(
-        "kill -9 of xvsd to the route's withdrawal in the router's table: {:?}",
-        t.elapsed()
-    );
+    let took = c.kill_xvsd_withdrawn(0, &[1, 2], WITHDRAW_WITHIN);
+    eprintln!("kill -9 of xvsd to the route's withdrawal in the router's table: {took:?}");
 
     // A fourth director joins while the streams run.
     std::thread::sleep(Duration::from_secs(3));
     c.add_director();
     c.wait_next_hops(&[1, 2, 3], SESSIONS_WITHIN);
 
-    let (out, ok) = streams.finish(Duration::from_secs(40));
-    assert!(ok, "the streams failed:\n{out}");
-    let summary = out
-        .lines()
-        .find(|l| l.starts_with("conns="))
-        .unwrap_or_else(|| panic!("no summary:\n{out}"));
-    assert!(
-        summary.starts_with("conns=30 ") && summary.contains(" failed=0 "),
-        "{summary}"
-    );
+    let end = finish_streams(streams);
+    assert!(end.ok, "the streams failed:\n{}", end.out);
+    assert_eq!((end.conns, end.failed), (30, 0), "{}", end.out);
     // The survivors took d1's streams over, and the newcomer some of
     // theirs (entries made mid-stream; none for d4 has a chance of
     // (2/3)^30, 5 in a million).

@@ -16,9 +16,9 @@ use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use xvs_tests::cluster::{Cluster, SyncCounters, SyncStats, CLUSTER_VIP};
-use xvs_tests::listing;
-use xvs_tests::node::{ClientSummary, Lines};
+use xvs_tests::cluster::{
+    finish_streams, Cluster, StreamsEnd, SyncCounters, SyncStats, CLUSTER_VIP,
+};
 
 /// The sync group id every director uses (master and backup alike).
 const SYNCID: &str = "7";
@@ -27,7 +27,7 @@ const SHORT: u64 = 300;
 /// Long-lived streams.
 const STREAMS: usize = 30;
 /// How long each stream lives; the kill comes a few seconds in.
-const STREAM_MS: &str = "12000";
+const STREAM_MS: u64 = 12000;
 /// How long the first BGP sessions may take to come up.
 const SESSIONS_WITHIN: Duration = Duration::from_secs(30);
 /// How long a withdrawal may take (measured well under 100 ms).
@@ -89,96 +89,21 @@ fn rules(sync: bool) -> Vec<String> {
     r
 }
 
-/// The service's counters on director `i`.
-fn stats_of(c: &Cluster, i: usize, svc: &str) -> listing::Stats {
-    let out = c.directors[i].xvsd().adm_ok(&["-Ln", "--stats", "--exact"]);
-    listing::parse(&out)
-        .iter()
-        .find(|s| s.addr == svc)
-        .and_then(|s| s.stats())
-        .unwrap_or_else(|| panic!("no {svc} on d{}:\n{out}", i + 1))
-}
-
 /// Real servers answering short connections (:80) and streams (:8080).
 fn serve(c: &Cluster) -> Vec<xvs_tests::netns::Proc> {
-    let node = xvs_tests::bin("xvs-node").to_string_lossy().into_owned();
-    let stream = xvs_tests::bin("xvs-stream").to_string_lossy().into_owned();
-    let mut procs = Vec::new();
-    for h in &c.rs {
-        procs.push(h.spawn_ready(&[
-            &node,
-            "serve",
-            "--name",
-            &h.role,
-            "--port",
-            "80",
-            "--lifetime-s",
-            "120",
-        ]));
-        procs.push(h.spawn_ready(&[&stream, "serve", "--port", "8080", "--lifetime-s", "120"]));
-    }
+    let mut procs = c.serve_nodes(80);
+    procs.extend(c.serve_streams(8080));
     procs
-}
-
-/// Start the streams and wait for them to connect.
-fn start_streams(c: &Cluster, svc: &str) -> Lines {
-    let stream = xvs_tests::bin("xvs-stream").to_string_lossy().into_owned();
-    let streams = Lines::spawn(
-        &c.client.ns,
-        &[
-            &stream,
-            "client",
-            "--connect",
-            svc,
-            "--conns",
-            &STREAMS.to_string(),
-            "--duration-ms",
-            STREAM_MS,
-            "--interval-ms",
-            "100",
-            "--timeout-ms",
-            "5000",
-        ],
-    );
-    let first = streams
-        .next_line(Duration::from_secs(10))
-        .expect("the streams connect");
-    assert!(first.starts_with("connected"), "{first}");
-    streams
 }
 
 /// Kill d1's xvsd once it carries streams; returns how many it had
 /// scheduled.
 fn kill_d1(c: &mut Cluster, svc: &str) -> u64 {
-    let on_d1 = stats_of(c, 0, svc).conns;
+    let on_d1 = c.directors[0].stats(svc).conns;
     assert!(on_d1 > 0, "d1 carries no stream");
-    let t = Instant::now();
-    c.kill_xvsd(0);
-    c.wait_next_hops(&[1, 2], WITHDRAW_WITHIN);
-    eprintln!(
-        "kill -9 of d1's xvsd to the route's withdrawal: {:?}",
-        t.elapsed()
-    );
+    let took = c.kill_xvsd_withdrawn(0, &[1, 2], WITHDRAW_WITHIN);
+    eprintln!("kill -9 of d1's xvsd to the route's withdrawal: {took:?}");
     on_d1
-}
-
-/// The streams' summary line once they end: (conns, failed).
-fn finish(streams: Lines) -> (String, u64, u64) {
-    let (out, _) = streams.finish(Duration::from_secs(40));
-    let summary = out
-        .lines()
-        .find(|l| l.starts_with("conns="))
-        .unwrap_or_else(|| panic!("no summary:\n{out}"))
-        .to_owned();
-    let field = |k: &str| {
-        summary
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no {k} in {summary}"))
-    };
-    let (conns, failed) = (field("conns"), field("failed"));
-    (out, conns, failed)
 }
 
 /// Every record each live director's data plane emitted has been sent,
@@ -263,19 +188,7 @@ fn rr_directors_that_sync_keep_every_stream_a_killed_director_carried() {
     // The cost of a short connection: SHORT connections, each its own
     // source port, spread by the router over the three directors.
     let web = format!("{CLUSTER_VIP}:80");
-    let out = c.client.exec(&[
-        &xvs_tests::bin("xvs-node").to_string_lossy(),
-        "client",
-        "--connect",
-        &web,
-        "--count",
-        &SHORT.to_string(),
-        "--timeout-ms",
-        "3000",
-        "--deadline-ms",
-        "60000",
-    ]);
-    let sum = ClientSummary::from_output(&out);
+    let sum = c.client_run(&web, SHORT);
     assert_eq!((sum.total, sum.ok), (SHORT, SHORT), "{sum:?}");
     assert!(
         wait_for(SYNCED_WITHIN, || {
@@ -308,7 +221,7 @@ fn rr_directors_that_sync_keep_every_stream_a_killed_director_carried() {
         // Installing a peer's record emits nothing (no echo between
         // backups): a director emits only for the connections it
         // scheduled itself, at least one record each, and a bounded few.
-        let own = stats_of(&c, i, &web).conns;
+        let own = c.directors[i].stats(&web).conns;
         let emitted = m.get("emitted");
         assert!(
             own <= emitted && emitted <= 4 * own,
@@ -333,7 +246,7 @@ fn rr_directors_that_sync_keep_every_stream_a_killed_director_carried() {
     // each bound to the same real server everywhere.
     let svc = format!("{CLUSTER_VIP}:8080");
     let before = sync_stats(&c, &[0, 1, 2]);
-    let streams = start_streams(&c, &svc);
+    let streams = c.start_streams(&svc, STREAMS, STREAM_MS);
     let mut tables = Vec::new();
     assert!(
         wait_for(SYNCED_WITHIN, || {
@@ -355,7 +268,9 @@ fn rr_directors_that_sync_keep_every_stream_a_killed_director_carried() {
     eprintln!("{STREAMS} streams established: {sent_for_streams} records so far");
 
     let on_d1 = kill_d1(&mut c, &svc);
-    let (out, conns, failed) = finish(streams);
+    let StreamsEnd {
+        out, conns, failed, ..
+    } = finish_streams(streams);
     assert_eq!(
         (conns, failed),
         (STREAMS as u64, 0),
@@ -376,7 +291,7 @@ fn rr_directors_without_sync_break_the_streams_that_move() {
     let _servers = serve(&c);
     c.wait_next_hops(&[0, 1, 2], SESSIONS_WITHIN);
     let svc = format!("{CLUSTER_VIP}:8080");
-    let streams = start_streams(&c, &svc);
+    let streams = c.start_streams(&svc, STREAMS, STREAM_MS);
     // Each director knows only the streams it scheduled.
     let mut held = Vec::new();
     assert!(
@@ -389,7 +304,9 @@ fn rr_directors_without_sync_break_the_streams_that_move() {
         "the directors hold {held:?} streams, not {STREAMS} in all"
     );
     let on_d1 = kill_d1(&mut c, &svc);
-    let (out, conns, failed) = finish(streams);
+    let StreamsEnd {
+        out, conns, failed, ..
+    } = finish_streams(streams);
     assert_eq!(conns, STREAMS as u64, "{out}");
     // d1's streams (and a share of d2's: the router rehashes) land on a
     // director that schedules them anew: rr picks another real server for

@@ -8,7 +8,7 @@ use xvs_tests::daemon::Xvsd;
 use xvs_tests::lan6::{addr6, endpoint6, NAT_VIP6, VIP6};
 use xvs_tests::lans::{NatLan, TunLan, TunType, GUE_PORT};
 use xvs_tests::listing;
-use xvs_tests::netns::{self, DrLan};
+use xvs_tests::netns::{self, DrLan, Host};
 use xvs_tests::node::ClientSummary;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
@@ -18,8 +18,37 @@ const CONNS: u64 = 300;
 /// starve another's clients into timeouts.
 static NET: Mutex<()> = Mutex::new(());
 
-fn net_lock() -> MutexGuard<'static, ()> {
-    NET.lock().unwrap_or_else(|e| e.into_inner())
+/// Every test's first step: take the turn, and check that the binaries
+/// it runs are built.
+fn begin() -> MutexGuard<'static, ()> {
+    let turn = NET.lock().unwrap_or_else(|e| e.into_inner());
+    xvs_tests::bin("xvsd");
+    xvs_tests::bin("xvsadm");
+    turn
+}
+
+/// A DR LAN with IPv6 on, `xvs-node serve` on each of `ports` of every
+/// real server, and xvsd on the director's interface (no services yet).
+fn dr6(ports: &[u16]) -> (DrLan, Vec<netns::Proc>, Xvsd) {
+    let lan = DrLan::new();
+    lan.enable_ipv6();
+    let servers = ports.iter().flat_map(|&p| serve_rs(&lan, p)).collect();
+    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    (lan, servers, xvsd)
+}
+
+/// Add virtual service `svc` (`-t VIP`, `-u VIP` or `-f MARK -6`) with
+/// options `opts`, and real servers `rips`, each with options `fwd`.
+fn service(xvsd: &Xvsd, svc: &[&str], opts: &[&str], rips: &[String], fwd: &[&str]) {
+    xvsd.adm_ok(&[&["-A"], svc, opts].concat());
+    for rip in rips {
+        xvsd.adm_ok(&[&["-a"], svc, &["-r", rip.as_str()], fwd].concat());
+    }
+}
+
+/// `[addr6]:port` of every host of `hosts`.
+fn rips(hosts: &[Host], port: u16) -> Vec<String> {
+    hosts.iter().map(|h| endpoint6(addr6(h), port)).collect()
 }
 
 /// Stop xvsd and check its clean exit: every worker accounts for all its
@@ -88,24 +117,22 @@ fn client_run(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
 
 #[test]
 fn ipv6_dr_rr_splits_300_connections_exactly() {
-    let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
-    let lan = DrLan::new();
-    lan.enable_ipv6();
-    let _servers = serve_rs(&lan, 80);
+    let _g = begin();
+    let (lan, _servers, xvsd) = dr6(&[80]);
     // The real servers answer over IPv6 directly (the LAN works).
     for h in &lan.rs {
         let s = client_run(&lan, &endpoint6(addr6(h), 80), 2);
         assert_eq!((s.ok, s.count(&h.role)), (2, 2), "{}: {s:?}", h.role);
     }
 
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     let vip = endpoint6(VIP6, 80);
-    xvsd.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&["-a", "-t", &vip, "-r", &endpoint6(addr6(h), 80), "-g"]);
-    }
+    service(
+        &xvsd,
+        &["-t", &vip],
+        &["-s", "rr"],
+        &rips(&lan.rs, 80),
+        &["-g"],
+    );
     assert!(lan.director_has_xdp(), "no XDP program on the director");
 
     let s = client_run(&lan, &vip, CONNS);
@@ -140,9 +167,7 @@ fn ipv6_dr_rr_splits_300_connections_exactly() {
 
 #[test]
 fn ipv6_nat_maps_ports_and_answers_udp_through_the_director() {
-    let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
+    let _g = begin();
     let lan = NatLan::new();
     lan.enable_ipv6();
     let mut servers = Vec::new();
@@ -158,13 +183,9 @@ fn ipv6_nat_maps_ports_and_answers_udp_through_the_director() {
         &[&lan.director.iface, &lan.director_rs.iface],
     );
     let (tcp_vip, udp_vip) = (endpoint6(NAT_VIP6, 80), endpoint6(NAT_VIP6, 53));
-    xvsd.adm_ok(&["-A", "-t", &tcp_vip, "-s", "rr"]);
-    xvsd.adm_ok(&["-A", "-u", &udp_vip, "-s", "rr"]);
-    for h in &lan.rs {
-        let r = addr6(h);
-        xvsd.adm_ok(&["-a", "-t", &tcp_vip, "-r", &endpoint6(r, 8080), "-m"]);
-        xvsd.adm_ok(&["-a", "-u", &udp_vip, "-r", &endpoint6(r, 53), "-m"]);
-    }
+    let rr = ["-s", "rr"];
+    service(&xvsd, &["-t", &tcp_vip], &rr, &rips(&lan.rs, 8080), &["-m"]);
+    service(&xvsd, &["-u", &udp_vip], &rr, &rips(&lan.rs, 53), &["-m"]);
     let tcp = client_in(&lan.client.ns, &tcp_vip, 30, false);
     assert_eq!(
         (tcp.ok, tcp.failed),
@@ -197,22 +218,18 @@ fn ipv6_nat_maps_ports_and_answers_udp_through_the_director() {
 
 #[test]
 fn ipv6_persistence_with_a_64_prefix_keeps_a_network_on_one_server() {
-    let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
-    let lan = DrLan::new();
-    lan.enable_ipv6();
-    let _servers = serve_rs(&lan, 80);
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let _g = begin();
+    let (lan, _servers, xvsd) = dr6(&[80, 8080]);
     let (p64, p128) = (endpoint6(VIP6, 80), endpoint6(VIP6, 8080));
-    let _alt = serve_rs(&lan, 8080);
-    xvsd.adm_ok(&["-A", "-t", &p64, "-s", "rr", "-p", "300", "-M", "64"]);
-    xvsd.adm_ok(&["-A", "-t", &p128, "-s", "rr", "-p", "300"]);
-    for h in &lan.rs {
-        for (svc, port) in [(&p64, 80), (&p128, 8080)] {
-            xvsd.adm_ok(&["-a", "-t", svc, "-r", &endpoint6(addr6(h), port), "-g"]);
-        }
-    }
+    let opts = ["-s", "rr", "-p", "300", "-M", "64"];
+    service(&xvsd, &["-t", &p64], &opts, &rips(&lan.rs, 80), &["-g"]);
+    service(
+        &xvsd,
+        &["-t", &p128],
+        &opts[..4],
+        &rips(&lan.rs, 8080),
+        &["-g"],
+    );
     // Three clients of one /64, ten connections each, to both services.
     let mut by64 = std::collections::BTreeMap::new();
     let mut by128 = std::collections::BTreeMap::new();
@@ -251,30 +268,21 @@ fn gue6_service(vip: &str) -> (TunLan, Vec<netns::Proc>, Xvsd) {
     lan.enable_ipv6();
     let servers = serve_rs(&lan, 80);
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
-    let port = GUE_PORT.to_string();
-    xvsd.adm_ok(&["-A", "-t", vip, "-s", "rr"]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&[
-            "-a",
-            "-t",
-            vip,
-            "-r",
-            &endpoint6(addr6(h), 80),
-            "-i",
-            "--tun-type",
-            "gue",
-            "--tun-port",
-            &port,
-        ]);
-    }
+    gue_service(&xvsd, &["-t", vip], &rips(&lan.rs, 80));
     (lan, servers, xvsd)
+}
+
+/// Add virtual service `svc` (rr) over `rips`, each reached through a
+/// GUE tunnel to [`GUE_PORT`].
+fn gue_service(xvsd: &Xvsd, svc: &[&str], rips: &[String]) {
+    let port = GUE_PORT.to_string();
+    let gue = ["-i", "--tun-type", "gue", "--tun-port", &port];
+    service(xvsd, svc, &["-s", "rr"], rips, &gue);
 }
 
 #[test]
 fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
-    let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
+    let _g = begin();
     let vip = endpoint6(VIP6, 80);
     let (lan, _servers, xvsd) = gue6_service(&vip);
     let s = client_run(&lan, &vip, 30);
@@ -299,22 +307,7 @@ fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
             ])
         })
         .collect();
-    xvsd.adm_ok(&["-A", "-u", &udp_vip, "-s", "rr"]);
-    for h in &lan.rs {
-        let rip = endpoint6(addr6(h), 53);
-        xvsd.adm_ok(&[
-            "-a",
-            "-u",
-            &udp_vip,
-            "-r",
-            &rip,
-            "-i",
-            "--tun-type",
-            "gue",
-            "--tun-port",
-            &GUE_PORT.to_string(),
-        ]);
-    }
+    gue_service(&xvsd, &["-u", &udp_vip], &rips(&lan.rs, 53));
     // The new destinations' next hops are looked up on first use: the
     // first datagram may be dropped (no_neigh) meanwhile, as for IPv4.
     client_in(&lan.client.ns, &udp_vip, 3, true);
@@ -363,9 +356,7 @@ fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
 
 #[test]
 fn an_ipv4_vip_reaches_ipv6_real_servers_through_gue_over_ipv6() {
-    let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
+    let _g = begin();
     let vip = format!("{}:80", netns::VIP);
     let (lan, _servers, xvsd) = gue6_service(&vip);
     let ln = xvsd.adm_ok(&["-Ln"]);
@@ -391,20 +382,18 @@ fn an_ipv4_vip_reaches_ipv6_real_servers_through_gue_over_ipv6() {
 
 #[test]
 fn an_ipv6_firewall_mark_service_keeps_a_client_on_one_server_across_marked_ports() {
-    let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
-    let lan = DrLan::new();
-    lan.enable_ipv6();
-    let _web = serve_rs(&lan, 80);
-    let _alt = serve_rs(&lan, 81);
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
-    xvsd.adm_ok(&["-A", "-f", "7", "-6", "-s", "rr", "-p", "60"]);
+    let _g = begin();
+    let (lan, _servers, xvsd) = dr6(&[80, 81]);
+    let hosts: Vec<String> = lan.rs.iter().map(|h| addr6(h).to_string()).collect();
+    service(
+        &xvsd,
+        &["-f", "7", "-6"],
+        &["-s", "rr", "-p", "60"],
+        &hosts,
+        &["-g"],
+    );
     for port in [80, 81] {
         xvsd.adm_ok(&["--set-mark", "7", "-t", &endpoint6(VIP6, port)]);
-    }
-    for h in &lan.rs {
-        xvsd.adm_ok(&["-a", "-f", "7", "-6", "-r", &addr6(h).to_string(), "-g"]);
     }
     let ln = xvsd.adm_ok(&["-Ln"]);
     assert!(ln.contains("FWM  7 IPv6 rr persistent 60"), "{ln}");

@@ -8,96 +8,23 @@
 //! duplicate address detection.
 
 use std::net::Ipv6Addr;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use xvs_dataplane::neigh::NeighTable;
-use xvs_dataplane::svc::NeighCell;
+use xvs_tests::unshared::{ifindex, ip, permanent, rerun_unshared, until, veth_pair, wait};
 
 const INNER: &str = "XVS_NEIGH6_E2E_INNER";
 const NAME: &str = "ipv6_neighbour_cells_follow_ndp_and_routes";
 
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The interface's index, from `ip -o link`.
-fn ifindex(name: &str) -> u32 {
-    ip(&["-o", "link", "show", name])
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .parse()
-        .expect("ifindex")
-}
-
-/// Wait until `f` holds (at most `within`).
-fn wait(within: Duration, what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "{what}: not after {within:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Wait until `cell` holds `mac`.
-fn until(cell: &NeighCell, mac: Option<[u8; 6]>, within: Duration, what: &str) {
-    wait(
-        within,
-        &format!("{what} (cell holds {:?}, want {mac:?})", cell.mac()),
-        || cell.mac() == mac,
-    );
-}
-
-fn permanent(addr: &str, mac: &str) {
-    ip(&[
-        "-6",
-        "neigh",
-        "replace",
-        addr,
-        "lladdr",
-        mac,
-        "dev",
-        "xv0",
-        "nud",
-        "permanent",
-    ]);
-}
-
 #[test]
 fn ipv6_neighbour_cells_follow_ndp_and_routes() {
-    if std::env::var_os(INNER).is_none() {
-        let exe = std::env::current_exe().expect("test binary");
-        let out = Command::new("unshare")
-            .arg("-n")
-            .arg(exe)
-            .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
-            .env(INNER, "1")
-            .output()
-            .expect("run unshare");
-        let log = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "in a new network namespace:\n{log}");
-        assert!(log.contains("1 passed"), "{log}");
+    if rerun_unshared(INNER, NAME) {
         return;
     }
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "xv0", "type", "veth", "peer", "name", "xv1"]);
-    ip(&["link", "set", "xv0", "up"]);
-    ip(&["link", "set", "xv1", "up"]);
+    veth_pair("xv0", "xv1");
     ip(&["-6", "addr", "add", "2001:2:5::1/64", "dev", "xv0", "nodad"]);
-    permanent("2001:2:5::2", "02:00:00:00:05:02");
+    permanent("xv0", "2001:2:5::2", "02:00:00:00:05:02");
     let (m2, m3, m4) = ([2, 0, 0, 0, 5, 2], [2, 0, 0, 0, 5, 3], [2, 0, 0, 0, 5, 4]);
     let table = NeighTable::new(vec![ifindex("xv0")]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -112,7 +39,7 @@ fn ipv6_neighbour_cells_follow_ndp_and_routes() {
     assert_eq!(direct.src(), None);
 
     // The MAC changes: announced, followed.
-    permanent("2001:2:5::2", "02:00:00:00:05:03");
+    permanent("xv0", "2001:2:5::2", "02:00:00:00:05:03");
     until(&direct, Some(m3), fast, "changed MAC");
 
     // Behind a global gateway: the gateway's MAC.
@@ -122,7 +49,7 @@ fn ipv6_neighbour_cells_follow_ndp_and_routes() {
 
     // The route moves to a link-local gateway (as router advertisements
     // give them): its entry on the route's interface is the one used.
-    permanent("fe80::4", "02:00:00:00:05:04");
+    permanent("xv0", "fe80::4", "02:00:00:00:05:04");
     ip(&[
         "-6",
         "route",

@@ -17,7 +17,7 @@
 //!   backup by the resync and by the records sent as they happen.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -350,23 +350,74 @@ fn a_kernel_layout_receiver_reads_what_an_xvs_master_sends() {
     drop(xvsd);
 }
 
-/// A v1 IPv4 record as a kernel master writes it, with `opts` after the
-/// fixed part.
-fn rec_v1(cport: u16, daddr: Ipv4Addr, flags: u32, opts: &[u8]) -> Vec<u8> {
-    let mut r = vec![0, TCP];
-    r.extend_from_slice(&((36 + opts.len()) as u16).to_be_bytes());
-    r.extend_from_slice(&flags.to_be_bytes());
-    r.extend_from_slice(&1u16.to_be_bytes()); // ESTABLISHED
-    r.extend_from_slice(&cport.to_be_bytes());
-    r.extend_from_slice(&80u16.to_be_bytes());
-    r.extend_from_slice(&80u16.to_be_bytes());
-    r.extend_from_slice(&0u32.to_be_bytes());
-    r.extend_from_slice(&600u32.to_be_bytes());
-    r.extend_from_slice(&CLIENT.octets());
-    r.extend_from_slice(&VIP.octets());
-    r.extend_from_slice(&daddr.octets());
-    r.extend_from_slice(opts);
-    r
+/// How a kernel master writes a connection (SYNC.md §1).
+#[derive(Clone, Copy)]
+enum Form {
+    /// A version 1 record: type 0 (36 bytes) or, for IPv6 addresses,
+    /// type 1 (72 bytes), options after the fixed part.
+    V1,
+    /// A whole version 0 datagram of group `syncid` holding the one record
+    /// (IPv4 only, no timeout, no options).
+    V0 { syncid: u8 },
+}
+
+/// A TCP connection in ESTABLISHED with flags `flags`, from port `cport`
+/// of `addrs[0]` (the client) to port 80 of `addrs[1]` (the virtual
+/// address) and port 80 of `addrs[2]` (the real server), as a kernel
+/// master writes it in form `form`, with `opts` after a v1 record's
+/// fixed part; a v1 record's timeout is 600 s.
+fn record(form: Form, cport: u16, addrs: [IpAddr; 3], flags: u32, opts: &[u8]) -> Vec<u8> {
+    const ESTABLISHED: u16 = 1;
+    let addrs: Vec<u8> = addrs
+        .iter()
+        .flat_map(|a| match a {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        })
+        .collect();
+    let ports: Vec<u8> = [cport, 80, 80]
+        .iter()
+        .flat_map(|p| p.to_be_bytes())
+        .collect();
+    match form {
+        Form::V1 => {
+            let kind = u8::from(addrs.len() == 3 * 16);
+            let size = (24 + addrs.len() + opts.len()) as u16;
+            [
+                &[kind, TCP][..],
+                &size.to_be_bytes(),
+                &flags.to_be_bytes(),
+                &ESTABLISHED.to_be_bytes(),
+                &ports,
+                &0u32.to_be_bytes(), // firewall mark
+                &600u32.to_be_bytes(),
+                &addrs,
+                opts,
+            ]
+            .concat()
+        }
+        Form::V0 { syncid } => {
+            assert!(opts.is_empty() && addrs.len() == 12, "v0: IPv4, no options");
+            [
+                &[1, syncid, 0, 28, 0, TCP][..],
+                &ports,
+                &addrs,
+                &(flags as u16).to_be_bytes(),
+                &ESTABLISHED.to_be_bytes(),
+            ]
+            .concat()
+        }
+    }
+}
+
+/// [`CLIENT`], [`VIP`] and real server `rip`, as [`record`] takes them.
+fn v4(rip: Ipv4Addr) -> [IpAddr; 3] {
+    [CLIENT.into(), VIP.into(), rip.into()]
+}
+
+/// [`CLIENT6`], [`VIP6`] and real server `rip`, as [`record`] takes them.
+fn v6(rip: Ipv6Addr) -> [IpAddr; 3] {
+    [CLIENT6.into(), VIP6.into(), rip.into()]
 }
 
 fn dgram_v1(syncid: u8, recs: &[Vec<u8>]) -> Vec<u8> {
@@ -382,28 +433,10 @@ fn dgram_v1(syncid: u8, recs: &[Vec<u8>]) -> Vec<u8> {
     d
 }
 
-/// A v1 IPv6 record (SYNC.md §1.3: type 1, 72 bytes, addresses at 24,
-/// 40 and 56) of a DR connection from [`CLIENT6`] to `[VIP6]:80` on
-/// `[rip]:80`.
-fn rec_v1_ipv6(cport: u16, rip: Ipv6Addr) -> Vec<u8> {
-    let mut r = vec![1, TCP, 0, 72];
-    r.extend_from_slice(&DROUTE.to_be_bytes());
-    r.extend_from_slice(&1u16.to_be_bytes());
-    r.extend_from_slice(&cport.to_be_bytes());
-    r.extend_from_slice(&80u16.to_be_bytes());
-    r.extend_from_slice(&80u16.to_be_bytes());
-    r.extend_from_slice(&0u32.to_be_bytes());
-    r.extend_from_slice(&600u32.to_be_bytes());
-    for a in [CLIENT6, VIP6, rip] {
-        r.extend_from_slice(&a.octets());
-    }
-    r
-}
-
 /// An IPv6 template record of firewall mark 5: firewall-mark services
 /// are IPv4's here, so a backup cannot install it.
 fn rec_v1_ipv6_mark_template() -> Vec<u8> {
-    let mut r = rec_v1_ipv6(0, RIP6);
+    let mut r = record(Form::V1, 0, v6(RIP6), DROUTE, &[]);
     r[1] = 0;
     r[4..8].copy_from_slice(&(DROUTE | TEMPLATE).to_be_bytes());
     r[8..10].copy_from_slice(&0u16.to_be_bytes());
@@ -412,18 +445,13 @@ fn rec_v1_ipv6_mark_template() -> Vec<u8> {
     r
 }
 
-/// A version 0 datagram of one record.
-fn dgram_v0(syncid: u8, cport: u16, daddr: Ipv4Addr) -> Vec<u8> {
-    let mut d = vec![1, syncid, 0, 28, 0, TCP];
-    d.extend_from_slice(&cport.to_be_bytes());
-    d.extend_from_slice(&80u16.to_be_bytes());
-    d.extend_from_slice(&80u16.to_be_bytes());
-    d.extend_from_slice(&CLIENT.octets());
-    d.extend_from_slice(&VIP.octets());
-    d.extend_from_slice(&daddr.octets());
-    d.extend_from_slice(&(DROUTE as u16).to_be_bytes());
-    d.extend_from_slice(&1u16.to_be_bytes());
-    d
+/// Counter `name` of the `-L --dataplane` listing `dp` (0 if absent).
+fn counter(dp: &str, name: &str) -> u64 {
+    dp.split_whitespace()
+        .skip_while(|w| *w != name)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A client that never sent a packet here: only sync can know it.
@@ -483,34 +511,34 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
     // after padding) and a persistence engine name without data.
     let odd = [0x40 | 9, 3, 0xaa, 0xbb, 0xcc];
     let name = [3, 3, b's', b'i', b'p'];
-    let plain = dgram_v1(7, &[rec_v1(40001, rs1, DROUTE, &[])]);
+    let plain = dgram_v1(7, &[record(Form::V1, 40001, v4(rs1), DROUTE, &[])]);
     let with_opts = dgram_v1(
         7,
         &[
-            rec_v1(40002, rs2, DROUTE | 0x40, &odd),
-            rec_v1(40003, rs3, DROUTE, &name),
+            record(Form::V1, 40002, v4(rs2), DROUTE | 0x40, &odd),
+            record(Form::V1, 40003, v4(rs3), DROUTE, &name),
         ],
     );
-    let v0 = dgram_v0(7, 40004, rs1);
+    let v0 = record(Form::V0 { syncid: 7 }, 40004, v4(rs1), DROUTE, &[]);
     // A real server this backup does not have (installed all the same,
     // forwarded by the record's method), a service it does not have, an
     // IPv6 connection (installed into the IPv6 table) and an IPv6
     // firewall-mark template (marks are IPv4's here): the service it
     // lacks and the template are counted, not installed.
     let unknown = Ipv4Addr::new(198, 18, 0, 99);
-    let mut other_svc = rec_v1(40007, rs1, DROUTE, &[]);
+    let mut other_svc = record(Form::V1, 40007, v4(rs1), DROUTE, &[]);
     other_svc[12..14].copy_from_slice(&443u16.to_be_bytes());
     let others = dgram_v1(
         7,
         &[
-            rec_v1(40006, unknown, DROUTE, &[]),
+            record(Form::V1, 40006, v4(unknown), DROUTE, &[]),
             other_svc,
-            rec_v1_ipv6(40008, RIP6),
+            record(Form::V1, 40008, v6(RIP6), DROUTE, &[]),
             rec_v1_ipv6_mark_template(),
         ],
     );
     // Malformed: the size field one byte short.
-    let mut bad = dgram_v1(7, &[rec_v1(40005, rs1, DROUTE, &[])]);
+    let mut bad = dgram_v1(7, &[record(Form::V1, 40005, v4(rs1), DROUTE, &[])]);
     bad[3] -= 1;
     let to = format!("{GROUP}:8848");
     let from = sync.ip.to_string();
@@ -540,32 +568,28 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
             sent = true;
         }
         let conns = xvsd.adm_ok(&["-Lnc"]);
-        let v6 = conns.lines().any(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            words.len() == 6
-                && words[0] == "TCP"
-                && words[2] == "ESTABLISHED"
-                && words[3..]
-                    == [
-                        &format!("[{CLIENT6}]:40008"),
-                        &format!("[{VIP6}]:80"),
-                        &format!("[{RIP6}]:80"),
-                    ]
-        });
+        // An established TCP connection from, to and on these endpoints.
+        let listed = |ends: [String; 3]| {
+            conns.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.len() == 6
+                    && words[0] == "TCP"
+                    && words[2] == "ESTABLISHED"
+                    && words[3..] == ends
+            })
+        };
+        let v6 = listed([
+            format!("[{CLIENT6}]:40008"),
+            format!("[{VIP6}]:80"),
+            format!("[{RIP6}]:80"),
+        ]);
         let all = v6
             && want.iter().all(|(cport, rip)| {
-                conns.lines().any(|l| {
-                    let words: Vec<&str> = l.split_whitespace().collect();
-                    words.len() == 6
-                        && words[0] == "TCP"
-                        && words[2] == "ESTABLISHED"
-                        && words[3..]
-                            == [
-                                &format!("{CLIENT}:{cport}"),
-                                &format!("{VIP}:80"),
-                                &format!("{rip}:80"),
-                            ]
-                })
+                listed([
+                    format!("{CLIENT}:{cport}"),
+                    format!("{VIP}:80"),
+                    format!("{rip}:80"),
+                ])
             });
         (!all).then_some(conns)
     });
@@ -576,13 +600,7 @@ fn an_xvs_backup_installs_kernel_layout_datagrams() {
     let ln = xvsd.adm_ok(&["-Ln"]);
     assert!(!ln.contains(&unknown.to_string()), "{ln}");
     let dp = xvsd.adm_ok(&["-L", "--dataplane"]);
-    let counter = |name: &str| -> u64 {
-        dp.split_whitespace()
-            .skip_while(|w| *w != name)
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let counter = |name: &str| counter(&dp, name);
     for name in ["unbound", "rejected_no_service", "rejected_family"] {
         assert_eq!(counter(name), 1, "{name} in {dp}");
     }
@@ -753,13 +771,7 @@ fn ipv6_connections_reach_a_backup_by_resync_and_by_sync() {
         (v6_lines(&backup, "") < 7).then(|| backup.adm_ok(&["-Lnc"]))
     });
     let dp = backup.adm_ok(&["-L", "--dataplane"]);
-    let counter = |name: &str| -> u64 {
-        dp.split_whitespace()
-            .skip_while(|w| *w != name)
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let counter = |name: &str| counter(&dp, name);
     assert!(counter("installed") >= 7, "{dp}");
     assert_eq!(counter("rejected_family"), 0, "{dp}");
     holder.release(Duration::from_secs(10));

@@ -430,6 +430,26 @@ fn remove_unless<K: Pod>(map: &mut HashMap<MapData, K, u32>, keep: impl Fn(&K) -
     }
 }
 
+/// Steer what `key` names (map `MAPS[map]`; `what` names it in an error).
+fn steer<K: Pod>(
+    m: &mut HashMap<MapData, K, u32>,
+    key: K,
+    map: usize,
+    what: impl std::fmt::Display,
+) -> io::Result<()> {
+    m.insert(key, 1, 0).map_err(|e| insert_error(map, what, e))
+}
+
+/// Whether what `key` names is steered.
+fn steered<K: Pod>(m: &HashMap<MapData, K, u32>, key: K) -> bool {
+    m.get(&key, 0).is_ok()
+}
+
+/// Stop steering what `key` names (absent already: nothing to do).
+fn unsteer<K: Pod>(m: &mut HashMap<MapData, K, u32>, key: K) {
+    let _ = m.remove(&key);
+}
+
 /// `e` (with its sources) in the context of `what`.
 fn ctx(what: impl std::fmt::Display, e: impl std::error::Error) -> io::Error {
     io::Error::other(format!("{what}: {}", error_chain(&e)))
@@ -699,127 +719,101 @@ impl Steering {
 
     /// Start steering `proto vip:port` (port 0 = every port) to the sockets.
     pub fn add_service(&mut self, proto: u8, vip: Ipv4Addr, port: u16) -> io::Result<()> {
-        self.maps
-            .svc
-            .insert(SvcKey::new(proto, vip, port), 1, 0)
-            .map_err(|e| insert_error(1, format_args!("{vip}:{port}"), e))
+        let key = SvcKey::new(proto, vip, port);
+        steer(&mut self.maps.svc, key, 1, format_args!("{vip}:{port}"))
     }
 
     /// Whether `proto vip:port` is steered.
     pub fn has_service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> bool {
-        self.maps.svc.get(&SvcKey::new(proto, vip, port), 0).is_ok()
+        steered(&self.maps.svc, SvcKey::new(proto, vip, port))
     }
 
     /// Stop steering `proto vip:port`.
     pub fn remove_service(&mut self, proto: u8, vip: Ipv4Addr, port: u16) {
-        let _ = self.maps.svc.remove(&SvcKey::new(proto, vip, port));
+        unsteer(&mut self.maps.svc, SvcKey::new(proto, vip, port));
     }
 
     /// Start sending the replies of NAT real server `rip:rport` (`proto`;
     /// port 0: any port; proto 0 and port 0: its ICMP errors) to the
     /// sockets.
     pub fn add_nat(&mut self, proto: u8, rip: Ipv4Addr, rport: u16) -> io::Result<()> {
-        self.maps
-            .nat
-            .insert(SvcKey::new(proto, rip, rport), 1, 0)
-            .map_err(|e| insert_error(2, format_args!("{rip}:{rport}"), e))
+        let key = SvcKey::new(proto, rip, rport);
+        steer(&mut self.maps.nat, key, 2, format_args!("{rip}:{rport}"))
     }
 
     /// Whether the replies of `rip:rport` (`proto`) are steered.
     pub fn has_nat(&self, proto: u8, rip: Ipv4Addr, rport: u16) -> bool {
-        self.maps
-            .nat
-            .get(&SvcKey::new(proto, rip, rport), 0)
-            .is_ok()
+        steered(&self.maps.nat, SvcKey::new(proto, rip, rport))
     }
 
     /// Stop sending `rip:rport`'s replies to the sockets.
     pub fn remove_nat(&mut self, proto: u8, rip: Ipv4Addr, rport: u16) {
-        let _ = self.maps.nat.remove(&SvcKey::new(proto, rip, rport));
+        unsteer(&mut self.maps.nat, SvcKey::new(proto, rip, rport));
     }
 
     /// Send ICMP errors addressed to `vip` to the sockets.
     pub fn add_vip(&mut self, vip: Ipv4Addr) -> io::Result<()> {
-        self.maps
-            .vip
-            .insert(u32::from_ne_bytes(vip.octets()), 1, 0)
-            .map_err(|e| insert_error(3, vip, e))
+        steer(&mut self.maps.vip, u32::from_ne_bytes(vip.octets()), 3, vip)
     }
 
     /// Whether ICMP errors addressed to `vip` are steered.
     pub fn has_vip(&self, vip: Ipv4Addr) -> bool {
-        self.maps
-            .vip
-            .get(&u32::from_ne_bytes(vip.octets()), 0)
-            .is_ok()
+        steered(&self.maps.vip, u32::from_ne_bytes(vip.octets()))
     }
 
     /// Stop sending ICMP errors for `vip` to the sockets.
     pub fn remove_vip(&mut self, vip: Ipv4Addr) {
-        let _ = self.maps.vip.remove(&u32::from_ne_bytes(vip.octets()));
+        unsteer(&mut self.maps.vip, u32::from_ne_bytes(vip.octets()));
     }
 
     /// Start steering `proto [vip]:port` (port 0 = every port) to the
     /// sockets.
     pub fn add_service6(&mut self, proto: u8, vip: Ipv6Addr, port: u16) -> io::Result<()> {
-        self.maps
-            .svc6
-            .insert(Svc6Key::new(proto, vip, port), 1, 0)
-            .map_err(|e| insert_error(5, format_args!("[{vip}]:{port}"), e))
+        let key = Svc6Key::new(proto, vip, port);
+        steer(&mut self.maps.svc6, key, 5, format_args!("[{vip}]:{port}"))
     }
 
     /// Whether `proto [vip]:port` is steered.
     pub fn has_service6(&self, proto: u8, vip: Ipv6Addr, port: u16) -> bool {
-        self.maps
-            .svc6
-            .get(&Svc6Key::new(proto, vip, port), 0)
-            .is_ok()
+        steered(&self.maps.svc6, Svc6Key::new(proto, vip, port))
     }
 
     /// Stop steering `proto [vip]:port`.
     pub fn remove_service6(&mut self, proto: u8, vip: Ipv6Addr, port: u16) {
-        let _ = self.maps.svc6.remove(&Svc6Key::new(proto, vip, port));
+        unsteer(&mut self.maps.svc6, Svc6Key::new(proto, vip, port));
     }
 
     /// Start sending the replies of IPv6 NAT real server `[rip]:rport`
     /// (`proto`; port 0: any port; proto 0 and port 0: its ICMPv6 errors)
     /// to the sockets.
     pub fn add_nat6(&mut self, proto: u8, rip: Ipv6Addr, rport: u16) -> io::Result<()> {
-        self.maps
-            .nat6
-            .insert(Svc6Key::new(proto, rip, rport), 1, 0)
-            .map_err(|e| insert_error(6, format_args!("[{rip}]:{rport}"), e))
+        let key = Svc6Key::new(proto, rip, rport);
+        steer(&mut self.maps.nat6, key, 6, format_args!("[{rip}]:{rport}"))
     }
 
     /// Whether the replies of `[rip]:rport` (`proto`) are steered.
     pub fn has_nat6(&self, proto: u8, rip: Ipv6Addr, rport: u16) -> bool {
-        self.maps
-            .nat6
-            .get(&Svc6Key::new(proto, rip, rport), 0)
-            .is_ok()
+        steered(&self.maps.nat6, Svc6Key::new(proto, rip, rport))
     }
 
     /// Stop sending `[rip]:rport`'s replies to the sockets.
     pub fn remove_nat6(&mut self, proto: u8, rip: Ipv6Addr, rport: u16) {
-        let _ = self.maps.nat6.remove(&Svc6Key::new(proto, rip, rport));
+        unsteer(&mut self.maps.nat6, Svc6Key::new(proto, rip, rport));
     }
 
     /// Send ICMPv6 errors addressed to `vip` to the sockets.
     pub fn add_vip6(&mut self, vip: Ipv6Addr) -> io::Result<()> {
-        self.maps
-            .vip6
-            .insert(Vip6Key(vip.octets()), 1, 0)
-            .map_err(|e| insert_error(7, vip, e))
+        steer(&mut self.maps.vip6, Vip6Key(vip.octets()), 7, vip)
     }
 
     /// Whether ICMPv6 errors addressed to `vip` are steered.
     pub fn has_vip6(&self, vip: Ipv6Addr) -> bool {
-        self.maps.vip6.get(&Vip6Key(vip.octets()), 0).is_ok()
+        steered(&self.maps.vip6, Vip6Key(vip.octets()))
     }
 
     /// Stop sending ICMPv6 errors for `vip` to the sockets.
     pub fn remove_vip6(&mut self, vip: Ipv6Addr) {
-        let _ = self.maps.vip6.remove(&Vip6Key(vip.octets()));
+        unsteer(&mut self.maps.vip6, Vip6Key(vip.octets()));
     }
 
     /// Remove from reused IPv6 maps every entry not in the current
