@@ -494,10 +494,22 @@ pub struct Probe<A: Addr = Ipv4Addr> {
     cand: u32,
 }
 
+impl<A: Addr> Probe<A> {
+    /// Whether the prefetch pass found the key absent (the lookup then
+    /// reads nothing). It ran before the frames processed since: a caller
+    /// about to act on the absence of a connection looks again.
+    #[inline]
+    pub fn proved_absent(&self) -> bool {
+        self.cand == ABSENT
+    }
+}
+
 /// [`Probe`]'s `cand` when the prefetch pass found the key absent. A key
-/// inserted meanwhile is missed by that lookup as by one that came a
-/// moment earlier: an insert finds it (its own walk, under the lock) and
-/// returns it as existing.
+/// inserted meanwhile (by another worker, or by an earlier frame of the
+/// same batch: the pass runs before the batch is processed) is missed by
+/// that lookup: an insert finds it (its own walk, under the lock) and
+/// returns it as existing, and the tracker looks again before it drops a
+/// packet or evicts for want of a connection ([`Probe::proved_absent`]).
 const ABSENT: u32 = u32::MAX;
 
 /// [`Probe`] for the reply index.
