@@ -393,6 +393,13 @@ impl<A: Addr> Tracker<A> {
         let found = self.table.lookup_probe(&probe);
         let stale = found.filter(|v| is_stale(now, syn, v));
 
+        // The client direction first: a frame may be a connection's packet
+        // and a NAT connection's reply at once (hairpin: a NAT real server
+        // that is also a client of a VIP, from its service port, to a
+        // client address that is a VIP too) and is then the connection's.
+        // A frame that is only a reply costs little here: the prefetch
+        // pass proved its key absent from the summaries (see
+        // `ConnTable::hint_entries`).
         if found.is_none() && self.table.nat_seen() {
             let rk = reply_key(&p.key);
             let rp = hint
