@@ -1639,10 +1639,12 @@ impl<A: Addr> ConnTable<A> {
     }
 
     /// [`ConnTable::lookup_reply`] of a probe (see
-    /// [`ConnTable::lookup_probe`]).
-    #[inline]
+    /// [`ConnTable::lookup_probe`]). Inlined into the packet path as the
+    /// client direction's lookup is: the entry's view comes back through
+    /// registers and the caller's frame, not copied out of a call.
+    #[inline(always)]
     pub fn lookup_reply_probe(&self, p: &ReplyProbe<A>) -> Option<View<A>> {
-        if !self.nat_seen() || p.cand == ABSENT {
+        if p.cand == ABSENT || !self.nat_seen() {
             return None;
         }
         if p.cand != 0 {
@@ -1652,15 +1654,22 @@ impl<A: Addr> ConnTable<A> {
                 }
             }
         }
+        self.find_reply(&p.key, p.hash)
+    }
+
+    /// Walk the reply index's probe run of hash `h` for `rk` (as
+    /// [`ConnTable::find`]); out of line: after the prefetch pass, only
+    /// frames it did not see and tag collisions come here.
+    #[inline(never)]
+    fn find_reply(&self, rk: &ReplyKey<A>, h: u64) -> Option<View<A>> {
         let ix = &self.replies;
-        let h = p.hash;
         'retry: for _ in 0..MAX_RETRIES {
             let mut b = ix.home(h);
             for _ in 0..ix.probes {
                 let (matches, passed) = ix.scan(ix.bucket(b), h);
                 for v in matches {
                     match self.read_once((v & ix.mask) - 1) {
-                        Some(Read::Ok(e)) if Self::replies_to(&e, &p.key) => return Some(e),
+                        Some(Read::Ok(e)) if Self::replies_to(&e, rk) => return Some(e),
                         Some(Read::Ok(_)) | None => {}
                         Some(Read::Free) | Some(Read::Changed) => continue 'retry,
                     }
