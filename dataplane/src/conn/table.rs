@@ -1558,6 +1558,61 @@ impl<A: Addr> ConnTable<A> {
         None
     }
 
+    /// Whether an entry holds `key`: [`ConnTable::find`]'s walk reading
+    /// only the keys of the entries whose tags match, lean enough to
+    /// inline into an insert's check (for a new key, usually no entry is
+    /// read at all). An entry that never settles counts as holding it
+    /// (the caller then looks it up in full).
+    #[inline(always)]
+    fn holds(&self, key: &Key<A>, h: u64) -> bool {
+        let ix = &self.index;
+        'retry: for _ in 0..MAX_RETRIES {
+            let mut b = ix.home(h);
+            for _ in 0..ix.probes {
+                let (matches, passed) = ix.scan(ix.bucket(b), h);
+                for v in matches {
+                    match self.key_once((v & ix.mask) - 1) {
+                        Some(Some(k)) if k == *key => return true,
+                        Some(Some(_)) | None => {}
+                        Some(None) => continue 'retry,
+                    }
+                }
+                if !passed {
+                    return false;
+                }
+                b = ix.next(b);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// One seqlock read of entry `idx`'s key: `Some(None)` if the entry is
+    /// free or was changed meanwhile.
+    #[inline(always)]
+    fn key_once(&self, idx: u32) -> Option<Option<Key<A>>> {
+        let e = self.entries.get(idx as usize)?;
+        let s1 = e.seq.load(Ordering::Acquire);
+        if s1 & 1 == 1 {
+            return Some(None);
+        }
+        let cip = A::load(&e.cip);
+        let vip = A::load(&e.vip);
+        let ports = e.ports.load(Ordering::Relaxed);
+        let meta = e.meta.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if e.seq.load(Ordering::Relaxed) != s1 {
+            return Some(None);
+        }
+        Some(Some(Key {
+            cip,
+            vip,
+            ports,
+            proto: meta as u8,
+            template: meta & META_TEMPLATE != 0,
+        }))
+    }
+
     /// Write `init`'s fields (all but the sequence and `meta`) into entry
     /// `e`.
     fn fill(e: &Entry<A>, key: &Key<A>, init: &Init<A>) {
@@ -1707,8 +1762,10 @@ impl<A: Addr> ConnTable<A> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // Under the stripe's lock nobody else adds this key.
-        if let Some(v) = self.find(key, p.hash) {
-            return Err(Insert::Exists(v));
+        if self.holds(key, p.hash) {
+            if let Some(v) = self.find(key, p.hash) {
+                return Err(Insert::Exists(v));
+            }
         }
         if part.free == 0 {
             return Err(Insert::Full);
