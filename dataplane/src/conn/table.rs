@@ -789,8 +789,30 @@ impl Index {
     /// `h`: the first free slot of its probe run, claimed by
     /// compare-and-swap, after the pass counts of the buckets passed on
     /// the way are raised; then its nibble. False if the whole run is full
-    /// (the counts are then put back).
+    /// (the counts are then put back). The common case, a free slot in the
+    /// home bucket, is inlined into the insert; the walk on is
+    /// [`Index::publish_run`].
+    #[inline(always)]
     fn publish(&self, h: u64, idx: u32) -> bool {
+        let val = self.slot(h, idx);
+        let bk = self.bucket(self.home(h));
+        for (w, word) in bk[..SUMMARY].iter().enumerate() {
+            let pair = word.load(Ordering::Relaxed);
+            for lane in 0..2 {
+                let i = 2 * w + lane;
+                if (pair >> (32 * lane)) as u32 == 0 && Self::claim(bk, i, val) {
+                    bk[SUMMARY].fetch_or(Self::nibble(h) << (4 * i), Ordering::Release);
+                    return true;
+                }
+            }
+        }
+        self.publish_run(h, idx)
+    }
+
+    /// [`Index::publish`] over the whole probe run, from the home bucket
+    /// (found full).
+    #[inline(never)]
+    fn publish_run(&self, h: u64, idx: u32) -> bool {
         let val = self.slot(h, idx);
         let home = self.home(h);
         let mut b = home;
