@@ -1050,4 +1050,168 @@ mod tests {
             }
         }
     }
+
+    /// Flow `i`'s client address and port written into `frame` (2^24
+    /// clients of 256 ports each, inside 198.18.0.0/15).
+    fn set_client(frame: &mut [u8], i: usize) {
+        let cip = [
+            198,
+            18 | (i >> 24) as u8 & 1,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+        ];
+        frame[26..30].copy_from_slice(&cip);
+        frame[34..36].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
+    }
+
+    #[test]
+    fn a_nat_table_filled_to_capacity_through_the_prefetch_pass_takes_every_connection() {
+        // As xvs-bench's NAT runs fill theirs: as many connections as the
+        // table holds (its slots 4/5 used, probe runs overflowing), first
+        // packets in batches through the prefetch pass, in a scattered
+        // order. Every one must get its entry: NAT cannot forward without.
+        let n: usize = std::env::var("XVS_TEST_FILL")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_200_000);
+        let fwds = vec![(crate::svc::Fwd::Nat, TunKind::Ipip)];
+        let mut f = Fixture::new(service_with("wrr", &fwds, None, 80, None), n);
+        let syn = tcp_frame([198, 18, 0, 1], 1024, 80, true, false, b"");
+        let ack = tcp_frame([198, 18, 0, 1], 1024, 80, false, true, b"x");
+        let step = (n * 5 / 8) | 1;
+        assert_eq!(gcd(step, n), 1);
+        let mut batch: Vec<Vec<u8>> = vec![syn.clone(); HINT_BATCH];
+        let mut pass = |f: &mut Fixture, tmpl: &[u8], order: &mut dyn Iterator<Item = usize>| {
+            let mut out = Vec::new();
+            loop {
+                let ids: Vec<usize> = order.take(HINT_BATCH).collect();
+                if ids.is_empty() {
+                    return out;
+                }
+                for (fr, &i) in batch.iter_mut().zip(&ids) {
+                    fr.clear();
+                    fr.extend_from_slice(tmpl);
+                    set_client(fr, i);
+                }
+                for stage in 0..2 {
+                    for fr in &batch[..ids.len()] {
+                        f.pipeline.prefetch(stage, fr);
+                    }
+                }
+                for (fr, &i) in batch.iter_mut().zip(&ids) {
+                    out.push((i, f.pipeline.process(NOW, fr)));
+                }
+            }
+        };
+        let refused: Vec<(usize, Verdict)> = pass(&mut f, &syn, &mut (0..n).map(|k| k * step % n))
+            .into_iter()
+            .filter(|&(_, v)| v != Verdict::Tx(0))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "{} refused, first {:?}",
+            refused.len(),
+            refused.first()
+        );
+        assert_eq!(f.pipeline.partition().len(), n);
+        // Lookups at that fill through the pass: every present key is its
+        // connection's, as the walk without hints finds it.
+        let table = f.pipeline.table().clone();
+        let key = |i: usize| {
+            let mut fr = syn.clone();
+            set_client(&mut fr, i);
+            FlowKey {
+                proto: PROTO_TCP,
+                cip: Ipv4Addr::new(fr[26], fr[27], fr[28], fr[29]),
+                cport: u16::from_be_bytes([fr[34], fr[35]]),
+                vip: Ipv4Addr::new(fr[30], fr[31], fr[32], fr[33]),
+                vport: 80,
+            }
+        };
+        let got = pass(&mut f, &ack, &mut (0..n).step_by(7));
+        assert!(got.iter().all(|&(_, v)| v == Verdict::Tx(0)));
+        assert_eq!(f.pipeline.partition().len(), n, "no key was taken as new");
+        for &(i, _) in got.iter().step_by(97) {
+            assert!(table.lookup(&Key::conn(&key(i))).is_some());
+        }
+        // Absent keys (clients never seen) through the pass: no connection
+        // is found and none can be made (the partition is full; NAT drops).
+        let absent = pass(&mut f, &ack, &mut (n..n + 20_000));
+        assert!(absent
+            .iter()
+            .all(|&(_, v)| v == Verdict::Drop(DropReason::NoConn)));
+        for &(i, _) in absent.iter().step_by(13) {
+            assert!(table.lookup(&Key::conn(&key(i))).is_none());
+        }
+    }
+
+    #[test]
+    fn a_flow_made_earlier_in_the_batch_is_found_though_the_pass_saw_it_absent() {
+        // The prefetch pass runs over the whole batch before any frame of
+        // it is processed: a flow whose first packet comes earlier in the
+        // batch was absent then. A later packet of it must still find the
+        // connection, not take it for a new flow (evicting another one, or
+        // refused by a full NAT table) nor drop it as having none.
+        let fwds = vec![(crate::svc::Fwd::Nat, TunKind::Ipip)];
+        let cap = 500;
+        let mut f = Fixture::new(service_with("rr", &fwds, None, 80, None), cap);
+        let seg = |p: u16, syn: bool| tcp_frame([198, 18, 0, 10], p, 80, syn, !syn, b"x");
+        let old: Vec<u16> = (1000..1000 + cap as u16 - 1).collect();
+        for syn in [true, false] {
+            let frames: Vec<Vec<u8>> = old.iter().map(|&p| seg(p, syn)).collect();
+            assert!(run(&mut f, &frames, &[])
+                .iter()
+                .all(|(v, _)| *v == Verdict::Tx(0)));
+        }
+        // Ports whose keys the pass proves absent (no tag in their run).
+        let table = f.pipeline.table().clone();
+        let absent = |p: u16| {
+            let fr = seg(p, true);
+            let (k, h, _) = hint(&table, &fr).parts();
+            k.1 != 0 && table.hint_entries(h).0 == u32::MAX
+        };
+        let fresh: Vec<u16> = (3000..).filter(|&p| absent(p)).take(3).collect();
+        // The last free entry: a SYN and its retransmission in one batch.
+        let batch = [seg(fresh[0], true), seg(fresh[0], true)];
+        let out = run(&mut f, &batch, &[0, 1]);
+        assert_eq!(out[0].0, Verdict::Tx(0));
+        assert_eq!(
+            out[1].0,
+            Verdict::Tx(0),
+            "the retransmission is the connection's"
+        );
+        assert_eq!(
+            f.pipeline.stats().conns_evicted,
+            0,
+            "no connection made way"
+        );
+        assert_eq!(f.pipeline.partition().len(), cap);
+        assert!(old.iter().all(|&p| table
+            .lookup(&Key::conn(&packet::parse(&seg(p, false)).unwrap().key))
+            .is_some()));
+        // With room: a SYN and the next segment of its flow in one batch.
+        let mut g = Fixture::new(service_with("rr", &fwds, None, 80, None), 100);
+        let table = g.pipeline.table().clone();
+        let absent = |p: u16| {
+            let fr = seg(p, true);
+            let (k, h, _) = hint(&table, &fr).parts();
+            k.1 != 0 && table.hint_entries(h).0 == u32::MAX
+        };
+        let p = (3000..).find(|&p| absent(p)).unwrap();
+        let out = run(&mut g, &[seg(p, true), seg(p, false)], &[0, 1]);
+        assert_eq!(out[0].0, Verdict::Tx(0));
+        assert_eq!(
+            out[1].0,
+            Verdict::Tx(0),
+            "the second segment is the connection's"
+        );
+    }
+
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
 }

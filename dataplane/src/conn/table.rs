@@ -488,16 +488,28 @@ pub struct Probe<A: Addr = Ipv4Addr> {
     /// The key.
     pub key: Key<A>,
     hash: u64,
-    /// Index + 1 of the entry whose tag matched in the home bucket; 0: not
-    /// looked yet, or none there but the key may have overflowed; [`ABSENT`]:
-    /// no tag matched and nothing overflowed, so the key was not there.
+    /// Index + 1 of the first entry whose tag matched in the probe run; 0:
+    /// not looked yet; [`ABSENT`]: no tag matched before a bucket no key
+    /// passed, so the key was not there.
     cand: u32,
 }
 
+impl<A: Addr> Probe<A> {
+    /// Whether the prefetch pass found the key absent (the lookup then
+    /// reads nothing). It ran before the frames processed since: a caller
+    /// about to act on the absence of a connection looks again.
+    #[inline]
+    pub fn proved_absent(&self) -> bool {
+        self.cand == ABSENT
+    }
+}
+
 /// [`Probe`]'s `cand` when the prefetch pass found the key absent. A key
-/// inserted meanwhile is missed by that lookup as by one that came a
-/// moment earlier: an insert finds it (its own walk, under the lock) and
-/// returns it as existing.
+/// inserted meanwhile (by another worker, or by an earlier frame of the
+/// same batch: the pass runs before the batch is processed) is missed by
+/// that lookup: an insert finds it (its own walk, under the lock) and
+/// returns it as existing, and the tracker looks again before it drops a
+/// packet or evicts for want of a connection ([`Probe::proved_absent`]).
 const ABSENT: u32 = u32::MAX;
 
 /// [`Probe`] for the reply index.
@@ -721,16 +733,38 @@ impl Index {
     }
 
     /// The first entry (index + 1) whose tag matches `h` in `h`'s home
-    /// bucket, or 0, or [`ABSENT`] if none does and no key passed the
-    /// bucket.
+    /// bucket, or, when none does but keys passed it, in the rest of the
+    /// probe run; [`ABSENT`] if no tag matches before a bucket no key
+    /// passed. Summaries and slots alone prove a key absent: a frame that
+    /// is not a connection's (a NAT reply read as a client's packet) costs
+    /// no entry reads and no second walk in the lookup.
     #[inline(always)]
     fn candidate(&self, h: u64) -> u32 {
-        let (mut m, passed) = self.scan(self.bucket(self.home(h)), h);
+        let home = self.home(h);
+        let (mut m, passed) = self.scan(self.bucket(home), h);
         match m.next() {
             Some(v) => v & self.mask,
-            None if passed => 0,
+            None if passed => self.candidate_beyond(home, h),
             None => ABSENT,
         }
+    }
+
+    /// [`Index::candidate`] past home bucket `home`, which keys passed.
+    #[inline(never)]
+    fn candidate_beyond(&self, home: usize, h: u64) -> u32 {
+        let mut b = home;
+        for _ in 1..self.probes {
+            b = self.next(b);
+            let (mut m, passed) = self.scan(self.bucket(b), h);
+            if let Some(v) = m.next() {
+                return v & self.mask;
+            }
+            if !passed {
+                return ABSENT;
+            }
+        }
+        // As `find`: a key lives within its probe run.
+        ABSENT
     }
 
     /// Claim slot `i` of `bk` for `val` if it is empty.
@@ -755,8 +789,30 @@ impl Index {
     /// `h`: the first free slot of its probe run, claimed by
     /// compare-and-swap, after the pass counts of the buckets passed on
     /// the way are raised; then its nibble. False if the whole run is full
-    /// (the counts are then put back).
+    /// (the counts are then put back). The common case, a free slot in the
+    /// home bucket, is inlined into the insert; the walk on is
+    /// [`Index::publish_run`].
+    #[inline(always)]
     fn publish(&self, h: u64, idx: u32) -> bool {
+        let val = self.slot(h, idx);
+        let bk = self.bucket(self.home(h));
+        for (w, word) in bk[..SUMMARY].iter().enumerate() {
+            let pair = word.load(Ordering::Relaxed);
+            for lane in 0..2 {
+                let i = 2 * w + lane;
+                if (pair >> (32 * lane)) as u32 == 0 && Self::claim(bk, i, val) {
+                    bk[SUMMARY].fetch_or(Self::nibble(h) << (4 * i), Ordering::Release);
+                    return true;
+                }
+            }
+        }
+        self.publish_run(h, idx)
+    }
+
+    /// [`Index::publish`] over the whole probe run, from the home bucket
+    /// (found full).
+    #[inline(never)]
+    fn publish_run(&self, h: u64, idx: u32) -> bool {
         let val = self.slot(h, idx);
         let home = self.home(h);
         let mut b = home;
@@ -1437,13 +1493,13 @@ impl<A: Addr> ConnTable<A> {
 
     /// Prefetch pass, stage 1 (the buckets are in cache by now), for a
     /// hint whose hashes are `(hash, rhash)` (see [`Hint::parts`]): find
-    /// the entry whose tag matches in the home bucket and request it; only
+    /// the entry whose tag matches in the probe run and request it; only
     /// when there is none, the same in the reply index. Returns the
     /// candidates.
     #[inline(always)]
     pub(crate) fn hint_entries(&self, (hash, rhash): (u64, u64)) -> (u32, u32) {
         let cand = self.index.candidate(hash);
-        if (cand == 0 || cand == ABSENT) && rhash != 0 {
+        if cand == ABSENT && rhash != 0 {
             let rcand = self.replies.candidate(rhash);
             self.prefetch_entry(rcand);
             (cand, rcand)
@@ -1522,6 +1578,61 @@ impl<A: Addr> ConnTable<A> {
             return None;
         }
         None
+    }
+
+    /// Whether an entry holds `key`: [`ConnTable::find`]'s walk reading
+    /// only the keys of the entries whose tags match, lean enough to
+    /// inline into an insert's check (for a new key, usually no entry is
+    /// read at all). An entry that never settles counts as holding it
+    /// (the caller then looks it up in full).
+    #[inline(always)]
+    fn holds(&self, key: &Key<A>, h: u64) -> bool {
+        let ix = &self.index;
+        'retry: for _ in 0..MAX_RETRIES {
+            let mut b = ix.home(h);
+            for _ in 0..ix.probes {
+                let (matches, passed) = ix.scan(ix.bucket(b), h);
+                for v in matches {
+                    match self.key_once((v & ix.mask) - 1) {
+                        Some(Some(k)) if k == *key => return true,
+                        Some(Some(_)) | None => {}
+                        Some(None) => continue 'retry,
+                    }
+                }
+                if !passed {
+                    return false;
+                }
+                b = ix.next(b);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// One seqlock read of entry `idx`'s key: `Some(None)` if the entry is
+    /// free or was changed meanwhile.
+    #[inline(always)]
+    fn key_once(&self, idx: u32) -> Option<Option<Key<A>>> {
+        let e = self.entries.get(idx as usize)?;
+        let s1 = e.seq.load(Ordering::Acquire);
+        if s1 & 1 == 1 {
+            return Some(None);
+        }
+        let cip = A::load(&e.cip);
+        let vip = A::load(&e.vip);
+        let ports = e.ports.load(Ordering::Relaxed);
+        let meta = e.meta.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if e.seq.load(Ordering::Relaxed) != s1 {
+            return Some(None);
+        }
+        Some(Some(Key {
+            cip,
+            vip,
+            ports,
+            proto: meta as u8,
+            template: meta & META_TEMPLATE != 0,
+        }))
     }
 
     /// Write `init`'s fields (all but the sequence and `meta`) into entry
@@ -1605,10 +1716,12 @@ impl<A: Addr> ConnTable<A> {
     }
 
     /// [`ConnTable::lookup_reply`] of a probe (see
-    /// [`ConnTable::lookup_probe`]).
-    #[inline]
+    /// [`ConnTable::lookup_probe`]). Inlined into the packet path as the
+    /// client direction's lookup is: the entry's view comes back through
+    /// registers and the caller's frame, not copied out of a call.
+    #[inline(always)]
     pub fn lookup_reply_probe(&self, p: &ReplyProbe<A>) -> Option<View<A>> {
-        if !self.nat_seen() || p.cand == ABSENT {
+        if p.cand == ABSENT || !self.nat_seen() {
             return None;
         }
         if p.cand != 0 {
@@ -1618,15 +1731,22 @@ impl<A: Addr> ConnTable<A> {
                 }
             }
         }
+        self.find_reply(&p.key, p.hash)
+    }
+
+    /// Walk the reply index's probe run of hash `h` for `rk` (as
+    /// [`ConnTable::find`]); out of line: after the prefetch pass, only
+    /// frames it did not see and tag collisions come here.
+    #[inline(never)]
+    fn find_reply(&self, rk: &ReplyKey<A>, h: u64) -> Option<View<A>> {
         let ix = &self.replies;
-        let h = p.hash;
         'retry: for _ in 0..MAX_RETRIES {
             let mut b = ix.home(h);
             for _ in 0..ix.probes {
                 let (matches, passed) = ix.scan(ix.bucket(b), h);
                 for v in matches {
                     match self.read_once((v & ix.mask) - 1) {
-                        Some(Read::Ok(e)) if Self::replies_to(&e, &p.key) => return Some(e),
+                        Some(Read::Ok(e)) if Self::replies_to(&e, rk) => return Some(e),
                         Some(Read::Ok(_)) | None => {}
                         Some(Read::Free) | Some(Read::Changed) => continue 'retry,
                     }
@@ -1664,8 +1784,10 @@ impl<A: Addr> ConnTable<A> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // Under the stripe's lock nobody else adds this key.
-        if let Some(v) = self.find(key, p.hash) {
-            return Err(Insert::Exists(v));
+        if self.holds(key, p.hash) {
+            if let Some(v) = self.find(key, p.hash) {
+                return Err(Insert::Exists(v));
+            }
         }
         if part.free == 0 {
             return Err(Insert::Full);
@@ -2313,6 +2435,109 @@ mod tests {
         t.remove_if(p, va.idx, va.seq, |_| true).unwrap();
         assert!(t.lookup(&a).is_none());
         assert_eq!(t.lookup_probe(&pb).map(|v| v.idx), Some(vb.idx));
+    }
+
+    #[test]
+    fn the_prefetch_pass_follows_an_overflowed_run_and_proves_absence() {
+        let (t, mut parts) = ConnTable::with_key(2000, 1, HashKey::from_words([7, 1, 8, 2]));
+        let p = &mut parts[0];
+        let home = 17;
+        // More keys than a bucket's slots: the last ones overflow to the
+        // buckets after their home.
+        let keys = homed(&t, 0, SLOTS + 4, home);
+        let vs: Vec<View> = keys
+            .iter()
+            .map(|k| t.insert(p, k, init(10)).unwrap())
+            .collect();
+        let probed = |k: &Key| {
+            let mut pb = t.probe(k);
+            t.prefetch_entry_of(&mut pb);
+            pb
+        };
+        for (k, v) in keys.iter().zip(&vs) {
+            let pb = probed(k);
+            assert_eq!(pb.cand, v.idx + 1, "the pass names the key's own entry");
+            assert_eq!(t.lookup_probe(&pb).map(|f| f.idx), Some(v.idx));
+        }
+        assert_eq!(t.walked(keys.last().unwrap()), 1, "the last key overflowed");
+        // The next bucket's own keys fill it too: the run goes on further.
+        for k in &homed(&t, 0, SLOTS, home + 1) {
+            t.insert(p, k, init(10)).unwrap();
+        }
+        // A key of the same home that is not there: no tag in the run, so
+        // the pass proves it absent and the lookup reads no entry.
+        let absent = homed(&t, 1 << 20, 1, home)[0];
+        assert_eq!(t.walked(&absent), 3, "its lookup walks three buckets");
+        let pb = probed(&absent);
+        assert_eq!(pb.cand, ABSENT);
+        assert!(t.lookup_probe(&pb).is_none());
+        // Inserted after the pass: the next pass finds it.
+        let va = t.insert(p, &absent, init(30)).unwrap();
+        assert_eq!(probed(&absent).cand, va.idx + 1);
+        assert_eq!(t.lookup(&absent).map(|f| f.expires), Some(30));
+    }
+
+    #[test]
+    fn a_frame_both_a_connection_and_a_nat_reply_is_hinted_as_the_connection() {
+        // Hairpin through two services: NAT real server S:53 answers its
+        // client D:53 (B), and S:53 is itself a client of D:53 (A, D being
+        // a VIP too; DNS servers query from port 53). Frame S:53 -> D:53 is
+        // A's packet and B's reply at once; the tracker looks the client
+        // direction up first, so the pass names A and leaves B's index.
+        let (t, mut parts) = ConnTable::with_key(1000, 1, HashKey::from_words([9, 8, 7, 6]));
+        let p = &mut parts[0];
+        let s = Ipv4Addr::new(198, 18, 2, 20);
+        let d = Ipv4Addr::new(198, 18, 3, 1);
+        let flow = |cip, vip| FlowKey {
+            proto: 17,
+            cip,
+            cport: 53,
+            vip,
+            vport: 53,
+        };
+        let ka = Key::conn(&flow(s, d));
+        let rk = ReplyKey {
+            proto: 17,
+            rip: s,
+            rport: 53,
+            cip: d,
+            cport: 53,
+        };
+        let nat_b = NatInit {
+            rip: s,
+            rport: 53,
+            ..nat(0)
+        };
+        let b = Init {
+            fwd: 2,
+            nat: Some(nat_b),
+            ..init(20)
+        };
+        let vb = t
+            .insert(p, &Key::conn(&flow(d, Ipv4Addr::new(198, 18, 0, 100))), b)
+            .unwrap();
+        let pass = || {
+            let (k, h, _) = t.hint(&ka, &rk).parts();
+            Hint::of_parts(k, h, t.hint_entries(h))
+        };
+        // Only B: the frame is no connection's, the pass says so and names
+        // B in the reply index.
+        let hint = pass();
+        let probe = hint.probe(&ka).unwrap();
+        assert_eq!(probe.cand, ABSENT);
+        assert!(t.lookup_probe(&probe).is_none());
+        let rp = hint.reply_probe(&ka, &rk).unwrap();
+        assert_eq!(rp.cand, vb.idx + 1);
+        assert_eq!(t.lookup_reply_probe(&rp).map(|v| v.idx), Some(vb.idx));
+        // With A too, the frame is A's.
+        let va = t.insert(p, &ka, init(10)).unwrap();
+        let hint = pass();
+        let probe = hint.probe(&ka).unwrap();
+        assert_eq!(probe.cand, va.idx + 1);
+        assert_eq!(t.lookup_probe(&probe).map(|v| v.idx), Some(va.idx));
+        let rp = hint.reply_probe(&ka, &rk).unwrap();
+        assert_eq!(rp.cand, 0, "the reply index is left for the lookup");
+        assert_eq!(t.lookup_reply_probe(&rp).map(|v| v.idx), Some(vb.idx));
     }
 
     #[test]

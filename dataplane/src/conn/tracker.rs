@@ -211,6 +211,18 @@ fn reply_key<A: Addr>(key: &FlowKey<A>) -> ReplyKey<A> {
     }
 }
 
+/// Whether connection `v`, found for a packet at `now` (`syn`: a SYN),
+/// is over: expired, or closed and opened again by the SYN.
+#[inline]
+fn is_stale<A: Addr>(now: u32, syn: bool, v: &View<A>) -> bool {
+    reached(now, v.expires)
+        || (syn
+            && matches!(
+                TcpState::from_u8(v.state),
+                TcpState::TimeWait | TcpState::Close
+            ))
+}
+
 /// What the forwarding method needs of a connection entry (a few bytes,
 /// so that the entry itself is not copied out of the tracker per packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,15 +391,15 @@ impl<A: Addr> Tracker<A> {
         let probe = hint.probe(&key).unwrap_or_else(|| self.table.probe(&key));
 
         let found = self.table.lookup_probe(&probe);
-        let stale = found.filter(|v| {
-            reached(now, v.expires)
-                || (syn
-                    && matches!(
-                        TcpState::from_u8(v.state),
-                        TcpState::TimeWait | TcpState::Close
-                    ))
-        });
+        let stale = found.filter(|v| is_stale(now, syn, v));
 
+        // The client direction first: a frame may be a connection's packet
+        // and a NAT connection's reply at once (hairpin: a NAT real server
+        // that is also a client of a VIP, from its service port, to a
+        // client address that is a VIP too) and is then the connection's.
+        // A frame that is only a reply costs little here: the prefetch
+        // pass proved its key absent from the summaries (see
+        // `ConnTable::hint_entries`).
         if found.is_none() && self.table.nat_seen() {
             let rk = reply_key(&p.key);
             let rp = hint
@@ -399,10 +411,23 @@ impl<A: Addr> Tracker<A> {
         }
         let v = match (found, stale) {
             (Some(v), None) => v,
-            _ => {
+            _ => 'made: {
                 // Sloppy TCP (IPVS's): any segment but a RST opens one,
                 // so a flow moved here mid-stream by the router goes on.
-                if is_tcp && !syn && !(snap.sloppy_tcp && p.tcp_flags & RST == 0) {
+                let opens = !is_tcp || syn || (snap.sloppy_tcp && p.tcp_flags & RST == 0);
+                // Before a decision that a connection missed would make
+                // wrong (drop the segment, evict to make room), a key the
+                // prefetch pass found absent is looked up again: the pass
+                // ran before the earlier frames of this batch, one of which
+                // may have made the connection.
+                if found.is_none() && probe.proved_absent() && (!opens || self.part.is_full()) {
+                    match self.missed(now, syn, &key, p) {
+                        Some(Ok(v)) => break 'made v,
+                        Some(Err(v)) => return self.reply(snap, now, v, p),
+                        None => {}
+                    }
+                }
+                if !opens {
                     return self.no_conn(snap, now_ns, p, stats);
                 }
                 let Some(svc) = snap.lookup_in(p.key.proto, p.key.vip, p.key.vport) else {
@@ -667,6 +692,27 @@ impl<A: Addr> Tracker<A> {
             }
             Err(Insert::Full) => Err(DropReason::ConnTableFull),
         }
+    }
+
+    /// The connection of `key` (`Ok`) or the NAT connection the packet
+    /// replies on (`Err`), looked up again after the prefetch pass found
+    /// neither (see `track`); a stale connection is left to the insert.
+    #[cold]
+    #[inline(never)]
+    fn missed(
+        &self,
+        now: u32,
+        syn: bool,
+        key: &Key<A>,
+        p: &Parsed<A>,
+    ) -> Option<Result<View<A>, View<A>>> {
+        if let Some(v) = self.table.lookup(key) {
+            return (!is_stale(now, syn, &v)).then_some(Ok(v));
+        }
+        if !self.table.nat_seen() {
+            return None;
+        }
+        self.table.lookup_reply(&reply_key(&p.key)).map(Err)
     }
 
     /// Room for one more entry in this worker's partition: a free one, or
