@@ -27,7 +27,7 @@ use crate::sync::{self, Installed, Reject, SyncConn, SyncPort};
 use crate::verdict::DropReason;
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
-use crate::wire::tcp::{RST, SYN};
+use crate::wire::tcp::{FIN, RST, SYN};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -370,7 +370,7 @@ impl<A: Addr> Tracker<A> {
         hint: &Hint<A>,
         stats: &mut impl Counts,
     ) -> Track<'s, A> {
-        let timeouts = snap.timeouts;
+        let timeouts = &snap.timeouts;
         let is_tcp = p.key.proto == PROTO_TCP;
         // As IPVS: a SYN opens a connection unless RST is set too.
         let syn = is_tcp && p.tcp_flags & (SYN | RST) == SYN;
@@ -424,7 +424,14 @@ impl<A: Addr> Tracker<A> {
         let Some(dest) = snap.dest(v.dest) else {
             return Track::Drop(DropReason::NoDest);
         };
-        let (state, ttl) = if is_tcp {
+        let (state, ttl) = if is_tcp
+            && v.state == TcpState::Established as u8
+            && p.tcp_flags & (SYN | FIN | RST) == 0
+        {
+            // The common segment of an established connection (ACK or no
+            // flag) leaves the state as it is: no transition to make.
+            (TcpState::Established, timeouts.tcp)
+        } else if is_tcp {
             let old = TcpState::from_u8(v.state);
             let new = old.next(p.tcp_flags);
             if new != old && self.table.set_state(&v, v.state, new as u8) {
