@@ -321,6 +321,15 @@ impl Pipeline {
     /// port is unknown.
     #[inline]
     fn next_hop(&self, dest: &DestRt) -> Option<(u8, XmitCtx)> {
+        let (out, src, dst) = self.hop(dest)?;
+        Some((out, XmitCtx::macs(src, dst)))
+    }
+
+    /// The port toward `dest`'s next hop, its MAC and the next hop's:
+    /// what every method needs, without the rest of a transmit context
+    /// (direct routing needs nothing else, and builds none).
+    #[inline(always)]
+    fn hop(&self, dest: &DestRt) -> Option<(u8, Mac, Mac)> {
         let hop = dest
             .neigh
             .mac()
@@ -329,8 +338,8 @@ impl Pipeline {
             dest.neigh.want();
             return None;
         };
-        let port = self.ports[out as usize];
-        Some((out, XmitCtx::macs(port.mac, mac)))
+        let port = self.ports.get(usize::from(out))?;
+        Some((out, port.mac, mac))
     }
 
     /// The port whose interface is `oif`; with a single port, that one.
@@ -711,12 +720,14 @@ impl Pipeline {
         pkt: &Parsed,
         buf: &mut B,
     ) -> Verdict {
-        let Some((out, mut ctx)) = self.next_hop(dest) else {
+        let Some((out, src_mac, dst_mac)) = self.hop(dest) else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
-        let port = self.ports[out as usize];
+        let mut ctx = XmitCtx::macs(src_mac, dst_mac);
         let sent = match fwd_of(b.fwd) {
-            Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
+            // Only the MACs change: the branch returns at once, so the
+            // compiler keeps nothing of the context but the two MACs.
+            Fwd::Dr => return self.verdict(xmit::dr::packet_xmit(buf, pkt, &ctx), out, ingress),
             Fwd::Nat => {
                 let Some(rip) = dest.rip() else {
                     return Verdict::Drop(DropReason::FwdUnsupported);
@@ -727,6 +738,7 @@ impl Pipeline {
                 xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
             Fwd::Tun => {
+                let port = self.ports[out as usize];
                 if dest.sched.addr.is_ipv6() {
                     return self.xmit_4in6(dest, ctx, port.mtu, out, ingress, pkt, buf);
                 }
