@@ -503,6 +503,15 @@ impl Pipeline {
             .track
             .track(snap, now_ns, ingress, &p, frame, hint, &mut self.stats)
         {
+            // Direct routing, the most common method, in line: the MACs
+            // are all it changes.
+            Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Dr => match self.hop(dest) {
+                Some((out, src, dst)) => {
+                    let sent = xmit::dr::packet_xmit(buf, &p, &XmitCtx::macs(src, dst));
+                    self.verdict(sent, out, ingress)
+                }
+                None => Verdict::Drop(DropReason::NoNeigh),
+            },
             Track::In(dest, b) => self.xmit(b, dest, ingress, p.key.vport, &p, buf),
             Track::Out(r) => self.reply(&r, &p, buf),
             Track::Pass => Verdict::Pass,
