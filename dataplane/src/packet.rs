@@ -137,7 +137,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
 /// (one bounds check for all the fixed offsets); anything else is
 /// `None` and goes the general way.
 #[inline(always)]
-fn parse_plain(frame: &[u8]) -> Option<Parsed> {
+pub fn parse_plain(frame: &[u8]) -> Option<Parsed> {
     // Ethernet (14) + IPv4 (20) + TCP (20): a UDP frame shorter than this
     // takes the general way (a minimum Ethernet frame is 60 bytes).
     let h: &[u8; 54] = frame.first_chunk()?;
@@ -188,7 +188,7 @@ fn parse_plain(frame: &[u8]) -> Option<Parsed> {
 
 /// [`parse`] of any frame, every header checked through its view.
 #[inline(never)]
-fn parse_any(frame: &[u8]) -> Result<Parsed, Verdict> {
+pub fn parse_any(frame: &[u8]) -> Result<Parsed, Verdict> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| MALFORMED)?;
     if eth.ethertype() != ETHERTYPE_IPV4 {
         return Err(Verdict::Pass);

@@ -477,12 +477,17 @@ impl Pipeline {
         hint: &Hint,
     ) -> Verdict {
         let frame = buf.bytes();
-        let p = match packet::parse(frame) {
-            Ok(p) => p,
-            Err(Verdict::Pass) if packet::is_ipv6(frame) => {
-                return self.process6(snap, now_ns, ingress, buf)
-            }
-            Err(v) => return v,
+        // The common frame first, without the general parse's result
+        // wrapped around it (the parsed view is then built in place).
+        let p = match packet::parse_plain(frame) {
+            Some(p) => p,
+            None => match packet::parse_any(frame) {
+                Ok(p) => p,
+                Err(Verdict::Pass) if packet::is_ipv6(frame) => {
+                    return self.process6(snap, now_ns, ingress, buf)
+                }
+                Err(v) => return v,
+            },
         };
         // Another host's frame (the steering program passes these; this
         // guards against one that got here anyway): never forwarded.
