@@ -330,16 +330,17 @@ impl Pipeline {
     /// (direct routing needs nothing else, and builds none).
     #[inline(always)]
     fn hop(&self, dest: &DestRt) -> Option<(u8, Mac, Mac)> {
-        let hop = dest
-            .neigh
-            .mac()
-            .and_then(|mac| Some((self.port_of(dest.neigh.oif())?, mac)));
-        let Some((out, mac)) = hop else {
-            dest.neigh.want();
-            return None;
-        };
-        let port = self.ports.get(usize::from(out))?;
-        Some((out, port.mac, mac))
+        // Written out rather than chained through closures: the compiler
+        // left the closure a call of its own on every packet.
+        if let Some(mac) = dest.neigh.mac() {
+            if let Some(out) = self.port_of(dest.neigh.oif()) {
+                if let Some(port) = self.ports.get(usize::from(out)) {
+                    return Some((out, port.mac, mac));
+                }
+            }
+        }
+        dest.neigh.want();
+        None
     }
 
     /// The port whose interface is `oif`; with a single port, that one.
