@@ -559,6 +559,14 @@ impl Pipeline {
             .track6
             .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
         {
+            // Direct routing in line, as for IPv4.
+            Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Dr => match self.hop(dest) {
+                Some((out, src, dst)) => {
+                    let sent = xmit::dr::packet_xmit(buf, &p, &XmitCtx::macs(src, dst));
+                    self.verdict(sent, out, ingress)
+                }
+                None => Verdict::Drop(DropReason::NoNeigh),
+            },
             Track::In(dest, b) => self.xmit6(b, dest, ingress, &p, buf),
             Track::Out(r) => self.reply6(&r, &p, buf),
             Track::Pass => Verdict::Pass,

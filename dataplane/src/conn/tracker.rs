@@ -1551,6 +1551,22 @@ mod tests {
         );
     }
 
+    /// `track` takes ESTABLISHED and its timeout without the state
+    /// machine for a segment without SYN, FIN or RST: the machine must
+    /// say the same for every such set of flags.
+    #[test]
+    fn the_established_shortcut_is_what_the_state_machine_says() {
+        for flags in 0..=u8::MAX {
+            if flags & (SYN | FIN | RST) == 0 {
+                assert_eq!(
+                    TcpState::Established.next(flags),
+                    TcpState::Established,
+                    "flags {flags:#04x}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn fwd_codes_round_trip() {
         for f in [Fwd::Dr, Fwd::Tun, Fwd::Nat] {
