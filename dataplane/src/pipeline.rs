@@ -322,16 +322,26 @@ impl Pipeline {
     /// port is unknown.
     #[inline]
     fn next_hop(&self, dest: &DestRt) -> Option<(u8, XmitCtx)> {
-        let hop = dest
-            .neigh
-            .mac()
-            .and_then(|mac| Some((self.port_of(dest.neigh.oif())?, mac)));
-        let Some((out, mac)) = hop else {
-            dest.neigh.want();
-            return None;
-        };
-        let port = self.ports[out as usize];
-        Some((out, XmitCtx::macs(port.mac, mac)))
+        let (out, src, dst) = self.hop(dest)?;
+        Some((out, XmitCtx::macs(src, dst)))
+    }
+
+    /// The port toward `dest`'s next hop, its MAC and the next hop's:
+    /// what every method needs, without the rest of a transmit context
+    /// (direct routing needs nothing else, and builds none).
+    #[inline(always)]
+    fn hop(&self, dest: &DestRt) -> Option<(u8, Mac, Mac)> {
+        // Written out rather than chained through closures: the compiler
+        // left the closure a call of its own on every packet.
+        if let Some(mac) = dest.neigh.mac() {
+            if let Some(out) = self.port_of(dest.neigh.oif()) {
+                if let Some(port) = self.ports.get(usize::from(out)) {
+                    return Some((out, port.mac, mac));
+                }
+            }
+        }
+        dest.neigh.want();
+        None
     }
 
     /// The port whose interface is `oif`; with a single port, that one.
@@ -469,12 +479,17 @@ impl Pipeline {
         hint: &Hint,
     ) -> Verdict {
         let frame = buf.bytes();
-        let p = match packet::parse(frame) {
-            Ok(p) => p,
-            Err(Verdict::Pass) if packet::is_ipv6(frame) => {
-                return self.process6(snap, now_ns, ingress, buf)
-            }
-            Err(v) => return v,
+        // The common frame first, without the general parse's result
+        // wrapped around it (the parsed view is then built in place).
+        let p = match packet::parse_plain(frame) {
+            Some(p) => p,
+            None => match packet::parse_any(frame) {
+                Ok(p) => p,
+                Err(Verdict::Pass) if packet::is_ipv6(frame) => {
+                    return self.process6(snap, now_ns, ingress, buf)
+                }
+                Err(v) => return v,
+            },
         };
         // Another host's frame (the steering program passes these; this
         // guards against one that got here anyway): never forwarded.
@@ -495,6 +510,15 @@ impl Pipeline {
             .track
             .track(snap, now_ns, ingress, &p, frame, hint, &mut self.stats)
         {
+            // Direct routing, the most common method, in line: the MACs
+            // are all it changes.
+            Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Dr => match self.hop(dest) {
+                Some((out, src, dst)) => {
+                    let sent = xmit::dr::packet_xmit(buf, &p, &XmitCtx::macs(src, dst));
+                    self.verdict(sent, out, ingress)
+                }
+                None => Verdict::Drop(DropReason::NoNeigh),
+            },
             Track::In(dest, b) => self.xmit(b, dest, ingress, p.key.vport, &p, buf),
             Track::Out(r) => self.reply(&r, &p, buf),
             Track::Pass => Verdict::Pass,
@@ -536,6 +560,14 @@ impl Pipeline {
             .track6
             .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
         {
+            // Direct routing in line, as for IPv4.
+            Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Dr => match self.hop(dest) {
+                Some((out, src, dst)) => {
+                    let sent = xmit::dr::packet_xmit(buf, &p, &XmitCtx::macs(src, dst));
+                    self.verdict(sent, out, ingress)
+                }
+                None => Verdict::Drop(DropReason::NoNeigh),
+            },
             Track::In(dest, b) => self.xmit6(b, dest, ingress, &p, buf),
             Track::Out(r) => self.reply6(&r, &p, buf),
             Track::Pass => Verdict::Pass,
@@ -657,12 +689,14 @@ impl Pipeline {
         pkt: &Parsed,
         buf: &mut B,
     ) -> Verdict {
-        let Some((out, mut ctx)) = self.next_hop(dest) else {
+        let Some((out, src_mac, dst_mac)) = self.hop(dest) else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
-        let port = self.ports[out as usize];
+        let mut ctx = XmitCtx::macs(src_mac, dst_mac);
         let sent = match fwd_of(b.fwd) {
-            Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &ctx),
+            // Only the MACs change: the branch returns at once, so the
+            // compiler keeps nothing of the context but the two MACs.
+            Fwd::Dr => return self.verdict(xmit::dr::packet_xmit(buf, pkt, &ctx), out, ingress),
             Fwd::Nat => {
                 let Some(rip) = dest.rip() else {
                     return Verdict::Drop(DropReason::FwdUnsupported);
@@ -673,6 +707,7 @@ impl Pipeline {
                 xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
             Fwd::Tun => {
+                let port = self.ports[out as usize];
                 if dest.sched.addr.is_ipv6() {
                     return self.xmit_4in6(dest, ctx, port.mtu, out, ingress, pkt, buf);
                 }

@@ -27,7 +27,7 @@ use crate::sync::{self, Installed, Reject, SyncConn, SyncPort};
 use crate::verdict::DropReason;
 use crate::wire::eth::Mac;
 use crate::wire::ipv4::PROTO_TCP;
-use crate::wire::tcp::{RST, SYN};
+use crate::wire::tcp::{FIN, RST, SYN};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -382,7 +382,7 @@ impl<A: Addr> Tracker<A> {
         hint: &Hint<A>,
         stats: &mut impl Counts,
     ) -> Track<'s, A> {
-        let timeouts = snap.timeouts;
+        let timeouts = &snap.timeouts;
         let is_tcp = p.key.proto == PROTO_TCP;
         // As IPVS: a SYN opens a connection unless RST is set too.
         let syn = is_tcp && p.tcp_flags & (SYN | RST) == SYN;
@@ -449,7 +449,14 @@ impl<A: Addr> Tracker<A> {
         let Some(dest) = snap.dest(v.dest) else {
             return Track::Drop(DropReason::NoDest);
         };
-        let (state, ttl) = if is_tcp {
+        let (state, ttl) = if is_tcp
+            && v.state == TcpState::Established as u8
+            && p.tcp_flags & (SYN | FIN | RST) == 0
+        {
+            // The common segment of an established connection (ACK or no
+            // flag) leaves the state as it is: no transition to make.
+            (TcpState::Established, timeouts.tcp)
+        } else if is_tcp {
             let old = TcpState::from_u8(v.state);
             let new = old.next(p.tcp_flags);
             if new != old && self.table.set_state(&v, v.state, new as u8) {
@@ -1588,6 +1595,22 @@ mod tests {
             gone.0, n,
             "expired entries left after a period and three calls"
         );
+    }
+
+    /// `track` takes ESTABLISHED and its timeout without the state
+    /// machine for a segment without SYN, FIN or RST: the machine must
+    /// say the same for every such set of flags.
+    #[test]
+    fn the_established_shortcut_is_what_the_state_machine_says() {
+        for flags in 0..=u8::MAX {
+            if flags & (SYN | FIN | RST) == 0 {
+                assert_eq!(
+                    TcpState::Established.next(flags),
+                    TcpState::Established,
+                    "flags {flags:#04x}"
+                );
+            }
+        }
     }
 
     #[test]
