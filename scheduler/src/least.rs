@@ -185,24 +185,25 @@ fn ratio_shift(max_w: u32) -> u32 {
 }
 
 /// `oh / w` as one number, `floor(oh * 2^shift / w)`, for `w` below
-/// `2^(shift / 2)` and results below [`SCALAR_UNUSABLE`] (`None`
-/// beyond). Exact for order and ties: two different ratios `a/b < c/d`
-/// with `b, d < 2^(shift / 2)` differ by at least `1/(bd) > 2^-shift`, so
+/// `2^(shift / 2)` and `oh` below `2^(52 - shift)` (`None` beyond; then
+/// the result is below `2^52 - 2^shift`, under [`SCALAR_UNUSABLE`]).
+/// Exact for order and ties: two different ratios `a/b < c/d` with
+/// `b, d < 2^(shift / 2)` differ by at least `1/(bd) > 2^-shift`, so
 /// scaled by `2^shift` they are more than 1 apart and their floors keep
 /// the order strictly; equal ratios give equal floors. The shift follows
-/// the list's largest weight (16 for weights up to 255), so the usual
-/// loads fit with room to spare. One division per changed destination
-/// buys matches of one comparison instead of two multiplications.
+/// the list's largest weight (16 for weights up to 255, leaving 36 bits
+/// for the overhead), so the usual loads fit with room to spare. One
+/// division per changed destination buys matches of one comparison
+/// instead of two multiplications.
 #[inline]
 fn ratio_scalar((oh, w): (u64, u32), shift: u32) -> Option<u64> {
     if w == 0 {
         return Some(SCALAR_UNUSABLE);
     }
-    if u64::from(w) >> (shift / 2) != 0 || oh >> (64 - shift) != 0 {
+    if (u64::from(w) >> (shift / 2)) | (oh >> 52u32.saturating_sub(shift)) != 0 {
         return None;
     }
-    let q = (oh << shift) / u64::from(w);
-    (q < SCALAR_UNUSABLE).then_some(q)
+    Some((oh << shift) / u64::from(w))
 }
 
 /// The scalar of a rule whose overhead is its order (lc, ovf).
@@ -1313,6 +1314,12 @@ mod tests {
             Some(((1 << 20) - 1) << 32)
         );
         assert_eq!(ratio_scalar((1 << 20, 1), 32), None);
+        // The largest overhead that fits stays under the unusable scalar.
+        assert_eq!(ratio_scalar(((1 << 50) - 1, 1), 2), Some((1 << 52) - 4));
+        assert_eq!(ratio_scalar((1 << 50, 1), 2), None);
+        // Past 52 bits of shift only an idle destination fits.
+        assert_eq!(ratio_scalar((0, 1 << 27), 56), Some(0));
+        assert_eq!(ratio_scalar((1, 1 << 27), 56), None);
         assert_eq!(ratio_scalar((1 << 32, 1), 32), None);
         assert_eq!(ratio_scalar((1, 1 << 16), 32), None);
         assert_eq!(ratio_scalar((5, 0), 32), Some(SCALAR_UNUSABLE));
