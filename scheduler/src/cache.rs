@@ -95,6 +95,7 @@ impl<V> AddrCache<V> {
     }
 
     /// The live entry for `key`, if any. An expired entry is dropped.
+    #[inline]
     pub fn get_mut(&mut self, key: &IpAddr, now: u64) -> Option<&mut Entry<V>> {
         let range = self.bucket(key);
         let slot = self.slots[range]

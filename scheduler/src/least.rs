@@ -6,28 +6,36 @@
 //! minimum of a total order: the rule's load order (lc: overhead; wlc and
 //! sed: overhead/weight cross-multiplied; nq: idle before busy, then sed),
 //! ties broken by position in the list. A minimum under a total order can
-//! be computed in any grouping, so a complete binary tree whose leaves are
-//! the destinations in list order and whose inner nodes hold the winner of
-//! their two children (the left one unless the right one is strictly
-//! better) has exactly the scan's choice at its root.
+//! be computed in any grouping, so a complete tree whose leaves are the
+//! destinations in list order and whose inner nodes hold the winner of
+//! their children (the leftmost of the best) has exactly the scan's choice
+//! at its root.
 //!
 //! Loads change on every connection open and close, on any worker, with no
 //! lock; weights change only through `update`. So the tree does not poll:
 //! the counters report each change on their service's [`LoadBoard`], and
 //! `schedule`, which already runs under the service lock, re-reads only the
 //! destinations marked since the last call and replays their leaf-to-root
-//! paths (at most log2 n comparisons each). Which way a leaf moved bounds
-//! what can change: a better leaf climbs only while it wins, a worse one
-//! only while the parent still holds it. So under churn (bind the chosen
-//! destination, close one elsewhere) each call costs two short climbs and
-//! no full rebuild. Matches are cheap: ratios become one number each
-//! (`floor(oh * 2^32 / w)`, exact for the loads and weights IPVS allows,
-//! see [`ratio_scalar`]), with exact products as the fallback for the rest.
-//! The answer is the scan's answer
-//! over the loads the tree holds, and the tree holds every change that
-//! happened before the call (see `watch.rs` for the ordering argument). A
-//! scheduler that finds another one took the board's marks (two schedulers
-//! over the same destinations) re-reads everything once.
+//! paths, each until a node comes out unchanged. Under churn (bind the
+//! chosen destination, close one elsewhere) each call costs one climb to
+//! the root (the winner got worse) and one short one, and no rebuild.
+//!
+//! What makes a climb cheap is its keys. Ratios become one number each
+//! (`floor(oh * 2^s / w)`, `s` twice the bit length of the largest
+//! weight, exact for order and ties, see [`ratio_scalar`]), packed above
+//! the destination's index into one `u64`: one unsigned comparison orders
+//! by load and then by position, so the scan's tie rule (the earlier
+//! destination wins) comes for free and a node is the plain `min` of its
+//! children. With 8-byte nodes a node has four children on one aligned
+//! 32-byte block, so a path is half as long as a binary tree's (5 steps
+//! for 1000 destinations) and each step is one block, four loads and
+//! three branch-free `min`s. Loads and weights too large for a packed
+//! scalar fall back to a binary tree of (key, index) nodes matched by
+//! exact products. The answer is the scan's answer over the loads the
+//! tree holds, and the tree holds every change that happened before the
+//! call (see `watch.rs` for the ordering argument). A scheduler that finds
+//! another one took the board's marks (two schedulers over the same
+//! destinations) re-reads everything once.
 //!
 //! Short lists (below [`TREE_MIN`]) are scanned: the scan is as cheap as
 //! the tree there, and the counters of small services then never report
@@ -121,11 +129,12 @@ pub(crate) trait Rule {
     fn narrow(w: u64) -> bool {
         Self::OH_BITS < 64 && w >> (64 - Self::OH_BITS) == 0
     }
-    /// Key `(oh, w)` as one number that orders (and ties) exactly as
-    /// [`Rule::beats`] does, [`SCALAR_UNUSABLE`] for an unusable one;
+    /// Key `(oh, w)` as one number below 2^52 that orders (and ties)
+    /// exactly as [`Rule::beats`] does among keys whose weight factors are
+    /// below `2^(shift / 2)`, [`SCALAR_UNUSABLE`] for an unusable one;
     /// `None` when this key has no such number (then the tree compares
-    /// products).
-    fn scalar(key: (u64, u32)) -> Option<u64>;
+    /// products). `shift` is what [`ratio_shift`] chose for the list.
+    fn scalar(key: (u64, u32), shift: u32) -> Option<u64>;
     /// The IPVS scan over `dests`, for short or unwatched lists.
     fn scan(dests: &DestSet) -> Option<usize>;
 }
@@ -159,48 +168,68 @@ fn ratio_beats<const NARROW: bool>(a: &Node, b: &Node, or_eq: bool) -> bool {
     }
 }
 
-/// The scalar of an unusable destination, above every usable one (and
-/// still one below `u64::MAX`, so a match can add its tie bit).
-pub(crate) const SCALAR_UNUSABLE: u64 = u64::MAX - 1;
+/// Bits of a packed node that hold the destination's index: a board has
+/// [`BOARD_SLOTS`](crate::watch::BOARD_SLOTS) = 2^12 slots, so no tree
+/// has more leaves than that.
+const IDX_BITS: u32 = 12;
 
-/// `oh / w` as one number, `floor(oh * 2^32 / w)`, for `oh` below 2^32
-/// and `w` below 2^16 (`None` beyond). Exact for order and ties: two
-/// different ratios `a/b < c/d` differ by at least `1/(bd) > 2^-32`, so
-/// scaled by 2^32 they are more than 1 apart and their floors keep the
-/// order strictly; equal ratios give equal floors. One division per
-/// changed destination buys matches of one comparison instead of two
-/// multiplications.
+/// The scalar of an unusable destination: the largest that fits above
+/// the index, above every usable one.
+pub(crate) const SCALAR_UNUSABLE: u64 = (1 << (64 - IDX_BITS)) - 1;
+
+/// The shift [`ratio_scalar`] needs for a list whose largest weight
+/// factor is `max_w`: twice its bit length (at least 2).
 #[inline]
-fn ratio_scalar((oh, w): (u64, u32)) -> Option<u64> {
+fn ratio_shift(max_w: u32) -> u32 {
+    2 * (32 - max_w.max(1).leading_zeros())
+}
+
+/// `oh / w` as one number, `floor(oh * 2^shift / w)`, for `w` below
+/// `2^(shift / 2)` and `oh` below `2^(52 - shift)` (`None` beyond; then
+/// the result is below `2^52 - 2^shift`, under [`SCALAR_UNUSABLE`]).
+/// Exact for order and ties: two different ratios `a/b < c/d` with
+/// `b, d < 2^(shift / 2)` differ by at least `1/(bd) > 2^-shift`, so
+/// scaled by `2^shift` they are more than 1 apart and their floors keep
+/// the order strictly; equal ratios give equal floors. The shift follows
+/// the list's largest weight (16 for weights up to 255, leaving 36 bits
+/// for the overhead), so the usual loads fit with room to spare. One
+/// division per changed destination buys matches of one comparison
+/// instead of two multiplications.
+#[inline]
+fn ratio_scalar((oh, w): (u64, u32), shift: u32) -> Option<u64> {
     if w == 0 {
-        Some(SCALAR_UNUSABLE)
-    } else if oh >> 32 == 0 && w >> 16 == 0 {
-        Some((oh << 32) / u64::from(w))
-    } else {
-        None
+        return Some(SCALAR_UNUSABLE);
     }
+    if (u64::from(w) >> (shift / 2)) | (oh >> 52u32.saturating_sub(shift)) != 0 {
+        return None;
+    }
+    Some((oh << shift) / u64::from(w))
 }
 
 /// The scalar of a rule whose overhead is its order (lc, ovf).
 #[inline]
 fn plain_scalar((oh, w): (u64, u32)) -> Option<u64> {
-    Some(if w == 0 { SCALAR_UNUSABLE } else { oh })
+    if w == 0 {
+        Some(SCALAR_UNUSABLE)
+    } else {
+        (oh < SCALAR_UNUSABLE).then_some(oh)
+    }
 }
 
-/// How a tree's matches compare: by scalar (see [`Rule::scalar`]), by
-/// 64-bit products ([`Rule::narrow`]), or by 128-bit products.
+/// How a tree's matches compare: by packed scalar (see [`Rule::scalar`]
+/// and [`Tree::groups`]), by 64-bit products ([`Rule::narrow`]), or by
+/// 128-bit products.
 const SCALAR: u8 = 0;
 /// See [`SCALAR`].
 const NARROW: u8 = 1;
 /// See [`SCALAR`].
 const WIDE: u8 = 2;
 
-/// Whether `a` beats `b` (strictly, or as good with `or_eq`) in mode `M`.
+/// Whether `a` beats `b` (strictly, or as good with `or_eq`) in product
+/// mode `M` ([`NARROW`] or [`WIDE`]).
 #[inline]
 fn wins<R: Rule, const M: u8>(a: &Node, b: &Node, or_eq: bool) -> bool {
     match M {
-        // Scalars are at most SCALAR_UNUSABLE: the sum cannot overflow.
-        SCALAR => a.oh < b.oh + u64::from(or_eq),
         NARROW => R::beats::<true>(a, b, or_eq),
         _ => R::beats::<false>(a, b, or_eq),
     }
@@ -209,20 +238,59 @@ fn wins<R: Rule, const M: u8>(a: &Node, b: &Node, or_eq: bool) -> bool {
 /// The key of an unusable destination under the ratio rules.
 const RATIO_UNUSABLE: (u64, u32) = (1, 0);
 
+/// The packed node of leaf `idx` with scalar `s`: the scalar above the
+/// index, so that one unsigned comparison orders by key and then by
+/// position in the list, which is the scan's order, ties included (the
+/// earlier destination wins).
+#[inline]
+fn pack(s: u64, idx: usize) -> u64 {
+    s << IDX_BITS | idx as u64
+}
+
+/// Four sibling nodes of [`Tree::groups`], on one aligned 32-byte block.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
+struct Group([u64; 4]);
+
+impl Group {
+    /// The least of the four: their parent.
+    #[inline]
+    fn least(&self) -> u64 {
+        let [a, b, c, d] = self.0;
+        a.min(b).min(c.min(d))
+    }
+}
+
 /// The tree proper: leaves in list order, padded to a power of two.
 #[derive(Debug, Default)]
 struct Tree {
     /// Leaves (a power of two, at least 1).
     m: usize,
-    /// Heap order, 1-based: node `k`'s children are `2k` and `2k + 1`, its
-    /// sibling `k ^ 1`, its parent `k / 2`; the leaves are `m..2m` and
-    /// node 0 is unused. An inner node is a copy of its subtree's winning
-    /// leaf, so a match reads the two children and nothing else, and a
-    /// node and its sibling share one 32-byte block.
+    /// In [`SCALAR`] mode, the tree as packed nodes ([`pack`]), four
+    /// children to a node: node 0 is the root (kept in [`Tree::root`]),
+    /// node `x`'s children are `4x + 1 ..= 4x + 4` and are group `x`
+    /// here, so node `y > 0` is lane `(y - 1) % 4` of group `(y - 1) / 4`.
+    /// The leaves are the last level, from node [`Tree::first`] on. An
+    /// inner node is the least of its four children, so a changed leaf
+    /// replays its path (half as long as a binary tree's, each step one
+    /// aligned 32-byte group) until a node comes out as it was. Padded
+    /// with unusable groups to a power of two, so indexes can be masked.
+    /// Empty in the other modes.
+    groups: Vec<Group>,
+    /// The root of [`Tree::groups`].
+    root: u64,
+    /// The node of leaf 0 in [`Tree::groups`].
+    first: usize,
+    /// The shift of the ratio rules' scalars ([`ratio_shift`]), fixed at
+    /// each rebuild.
+    shift: u32,
+    /// In the product modes, the tree as [`Node`]s, in the same heap
+    /// order; an inner node is a copy of its subtree's winning leaf, so a
+    /// match reads the two children and nothing else. Empty in
+    /// [`SCALAR`] mode.
     nodes: Vec<Node>,
     /// How matches compare ([`SCALAR`], [`NARROW`] or [`WIDE`]): the
-    /// cheapest mode every leaf fits, chosen at each rebuild. In
-    /// [`SCALAR`] mode a node's `oh` holds the scalar.
+    /// cheapest mode every leaf fits, chosen at each rebuild.
     mode: u8,
     /// Per leaf: fewer active connections than half the weight.
     half_idle: Vec<bool>,
@@ -235,35 +303,74 @@ impl Tree {
     fn build<R: Rule>(&mut self, dests: &DestSet) {
         self.m = dests.len().next_power_of_two().max(1);
         let m = self.m;
-        self.nodes.clear();
-        self.nodes.resize(2 * m, Node::default());
-        let mut max_w = 0;
-        let mut scalar = true;
-        for i in 0..m {
-            let leaf = Node::new(dests.get(i).map_or(R::UNUSABLE, R::key), i);
-            max_w = max_w.max(leaf.w());
-            scalar &= R::scalar((leaf.oh, leaf.w() as u32)).is_some();
-            self.nodes[m + i] = leaf;
-        }
-        self.mode = if scalar {
-            for leaf in &mut self.nodes[m..] {
-                leaf.oh = R::scalar((leaf.oh, leaf.w() as u32)).unwrap_or(SCALAR_UNUSABLE);
-            }
-            SCALAR
-        } else if R::narrow(max_w) {
-            NARROW
-        } else {
-            WIDE
-        };
-        match self.mode {
-            SCALAR => self.build_inner::<R, SCALAR>(),
-            NARROW => self.build_inner::<R, NARROW>(),
-            _ => self.build_inner::<R, WIDE>(),
-        }
         if R::HALF_IDLE {
             self.half_idle.clear();
             self.half_idle.extend(dests.iter().map(half_idle));
             self.half_idle_count = self.half_idle.iter().filter(|&&h| h).count();
+        }
+        self.shift = ratio_shift(dests.iter().map(weight32).max().unwrap_or(1));
+        if m <= 1 << IDX_BITS && self.build_packed::<R>(dests) {
+            self.mode = SCALAR;
+            self.nodes.clear();
+            return;
+        }
+        self.groups.clear();
+        self.nodes.clear();
+        self.nodes.resize(2 * m, Node::default());
+        let mut max_w = 0;
+        for i in 0..m {
+            let leaf = Node::new(dests.get(i).map_or(R::UNUSABLE, R::key), i);
+            max_w = max_w.max(leaf.w());
+            self.nodes[m + i] = leaf;
+        }
+        self.mode = if R::narrow(max_w) { NARROW } else { WIDE };
+        if self.mode == NARROW {
+            self.build_inner::<R, NARROW>();
+        } else {
+            self.build_inner::<R, WIDE>();
+        }
+    }
+
+    /// Fill [`Tree::groups`] from `dests`; false when some key has no
+    /// scalar (then the product modes take over).
+    fn build_packed<R: Rule>(&mut self, dests: &DestSet) -> bool {
+        // Levels below the root: at least one, four times the leaves each.
+        let mut leaves = 4;
+        while leaves < dests.len() {
+            leaves *= 4;
+        }
+        // Inner nodes (one group each): 1 + 4 + ... + leaves / 4.
+        let inner = (leaves - 1) / 3;
+        self.first = inner;
+        self.groups.clear();
+        let unusable = pack(SCALAR_UNUSABLE, (1 << IDX_BITS) - 1);
+        self.groups
+            .resize(inner.next_power_of_two(), Group([unusable; 4]));
+        for i in 0..leaves {
+            let key = dests.get(i).map_or(R::UNUSABLE, R::key);
+            let Some(s) = R::scalar(key, self.shift) else {
+                return false;
+            };
+            // Padding leaves past 2^IDX_BITS would not pack, and lose
+            // to everything as the unusable fill.
+            if i < 1 << IDX_BITS {
+                *self.node_mut(inner + i) = pack(s, i);
+            }
+        }
+        for x in (0..inner).rev() {
+            let least = self.groups[x].least();
+            *self.node_mut(x) = least;
+        }
+        true
+    }
+
+    /// Packed node `y` of [`Tree::groups`].
+    #[inline]
+    fn node_mut(&mut self, y: usize) -> &mut u64 {
+        if y == 0 {
+            &mut self.root
+        } else {
+            &mut self.groups[(y - 1) / 4].0[(y - 1) % 4]
         }
     }
 
@@ -279,19 +386,12 @@ impl Tree {
 
     /// Leaf `i` (below the list length) was read again from `d`: replay
     /// its path to the root. False when its new key does not fit the
-    /// tree's mode (a load past 2^32, or a weight edit that bypassed
-    /// `update`): the caller rebuilds, choosing the mode anew.
+    /// tree's mode (a load past what the scalar holds, or a weight edit
+    /// that bypassed `update`): the caller rebuilds, choosing the mode
+    /// anew.
     #[inline]
     fn set<R: Rule, const M: u8>(&mut self, i: usize, d: &Dest) -> bool {
         let key = R::key(d);
-        let leaf = match M {
-            SCALAR => match R::scalar(key) {
-                Some(s) => Node::new((s, key.1), i),
-                None => return false,
-            },
-            NARROW if !R::narrow(u64::from(key.1)) => return false,
-            _ => Node::new(key, i),
-        };
         if R::HALF_IDLE {
             let h = half_idle(d);
             if let Some(old) = self.half_idle.get_mut(i) {
@@ -305,18 +405,70 @@ impl Tree {
                 }
             }
         }
-        let nodes = &mut self.nodes[..];
-        // The length is 2m, a power of two, and every index below is
+        match M {
+            SCALAR => match R::scalar(key, self.shift) {
+                Some(s) => {
+                    self.set_packed(i, pack(s, i));
+                    true
+                }
+                None => false,
+            },
+            NARROW if !R::narrow(u64::from(key.1)) => false,
+            _ => {
+                self.set_node::<R, M>(i, Node::new(key, i));
+                true
+            }
+        }
+    }
+
+    /// Put packed leaf `leaf` at leaf `i` and recompute its ancestors
+    /// until one comes out unchanged: everything above it was computed
+    /// from that same value. The leaf moving either way is the same walk:
+    /// a better leaf stops where it loses, a worse one where it was not
+    /// the winner. No branch on who wins, only on whether to go on.
+    #[inline]
+    fn set_packed(&mut self, i: usize, leaf: u64) {
+        let groups = &mut self.groups[..];
+        // The length is a power of two and every group index below is
         // under it: masking changes no index and lets every access go
         // without a bounds check (the compiler sees `x & (len - 1) < len`).
+        let mask = groups.len().wrapping_sub(1);
+        // Node y = first + i >= 1 is lane (y - 1) % 4 of group (y - 1) / 4.
+        let y = self.first + i - 1;
+        let mut g = y >> 2;
+        let lane = &mut groups[g & mask].0[y & 3];
+        if *lane == leaf {
+            return;
+        }
+        *lane = leaf;
+        // Group g holds the children of node g: its new value is their
+        // least, and node g sits in group (g - 1) / 4.
+        while g != 0 {
+            let least = groups[g & mask].least();
+            let y = g - 1;
+            g = y >> 2;
+            let node = &mut groups[g & mask].0[y & 3];
+            if *node == least {
+                return;
+            }
+            *node = least;
+        }
+        self.root = groups[0].least();
+    }
+
+    /// [`Tree::set`] in the product modes.
+    #[inline]
+    fn set_node<R: Rule, const M: u8>(&mut self, i: usize, leaf: Node) {
+        let nodes = &mut self.nodes[..];
+        // Masked as in `set_packed`.
         let mask = nodes.len().wrapping_sub(1);
         let mut k = self.m + i;
         let Some(slot) = nodes.get_mut(k) else {
-            return true;
+            return;
         };
         let old = *slot;
         if old == leaf {
-            return true;
+            return;
         }
         *slot = leaf;
         // Which way the leaf moved decides which nodes can change, so the
@@ -355,14 +507,18 @@ impl Tree {
                 k = parent;
             }
         }
-        true
     }
 
     /// The root's winner, if usable.
     #[inline]
     fn best(&self) -> Option<usize> {
-        let root = self.nodes.get(1)?;
-        (root.w() != 0).then_some(root.idx())
+        if self.mode == SCALAR {
+            let root = self.root;
+            (root >> IDX_BITS != SCALAR_UNUSABLE).then_some((root & ((1 << IDX_BITS) - 1)) as usize)
+        } else {
+            let root = self.nodes.get(1)?;
+            (root.w() != 0).then_some(root.idx())
+        }
     }
 }
 
@@ -585,7 +741,7 @@ impl Rule for Ovf {
         a.oh < b.oh + u64::from(or_eq)
     }
     #[inline]
-    fn scalar(key: (u64, u32)) -> Option<u64> {
+    fn scalar(key: (u64, u32), _shift: u32) -> Option<u64> {
         plain_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
@@ -626,7 +782,7 @@ impl Rule for Lc {
         a.oh < b.oh + u64::from(or_eq)
     }
     #[inline]
-    fn scalar(key: (u64, u32)) -> Option<u64> {
+    fn scalar(key: (u64, u32), _shift: u32) -> Option<u64> {
         plain_scalar(key)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
@@ -655,8 +811,8 @@ impl Rule for Wlc {
         ratio_beats::<NARROW>(a, b, or_eq)
     }
     #[inline]
-    fn scalar(key: (u64, u32)) -> Option<u64> {
-        ratio_scalar(key)
+    fn scalar(key: (u64, u32), shift: u32) -> Option<u64> {
+        ratio_scalar(key, shift)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::conn_overhead)
@@ -680,8 +836,8 @@ impl Rule for WlcHalfIdle {
         ratio_beats::<NARROW>(a, b, or_eq)
     }
     #[inline]
-    fn scalar(key: (u64, u32)) -> Option<u64> {
-        ratio_scalar(key)
+    fn scalar(key: (u64, u32), shift: u32) -> Option<u64> {
+        ratio_scalar(key, shift)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         Wlc::scan(dests)
@@ -710,8 +866,8 @@ impl Rule for Sed {
         ratio_beats::<NARROW>(a, b, or_eq)
     }
     #[inline]
-    fn scalar(key: (u64, u32)) -> Option<u64> {
-        ratio_scalar(key)
+    fn scalar(key: (u64, u32), shift: u32) -> Option<u64> {
+        ratio_scalar(key, shift)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::common::weighted_least(dests, crate::common::sed_overhead)
@@ -749,8 +905,8 @@ impl Rule for Nq {
         ratio_beats::<NARROW>(a, b, or_eq)
     }
     #[inline]
-    fn scalar(key: (u64, u32)) -> Option<u64> {
-        ratio_scalar(key)
+    fn scalar(key: (u64, u32), shift: u32) -> Option<u64> {
+        ratio_scalar(key, shift)
     }
     fn scan(dests: &DestSet) -> Option<usize> {
         crate::nq::never_queue(dests)
@@ -968,6 +1124,8 @@ mod tests {
                 let want = reference::<R>(&dests);
                 let got = t.schedule(&dests);
                 assert_eq!(got, want, "n={n} step={step}");
+                assert_eq!(t.tree.mode, SCALAR);
+                assert_packed_consistent::<R>(&mut t.tree, &dests);
                 if let Some(i) = got {
                     let d = &dests[i];
                     d.load.active.fetch_add(1, Ordering::Relaxed);
@@ -992,6 +1150,21 @@ mod tests {
         }
     }
 
+    /// Every inner node of the packed tree is the least of its four
+    /// children, and every leaf is its destination's current key (the
+    /// padding leaves unusable).
+    fn assert_packed_consistent<R: Rule>(t: &mut Tree, dests: &DestSet) {
+        for x in 0..t.first {
+            let least = t.groups[x].least();
+            assert_eq!(*t.node_mut(x), least, "node {x}");
+        }
+        for i in 0..3 * t.first + 1 {
+            let key = dests.get(i).map_or(R::UNUSABLE, R::key);
+            let want = pack(R::scalar(key, t.shift).unwrap(), i);
+            assert_eq!(*t.node_mut(t.first + i), want, "leaf {i}");
+        }
+    }
+
     #[test]
     fn churn_sequences_are_the_scan() {
         churn_against_scan::<Lc>(1);
@@ -1005,7 +1178,8 @@ mod tests {
     /// The mode a rebuild over `dests` must choose for wlc.
     fn wlc_mode(dests: &DestSet) -> u8 {
         let keys: Vec<(u64, u32)> = dests.iter().map(Wlc::key).collect();
-        if keys.iter().all(|&k| ratio_scalar(k).is_some()) {
+        let shift = ratio_shift(dests.iter().map(weight32).max().unwrap_or(1));
+        if keys.iter().all(|&k| ratio_scalar(k, shift).is_some()) {
             SCALAR
         } else if keys.iter().all(|&(_, w)| w < 1 << 23) {
             NARROW
@@ -1016,11 +1190,12 @@ mod tests {
 
     #[test]
     fn every_mode_compares_exactly() {
-        // Small weights and loads: one scalar per destination. Weights of
-        // 2^16 and up, or loads of 2^32 and up: 64-bit products. Weights
-        // of 2^23 and up: 128-bit products. A key past its mode (a load
-        // grown, a weight raised without an update) makes the tree
-        // rebuild in a mode that fits rather than compare wrongly.
+        // Small weights and loads: one scalar per destination. Loads
+        // whose scalar does not fit under the list's shift: 64-bit
+        // products. Weights of 2^23 and up: 128-bit products. A key past
+        // its mode (a load grown, a weight raised without an update)
+        // makes the tree rebuild in a mode that fits rather than compare
+        // wrongly.
         let mut rnd = rnd_from(0x31de);
         let mut dests: Vec<Dest> = (0..64)
             .map(|i| Dest::new(ip(0), i, 1 + rnd(4) as i32))
@@ -1028,6 +1203,13 @@ mod tests {
         let mut t = LeastTree::<Wlc>::with_min(1);
         t.update(&dests);
         assert_eq!(t.tree.mode, SCALAR);
+        // The largest load still fits a scalar while weights are small.
+        load(&dests[9], u32::MAX, u32::MAX, false);
+        assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
+        assert_eq!(t.tree.mode, SCALAR);
+        // A weight raised without an update, and a load too large for
+        // the shift the new weight needs.
+        dests[7].weight = 1 << 20;
         load(&dests[7], u32::MAX, 0, false);
         assert_eq!(t.schedule(&dests), reference::<Wlc>(&dests));
         assert_eq!(t.tree.mode, NARROW);
@@ -1038,11 +1220,13 @@ mod tests {
         let mut seen = [0; 3];
         for step in 0..6000 {
             if step % 500 == 0 {
-                // A new regime: every weight small, mid or wide.
-                let top = [4, 1 << 16, i32::MAX][step / 500 % 3];
+                // A new regime: small weights and loads (scalar), mid
+                // weights with loads too large for a scalar (narrow), or
+                // wide weights.
+                let (top, base) = [(4, 0), (1 << 22, 1 << 16), (i32::MAX, 0)][step / 500 % 3];
                 for d in dests.iter_mut() {
                     d.weight = top - rnd(4) as i32;
-                    load(d, rnd(4) as u32, rnd(4) as u32, false);
+                    load(d, base + rnd(4) as u32, rnd(4) as u32, false);
                 }
                 t.update(&dests);
                 assert_eq!(t.tree.mode, wlc_mode(&dests), "step={step}");
@@ -1073,30 +1257,74 @@ mod tests {
     #[test]
     fn scalars_order_and_tie_like_the_products() {
         // Every pair of small keys, including equal ratios (2/4 and 3/6)
-        // and unusable ones, compares the same by scalar as by product.
+        // and unusable ones, compares the same packed (scalar, then index)
+        // as by product with the earlier one winning ties, under every
+        // shift whose weights they fit.
         let mut keys: Vec<(u64, u32)> = vec![RATIO_UNUSABLE];
-        for oh in [0u64, 1, 2, 3, 6, 255, 256, 257, 65535, (1 << 32) - 1] {
-            for w in [1u32, 2, 3, 4, 6, 255, 256, 65534, 65535] {
+        for oh in [
+            0u64,
+            1,
+            2,
+            3,
+            6,
+            255,
+            256,
+            257,
+            65535,
+            (1 << 20) - 1,
+            (1 << 32) - 1,
+        ] {
+            for w in [1u32, 2, 3, 4, 6, 7, 8, 255, 256, 65534, 65535] {
                 keys.push((oh, w));
             }
         }
-        for &a in &keys {
-            for &b in &keys {
-                let (na, nb) = (Node::new(a, 0), Node::new(b, 1));
-                let (sa, sb) = (ratio_scalar(a).unwrap(), ratio_scalar(b).unwrap());
-                let (xa, xb) = (Node::new((sa, a.1), 0), Node::new((sb, b.1), 1));
-                for or_eq in [false, true] {
+        let mut compared = 0;
+        for max_w in [1u32, 3, 8, 255, 256, 65535] {
+            let shift = ratio_shift(max_w);
+            assert!(u64::from(max_w) >> (shift / 2) == 0, "{max_w} fits {shift}");
+            for &a in &keys {
+                for &b in &keys {
+                    let (Some(sa), Some(sb)) = (ratio_scalar(a, shift), ratio_scalar(b, shift))
+                    else {
+                        continue;
+                    };
+                    let (na, nb) = (Node::new(a, 0), Node::new(b, 1));
+                    // a earlier: it wins ties.
                     assert_eq!(
-                        wins::<Wlc, SCALAR>(&xa, &xb, or_eq),
-                        ratio_beats::<false>(&na, &nb, or_eq),
-                        "{a:?} {b:?} {or_eq}"
+                        pack(sa, 0) < pack(sb, 1),
+                        ratio_beats::<false>(&na, &nb, true),
+                        "{a:?} {b:?} shift {shift}"
                     );
+                    // a later: it must be strictly better.
+                    assert_eq!(
+                        pack(sa, 1) < pack(sb, 0),
+                        ratio_beats::<false>(&na, &nb, false),
+                        "{a:?} {b:?} shift {shift}"
+                    );
+                    compared += 1;
                 }
             }
         }
-        assert_eq!(ratio_scalar((1 << 32, 1)), None);
-        assert_eq!(ratio_scalar((1, 1 << 16)), None);
-        assert_eq!(ratio_scalar((5, 0)), Some(SCALAR_UNUSABLE));
+        assert!(compared > 10_000, "{compared}");
+        assert_eq!(ratio_shift(0), 2);
+        assert_eq!(ratio_shift(255), 16);
+        assert_eq!(ratio_shift(256), 18);
+        assert_eq!(
+            ratio_scalar(((1 << 20) - 1, 1), 32),
+            Some(((1 << 20) - 1) << 32)
+        );
+        assert_eq!(ratio_scalar((1 << 20, 1), 32), None);
+        // The largest overhead that fits stays under the unusable scalar.
+        assert_eq!(ratio_scalar(((1 << 50) - 1, 1), 2), Some((1 << 52) - 4));
+        assert_eq!(ratio_scalar((1 << 50, 1), 2), None);
+        // Past 52 bits of shift only an idle destination fits.
+        assert_eq!(ratio_scalar((0, 1 << 27), 56), Some(0));
+        assert_eq!(ratio_scalar((1, 1 << 27), 56), None);
+        assert_eq!(ratio_scalar((1 << 32, 1), 32), None);
+        assert_eq!(ratio_scalar((1, 1 << 16), 32), None);
+        assert_eq!(ratio_scalar((5, 0), 32), Some(SCALAR_UNUSABLE));
+        assert_eq!(plain_scalar((SCALAR_UNUSABLE, 1)), None);
+        assert_eq!(plain_scalar(((1 << 41) - 1, 1)), Some((1 << 41) - 1));
     }
 
     #[test]
