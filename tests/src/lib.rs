@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod health;
 pub mod lan6;
 pub mod lans;
 pub mod listing;

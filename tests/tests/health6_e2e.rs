@@ -7,37 +7,16 @@
 //! is out within interval × fall + timeout (+1 s), one that answers again
 //! is back within interval × rise (+1 s).
 
-use std::collections::HashMap;
 use std::net::Ipv6Addr;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xvs_tests::daemon::Xvsd;
+use xvs_tests::health::{clients, lan_and_xvsd, net_lock, wait_check_line, wait_weights, weights};
 use xvs_tests::lan6::{addr6, endpoint6, VIP6};
 use xvs_tests::lans::{TunLan, TunType, GUE_PORT};
-use xvs_tests::listing;
 use xvs_tests::netns::{DrLan, Host, Proc};
-use xvs_tests::node::ClientSummary;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
-
-/// Tests take turns: on two cores, one test's busy daemon would starve
-/// another's probes into timeouts.
-static NET: Mutex<()> = Mutex::new(());
-
-fn net_lock() -> MutexGuard<'static, ()> {
-    NET.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The DR LAN with IPv6 on, and xvsd on the director.
-fn lan6_and_xvsd() -> (DrLan, Xvsd) {
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
-    let lan = DrLan::new();
-    lan.enable_ipv6();
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
-    (lan, xvsd)
-}
 
 /// `xvs-node serve` on `h`, port 80, every address of both families.
 fn serve(h: &Host) -> Proc {
@@ -51,94 +30,6 @@ fn rs6(lan: &DrLan, i: usize) -> String {
     endpoint6(addr6(&lan.rs[i]), 80)
 }
 
-/// Effective weights of `svc`'s real servers in `-Ln`, by `[addr]:port`.
-fn weights(xvsd: &Xvsd, svc: &str) -> HashMap<String, i64> {
-    let l = listing::parse(&xvsd.adm_ok(&["-Ln"]));
-    let Some(s) = l.iter().find(|s| s.addr == svc) else {
-        return HashMap::new();
-    };
-    s.dests
-        .iter()
-        .filter_map(|d| Some((d.addr.clone(), d.fields.get(1)?.parse().ok()?)))
-        .collect()
-}
-
-/// Polls `-Ln` until `want` holds for `svc`'s weights; panics with the
-/// listings and xvsd's log if it does not within `within`.
-fn wait_weights(
-    xvsd: &Xvsd,
-    svc: &str,
-    within: Duration,
-    what: &str,
-    want: impl Fn(&HashMap<String, i64>) -> bool,
-) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let w = weights(xvsd, svc);
-        if want(&w) {
-            return t0.elapsed();
-        }
-        if t0.elapsed() >= within {
-            panic!(
-                "{what}: not within {within:?}; weights {w:?}\n-Ln --check:\n{}\nxvsd stderr:\n{}",
-                String::from_utf8_lossy(&xvsd.adm(&["-Ln", "--check"]).stdout),
-                xvsd.stderr_so_far()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The `-Ln --check` line of server `addr`, once `want` holds for it;
-/// panics with the listing if it does not within `within`.
-fn wait_check_line(
-    xvsd: &Xvsd,
-    addr: &str,
-    within: Duration,
-    want: impl Fn(&str) -> bool,
-) -> String {
-    let t0 = Instant::now();
-    loop {
-        let check = xvsd.adm_ok(&["-Ln", "--check"]);
-        let line = check
-            .lines()
-            .find(|l| l.contains(&format!("-> {addr} ")))
-            .unwrap_or_else(|| panic!("{addr} not in -Ln --check:\n{check}"));
-        if want(line) {
-            return line.to_string();
-        }
-        assert!(
-            t0.elapsed() < within,
-            "{addr}: not as expected within {within:?}:\n{check}\n{}",
-            xvsd.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `count` sequential IPv6 connections from the client to `target`.
-fn clients(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "5",
-    ]);
-    let s = ClientSummary::from_output(&out);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    s
-}
-
 /// `tcp` on IPv6 servers, interval 1 s, fall 2, rise 2: a stopped
 /// listener is out in time (weight 0 in `-Ln`, no new connection to it,
 /// none fails) and back in time; with both servers down the IPv6 sorry
@@ -150,7 +41,7 @@ fn tcp_check_and_sorry_server_with_ipv6_servers() {
     const RISE: u64 = 2;
     const TIMEOUT: u64 = 1;
     let _g = net_lock();
-    let (lan, xvsd) = lan6_and_xvsd();
+    let (lan, xvsd) = lan_and_xvsd(true);
     let mut servers: Vec<Option<Proc>> = lan.rs.iter().map(|h| Some(serve(h))).collect();
     let svc = endpoint6(VIP6, 80);
     let (a1, a2, sorry) = (rs6(&lan, 0), rs6(&lan, 1), rs6(&lan, 2));
@@ -260,7 +151,7 @@ fn tcp_check_and_sorry_server_with_ipv6_servers() {
 #[test]
 fn ping_and_vip_checks_of_ipv6_servers() {
     let _g = net_lock();
-    let (lan, xvsd) = lan6_and_xvsd();
+    let (lan, xvsd) = lan_and_xvsd(true);
     let _servers: Vec<Proc> = lan.rs.iter().map(serve).collect();
     let fast = [
         "--check-interval",

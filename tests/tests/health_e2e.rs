@@ -7,35 +7,15 @@
 //! answering is out within interval × fall + timeout (+1 s), one that
 //! answers again is back within interval × rise (+1 s).
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
+use xvs_tests::health::{all, clients, lan_and_xvsd, net_lock, wait_weights, weights};
 use xvs_tests::lans::{TunLan, TunType, GUE_PORT};
-use xvs_tests::listing;
 use xvs_tests::netns::{self, DrLan, Proc};
-use xvs_tests::node::{ClientSummary, Lines};
+use xvs_tests::node::Lines;
 
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const CHECKD: &str = env!("CARGO_BIN_EXE_xvs-checkd");
-
-/// Tests take turns: on two cores, one test's busy daemon would starve
-/// another's probes into timeouts.
-static NET: Mutex<()> = Mutex::new(());
-
-fn net_lock() -> MutexGuard<'static, ()> {
-    NET.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A LAN with xvsd on the director.
-fn lan_and_xvsd() -> (DrLan, Xvsd) {
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
-    let lan = DrLan::new();
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
-    (lan, xvsd)
-}
 
 /// `xvs-checkd` on `h` answering on `ports`, with its HTTP answers in
 /// `state` if given.
@@ -49,73 +29,8 @@ fn checkd(h: &netns::Host, ports: &str, state: Option<&TempFile>) -> Proc {
     h.spawn_ready(&cmd)
 }
 
-/// Effective weights of `svc`'s real servers in `-Ln`, by address.
-fn weights(xvsd: &Xvsd, svc: &str) -> HashMap<String, i64> {
-    let l = listing::parse(&xvsd.adm_ok(&["-Ln"]));
-    let Some(s) = l.iter().find(|s| s.addr == svc) else {
-        return HashMap::new();
-    };
-    s.dests
-        .iter()
-        .filter_map(|d| Some((d.addr.clone(), d.fields.get(1)?.parse().ok()?)))
-        .collect()
-}
-
-/// Polls `-Ln` until `want` holds for `svc`'s weights; panics with the
-/// last listing if it does not within `within`. Returns the time it took.
-fn wait_weights(
-    xvsd: &Xvsd,
-    svc: &str,
-    within: Duration,
-    what: &str,
-    want: impl Fn(&HashMap<String, i64>) -> bool,
-) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let w = weights(xvsd, svc);
-        if want(&w) {
-            return t0.elapsed();
-        }
-        if t0.elapsed() >= within {
-            panic!(
-                "{what}: not within {within:?}; weights {w:?}\n-Ln --check:\n{}\nxvsd stderr:\n{}",
-                String::from_utf8_lossy(&xvsd.adm(&["-Ln", "--check"]).stdout),
-                xvsd.stderr_so_far()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `count` sequential connections from the client to `target`.
-fn clients(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "5",
-    ]);
-    let s = ClientSummary::from_output(&out);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    s
-}
-
 fn rs_addr(lan: &DrLan, i: usize, port: u16) -> String {
     format!("{}:{port}", lan.rs[i].ip)
-}
-
-fn all(w: &HashMap<String, i64>, addrs: &[&str], weight: i64) -> bool {
-    addrs.iter().all(|a| w.get(*a) == Some(&weight))
 }
 
 /// Interval 1 s, fall 2: a stopped listener is out (no new connection
@@ -128,7 +43,7 @@ fn tcp_check_takes_a_stopped_server_out_and_back() {
     const RISE: u64 = 2;
     const TIMEOUT: u64 = 1;
     let _g = net_lock();
-    let (lan, xvsd) = lan_and_xvsd();
+    let (lan, xvsd) = lan_and_xvsd(false);
     let mut servers: Vec<Option<Proc>> =
         lan.rs.iter().map(|h| Some(checkd(h, "80", None))).collect();
     let svc = format!("{}:80", lan.vip);
@@ -225,7 +140,7 @@ fn tcp_check_takes_a_stopped_server_out_and_back() {
 #[test]
 fn http_check_status_and_body_regex() {
     let _g = net_lock();
-    let (lan, xvsd) = lan_and_xvsd();
+    let (lan, xvsd) = lan_and_xvsd(false);
     let states: Vec<TempFile> = (1..=3)
         .map(|i| TempFile::new(&format!("http-rs{i}"), "200 all good\n"))
         .collect();
@@ -351,7 +266,7 @@ fn exec_check_sets_the_weight() {
 #[test]
 fn vip_check_finds_a_dr_server_without_the_vip() {
     let _g = net_lock();
-    let (lan, xvsd) = lan_and_xvsd();
+    let (lan, xvsd) = lan_and_xvsd(false);
     let _servers: Vec<Proc> = lan.rs.iter().map(|h| checkd(h, "80", None)).collect();
     let vip_lo = format!("{}/32", lan.vip);
     lan.rs[2].exec_ok(&["ip", "addr", "del", &vip_lo, "dev", "lo"]);
@@ -493,7 +408,7 @@ fn vip_check_reaches_tun_servers_through_their_tunnel() {
 #[test]
 fn sorry_server_stands_in_while_all_are_down() {
     let _g = net_lock();
-    let (lan, xvsd) = lan_and_xvsd();
+    let (lan, xvsd) = lan_and_xvsd(false);
     let mut servers: Vec<Option<Proc>> =
         lan.rs.iter().map(|h| Some(checkd(h, "80", None))).collect();
     let svc = format!("{}:80", lan.vip);
@@ -549,7 +464,7 @@ fn sorry_server_stands_in_while_all_are_down() {
 #[test]
 fn shared_servers_are_probed_once() {
     let _g = net_lock();
-    let (lan, xvsd) = lan_and_xvsd();
+    let (lan, xvsd) = lan_and_xvsd(false);
     let servers: Vec<Lines> = lan
         .rs
         .iter()
