@@ -1,55 +1,13 @@
 //! Health checks as the listings, JSON, metrics and rules show them, with
 //! the checker's results fed in as the daemon feeds them.
 
-use std::collections::HashMap;
+mod common;
 
+use common::{ok, report, run, status};
 use serde_json::Value;
-use xvs_config::check::{Health, HealthStatus, LatencyHist, ProbeKey};
+use xvs_config::check::Health;
 use xvs_control::metrics::{render, DataplaneStats};
-use xvs_control::{Control, NoRuntime, Request};
-
-fn run(c: &mut Control, line: &str) -> xvs_control::Response {
-    c.execute(
-        &Request {
-            args: line.split_whitespace().map(String::from).collect(),
-            stdin: None,
-        },
-        &NoRuntime,
-    )
-}
-
-fn ok(c: &mut Control, line: &str) -> String {
-    let r = run(c, line);
-    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{line}");
-    r.stdout
-}
-
-/// Report `state` for the probes of server `addr`.
-fn report(c: &mut Control, addr: &str, st: HealthStatus) -> bool {
-    let map: HashMap<ProbeKey, HealthStatus> = c
-        .model()
-        .probes()
-        .into_iter()
-        .filter(|(k, _)| k.addr.to_string() == addr)
-        .map(|(k, _)| (k, st.clone()))
-        .collect();
-    assert!(!map.is_empty(), "{addr} has a probe");
-    c.set_health(&map)
-}
-
-fn status(state: Health, since: u64, last: &str, latency_us: u64) -> HealthStatus {
-    let mut latency = LatencyHist::default();
-    latency.record(latency_us);
-    HealthStatus {
-        state,
-        since,
-        last: last.into(),
-        latency_us,
-        weight: None,
-        transitions: 1,
-        latency,
-    }
-}
+use xvs_control::Control;
 
 fn table() -> Control {
     let mut c = Control::new();

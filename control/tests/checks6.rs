@@ -1,51 +1,13 @@
 //! Health checks of IPv6 services and IPv6 real servers: the `[addr]:port`
 //! forms in the grammar, listings, JSON, metrics and the save format.
 
-use std::collections::HashMap;
+mod common;
 
+use common::{ok, report, status};
 use serde_json::Value;
-use xvs_config::check::{CheckKind, Health, HealthStatus, LatencyHist, ProbeKey};
+use xvs_config::check::{CheckKind, Health, ProbeKey};
 use xvs_control::metrics::{render, DataplaneStats};
 use xvs_control::{Control, NoRuntime, Request};
-
-fn run(c: &mut Control, line: &str) -> xvs_control::Response {
-    c.execute(
-        &Request {
-            args: line.split_whitespace().map(String::from).collect(),
-            stdin: None,
-        },
-        &NoRuntime,
-    )
-}
-
-fn ok(c: &mut Control, line: &str) -> String {
-    let r = run(c, line);
-    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{line}");
-    r.stdout
-}
-
-fn up(c: &mut Control, addr: &str) -> bool {
-    let mut latency = LatencyHist::default();
-    latency.record(1500);
-    let st = HealthStatus {
-        state: Health::Up,
-        since: 5,
-        last: "ok".into(),
-        latency_us: 1500,
-        weight: None,
-        transitions: 1,
-        latency,
-    };
-    let map: HashMap<ProbeKey, HealthStatus> = c
-        .model()
-        .probes()
-        .into_iter()
-        .filter(|(k, _)| k.addr.to_string() == addr)
-        .map(|(k, _)| (k, st.clone()))
-        .collect();
-    assert!(!map.is_empty(), "{addr} has a probe");
-    c.set_health(&map)
-}
 
 fn table() -> Control {
     let mut c = Control::new();
@@ -93,7 +55,11 @@ fn ipv6_probes_aim_at_the_servers_and_the_vip() {
 #[test]
 fn ipv6_check_listing_json_and_metrics() {
     let mut c = table();
-    assert!(up(&mut c, "2001:2::1:1"));
+    assert!(report(
+        &mut c,
+        "2001:2::1:1",
+        status(Health::Up, 5, "ok", 1500)
+    ));
     let out = ok(&mut c, "-L -n --check");
     assert!(
         out.contains("TCP  [2001:2::10]:80 up 2 quorum 1 sorry [2001:2::9]:8080\n"),
@@ -161,7 +127,7 @@ fn ipv6_checks_survive_save_and_restore() {
 #[test]
 fn reload_keeps_the_state_of_unchanged_checks() {
     let mut c = table();
-    up(&mut c, "2001:2::1:1");
+    report(&mut c, "2001:2::1:1", status(Health::Up, 5, "ok", 1500));
     let before: Vec<ProbeKey> = c.model().probes().into_iter().map(|(k, _)| k).collect();
     let saved = ok(&mut c, "-S -n");
     let changed = saved.replace(

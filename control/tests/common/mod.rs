@@ -1,8 +1,12 @@
 //! What the control tests share: one xvsadm command line through
-//! `Control::execute`, and a runtime that only lists connections. Each
+//! `Control::execute`, and a runtime that only lists connections, and health reports fed in as the
+//! daemon feeds them. Each
 //! test file uses part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+
+use xvs_config::check::{Health, HealthStatus, LatencyHist, ProbeKey};
 use xvs_control::{ConnEntry, Control, NoRuntime, Request, Response, Runtime};
 
 /// The request for command line `line` (split at white space, no stdin).
@@ -31,5 +35,35 @@ pub struct Conns(pub Vec<ConnEntry>);
 impl Runtime for Conns {
     fn connections(&self) -> Vec<ConnEntry> {
         self.0.clone()
+    }
+}
+
+/// Feed `st` to `c` as the checker's result for every probe of server
+/// `addr` (as the daemon feeds its reports); whether anything changed.
+pub fn report(c: &mut Control, addr: &str, st: HealthStatus) -> bool {
+    let map: HashMap<ProbeKey, HealthStatus> = c
+        .model()
+        .probes()
+        .into_iter()
+        .filter(|(k, _)| k.addr.to_string() == addr)
+        .map(|(k, _)| (k, st.clone()))
+        .collect();
+    assert!(!map.is_empty(), "{addr} has a probe");
+    c.set_health(&map)
+}
+
+/// A checker's status: `state` since `since`, last result `last`, one
+/// probe of `latency_us` in the histogram.
+pub fn status(state: Health, since: u64, last: &str, latency_us: u64) -> HealthStatus {
+    let mut latency = LatencyHist::default();
+    latency.record(latency_us);
+    HealthStatus {
+        state,
+        since,
+        last: last.into(),
+        latency_us,
+        weight: None,
+        transitions: 1,
+        latency,
     }
 }
