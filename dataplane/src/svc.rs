@@ -7,7 +7,8 @@ use std::net::IpAddr;
 /// plane.
 pub use xvs_config::svc::{Fwd, Persist, SvcKey};
 
-use crate::conn::state::Timeouts;
+use crate::conn::state::{TcpState, Timeouts};
+use crate::conn::time;
 use crate::stats::Counters;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -302,6 +303,54 @@ pub struct SyncedKey {
     pub fwd: Fwd,
 }
 
+/// TCP states (`TcpState::from_u8` knows discriminants 0..11).
+const TCP_STATES: usize = 11;
+
+/// A snapshot's timeouts in connection-table ticks, converted (with the
+/// saturation that needs) once when the snapshot is made, so that a packet
+/// moves its deadline with one addition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutTicks {
+    /// By TCP state, indexed by its discriminant.
+    tcp: [u32; TCP_STATES],
+    /// UDP.
+    udp: u32,
+}
+
+impl TimeoutTicks {
+    /// `t` in ticks.
+    pub fn of(t: &Timeouts) -> Self {
+        TimeoutTicks {
+            tcp: std::array::from_fn(|i| time::secs(t.tcp_state(TcpState::from_u8(i as u8)))),
+            udp: time::secs(t.udp),
+        }
+    }
+
+    /// The timeout of TCP state `s`.
+    #[inline]
+    pub fn tcp_state(&self, s: TcpState) -> u32 {
+        self.tcp[s as usize]
+    }
+
+    /// ESTABLISHED's timeout.
+    #[inline]
+    pub fn established(&self) -> u32 {
+        self.tcp[TcpState::Established as usize]
+    }
+
+    /// UDP's timeout.
+    #[inline]
+    pub fn udp(&self) -> u32 {
+        self.udp
+    }
+}
+
+impl Default for TimeoutTicks {
+    fn default() -> Self {
+        TimeoutTicks::of(&Timeouts::default())
+    }
+}
+
 /// An immutable view of the whole configuration, published to the workers.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -324,6 +373,8 @@ pub struct Snapshot {
     synced: HashMap<SyncedKey, Arc<DestRt>>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// The same in table ticks, for the packet path.
+    ticks: TimeoutTicks,
     /// Any TCP segment without RST opens a connection (IPVS's
     /// `sloppy_tcp`), not only a SYN.
     pub sloppy_tcp: bool,
@@ -333,6 +384,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The timeouts in ticks (as [`Snapshot::timeouts`], converted once).
+    #[inline]
+    pub fn timeout_ticks(&self) -> &TimeoutTicks {
+        &self.ticks
+    }
+
     /// A snapshot of `services` with `timeouts`; `dests` are every
     /// destination by id (live and deleted-but-referenced ones), `marks`
     /// the firewall-mark assignments.
@@ -344,6 +401,7 @@ impl Snapshot {
     ) -> Self {
         let mut snap = Snapshot {
             timeouts,
+            ticks: TimeoutTicks::of(&timeouts),
             ..Default::default()
         };
         for s in services {
@@ -603,5 +661,36 @@ impl SnapshotCell {
     pub fn load(&self) -> (u64, Arc<Snapshot>) {
         let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         (self.generation.load(Ordering::Acquire), cur.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_ticks_are_the_timeouts_converted_for_every_state() {
+        for t in [
+            Timeouts::default(),
+            Timeouts {
+                tcp: 1,
+                tcp_fin: 0,
+                udp: u32::MAX,
+            },
+        ] {
+            let snap = Snapshot::new([], [], [], t);
+            let k = snap.timeout_ticks();
+            for v in 0..TCP_STATES as u8 {
+                let s = TcpState::from_u8(v);
+                assert_eq!(s as u8, v, "discriminant {v} is a state");
+                assert_eq!(k.tcp_state(s), time::secs(t.tcp_state(s)), "{s:?}");
+            }
+            assert_eq!(k.established(), time::secs(t.tcp));
+            assert_eq!(k.udp(), time::secs(t.udp));
+        }
+        assert_eq!(
+            *Snapshot::default().timeout_ticks(),
+            TimeoutTicks::of(&Timeouts::default())
+        );
     }
 }
