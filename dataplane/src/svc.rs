@@ -10,6 +10,7 @@ pub use xvs_config::svc::{Fwd, Persist, SvcKey};
 use crate::conn::state::{TcpState, Timeouts};
 use crate::conn::time;
 use crate::stats::Counters;
+use crate::xmit::tun::OuterV4;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -130,9 +131,22 @@ pub struct DestRt {
     pub stats: Arc<Counters>,
     /// Next-hop MAC of the real server.
     pub neigh: Arc<NeighCell>,
+    /// The constant part of a tunnel's outer IPv4 header to it (an IPv4
+    /// real server; see [`DestRt::outer4_of`]), made once here rather
+    /// than for every packet.
+    pub outer4: Option<OuterV4>,
 }
 
 impl DestRt {
+    /// The outer IPv4 header of a `tun` tunnel to `addr`, for
+    /// [`DestRt::outer4`] (none for an IPv6 real server).
+    pub fn outer4_of(tun: xvs_config::tun::TunKind, addr: IpAddr) -> Option<OuterV4> {
+        match addr {
+            IpAddr::V4(a) => Some(OuterV4::new(tun, a)),
+            IpAddr::V6(_) => None,
+        }
+    }
+
     /// The real server's IPv4 address (IPv6 destinations are refused by the
     /// control plane before a snapshot is built).
     pub fn rip(&self) -> Option<Ipv4Addr> {
