@@ -24,7 +24,9 @@ use xvs_scheduler::{Dest, Scheduler};
 /// director's source address on it (the outer source of tunnels).
 #[derive(Debug, Default)]
 pub struct NeighCell {
-    /// MAC in the low 48 bits, bit 63 set when known.
+    /// MAC in the low 48 bits in memory order (`to_le_bytes` gives it
+    /// first), so reading it out is a plain copy, not six shifts; bit 63
+    /// set when known.
     mac: AtomicU64,
     /// Outgoing interface index (0: unknown).
     oif: AtomicU32,
@@ -48,14 +50,14 @@ impl NeighCell {
         if v & MAC_VALID == 0 {
             return None;
         }
-        let b = v.to_be_bytes();
-        Some([b[2], b[3], b[4], b[5], b[6], b[7]])
+        let b = v.to_le_bytes();
+        Some([b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 
     /// Store a resolved MAC (or forget it with `None`).
     pub fn set(&self, mac: Option<[u8; 6]>) {
         let v = match mac {
-            Some(m) => u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) | MAC_VALID,
+            Some(m) => u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]) | MAC_VALID,
             None => 0,
         };
         self.mac.store(v, Ordering::Relaxed);
@@ -681,6 +683,23 @@ impl SnapshotCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_neighbour_mac_reads_back_as_stored() {
+        let n = NeighCell::default();
+        assert_eq!(n.mac(), None);
+        for m in [
+            [0u8; 6],
+            [0xff; 6],
+            [0x02, 0, 0, 0, 0xd1, 0x02],
+            [1, 2, 3, 4, 5, 0x80],
+        ] {
+            n.set(Some(m));
+            assert_eq!(n.mac(), Some(m));
+        }
+        n.set(None);
+        assert_eq!(n.mac(), None);
+    }
 
     #[test]
     fn timeout_ticks_are_the_timeouts_converted_for_every_state() {
