@@ -50,8 +50,11 @@ impl NeighCell {
         if v & MAC_VALID == 0 {
             return None;
         }
-        let b = v.to_le_bytes();
-        Some([b[0], b[1], b[2], b[3], b[4], b[5]])
+        // One copy of the six bytes (built from single bytes, the compiler
+        // took the word apart byte by byte).
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&v.to_le_bytes()[..6]);
+        Some(m)
     }
 
     /// Store a resolved MAC (or forget it with `None`).
