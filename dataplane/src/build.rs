@@ -274,6 +274,7 @@ impl SnapshotBuilder {
             tun: xvs_config::tun::TunKind::default(),
             stats: Arc::new(xvs_config::stats::Counters::default()),
             neigh: neigh.cell(addr),
+            outer4: DestRt::outer4_of(xvs_config::tun::TunKind::default(), addr),
         });
         self.synced.insert(
             ident,
@@ -331,6 +332,7 @@ impl SnapshotBuilder {
                         tun: d.tun,
                         stats: d.counters.clone(),
                         neigh: cell,
+                        outer4: DestRt::outer4_of(d.tun, d.addr),
                     })
                 })
                 .collect();
@@ -417,6 +419,7 @@ impl SnapshotBuilder {
                     tun: d.tun,
                     stats: d.stats.clone(),
                     neigh: d.neigh.clone(),
+                    outer4: d.outer4,
                 }));
             } else {
                 self.dest_ids.free.push(id);

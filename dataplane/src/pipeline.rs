@@ -692,37 +692,42 @@ impl Pipeline {
         let Some((out, src_mac, dst_mac)) = self.hop(dest) else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
-        let mut ctx = XmitCtx::macs(src_mac, dst_mac);
         let sent = match fwd_of(b.fwd) {
-            // Only the MACs change: the branch returns at once, so the
-            // compiler keeps nothing of the context but the two MACs.
-            Fwd::Dr => return self.verdict(xmit::dr::packet_xmit(buf, pkt, &ctx), out, ingress),
+            // Only the MACs change.
+            Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &XmitCtx::macs(src_mac, dst_mac)),
             Fwd::Nat => {
                 let Some(rip) = dest.rip() else {
                     return Verdict::Drop(DropReason::FwdUnsupported);
                 };
+                let mut ctx = XmitCtx::macs(src_mac, dst_mac);
                 ctx.addr = rip;
                 ctx.port = b.rport.unwrap_or_else(|| nat_rport(dest, vport));
                 ctx.dir = Dir::In;
                 xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
             Fwd::Tun => {
-                let port = self.ports[out as usize];
-                if dest.sched.addr.is_ipv6() {
-                    return self.xmit_4in6(dest, ctx, port.mtu, out, ingress, pkt, buf);
-                }
-                let (Some(rip), Some(src)) = (dest.rip(), dest.neigh.src()) else {
+                // The destination's outer header, made with the snapshot:
+                // the packet adds the route's source, the MACs, the MTU
+                // and the identification, and no transmit context.
+                let Some(outer) = &dest.outer4 else {
+                    let ctx = XmitCtx::macs(src_mac, dst_mac);
+                    let mtu = self.ports[out as usize].mtu;
+                    return self.xmit_4in6(dest, ctx, mtu, out, ingress, pkt, buf);
+                };
+                let Some(src) = dest.neigh.src() else {
                     dest.neigh.want();
                     return Verdict::Drop(DropReason::NoNeigh);
                 };
-                ctx.addr = rip;
-                ctx.tun = dest.tun;
-                ctx.tun_src = src;
-                ctx.mtu = port.mtu;
-                ctx.ident = self.ident.wrapping_add(1);
-                let sent = xmit::tun::packet_xmit(buf, pkt, &ctx);
+                let hop = xmit::tun::TunHop {
+                    src_mac,
+                    dst_mac,
+                    src,
+                    mtu: self.ports[out as usize].mtu,
+                    ident: self.ident.wrapping_add(1),
+                };
+                let sent = xmit::tun::packet_xmit_outer(buf, pkt, outer, &hop);
                 if sent != Err(XmitError::NoTailroom) {
-                    self.ident = ctx.ident;
+                    self.ident = hop.ident;
                 }
                 sent
             }

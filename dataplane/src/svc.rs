@@ -7,8 +7,10 @@ use std::net::IpAddr;
 /// plane.
 pub use xvs_config::svc::{Fwd, Persist, SvcKey};
 
-use crate::conn::state::Timeouts;
+use crate::conn::state::{TcpState, Timeouts};
+use crate::conn::time;
 use crate::stats::Counters;
+use crate::xmit::tun::OuterV4;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -22,7 +24,9 @@ use xvs_scheduler::{Dest, Scheduler};
 /// director's source address on it (the outer source of tunnels).
 #[derive(Debug, Default)]
 pub struct NeighCell {
-    /// MAC in the low 48 bits, bit 63 set when known.
+    /// MAC in the low 48 bits in memory order (`to_le_bytes` gives it
+    /// first), so reading it out is a plain copy, not six shifts; bit 63
+    /// set when known.
     mac: AtomicU64,
     /// Outgoing interface index (0: unknown).
     oif: AtomicU32,
@@ -46,14 +50,17 @@ impl NeighCell {
         if v & MAC_VALID == 0 {
             return None;
         }
-        let b = v.to_be_bytes();
-        Some([b[2], b[3], b[4], b[5], b[6], b[7]])
+        // One copy of the six bytes (built from single bytes, the compiler
+        // took the word apart byte by byte).
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&v.to_le_bytes()[..6]);
+        Some(m)
     }
 
     /// Store a resolved MAC (or forget it with `None`).
     pub fn set(&self, mac: Option<[u8; 6]>) {
         let v = match mac {
-            Some(m) => u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) | MAC_VALID,
+            Some(m) => u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]) | MAC_VALID,
             None => 0,
         };
         self.mac.store(v, Ordering::Relaxed);
@@ -129,9 +136,22 @@ pub struct DestRt {
     pub stats: Arc<Counters>,
     /// Next-hop MAC of the real server.
     pub neigh: Arc<NeighCell>,
+    /// The constant part of a tunnel's outer IPv4 header to it (an IPv4
+    /// real server; see [`DestRt::outer4_of`]), made once here rather
+    /// than for every packet.
+    pub outer4: Option<OuterV4>,
 }
 
 impl DestRt {
+    /// The outer IPv4 header of a `tun` tunnel to `addr`, for
+    /// [`DestRt::outer4`] (none for an IPv6 real server).
+    pub fn outer4_of(tun: xvs_config::tun::TunKind, addr: IpAddr) -> Option<OuterV4> {
+        match addr {
+            IpAddr::V4(a) => Some(OuterV4::new(tun, a)),
+            IpAddr::V6(_) => None,
+        }
+    }
+
     /// The real server's IPv4 address (IPv6 destinations are refused by the
     /// control plane before a snapshot is built).
     pub fn rip(&self) -> Option<Ipv4Addr> {
@@ -302,6 +322,54 @@ pub struct SyncedKey {
     pub fwd: Fwd,
 }
 
+/// TCP states (`TcpState::from_u8` knows discriminants 0..11).
+const TCP_STATES: usize = 11;
+
+/// A snapshot's timeouts in connection-table ticks, converted (with the
+/// saturation that needs) once when the snapshot is made, so that a packet
+/// moves its deadline with one addition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutTicks {
+    /// By TCP state, indexed by its discriminant.
+    tcp: [u32; TCP_STATES],
+    /// UDP.
+    udp: u32,
+}
+
+impl TimeoutTicks {
+    /// `t` in ticks.
+    pub fn of(t: &Timeouts) -> Self {
+        TimeoutTicks {
+            tcp: std::array::from_fn(|i| time::secs(t.tcp_state(TcpState::from_u8(i as u8)))),
+            udp: time::secs(t.udp),
+        }
+    }
+
+    /// The timeout of TCP state `s`.
+    #[inline]
+    pub fn tcp_state(&self, s: TcpState) -> u32 {
+        self.tcp[s as usize]
+    }
+
+    /// ESTABLISHED's timeout.
+    #[inline]
+    pub fn established(&self) -> u32 {
+        self.tcp[TcpState::Established as usize]
+    }
+
+    /// UDP's timeout.
+    #[inline]
+    pub fn udp(&self) -> u32 {
+        self.udp
+    }
+}
+
+impl Default for TimeoutTicks {
+    fn default() -> Self {
+        TimeoutTicks::of(&Timeouts::default())
+    }
+}
+
 /// An immutable view of the whole configuration, published to the workers.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -324,6 +392,8 @@ pub struct Snapshot {
     synced: HashMap<SyncedKey, Arc<DestRt>>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// The same in table ticks, for the packet path.
+    ticks: TimeoutTicks,
     /// Any TCP segment without RST opens a connection (IPVS's
     /// `sloppy_tcp`), not only a SYN.
     pub sloppy_tcp: bool,
@@ -333,6 +403,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The timeouts in ticks (as [`Snapshot::timeouts`], converted once).
+    #[inline]
+    pub fn timeout_ticks(&self) -> &TimeoutTicks {
+        &self.ticks
+    }
+
     /// A snapshot of `services` with `timeouts`; `dests` are every
     /// destination by id (live and deleted-but-referenced ones), `marks`
     /// the firewall-mark assignments.
@@ -344,6 +420,7 @@ impl Snapshot {
     ) -> Self {
         let mut snap = Snapshot {
             timeouts,
+            ticks: TimeoutTicks::of(&timeouts),
             ..Default::default()
         };
         for s in services {
@@ -603,5 +680,53 @@ impl SnapshotCell {
     pub fn load(&self) -> (u64, Arc<Snapshot>) {
         let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         (self.generation.load(Ordering::Acquire), cur.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_neighbour_mac_reads_back_as_stored() {
+        let n = NeighCell::default();
+        assert_eq!(n.mac(), None);
+        for m in [
+            [0u8; 6],
+            [0xff; 6],
+            [0x02, 0, 0, 0, 0xd1, 0x02],
+            [1, 2, 3, 4, 5, 0x80],
+        ] {
+            n.set(Some(m));
+            assert_eq!(n.mac(), Some(m));
+        }
+        n.set(None);
+        assert_eq!(n.mac(), None);
+    }
+
+    #[test]
+    fn timeout_ticks_are_the_timeouts_converted_for_every_state() {
+        for t in [
+            Timeouts::default(),
+            Timeouts {
+                tcp: 1,
+                tcp_fin: 0,
+                udp: u32::MAX,
+            },
+        ] {
+            let snap = Snapshot::new([], [], [], t);
+            let k = snap.timeout_ticks();
+            for v in 0..TCP_STATES as u8 {
+                let s = TcpState::from_u8(v);
+                assert_eq!(s as u8, v, "discriminant {v} is a state");
+                assert_eq!(k.tcp_state(s), time::secs(t.tcp_state(s)), "{s:?}");
+            }
+            assert_eq!(k.established(), time::secs(t.tcp));
+            assert_eq!(k.udp(), time::secs(t.udp));
+        }
+        assert_eq!(
+            *Snapshot::default().timeout_ticks(),
+            TimeoutTicks::of(&Timeouts::default())
+        );
     }
 }

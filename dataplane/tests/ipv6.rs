@@ -587,6 +587,7 @@ fn tunnel_service(
         tun: kind,
         stats: Arc::default(),
         neigh,
+        outer4: DestRt::outer4_of(kind, rip),
     });
     let sched = xvs_scheduler::new("rr", 0).expect("rr");
     let svc = Arc::new(ServiceRt {

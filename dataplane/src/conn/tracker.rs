@@ -382,7 +382,7 @@ impl<A: Addr> Tracker<A> {
         hint: &Hint<A>,
         stats: &mut impl Counts,
     ) -> Track<'s, A> {
-        let timeouts = &snap.timeouts;
+        let timeouts = snap.timeout_ticks();
         let is_tcp = p.key.proto == PROTO_TCP;
         // As IPVS: a SYN opens a connection unless RST is set too.
         let syn = is_tcp && p.tcp_flags & (SYN | RST) == SYN;
@@ -455,7 +455,7 @@ impl<A: Addr> Tracker<A> {
         {
             // The common segment of an established connection (ACK or no
             // flag) leaves the state as it is: no transition to make.
-            (TcpState::Established, timeouts.tcp)
+            (TcpState::Established, timeouts.established())
         } else if is_tcp {
             let old = TcpState::from_u8(v.state);
             let new = old.next(p.tcp_flags);
@@ -464,15 +464,16 @@ impl<A: Addr> Tracker<A> {
             }
             let ttl = timeouts.tcp_state(new);
             let ttl = if new == TcpState::SynRecv && self.part.under_pressure() {
-                ttl.min(HALF_OPEN_PRESSURE_SECS)
+                ttl.min(time::secs(HALF_OPEN_PRESSURE_SECS))
             } else {
                 ttl
             };
             (new, ttl)
         } else {
-            (TcpState::None, timeouts.udp)
+            (TcpState::None, timeouts.udp())
         };
-        let expires = time::after(now, ttl);
+        // In ticks already: the snapshot converted its timeouts.
+        let expires = now.wrapping_add(ttl);
         if expires != v.expires {
             self.table.set_expires(&v, expires);
         }
@@ -514,13 +515,13 @@ impl<A: Addr> Tracker<A> {
             return Track::Drop(DropReason::NoNeigh);
         }
         let ttl = if p.key.proto == PROTO_TCP {
-            snap.timeouts.tcp_state(TcpState::from_u8(v.state))
+            snap.timeout_ticks().tcp_state(TcpState::from_u8(v.state))
         } else {
-            snap.timeouts.udp
+            snap.timeout_ticks().udp()
         };
         // As on the way in: a deadline that did not move (the tick is
         // 10 ms) is not written again, so the entry's line stays clean.
-        let expires = time::after(now, ttl);
+        let expires = now.wrapping_add(ttl);
         if expires != v.expires {
             self.table.set_expires(&v, expires);
         }

@@ -99,6 +99,7 @@ pub fn service_with(
                 tun,
                 stats: Arc::new(Counters::default()),
                 neigh,
+                outer4: DestRt::outer4_of(tun, IpAddr::V4(Ipv4Addr::from(rip(i)))),
             }),
         );
     }

@@ -445,6 +445,7 @@ pub fn service6(
                 tun,
                 stats: Arc::default(),
                 neigh,
+                outer4: None,
             }),
         );
     }

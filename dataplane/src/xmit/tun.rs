@@ -211,26 +211,136 @@ fn xmit_with(
 /// grows by the overhead into the buffer's tailroom. Outer headers from
 /// `ctx`: `tun`, `tun_src` → `addr`, `src_mac` → `dst_mac`, `mtu`,
 /// `ident`. [`Out::FragNeeded`] when the buffer now holds an ICMP
-/// fragmentation-needed for the client instead.
+/// fragmentation-needed for the client instead. The same as
+/// [`packet_xmit_outer`] with the header made for this packet.
 #[inline]
 pub fn packet_xmit<B: FrameBuf + ?Sized>(
     buf: &mut B,
     pkt: &Parsed,
     ctx: &XmitCtx,
 ) -> Result<Out, XmitError> {
-    let over = ctx.tun.overhead();
-    let mtu = usize::from(ctx.mtu);
-    if mtu >= over + MIN_IPV4_MTU && usize::from(pkt.ip_len) + over <= mtu {
+    let hop = TunHop {
+        src_mac: ctx.src_mac,
+        dst_mac: ctx.dst_mac,
+        src: ctx.tun_src,
+        mtu: ctx.mtu,
+        ident: ctx.ident,
+    };
+    packet_xmit_outer(buf, pkt, &OuterV4::new(ctx.tun, ctx.addr), &hop)
+}
+
+/// The outer IPv4 header of a tunnel to one real server as far as it is
+/// the same for every packet (version, protocol, destination, GRE's
+/// header, GUE's port and word) with the checksum's share of those
+/// fields summed: made once per destination when the snapshot is built,
+/// so that a packet copies it and adds only what it takes from the inner
+/// packet (length, TOS, DF, TTL) and from the route (source, MACs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OuterV4 {
+    /// Outer IPv4 header with the constant fields set, the others zero.
+    ip: [u8; ipv4::MIN_HEADER_LEN],
+    /// What follows it: GRE's header, or UDP's (ports; length and checksum
+    /// zero) and GUE's; only the encapsulation's overhead beyond the IPv4
+    /// header is used.
+    ext: [u8; udp::HEADER_LEN + GUE_HEADER_LEN],
+    /// One's-complement sum (not folded) of the constant words of `ip`.
+    sum: u32,
+    /// The encapsulation.
+    kind: TunKind,
+}
+
+impl OuterV4 {
+    /// The header of a `kind` tunnel to real server `rip`.
+    pub fn new(kind: TunKind, rip: Ipv4Addr) -> Self {
+        let proto = match kind {
+            TunKind::Ipip => PROTO_IPIP,
+            TunKind::Gue { .. } => PROTO_UDP,
+            TunKind::Gre => PROTO_GRE,
+        };
+        let dst = rip.octets();
+        let mut ip = [0u8; ipv4::MIN_HEADER_LEN];
+        ip[0] = 0x45;
+        ip[9] = proto;
+        ip[16..20].copy_from_slice(&dst);
+        let mut ext = [0u8; udp::HEADER_LEN + GUE_HEADER_LEN];
+        match kind {
+            TunKind::Ipip => {}
+            // Flags and version 0, protocol type IPv4 (RFC 2784).
+            TunKind::Gre => ext[..GRE_HEADER_LEN].copy_from_slice(&[0, 0, 0x08, 0x00]),
+            TunKind::Gue { port, .. } => {
+                ext[2..4].copy_from_slice(&port.to_be_bytes());
+                // GUE version 0, C = 0, Hlen = 0, proto/ctype 4, flags 0.
+                ext[udp::HEADER_LEN..].copy_from_slice(&[0, PROTO_IPIP, 0, 0]);
+            }
+        }
+        let word = |a: u8, b: u8| u32::from(u16::from_be_bytes([a, b]));
+        let sum = 0x4500 + u32::from(proto) + word(dst[0], dst[1]) + word(dst[2], dst[3]);
+        OuterV4 { ip, ext, sum, kind }
+    }
+
+    /// The encapsulation.
+    #[inline]
+    pub fn kind(&self) -> TunKind {
+        self.kind
+    }
+
+    /// The outer destination, the real server.
+    #[inline]
+    pub fn rip(&self) -> Ipv4Addr {
+        let d = &self.ip[16..20];
+        Ipv4Addr::new(d[0], d[1], d[2], d[3])
+    }
+}
+
+/// What an IPv4 tunnel's packet takes from the route and the worker: the
+/// MACs, the outer source, the egress MTU and the identification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunHop {
+    /// Source MAC: the director's egress interface.
+    pub src_mac: Mac,
+    /// Destination MAC: the real server or the next hop towards it.
+    pub dst_mac: Mac,
+    /// Outer source: the director's address on the egress link.
+    pub src: Ipv4Addr,
+    /// IP MTU of the egress link.
+    pub mtu: u16,
+    /// Identification of the outer header.
+    pub ident: u16,
+}
+
+/// [`packet_xmit`] with the destination's header made in advance: `t`,
+/// with `hop` for the rest. The frame grows by the overhead into the
+/// buffer's tailroom (Ethernet padding is dropped).
+#[inline]
+pub fn packet_xmit_outer<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed,
+    t: &OuterV4,
+    hop: &TunHop,
+) -> Result<Out, XmitError> {
+    let over = t.kind.overhead();
+    let mtu = usize::from(hop.mtu);
+    let inner_len = usize::from(pkt.ip_len);
+    if mtu >= over + MIN_IPV4_MTU && inner_len + over <= mtu {
         // It fits: the common case, written straight from the parsed view.
-        let len = buf.bytes().len();
-        if !buf.set_len(len + over) {
+        // The result (headers and inner packet, padding dropped) is one
+        // length, set once: the inner packet lies within both.
+        let n = L3 + over + inner_len;
+        if !buf.set_len(n) {
             return Err(XmitError::NoTailroom);
         }
-        let n = encap_parsed(buf.bytes(), pkt, ctx);
-        buf.set_len(n);
+        encap_outer(buf.bytes(), inner_len, t, hop);
         return Ok(Out::Tx);
     }
-    packet_xmit_checked(buf, pkt, ctx)
+    let ctx = XmitCtx {
+        tun: t.kind,
+        addr: t.rip(),
+        tun_src: hop.src,
+        mtu: hop.mtu,
+        ident: hop.ident,
+        ..XmitCtx::macs(hop.src_mac, hop.dst_mac)
+    };
+    packet_xmit_checked(buf, pkt, &ctx)
 }
 
 /// [`packet_xmit`] of a packet that does not fit the MTU (or a link whose
@@ -275,20 +385,18 @@ fn packet_xmit_checked<B: FrameBuf + ?Sized>(
     }
 }
 
-/// Encapsulate frame `f`, parsed as `pkt`, whose tunnelled packet fits
-/// the MTU and which has room for the outer headers after it: the inner
+/// Encapsulate frame `f` (`L3 + overhead + inner_len` bytes, the inner
+/// packet still at `L3`) whose tunnelled packet fits the MTU: the inner
 /// packet moves back by the overhead, and the Ethernet and outer IPv4
-/// headers are made in one 34-byte block written once, the IPv4 checksum
-/// summed from the fields it is made of (no pass over the written
-/// header), then GRE's or GUE's header. The same bytes as [`encap`]
-/// writes. Returns the frame's new length.
+/// headers are made in one 34-byte block from `t` and written once, the
+/// IPv4 checksum `t`'s constant sum plus the fields filled in (no pass
+/// over the written header), then GRE's or GUE's header. The same bytes
+/// as [`encap`] writes.
 #[inline(never)]
-fn encap_parsed(f: &mut [u8], pkt: &Parsed, ctx: &XmitCtx) -> usize {
+fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     const IP: usize = L3;
     const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
-    let over = ctx.tun.overhead();
-    let inner_len = usize::from(pkt.ip_len);
-    let out_len = L3 + over + inner_len;
+    let over = t.kind.overhead();
     f.copy_within(L3..L3 + inner_len, L3 + over);
     let inner = L3 + over;
     // TOS, the DF bit and TTL of the inner header (its fixed part lies in
@@ -296,75 +404,56 @@ fn encap_parsed(f: &mut [u8], pkt: &Parsed, ctx: &XmitCtx) -> usize {
     let tos = f[inner + 1];
     let df = f[inner + 6] & 0x40;
     let ttl = f[inner + 8];
-    let proto = match ctx.tun {
-        TunKind::Ipip => PROTO_IPIP,
-        TunKind::Gue { .. } => PROTO_UDP,
-        TunKind::Gre => PROTO_GRE,
-    };
     // inner_len + over ≤ mtu ≤ u16::MAX.
     let total = (inner_len + over) as u16;
-    let src = ctx.tun_src.octets();
-    let dst = ctx.addr.octets();
-    let word = |a: u8, b: u8| u32::from(u16::from_be_bytes([a, b]));
-    let sum = 0x4500
+    let src = u32::from(hop.src);
+    let sum = t.sum
+        + (src >> 16)
+        + (src & 0xffff)
         + u32::from(tos)
         + u32::from(total)
-        + u32::from(ctx.ident)
-        + u32::from(df) * 0x100
-        + word(ttl, proto)
-        + word(src[0], src[1])
-        + word(src[2], src[3])
-        + word(dst[0], dst[1])
-        + word(dst[2], dst[3]);
+        + u32::from(hop.ident)
+        + ((u32::from(df) + u32::from(ttl)) << 8);
     let check = !crate::wire::checksum::fold(sum);
     let mut h = [0u8; L4];
-    h[..6].copy_from_slice(&ctx.dst_mac);
-    h[6..12].copy_from_slice(&ctx.src_mac);
+    h[..6].copy_from_slice(&hop.dst_mac);
+    h[6..12].copy_from_slice(&hop.src_mac);
     h[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    h[IP] = 0x45;
+    h[IP..].copy_from_slice(&t.ip);
     h[IP + 1] = tos;
     h[IP + 2..IP + 4].copy_from_slice(&total.to_be_bytes());
-    h[IP + 4..IP + 6].copy_from_slice(&ctx.ident.to_be_bytes());
+    h[IP + 4..IP + 6].copy_from_slice(&hop.ident.to_be_bytes());
     h[IP + 6] = df;
     h[IP + 8] = ttl;
-    h[IP + 9] = proto;
     h[IP + 10..IP + 12].copy_from_slice(&check.to_be_bytes());
-    h[IP + 12..IP + 16].copy_from_slice(&src);
-    h[IP + 16..IP + 20].copy_from_slice(&dst);
+    h[IP + 12..IP + 16].copy_from_slice(&src.to_be_bytes());
     f[..L4].copy_from_slice(&h);
-    match ctx.tun {
+    match t.kind {
         TunKind::Ipip => {}
-        TunKind::Gre => {
-            // Flags and version 0, protocol type IPv4 (RFC 2784).
-            f[L4..L4 + GRE_HEADER_LEN].copy_from_slice(&[0, 0, 0x08, 0x00]);
-        }
-        TunKind::Gue { port, checksum } => {
+        TunKind::Gre => f[L4..L4 + GRE_HEADER_LEN].copy_from_slice(&t.ext[..GRE_HEADER_LEN]),
+        TunKind::Gue { checksum, .. } => {
             let sport = {
                 let ip = Ipv4Packet::new_unchecked(&f[inner..inner + inner_len]);
                 gue_src_port(ip.header(), ip.payload(), ip.protocol())
             };
+            let mut u = t.ext;
             // UDP length: its header, GUE's and the inner packet.
             let ulen = (udp::HEADER_LEN + GUE_HEADER_LEN + inner_len) as u16;
-            f[L4..L4 + 2].copy_from_slice(&sport.to_be_bytes());
-            f[L4 + 2..L4 + 4].copy_from_slice(&port.to_be_bytes());
-            f[L4 + 4..L4 + 6].copy_from_slice(&ulen.to_be_bytes());
-            f[L4 + 6..L4 + 8].copy_from_slice(&[0, 0]);
-            // GUE version 0, C = 0, Hlen = 0, proto/ctype 4, flags 0.
-            let gue_at = L4 + udp::HEADER_LEN;
-            f[gue_at..gue_at + GUE_HEADER_LEN].copy_from_slice(&[0, PROTO_IPIP, 0, 0]);
+            u[..2].copy_from_slice(&sport.to_be_bytes());
+            u[4..6].copy_from_slice(&ulen.to_be_bytes());
+            f[L4..L4 + u.len()].copy_from_slice(&u);
             if checksum {
                 let c = crate::wire::checksum::transport_checksum(
-                    ctx.tun_src,
-                    ctx.addr,
+                    hop.src,
+                    t.rip(),
                     PROTO_UDP,
-                    &f[L4..out_len],
+                    &f[L4..L3 + over + inner_len],
                 );
                 let c = crate::wire::checksum::udp_wire(c);
                 f[L4 + 6..L4 + 8].copy_from_slice(&c.to_be_bytes());
             }
         }
     }
-    out_len
 }
 
 /// Bytes an IPv6 outer header adds over an IPv4 one.
@@ -980,6 +1069,27 @@ mod tests {
     /// writes, byte for byte, for every kind, TOS, TTL, DF, protocol,
     /// padding and identification, and falls back to it (an answer or a
     /// refusal) at the MTU's edge.
+    #[test]
+    fn an_outer_header_template_holds_its_constant_words_and_their_sum() {
+        let rip = Ipv4Addr::new(198, 18, 0, 11);
+        for kind in [
+            TunKind::Ipip,
+            TunKind::Gre,
+            TunKind::Gue {
+                port: 6080,
+                checksum: true,
+            },
+        ] {
+            let t = OuterV4::new(kind, rip);
+            assert_eq!((t.kind(), t.rip()), (kind, rip));
+            let words: u32 =
+                t.ip.chunks(2)
+                    .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                    .sum();
+            assert_eq!(t.sum, words, "{kind:?}");
+        }
+    }
+
     #[test]
     fn the_parsed_encapsulation_writes_what_the_checked_one_does() {
         let kinds = [
