@@ -6,36 +6,31 @@
 //! minimum of a total order: the rule's load order (lc: overhead; wlc and
 //! sed: overhead/weight cross-multiplied; nq: idle before busy, then sed),
 //! ties broken by position in the list. A minimum under a total order can
-//! be computed in any grouping, so a complete tree whose leaves are the
-//! destinations in list order and whose inner nodes hold the winner of
-//! their children (the leftmost of the best) has exactly the scan's choice
-//! at its root.
+//! be computed in any grouping, so a complete binary tree whose leaves are
+//! the destinations in list order and whose inner nodes hold the winner of
+//! their two children (the left one unless the right one is strictly
+//! better) has exactly the scan's choice at its root.
 //!
 //! Loads change on every connection open and close, on any worker, with no
 //! lock; weights change only through `update`. So the tree does not poll:
 //! the counters report each change on their service's [`LoadBoard`], and
 //! `schedule`, which already runs under the service lock, re-reads only the
 //! destinations marked since the last call and replays their leaf-to-root
-//! paths, each until a node comes out unchanged. Under churn (bind the
-//! chosen destination, close one elsewhere) each call costs one climb to
-//! the root (the winner got worse) and one short one, and no rebuild.
-//!
-//! What makes a climb cheap is its keys. Ratios become one number each
+//! paths (at most log2 n comparisons each). Which way a leaf moved bounds
+//! what can change: a better leaf climbs only while it wins, a worse one
+//! only while the parent still holds it. So under churn (bind the chosen
+//! destination, close one elsewhere) each call costs two short climbs and
+//! no full rebuild. Matches are cheap: ratios become one number each
 //! (`floor(oh * 2^s / w)`, `s` twice the bit length of the largest
 //! weight, exact for order and ties, see [`ratio_scalar`]), packed above
-//! the destination's index into one `u64`: one unsigned comparison orders
-//! by load and then by position, so the scan's tie rule (the earlier
-//! destination wins) comes for free and a node is the plain `min` of its
-//! children. With 8-byte nodes a node has four children on one aligned
-//! 32-byte block, so a path is half as long as a binary tree's (5 steps
-//! for 1000 destinations) and each step is one block, four loads and
-//! three branch-free `min`s. Loads and weights too large for a packed
-//! scalar fall back to a binary tree of (key, index) nodes matched by
-//! exact products. The answer is the scan's answer over the loads the
-//! tree holds, and the tree holds every change that happened before the
-//! call (see `watch.rs` for the ordering argument). A scheduler that finds
-//! another one took the board's marks (two schedulers over the same
-//! destinations) re-reads everything once.
+//! the destination's index into one `u64`, so a match is one `min` and
+//! the scan's tie rule (the earlier destination wins) comes for free;
+//! exact products of (key, index) nodes are the fallback for loads and
+//! weights too large for that. The answer is the scan's answer
+//! over the loads the tree holds, and the tree holds every change that
+//! happened before the call (see `watch.rs` for the ordering argument). A
+//! scheduler that finds another one took the board's marks (two schedulers
+//! over the same destinations) re-reads everything once.
 //!
 //! Short lists (below [`TREE_MIN`]) are scanned: the scan is as cheap as
 //! the tree there, and the counters of small services then never report
@@ -217,7 +212,7 @@ fn plain_scalar((oh, w): (u64, u32)) -> Option<u64> {
 }
 
 /// How a tree's matches compare: by packed scalar (see [`Rule::scalar`]
-/// and [`Tree::groups`]), by 64-bit products ([`Rule::narrow`]), or by
+/// and [`Tree::keys`]), by 64-bit products ([`Rule::narrow`]), or by
 /// 128-bit products.
 const SCALAR: u8 = 0;
 /// See [`SCALAR`].
@@ -247,40 +242,19 @@ fn pack(s: u64, idx: usize) -> u64 {
     s << IDX_BITS | idx as u64
 }
 
-/// Four sibling nodes of [`Tree::groups`], on one aligned 32-byte block.
-#[derive(Debug, Clone, Copy)]
-#[repr(align(32))]
-struct Group([u64; 4]);
-
-impl Group {
-    /// The least of the four: their parent.
-    #[inline]
-    fn least(&self) -> u64 {
-        let [a, b, c, d] = self.0;
-        a.min(b).min(c.min(d))
-    }
-}
-
 /// The tree proper: leaves in list order, padded to a power of two.
 #[derive(Debug, Default)]
 struct Tree {
     /// Leaves (a power of two, at least 1).
     m: usize,
-    /// In [`SCALAR`] mode, the tree as packed nodes ([`pack`]), four
-    /// children to a node: node 0 is the root (kept in [`Tree::root`]),
-    /// node `x`'s children are `4x + 1 ..= 4x + 4` and are group `x`
-    /// here, so node `y > 0` is lane `(y - 1) % 4` of group `(y - 1) / 4`.
-    /// The leaves are the last level, from node [`Tree::first`] on. An
-    /// inner node is the least of its four children, so a changed leaf
-    /// replays its path (half as long as a binary tree's, each step one
-    /// aligned 32-byte group) until a node comes out as it was. Padded
-    /// with unusable groups to a power of two, so indexes can be masked.
-    /// Empty in the other modes.
-    groups: Vec<Group>,
-    /// The root of [`Tree::groups`].
-    root: u64,
-    /// The node of leaf 0 in [`Tree::groups`].
-    first: usize,
+    /// In [`SCALAR`] mode, the tree as packed nodes ([`pack`]) in heap
+    /// order, 1-based: node `k`'s children are `2k` and `2k + 1`, its
+    /// sibling `k ^ 1`, its parent `k / 2`; the leaves are `m..2m` and
+    /// node 0 is unused. An inner node is the least of its children, so
+    /// a match is one `min` and a changed leaf replays its path until a
+    /// node comes out as it was. Eight bytes a node: a path of a
+    /// thousand-leaf tree touches few lines. Empty in the other modes.
+    keys: Vec<u64>,
     /// The shift of the ratio rules' scalars ([`ratio_shift`]), fixed at
     /// each rebuild.
     shift: u32,
@@ -314,7 +288,7 @@ impl Tree {
             self.nodes.clear();
             return;
         }
-        self.groups.clear();
+        self.keys.clear();
         self.nodes.clear();
         self.nodes.resize(2 * m, Node::default());
         let mut max_w = 0;
@@ -331,47 +305,23 @@ impl Tree {
         }
     }
 
-    /// Fill [`Tree::groups`] from `dests`; false when some key has no
+    /// Fill [`Tree::keys`] from `dests`; false when some key has no
     /// scalar (then the product modes take over).
     fn build_packed<R: Rule>(&mut self, dests: &DestSet) -> bool {
-        // Levels below the root: at least one, four times the leaves each.
-        let mut leaves = 4;
-        while leaves < dests.len() {
-            leaves *= 4;
-        }
-        // Inner nodes (one group each): 1 + 4 + ... + leaves / 4.
-        let inner = (leaves - 1) / 3;
-        self.first = inner;
-        self.groups.clear();
-        let unusable = pack(SCALAR_UNUSABLE, (1 << IDX_BITS) - 1);
-        self.groups
-            .resize(inner.next_power_of_two(), Group([unusable; 4]));
-        for i in 0..leaves {
+        let m = self.m;
+        self.keys.clear();
+        self.keys.resize(2 * m, 0);
+        for i in 0..m {
             let key = dests.get(i).map_or(R::UNUSABLE, R::key);
             let Some(s) = R::scalar(key, self.shift) else {
                 return false;
             };
-            // Padding leaves past 2^IDX_BITS would not pack, and lose
-            // to everything as the unusable fill.
-            if i < 1 << IDX_BITS {
-                *self.node_mut(inner + i) = pack(s, i);
-            }
+            self.keys[m + i] = pack(s, i);
         }
-        for x in (0..inner).rev() {
-            let least = self.groups[x].least();
-            *self.node_mut(x) = least;
+        for k in (1..m).rev() {
+            self.keys[k] = self.keys[2 * k].min(self.keys[2 * k + 1]);
         }
         true
-    }
-
-    /// Packed node `y` of [`Tree::groups`].
-    #[inline]
-    fn node_mut(&mut self, y: usize) -> &mut u64 {
-        if y == 0 {
-            &mut self.root
-        } else {
-            &mut self.groups[(y - 1) / 4].0[(y - 1) % 4]
-        }
     }
 
     /// Every inner node from its children, bottom up: the right child
@@ -428,32 +378,29 @@ impl Tree {
     /// the winner. No branch on who wins, only on whether to go on.
     #[inline]
     fn set_packed(&mut self, i: usize, leaf: u64) {
-        let groups = &mut self.groups[..];
-        // The length is a power of two and every group index below is
+        let keys = &mut self.keys[..];
+        // The length is 2m, a power of two, and every index below is
         // under it: masking changes no index and lets every access go
         // without a bounds check (the compiler sees `x & (len - 1) < len`).
-        let mask = groups.len().wrapping_sub(1);
-        // Node y = first + i >= 1 is lane (y - 1) % 4 of group (y - 1) / 4.
-        let y = self.first + i - 1;
-        let mut g = y >> 2;
-        let lane = &mut groups[g & mask].0[y & 3];
-        if *lane == leaf {
+        let mask = keys.len().wrapping_sub(1);
+        let mut k = self.m + i;
+        let Some(slot) = keys.get_mut(k) else {
+            return;
+        };
+        if *slot == leaf {
             return;
         }
-        *lane = leaf;
-        // Group g holds the children of node g: its new value is their
-        // least, and node g sits in group (g - 1) / 4.
-        while g != 0 {
-            let least = groups[g & mask].least();
-            let y = g - 1;
-            g = y >> 2;
-            let node = &mut groups[g & mask].0[y & 3];
-            if *node == least {
-                return;
+        *slot = leaf;
+        let mut cur = leaf;
+        while k > 1 {
+            cur = cur.min(keys[(k ^ 1) & mask]);
+            k >>= 1;
+            let node = &mut keys[k & mask];
+            if *node == cur {
+                break;
             }
-            *node = least;
+            *node = cur;
         }
-        self.root = groups[0].least();
     }
 
     /// [`Tree::set`] in the product modes.
@@ -513,7 +460,7 @@ impl Tree {
     #[inline]
     fn best(&self) -> Option<usize> {
         if self.mode == SCALAR {
-            let root = self.root;
+            let root = *self.keys.get(1)?;
             (root >> IDX_BITS != SCALAR_UNUSABLE).then_some((root & ((1 << IDX_BITS) - 1)) as usize)
         } else {
             let root = self.nodes.get(1)?;
@@ -1124,8 +1071,6 @@ mod tests {
                 let want = reference::<R>(&dests);
                 let got = t.schedule(&dests);
                 assert_eq!(got, want, "n={n} step={step}");
-                assert_eq!(t.tree.mode, SCALAR);
-                assert_packed_consistent::<R>(&mut t.tree, &dests);
                 if let Some(i) = got {
                     let d = &dests[i];
                     d.load.active.fetch_add(1, Ordering::Relaxed);
@@ -1147,21 +1092,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    /// Every inner node of the packed tree is the least of its four
-    /// children, and every leaf is its destination's current key (the
-    /// padding leaves unusable).
-    fn assert_packed_consistent<R: Rule>(t: &mut Tree, dests: &DestSet) {
-        for x in 0..t.first {
-            let least = t.groups[x].least();
-            assert_eq!(*t.node_mut(x), least, "node {x}");
-        }
-        for i in 0..3 * t.first + 1 {
-            let key = dests.get(i).map_or(R::UNUSABLE, R::key);
-            let want = pack(R::scalar(key, t.shift).unwrap(), i);
-            assert_eq!(*t.node_mut(t.first + i), want, "leaf {i}");
         }
     }
 
