@@ -150,9 +150,37 @@ impl Default for Hints {
 impl Hints {
     /// Run prefetch stage `stage` for `frame` (the next frame of this
     /// stage): stage 0 hashes its keys and requests their buckets, stage 1
-    /// finds the entries whose tags match there and requests them.
+    /// finds the entries whose tags match there and requests them. IPv4
+    /// frames only (see [`Hints::prefetch_both`]).
     #[inline(always)]
     pub fn prefetch(&self, table: &ConnTable, stage: u8, frame: &[u8]) {
+        self.pass(table, None, stage, frame);
+    }
+
+    /// [`Hints::prefetch`] for IPv4 frames in `table` and IPv6 TCP and
+    /// UDP frames (no extension headers) in `table6`. An IPv6 frame's key
+    /// is not kept (40 bytes a frame): its candidate entry is passed on
+    /// alone, its processing reads that entry first and hashes the key
+    /// only when the entry is not the frame's (see [`Hint::unkeyed`]).
+    #[inline(always)]
+    pub fn prefetch_both(
+        &self,
+        table: &ConnTable,
+        table6: &ConnTable<Ipv6Addr>,
+        stage: u8,
+        frame: &[u8],
+    ) {
+        self.pass(table, Some(table6), stage, frame);
+    }
+
+    #[inline(always)]
+    fn pass(
+        &self,
+        table: &ConnTable,
+        table6: Option<&ConnTable<Ipv6Addr>>,
+        stage: u8,
+        frame: &[u8],
+    ) {
         if stage == 0 {
             if self.last.replace(0) != 0 {
                 self.staged.set(0);
@@ -161,7 +189,13 @@ impl Hints {
             if n < HINT_BATCH {
                 self.staged.set(n + 1);
                 let h = hint(table, frame);
-                let (k, hash, cand) = h.parts();
+                let (k, mut hash, cand) = h.parts();
+                if k.1 == 0 {
+                    if let Some(t6) = table6 {
+                        // An IPv6 frame's slot: no key, its hash alone.
+                        hash = (hint6(t6, frame), 0);
+                    }
+                }
                 self.key[n].set(k);
                 self.hash[n].set(hash);
                 self.cand[n].set(cand);
@@ -176,6 +210,11 @@ impl Hints {
             self.scanned.set(n + 1);
             if self.key[n].get().1 != 0 {
                 self.cand[n].set(table.hint_entries(self.hash[n].get()));
+            } else if let Some(t6) = table6 {
+                let hash = self.hash[n].get();
+                if hash.0 != 0 {
+                    self.cand[n].set(t6.hint_entries(hash));
+                }
             }
         }
     }
@@ -229,6 +268,38 @@ fn hint(table: &ConnTable, frame: &[u8]) -> Hint {
         cport: key.vport,
     };
     table.hint(&Key::conn(&key), &rk)
+}
+
+/// Stage 0 of the prefetch pass for an IPv6 frame (TCP or UDP right
+/// after the fixed header): its key's hash, its bucket requested; 0 for
+/// any other frame.
+#[inline(always)]
+fn hint6(table: &ConnTable<Ipv6Addr>, frame: &[u8]) -> u64 {
+    // A hint only, as for IPv4: `process6` parses properly and uses the
+    // candidate only if its entry has the frame's key.
+    let Some(h) = frame.get(..58) else {
+        return 0;
+    };
+    if h[12..14] != [0x86, 0xdd] {
+        return 0;
+    }
+    let proto = h[20];
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return 0;
+    }
+    let addr = |o: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[o..o + 16]);
+        Ipv6Addr::from(a)
+    };
+    let key = FlowKey {
+        proto,
+        cip: addr(22),
+        cport: u16::from_be_bytes([h[54], h[55]]),
+        vip: addr(38),
+        vport: u16::from_be_bytes([h[56], h[57]]),
+    };
+    table.hint_unkeyed(&Key::conn(&key))
 }
 
 /// One interface of the worker's group, as the pipeline needs it.
@@ -425,7 +496,8 @@ impl Pipeline {
     /// and each frame's keys are hashed once).
     #[inline]
     pub fn prefetch(&self, stage: u8, frame: &[u8]) {
-        self.hints.prefetch(self.track.table(), stage, frame);
+        self.hints
+            .prefetch_both(self.track.table(), self.track6.table(), stage, frame);
     }
 
     /// Process one frame in place. `now` is a monotonic clock in ns.
@@ -486,7 +558,7 @@ impl Pipeline {
             None => match packet::parse_any(frame) {
                 Ok(p) => p,
                 Err(Verdict::Pass) if packet::is_ipv6(frame) => {
-                    return self.process6(snap, now_ns, ingress, buf)
+                    return self.process6(snap, now_ns, ingress, buf, hint.unkeyed())
                 }
                 Err(v) => return v,
             },
@@ -538,6 +610,7 @@ impl Pipeline {
         now_ns: u64,
         ingress: u8,
         buf: &mut B,
+        hint: Hint<Ipv6Addr>,
     ) -> Verdict {
         let frame = buf.bytes();
         let p = match packet::parse6(frame) {
@@ -555,7 +628,6 @@ impl Pipeline {
             return self.icmp(snap, ingress, &p, buf);
         }
         crate::wire::checksum::complete_partial_ipv6(&mut frame[packet::L3..]);
-        let hint = Hint::default();
         match self
             .track6
             .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
@@ -1022,6 +1094,61 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(hinted.pipeline.partition().len(), 6);
+    }
+
+    #[test]
+    fn the_prefetch_pass_over_ipv6_frames_changes_nothing_but_the_cost() {
+        use crate::testkit::v6::{service6, tcp6_frame, udp6_frame};
+        use crate::testkit::DIR_MAC;
+        crate::stats::set_workers(1);
+        let pipeline = || {
+            let fwds = vec![(Fwd::Dr, TunKind::Ipip); 3];
+            let (svc, _) = service6("rr", &fwds, PROTO_TCP, 80, None);
+            let snap = Arc::new(Snapshot::of_services(&[svc], Default::default()));
+            let mut p = Pipeline::new(snap, 1, DIR_MAC);
+            p.set_writer(0);
+            p
+        };
+        let run6 = |p: &mut Pipeline, frames: &[Vec<u8>], pre: &[usize]| {
+            for stage in 0..2 {
+                for &i in pre {
+                    p.prefetch(stage, &frames[i]);
+                }
+            }
+            let out: Vec<(Verdict, Vec<u8>)> = frames
+                .iter()
+                .map(|fr| {
+                    let mut fr = fr.clone();
+                    (p.process(NOW, &mut fr), fr)
+                })
+                .collect();
+            out
+        };
+        let cip: Ipv6Addr = "2001:2:0:1::10".parse().unwrap();
+        // IPv6 TCP frames with an IPv4 frame and an IPv6 UDP frame (no
+        // service) among them: every slot of the batch stays in step.
+        let batch = |syn: bool| -> Vec<Vec<u8>> {
+            let mut b: Vec<Vec<u8>> = (0..6)
+                .map(|p| tcp6_frame(cip, 1000 + p, 80, syn, !syn, b"x"))
+                .collect();
+            b.insert(2, tcp_frame([198, 18, 0, 10], 1000, 80, syn, !syn, b""));
+            b.insert(5, udp6_frame(cip, 53, 53, b"q"));
+            b
+        };
+        let (syns, acks) = (batch(true), batch(false));
+        let (mut plain, mut hinted) = (pipeline(), pipeline());
+        let want = run6(&mut plain, &syns, &[]);
+        assert_eq!(want.iter().filter(|(v, _)| *v == Verdict::Tx(0)).count(), 6);
+        let all: Vec<usize> = (0..syns.len()).collect();
+        assert_eq!(run6(&mut hinted, &syns, &all), want);
+        let want = run6(&mut plain, &acks, &[]);
+        assert_eq!(want.iter().filter(|(v, _)| *v == Verdict::Tx(0)).count(), 6);
+        // In step, shorter, out of order, repeated: the same frames out.
+        let rev: Vec<usize> = all.iter().rev().copied().collect();
+        for pre in [&all[..], &[0, 1], &rev[..], &[3, 3, 3]] {
+            assert_eq!(run6(&mut hinted, &acks, pre), want, "prefetch of {pre:?}");
+        }
+        assert_eq!(hinted.partition6().len(), 6);
     }
 
     #[test]

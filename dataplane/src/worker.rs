@@ -53,6 +53,7 @@ pub fn run<P: Port>(
     let (mut gen, snap) = cell.load();
     pipeline.set_snapshot(snap);
     let table = pipeline.table().clone();
+    let table6 = pipeline.table6().clone();
     // The prefetch pass's findings, from the port's prefetch callback to
     // its processing callback.
     let hints = Hints::default();
@@ -67,7 +68,7 @@ pub fn run<P: Port>(
         let unavail = &mut unavailable;
         let res = port.poll_prefetch(
             POLL_MS,
-            |stage, frame| hints.prefetch(&table, stage, frame),
+            |stage, frame| hints.prefetch_both(&table, &table6, stage, frame),
             |ingress, frame| match pipe.process_hinted(now, ingress, frame, &hints.take()) {
                 Verdict::Pass => {
                     // Frames reach an AF_XDP socket only when the steering

@@ -592,6 +592,22 @@ impl<A: Addr> Hint<A> {
         })
     }
 
+    /// The findings without their key, for a table of `B` keys: a frame
+    /// whose key the pass did not keep (an IPv6 frame's is too large to
+    /// keep for every frame of a batch) has only its candidate entry
+    /// passed on; [`ConnTable::probe_hinted`] tries it first and trusts
+    /// nothing else of it.
+    #[inline]
+    pub fn unkeyed<B: Addr>(&self) -> Hint<B> {
+        Hint {
+            key: None,
+            hash: 0,
+            rhash: 0,
+            cand: if self.key.is_none() { self.cand } else { 0 },
+            rcand: 0,
+        }
+    }
+
     /// The reply probe of `rk`, the reply key of the frame whose
     /// connection key is `key`, if these are its findings.
     #[inline]
@@ -1447,6 +1463,52 @@ impl<A: Addr> ConnTable<A> {
             hash: key.hash(&self.hkey),
             cand: 0,
         }
+    }
+
+    /// The probe of `key` with what the prefetch pass found: `hint`'s
+    /// probe if it is `key`'s; else, for a hint without a key (see
+    /// [`Hint::unkeyed`]), the key hashed here and the hint's candidate
+    /// entry tried first (its key is compared, so a hint of another frame
+    /// costs a read, never a wrong answer; an absence is not trusted).
+    #[inline]
+    pub fn probe_hinted(&self, hint: &Hint<A>, key: &Key<A>) -> Probe<A> {
+        if let Some(p) = hint.probe(key) {
+            return p;
+        }
+        let mut p = self.probe(key);
+        if hint.key.is_none() && hint.cand != ABSENT {
+            p.cand = hint.cand;
+        }
+        p
+    }
+
+    /// Find the entry with `key`, lock-free, with what the prefetch pass
+    /// found: as [`ConnTable::lookup_probe`] of
+    /// [`ConnTable::probe_hinted`], but a hint without a key whose
+    /// candidate is the key's entry needs no hash of the key.
+    #[inline(always)]
+    pub fn lookup_hinted(&self, hint: &Hint<A>, key: &Key<A>) -> Option<View<A>> {
+        if let Some(p) = hint.probe(key) {
+            return self.lookup_probe(&p);
+        }
+        if hint.key.is_none() && hint.cand != 0 && hint.cand != ABSENT {
+            if let Some(Read::Ok(v)) = self.read_once(hint.cand - 1) {
+                if v.key == *key {
+                    return Some(v);
+                }
+            }
+        }
+        self.find(key, key.hash(&self.hkey))
+    }
+
+    /// Prefetch pass, stage 0, for a key whose findings are passed on
+    /// without it (see [`Hint::unkeyed`]): its hash, its home bucket
+    /// requested. Stage 1 is [`ConnTable::hint_entries`] with `(hash, 0)`.
+    #[inline(always)]
+    pub fn hint_unkeyed(&self, key: &Key<A>) -> u64 {
+        let hash = key.hash(&self.hkey);
+        crate::io::prefetch(self.index.bucket(self.index.home(hash)));
+        hash
     }
 
     /// The probe of reply key `rk`.
@@ -2620,6 +2682,74 @@ mod tests {
             vip: "2001:2::100".parse().unwrap(),
             vport: 80,
         })
+    }
+
+    #[test]
+    fn a_hinted_ipv6_lookup_finds_what_the_walk_finds() {
+        use std::net::Ipv6Addr;
+        // A table filled to capacity: some home buckets overflow into the
+        // next ones.
+        let (t, mut parts) = ConnTable::<Ipv6Addr>::empty(256, 1);
+        let p = &mut parts[0];
+        let init6 = |expires: u32| Init::<Ipv6Addr> {
+            state: 3,
+            fwd: 0,
+            expires,
+            dest: 7,
+            svc: 1,
+            ctl: 0,
+            nat: None,
+        };
+        let cap = t.capacity() as u32;
+        let present: Vec<_> = (0..cap)
+            .map(|n| t.insert(p, &key6(n), init6(n)).unwrap())
+            .collect();
+        assert!(
+            (0..t.buckets()).any(|b| t.index.passed(b) > 0),
+            "no bucket overflowed"
+        );
+        // What the prefetch pass passes on for key `n`: its candidate only.
+        let pass = |k: &Key<Ipv6Addr>| {
+            let hash = t.hint_unkeyed(k);
+            let (cand, rcand) = t.hint_entries((hash, 0));
+            assert_eq!(rcand, 0);
+            Hint::<Ipv4Addr> {
+                key: None,
+                hash,
+                rhash: 0,
+                cand,
+                rcand: 0,
+            }
+            .unkeyed::<Ipv6Addr>()
+        };
+        let walk = |k: &Key<Ipv6Addr>| t.find(k, k.hash(&t.hkey));
+        let absent: Vec<_> = (cap..cap + 256).map(key6).collect();
+        let keys: Vec<_> = (0..cap).map(key6).chain(absent.iter().copied()).collect();
+        let hints: Vec<_> = keys.iter().map(&pass).collect();
+        for (i, k) in keys.iter().enumerate() {
+            let want = walk(k);
+            assert_eq!(want.is_some(), i < cap as usize, "key {i}");
+            // Its own hint, another key's (frames out of step), none.
+            for h in [&hints[i], &hints[(i + 7) % keys.len()], &Hint::default()] {
+                let pb = t.probe_hinted(h, k);
+                assert!(!pb.proved_absent(), "an unkeyed hint proves nothing");
+                assert_eq!(t.lookup_probe(&pb), want, "key {i}");
+                assert_eq!(t.lookup_hinted(h, k), want, "key {i}");
+            }
+        }
+        // The present keys' own hints name their entries.
+        for (i, v) in present.iter().enumerate() {
+            assert_eq!(hints[i].cand, v.idx + 1, "key {i}");
+        }
+        // A key the pass found absent, inserted since: found all the same.
+        let v = present[0];
+        t.remove_if(p, v.idx, v.seq, |_| true).unwrap();
+        let h = pass(&keys[0]);
+        assert!(t.lookup_probe(&t.probe_hinted(&h, &keys[0])).is_none());
+        let v = t.insert(p, &keys[0], init6(99)).unwrap();
+        let found = t.lookup_probe(&t.probe_hinted(&h, &keys[0]));
+        assert_eq!(found.map(|f| (f.idx, f.expires)), Some((v.idx, 99)));
+        assert_eq!(t.lookup_hinted(&h, &keys[0]), found);
     }
 
     #[test]
