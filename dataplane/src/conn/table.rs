@@ -1746,10 +1746,16 @@ impl<A: Addr> ConnTable<A> {
 
     /// Put NAT connection `idx` in the reply index.
     fn link_reply(&self, idx: u32, rk: &ReplyKey<A>) -> bool {
+        self.link_reply_hashed(idx, rk.hash(&self.hkey))
+    }
+
+    /// [`ConnTable::link_reply`] of a reply key hashed already (`rh`).
+    #[inline(always)]
+    fn link_reply_hashed(&self, idx: u32, rh: u64) -> bool {
         if !self.nat_seen.load(Ordering::Relaxed) {
             self.nat_seen.store(true, Ordering::Relaxed);
         }
-        self.replies.publish(rk.hash(&self.hkey), idx)
+        self.replies.publish(rh, idx)
     }
 
     /// Take NAT connection `idx` out of the reply index.
@@ -1842,6 +1848,18 @@ impl<A: Addr> ConnTable<A> {
         init: Init<A>,
     ) -> Result<View<A>, Insert<A>> {
         let key = &p.key;
+        // A NAT connection's reply bucket: where it goes is known only now
+        // (the scheduler chose the server), so the prefetch pass could not
+        // request it. Requested first, its miss overlaps the lock, the
+        // uniqueness check and the entry's write; hashed once.
+        let rh = match &init.nat {
+            Some(n) => {
+                let rh = Self::reply_key(key, n).hash(&self.hkey);
+                crate::io::prefetch(self.replies.bucket(self.replies.home(rh)));
+                rh
+            }
+            None => 0,
+        };
         let _g = self.locks[self.index.home(p.hash) / STRIPE]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -1863,15 +1881,10 @@ impl<A: Addr> ConnTable<A> {
         e.meta.store(Self::meta_of(key, &init), Ordering::Relaxed);
         e.seq.store(s.wrapping_add(1), Ordering::Release);
         // The entry is complete before any slot names it.
-        let linked = match &init.nat {
-            None => true,
-            Some(n) => self.link_reply(idx, &Self::reply_key(key, n)),
-        };
+        let linked = init.nat.is_none() || self.link_reply_hashed(idx, rh);
         if !linked || !self.index.publish(p.hash, idx) {
-            if linked {
-                if let Some(n) = &init.nat {
-                    self.unlink_reply(idx, &Self::reply_key(key, n));
-                }
+            if linked && init.nat.is_some() {
+                self.replies.unpublish(rh, idx);
             }
             // Free again, as it was (its free-list link restored).
             e.seq.store(s.wrapping_add(2), Ordering::Release);
@@ -1880,6 +1893,9 @@ impl<A: Addr> ConnTable<A> {
         }
         part.free = next_free;
         part.nfree -= 1;
+        // The next insert's entry: requested now, so that it is in cache by
+        // then (after churn the free list runs anywhere in the partition).
+        self.prefetch_entry(next_free);
         Ok(Self::view_of(idx, s.wrapping_add(1), key, &init))
     }
 
