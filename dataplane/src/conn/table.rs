@@ -2420,6 +2420,42 @@ mod tests {
     }
 
     #[test]
+    fn a_nat_insert_refused_for_a_full_run_gives_its_reply_slot_back() {
+        // The reply slot is claimed before the connection's: a connection
+        // whose probe run is full takes it back, and its entry stays free.
+        let hk = HashKey::from_words([1, 2, 3, 4]);
+        let (t, mut parts) = ConnTable::with_key(2000, 1, hk);
+        let p = &mut parts[0];
+        let run = MAX_PROBE * SLOTS;
+        let keys = homed(&t, 0, run + 1, 7);
+        let mut views = Vec::new();
+        for k in &keys[..run] {
+            views.push(t.insert(p, k, init(10)).unwrap());
+        }
+        let (last, n) = (keys[run], nat(1));
+        let rk = ConnTable::reply_key(&last, &n);
+        let nat_init = Init {
+            nat: Some(n),
+            ..init(10)
+        };
+        let (used, head) = (p.len(), p.free);
+        assert!(matches!(t.insert(p, &last, nat_init), Err(Insert::Full)));
+        assert_eq!(t.replies.used(), 0, "the reply slot was given back");
+        assert!(t.lookup_reply(&rk).is_none());
+        assert!(t.lookup(&last).is_none());
+        assert_eq!((p.len(), p.free), (used, head), "the entry is free again");
+        let e = &t.entries[head as usize - 1];
+        assert_eq!(e.seq.load(Ordering::Relaxed) & 1, 1, "odd: free");
+        // Room in the run: the same insert goes through, found both ways.
+        let v = views[0];
+        assert!(t.remove_if(p, v.idx, v.seq, |_| true).is_some());
+        let made = t.insert(p, &last, nat_init).unwrap();
+        assert_eq!(t.lookup(&last).map(|v| v.idx), Some(made.idx));
+        assert_eq!(t.lookup_reply(&rk).map(|v| v.idx), Some(made.idx));
+        assert_eq!(t.replies.used(), 1);
+    }
+
+    #[test]
     fn a_table_filled_to_capacity_takes_every_key_and_gives_back_every_slot() {
         let (t, mut parts) = ConnTable::new(50_000, 2);
         let mut views = Vec::new();
