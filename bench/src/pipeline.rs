@@ -287,6 +287,13 @@ fn run_with(
         done += k;
     }
     let ns_per_new_conn = t.elapsed().as_nanos() as f64 / flows as f64;
+    // DR and TUN forward a SYN the table refuses without an entry: the
+    // table must hold every flow all the same.
+    assert_eq!(
+        p.partition().len(),
+        flows,
+        "every SYN made a connection ({method:?})"
+    );
     let cpu_ns_per_new_conn = thread_cpu_ns().saturating_sub(cpu0) as f64 / flows as f64;
 
     let data = match csum {
