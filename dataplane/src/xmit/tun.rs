@@ -391,8 +391,10 @@ fn packet_xmit_checked<B: FrameBuf + ?Sized>(
 /// outer IPv4 headers are written once, in place, from `t`, the IPv4
 /// checksum `t`'s constant sum plus the fields filled in (no pass over
 /// the written header), then GRE's or GUE's header. The same bytes as
-/// [`encap`] writes.
-#[inline]
+/// [`encap`] writes. Always in line: the route's fields (`hop`) then
+/// stay in registers instead of going through memory, and the call's
+/// saving and restoring of registers goes.
+#[inline(always)]
 fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     const IP: usize = L3;
     const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
