@@ -3,9 +3,11 @@
 //! state, counters, MAC rewrite) over `flows` live connections visited in
 //! a scattered order, on one core, with no I/O.
 
+use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::Instant;
 use xvs_dataplane::conn::state::Timeouts;
+use xvs_dataplane::frame::{FixedFrame, FrameBuf};
 use xvs_dataplane::pipeline::{Pipeline, Verdict};
 use xvs_dataplane::svc::Snapshot;
 use xvs_dataplane::testkit::{tcp_frame, DIR_MAC};
@@ -103,14 +105,14 @@ impl Scattered {
 /// `prefetch`), then processes each frame at time `now + round`. Returns
 /// how many frames went out port 0.
 #[inline]
-pub(crate) fn batches(
+pub(crate) fn batches<F: FrameBuf + DerefMut<Target = [u8]>>(
     p: &mut Pipeline,
-    batch: &mut [Vec<u8>],
+    batch: &mut [F],
     rounds: u64,
     now: u64,
     prefetch: bool,
     order: &mut Scattered,
-    mut fill: impl FnMut(&mut Vec<u8>, usize),
+    mut fill: impl FnMut(&mut F, usize),
 ) -> u64 {
     let mut tx = 0u64;
     for r in 0..rounds {
@@ -262,7 +264,8 @@ fn run_with(
     // prefetch pass requests every frame's table memory first.
     const BATCH: usize = 64;
     let syn = tcp_frame([198, 18, 0, 1], 1024, 80, true, false, b"0123456789abcdef");
-    let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| syn.clone()).collect();
+    let syn = FixedFrame::new(&syn);
+    let mut batch: Vec<FixedFrame> = (0..BATCH).map(|_| syn.clone()).collect();
     let t = Instant::now();
     let cpu0 = thread_cpu_ns();
     let mut j = 0usize;
@@ -270,8 +273,7 @@ fn run_with(
     while done < flows {
         let k = BATCH.min(flows - done);
         for f in &mut batch[..k] {
-            f.clear();
-            f.extend_from_slice(&syn);
+            f.receive(&syn);
             set_flow(f, j);
             j = (j + step) % flows;
         }
@@ -316,14 +318,16 @@ fn run_with(
     } else {
         &ack
     };
-    // DR rewrites only the MACs: its frames are reused (the flow and the
-    // destination MAC are set again); NAT and TUN rewrite more, so those
-    // start from a fresh copy each time (a 70-byte copy counted in their
-    // cost).
-    let fill = |f: &mut Vec<u8>, i: usize| {
+    // Frames live in fixed buffers, as UMEM frames do (growing one does
+    // not clear the bytes it takes in). DR rewrites only the MACs: its
+    // frames are reused (the flow and the destination MAC are set again);
+    // NAT and TUN rewrite more, so those receive a fresh copy each time,
+    // as a NIC writes each frame (two cache lines copied, counted in
+    // their cost).
+    let template = FixedFrame::new(template);
+    let fill = |f: &mut FixedFrame, i: usize| {
         if method != Method::Dr {
-            f.clear();
-            f.extend_from_slice(template);
+            f.receive(&template);
         }
         if method == Method::NatOut {
             set_reply(f, i);
@@ -334,12 +338,12 @@ fn run_with(
             set_csum(f, partial);
         }
     };
-    let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| ack.clone()).collect();
+    let ack = FixedFrame::new(&ack);
+    let mut batch: Vec<FixedFrame> = (0..BATCH).map(|_| ack.clone()).collect();
     // One warm-up round (ESTABLISHED from here on), in one reused buffer.
-    let mut f = Vec::with_capacity(ack.len() + 64);
+    let mut f = ack.clone();
     for i in 0..flows {
-        f.clear();
-        f.extend_from_slice(&ack);
+        f.receive(&ack);
         set_flow(&mut f, i);
         p.process(now, &mut f);
     }
