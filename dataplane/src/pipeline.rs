@@ -627,7 +627,7 @@ impl Pipeline {
         if p.key.proto == crate::wire::ipv6::NEXT_ICMPV6 {
             return self.icmp(snap, ingress, &p, buf);
         }
-        crate::wire::checksum::complete_partial_ipv6(&mut frame[packet::L3..]);
+        p.complete_partial6(frame);
         match self
             .track6
             .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
