@@ -1218,6 +1218,112 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_established_shortcut_tracks_as_the_full_path_does() {
+        // The same packets through a pipeline without hints (the full
+        // path) and through one with the prefetch pass (the lean read and
+        // the straight line for established segments, the lean reply
+        // read): the same frames out, entries, counters and sync records.
+        for fwd in [crate::svc::Fwd::Dr, crate::svc::Fwd::Nat] {
+            let fixture = || {
+                let fwds = vec![(fwd, TunKind::Ipip)];
+                let mut f = Fixture::new(service_with("rr", &fwds, None, 80, None), 100);
+                let port = Arc::new(crate::sync::SyncPort::new(1));
+                f.pipeline.set_sync(port.clone(), 0);
+                port.set_master(true);
+                (f, port)
+            };
+            let ((mut plain, pport), (mut hinted, hport)) = (fixture(), fixture());
+            let client = [198, 18, 0, 10];
+            let ports: Vec<u16> = (0..3).map(|i| 1000 + i).collect();
+            let syns: Vec<Vec<u8>> = ports
+                .iter()
+                .map(|&p| tcp_frame(client, p, 80, true, false, b""))
+                .collect();
+            let mut batch: Vec<Vec<u8>> = ports
+                .iter()
+                .map(|&p| tcp_frame(client, p, 80, false, true, b"xy"))
+                .collect();
+            if fwd == crate::svc::Fwd::Nat {
+                batch.extend(ports.iter().map(|&p| {
+                    frame::eth(
+                        rs_mac(1),
+                        crate::testkit::DIR_MAC,
+                        &frame::ip_packet(
+                            &frame::ip(rip(1), client),
+                            &frame::tcp(8080, p).ack(1),
+                            b"r",
+                        ),
+                    )
+                }));
+            }
+            let all: Vec<usize> = (0..batch.len()).collect();
+            let at = |f: &mut Fixture, now: u64, frames: &[Vec<u8>], pre: &[usize]| {
+                for stage in 0..2 {
+                    for &i in pre {
+                        f.pipeline.prefetch(stage, &frames[i]);
+                    }
+                }
+                frames
+                    .iter()
+                    .map(|fr| {
+                        let mut fr = fr.clone();
+                        (f.pipeline.process(now, &mut fr), fr)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                at(&mut plain, NOW, &syns, &[]),
+                at(&mut hinted, NOW, &syns, &[0, 1, 2])
+            );
+            // Past the 3rd and the 53rd packet (sync records), the clock
+            // moving by a few ticks per round.
+            for round in 1..=60u64 {
+                let now = NOW + round * 25_000_000;
+                let want = at(&mut plain, now, &batch, &[]);
+                assert!(want.iter().all(|(v, _)| *v == Verdict::Tx(0)), "{fwd:?}");
+                assert_eq!(
+                    at(&mut hinted, now, &batch, &all),
+                    want,
+                    "{fwd:?} round {round}"
+                );
+            }
+            let records = |port: &crate::sync::SyncPort| {
+                let mut v = Vec::new();
+                port.drain_out(&mut |c| v.push(c));
+                v
+            };
+            let got = records(&hport);
+            assert_eq!(
+                got.len(),
+                2 * ports.len(),
+                "{fwd:?}: the 3rd and 53rd packets"
+            );
+            assert_eq!(records(&pport), got, "{fwd:?}");
+            for &p in &ports {
+                let key = FlowKey {
+                    proto: PROTO_TCP,
+                    cip: Ipv4Addr::from(client),
+                    cport: p,
+                    vip: Ipv4Addr::from(crate::testkit::VIP),
+                    vport: 80,
+                };
+                let entry = |f: &Fixture| {
+                    let v = f.pipeline.table().lookup(&Key::conn(&key)).unwrap();
+                    (v.state, v.expires, v.dest, v.nat)
+                };
+                assert_eq!(entry(&hinted), entry(&plain), "{fwd:?} port {p}");
+            }
+            assert_eq!(hinted.svc.stats.get(), plain.svc.stats.get(), "{fwd:?}");
+            assert_eq!(
+                hinted.dests[0].stats.get(),
+                plain.dests[0].stats.get(),
+                "{fwd:?}"
+            );
+            assert!(plain.svc.stats.get().inpkts > 60 * 3, "{fwd:?}");
+        }
+    }
+
     /// Flow `i`'s client address and port written into `frame` (2^24
     /// clients of 256 ports each, inside 198.18.0.0/15).
     fn set_client(frame: &mut [u8], i: usize) {

@@ -535,6 +535,18 @@ impl<A: Addr> Hot<'_, A> {
         self.ret_hi >> 31 != 0 && self.ret_hi & 0xffff == 0 && self.ret_lo == 0
     }
 
+    /// NAT: where replies go, the port (of the worker's group) and MAC
+    /// the client's packets came from, as [`View::nat`] says.
+    #[inline(always)]
+    pub fn ret(&self) -> (u8, [u8; 6]) {
+        let h = (self.ret_hi as u16).to_be_bytes();
+        let l = self.ret_lo.to_be_bytes();
+        (
+            (self.ret_hi >> 16) as u8,
+            [h[0], h[1], l[0], l[1], l[2], l[3]],
+        )
+    }
+
     /// Set the entry's expiry (as [`ConnTable::set_expires`]).
     #[inline(always)]
     pub fn set_expires(&self, expires: u32) {
@@ -546,6 +558,19 @@ impl<A: Addr> Hot<'_, A> {
     pub fn count_in(&self, period: u32) -> u32 {
         count_in(self.entry, self.seq, period)
     }
+}
+
+/// What a NAT real server's reply needs of its connection
+/// ([`ConnTable::lookup_reply_hot`]): the [`Hot`] words and the virtual
+/// address and port the reply goes back from.
+#[derive(Debug, Clone, Copy)]
+pub struct HotReply<'t, A: Addr = Ipv4Addr> {
+    /// The connection's words.
+    pub hot: Hot<'t, A>,
+    /// Its virtual address.
+    pub vip: A,
+    /// Its virtual port.
+    pub vport: u16,
 }
 
 /// A connection key with its hash and, once the prefetch pass has looked
@@ -1625,6 +1650,55 @@ impl<A: Addr> ConnTable<A> {
             svc,
             ret_hi,
             ret_lo,
+        })
+    }
+
+    /// [`ConnTable::lookup_hot`] for a NAT real server's reply whose reply
+    /// key is `rk`: the reply index's candidate the prefetch pass found
+    /// (`hint`'s), read lean, if it is the NAT connection `rk` replies on.
+    /// `None` also when it is not or not settled: the caller then looks up
+    /// in full ([`ConnTable::lookup_reply_probe`]).
+    #[inline(always)]
+    pub fn lookup_reply_hot(&self, hint: &Hint<A>, rk: &ReplyKey<A>) -> Option<HotReply<'_, A>> {
+        let idx = hint.rcand.wrapping_sub(1);
+        let e = self.entries.get(idx as usize)?;
+        let seq = e.seq.load(Ordering::Acquire);
+        let ports = e.ports.load(Ordering::Relaxed);
+        let meta = e.meta.load(Ordering::Relaxed);
+        let svc = e.svc.load(Ordering::Relaxed);
+        let ret_hi = e.ret_hi.load(Ordering::Relaxed);
+        if seq & 1 == 1
+            || (ports >> 16) as u16 != rk.cport
+            || (svc >> 16) as u16 != rk.rport
+            || meta & (0xff | META_TEMPLATE) != u32::from(rk.proto)
+            || ret_hi >> 31 == 0
+            || A::load(&e.rip) != rk.rip
+            || A::load(&e.cip) != rk.cip
+        {
+            return None;
+        }
+        let vip = A::load(&e.vip);
+        let expires = e.expires.load(Ordering::Relaxed);
+        let dest = e.dest.load(Ordering::Relaxed);
+        let ret_lo = e.ret_lo.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if e.seq.load(Ordering::Relaxed) != seq {
+            return None;
+        }
+        Some(HotReply {
+            hot: Hot {
+                entry: e,
+                idx,
+                seq,
+                meta,
+                expires,
+                dest,
+                svc,
+                ret_hi,
+                ret_lo,
+            },
+            vip,
+            vport: ports as u16,
         })
     }
 
@@ -3383,6 +3457,76 @@ mod tests {
             .lookup_hot(&cand_hint(c.idx + 1), &key(3))
             .unwrap()
             .return_unknown());
+        // The NAT connection found lean by its real server's reply.
+        let rk = ReplyKey {
+            proto: 6,
+            rip,
+            rport: 8080,
+            cip: key(2).cip,
+            cport: (key(2).ports >> 16) as u16,
+        };
+        let rhint = |rcand: u32| Hint::<A> {
+            rcand,
+            ..Hint::default()
+        };
+        let r = t.lookup_reply_hot(&rhint(b.idx + 1), &rk).expect("reply");
+        let full = t.read(b.idx).unwrap();
+        assert_eq!((r.hot.idx, r.hot.seq), (full.idx, full.seq));
+        assert_eq!((r.vip, r.vport), (full.key.vip, full.key.ports as u16));
+        assert_eq!(r.hot.ret(), (ret.ret_port, ret.ret_mac));
+        assert_eq!((r.hot.state(), r.hot.expires), (full.state, full.expires));
+        assert_eq!((r.hot.dest, r.hot.svc()), (full.dest, full.svc));
+        let rc = t.lookup_reply_hot(
+            &rhint(c.idx + 1),
+            &ReplyKey {
+                cip: key(3).cip,
+                cport: (key(3).ports >> 16) as u16,
+                ..rk
+            },
+        );
+        assert_eq!(
+            rc.map(|r| r.hot.ret()),
+            Some((1, [0; 6])),
+            "learnt from no packet yet"
+        );
+        for rcand in [0, ABSENT, t.capacity() as u32 + 1] {
+            assert!(t.lookup_reply_hot(&rhint(rcand), &rk).is_none());
+        }
+        let others = [
+            ReplyKey { proto: 17, ..rk },
+            ReplyKey {
+                rip: key(1).cip,
+                ..rk
+            },
+            ReplyKey { rport: 8081, ..rk },
+            ReplyKey {
+                cip: key(1).cip,
+                ..rk
+            },
+            ReplyKey {
+                cport: rk.cport ^ 1,
+                ..rk
+            },
+        ];
+        for o in others {
+            assert!(t.lookup_reply_hot(&rhint(b.idx + 1), &o).is_none(), "{o:?}");
+        }
+        // Not a NAT connection: no reply is its, not even one of its
+        // fields' (no server address, port 0).
+        let ra = ReplyKey {
+            proto: 6,
+            rip: A::ZERO,
+            rport: 0,
+            cip: key(1).cip,
+            cport: (key(1).ports >> 16) as u16,
+        };
+        assert!(t.lookup_reply_hot(&rhint(a.idx + 1), &ra).is_none());
+        let eb = &t.entries[b.idx as usize];
+        eb.seq.store(b.seq | 1, Ordering::Release);
+        assert!(t.lookup_reply_hot(&rhint(b.idx + 1), &rk).is_none());
+        eb.seq.store(b.seq, Ordering::Release);
+        assert!(t.lookup_reply_hot(&rhint(b.idx + 1), &rk).is_some());
+
         // Writes land in the entry read.
         let h = t.lookup_hot(&cand_hint(a.idx + 1), &key(1)).unwrap();
         h.set_expires(77);

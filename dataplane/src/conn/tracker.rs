@@ -18,7 +18,9 @@
 //! server) rather than dropped.
 
 use super::state::{TcpState, Timeouts};
-use super::table::{ConnTable, Hint, Init, Insert, Key, NatInit, Partition, Probe, ReplyKey, View};
+use super::table::{
+    ConnTable, Hint, HotReply, Init, Insert, Key, NatInit, Partition, Probe, ReplyKey, View,
+};
 use super::time::{self, reached, ticks};
 use crate::flow::{Addr, FlowKey};
 use crate::packet::Parsed;
@@ -390,15 +392,50 @@ impl<A: Addr> Tracker<A> {
         // A NAT real server's reply, as the prefetch pass saw it: no
         // connection has the frame's key, the reply index has a candidate
         // (the reply is what `track_full` looks for first in that case).
-        let key = Key::conn(&p.key);
-        if hint.names_reply(&key) && self.table.nat_seen() {
-            if let Some(rp) = hint.reply_probe(&key, &reply_key(&p.key)) {
-                if let Some(v) = self.table.lookup_reply_probe(&rp) {
-                    return self.reply(snap, ticks(now_ns), v, p);
-                }
+        if hint.names_reply(&Key::conn(&p.key)) && self.table.nat_seen() {
+            if let Some(r) = self.table.lookup_reply_hot(hint, &reply_key(&p.key)) {
+                return self.reply_hot(snap, ticks(now_ns), &r, p);
             }
         }
         self.track_full(snap, now_ns, ingress, p, frame, hint, stats)
+    }
+
+    /// [`Tracker::reply`] for a connection read lean.
+    #[inline(always)]
+    fn reply_hot<'s>(
+        &self,
+        snap: &'s Snapshot,
+        now: u32,
+        r: &HotReply<'_, A>,
+        p: &Parsed<A>,
+    ) -> Track<'s, A> {
+        let h = &r.hot;
+        let (ret_port, ret_mac) = h.ret();
+        if ret_mac == [0; 6] {
+            // As in `reply`: installed by sync, its client not heard yet.
+            return Track::Drop(DropReason::NoNeigh);
+        }
+        let ttl = if p.key.proto == PROTO_TCP {
+            snap.timeout_ticks().tcp_state(TcpState::from_u8(h.state()))
+        } else {
+            snap.timeout_ticks().udp()
+        };
+        let expires = now.wrapping_add(ttl);
+        if expires != h.expires {
+            h.set_expires(expires);
+        }
+        if let Some(s) = snap.svc(h.svc()) {
+            s.stats.add_out_by(self.writer, u64::from(p.ip_len));
+        }
+        if let Some(d) = snap.dest(h.dest) {
+            d.stats.add_out_by(self.writer, u64::from(p.ip_len));
+        }
+        Track::Out(Reply {
+            ret_port,
+            ret_mac,
+            vip: r.vip,
+            vport: r.vport,
+        })
     }
 
     /// The common packet in a straight line: one of a live connection
