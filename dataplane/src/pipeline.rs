@@ -1324,6 +1324,81 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_established_shortcut_tracks_ipv6_udp_as_the_full_path_does() {
+        // As above for IPv6 UDP flows (no TCP state: the UDP timeout, and
+        // records of state NONE), through the IPv6 table's hints.
+        use crate::testkit::v6::{service6, udp6_frame, VIP6};
+        use crate::testkit::DIR_MAC;
+        crate::stats::set_workers(1);
+        let fixture = || {
+            let fwds = vec![(Fwd::Dr, TunKind::Ipip)];
+            let (svc, dests) = service6("rr", &fwds, PROTO_UDP, 53, None);
+            let snap = Arc::new(Snapshot::of_services(
+                std::slice::from_ref(&svc),
+                Default::default(),
+            ));
+            let mut p = Pipeline::new(snap, 16, DIR_MAC);
+            p.set_writer(0);
+            let port = Arc::new(crate::sync::SyncPort::new(1));
+            p.set_sync(port.clone(), 0);
+            port.set_master(true);
+            (p, svc, dests, port)
+        };
+        let (mut plain, psvc, pdests, pport) = fixture();
+        let (mut hinted, hsvc, hdests, hport) = fixture();
+        let cip: Ipv6Addr = "2001:2:0:1::10".parse().unwrap();
+        let batch: Vec<Vec<u8>> = (0..3)
+            .map(|i| udp6_frame(cip, 5000 + i, 53, b"q"))
+            .collect();
+        let all: Vec<usize> = (0..batch.len()).collect();
+        let at = |p: &mut Pipeline, now: u64, pre: &[usize]| {
+            for stage in 0..2 {
+                for &i in pre {
+                    p.prefetch(stage, &batch[i]);
+                }
+            }
+            batch
+                .iter()
+                .map(|fr| {
+                    let mut fr = fr.clone();
+                    (p.process(now, &mut fr), fr)
+                })
+                .collect::<Vec<_>>()
+        };
+        for round in 0..60u64 {
+            let now = NOW + round * 25_000_000;
+            let want = at(&mut plain, now, &[]);
+            assert!(want.iter().all(|(v, _)| *v == Verdict::Tx(0)));
+            assert_eq!(at(&mut hinted, now, &all), want, "round {round}");
+        }
+        let records = |port: &crate::sync::SyncPort| {
+            let mut v = Vec::new();
+            port.drain_out(&mut |c| v.push(c));
+            v
+        };
+        let got = records(&hport);
+        assert_eq!(got.len(), 2 * batch.len(), "the 3rd and 53rd datagrams");
+        assert_eq!(records(&pport), got);
+        for i in 0..3 {
+            let key = Key::conn(&FlowKey {
+                proto: PROTO_UDP,
+                cip,
+                cport: 5000 + i,
+                vip: VIP6,
+                vport: 53,
+            });
+            let entry = |p: &Pipeline| {
+                let v = p.table6().lookup(&key).unwrap();
+                (v.state, v.expires, v.dest)
+            };
+            assert_eq!(entry(&hinted), entry(&plain), "flow {i}");
+        }
+        assert_eq!(hsvc.stats.get(), psvc.stats.get());
+        assert_eq!(hdests[0].stats.get(), pdests[0].stats.get());
+        assert_eq!(psvc.stats.get().inpkts, 60 * 3);
+    }
+
     /// Flow `i`'s client address and port written into `frame` (2^24
     /// clients of 256 ports each, inside 198.18.0.0/15).
     fn set_client(frame: &mut [u8], i: usize) {
