@@ -67,6 +67,58 @@ impl<A: Addr> Parsed<A> {
 
 const MALFORMED: Verdict = Verdict::Drop(DropReason::Malformed);
 
+impl Parsed<Ipv6Addr> {
+    /// [`Parsed::complete_partial`] for an IPv6 packet parsed by
+    /// [`parse6`]: the rule of
+    /// [`complete_partial_ipv6`](crate::wire::checksum::complete_partial_ipv6)
+    /// from what the parse validated (the extension headers walked, no
+    /// routing header, the segment's bounds), without walking again.
+    #[inline(always)]
+    pub fn complete_partial6(&self, frame: &mut [u8]) -> bool {
+        use crate::wire::checksum::fold64;
+        use crate::wire::get_u16;
+        let len = self.end - self.l4;
+        let at = match self.key.proto {
+            PROTO_TCP => self.l4 + 16,
+            PROTO_UDP if usize::from(get_u16(frame, self.l4 + 4)) == len => self.l4 + 6,
+            _ => return false,
+        };
+        // The pseudo-header's addresses in 32-bit words: the same ones'
+        // complement sum as its 16-bit words once folded.
+        let words = |a: Ipv6Addr| {
+            let b = u128::from(a);
+            (0..4)
+                .map(|i| u64::from((b >> (32 * i)) as u32))
+                .sum::<u64>()
+        };
+        let acc =
+            words(self.key.cip) + words(self.key.vip) + u64::from(self.key.proto) + len as u64;
+        if get_u16(frame, at) != fold64(acc) {
+            return false;
+        }
+        self.complete_at(frame, at);
+        true
+    }
+}
+
+impl<A: Addr> Parsed<A> {
+    /// Write the complete checksum of the segment at `at`: out of line,
+    /// so the check above, which every packet makes, stays small where
+    /// it is inlined.
+    #[inline(never)]
+    fn complete_at(&self, frame: &mut [u8], at: usize) {
+        use crate::wire::checksum::{fold64, sum_wide, udp_wire};
+        use crate::wire::set_u16;
+        let c = !fold64(sum_wide(&frame[self.l4..self.end]));
+        let c = if self.key.proto == PROTO_UDP {
+            udp_wire(c)
+        } else {
+            c
+        };
+        set_u16(frame, at, c);
+    }
+}
+
 impl Parsed {
     /// Complete a partial TCP or UDP checksum in `frame`, the frame this
     /// was parsed from: the rule of
@@ -97,22 +149,6 @@ impl Parsed {
         }
         self.complete_at(frame, at);
         true
-    }
-
-    /// Write the complete checksum of the segment at `at`: out of line,
-    /// so the check above, which every packet makes, stays small where
-    /// it is inlined.
-    #[inline(never)]
-    fn complete_at(&self, frame: &mut [u8], at: usize) {
-        use crate::wire::checksum::{fold64, sum_wide, udp_wire};
-        use crate::wire::set_u16;
-        let c = !fold64(sum_wide(&frame[self.l4..self.end]));
-        let c = if self.key.proto == PROTO_UDP {
-            udp_wire(c)
-        } else {
-            c
-        };
-        set_u16(frame, at, c);
     }
 }
 
@@ -512,6 +548,67 @@ mod tests {
             }
         }
         // TCP and the whole UDP datagram, with and without options.
+        assert_eq!(completed, 4);
+    }
+
+    #[test]
+    fn completes_partial_ipv6_checksums_as_the_header_walking_completion_does() {
+        use crate::wire::checksum::{self, fold64, pseudo_header_sum6};
+        let (c6, v6): (Ipv6Addr, Ipv6Addr) = (
+            "2001:2::ffff:1:8001".parse().unwrap(),
+            "2001:2:8000::fffe".parse().unwrap(),
+        );
+        // Ethernet + IPv6 (+ a hop-by-hop header of 8 bytes) + `l4`.
+        let frame6 = |proto: u8, hbh: bool, l4: &[u8]| {
+            let mut f = vec![0u8; L3];
+            f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+            let ext = if hbh { 8 } else { 0 };
+            let mut ip = vec![0u8; 40];
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&((ext + l4.len()) as u16).to_be_bytes());
+            ip[6] = if hbh { 0 } else { proto };
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&c6.octets());
+            ip[24..40].copy_from_slice(&v6.octets());
+            f.extend(ip);
+            if hbh {
+                f.extend_from_slice(&[proto, 0, 1, 4, 0, 0, 0, 0]);
+            }
+            f.extend_from_slice(l4);
+            f
+        };
+        let mut t = vec![0u8; 20];
+        t[12] = 5 << 4;
+        t[13] = 0x10;
+        t.extend_from_slice(b"0123456789abcde");
+        let mut u = udp(5000, 53);
+        u.extend_from_slice(b"xyz");
+        u[4..6].copy_from_slice(&11u16.to_be_bytes());
+        let mut short = udp(5000, 53);
+        short.extend_from_slice(b"xyz"); // UDP length 8 of 11: left alone
+        let mut completed = 0;
+        for (proto, l4, at) in [(PROTO_TCP, t, 16), (PROTO_UDP, u, 6), (PROTO_UDP, short, 6)] {
+            for hbh in [false, true] {
+                let base = frame6(proto, hbh, &l4);
+                let partial = fold64(pseudo_header_sum6(c6, v6, proto, l4.len() as u32));
+                for v in [partial, !partial, 0, 0xffff, partial ^ 1] {
+                    let mut a = base.clone();
+                    let off = L3 + 40 + if hbh { 8 } else { 0 } + at;
+                    a[off..off + 2].copy_from_slice(&v.to_be_bytes());
+                    a.extend_from_slice(&[0xee; 6]);
+                    let mut b = a.clone();
+                    let p = parse6(&a).unwrap();
+                    let done = p.complete_partial6(&mut a);
+                    assert_eq!(
+                        done,
+                        checksum::complete_partial_ipv6(&mut b[L3..]),
+                        "proto {proto} hbh {hbh} value {v:#x}"
+                    );
+                    completed += usize::from(done);
+                    assert_eq!(a, b, "proto {proto} hbh {hbh} value {v:#x}");
+                }
+            }
+        }
         assert_eq!(completed, 4);
     }
 

@@ -627,7 +627,7 @@ impl Pipeline {
         if p.key.proto == crate::wire::ipv6::NEXT_ICMPV6 {
             return self.icmp(snap, ingress, &p, buf);
         }
-        crate::wire::checksum::complete_partial_ipv6(&mut frame[packet::L3..]);
+        p.complete_partial6(frame);
         match self
             .track6
             .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
@@ -1216,6 +1216,187 @@ mod tests {
                 assert_ne!(*v, Verdict::Tx(0), "no connection: not translated");
             }
         }
+    }
+
+    #[test]
+    fn the_established_shortcut_tracks_as_the_full_path_does() {
+        // The same packets through a pipeline without hints (the full
+        // path) and through one with the prefetch pass (the lean read and
+        // the straight line for established segments, the lean reply
+        // read): the same frames out, entries, counters and sync records.
+        for fwd in [crate::svc::Fwd::Dr, crate::svc::Fwd::Nat] {
+            let fixture = || {
+                let fwds = vec![(fwd, TunKind::Ipip)];
+                let mut f = Fixture::new(service_with("rr", &fwds, None, 80, None), 100);
+                let port = Arc::new(crate::sync::SyncPort::new(1));
+                f.pipeline.set_sync(port.clone(), 0);
+                port.set_master(true);
+                (f, port)
+            };
+            let ((mut plain, pport), (mut hinted, hport)) = (fixture(), fixture());
+            let client = [198, 18, 0, 10];
+            let ports: Vec<u16> = (0..3).map(|i| 1000 + i).collect();
+            let syns: Vec<Vec<u8>> = ports
+                .iter()
+                .map(|&p| tcp_frame(client, p, 80, true, false, b""))
+                .collect();
+            let mut batch: Vec<Vec<u8>> = ports
+                .iter()
+                .map(|&p| tcp_frame(client, p, 80, false, true, b"xy"))
+                .collect();
+            if fwd == crate::svc::Fwd::Nat {
+                batch.extend(ports.iter().map(|&p| {
+                    frame::eth(
+                        rs_mac(1),
+                        crate::testkit::DIR_MAC,
+                        &frame::ip_packet(
+                            &frame::ip(rip(1), client),
+                            &frame::tcp(8080, p).ack(1),
+                            b"r",
+                        ),
+                    )
+                }));
+            }
+            let all: Vec<usize> = (0..batch.len()).collect();
+            let at = |f: &mut Fixture, now: u64, frames: &[Vec<u8>], pre: &[usize]| {
+                for stage in 0..2 {
+                    for &i in pre {
+                        f.pipeline.prefetch(stage, &frames[i]);
+                    }
+                }
+                frames
+                    .iter()
+                    .map(|fr| {
+                        let mut fr = fr.clone();
+                        (f.pipeline.process(now, &mut fr), fr)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                at(&mut plain, NOW, &syns, &[]),
+                at(&mut hinted, NOW, &syns, &[0, 1, 2])
+            );
+            // Past the 3rd and the 53rd packet (sync records), the clock
+            // moving by a few ticks per round.
+            for round in 1..=60u64 {
+                let now = NOW + round * 25_000_000;
+                let want = at(&mut plain, now, &batch, &[]);
+                assert!(want.iter().all(|(v, _)| *v == Verdict::Tx(0)), "{fwd:?}");
+                assert_eq!(
+                    at(&mut hinted, now, &batch, &all),
+                    want,
+                    "{fwd:?} round {round}"
+                );
+            }
+            let records = |port: &crate::sync::SyncPort| {
+                let mut v = Vec::new();
+                port.drain_out(&mut |c| v.push(c));
+                v
+            };
+            let got = records(&hport);
+            assert_eq!(
+                got.len(),
+                2 * ports.len(),
+                "{fwd:?}: the 3rd and 53rd packets"
+            );
+            assert_eq!(records(&pport), got, "{fwd:?}");
+            for &p in &ports {
+                let key = FlowKey {
+                    proto: PROTO_TCP,
+                    cip: Ipv4Addr::from(client),
+                    cport: p,
+                    vip: Ipv4Addr::from(crate::testkit::VIP),
+                    vport: 80,
+                };
+                let entry = |f: &Fixture| {
+                    let v = f.pipeline.table().lookup(&Key::conn(&key)).unwrap();
+                    (v.state, v.expires, v.dest, v.nat)
+                };
+                assert_eq!(entry(&hinted), entry(&plain), "{fwd:?} port {p}");
+            }
+            assert_eq!(hinted.svc.stats.get(), plain.svc.stats.get(), "{fwd:?}");
+            assert_eq!(
+                hinted.dests[0].stats.get(),
+                plain.dests[0].stats.get(),
+                "{fwd:?}"
+            );
+            assert!(plain.svc.stats.get().inpkts > 60 * 3, "{fwd:?}");
+        }
+    }
+
+    #[test]
+    fn the_established_shortcut_tracks_ipv6_udp_as_the_full_path_does() {
+        // As above for IPv6 UDP flows (no TCP state: the UDP timeout, and
+        // records of state NONE), through the IPv6 table's hints.
+        use crate::testkit::v6::{service6, udp6_frame, VIP6};
+        use crate::testkit::DIR_MAC;
+        crate::stats::set_workers(1);
+        let fixture = || {
+            let fwds = vec![(Fwd::Dr, TunKind::Ipip)];
+            let (svc, dests) = service6("rr", &fwds, PROTO_UDP, 53, None);
+            let snap = Arc::new(Snapshot::of_services(
+                std::slice::from_ref(&svc),
+                Default::default(),
+            ));
+            let mut p = Pipeline::new(snap, 16, DIR_MAC);
+            p.set_writer(0);
+            let port = Arc::new(crate::sync::SyncPort::new(1));
+            p.set_sync(port.clone(), 0);
+            port.set_master(true);
+            (p, svc, dests, port)
+        };
+        let (mut plain, psvc, pdests, pport) = fixture();
+        let (mut hinted, hsvc, hdests, hport) = fixture();
+        let cip: Ipv6Addr = "2001:2:0:1::10".parse().unwrap();
+        let batch: Vec<Vec<u8>> = (0..3)
+            .map(|i| udp6_frame(cip, 5000 + i, 53, b"q"))
+            .collect();
+        let all: Vec<usize> = (0..batch.len()).collect();
+        let at = |p: &mut Pipeline, now: u64, pre: &[usize]| {
+            for stage in 0..2 {
+                for &i in pre {
+                    p.prefetch(stage, &batch[i]);
+                }
+            }
+            batch
+                .iter()
+                .map(|fr| {
+                    let mut fr = fr.clone();
+                    (p.process(now, &mut fr), fr)
+                })
+                .collect::<Vec<_>>()
+        };
+        for round in 0..60u64 {
+            let now = NOW + round * 25_000_000;
+            let want = at(&mut plain, now, &[]);
+            assert!(want.iter().all(|(v, _)| *v == Verdict::Tx(0)));
+            assert_eq!(at(&mut hinted, now, &all), want, "round {round}");
+        }
+        let records = |port: &crate::sync::SyncPort| {
+            let mut v = Vec::new();
+            port.drain_out(&mut |c| v.push(c));
+            v
+        };
+        let got = records(&hport);
+        assert_eq!(got.len(), 2 * batch.len(), "the 3rd and 53rd datagrams");
+        assert_eq!(records(&pport), got);
+        for i in 0..3 {
+            let key = Key::conn(&FlowKey {
+                proto: PROTO_UDP,
+                cip,
+                cport: 5000 + i,
+                vip: VIP6,
+                vport: 53,
+            });
+            let entry = |p: &Pipeline| {
+                let v = p.table6().lookup(&key).unwrap();
+                (v.state, v.expires, v.dest)
+            };
+            assert_eq!(entry(&hinted), entry(&plain), "flow {i}");
+        }
+        assert_eq!(hsvc.stats.get(), psvc.stats.get());
+        assert_eq!(hdests[0].stats.get(), pdests[0].stats.get());
+        assert_eq!(psvc.stats.get().inpkts, 60 * 3);
     }
 
     /// Flow `i`'s client address and port written into `frame` (2^24

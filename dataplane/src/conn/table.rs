@@ -488,6 +488,99 @@ impl<A: Addr> View<A> {
     }
 }
 
+/// What the established path reads of a connection entry
+/// ([`ConnTable::lookup_hot`]): a few words read under one sequence check,
+/// without the key (the packet's, compared on the raw words) or the NAT
+/// data a [`View`] unpacks, and the entry itself to write back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Hot<'t, A: Addr = Ipv4Addr> {
+    entry: &'t Entry<A>,
+    /// Index in the arena.
+    pub idx: u32,
+    /// Sequence number it was read at.
+    pub seq: u32,
+    meta: u32,
+    /// Expiry tick.
+    pub expires: u32,
+    /// Destination id.
+    pub dest: u32,
+    svc: u32,
+    ret_hi: u32,
+    ret_lo: u32,
+}
+
+impl<A: Addr> Hot<'_, A> {
+    /// State (a `TcpState` as u8).
+    #[inline(always)]
+    pub fn state(&self) -> u8 {
+        (self.meta >> 8) as u8
+    }
+
+    /// Forwarding method.
+    #[inline(always)]
+    pub fn fwd(&self) -> u8 {
+        ((self.meta >> META_FWD_SHIFT) & 3) as u8
+    }
+
+    /// Service id.
+    #[inline(always)]
+    pub fn svc(&self) -> u32 {
+        self.svc & 0xffff
+    }
+
+    /// NAT: the real server's port (`None`: not a NAT connection), as
+    /// [`View::nat`]'s `rport`.
+    #[inline(always)]
+    pub fn rport(&self) -> Option<u16> {
+        (self.ret_hi >> 31 != 0).then_some((self.svc >> 16) as u16)
+    }
+
+    /// A NAT connection that does not know where replies go yet (its MAC
+    /// is zero: installed by the sync daemon, no packet of its client seen
+    /// here).
+    #[inline(always)]
+    pub fn return_unknown(&self) -> bool {
+        self.ret_hi >> 31 != 0 && self.ret_hi & 0xffff == 0 && self.ret_lo == 0
+    }
+
+    /// NAT: where replies go, the port (of the worker's group) and MAC
+    /// the client's packets came from, as [`View::nat`] says.
+    #[inline(always)]
+    pub fn ret(&self) -> (u8, [u8; 6]) {
+        let h = (self.ret_hi as u16).to_be_bytes();
+        let l = self.ret_lo.to_be_bytes();
+        (
+            (self.ret_hi >> 16) as u8,
+            [h[0], h[1], l[0], l[1], l[2], l[3]],
+        )
+    }
+
+    /// Set the entry's expiry (as [`ConnTable::set_expires`]).
+    #[inline(always)]
+    pub fn set_expires(&self, expires: u32) {
+        self.entry.expires.store(expires, Ordering::Relaxed);
+    }
+
+    /// Count an inbound packet for sync (as [`ConnTable::count_in`]).
+    #[inline(always)]
+    pub fn count_in(&self, period: u32) -> u32 {
+        count_in(self.entry, self.seq, period)
+    }
+}
+
+/// What a NAT real server's reply needs of its connection
+/// ([`ConnTable::lookup_reply_hot`]): the [`Hot`] words and the virtual
+/// address and port the reply goes back from.
+#[derive(Debug, Clone, Copy)]
+pub struct HotReply<'t, A: Addr = Ipv4Addr> {
+    /// The connection's words.
+    pub hot: Hot<'t, A>,
+    /// Its virtual address.
+    pub vip: A,
+    /// Its virtual port.
+    pub vport: u16,
+}
+
 /// A connection key with its hash and, once the prefetch pass has looked
 /// at its bucket, the entry whose tag matched there: what a lookup needs,
 /// computed once per packet.
@@ -598,6 +691,18 @@ impl<A: Addr> Hint<A> {
             hash: self.hash,
             cand: self.cand,
         })
+    }
+
+    /// Whether these are `key`'s findings, the pass found `key` absent
+    /// (see [`Probe::proved_absent`]) and an entry in the reply index
+    /// whose tag matches the frame's reply key: the frame is likely a NAT
+    /// real server's reply.
+    #[inline(always)]
+    pub fn names_reply(&self, key: &Key<A>) -> bool {
+        self.cand == ABSENT
+            && self.rcand != 0
+            && self.rcand != ABSENT
+            && self.key.as_ref() == Some(key)
     }
 
     /// The findings without their key, for a table of `B` keys: a frame
@@ -1509,6 +1614,102 @@ impl<A: Addr> ConnTable<A> {
         self.find(key, key.hash(&self.hkey))
     }
 
+    /// The entry the prefetch pass found for a frame whose key is `key`
+    /// (`hint`'s candidate), read lean: its key compared word by word with
+    /// `key` before anything else is kept, then what the established path
+    /// needs, all under one sequence check (as [`ConnTable::read`]: the
+    /// sequence before and after, even and unchanged). `None` when there
+    /// is no candidate, it is not `key`'s, or it is free or being written:
+    /// the caller then looks up in full ([`ConnTable::lookup_hinted`]).
+    /// A hint of another frame names another key's entry, so it costs a
+    /// read, never a wrong answer.
+    #[inline(always)]
+    pub fn lookup_hot(&self, hint: &Hint<A>, key: &Key<A>) -> Option<Hot<'_, A>> {
+        // 0 (none) and ABSENT both fall outside the arena.
+        let idx = hint.cand.wrapping_sub(1);
+        let e = self.entries.get(idx as usize)?;
+        let seq = e.seq.load(Ordering::Acquire);
+        let ports = e.ports.load(Ordering::Relaxed);
+        let meta = e.meta.load(Ordering::Relaxed);
+        if seq & 1 == 1
+            || ports != key.ports
+            || meta & (0xff | META_TEMPLATE) != key.meta_bits()
+            || A::load(&e.cip) != key.cip
+            || A::load(&e.vip) != key.vip
+        {
+            return None;
+        }
+        let expires = e.expires.load(Ordering::Relaxed);
+        let dest = e.dest.load(Ordering::Relaxed);
+        let svc = e.svc.load(Ordering::Relaxed);
+        let ret_hi = e.ret_hi.load(Ordering::Relaxed);
+        let ret_lo = e.ret_lo.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if e.seq.load(Ordering::Relaxed) != seq {
+            return None;
+        }
+        Some(Hot {
+            entry: e,
+            idx,
+            seq,
+            meta,
+            expires,
+            dest,
+            svc,
+            ret_hi,
+            ret_lo,
+        })
+    }
+
+    /// [`ConnTable::lookup_hot`] for a NAT real server's reply whose reply
+    /// key is `rk`: the reply index's candidate the prefetch pass found
+    /// (`hint`'s), read lean, if it is the NAT connection `rk` replies on.
+    /// `None` also when it is not or not settled: the caller then looks up
+    /// in full ([`ConnTable::lookup_reply_probe`]).
+    #[inline(always)]
+    pub fn lookup_reply_hot(&self, hint: &Hint<A>, rk: &ReplyKey<A>) -> Option<HotReply<'_, A>> {
+        let idx = hint.rcand.wrapping_sub(1);
+        let e = self.entries.get(idx as usize)?;
+        let seq = e.seq.load(Ordering::Acquire);
+        let ports = e.ports.load(Ordering::Relaxed);
+        let meta = e.meta.load(Ordering::Relaxed);
+        let svc = e.svc.load(Ordering::Relaxed);
+        let ret_hi = e.ret_hi.load(Ordering::Relaxed);
+        if seq & 1 == 1
+            || (ports >> 16) as u16 != rk.cport
+            || (svc >> 16) as u16 != rk.rport
+            || meta & (0xff | META_TEMPLATE) != u32::from(rk.proto)
+            || ret_hi >> 31 == 0
+            || A::load(&e.rip) != rk.rip
+            || A::load(&e.cip) != rk.cip
+        {
+            return None;
+        }
+        let vip = A::load(&e.vip);
+        let expires = e.expires.load(Ordering::Relaxed);
+        let dest = e.dest.load(Ordering::Relaxed);
+        let ret_lo = e.ret_lo.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if e.seq.load(Ordering::Relaxed) != seq {
+            return None;
+        }
+        Some(HotReply {
+            hot: Hot {
+                entry: e,
+                idx,
+                seq,
+                meta,
+                expires,
+                dest,
+                svc,
+                ret_hi,
+                ret_lo,
+            },
+            vip,
+            vport: ports as u16,
+        })
+    }
+
     /// Prefetch pass, stage 0, for a key whose findings are passed on
     /// without it (see [`Hint::unkeyed`]): its hash, its home bucket
     /// requested. Stage 1 is [`ConnTable::hint_entries`] with `(hash, 0)`.
@@ -2141,16 +2342,7 @@ impl<A: Addr> ConnTable<A> {
     /// left alone (its word may hold another connection's NAT data).
     #[inline]
     pub fn count_in(&self, v: &View<A>, period: u32) -> u32 {
-        let e = &self.entries[v.idx as usize];
-        let r = e.ret_hi.load(Ordering::Relaxed);
-        let n = ((r >> RET_PKTS_SHIFT) & RET_PKTS_MASK) + 1;
-        let n = if n >= period { 0 } else { n };
-        if e.seq.load(Ordering::Relaxed) != v.seq {
-            return n;
-        }
-        let r = (r & !(RET_PKTS_MASK << RET_PKTS_SHIFT)) | n << RET_PKTS_SHIFT;
-        e.ret_hi.store(r, Ordering::Relaxed);
-        n
+        count_in(&self.entries[v.idx as usize], v.seq, period)
     }
 
     /// Mark entry `v` as installed by the sync daemon (a new entry is
@@ -2186,6 +2378,20 @@ impl<A: Addr> ConnTable<A> {
         e.ret_lo.store(lo, Ordering::Relaxed);
         e.ret_hi.store(keep | hi, Ordering::Relaxed);
     }
+}
+
+/// [`ConnTable::count_in`] on entry `e` read at sequence `seq`.
+#[inline(always)]
+fn count_in<A: Addr>(e: &Entry<A>, seq: u32, period: u32) -> u32 {
+    let r = e.ret_hi.load(Ordering::Relaxed);
+    let n = ((r >> RET_PKTS_SHIFT) & RET_PKTS_MASK) + 1;
+    let n = if n >= period { 0 } else { n };
+    if e.seq.load(Ordering::Relaxed) != seq {
+        return n;
+    }
+    let r = (r & !(RET_PKTS_MASK << RET_PKTS_SHIFT)) | n << RET_PKTS_SHIFT;
+    e.ret_hi.store(r, Ordering::Relaxed);
+    n
 }
 
 #[cfg(test)]
@@ -3452,5 +3658,282 @@ mod tests {
         let (_t, _parts, _) = ConnTable::open(&f.0, 100, 1).unwrap();
         let e = ConnTable::open(&f.0, 100, 1).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    /// A hint naming entry `cand` (index + 1) without a key, as an IPv6
+    /// frame's.
+    fn cand_hint<A: Addr>(cand: u32) -> Hint<A> {
+        Hint {
+            cand,
+            ..Hint::default()
+        }
+    }
+
+    /// [`ConnTable::lookup_hot`] for keys of one family (`key(n)`: a
+    /// distinct TCP connection key per `n`; `rip`: a real server).
+    fn lean_reads<A: Addr>(key: fn(u32) -> Key<A>, rip: A) {
+        let (t, mut parts) = ConnTable::<A>::empty(64, 1);
+        let p = &mut parts[0];
+        let plain = Init::<A> {
+            state: 3,
+            fwd: 1,
+            expires: 40,
+            dest: 9,
+            svc: 5,
+            ctl: 0,
+            nat: None,
+        };
+        let ret = NatInit {
+            rip,
+            rport: 8080,
+            ret_port: 1,
+            ret_mac: [2, 0, 0, 0, 0, 9],
+        };
+        let a = t.insert(p, &key(1), plain).unwrap();
+        let nat_init = Init {
+            fwd: 2,
+            nat: Some(ret),
+            ..plain
+        };
+        let b = t.insert(p, &key(2), nat_init).unwrap();
+        let unknown = Init {
+            fwd: 2,
+            nat: Some(NatInit {
+                ret_mac: [0; 6],
+                ..ret
+            }),
+            ..plain
+        };
+        let c = t.insert(p, &key(3), unknown).unwrap();
+
+        // Present: what the full read says.
+        for (v, k) in [(a, key(1)), (b, key(2)), (c, key(3))] {
+            let h = t.lookup_hot(&cand_hint(v.idx + 1), &k).expect("present");
+            let full = t.read(v.idx).unwrap();
+            assert_eq!((h.idx, h.seq), (full.idx, full.seq));
+            assert_eq!((h.expires, h.dest, h.svc()), (40, 9, 5));
+            assert_eq!((h.state(), h.fwd()), (full.state, full.fwd));
+            assert_eq!(h.rport(), full.nat.map(|n| n.rport));
+            assert_eq!(
+                h.return_unknown(),
+                full.nat.is_some_and(|n| n.ret_mac == [0; 6])
+            );
+        }
+        assert!(!t
+            .lookup_hot(&cand_hint(a.idx + 1), &key(1))
+            .unwrap()
+            .return_unknown());
+        assert!(t
+            .lookup_hot(&cand_hint(c.idx + 1), &key(3))
+            .unwrap()
+            .return_unknown());
+        // The NAT connection found lean by its real server's reply.
+        let rk = ReplyKey {
+            proto: 6,
+            rip,
+            rport: 8080,
+            cip: key(2).cip,
+            cport: (key(2).ports >> 16) as u16,
+        };
+        let rhint = |rcand: u32| Hint::<A> {
+            rcand,
+            ..Hint::default()
+        };
+        let r = t.lookup_reply_hot(&rhint(b.idx + 1), &rk).expect("reply");
+        let full = t.read(b.idx).unwrap();
+        assert_eq!((r.hot.idx, r.hot.seq), (full.idx, full.seq));
+        assert_eq!((r.vip, r.vport), (full.key.vip, full.key.ports as u16));
+        assert_eq!(r.hot.ret(), (ret.ret_port, ret.ret_mac));
+        assert_eq!((r.hot.state(), r.hot.expires), (full.state, full.expires));
+        assert_eq!((r.hot.dest, r.hot.svc()), (full.dest, full.svc));
+        let rc = t.lookup_reply_hot(
+            &rhint(c.idx + 1),
+            &ReplyKey {
+                cip: key(3).cip,
+                cport: (key(3).ports >> 16) as u16,
+                ..rk
+            },
+        );
+        assert_eq!(
+            rc.map(|r| r.hot.ret()),
+            Some((1, [0; 6])),
+            "learnt from no packet yet"
+        );
+        for rcand in [0, ABSENT, t.capacity() as u32 + 1] {
+            assert!(t.lookup_reply_hot(&rhint(rcand), &rk).is_none());
+        }
+        let others = [
+            ReplyKey { proto: 17, ..rk },
+            ReplyKey {
+                rip: key(1).cip,
+                ..rk
+            },
+            ReplyKey { rport: 8081, ..rk },
+            ReplyKey {
+                cip: key(1).cip,
+                ..rk
+            },
+            ReplyKey {
+                cport: rk.cport ^ 1,
+                ..rk
+            },
+        ];
+        for o in others {
+            assert!(t.lookup_reply_hot(&rhint(b.idx + 1), &o).is_none(), "{o:?}");
+        }
+        // Not a NAT connection: no reply is its, not even one of its
+        // fields' (no server address, port 0).
+        let ra = ReplyKey {
+            proto: 6,
+            rip: A::ZERO,
+            rport: 0,
+            cip: key(1).cip,
+            cport: (key(1).ports >> 16) as u16,
+        };
+        assert!(t.lookup_reply_hot(&rhint(a.idx + 1), &ra).is_none());
+        let eb = &t.entries[b.idx as usize];
+        eb.seq.store(b.seq | 1, Ordering::Release);
+        assert!(t.lookup_reply_hot(&rhint(b.idx + 1), &rk).is_none());
+        eb.seq.store(b.seq, Ordering::Release);
+        assert!(t.lookup_reply_hot(&rhint(b.idx + 1), &rk).is_some());
+
+        // Writes land in the entry read.
+        let h = t.lookup_hot(&cand_hint(a.idx + 1), &key(1)).unwrap();
+        h.set_expires(77);
+        assert_eq!(h.count_in(50), 1);
+        assert_eq!(h.count_in(50), 2);
+        assert_eq!(t.read(a.idx).unwrap().expires, 77);
+        assert_eq!(t.count_in(&t.read(a.idx).unwrap(), 50), 3);
+
+        // Absent: no candidate, the pass's absence, past the arena.
+        for cand in [0, ABSENT, t.capacity() as u32 + 1] {
+            assert!(t.lookup_hot(&cand_hint(cand), &key(1)).is_none());
+        }
+        // Another key's entry: each field of the key counts.
+        let k = key(1);
+        let hint = cand_hint(a.idx + 1);
+        assert!(t.lookup_hot(&hint, &key(2)).is_none());
+        let others = [
+            Key {
+                ports: k.ports ^ 1,
+                ..k
+            },
+            Key {
+                ports: k.ports ^ 1 << 16,
+                ..k
+            },
+            Key { proto: 17, ..k },
+            Key {
+                template: true,
+                ..k
+            },
+            Key {
+                cip: key(2).cip,
+                ..k
+            },
+            Key { vip: rip, ..k },
+        ];
+        for o in others {
+            assert_ne!(o, k);
+            assert!(t.lookup_hot(&hint, &o).is_none(), "{o:?}");
+        }
+        // A template with the connection's fields is not the connection.
+        let tk = Key {
+            template: true,
+            ..key(4)
+        };
+        let tv = t.insert(p, &tk, Init { ctl: 0, ..plain }).unwrap();
+        assert!(t.lookup_hot(&cand_hint(tv.idx + 1), &key(4)).is_none());
+        assert!(t.lookup_hot(&cand_hint(tv.idx + 1), &tk).is_some());
+
+        // Being written (odd sequence): not read, whatever it holds.
+        let e = &t.entries[a.idx as usize];
+        e.seq.store(a.seq | 1, Ordering::Release);
+        assert!(t.lookup_hot(&hint, &k).is_none());
+        e.seq.store(a.seq, Ordering::Release);
+        assert!(t.lookup_hot(&hint, &k).is_some());
+        // Removed: not found; its slot reused by another key: that key's.
+        t.remove_if(p, a.idx, a.seq, |_| true).unwrap();
+        assert!(t.lookup_hot(&hint, &k).is_none());
+        let d = t.insert(p, &key(5), plain).unwrap();
+        assert_eq!(d.idx, a.idx, "the free list gives the entry back first");
+        assert!(t.lookup_hot(&hint, &k).is_none());
+        let h = t.lookup_hot(&hint, &key(5)).unwrap();
+        assert_ne!(h.seq, a.seq, "a new life, a new sequence");
+        // Rebound in place (same key, new life): the new contents.
+        let (_, nb) = t.rebind(&b, Init { dest: 11, ..plain }).unwrap();
+        let h = t.lookup_hot(&cand_hint(b.idx + 1), &key(2)).unwrap();
+        assert_eq!((h.seq, h.dest, h.rport()), (nb.seq, 11, None));
+    }
+
+    #[test]
+    fn the_lean_read_finds_its_key_only_in_a_settled_entry_ipv4() {
+        lean_reads(key, Ipv4Addr::new(198, 18, 2, 11));
+    }
+
+    #[test]
+    fn the_lean_read_finds_its_key_only_in_a_settled_entry_ipv6() {
+        lean_reads(key6, "2001:2:0:2::11".parse().unwrap());
+    }
+
+    #[test]
+    fn the_lean_read_takes_the_prefetch_pass_hint_of_its_own_frame_only() {
+        let (t, mut parts) = ConnTable::with_key(1000, 1, HashKey::from_words([3, 1, 4, 1]));
+        let p = &mut parts[0];
+        let vs: Vec<_> = (0..500)
+            .map(|n| t.insert(p, &key(n), init(10)).unwrap())
+            .collect();
+        let pass = |k: &Key| {
+            let (kk, h, _) = t.hint(k, &reply(0)).parts();
+            Hint::of_parts(kk, h, t.hint_entries(h))
+        };
+        for n in 0..600 {
+            let k = key(n);
+            let own = t.lookup_hot(&pass(&k), &k).map(|h| (h.idx, h.seq));
+            let want = vs.get(n as usize).map(|v| (v.idx, v.seq));
+            assert_eq!(own, want, "key {n}");
+            // Another frame's hint never names this key's entry.
+            assert!(t.lookup_hot(&pass(&key(n + 1)), &k).is_none(), "key {n}");
+        }
+    }
+
+    #[test]
+    fn a_lean_read_never_mixes_two_lives_of_an_entry() {
+        // A writer rebinds one entry over and over, each life with
+        // dest = svc = expires; a reader racing it sees one life or none.
+        let (t, mut parts) = ConnTable::new(64, 1);
+        let t = Arc::new(t);
+        let life = |n: u32| Init {
+            expires: n,
+            dest: n,
+            svc: n & 0xffff,
+            ..init(0)
+        };
+        let v = t.insert(&mut parts[0], &key(1), life(1)).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut v = v;
+                for n in 2..200_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    v = t.rebind(&v, life(n)).unwrap().1;
+                }
+            })
+        };
+        let hint = cand_hint(v.idx + 1);
+        let mut seen = 0;
+        for _ in 0..200_000 {
+            if let Some(h) = t.lookup_hot(&hint, &key(1)) {
+                assert_eq!(h.dest, h.expires, "seq {}", h.seq);
+                assert_eq!(h.svc(), h.dest & 0xffff, "seq {}", h.seq);
+                seen += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(seen > 0, "the entry was never read");
     }
 }

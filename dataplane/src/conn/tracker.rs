@@ -18,7 +18,9 @@
 //! server) rather than dropped.
 
 use super::state::{TcpState, Timeouts};
-use super::table::{ConnTable, Hint, Init, Insert, Key, NatInit, Partition, Probe, ReplyKey, View};
+use super::table::{
+    ConnTable, Hint, HotReply, Init, Insert, Key, NatInit, Partition, Probe, ReplyKey, View,
+};
 use super::time::{self, reached, ticks};
 use crate::flow::{Addr, FlowKey};
 use crate::packet::Parsed;
@@ -370,9 +372,166 @@ impl<A: Addr> Tracker<A> {
     /// flow, move its state and deadline, and count its bytes. `hint` is
     /// what the prefetch pass found for the frame (used where its keys are
     /// the packet's).
+    // Always inlined: its result goes back through memory otherwise, and
+    // its common case is a few lines (`established`).
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub fn track<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        now_ns: u64,
+        ingress: u8,
+        p: &Parsed<A>,
+        frame: &[u8],
+        hint: &Hint<A>,
+        stats: &mut impl Counts,
+    ) -> Track<'s, A> {
+        if let Some(t) = self.established(snap, now_ns, ingress, p, frame, hint) {
+            return t;
+        }
+        // A NAT real server's reply, as the prefetch pass saw it: no
+        // connection has the frame's key, the reply index has a candidate
+        // (the reply is what `track_full` looks for first in that case).
+        if hint.names_reply(&Key::conn(&p.key)) && self.table.nat_seen() {
+            if let Some(r) = self.table.lookup_reply_hot(hint, &reply_key(&p.key)) {
+                return self.reply_hot(snap, ticks(now_ns), &r, p);
+            }
+        }
+        self.track_full(snap, now_ns, ingress, p, frame, hint, stats)
+    }
+
+    /// [`Tracker::reply`] for a connection read lean.
+    #[inline(always)]
+    fn reply_hot<'s>(
+        &self,
+        snap: &'s Snapshot,
+        now: u32,
+        r: &HotReply<'_, A>,
+        p: &Parsed<A>,
+    ) -> Track<'s, A> {
+        let h = &r.hot;
+        let (ret_port, ret_mac) = h.ret();
+        if ret_mac == [0; 6] {
+            // As in `reply`: installed by sync, its client not heard yet.
+            return Track::Drop(DropReason::NoNeigh);
+        }
+        let ttl = if p.key.proto == PROTO_TCP {
+            snap.timeout_ticks().tcp_state(TcpState::from_u8(h.state()))
+        } else {
+            snap.timeout_ticks().udp()
+        };
+        let expires = now.wrapping_add(ttl);
+        if expires != h.expires {
+            h.set_expires(expires);
+        }
+        if let Some(s) = snap.svc(h.svc()) {
+            s.stats.add_out_by(self.writer, u64::from(p.ip_len));
+        }
+        if let Some(d) = snap.dest(h.dest) {
+            d.stats.add_out_by(self.writer, u64::from(p.ip_len));
+        }
+        Track::Out(Reply {
+            ret_port,
+            ret_mac,
+            vip: r.vip,
+            vport: r.vport,
+        })
+    }
+
+    /// The common packet in a straight line: one of a live connection
+    /// (the entry the prefetch pass found, read lean) that moves no state,
+    /// a TCP segment without SYN, FIN or RST of an ESTABLISHED connection
+    /// or a UDP datagram. It does what [`Tracker::track_full`] does for
+    /// such a packet (deadline, sync count, counters), and gives `None`
+    /// for anything else, which then goes the full way.
+    #[inline(always)]
+    fn established<'s>(
+        &self,
+        snap: &'s Snapshot,
+        now_ns: u64,
+        ingress: u8,
+        p: &Parsed<A>,
+        frame: &[u8],
+        hint: &Hint<A>,
+    ) -> Option<Track<'s, A>> {
+        let h = self.table.lookup_hot(hint, &Key::conn(&p.key))?;
+        let now = ticks(now_ns);
+        let timeouts = snap.timeout_ticks();
+        let (state, ttl) = if p.key.proto == PROTO_TCP {
+            if h.state() != TcpState::Established as u8 || p.tcp_flags & (SYN | FIN | RST) != 0 {
+                return None;
+            }
+            (TcpState::Established, timeouts.established())
+        } else {
+            (TcpState::None, timeouts.udp())
+        };
+        // Not stale (a SYN is never here).
+        if reached(now, h.expires) {
+            return None;
+        }
+        let dest = snap.dest(h.dest)?;
+        let expires = now.wrapping_add(ttl);
+        if expires != h.expires {
+            h.set_expires(expires);
+        }
+        if let Some(s) = &self.sync {
+            // The state does not move here, so only the count sends
+            // (ESTABLISHED, the one TCP state here, is a synced one).
+            if h.count_in(sync::SYNC_PERIOD) == sync::SYNC_THRESHOLD && s.port.master() {
+                self.emit_read(snap, s, now, h.idx, h.seq, state as u8, expires);
+            }
+            if h.return_unknown() {
+                self.learn_return(h.idx, h.seq, ingress, p.src_mac(frame));
+            }
+        }
+        if let Some(s) = snap.svc(h.svc()) {
+            s.stats.add_in_by(self.writer, u64::from(p.ip_len));
+        }
+        dest.stats.add_in_by(self.writer, u64::from(p.ip_len));
+        Some(Track::In(
+            dest,
+            Bound {
+                fwd: h.fwd(),
+                rport: h.rport(),
+            },
+        ))
+    }
+
+    /// [`Tracker::emit`] for entry `idx` as read at `seq` by the
+    /// established path (which did not copy it out): read in full again,
+    /// unless it was rewritten since.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn emit_read(
+        &self,
+        snap: &Snapshot,
+        s: &SyncLink,
+        now: u32,
+        idx: u32,
+        seq: u32,
+        state: u8,
+        expires: u32,
+    ) {
+        if let Some(v) = self.table.read(idx).filter(|v| v.seq == seq) {
+            self.emit(snap, s, now, &v, state, expires);
+        }
+    }
+
+    /// Where replies on NAT connection `idx` (read at `seq`), installed by
+    /// sync, go: where its client's packet came from (port `ingress`,
+    /// MAC `mac`).
+    #[cold]
+    fn learn_return(&self, idx: u32, seq: u32, ingress: u8, mac: [u8; 6]) {
+        if let Some(v) = self.table.read(idx).filter(|v| v.seq == seq) {
+            self.table.set_nat_return(&v, ingress, mac);
+        }
+    }
+
+    /// [`Tracker::track`] for every packet: the connection looked up in
+    /// full, the reply index, new connections, the state machine.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn track_full<'s>(
         &mut self,
         snap: &'s Snapshot,
         now_ns: u64,
