@@ -275,6 +275,7 @@ impl SnapshotBuilder {
             stats: Arc::new(xvs_config::stats::Counters::default()),
             neigh: neigh.cell(addr),
             outer4: DestRt::outer4_of(xvs_config::tun::TunKind::default(), addr),
+            nat4: DestRt::nat4_of(&svc, addr, port),
         });
         self.synced.insert(
             ident,
@@ -333,6 +334,7 @@ impl SnapshotBuilder {
                         stats: d.counters.clone(),
                         neigh: cell,
                         outer4: DestRt::outer4_of(d.tun, d.addr),
+                        nat4: DestRt::nat4_of(&s.key, d.addr, d.port),
                     })
                 })
                 .collect();
@@ -420,6 +422,7 @@ impl SnapshotBuilder {
                     stats: d.stats.clone(),
                     neigh: d.neigh.clone(),
                     outer4: d.outer4,
+                    nat4: d.nat4,
                 }));
             } else {
                 self.dest_ids.free.push(id);

@@ -768,12 +768,22 @@ impl Pipeline {
             // Only the MACs change.
             Fwd::Dr => xmit::dr::packet_xmit(buf, pkt, &XmitCtx::macs(src_mac, dst_mac)),
             Fwd::Nat => {
+                let port = b.rport.unwrap_or_else(|| nat_rport(dest, vport));
+                // The destination's translation, made with the snapshot:
+                // the packet adds its checksum changes, in line.
+                if let Some(nat) = &dest.nat4 {
+                    let frame = buf.bytes();
+                    if nat.rewrite_in(frame, pkt, port) {
+                        xmit::set_macs(frame, src_mac, dst_mac);
+                        return Verdict::Tx(out);
+                    }
+                }
                 let Some(rip) = dest.rip() else {
                     return Verdict::Drop(DropReason::FwdUnsupported);
                 };
                 let mut ctx = XmitCtx::macs(src_mac, dst_mac);
                 ctx.addr = rip;
-                ctx.port = b.rport.unwrap_or_else(|| nat_rport(dest, vport));
+                ctx.port = port;
                 ctx.dir = Dir::In;
                 xmit::nat::packet_xmit(buf, pkt, &ctx)
             }
@@ -826,10 +836,18 @@ impl Pipeline {
 
     /// A real server's reply on a NAT connection: back to the client as
     /// from VIP:vport.
+    #[inline]
     fn reply<B: FrameBuf + ?Sized>(&mut self, r: &Reply, pkt: &Parsed, buf: &mut B) -> Verdict {
-        let Some(port) = self.ports.get(usize::from(r.ret_port)).copied() else {
+        let Some(port) = self.ports.get(usize::from(r.ret_port)) else {
             return Verdict::Drop(DropReason::NoNeigh);
         };
+        let frame = buf.bytes();
+        if pkt.quoted.is_none() {
+            // The common reply, in line.
+            xmit::nat::rewrite_reply(frame, pkt, r.vip, r.vport);
+            xmit::set_macs(frame, port.mac, r.ret_mac);
+            return Verdict::Tx(r.ret_port);
+        }
         let mut ctx = XmitCtx::macs(port.mac, r.ret_mac);
         ctx.addr = r.vip;
         ctx.port = r.vport;

@@ -140,6 +140,10 @@ pub struct DestRt {
     /// real server; see [`DestRt::outer4_of`]), made once here rather
     /// than for every packet.
     pub outer4: Option<OuterV4>,
+    /// NAT: the fixed IPv4 translation to it from its service (one with
+    /// an IPv4 address; see [`DestRt::nat4_of`]), its checksum changes
+    /// summed once here rather than for every packet.
+    pub nat4: Option<crate::xmit::nat::NatV4>,
 }
 
 impl DestRt {
@@ -149,6 +153,28 @@ impl DestRt {
         match addr {
             IpAddr::V4(a) => Some(OuterV4::new(tun, a)),
             IpAddr::V6(_) => None,
+        }
+    }
+
+    /// The NAT translation to real server `addr`:`port` of service `svc`,
+    /// for [`DestRt::nat4`]: none for a firewall-mark service or an IPv6
+    /// address (those packets take the general rewrite). Made whatever
+    /// the forwarding method, since a connection keeps the method it was
+    /// made with.
+    pub fn nat4_of(svc: &SvcKey, addr: IpAddr, port: u16) -> Option<crate::xmit::nat::NatV4> {
+        match (svc, addr) {
+            (
+                SvcKey::Addr {
+                    vip: IpAddr::V4(vip),
+                    port: vport,
+                    ..
+                },
+                IpAddr::V4(rip),
+            ) => {
+                let rport = if port == 0 { *vport } else { port };
+                Some(crate::xmit::nat::NatV4::new(*vip, *vport, rip, rport))
+            }
+            _ => None,
         }
     }
 

@@ -588,6 +588,7 @@ fn tunnel_service(
         stats: Arc::default(),
         neigh,
         outer4: DestRt::outer4_of(kind, rip),
+        nat4: None,
     });
     let sched = xvs_scheduler::new("rr", 0).expect("rr");
     let svc = Arc::new(ServiceRt {

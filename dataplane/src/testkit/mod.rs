@@ -100,6 +100,15 @@ pub fn service_with(
                 stats: Arc::new(Counters::default()),
                 neigh,
                 outer4: DestRt::outer4_of(tun, IpAddr::V4(Ipv4Addr::from(rip(i)))),
+                nat4: DestRt::nat4_of(
+                    &SvcKey::Addr {
+                        proto: 6,
+                        vip: IpAddr::V4(Ipv4Addr::from(VIP)),
+                        port,
+                    },
+                    IpAddr::V4(Ipv4Addr::from(rip(i))),
+                    rport,
+                ),
             }),
         );
     }

@@ -446,6 +446,7 @@ pub fn service6(
                 stats: Arc::default(),
                 neigh,
                 outer4: None,
+                nat4: None,
             }),
         );
     }

@@ -17,7 +17,12 @@
 //! NAT'd connection are translated as ICMP's are ([`icmp6_xmit`]).
 //!
 //! [`packet_xmit`] rewrites a frame the pipeline has parsed, at the offsets
-//! it recorded. The other functions validate the whole frame before they
+//! it recorded. The established packet takes a shorter way: an IPv4 NAT
+//! destination of a service with an address has one fixed translation,
+//! (VIP, vport) ↔ (RIP, rport), so both checksum changes of its inbound
+//! rewrite are made once, with the snapshot ([`NatV4`]), and a packet adds
+//! them; a reply's are summed from its parsed key, already in registers
+//! ([`rewrite_reply`]). Both give exactly what [`packet_xmit`] gives. The other functions validate the whole frame before they
 //! write a byte: on `Err` the frame is untouched.
 
 use super::{set_macs, Dir, Out, XmitCtx};
@@ -27,8 +32,8 @@ use crate::wire::checksum::{self, Delta};
 use crate::wire::eth::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
 use crate::wire::icmp::{IcmpPacket, QuotedFlow};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use crate::wire::ipv6;
 use crate::wire::{get_u16, set_u16, tcp, udp};
+use crate::wire::{ipv4, ipv6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why a frame could not be rewritten (the frame is left unchanged).
@@ -72,6 +77,121 @@ impl End {
             Dir::In => End::Dst,
             Dir::Out => End::Src,
         }
+    }
+}
+
+/// The fixed translation of an IPv4 real server `rip`:`rport` behind the
+/// virtual service `vip`:`vport` (a service with an address: in IPVS a
+/// destination belongs to one service), with the checksum changes of the
+/// inbound rewrite summed once, when the snapshot is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatV4 {
+    /// The virtual address inbound packets are sent to.
+    pub vip: Ipv4Addr,
+    /// The virtual port inbound packets are sent to.
+    pub vport: u16,
+    /// The real server's address.
+    pub rip: Ipv4Addr,
+    /// The real server's port (a port-less server's is the virtual port).
+    pub rport: u16,
+    /// VIP → RIP: the IPv4 header checksum's change.
+    ip: Delta,
+    /// VIP → RIP and vport → rport: the TCP/UDP checksum's change
+    /// (through the pseudo-header).
+    l4: Delta,
+}
+
+impl NatV4 {
+    /// The translation `vip`:`vport` → `rip`:`rport`.
+    pub fn new(vip: Ipv4Addr, vport: u16, rip: Ipv4Addr, rport: u16) -> Self {
+        let mut ip = Delta::new();
+        ip.add_addr(vip, rip);
+        let mut l4 = ip;
+        l4.add16(vport, rport);
+        NatV4 {
+            vip,
+            vport,
+            rip,
+            rport,
+            ip,
+            l4,
+        }
+    }
+
+    /// Rewrite a parsed inbound TCP/UDP frame to `self.rip`:`rport` with
+    /// the changes summed in advance (Ethernet untouched), as
+    /// [`packet_xmit`] would: `false`, and the frame untouched, when the
+    /// frame is not sent to `self.vip`:`self.vport`, `rport` is not
+    /// `self.rport` (a connection made before the server's port changed)
+    /// or the frame is an ICMP error: the caller then takes the general
+    /// rewrite.
+    #[inline(always)]
+    pub fn rewrite_in(&self, frame: &mut [u8], pkt: &Parsed, rport: u16) -> bool {
+        if pkt.key.vip != self.vip
+            || pkt.key.vport != self.vport
+            || rport != self.rport
+            || pkt.quoted.is_some()
+        {
+            return false;
+        }
+        rewrite_fixed(frame, pkt, End::Dst, self.rip, self.rport, self.ip, self.l4);
+        true
+    }
+}
+
+/// Rewrite a parsed reply (TCP/UDP, not an ICMP error) of a real server
+/// from its source, the parsed key's `cip`:`cport`, to `vip`:`vport`
+/// (Ethernet untouched), as [`packet_xmit`] would, the checksum changes
+/// summed from the key rather than read back from the frame.
+#[inline(always)]
+pub fn rewrite_reply(frame: &mut [u8], pkt: &Parsed, vip: Ipv4Addr, vport: u16) {
+    debug_assert!(pkt.quoted.is_none());
+    let mut ip = Delta::new();
+    ip.add_addr(pkt.key.cip, vip);
+    let mut l4 = ip;
+    l4.add16(pkt.key.cport, vport);
+    rewrite_fixed(frame, pkt, End::Src, vip, vport, ip, l4);
+}
+
+/// The TCP/UDP rewrite of a parsed frame whose `end` becomes
+/// `addr`:`port`, the IPv4 header checksum changing by `ip` and the
+/// segment's by `l4` (the same sums [`rewrite_l4`] makes, so the same
+/// bytes): the stores and two additions, in line.
+#[inline(always)]
+fn rewrite_fixed(
+    frame: &mut [u8],
+    pkt: &Parsed,
+    end: End,
+    addr: Ipv4Addr,
+    port: u16,
+    ip: Delta,
+    l4: Delta,
+) {
+    let (addr_at, port_at) = match end {
+        End::Src => (ipv4::SRC_OFFSET, PORT_SRC),
+        End::Dst => (ipv4::DST_OFFSET, PORT_DST),
+    };
+    let hdr: &mut [u8; ipv4::MIN_HEADER_LEN] = (&mut frame[L3..L3 + ipv4::MIN_HEADER_LEN])
+        .try_into()
+        .expect("a header's length");
+    hdr[addr_at..addr_at + 4].copy_from_slice(&addr.octets());
+    let hc = ip.apply(get_u16(hdr, ipv4::CHECKSUM_OFFSET));
+    set_u16(hdr, ipv4::CHECKSUM_OFFSET, hc);
+    if pkt.key.proto == PROTO_UDP {
+        let seg: &mut [u8; udp::HEADER_LEN] = (&mut frame[pkt.l4..pkt.l4 + udp::HEADER_LEN])
+            .try_into()
+            .expect("a header's length");
+        let sum = l4.apply_udp(get_u16(seg, udp::CHECKSUM_OFFSET));
+        set_u16(seg, port_at, port);
+        set_u16(seg, udp::CHECKSUM_OFFSET, sum);
+    } else {
+        const TCP_TO_SUM: usize = tcp::CHECKSUM_OFFSET + 2;
+        let seg: &mut [u8; TCP_TO_SUM] = (&mut frame[pkt.l4..pkt.l4 + TCP_TO_SUM])
+            .try_into()
+            .expect("a header's length");
+        let sum = l4.apply(get_u16(seg, tcp::CHECKSUM_OFFSET));
+        set_u16(seg, port_at, port);
+        set_u16(seg, tcp::CHECKSUM_OFFSET, sum);
     }
 }
 
@@ -462,4 +582,268 @@ fn rewrite_icmp(frame: &mut [u8], pkt: &Parsed, q: &Quoted, outer: End, addr: Ip
     let mut msg = IcmpPacket::new_unchecked(&mut frame[pkt.l4..pkt.end]);
     let c = icmp_delta.apply(msg.checksum());
     msg.set_checksum(c);
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rewrites with sums made in advance against the general one,
+    //! byte for byte, over many random frames.
+
+    use super::*;
+    use crate::wire::checksum::{checksum, fold64, transport_checksum, udp_wire};
+
+    /// splitmix64: reproducible without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn u16(&mut self) -> u16 {
+            self.next() as u16
+        }
+        /// A port: often an edge value (all ones, a high bit, 1).
+        fn port(&mut self) -> u16 {
+            match self.next() % 6 {
+                0 => 0xffff,
+                1 => 1,
+                2 => 0x8000,
+                _ => self.u16().max(1),
+            }
+        }
+        fn addr(&mut self) -> Ipv4Addr {
+            match self.next() % 6 {
+                0 => Ipv4Addr::new(255, 255, 255, 254),
+                1 => Ipv4Addr::new(0, 0, 0, 1),
+                _ => Ipv4Addr::from(self.next() as u32),
+            }
+        }
+    }
+
+    /// How a frame's TCP/UDP checksum field is filled.
+    #[derive(Debug, Clone, Copy)]
+    enum Sum {
+        /// The correct checksum.
+        Valid,
+        /// An arbitrary word (the rewrite is incremental: it must carry
+        /// whatever is there the same way).
+        Word(u16),
+        /// UDP: none (0).
+        None,
+        /// A partial checksum (the pseudo-header's sum, as a sender with
+        /// TX offload leaves it), completed before the rewrite.
+        Partial,
+    }
+
+    /// An Ethernet + IPv4 (with `opt` option words) + TCP or UDP frame.
+    fn frame(
+        rng: &mut Rng,
+        proto: u8,
+        (src, sport): (Ipv4Addr, u16),
+        (dst, dport): (Ipv4Addr, u16),
+        opt: usize,
+        sum: Sum,
+    ) -> Vec<u8> {
+        let ihl = 20 + 4 * opt;
+        let hl4 = if proto == PROTO_TCP { 20 } else { 8 };
+        let payload = (rng.next() % 48) as usize;
+        let ip_len = ihl + hl4 + payload;
+        let mut f = vec![0u8; L3 + ip_len];
+        for b in f.iter_mut() {
+            *b = rng.next() as u8;
+        }
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[L3..L3 + ihl];
+        ip[0] = 0x40 | (ihl / 4) as u8;
+        set_u16(ip, 2, ip_len as u16);
+        // DF or nothing: never a fragment.
+        set_u16(ip, 6, if rng.next() & 1 == 0 { 0x4000 } else { 0 });
+        ip[8] = 1 + (rng.next() % 255) as u8;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        for o in ip[20..].iter_mut() {
+            *o = 1; // NOP options
+        }
+        set_u16(ip, 10, 0);
+        let hc = checksum(ip);
+        set_u16(ip, 10, hc);
+        let l4 = L3 + ihl;
+        let seg = &mut f[l4..];
+        set_u16(seg, 0, sport);
+        set_u16(seg, 2, dport);
+        let at = if proto == PROTO_TCP {
+            seg[12] = 0x50;
+            seg[13] = 0x10; // ACK
+            16
+        } else {
+            set_u16(seg, 4, (hl4 + payload) as u16);
+            6
+        };
+        set_u16(seg, at, 0);
+        let v = match sum {
+            Sum::Valid => {
+                let c = transport_checksum(src, dst, proto, seg);
+                if proto == PROTO_UDP {
+                    udp_wire(c)
+                } else {
+                    c
+                }
+            }
+            Sum::Word(w) => w,
+            Sum::None => 0,
+            Sum::Partial => fold64(
+                u64::from(u32::from(src))
+                    + u64::from(u32::from(dst))
+                    + u64::from(proto)
+                    + seg.len() as u64,
+            ),
+        };
+        set_u16(seg, at, v);
+        f
+    }
+
+    fn a_sum(rng: &mut Rng, proto: u8) -> Sum {
+        match rng.next() % 8 {
+            0 => Sum::Word(0xffff),
+            1 => Sum::Word(0),
+            2 => Sum::Word(1),
+            3 => Sum::Word(rng.u16()),
+            4 if proto == PROTO_UDP => Sum::None,
+            5 => Sum::Partial,
+            _ => Sum::Valid,
+        }
+    }
+
+    /// Parse `f` as the pipeline does, completing a partial checksum.
+    fn parsed(f: &mut [u8]) -> Parsed {
+        let p = packet::parse(f).expect("a TCP/UDP frame");
+        p.complete_partial(f);
+        p
+    }
+
+    /// The segment's checksum is right (or UDP's is 0).
+    fn valid_l4(f: &[u8], p: &Parsed) -> bool {
+        let ip = Ipv4Packet::new_unchecked(&f[L3..p.l4]);
+        let seg = &f[p.l4..p.end];
+        if p.key.proto == PROTO_UDP && get_u16(seg, 6) == 0 {
+            return true;
+        }
+        let c = transport_checksum(ip.src(), ip.dst(), p.key.proto, seg);
+        c == 0 || c == 0xffff
+    }
+
+    #[test]
+    fn summed_in_advance_the_inbound_rewrite_is_the_general_one() {
+        let mut rng = Rng(17);
+        let mut fast = 0;
+        for i in 0..20_000 {
+            let proto = if i % 2 == 0 { PROTO_TCP } else { PROTO_UDP };
+            let (cip, cport) = (rng.addr(), rng.port());
+            let (vip, vport) = (rng.addr(), rng.port());
+            let (rip, rport) = (rng.addr(), rng.port());
+            let sum = a_sum(&mut rng, proto);
+            let opt = if rng.next().is_multiple_of(4) {
+                1 + (rng.next() % 3) as usize
+            } else {
+                0
+            };
+            let mut f = frame(&mut rng, proto, (cip, cport), (vip, vport), opt, sum);
+            let p = parsed(&mut f);
+            let was_valid = valid_l4(&f, &p);
+            let mut want = f.clone();
+            let mut ctx = XmitCtx::macs([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+            ctx.addr = rip;
+            ctx.port = rport;
+            ctx.dir = Dir::In;
+            packet_xmit(&mut want, &p, &ctx).expect("sent");
+            // Another translation of the destination (a vport or rport
+            // not the packet's) is refused and leaves the frame alone.
+            let nat = NatV4::new(vip, vport, rip, rport);
+            let mut got = f.clone();
+            assert!(!nat.rewrite_in(&mut got, &p, rport.wrapping_add(1)));
+            let other = NatV4::new(vip, vport.wrapping_add(1), rip, rport);
+            assert!(!other.rewrite_in(&mut got, &p, rport));
+            assert_eq!(got, f);
+            assert!(nat.rewrite_in(&mut got, &p, rport));
+            set_macs(&mut got, ctx.src_mac, ctx.dst_mac);
+            assert_eq!(got, want, "frame {i} ({sum:?})");
+            // And it is a right rewrite, not only the same one.
+            let q = packet::parse(&got).expect("still a frame");
+            assert_eq!(checksum(&got[L3..q.l4]), 0, "frame {i}");
+            assert_eq!(valid_l4(&got, &q), was_valid, "frame {i} ({sum:?})");
+            fast += 1;
+        }
+        assert_eq!(fast, 20_000);
+    }
+
+    #[test]
+    fn summed_from_the_key_the_reply_rewrite_is_the_general_one() {
+        let mut rng = Rng(1624);
+        for i in 0..20_000 {
+            let proto = if i % 2 == 0 { PROTO_UDP } else { PROTO_TCP };
+            let (cip, cport) = (rng.addr(), rng.port());
+            let (vip, vport) = (rng.addr(), rng.port());
+            let (rip, rport) = (rng.addr(), rng.port());
+            let sum = a_sum(&mut rng, proto);
+            let opt = if rng.next().is_multiple_of(4) {
+                1 + (rng.next() % 3) as usize
+            } else {
+                0
+            };
+            let mut f = frame(&mut rng, proto, (rip, rport), (cip, cport), opt, sum);
+            let p = parsed(&mut f);
+            let was_valid = valid_l4(&f, &p);
+            let mut want = f.clone();
+            let mut ctx = XmitCtx::macs([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4]);
+            ctx.addr = vip;
+            ctx.port = vport;
+            ctx.dir = Dir::Out;
+            packet_xmit(&mut want, &p, &ctx).expect("sent");
+            let mut got = f.clone();
+            rewrite_reply(&mut got, &p, vip, vport);
+            set_macs(&mut got, ctx.src_mac, ctx.dst_mac);
+            assert_eq!(got, want, "frame {i} ({sum:?})");
+            let q = packet::parse(&got).expect("still a frame");
+            assert_eq!(checksum(&got[L3..q.l4]), 0, "frame {i}");
+            assert_eq!(valid_l4(&got, &q), was_valid, "frame {i} ({sum:?})");
+        }
+    }
+
+    #[test]
+    fn a_checksum_that_folds_to_all_ones_or_zero_comes_out_as_the_general_one_gives() {
+        // Changes that cancel (an address and port that do not change) and
+        // UDP checksums at 0xffff and 0: the two zeros of one's complement
+        // must come out as the general rewrite writes them.
+        let mut rng = Rng(0xffff);
+        for proto in [PROTO_TCP, PROTO_UDP] {
+            for w in [0u16, 1, 0xfffe, 0xffff] {
+                for same in [true, false] {
+                    let (vip, vport) = (Ipv4Addr::new(198, 18, 0, 1), 80);
+                    let (rip, rport) = if same {
+                        (vip, vport)
+                    } else {
+                        (Ipv4Addr::new(0, 0, 0, 0), 0)
+                    };
+                    let c = (Ipv4Addr::new(255, 255, 255, 255), 0xffff);
+                    let mut f = frame(&mut rng, proto, c, (vip, vport), 0, Sum::Word(w));
+                    let p = parsed(&mut f);
+                    let mut want = f.clone();
+                    let mut ctx = XmitCtx::macs([0; 6], [0; 6]);
+                    ctx.addr = rip;
+                    ctx.port = rport;
+                    ctx.dir = Dir::In;
+                    packet_xmit(&mut want, &p, &ctx).expect("sent");
+                    let mut got = f.clone();
+                    assert!(NatV4::new(vip, vport, rip, rport).rewrite_in(&mut got, &p, rport));
+                    set_macs(&mut got, [0; 6], [0; 6]);
+                    assert_eq!(got, want, "proto {proto} checksum {w:#x} same {same}");
+                }
+            }
+        }
+    }
 }
