@@ -247,6 +247,8 @@ pub struct OuterV4 {
     sum: u32,
     /// The encapsulation.
     kind: TunKind,
+    /// Its overhead (`kind.overhead()`, read by every packet).
+    over: u8,
 }
 
 impl OuterV4 {
@@ -275,7 +277,15 @@ impl OuterV4 {
         }
         let word = |a: u8, b: u8| u32::from(u16::from_be_bytes([a, b]));
         let sum = 0x4500 + u32::from(proto) + word(dst[0], dst[1]) + word(dst[2], dst[3]);
-        OuterV4 { ip, ext, sum, kind }
+        // At most 32 bytes (GUE).
+        let over = kind.overhead() as u8;
+        OuterV4 {
+            ip,
+            ext,
+            sum,
+            kind,
+            over,
+        }
     }
 
     /// The encapsulation.
@@ -318,7 +328,22 @@ pub fn packet_xmit_outer<B: FrameBuf + ?Sized>(
     t: &OuterV4,
     hop: &TunHop,
 ) -> Result<Out, XmitError> {
-    let over = t.kind.overhead();
+    packet_xmit_in_line(buf, pkt, t, hop)
+}
+
+/// [`packet_xmit_outer`], always in line: for the pipeline's main path,
+/// which sends IPv4 tunnels as it sends direct routing. The result of a
+/// packet that fits is then known where it is used, and only a packet
+/// past the MTU calls out, to the checked encapsulation. Elsewhere
+/// [`packet_xmit_outer`] keeps the caller small.
+#[inline(always)]
+pub fn packet_xmit_in_line<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed,
+    t: &OuterV4,
+    hop: &TunHop,
+) -> Result<Out, XmitError> {
+    let over = usize::from(t.over);
     let mtu = usize::from(hop.mtu);
     let inner_len = usize::from(pkt.ip_len);
     if mtu >= over + MIN_IPV4_MTU && inner_len + over <= mtu {
@@ -398,7 +423,7 @@ fn packet_xmit_checked<B: FrameBuf + ?Sized>(
 fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     const IP: usize = L3;
     const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
-    let over = t.kind.overhead();
+    let over = usize::from(t.over);
     // TOS, the DF bit and TTL of the inner header, read before it moves
     // (its fixed part lies in the frame: the parse checked it). The
     // frame's first 34 bytes, checked once, take the outer headers.
@@ -1111,6 +1136,7 @@ mod tests {
         ] {
             let t = OuterV4::new(kind, rip);
             assert_eq!((t.kind(), t.rip()), (kind, rip));
+            assert_eq!(usize::from(t.over), kind.overhead(), "{kind:?}");
             let words: u32 =
                 t.ip.chunks(2)
                     .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
