@@ -432,7 +432,6 @@ fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     let df = h[IP + 6] & 0x40;
     let ttl = h[IP + 8];
     move_up(f, L3, inner_len, over);
-    let inner = L3 + over;
     // inner_len + over ≤ mtu ≤ u16::MAX.
     let total = (inner_len + over) as u16;
     let src = u32::from(hop.src);
@@ -459,28 +458,38 @@ fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     match t.kind {
         TunKind::Ipip => {}
         TunKind::Gre => f[L4..L4 + GRE_HEADER_LEN].copy_from_slice(&t.ext[..GRE_HEADER_LEN]),
-        TunKind::Gue { checksum, .. } => {
-            let sport = {
-                let ip = Ipv4Packet::new_unchecked(&f[inner..inner + inner_len]);
-                gue_src_port(ip.header(), ip.payload(), ip.protocol())
-            };
-            let mut u = t.ext;
-            // UDP length: its header, GUE's and the inner packet.
-            let ulen = (udp::HEADER_LEN + GUE_HEADER_LEN + inner_len) as u16;
-            u[..2].copy_from_slice(&sport.to_be_bytes());
-            u[4..6].copy_from_slice(&ulen.to_be_bytes());
-            f[L4..L4 + u.len()].copy_from_slice(&u);
-            if checksum {
-                let c = crate::wire::checksum::transport_checksum(
-                    hop.src,
-                    t.rip(),
-                    PROTO_UDP,
-                    &f[L4..L3 + over + inner_len],
-                );
-                let c = crate::wire::checksum::udp_wire(c);
-                f[L4 + 6..L4 + 8].copy_from_slice(&c.to_be_bytes());
-            }
-        }
+        TunKind::Gue { checksum, .. } => gue_outer(f, inner_len, t, hop.src, checksum),
+    }
+}
+
+/// GUE's UDP and GUE headers of [`encap_outer`], the inner packet in
+/// place: the source port from the inner flow's hash, the length, and
+/// the checksum when `checksum`. Out of line: the flow hash and the
+/// checksum's pass over the packet are far more than a call, and the
+/// main path stays small for IPIP and GRE.
+#[inline(never)]
+fn gue_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, src: Ipv4Addr, checksum: bool) {
+    const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
+    let inner = L3 + usize::from(t.over);
+    let sport = {
+        let ip = Ipv4Packet::new_unchecked(&f[inner..inner + inner_len]);
+        gue_src_port(ip.header(), ip.payload(), ip.protocol())
+    };
+    let mut u = t.ext;
+    // UDP length: its header, GUE's and the inner packet.
+    let ulen = (udp::HEADER_LEN + GUE_HEADER_LEN + inner_len) as u16;
+    u[..2].copy_from_slice(&sport.to_be_bytes());
+    u[4..6].copy_from_slice(&ulen.to_be_bytes());
+    f[L4..L4 + u.len()].copy_from_slice(&u);
+    if checksum {
+        let c = crate::wire::checksum::transport_checksum(
+            src,
+            t.rip(),
+            PROTO_UDP,
+            &f[L4..inner + inner_len],
+        );
+        let c = crate::wire::checksum::udp_wire(c);
+        f[L4 + 6..L4 + 8].copy_from_slice(&c.to_be_bytes());
     }
 }
 
