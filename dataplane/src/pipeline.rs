@@ -591,6 +591,11 @@ impl Pipeline {
                 }
                 None => Verdict::Drop(DropReason::NoNeigh),
             },
+            // An IPv4 tunnel in line as well, from the destination's
+            // header template (an IPv6 real server goes the general way).
+            Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Tun && dest.outer4.is_some() => {
+                self.tun4(dest, ingress, &p, buf)
+            }
             Track::In(dest, b) => self.xmit(b, dest, ingress, p.key.vport, &p, buf),
             Track::Out(r) => self.reply(&r, &p, buf),
             Track::Pass => Verdict::Pass,
@@ -814,6 +819,53 @@ impl Pipeline {
                 sent
             }
         };
+        self.verdict(sent, out, ingress)
+    }
+
+    /// Send a frame of a tunnelled connection to `dest`, an IPv4 real
+    /// server, with its outer header template: what [`Pipeline::xmit`]
+    /// does for it, the same bytes and verdicts, but in line in
+    /// `process_inner` with no transmit context. The route is read once
+    /// (MAC, interface and source from the neighbour cell, the port's MAC
+    /// and MTU from one entry) and stays in registers; a packet past the
+    /// MTU leaves for the checked encapsulation, out of line.
+    #[inline(always)]
+    fn tun4<B: FrameBuf + ?Sized>(
+        &mut self,
+        dest: &DestRt,
+        ingress: u8,
+        pkt: &Parsed,
+        buf: &mut B,
+    ) -> Verdict {
+        let Some(outer) = &dest.outer4 else {
+            return Verdict::Drop(DropReason::FwdUnsupported);
+        };
+        let n = &dest.neigh;
+        // Unresolved MAC, port or source: the same outcome as the general
+        // path, which asks for each of them in turn.
+        let (Some(dst_mac), Some(src)) = (n.mac(), n.src()) else {
+            n.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let Some(out) = self.port_of(n.oif()) else {
+            n.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let Some(&port) = self.ports.get(usize::from(out)) else {
+            n.want();
+            return Verdict::Drop(DropReason::NoNeigh);
+        };
+        let hop = xmit::tun::TunHop {
+            src_mac: port.mac,
+            dst_mac,
+            src,
+            mtu: port.mtu,
+            ident: self.ident.wrapping_add(1),
+        };
+        let sent = xmit::tun::packet_xmit_in_line(buf, pkt, outer, &hop);
+        if sent != Err(XmitError::NoTailroom) {
+            self.ident = hop.ident;
+        }
         self.verdict(sent, out, ingress)
     }
 
@@ -1571,6 +1623,175 @@ mod tests {
             Verdict::Tx(0),
             "the second segment is the connection's"
         );
+    }
+
+    /// A tunnel service over real servers of every kind the template
+    /// covers (IPIP, GRE, GUE with and without checksum), an IPv6 real
+    /// server (IPv4 in IPv6: the general path), one whose MAC is not
+    /// resolved and one whose route has no source address.
+    fn tunnels() -> (Arc<crate::svc::ServiceRt>, Vec<Arc<DestRt>>) {
+        use crate::svc::{NeighCell, SchedState, ServiceRt, SvcKey};
+        let gue = |checksum| TunKind::Gue {
+            port: 6080,
+            checksum,
+        };
+        let kinds = [
+            TunKind::Ipip,
+            TunKind::Gre,
+            gue(false),
+            gue(true),
+            TunKind::Gre,
+            TunKind::Ipip,
+            TunKind::Ipip,
+        ];
+        let mut dests = Vec::new();
+        for (k, &tun) in kinds.iter().enumerate() {
+            let i = k as u8 + 1;
+            let addr = if i == 5 {
+                IpAddr::V6(crate::testkit::v6::rip6(i))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(rip(i)))
+            };
+            let neigh = Arc::new(NeighCell::default());
+            if i != 6 {
+                neigh.set(Some(rs_mac(i)));
+            }
+            let src = (i != 7).then_some(Ipv4Addr::from(crate::testkit::DIR_IP));
+            neigh.set_route(0, src);
+            neigh.set_src6(Some(crate::testkit::v6::DIR_IP6));
+            dests.push(Arc::new(DestRt {
+                id: u32::from(i),
+                in_service: true,
+                sched: xvs_scheduler::Dest::new(addr, 80, 1),
+                fwd: Fwd::Tun,
+                tun,
+                stats: Arc::default(),
+                neigh,
+                outer4: DestRt::outer4_of(tun, addr),
+            }));
+        }
+        let sched = xvs_scheduler::new("rr", 0).expect("rr");
+        let svc = Arc::new(ServiceRt {
+            id: 0,
+            persist: None,
+            key: SvcKey::Addr {
+                proto: PROTO_TCP,
+                vip: IpAddr::V4(Ipv4Addr::from(crate::testkit::VIP)),
+                port: 80,
+            },
+            stats: Arc::default(),
+            sched: Arc::new(std::sync::Mutex::new(SchedState::new(sched, dests.clone()))),
+        });
+        (svc, dests)
+    }
+
+    /// [`Pipeline::process`] with every forwarded frame sent by the
+    /// general [`Pipeline::xmit`], as before tunnels were sent in line.
+    fn process_general(p: &mut Pipeline, now: u64, buf: &mut Vec<u8>) -> Verdict {
+        let snap = p.snap.take().expect("a snapshot");
+        let pkt = match packet::parse_any(buf) {
+            Ok(pkt) => pkt,
+            Err(v) => {
+                p.snap = Some(snap);
+                return v;
+            }
+        };
+        let hint = p.hints.take();
+        let v = match p.track.track(&snap, now, 0, &pkt, buf, &hint, &mut p.stats) {
+            Track::In(dest, b) => p.xmit(b, dest, 0, pkt.key.vport, &pkt, buf),
+            Track::Out(r) => p.reply(&r, &pkt, buf),
+            Track::Pass => Verdict::Pass,
+            Track::Drop(r) => Verdict::Drop(r),
+        };
+        p.snap = Some(snap);
+        v
+    }
+
+    #[test]
+    fn tunnels_sent_in_line_are_what_the_general_path_sends() {
+        // The same frames through the in-line path and the general one:
+        // every kind, short and long packets (each way the packet moves),
+        // TOS and TTL, packets past the MTU with DF (fragmentation needed)
+        // and without (refused), an IPv6 real server, unresolved routes,
+        // and egress MTUs at and below the tunnel's needs.
+        let client = [198, 18, 0, 10];
+        let seg = |port: u16, syn: bool, tos: u8, df: bool, len: usize| {
+            let mut l4 = frame::tcp(port, 80);
+            l4 = if syn { l4.syn() } else { l4.ack(1) };
+            let ip = frame::ip(client, crate::testkit::VIP).with(|i| {
+                i.tos = tos;
+                i.ttl = 3 + tos;
+                i.df = df;
+            });
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            frame::eth(
+                crate::testkit::CLIENT_MAC,
+                crate::testkit::DIR_MAC,
+                &frame::ip_packet(&ip, &l4, &payload),
+            )
+        };
+        let ports: Vec<u16> = (2000..2014).collect();
+        let mut batch = Vec::new();
+        for &p in &ports {
+            batch.push(seg(p, true, 0, true, 0));
+        }
+        for &p in &ports {
+            for (tos, df, len) in [
+                (0, true, 0),
+                (0xb8, false, 9),
+                (0x10, true, 30),
+                (0, true, 300),
+                (0x04, true, 1440),
+                (0, true, 1460),
+                (0, false, 1460),
+            ] {
+                batch.push(seg(p, false, tos, df, len));
+            }
+        }
+        for mtu in [1500, 1400, 9000, 80, 60] {
+            let mut inline = Fixture::new(tunnels(), 100);
+            let mut general = Fixture::new(tunnels(), 100);
+            for f in [&mut inline, &mut general] {
+                f.pipeline.set_ports(vec![PortInfo {
+                    ifindex: 0,
+                    mac: crate::testkit::DIR_MAC,
+                    mtu,
+                }]);
+            }
+            let mut verdicts = std::collections::BTreeSet::new();
+            for (i, fr) in batch.iter().enumerate() {
+                let (mut a, mut b) = (fr.clone(), fr.clone());
+                let va = inline.pipeline.process(NOW, &mut a);
+                let vb = process_general(&mut general.pipeline, NOW, &mut b);
+                assert_eq!(va, vb, "mtu {mtu} frame {i}");
+                assert_eq!(a, b, "mtu {mtu} frame {i}");
+                verdicts.insert(format!("{va:?}"));
+            }
+            for (x, y) in inline.dests.iter().zip(&general.dests) {
+                assert_eq!(x.neigh.take_wanted(), y.neigh.take_wanted());
+            }
+            assert_eq!(inline.pipeline.ident, general.pipeline.ident, "mtu {mtu}");
+            assert_eq!(
+                inline.pipeline.stats().frag_needed,
+                general.pipeline.stats().frag_needed,
+                "mtu {mtu}"
+            );
+            if mtu == 1500 {
+                // Every outcome the batch is meant to reach.
+                for v in [
+                    Verdict::Tx(0),
+                    Verdict::Drop(DropReason::TooBig),
+                    Verdict::Drop(DropReason::NoNeigh),
+                ] {
+                    assert!(verdicts.contains(&format!("{v:?}")), "{v:?}: {verdicts:?}");
+                }
+                assert!(inline.pipeline.stats().frag_needed > 0);
+            }
+            if mtu == 60 {
+                let v = Verdict::Drop(DropReason::MtuTooSmall);
+                assert!(verdicts.contains(&format!("{v:?}")), "{verdicts:?}");
+            }
+        }
     }
 
     fn gcd(a: usize, b: usize) -> usize {

@@ -247,6 +247,8 @@ pub struct OuterV4 {
     sum: u32,
     /// The encapsulation.
     kind: TunKind,
+    /// Its overhead (`kind.overhead()`, read by every packet).
+    over: u8,
 }
 
 impl OuterV4 {
@@ -275,7 +277,15 @@ impl OuterV4 {
         }
         let word = |a: u8, b: u8| u32::from(u16::from_be_bytes([a, b]));
         let sum = 0x4500 + u32::from(proto) + word(dst[0], dst[1]) + word(dst[2], dst[3]);
-        OuterV4 { ip, ext, sum, kind }
+        // At most 32 bytes (GUE).
+        let over = kind.overhead() as u8;
+        OuterV4 {
+            ip,
+            ext,
+            sum,
+            kind,
+            over,
+        }
     }
 
     /// The encapsulation.
@@ -318,7 +328,22 @@ pub fn packet_xmit_outer<B: FrameBuf + ?Sized>(
     t: &OuterV4,
     hop: &TunHop,
 ) -> Result<Out, XmitError> {
-    let over = t.kind.overhead();
+    packet_xmit_in_line(buf, pkt, t, hop)
+}
+
+/// [`packet_xmit_outer`], always in line: for the pipeline's main path,
+/// which sends IPv4 tunnels as it sends direct routing. The result of a
+/// packet that fits is then known where it is used, and only a packet
+/// past the MTU calls out, to the checked encapsulation. Elsewhere
+/// [`packet_xmit_outer`] keeps the caller small.
+#[inline(always)]
+pub fn packet_xmit_in_line<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    pkt: &Parsed,
+    t: &OuterV4,
+    hop: &TunHop,
+) -> Result<Out, XmitError> {
+    let over = usize::from(t.over);
     let mtu = usize::from(hop.mtu);
     let inner_len = usize::from(pkt.ip_len);
     if mtu >= over + MIN_IPV4_MTU && inner_len + over <= mtu {
@@ -398,7 +423,7 @@ fn packet_xmit_checked<B: FrameBuf + ?Sized>(
 fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     const IP: usize = L3;
     const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
-    let over = t.kind.overhead();
+    let over = usize::from(t.over);
     // TOS, the DF bit and TTL of the inner header, read before it moves
     // (its fixed part lies in the frame: the parse checked it). The
     // frame's first 34 bytes, checked once, take the outer headers.
@@ -407,7 +432,6 @@ fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     let df = h[IP + 6] & 0x40;
     let ttl = h[IP + 8];
     move_up(f, L3, inner_len, over);
-    let inner = L3 + over;
     // inner_len + over ≤ mtu ≤ u16::MAX.
     let total = (inner_len + over) as u16;
     let src = u32::from(hop.src);
@@ -434,28 +458,38 @@ fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
     match t.kind {
         TunKind::Ipip => {}
         TunKind::Gre => f[L4..L4 + GRE_HEADER_LEN].copy_from_slice(&t.ext[..GRE_HEADER_LEN]),
-        TunKind::Gue { checksum, .. } => {
-            let sport = {
-                let ip = Ipv4Packet::new_unchecked(&f[inner..inner + inner_len]);
-                gue_src_port(ip.header(), ip.payload(), ip.protocol())
-            };
-            let mut u = t.ext;
-            // UDP length: its header, GUE's and the inner packet.
-            let ulen = (udp::HEADER_LEN + GUE_HEADER_LEN + inner_len) as u16;
-            u[..2].copy_from_slice(&sport.to_be_bytes());
-            u[4..6].copy_from_slice(&ulen.to_be_bytes());
-            f[L4..L4 + u.len()].copy_from_slice(&u);
-            if checksum {
-                let c = crate::wire::checksum::transport_checksum(
-                    hop.src,
-                    t.rip(),
-                    PROTO_UDP,
-                    &f[L4..L3 + over + inner_len],
-                );
-                let c = crate::wire::checksum::udp_wire(c);
-                f[L4 + 6..L4 + 8].copy_from_slice(&c.to_be_bytes());
-            }
-        }
+        TunKind::Gue { checksum, .. } => gue_outer(f, inner_len, t, hop.src, checksum),
+    }
+}
+
+/// GUE's UDP and GUE headers of [`encap_outer`], the inner packet in
+/// place: the source port from the inner flow's hash, the length, and
+/// the checksum when `checksum`. Out of line: the flow hash and the
+/// checksum's pass over the packet are far more than a call, and the
+/// main path stays small for IPIP and GRE.
+#[inline(never)]
+fn gue_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, src: Ipv4Addr, checksum: bool) {
+    const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
+    let inner = L3 + usize::from(t.over);
+    let sport = {
+        let ip = Ipv4Packet::new_unchecked(&f[inner..inner + inner_len]);
+        gue_src_port(ip.header(), ip.payload(), ip.protocol())
+    };
+    let mut u = t.ext;
+    // UDP length: its header, GUE's and the inner packet.
+    let ulen = (udp::HEADER_LEN + GUE_HEADER_LEN + inner_len) as u16;
+    u[..2].copy_from_slice(&sport.to_be_bytes());
+    u[4..6].copy_from_slice(&ulen.to_be_bytes());
+    f[L4..L4 + u.len()].copy_from_slice(&u);
+    if checksum {
+        let c = crate::wire::checksum::transport_checksum(
+            src,
+            t.rip(),
+            PROTO_UDP,
+            &f[L4..inner + inner_len],
+        );
+        let c = crate::wire::checksum::udp_wire(c);
+        f[L4 + 6..L4 + 8].copy_from_slice(&c.to_be_bytes());
     }
 }
 
@@ -1111,6 +1145,7 @@ mod tests {
         ] {
             let t = OuterV4::new(kind, rip);
             assert_eq!((t.kind(), t.rip()), (kind, rip));
+            assert_eq!(usize::from(t.over), kind.overhead(), "{kind:?}");
             let words: u32 =
                 t.ip.chunks(2)
                     .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
