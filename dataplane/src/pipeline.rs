@@ -9,7 +9,7 @@ use crate::conn::tracker::{self, fwd_of, nat_rport, Bound, Reply, Track, Tracker
 use crate::flow::{Addr, FlowKey};
 use crate::frame::FrameBuf;
 use crate::packet::{self, Parsed, Quoted};
-use crate::svc::{DestRt, Fwd, Snapshot};
+use crate::svc::{DestRt, Fwd, ReplyFilter, Snapshot};
 use crate::wire::eth::Mac;
 use crate::wire::icmpv6::QuotedFlow6;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
@@ -154,7 +154,7 @@ impl Hints {
     /// frames only (see [`Hints::prefetch_both`]).
     #[inline(always)]
     pub fn prefetch(&self, table: &ConnTable, stage: u8, frame: &[u8]) {
-        self.pass(table, None, stage, frame);
+        self.pass(table, None, None, stage, frame);
     }
 
     /// [`Hints::prefetch`] for IPv4 frames in `table` and IPv6 TCP and
@@ -170,7 +170,24 @@ impl Hints {
         stage: u8,
         frame: &[u8],
     ) {
-        self.pass(table, Some(table6), stage, frame);
+        self.pass(table, Some(table6), None, stage, frame);
+    }
+
+    /// [`Hints::prefetch_both`] that reads an IPv4 frame passing `filter`
+    /// (from a NAT real server's address, see [`ReplyFilter`]; none: no
+    /// NAT destination) as a reply first: stage 0 requests its reply
+    /// bucket alone, stage 1 scans that alone (see
+    /// [`ConnTable::hint_reply`]).
+    #[inline(always)]
+    pub fn prefetch_filtered(
+        &self,
+        table: &ConnTable,
+        table6: &ConnTable<Ipv6Addr>,
+        filter: Option<&ReplyFilter>,
+        stage: u8,
+        frame: &[u8],
+    ) {
+        self.pass(table, Some(table6), filter, stage, frame);
     }
 
     #[inline(always)]
@@ -178,6 +195,7 @@ impl Hints {
         &self,
         table: &ConnTable,
         table6: Option<&ConnTable<Ipv6Addr>>,
+        filter: Option<&ReplyFilter>,
         stage: u8,
         frame: &[u8],
     ) {
@@ -188,7 +206,7 @@ impl Hints {
             let n = self.staged.get();
             if n < HINT_BATCH {
                 self.staged.set(n + 1);
-                let h = hint(table, frame);
+                let h = hint(table, filter, frame);
                 let (k, mut hash, cand) = h.parts();
                 if k.1 == 0 {
                     if let Some(t6) = table6 {
@@ -236,9 +254,10 @@ impl Hints {
 }
 
 /// Stage 0 of the prefetch pass for one frame: its keys, hashed, and their
-/// buckets requested.
+/// buckets requested (only the reply bucket for a frame that passes
+/// `filter`).
 #[inline(always)]
-fn hint(table: &ConnTable, frame: &[u8]) -> Hint {
+fn hint(table: &ConnTable, filter: Option<&ReplyFilter>, frame: &[u8]) -> Hint {
     // A hint only: read the key at the offsets of the common case (IPv4
     // without options, TCP or UDP) without validating; `process` parses
     // properly and uses the hint only if the key is the same.
@@ -267,6 +286,9 @@ fn hint(table: &ConnTable, frame: &[u8]) -> Hint {
         cip: key.vip,
         cport: key.vport,
     };
+    if filter.is_some_and(|f| f.reply_first(key.cip, key.vip)) {
+        return table.hint_reply(&Key::conn(&key), &rk);
+    }
     table.hint(&Key::conn(&key), &rk)
 }
 
@@ -494,10 +516,27 @@ impl Pipeline {
     /// every frame of a batch, then stage 1, then process them in the same
     /// order (the misses then overlap instead of coming one after another,
     /// and each frame's keys are hashed once).
-    #[inline]
+    #[inline(always)]
     pub fn prefetch(&self, stage: u8, frame: &[u8]) {
-        self.hints
-            .prefetch_both(self.track.table(), self.track6.table(), stage, frame);
+        let filter = self.snap.as_deref().and_then(Snapshot::reply_filter);
+        self.hints.pass(
+            self.track.table(),
+            Some(self.track6.table()),
+            filter,
+            stage,
+            frame,
+        );
+    }
+
+    /// The current snapshot's [`ReplyFilter`] (none without NAT
+    /// destinations), for a caller running the prefetch pass with its own
+    /// [`Hints`] ([`Hints::prefetch_filtered`]); taken again after each
+    /// [`Pipeline::set_snapshot`].
+    pub fn reply_filter(&self) -> Option<ReplyFilter> {
+        self.snap
+            .as_deref()
+            .and_then(Snapshot::reply_filter)
+            .copied()
     }
 
     /// Process one frame in place. `now` is a monotonic clock in ns.
@@ -1585,7 +1624,7 @@ mod tests {
         let table = f.pipeline.table().clone();
         let absent = |p: u16| {
             let fr = seg(p, true);
-            let (k, h, _) = hint(&table, &fr).parts();
+            let (k, h, _) = hint(&table, None, &fr).parts();
             k.1 != 0 && table.hint_entries(h).0 == u32::MAX
         };
         let fresh: Vec<u16> = (3000..).filter(|&p| absent(p)).take(3).collect();
@@ -1612,7 +1651,7 @@ mod tests {
         let table = g.pipeline.table().clone();
         let absent = |p: u16| {
             let fr = seg(p, true);
-            let (k, h, _) = hint(&table, &fr).parts();
+            let (k, h, _) = hint(&table, None, &fr).parts();
             k.1 != 0 && table.hint_entries(h).0 == u32::MAX
         };
         let p = (3000..).find(|&p| absent(p)).unwrap();
@@ -1800,5 +1839,225 @@ mod tests {
         } else {
             gcd(b, a % b)
         }
+    }
+
+    /// Frames of a NAT server `i` (1-based) from `rport` to `cip:cport`.
+    fn from_server(i: u8, rport: u16, cip: [u8; 4], cport: u16, syn: bool) -> Vec<u8> {
+        let mut l4 = frame::tcp(rport, cport);
+        l4 = if syn { l4.syn() } else { l4.ack(1) };
+        frame::eth(
+            rs_mac(i),
+            crate::testkit::DIR_MAC,
+            &frame::ip_packet(&frame::ip(rip(i), cip), &l4, b"r"),
+        )
+    }
+
+    #[test]
+    fn a_frame_from_a_nat_server_is_hinted_as_a_reply_first() {
+        let fwds = vec![
+            (Fwd::Nat, TunKind::Ipip),
+            (Fwd::Dr, TunKind::Ipip),
+            (Fwd::Tun, TunKind::Ipip),
+        ];
+        let f = Fixture::new(service_with("rr", &fwds, None, 80, None), 100);
+        let snap = f.pipeline.snap.clone().unwrap();
+        let filter = snap.reply_filter().unwrap();
+        let (nat, vip) = (Ipv4Addr::from(rip(1)), Ipv4Addr::from(crate::testkit::VIP));
+        let client = Ipv4Addr::from(crate::testkit::CIP);
+        assert!(filter.reply_first(nat, client), "a NAT server's reply");
+        assert!(!filter.reply_first(nat, vip), "a NAT server to a VIP");
+        assert!(!filter.reply_first(client, vip), "a client");
+        // Not every address passes (the bitmap is not full).
+        let passing = (0..4096u32)
+            .filter(|&i| filter.reply_first(Ipv4Addr::from(0xc612_0000 | i), client))
+            .count();
+        assert!(passing < 4096 / 8, "{passing} of 4096 addresses pass");
+        let table = f.pipeline.table().clone();
+        let reply = |p: u16| from_server(1, 8080, crate::testkit::CIP, p, false);
+        // Before any NAT connection: as any frame.
+        assert_eq!(
+            hint(&table, Some(filter), &reply(1000)),
+            hint(&table, None, &reply(1000))
+        );
+        let mut f = f;
+        // One flow to each server (rr); the NAT server's replies.
+        let syns: Vec<Vec<u8>> = (1000..1003)
+            .map(|p| tcp_frame(crate::testkit::CIP, p, 80, true, false, b""))
+            .collect();
+        assert!(run(&mut f, &syns, &[0, 1, 2])
+            .iter()
+            .all(|(v, _)| *v == Verdict::Tx(0)));
+        let port = (1000..1003)
+            .find(|&p| {
+                let key = packet::parse(&syns[usize::from(p - 1000)]).unwrap().key;
+                table.lookup(&Key::conn(&key)).unwrap().dest == 1
+            })
+            .unwrap();
+        let reply = reply(port);
+        // Stage 0 hashes the reply key alone, stage 1 scans the reply
+        // index alone.
+        let (k, h, c) = hint(&table, Some(filter), &reply).parts();
+        assert_eq!((h.0, c), (0, (0, 0)));
+        assert_ne!(h.1, 0);
+        let (cand, rcand) = table.hint_entries(h);
+        assert_eq!(cand, 0, "the connection index not scanned");
+        assert!(rcand != 0 && rcand != u32::MAX, "the reply's entry named");
+        let key = Key::conn(&packet::parse(&reply).unwrap().key);
+        assert!(Hint::of_parts(k, h, (cand, rcand)).names_reply(&key));
+        // A skipped stage 1 names nothing, nor does the hint give a
+        // probe without the key's hash.
+        let skipped = Hint::of_parts(k, h, c);
+        assert!(!skipped.names_reply(&key));
+        assert!(skipped.probe(&key).is_none());
+        // The same server as a client of the VIP (hairpin): a client's.
+        let hairpin = from_server(1, 5000, crate::testkit::VIP, 80, true);
+        let (_, h, _) = hint(&table, Some(filter), &hairpin).parts();
+        assert_ne!(h.0, 0);
+    }
+
+    #[test]
+    fn reading_replies_first_changes_nothing_but_the_cost() {
+        // Two pipelines fed the same frames, one without the prefetch
+        // pass (client first, then reply: the full path), one with it
+        // over the batch in step, shorter, reversed, or not at all: the
+        // same verdicts, frames out, entries and counters. NAT, DR and TUN
+        // connections; replies; frames from a NAT server's address to
+        // clients that are no replies; the NAT server as a client of the
+        // VIP (hairpin); replies whose destination left the snapshot.
+        let fwds = vec![
+            (Fwd::Nat, TunKind::Ipip),
+            (Fwd::Nat, TunKind::Ipip),
+            (Fwd::Dr, TunKind::Ipip),
+            (Fwd::Tun, TunKind::Ipip),
+        ];
+        let mut plain = Fixture::new(service_with("rr", &fwds, None, 80, None), 200);
+        let mut hinted = Fixture::new(service_with("rr", &fwds, None, 80, None), 200);
+        let clients: Vec<[u8; 4]> = (0..3).map(|i| [198, 18, 1, 10 + i]).collect();
+        let flows: Vec<([u8; 4], u16)> = clients
+            .iter()
+            .flat_map(|&c| (0..4).map(move |p| (c, 2000 + p)))
+            .collect();
+        let pass = |f: &mut Fixture, now: u64, frames: &[Vec<u8>], pre: &[usize]| {
+            for stage in 0..2 {
+                for &i in pre {
+                    f.pipeline.prefetch(stage, &frames[i]);
+                }
+            }
+            frames
+                .iter()
+                .map(|fr| {
+                    let mut fr = fr.clone();
+                    (f.pipeline.process(now, &mut fr), fr)
+                })
+                .collect::<Vec<_>>()
+        };
+        let same = |plain: &mut Fixture,
+                    hinted: &mut Fixture,
+                    now: u64,
+                    frames: &[Vec<u8>],
+                    what: &str| {
+            let n = frames.len();
+            let all: Vec<usize> = (0..n).collect();
+            let half: Vec<usize> = (0..n / 2).collect();
+            let rev: Vec<usize> = (0..n).rev().collect();
+            let mut txs = 0;
+            for (round, pre) in [&all[..], &half, &rev, &[]].into_iter().enumerate() {
+                let now = now + round as u64 * 20_000_000;
+                let want = pass(plain, now, frames, &[]);
+                txs += want.iter().filter(|(v, _)| *v == Verdict::Tx(0)).count();
+                assert_eq!(
+                    pass(hinted, now, frames, pre),
+                    want,
+                    "{what}, pass over {pre:?}"
+                );
+            }
+            txs
+        };
+        // Every flow opened (the servers in turn), and the hairpin flow.
+        let mut syns: Vec<Vec<u8>> = flows
+            .iter()
+            .map(|&(c, p)| tcp_frame(c, p, 80, true, false, b""))
+            .collect();
+        syns.push(from_server(1, 5000, crate::testkit::VIP, 80, true));
+        let want = pass(&mut plain, NOW, &syns, &[]);
+        assert!(want.iter().all(|(v, _)| *v == Verdict::Tx(0)));
+        let all: Vec<usize> = (0..syns.len()).collect();
+        assert_eq!(pass(&mut hinted, NOW, &syns, &all), want);
+        // Established: the clients' segments, both NAT servers' frames to
+        // every client (each flow's reply, and frames of no connection),
+        // the hairpin flow's segments, a new hairpin flow.
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        for &(c, p) in &flows {
+            batch.push(tcp_frame(c, p, 80, false, true, b"xy"));
+            batch.push(from_server(1, 8080, c, p, false));
+            batch.push(from_server(2, 8080, c, p, false));
+        }
+        batch.push(from_server(1, 5000, crate::testkit::VIP, 80, false));
+        batch.push(from_server(2, 5001, crate::testkit::VIP, 80, true));
+        let txs = same(&mut plain, &mut hinted, NOW + 10_000_000, &batch, "mixed");
+        // 12 client segments, 6 replies, the hairpin segment and the new
+        // hairpin flow's SYN, in each of the four rounds.
+        assert_eq!(txs, 4 * (12 + 6 + 2), "every connection's frame forwarded");
+        let dests = |f: &Fixture| {
+            f.dests
+                .iter()
+                .map(|d| format!("{:?}", d.stats.get()))
+                .collect::<Vec<_>>()
+        };
+        let check = |plain: &Fixture, hinted: &Fixture, what: &str| {
+            for &(c, p) in &flows {
+                let key = FlowKey {
+                    proto: PROTO_TCP,
+                    cip: Ipv4Addr::from(c),
+                    cport: p,
+                    vip: Ipv4Addr::from(crate::testkit::VIP),
+                    vport: 80,
+                };
+                let entry = |f: &Fixture| {
+                    let v = f.pipeline.table().lookup(&Key::conn(&key)).unwrap();
+                    (v.state, v.expires, v.dest, v.nat)
+                };
+                assert_eq!(entry(hinted), entry(plain), "{what}: flow {c:?}:{p}");
+            }
+            assert_eq!(
+                hinted.pipeline.partition().len(),
+                plain.pipeline.partition().len()
+            );
+            assert_eq!(
+                format!("{:?}", hinted.svc.stats.get()),
+                format!("{:?}", plain.svc.stats.get()),
+                "{what}"
+            );
+            assert_eq!(dests(hinted), dests(plain), "{what}");
+            assert_eq!(
+                format!("{:?}", hinted.pipeline.stats()),
+                format!("{:?}", plain.pipeline.stats()),
+                "{what}"
+            );
+        };
+        check(&plain, &hinted, "mixed");
+        assert!(plain.dest(1).stats.get().outpkts > 0, "replies counted");
+        // Server 2 leaves the snapshot altogether (its connections stay in
+        // the table): its address is in the reply filter no more, its
+        // replies take the usual order.
+        let gone = |f: &mut Fixture| {
+            let dests: Vec<_> = f.dests.iter().filter(|d| d.id != 2).cloned().collect();
+            let snap = Snapshot::new([f.svc.clone()], dests, [], Default::default());
+            assert!(!snap
+                .reply_filter()
+                .unwrap()
+                .reply_first(Ipv4Addr::from(rip(2)), Ipv4Addr::from(clients[0])));
+            f.pipeline.set_snapshot(Arc::new(snap));
+        };
+        gone(&mut plain);
+        gone(&mut hinted);
+        same(
+            &mut plain,
+            &mut hinted,
+            NOW + 200_000_000,
+            &batch,
+            "server 2 gone",
+        );
+        check(&plain, &hinted, "server 2 gone");
     }
 }

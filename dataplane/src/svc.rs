@@ -396,6 +396,65 @@ impl Default for TimeoutTicks {
     }
 }
 
+/// Which IPv4 frames the prefetch pass reads as a NAT real server's reply
+/// first (IPVS's order: its reply hook runs before its request hook), so
+/// that a reply costs the reply index's bucket alone, not the connection
+/// index's too. Two bitmaps of [`ReplyFilter::BITS`] bits indexed by a
+/// hash of an IPv4 address: the addresses of the NAT destinations (every
+/// one in the snapshot's arena: live, deleted but still referenced, synced
+/// only), and the virtual addresses. A frame from a NAT server's address
+/// to an address that is no VIP passes. Both are over-approximations:
+/// a frame that passes wrongly only pays the connection bucket late (the
+/// processing falls back to the usual lookups), and a frame from a NAT
+/// server to a VIP (hairpin: the server is a client of a service) stays
+/// a client's first. A NAT connection whose destination is gone (or no
+/// longer NAT) is not in the filter: its replies take the usual order,
+/// the connection first, then the reply index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplyFilter {
+    nat: [u64; ReplyFilter::WORDS],
+    vip: [u64; ReplyFilter::WORDS],
+}
+
+impl ReplyFilter {
+    /// Bits in each bitmap.
+    pub const BITS: usize = 512;
+    const WORDS: usize = Self::BITS / 64;
+
+    /// The bit of address `a` (network-order value as a `u32`): the top
+    /// bits of a multiplicative hash.
+    #[inline(always)]
+    fn bit(a: u32) -> usize {
+        (a.wrapping_mul(0x9e37_79b1) >> (32 - Self::BITS.trailing_zeros())) as usize
+    }
+
+    #[inline(always)]
+    fn test(map: &[u64; Self::WORDS], a: u32) -> bool {
+        let b = Self::bit(a);
+        map[b / 64] >> (b % 64) & 1 == 1
+    }
+
+    /// Note a NAT real server's address.
+    pub fn add_nat(&mut self, a: Ipv4Addr) {
+        let b = Self::bit(u32::from(a));
+        self.nat[b / 64] |= 1 << (b % 64);
+    }
+
+    /// Note a virtual address.
+    pub fn add_vip(&mut self, a: Ipv4Addr) {
+        let b = Self::bit(u32::from(a));
+        self.vip[b / 64] |= 1 << (b % 64);
+    }
+
+    /// Whether a frame from `src` to `dst` may be a NAT real server's
+    /// reply that is not also a client's packet to a VIP: true for every
+    /// frame from a NAT destination's address to an address not a VIP.
+    #[inline(always)]
+    pub fn reply_first(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        Self::test(&self.nat, u32::from(src)) && !Self::test(&self.vip, u32::from(dst))
+    }
+}
+
 /// An immutable view of the whole configuration, published to the workers.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -426,6 +485,10 @@ pub struct Snapshot {
     /// What the steering program's IPv6 maps must hold for this
     /// configuration (set by the snapshot builder).
     pub steer6: crate::build::Steer6Keys,
+    /// The frames the prefetch pass reads as replies first.
+    reply_filter: ReplyFilter,
+    /// Whether any NAT destination is in the filter.
+    nat_dests: bool,
 }
 
 impl Snapshot {
@@ -461,6 +524,7 @@ impl Snapshot {
                     vip: IpAddr::V4(vip),
                     port,
                 } => {
+                    snap.reply_filter.add_vip(vip);
                     snap.services.insert(V4Key { proto, vip, port }, s);
                 }
                 SvcKey::Addr {
@@ -483,10 +547,30 @@ impl Snapshot {
             if snap.dests.len() <= id {
                 snap.dests.resize(id + 1, None);
             }
+            snap.note_nat(&d);
             snap.dests[id] = Some(d);
         }
         snap.marks = marks.into_iter().collect();
+        for k in snap.marks.keys() {
+            snap.reply_filter.add_vip(k.vip);
+        }
         snap
+    }
+
+    /// Put destination `d`'s address in the reply filter if it is a NAT
+    /// server's.
+    fn note_nat(&mut self, d: &DestRt) {
+        if let (Fwd::Nat, Some(a)) = (d.fwd, d.rip()) {
+            self.reply_filter.add_nat(a);
+            self.nat_dests = true;
+        }
+    }
+
+    /// The frames the prefetch pass reads as a NAT real server's reply
+    /// first (see [`ReplyFilter`]); none without NAT destinations.
+    #[inline(always)]
+    pub fn reply_filter(&self) -> Option<&ReplyFilter> {
+        self.nat_dests.then_some(&self.reply_filter)
     }
 
     /// A snapshot of services whose destinations are all in their
@@ -527,6 +611,7 @@ impl Snapshot {
             if self.dests.len() <= id {
                 self.dests.resize(id + 1, None);
             }
+            self.note_nat(&d);
             self.dests[id] = Some(d.clone());
             self.synced.insert(k, d);
         }

@@ -54,6 +54,8 @@ pub fn run<P: Port>(
     pipeline.set_snapshot(snap);
     let table = pipeline.table().clone();
     let table6 = pipeline.table6().clone();
+    // The frames the pass reads as NAT replies first (the snapshot's).
+    let mut filter = pipeline.reply_filter();
     // The prefetch pass's findings, from the port's prefetch callback to
     // its processing callback.
     let hints = Hints::default();
@@ -68,7 +70,7 @@ pub fn run<P: Port>(
         let unavail = &mut unavailable;
         let res = port.poll_prefetch(
             POLL_MS,
-            |stage, frame| hints.prefetch_both(&table, &table6, stage, frame),
+            |stage, frame| hints.prefetch_filtered(&table, &table6, filter.as_ref(), stage, frame),
             |ingress, frame| match pipe.process_hinted(now, ingress, frame, &hints.take()) {
                 Verdict::Pass => {
                     // Frames reach an AF_XDP socket only when the steering
@@ -103,6 +105,7 @@ pub fn run<P: Port>(
             let (g, snap) = cell.load();
             gen = g;
             pipeline.set_snapshot(snap);
+            filter = pipeline.reply_filter();
         }
         while let Ok(req) = requests.try_recv() {
             match req {

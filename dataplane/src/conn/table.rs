@@ -683,10 +683,11 @@ impl Hint {
 }
 
 impl<A: Addr> Hint<A> {
-    /// The probe of `key`, if these are its findings.
+    /// The probe of `key`, if these are its findings (and they include
+    /// its hash: a frame read as a reply first has none).
     #[inline]
     pub fn probe(&self, key: &Key<A>) -> Option<Probe<A>> {
-        (self.key.as_ref() == Some(key)).then_some(Probe {
+        (self.hash != 0 && self.key.as_ref() == Some(key)).then_some(Probe {
             key: *key,
             hash: self.hash,
             cand: self.cand,
@@ -694,12 +695,13 @@ impl<A: Addr> Hint<A> {
     }
 
     /// Whether these are `key`'s findings, the pass found `key` absent
-    /// (see [`Probe::proved_absent`]) and an entry in the reply index
-    /// whose tag matches the frame's reply key: the frame is likely a NAT
-    /// real server's reply.
+    /// (see [`Probe::proved_absent`]) or did not look for it (a frame read
+    /// as a reply first, see [`ConnTable::hint_reply`]), and an entry in
+    /// the reply index whose tag matches the frame's reply key: the frame
+    /// is likely a NAT real server's reply.
     #[inline(always)]
     pub fn names_reply(&self, key: &Key<A>) -> bool {
-        self.cand == ABSENT
+        (self.cand == ABSENT || self.cand == 0)
             && self.rcand != 0
             && self.rcand != ABSENT
             && self.key.as_ref() == Some(key)
@@ -1762,13 +1764,44 @@ impl<A: Addr> ConnTable<A> {
         }
     }
 
+    /// [`ConnTable::hint`] for a frame likely a NAT real server's reply
+    /// (one that passed the snapshot's `ReplyFilter`), as IPVS looks up
+    /// the reply direction first: both keys hashed, only the reply index's
+    /// bucket requested (before any NAT connection was made, the same as
+    /// [`ConnTable::hint`]). The connection key is not hashed: its hash
+    /// reads 0 (which tells stage 1 to scan the reply index alone), and a
+    /// lookup of the key, needed only when the frame is not the reply the
+    /// pass found, hashes it then.
+    #[inline(always)]
+    pub fn hint_reply(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Hint<A> {
+        if !self.nat_seen() {
+            return self.hint(key, rk);
+        }
+        let rhash = rk.hash(&self.hkey);
+        crate::io::prefetch(self.replies.bucket(self.replies.home(rhash)));
+        Hint {
+            key: Some(*key),
+            hash: 0,
+            rhash,
+            cand: 0,
+            rcand: 0,
+        }
+    }
+
     /// Prefetch pass, stage 1 (the buckets are in cache by now), for a
     /// hint whose hashes are `(hash, rhash)` (see [`Hint::parts`]): find
     /// the entry whose tag matches in the probe run and request it; only
-    /// when there is none, the same in the reply index. Returns the
-    /// candidates.
+    /// when there is none, the same in the reply index. A frame read as a
+    /// reply first (`hash` 0, see [`ConnTable::hint_reply`]) has only the
+    /// reply index scanned, its connection candidate left unknown (0).
+    /// Returns the candidates.
     #[inline(always)]
     pub(crate) fn hint_entries(&self, (hash, rhash): (u64, u64)) -> (u32, u32) {
+        if hash == 0 && rhash != 0 {
+            let rcand = self.replies.candidate(rhash);
+            self.prefetch_entry(rcand);
+            return (0, rcand);
+        }
         let cand = self.index.candidate(hash);
         if cand == ABSENT && rhash != 0 {
             let rcand = self.replies.candidate(rhash);

@@ -392,6 +392,11 @@ impl<A: Addr> Tracker<A> {
         // A NAT real server's reply, as the prefetch pass saw it: no
         // connection has the frame's key, the reply index has a candidate
         // (the reply is what `track_full` looks for first in that case).
+        // A frame the pass read as a reply first (from a NAT server's
+        // address to no VIP: `ReplyFilter`) has no connection candidate,
+        // so `established` gave up at once and the reply is tried before
+        // the connection, as IPVS does; it is looked up in full only when
+        // the lean read fails, connection first.
         if hint.names_reply(&Key::conn(&p.key)) && self.table.nat_seen() {
             if let Some(r) = self.table.lookup_reply_hot(hint, &reply_key(&p.key)) {
                 return self.reply_hot(snap, ticks(now_ns), &r, p);
