@@ -1154,6 +1154,16 @@ mod tests {
     /// What processing `frames` gives (verdicts and frames out), with the
     /// prefetch pass over `pre` (indexes into `frames`) first.
     fn run(f: &mut Fixture, frames: &[Vec<u8>], pre: &[usize]) -> Vec<(Verdict, Vec<u8>)> {
+        run_at(f, NOW, frames, pre)
+    }
+
+    /// [`run`] at time `now`.
+    fn run_at(
+        f: &mut Fixture,
+        now: u64,
+        frames: &[Vec<u8>],
+        pre: &[usize],
+    ) -> Vec<(Verdict, Vec<u8>)> {
         for stage in 0..2 {
             for &i in pre {
                 f.pipeline.prefetch(stage, &frames[i]);
@@ -1163,7 +1173,7 @@ mod tests {
             .iter()
             .map(|fr| {
                 let mut fr = fr.clone();
-                (f.pipeline.process(NOW, &mut fr), fr)
+                (f.pipeline.process(now, &mut fr), fr)
             })
             .collect()
     }
@@ -1370,20 +1380,7 @@ mod tests {
                 }));
             }
             let all: Vec<usize> = (0..batch.len()).collect();
-            let at = |f: &mut Fixture, now: u64, frames: &[Vec<u8>], pre: &[usize]| {
-                for stage in 0..2 {
-                    for &i in pre {
-                        f.pipeline.prefetch(stage, &frames[i]);
-                    }
-                }
-                frames
-                    .iter()
-                    .map(|fr| {
-                        let mut fr = fr.clone();
-                        (f.pipeline.process(now, &mut fr), fr)
-                    })
-                    .collect::<Vec<_>>()
-            };
+            let at = run_at;
             assert_eq!(
                 at(&mut plain, NOW, &syns, &[]),
                 at(&mut hinted, NOW, &syns, &[0, 1, 2])
@@ -1941,20 +1938,7 @@ mod tests {
             .iter()
             .flat_map(|&c| (0..4).map(move |p| (c, 2000 + p)))
             .collect();
-        let pass = |f: &mut Fixture, now: u64, frames: &[Vec<u8>], pre: &[usize]| {
-            for stage in 0..2 {
-                for &i in pre {
-                    f.pipeline.prefetch(stage, &frames[i]);
-                }
-            }
-            frames
-                .iter()
-                .map(|fr| {
-                    let mut fr = fr.clone();
-                    (f.pipeline.process(now, &mut fr), fr)
-                })
-                .collect::<Vec<_>>()
-        };
+        let pass = run_at;
         let same = |plain: &mut Fixture,
                     hinted: &mut Fixture,
                     now: u64,

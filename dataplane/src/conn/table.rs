@@ -1641,10 +1641,26 @@ impl<A: Addr> ConnTable<A> {
         {
             return None;
         }
-        let expires = e.expires.load(Ordering::Relaxed);
-        let dest = e.dest.load(Ordering::Relaxed);
         let svc = e.svc.load(Ordering::Relaxed);
         let ret_hi = e.ret_hi.load(Ordering::Relaxed);
+        Self::settle(e, idx, seq, meta, svc, ret_hi)
+    }
+
+    /// The rest of a lean read of entry `e` (`idx`), whose key matched at
+    /// sequence `seq` with `meta`, `svc` and `ret_hi` read: the fields
+    /// every lean read keeps, then the sequence checked again (`None` if
+    /// the entry changed meanwhile).
+    #[inline(always)]
+    fn settle(
+        e: &Entry<A>,
+        idx: u32,
+        seq: u32,
+        meta: u32,
+        svc: u32,
+        ret_hi: u32,
+    ) -> Option<Hot<'_, A>> {
+        let expires = e.expires.load(Ordering::Relaxed);
+        let dest = e.dest.load(Ordering::Relaxed);
         let ret_lo = e.ret_lo.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         if e.seq.load(Ordering::Relaxed) != seq {
@@ -1688,25 +1704,8 @@ impl<A: Addr> ConnTable<A> {
             return None;
         }
         let vip = A::load(&e.vip);
-        let expires = e.expires.load(Ordering::Relaxed);
-        let dest = e.dest.load(Ordering::Relaxed);
-        let ret_lo = e.ret_lo.load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        if e.seq.load(Ordering::Relaxed) != seq {
-            return None;
-        }
         Some(HotReply {
-            hot: Hot {
-                entry: e,
-                idx,
-                seq,
-                meta,
-                expires,
-                dest,
-                svc,
-                ret_hi,
-                ret_lo,
-            },
+            hot: Self::settle(e, idx, seq, meta, svc, ret_hi)?,
             vip,
             vport: ports as u16,
         })
