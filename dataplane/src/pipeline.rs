@@ -1710,6 +1710,7 @@ mod tests {
                 stats: Arc::default(),
                 neigh,
                 outer4: DestRt::outer4_of(tun, addr),
+                nat4: None,
             }));
         }
         let sched = xvs_scheduler::new("rr", 0).expect("rr");
