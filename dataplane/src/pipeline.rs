@@ -597,11 +597,13 @@ impl Pipeline {
         // wrapped around it (the parsed view is then built in place).
         let p = match packet::parse_plain(frame) {
             Some(p) => p,
+            // IPv6 straight to its own path: the general IPv4 parse would
+            // only pass it.
+            None if packet::is_ipv6(frame) => {
+                return self.process6(snap, now_ns, ingress, buf, hint.unkeyed())
+            }
             None => match packet::parse_any(frame) {
                 Ok(p) => p,
-                Err(Verdict::Pass) if packet::is_ipv6(frame) => {
-                    return self.process6(snap, now_ns, ingress, buf, hint.unkeyed())
-                }
                 Err(v) => return v,
             },
         };
@@ -660,9 +662,14 @@ impl Pipeline {
         hint: Hint<Ipv6Addr>,
     ) -> Verdict {
         let frame = buf.bytes();
-        let p = match packet::parse6(frame) {
-            Ok(p) => p,
-            Err(v) => return v,
+        // The common frame at fixed offsets first, the walk of the
+        // extension headers only for the rest.
+        let p = match packet::parse_plain6(frame) {
+            Some(p) => p,
+            None => match packet::parse6(frame) {
+                Ok(p) => p,
+                Err(v) => return v,
+            },
         };
         if frame[0] & 1 == 0 {
             if let Some(port) = self.ports.get(ingress as usize) {
