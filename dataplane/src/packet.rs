@@ -67,44 +67,10 @@ impl<A: Addr> Parsed<A> {
 
 const MALFORMED: Verdict = Verdict::Drop(DropReason::Malformed);
 
-impl Parsed<Ipv6Addr> {
-    /// [`Parsed::complete_partial`] for an IPv6 packet parsed by
-    /// [`parse6`]: the rule of
-    /// [`complete_partial_ipv6`](crate::wire::checksum::complete_partial_ipv6)
-    /// from what the parse validated (the extension headers walked, no
-    /// routing header, the segment's bounds), without walking again.
-    #[inline(always)]
-    pub fn complete_partial6(&self, frame: &mut [u8]) -> bool {
-        use crate::wire::checksum::fold64;
-        use crate::wire::get_u16;
-        let len = self.end - self.l4;
-        let at = match self.key.proto {
-            PROTO_TCP => self.l4 + 16,
-            PROTO_UDP if usize::from(get_u16(frame, self.l4 + 4)) == len => self.l4 + 6,
-            _ => return false,
-        };
-        // The pseudo-header's addresses in 32-bit words: the same ones'
-        // complement sum as its 16-bit words once folded.
-        let words = |a: Ipv6Addr| {
-            let b = u128::from(a);
-            (0..4)
-                .map(|i| u64::from((b >> (32 * i)) as u32))
-                .sum::<u64>()
-        };
-        let acc =
-            words(self.key.cip) + words(self.key.vip) + u64::from(self.key.proto) + len as u64;
-        if get_u16(frame, at) != fold64(acc) {
-            return false;
-        }
-        self.complete_at(frame, at);
-        true
-    }
-}
-
 impl<A: Addr> Parsed<A> {
     /// Write the complete checksum of the segment at `at`: out of line,
-    /// so the check above, which every packet makes, stays small where
-    /// it is inlined.
+    /// so the check of [`Parsed::complete_partial`], which every packet
+    /// makes, stays small where it is inlined.
     #[inline(never)]
     fn complete_at(&self, frame: &mut [u8], at: usize) {
         use crate::wire::checksum::{fold64, sum_wide, udp_wire};
@@ -119,13 +85,15 @@ impl<A: Addr> Parsed<A> {
     }
 }
 
-impl Parsed {
+impl<A: Addr> Parsed<A> {
     /// Complete a partial TCP or UDP checksum in `frame`, the frame this
     /// was parsed from: the rule of
-    /// [`complete_partial`](crate::wire::checksum::complete_partial), from
-    /// the offsets, addresses and protocol the parse already validated
-    /// instead of reading and checking the headers a second time (this
-    /// runs for every packet). Returns whether it completed one.
+    /// [`complete_partial`](crate::wire::checksum::complete_partial) and
+    /// [`complete_partial_ipv6`](crate::wire::checksum::complete_partial_ipv6),
+    /// from the offsets, addresses and protocol the parse already
+    /// validated (an IPv6 packet's extension headers walked, no routing
+    /// header) instead of reading and checking the headers a second time
+    /// (this runs for every packet). Returns whether it completed one.
     #[inline(always)]
     pub fn complete_partial(&self, frame: &mut [u8]) -> bool {
         use crate::wire::checksum::fold64;
@@ -136,14 +104,19 @@ impl Parsed {
         let at = match self.key.proto {
             PROTO_TCP => self.l4 + 16,
             // Linux never sends a partial UDP checksum whose UDP length
-            // disagrees with the IPv4 one.
+            // disagrees with the IP one.
             PROTO_UDP if usize::from(get_u16(frame, self.l4 + 4)) == len => self.l4 + 6,
             _ => return false,
         };
-        let acc = u64::from(u32::from(self.key.cip))
-            + u64::from(u32::from(self.key.vip))
-            + u64::from(self.key.proto)
-            + len as u64;
+        // The pseudo-header's addresses in 32-bit words: the same ones'
+        // complement sum as its 16-bit words once folded (an IPv4
+        // address is one word).
+        let words = |a: A| {
+            let (h, l) = a.words();
+            (h >> 32) + (h & 0xffff_ffff) + (l >> 32) + (l & 0xffff_ffff)
+        };
+        let acc =
+            words(self.key.cip) + words(self.key.vip) + u64::from(self.key.proto) + len as u64;
         if get_u16(frame, at) != fold64(acc) {
             return false;
         }
@@ -747,7 +720,7 @@ mod tests {
                     a.extend_from_slice(&[0xee; 6]);
                     let mut b = a.clone();
                     let p = parse6(&a).unwrap();
-                    let done = p.complete_partial6(&mut a);
+                    let done = p.complete_partial(&mut a);
                     assert_eq!(
                         done,
                         checksum::complete_partial_ipv6(&mut b[L3..]),

@@ -681,7 +681,7 @@ impl Pipeline {
         if p.key.proto == crate::wire::ipv6::NEXT_ICMPV6 {
             return self.icmp(snap, ingress, &p, buf);
         }
-        p.complete_partial6(frame);
+        p.complete_partial(frame);
         match self
             .track6
             .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
