@@ -161,24 +161,11 @@ pub fn parse_plain(frame: &[u8]) -> Option<Parsed> {
         return None;
     }
     const L4: usize = L3 + 20;
+    const _: () = assert!(L4 + 20 == 54, "the transport header ends the block");
     let seg = total - 20;
     let proto = h[23];
-    let tcp_flags = match proto {
-        // Data offset at least 5 words and inside the segment.
-        PROTO_TCP if seg >= 20 && h[L4 + 12] >= 0x50 && usize::from(h[L4 + 12] >> 4) * 4 <= seg => {
-            h[L4 + 13]
-        }
-        // The UDP length at least its header and inside the segment.
-        PROTO_UDP
-            if seg >= 8 && {
-                let ulen = usize::from(u16::from_be_bytes([h[L4 + 4], h[L4 + 5]]));
-                (8..=seg).contains(&ulen)
-            } =>
-        {
-            0
-        }
-        _ => return None,
-    };
+    // The transport header is the block's last 20 bytes.
+    let tcp_flags = plain_l4(h.last_chunk()?, proto, seg)?;
     Some(Parsed {
         key: FlowKey {
             proto,
@@ -247,6 +234,27 @@ pub fn is_ipv6(frame: &[u8]) -> bool {
     frame.get(12..14) == Some(&ETHERTYPE_IPV6.to_be_bytes()[..])
 }
 
+/// The transport header of a frame read at fixed offsets (its first 20
+/// bytes, `l4`) checked against its segment's length `seg`: the TCP
+/// flags (0 for UDP), `None` for another protocol or a header that does
+/// not fit.
+#[inline(always)]
+fn plain_l4(l4: &[u8; 20], proto: u8, seg: usize) -> Option<u8> {
+    match proto {
+        // Data offset at least 5 words and inside the segment.
+        PROTO_TCP if seg >= 20 && l4[12] >= 0x50 && usize::from(l4[12] >> 4) * 4 <= seg => {
+            Some(l4[13])
+        }
+        // The UDP length at least its header and inside the segment.
+        PROTO_UDP
+            if seg >= 8 && (8..=seg).contains(&usize::from(u16::from_be_bytes([l4[4], l4[5]]))) =>
+        {
+            Some(0)
+        }
+        _ => None,
+    }
+}
+
 /// The common IPv6 frame, read at fixed offsets: Ethernet, IPv6 whose
 /// next header is TCP or UDP directly (no extension headers), the payload
 /// in the frame, the transport header in the payload. It accepts only
@@ -263,28 +271,15 @@ pub fn parse_plain6(frame: &[u8]) -> Option<Parsed<Ipv6Addr>> {
         return None;
     }
     const L4: usize = L3 + ipv6::HEADER_LEN;
+    const _: () = assert!(L4 + 20 == 74, "the transport header ends the block");
     let seg = usize::from(u16::from_be_bytes([h[18], h[19]]));
     let end = L4 + seg;
     if frame.len() < end {
         return None;
     }
     let proto = h[20];
-    let tcp_flags = match proto {
-        // Data offset at least 5 words and inside the segment.
-        PROTO_TCP if seg >= 20 && h[L4 + 12] >= 0x50 && usize::from(h[L4 + 12] >> 4) * 4 <= seg => {
-            h[L4 + 13]
-        }
-        // The UDP length at least its header and inside the segment.
-        PROTO_UDP
-            if seg >= 8 && {
-                let ulen = usize::from(u16::from_be_bytes([h[L4 + 4], h[L4 + 5]]));
-                (8..=seg).contains(&ulen)
-            } =>
-        {
-            0
-        }
-        _ => return None,
-    };
+    // The transport header is the block's last 20 bytes.
+    let tcp_flags = plain_l4(h.last_chunk()?, proto, seg)?;
     let addr = |at: usize| {
         let mut a = [0u8; 16];
         a.copy_from_slice(&h[at..at + 16]);
