@@ -433,11 +433,10 @@ mod tests {
         u
     }
 
-    /// The fixed-offset path accepts only frames the general parse
-    /// accepts, with the same result: over TCP and UDP frames, every value
-    /// of each header byte it reads, and every truncation.
-    #[test]
-    fn the_plain_path_agrees_with_the_general_parse() {
+    /// The segments the fixed-offset parses are tried with: a TCP header,
+    /// one with options, and a UDP datagram shorter than its IP payload
+    /// (padding).
+    fn plain_segments() -> [Vec<u8>; 3] {
         let mut tcp = vec![0u8; 20];
         tcp[0..4].copy_from_slice(&[0x13, 0x88, 0x00, 0x50]);
         tcp[12] = 0x50;
@@ -448,6 +447,15 @@ mod tests {
         let mut udp_pad = udp(5000, 53);
         udp_pad.extend_from_slice(&[7; 12]);
         udp_pad[4..6].copy_from_slice(&12u16.to_be_bytes());
+        [tcp, tcp_opts, udp_pad]
+    }
+
+    /// The fixed-offset path accepts only frames the general parse
+    /// accepts, with the same result: over TCP and UDP frames, every value
+    /// of each header byte it reads, and every truncation.
+    #[test]
+    fn the_plain_path_agrees_with_the_general_parse() {
+        let [tcp, tcp_opts, udp_pad] = plain_segments();
         let bases = [
             frame(PROTO_TCP, 0, C, V, &tcp),
             frame(PROTO_TCP, 0, C, V, &tcp_opts),
@@ -511,16 +519,7 @@ mod tests {
     /// of each byte it reads, and every truncation.
     #[test]
     fn the_plain_ipv6_path_agrees_with_the_general_parse() {
-        let mut tcp = vec![0u8; 20];
-        tcp[0..4].copy_from_slice(&[0x13, 0x88, 0x00, 0x50]);
-        tcp[12] = 0x50;
-        tcp[13] = 0x10;
-        let mut tcp_opts = tcp.clone();
-        tcp_opts[12] = 0x60;
-        tcp_opts.extend_from_slice(&[1, 1, 1, 0, 9, 9]);
-        let mut udp_pad = udp(5000, 53);
-        udp_pad.extend_from_slice(&[7; 12]);
-        udp_pad[4..6].copy_from_slice(&12u16.to_be_bytes());
+        let [tcp, tcp_opts, udp_pad] = plain_segments();
         let mut udp_long = udp(5000, 53);
         udp_long.extend_from_slice(&[7; 16]);
         udp_long[4..6].copy_from_slice(&24u16.to_be_bytes());
