@@ -640,6 +640,11 @@ impl Pipeline {
             Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Tun && dest.outer4.is_some() => {
                 self.tun4(dest, ingress, &p, buf)
             }
+            // And NAT to an address service's destination, with the
+            // checksum changes the snapshot summed for it.
+            Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Nat && dest.nat4.is_some() => {
+                self.nat4(b, dest, ingress, &p, buf)
+            }
             Track::In(dest, b) => self.xmit(b, dest, ingress, p.key.vport, &p, buf),
             Track::Out(r) => self.reply(&r, &p, buf),
             Track::Pass => Verdict::Pass,
@@ -869,6 +874,32 @@ impl Pipeline {
             }
         };
         self.verdict(sent, out, ingress)
+    }
+
+    /// Send a frame of a NAT connection to `dest`, whose translation the
+    /// snapshot made (`DestRt::nat4`): what [`Pipeline::xmit`] does for
+    /// it, in line in `process_inner`. A packet the translation refuses
+    /// (an ICMP error, a port not the destination's) and a destination
+    /// without a neighbour go the general way, which gives them the same
+    /// answer as before.
+    #[inline(always)]
+    fn nat4<B: FrameBuf + ?Sized>(
+        &mut self,
+        b: Bound,
+        dest: &Arc<DestRt>,
+        ingress: u8,
+        pkt: &Parsed,
+        buf: &mut B,
+    ) -> Verdict {
+        if let (Some(nat), Some((out, src_mac, dst_mac))) = (&dest.nat4, self.hop(dest)) {
+            let port = b.rport.unwrap_or_else(|| nat_rport(dest, pkt.key.vport));
+            let frame = buf.bytes();
+            if nat.rewrite_in(frame, pkt, port) {
+                xmit::set_macs(frame, src_mac, dst_mac);
+                return Verdict::Tx(out);
+            }
+        }
+        self.xmit(b, dest, ingress, pkt.key.vport, pkt, buf)
     }
 
     /// Send a frame of a tunnelled connection to `dest`, an IPv4 real
