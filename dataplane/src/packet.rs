@@ -450,6 +450,41 @@ mod tests {
         [tcp, tcp_opts, udp_pad]
     }
 
+    /// Try `plain` on every truncation of each of `bases` (and a little
+    /// beyond) and on every value of each byte at `at`: whatever it
+    /// accepts, `general` gives the same. Returns how many it accepted.
+    fn agrees<A: Addr>(
+        bases: &[Vec<u8>],
+        at: &[usize],
+        plain: fn(&[u8]) -> Option<Parsed<A>>,
+        general: fn(&[u8]) -> Result<Parsed<A>, Verdict>,
+    ) -> usize {
+        let mut accepted = 0;
+        let mut check = |f: &[u8]| {
+            if let Some(p) = plain(f) {
+                accepted += 1;
+                assert_eq!(general(f), Ok(p), "{f:02x?}");
+            }
+        };
+        for base in bases {
+            for len in 0..=base.len() + 8 {
+                let mut f = base.clone();
+                f.resize(len, 0);
+                check(&f);
+            }
+            for &i in at {
+                for v in 0..=255u8 {
+                    let mut f = base.clone();
+                    if i < f.len() {
+                        f[i] = v;
+                        check(&f);
+                    }
+                }
+            }
+        }
+        accepted
+    }
+
     /// The fixed-offset path accepts only frames the general parse
     /// accepts, with the same result: over TCP and UDP frames, every value
     /// of each header byte it reads, and every truncation.
@@ -463,32 +498,15 @@ mod tests {
             frame(PROTO_UDP, 0, C, V, &udp(1, 2)),
             frame(PROTO_TCP, 4, C, V, &tcp),
         ];
-        let mut accepted = 0;
-        let mut check = |f: &[u8]| {
-            if let Some(p) = parse_plain(f) {
-                accepted += 1;
-                assert_eq!(parse_any(f), Ok(p), "{f:02x?}");
-            }
-        };
-        for base in &bases {
-            for len in 0..=base.len() + 8 {
-                let mut f = base.clone();
-                f.resize(len, 0);
-                check(&f);
-            }
-            // The bytes the plain path reads: EtherType, version and
-            // header length, lengths, fragment bits, protocol, the
-            // transport header's lengths and flags.
-            for at in [12, 13, 14, 16, 17, 20, 21, 23, 38, 39, 46, 47] {
-                for v in 0..=255u8 {
-                    let mut f = base.clone();
-                    if at < f.len() {
-                        f[at] = v;
-                        check(&f);
-                    }
-                }
-            }
-        }
+        // The bytes the plain path reads: EtherType, version and
+        // header length, lengths, fragment bits, protocol, the
+        // transport header's lengths and flags.
+        let accepted = agrees(
+            &bases,
+            &[12, 13, 14, 16, 17, 20, 21, 23, 38, 39, 46, 47],
+            parse_plain,
+            parse_any,
+        );
         assert!(accepted > 1000, "the plain path took {accepted} frames");
     }
 
@@ -537,34 +555,17 @@ mod tests {
             frame6(ipv6::NEXT_HOP_BY_HOP, &hbh),
             with_pad,
         ];
-        let mut accepted = 0;
-        let mut check = |f: &[u8]| {
-            if let Some(p) = parse_plain6(f) {
-                accepted += 1;
-                assert_eq!(parse6(f), Ok(p), "{f:02x?}");
-            }
-        };
-        for base in &bases {
-            for len in 0..=base.len() + 8 {
-                let mut f = base.clone();
-                f.resize(len, 0);
-                check(&f);
-            }
-            // The bytes the plain path reads: EtherType, version, payload
-            // length, next header, the addresses' ends, the transport
-            // header's ports, lengths and flags.
-            for at in [
+        // The bytes the plain path reads: EtherType, version, payload
+        // length, next header, the addresses' ends, the transport
+        // header's ports, lengths and flags.
+        let accepted = agrees(
+            &bases,
+            &[
                 12, 13, 14, 18, 19, 20, 22, 37, 38, 53, 54, 55, 56, 57, 58, 59, 66, 67,
-            ] {
-                for v in 0..=255u8 {
-                    let mut f = base.clone();
-                    if at < f.len() {
-                        f[at] = v;
-                        check(&f);
-                    }
-                }
-            }
-        }
+            ],
+            parse_plain6,
+            parse6,
+        );
         assert!(accepted > 1000, "the plain path took {accepted} frames");
         // What it takes, it reads right.
         let p = parse_plain6(&bases[0]).unwrap();
