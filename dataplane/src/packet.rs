@@ -626,9 +626,11 @@ mod tests {
         assert_eq!(parse(&frame(PROTO_ICMP, 0, C, V, &msg)), Err(Verdict::Pass));
     }
 
-    #[test]
-    fn completes_partial_checksums_as_the_header_reading_completion_does() {
-        use crate::wire::checksum::{self, fold64, pseudo_header_sum};
+    /// The segments of the partial-checksum tests, each with its protocol
+    /// and its checksum's offset: TCP with data, UDP with data, and a UDP
+    /// datagram whose length leaves out the payload's last bytes (which
+    /// must be left alone).
+    fn partial_segments() -> [(u8, Vec<u8>, usize); 3] {
         let mut t = vec![0u8; 20];
         t[12] = 5 << 4;
         t[13] = 0x10;
@@ -638,8 +640,14 @@ mod tests {
         u[4..6].copy_from_slice(&11u16.to_be_bytes());
         let mut short = udp(5000, 53);
         short.extend_from_slice(b"xyz"); // UDP length 8 of 11: left alone
+        [(PROTO_TCP, t, 16), (PROTO_UDP, u, 6), (PROTO_UDP, short, 6)]
+    }
+
+    #[test]
+    fn completes_partial_checksums_as_the_header_reading_completion_does() {
+        use crate::wire::checksum::{self, fold64, pseudo_header_sum};
         let mut completed = 0;
-        for (proto, l4, at) in [(PROTO_TCP, t, 16), (PROTO_UDP, u, 6), (PROTO_UDP, short, 6)] {
+        for (proto, l4, at) in partial_segments() {
             for opts in [0, 8] {
                 let base = frame(proto, opts, C, V, &l4);
                 let len = base.len() - L3 - 20 - opts;
@@ -694,17 +702,8 @@ mod tests {
             f.extend_from_slice(l4);
             f
         };
-        let mut t = vec![0u8; 20];
-        t[12] = 5 << 4;
-        t[13] = 0x10;
-        t.extend_from_slice(b"0123456789abcde");
-        let mut u = udp(5000, 53);
-        u.extend_from_slice(b"xyz");
-        u[4..6].copy_from_slice(&11u16.to_be_bytes());
-        let mut short = udp(5000, 53);
-        short.extend_from_slice(b"xyz"); // UDP length 8 of 11: left alone
         let mut completed = 0;
-        for (proto, l4, at) in [(PROTO_TCP, t, 16), (PROTO_UDP, u, 6), (PROTO_UDP, short, 6)] {
+        for (proto, l4, at) in partial_segments() {
             for hbh in [false, true] {
                 let base = frame6(proto, hbh, &l4);
                 let partial = fold64(pseudo_header_sum6(c6, v6, proto, l4.len() as u32));
