@@ -1195,6 +1195,25 @@ mod tests {
         run_at(f, NOW, frames, pre)
     }
 
+    /// What `f`'s table holds for the TCP connection from `client:cport`
+    /// to the VIP's port 80: its state, deadline, destination and NAT
+    /// fields (it must have one).
+    fn tracked(
+        f: &Fixture,
+        client: [u8; 4],
+        cport: u16,
+    ) -> (u8, u32, u32, Option<crate::conn::table::NatInit>) {
+        let key = FlowKey {
+            proto: PROTO_TCP,
+            cip: Ipv4Addr::from(client),
+            cport,
+            vip: Ipv4Addr::from(crate::testkit::VIP),
+            vport: 80,
+        };
+        let v = f.pipeline.table().lookup(&Key::conn(&key)).unwrap();
+        (v.state, v.expires, v.dest, v.nat)
+    }
+
     /// [`run`] at time `now`.
     fn run_at(
         f: &mut Fixture,
@@ -1448,18 +1467,11 @@ mod tests {
             );
             assert_eq!(records(&pport), got, "{fwd:?}");
             for &p in &ports {
-                let key = FlowKey {
-                    proto: PROTO_TCP,
-                    cip: Ipv4Addr::from(client),
-                    cport: p,
-                    vip: Ipv4Addr::from(crate::testkit::VIP),
-                    vport: 80,
-                };
-                let entry = |f: &Fixture| {
-                    let v = f.pipeline.table().lookup(&Key::conn(&key)).unwrap();
-                    (v.state, v.expires, v.dest, v.nat)
-                };
-                assert_eq!(entry(&hinted), entry(&plain), "{fwd:?} port {p}");
+                assert_eq!(
+                    tracked(&hinted, client, p),
+                    tracked(&plain, client, p),
+                    "{fwd:?} port {p}"
+                );
             }
             assert_eq!(hinted.svc.stats.get(), plain.svc.stats.get(), "{fwd:?}");
             assert_eq!(
@@ -2032,18 +2044,11 @@ mod tests {
         };
         let check = |plain: &Fixture, hinted: &Fixture, what: &str| {
             for &(c, p) in &flows {
-                let key = FlowKey {
-                    proto: PROTO_TCP,
-                    cip: Ipv4Addr::from(c),
-                    cport: p,
-                    vip: Ipv4Addr::from(crate::testkit::VIP),
-                    vport: 80,
-                };
-                let entry = |f: &Fixture| {
-                    let v = f.pipeline.table().lookup(&Key::conn(&key)).unwrap();
-                    (v.state, v.expires, v.dest, v.nat)
-                };
-                assert_eq!(entry(hinted), entry(plain), "{what}: flow {c:?}:{p}");
+                assert_eq!(
+                    tracked(hinted, c, p),
+                    tracked(plain, c, p),
+                    "{what}: flow {c:?}:{p}"
+                );
             }
             assert_eq!(
                 hinted.pipeline.partition().len(),
