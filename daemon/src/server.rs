@@ -153,8 +153,17 @@ pub fn claim_socket(socket: &Path) -> Result<(), String> {
     }
 }
 
+/// Longest path a Unix socket can be bound to (`sun_path` less its NUL).
+const SUN_PATH_MAX: usize = 107;
+
 /// Create the control socket: mode 0600, or 0660 owned by `group`. A
 /// socket a live daemon listens on is left alone (see [`claim_socket`]).
+///
+/// The socket is bound under a staging name beside `socket`, given its
+/// group and mode there, and only then renamed into place, so whoever
+/// waits for `socket` to appear (a health checker run as the group, an
+/// init script) never finds it with the wrong owner or mode. A staging
+/// name that would not fit `sun_path` falls back to binding in place.
 pub fn bind_socket(socket: &Path, group: Option<&Group>) -> Result<UnixListener, String> {
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", socket.display());
     if let Some(dir) = socket.parent() {
@@ -163,23 +172,97 @@ pub fn bind_socket(socket: &Path, group: Option<&Group>) -> Result<UnixListener,
         }
     }
     claim_socket(socket)?;
+    let staged = staging_path(socket);
+    let at = staged.as_deref().unwrap_or(socket);
+    if staged.is_some() {
+        // A crashed daemon of the same pid may have left it.
+        let _ = std::fs::remove_file(at);
+    }
+    let fail_at = |e: &dyn std::fmt::Display| {
+        let _ = std::fs::remove_file(at);
+        fail(e)
+    };
     // No permissions for group and others from the start; widened below
     // only for --group.
     let listener = {
         let old = xvs_dataplane::io::set_umask(0o177);
-        let l = UnixListener::bind(socket);
+        let l = UnixListener::bind(at);
         xvs_dataplane::io::set_umask(old);
         l.map_err(|e| fail(&e))?
     };
     let mode = match group {
         Some(g) => {
-            std::os::unix::fs::chown(socket, None, Some(g.gid))
-                .map_err(|e| fail(&format_args!("cannot give it to group {}: {e}", g.gid)))?;
+            std::os::unix::fs::chown(at, None, Some(g.gid))
+                .map_err(|e| fail_at(&format_args!("cannot give it to group {}: {e}", g.gid)))?;
             0o660
         }
         None => 0o600,
     };
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| fail(&e))?;
+    std::fs::set_permissions(at, std::fs::Permissions::from_mode(mode)).map_err(|e| fail_at(&e))?;
+    if staged.is_some() {
+        std::fs::rename(at, socket).map_err(|e| fail_at(&e))?;
+    }
     Ok(listener)
+}
+
+/// `DIR/.xvsd-PID.sock` beside `socket`, if it fits a socket address.
+fn staging_path(socket: &Path) -> Option<std::path::PathBuf> {
+    let name = format!(".xvsd-{}.sock", std::process::id());
+    let staged = match socket.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => std::path::PathBuf::from(name),
+    };
+    (staged.as_os_str().len() <= SUN_PATH_MAX).then_some(staged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// The socket never shows up with less than its final owner and mode:
+    /// a watcher spinning on the path sees it first as it will stay.
+    #[test]
+    fn socket_appears_with_its_final_group_and_mode() {
+        let dir = std::env::temp_dir().join(format!("xvs-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let group = Group {
+            gid: 4242,
+            name: None,
+        };
+        for round in 0..50 {
+            let socket = dir.join(format!("s{round}.sock"));
+            let seen = {
+                let socket = socket.clone();
+                std::thread::spawn(move || {
+                    let until = std::time::Instant::now() + Duration::from_secs(10);
+                    loop {
+                        if let Ok(m) = std::fs::symlink_metadata(&socket) {
+                            return Some((m.mode() & 0o777, m.gid()));
+                        }
+                        if std::time::Instant::now() > until {
+                            return None;
+                        }
+                        std::hint::spin_loop();
+                    }
+                })
+            };
+            let listener = bind_socket(&socket, Some(&group)).expect("bind");
+            assert_eq!(seen.join().unwrap(), Some((0o660, 4242)), "round {round}");
+            drop(listener);
+            std::fs::remove_file(&socket).unwrap();
+        }
+        // Nothing staged is left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_staging_name_too_long_for_sun_path_binds_in_place() {
+        let long = std::env::temp_dir().join("d".repeat(96));
+        assert!(staging_path(&long.join("s")).is_none());
+        let short = Path::new("/run/xvs/xvsd.sock");
+        let staged = staging_path(short).unwrap();
+        assert_eq!(staged.parent(), short.parent());
+    }
 }
