@@ -894,7 +894,8 @@ impl Pipeline {
         if let (Some(nat), Some((out, src_mac, dst_mac))) = (&dest.nat4, self.hop(dest)) {
             let port = b.rport.unwrap_or_else(|| nat_rport(dest, pkt.key.vport));
             let frame = buf.bytes();
-            if nat.rewrite_in(frame, pkt, port) {
+            // `process_inner` sent ICMP errors their own way already.
+            if nat.rewrite_plain(frame, pkt, port) {
                 xmit::set_macs(frame, src_mac, dst_mac);
                 return Verdict::Tx(out);
             }

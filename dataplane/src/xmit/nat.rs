@@ -20,10 +20,13 @@
 //! it recorded. The established packet takes a shorter way: an IPv4 NAT
 //! destination of a service with an address has one fixed translation,
 //! (VIP, vport) ↔ (RIP, rport), so both checksum changes of its inbound
-//! rewrite are made once, with the snapshot ([`NatV4`]), and a packet adds
-//! them; a reply's are summed from its parsed key, already in registers
-//! ([`rewrite_reply`]). Both give exactly what [`packet_xmit`] gives. The other functions validate the whole frame before they
-//! write a byte: on `Err` the frame is untouched.
+//! rewrite are made and folded once, with the snapshot ([`NatV4`]), and a
+//! packet adds each with one end-around carry; a reply's are summed from
+//! its parsed key, already in registers ([`rewrite_reply`]). Both work on
+//! the checksums' bytes as they load, unswapped (a one's complement sum
+//! does not depend on byte order), and give exactly what [`packet_xmit`]
+//! gives. The other functions validate the whole frame before they write
+//! a byte: on `Err` the frame is untouched.
 
 use super::{set_macs, Dir, Out, XmitCtx};
 use crate::frame::FrameBuf;
@@ -83,7 +86,7 @@ impl End {
 /// The fixed translation of an IPv4 real server `rip`:`rport` behind the
 /// virtual service `vip`:`vport` (a service with an address: in IPVS a
 /// destination belongs to one service), with the checksum changes of the
-/// inbound rewrite summed once, when the snapshot is built.
+/// inbound rewrite summed and folded once, when the snapshot is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NatV4 {
     /// The virtual address inbound packets are sent to.
@@ -95,10 +98,10 @@ pub struct NatV4 {
     /// The real server's port (a port-less server's is the virtual port).
     pub rport: u16,
     /// VIP → RIP: the IPv4 header checksum's change.
-    ip: Delta,
+    ip: Folded,
     /// VIP → RIP and vport → rport: the TCP/UDP checksum's change
     /// (through the pseudo-header).
-    l4: Delta,
+    l4: Folded,
 }
 
 impl NatV4 {
@@ -113,8 +116,8 @@ impl NatV4 {
             vport,
             rip,
             rport,
-            ip,
-            l4,
+            ip: Folded::of(ip),
+            l4: Folded::of(l4),
         }
     }
 
@@ -127,15 +130,105 @@ impl NatV4 {
     /// rewrite.
     #[inline(always)]
     pub fn rewrite_in(&self, frame: &mut [u8], pkt: &Parsed, rport: u16) -> bool {
-        if pkt.key.vip != self.vip
-            || pkt.key.vport != self.vport
-            || rport != self.rport
-            || pkt.quoted.is_some()
-        {
+        if pkt.quoted.is_some() {
+            return false;
+        }
+        self.rewrite_plain(frame, pkt, rport)
+    }
+
+    /// [`NatV4::rewrite_in`] for a frame known to be no ICMP error (its
+    /// parse has no quoted datagram), which the pipeline's established
+    /// path has already told apart.
+    #[inline(always)]
+    pub fn rewrite_plain(&self, frame: &mut [u8], pkt: &Parsed, rport: u16) -> bool {
+        debug_assert!(pkt.quoted.is_none());
+        if pkt.key.vip != self.vip || pkt.key.vport != self.vport || rport != self.rport {
             return false;
         }
         rewrite_fixed(frame, pkt, End::Dst, self.rip, self.rport, self.ip, self.l4);
         true
+    }
+}
+
+/// A checksum change folded to one 16-bit word (its end-around-carry sum,
+/// 0 only for no change at all), in the order the frame's two checksum
+/// bytes load natively: one's complement sums do not depend on byte order
+/// (RFC 1071, 2.B), so applying it is an addition with end-around carry,
+/// without swapping the checksum's bytes in and out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Folded(u16);
+
+impl Folded {
+    /// `d` folded.
+    fn of(d: Delta) -> Folded {
+        // The complement of `apply(0xffff)` is `d` folded (see `Delta`).
+        Folded(u16::from_ne_bytes((!d.apply(0xffff)).to_be_bytes()))
+    }
+}
+
+/// A checksum change a rewrite applies to the checksum bytes of a frame:
+/// the RFC 1624 update (eqn. 3) of `check`, `!(!check + change)`.
+trait Change: Copy {
+    /// The updated checksum bytes.
+    fn apply(self, check: [u8; 2]) -> [u8; 2];
+
+    /// [`Change::apply`] under UDP's rule: 0 (no checksum) stays 0 and a
+    /// computed 0 is sent as `0xffff`.
+    #[inline(always)]
+    fn apply_udp(self, check: [u8; 2]) -> [u8; 2] {
+        if check == [0, 0] {
+            return check;
+        }
+        match self.apply(check) {
+            [0, 0] => [0xff, 0xff],
+            c => c,
+        }
+    }
+}
+
+impl Change for Folded {
+    #[inline(always)]
+    fn apply(self, check: [u8; 2]) -> [u8; 2] {
+        // Both at most 0xffff: a carry out leaves at most 0xfffe, so
+        // adding it back cannot carry again.
+        let (s, carry) = (!u16::from_ne_bytes(check)).overflowing_add(self.0);
+        (!s.wrapping_add(u16::from(carry))).to_ne_bytes()
+    }
+}
+
+/// A checksum change not folded yet, a sum of native-order 32-bit and
+/// 16-bit words (complemented old, new) read from the parsed key:
+/// congruent to the word-by-word sum modulo 0xffff and 0 only when it
+/// is, so one fold gives what [`Delta`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wide(u64);
+
+impl Wide {
+    /// An IPv4 address changed from `old` to `new`.
+    #[inline(always)]
+    fn addr(old: Ipv4Addr, new: Ipv4Addr) -> Wide {
+        let (o, n) = (
+            u32::from_ne_bytes(old.octets()),
+            u32::from_ne_bytes(new.octets()),
+        );
+        Wide(u64::from(!o) + u64::from(n))
+    }
+
+    /// And a port changed from `old` to `new`.
+    #[inline(always)]
+    fn port(self, old: u16, new: u16) -> Wide {
+        let (o, n) = (
+            u16::from_ne_bytes(old.to_be_bytes()),
+            u16::from_ne_bytes(new.to_be_bytes()),
+        );
+        Wide(self.0 + u64::from(!o) + u64::from(n))
+    }
+}
+
+impl Change for Wide {
+    #[inline(always)]
+    fn apply(self, check: [u8; 2]) -> [u8; 2] {
+        (!checksum::fold64(u64::from(!u16::from_ne_bytes(check)) + self.0)).to_ne_bytes()
     }
 }
 
@@ -146,10 +239,8 @@ impl NatV4 {
 #[inline(always)]
 pub fn rewrite_reply(frame: &mut [u8], pkt: &Parsed, vip: Ipv4Addr, vport: u16) {
     debug_assert!(pkt.quoted.is_none());
-    let mut ip = Delta::new();
-    ip.add_addr(pkt.key.cip, vip);
-    let mut l4 = ip;
-    l4.add16(pkt.key.cport, vport);
+    let ip = Wide::addr(pkt.key.cip, vip);
+    let l4 = ip.port(pkt.key.cport, vport);
     rewrite_fixed(frame, pkt, End::Src, vip, vport, ip, l4);
 }
 
@@ -158,14 +249,14 @@ pub fn rewrite_reply(frame: &mut [u8], pkt: &Parsed, vip: Ipv4Addr, vport: u16) 
 /// segment's by `l4` (the same sums [`rewrite_l4`] makes, so the same
 /// bytes): the stores and two additions, in line.
 #[inline(always)]
-fn rewrite_fixed(
+fn rewrite_fixed<C: Change>(
     frame: &mut [u8],
     pkt: &Parsed,
     end: End,
     addr: Ipv4Addr,
     port: u16,
-    ip: Delta,
-    l4: Delta,
+    ip: C,
+    l4: C,
 ) {
     let (addr_at, port_at) = match end {
         End::Src => (ipv4::SRC_OFFSET, PORT_SRC),
@@ -175,23 +266,25 @@ fn rewrite_fixed(
         .try_into()
         .expect("a header's length");
     hdr[addr_at..addr_at + 4].copy_from_slice(&addr.octets());
-    let hc = ip.apply(get_u16(hdr, ipv4::CHECKSUM_OFFSET));
-    set_u16(hdr, ipv4::CHECKSUM_OFFSET, hc);
+    const HC: usize = ipv4::CHECKSUM_OFFSET;
+    let hc = ip.apply([hdr[HC], hdr[HC + 1]]);
+    hdr[HC..HC + 2].copy_from_slice(&hc);
     if pkt.key.proto == PROTO_UDP {
+        const SUM: usize = udp::CHECKSUM_OFFSET;
         let seg: &mut [u8; udp::HEADER_LEN] = (&mut frame[pkt.l4..pkt.l4 + udp::HEADER_LEN])
             .try_into()
             .expect("a header's length");
-        let sum = l4.apply_udp(get_u16(seg, udp::CHECKSUM_OFFSET));
+        let sum = l4.apply_udp([seg[SUM], seg[SUM + 1]]);
         set_u16(seg, port_at, port);
-        set_u16(seg, udp::CHECKSUM_OFFSET, sum);
+        seg[SUM..SUM + 2].copy_from_slice(&sum);
     } else {
-        const TCP_TO_SUM: usize = tcp::CHECKSUM_OFFSET + 2;
-        let seg: &mut [u8; TCP_TO_SUM] = (&mut frame[pkt.l4..pkt.l4 + TCP_TO_SUM])
+        const SUM: usize = tcp::CHECKSUM_OFFSET;
+        let seg: &mut [u8; SUM + 2] = (&mut frame[pkt.l4..pkt.l4 + SUM + 2])
             .try_into()
             .expect("a header's length");
-        let sum = l4.apply(get_u16(seg, tcp::CHECKSUM_OFFSET));
+        let sum = l4.apply([seg[SUM], seg[SUM + 1]]);
         set_u16(seg, port_at, port);
-        set_u16(seg, tcp::CHECKSUM_OFFSET, sum);
+        seg[SUM..SUM + 2].copy_from_slice(&sum);
     }
 }
 
@@ -862,6 +955,52 @@ mod tests {
                     set_macs(&mut got, [0; 6], [0; 6]);
                     assert_eq!(got, want, "proto {proto} checksum {w:#x} same {same}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn folded_and_wide_changes_update_a_checksum_as_delta_does() {
+        // Every checksum edge (the two zeros, 1, 0xfffe) and random ones,
+        // against changes that cancel, that are all ones, and random.
+        let mut rng = Rng(1071);
+        let edges = [0u16, 1, 0x7fff, 0x8000, 0xfffe, 0xffff];
+        for i in 0..200_000u32 {
+            let r = rng.next();
+            let (old, new, op, np) = if i % 8 == 0 {
+                let a = Ipv4Addr::from(r as u32);
+                (a, a, (r >> 32) as u16, (r >> 32) as u16)
+            } else if i % 8 == 1 {
+                (Ipv4Addr::from(0), Ipv4Addr::from(u32::MAX), 0, 0xffff)
+            } else if i % 8 == 2 {
+                (Ipv4Addr::from(u32::MAX), Ipv4Addr::from(0), 0xffff, 0)
+            } else {
+                let q = rng.next();
+                let a = Ipv4Addr::from(r as u32);
+                let b = Ipv4Addr::from(q as u32);
+                (a, b, (r >> 32) as u16, (q >> 32) as u16)
+            };
+            let check = if i % 2 == 0 {
+                edges[(i / 2) as usize % edges.len()]
+            } else {
+                (r >> 48) as u16 ^ (rng.next() as u16)
+            };
+            let mut ip = Delta::new();
+            ip.add_addr(old, new);
+            let mut l4 = ip;
+            l4.add16(op, np);
+            let wire = check.to_be_bytes();
+            for (d, f, w) in [
+                (ip, Folded::of(ip), Wide::addr(old, new)),
+                (l4, Folded::of(l4), Wide::addr(old, new).port(op, np)),
+            ] {
+                let want = d.apply(check).to_be_bytes();
+                let want_udp = d.apply_udp(check).to_be_bytes();
+                let at = format!("{old}:{op} -> {new}:{np}, checksum {check:#x}");
+                assert_eq!(f.apply(wire), want, "folded {at}");
+                assert_eq!(w.apply(wire), want, "wide {at}");
+                assert_eq!(f.apply_udp(wire), want_udp, "folded udp {at}");
+                assert_eq!(w.apply_udp(wire), want_udp, "wide udp {at}");
             }
         }
     }
