@@ -286,8 +286,21 @@ fn hint(table: &ConnTable, filter: Option<&ReplyFilter>, frame: &[u8]) -> Hint {
         cip: key.vip,
         cport: key.vport,
     };
-    if filter.is_some_and(|f| f.reply_first(key.cip, key.vip)) {
-        return table.hint_reply(&Key::conn(&key), &rk);
+    if let Some(f) = filter {
+        if f.reply_first(key.cip, key.vip) {
+            return table.hint_reply(&Key::conn(&key), &rk);
+        }
+        // A client's TCP segment that opens nothing, from no NAT server's
+        // address: its connection's, all but always, so its reply key is
+        // left unhashed (a lookup of it, if one is needed, hashes it).
+        if !f.from_nat(key.cip)
+            && proto == PROTO_TCP
+            && frame
+                .get(47)
+                .is_some_and(|&fl| fl & crate::wire::tcp::SYN == 0)
+        {
+            return table.hint_conn(&Key::conn(&key));
+        }
     }
     table.hint(&Key::conn(&key), &rk)
 }
@@ -1965,6 +1978,16 @@ mod tests {
         let hairpin = from_server(1, 5000, crate::testkit::VIP, 80, true);
         let (_, h, _) = hint(&table, Some(filter), &hairpin).parts();
         assert_ne!(h.0, 0);
+        // A client's segment that opens nothing: its key alone hashed. A
+        // client's SYN: both keys (its miss is followed by a reply
+        // lookup). Without a filter (no NAT destination): both.
+        let seg = tcp_frame(crate::testkit::CIP, port, 80, false, true, b"");
+        let (_, h, _) = hint(&table, Some(filter), &seg).parts();
+        assert!(h.0 != 0 && h.1 == 0, "{h:?}");
+        let (_, h, _) = hint(&table, Some(filter), &syns[0]).parts();
+        assert!(h.0 != 0 && h.1 != 0, "{h:?}");
+        let (_, h, _) = hint(&table, None, &seg).parts();
+        assert!(h.0 != 0 && h.1 != 0, "{h:?}");
     }
 
     #[test]
@@ -2083,6 +2106,12 @@ mod tests {
         };
         gone(&mut plain);
         gone(&mut hinted);
+        // Its replies are read as clients' segments now, their reply key
+        // unhashed by the pass: the lookups after the miss find them.
+        let filter = hinted.pipeline.reply_filter().unwrap();
+        let r2 = from_server(2, 8080, clients[0], 2000, false);
+        let (_, h, _) = hint(hinted.pipeline.table(), Some(&filter), &r2).parts();
+        assert!(h.0 != 0 && h.1 == 0, "{h:?}");
         same(
             &mut plain,
             &mut hinted,

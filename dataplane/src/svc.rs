@@ -451,7 +451,15 @@ impl ReplyFilter {
     /// frame from a NAT destination's address to an address not a VIP.
     #[inline(always)]
     pub fn reply_first(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        Self::test(&self.nat, u32::from(src)) && !Self::test(&self.vip, u32::from(dst))
+        self.from_nat(src) && !Self::test(&self.vip, u32::from(dst))
+    }
+
+    /// Whether `src` may be a NAT destination's address (false: it is
+    /// none of the snapshot's, so a frame from it is a NAT reply only on
+    /// a connection whose destination is gone).
+    #[inline(always)]
+    pub fn from_nat(&self, src: Ipv4Addr) -> bool {
+        Self::test(&self.nat, u32::from(src))
     }
 }
 

@@ -1763,6 +1763,22 @@ impl<A: Addr> ConnTable<A> {
         }
     }
 
+    /// [`ConnTable::hint`] for a frame all but surely a connection's
+    /// packet, not a NAT real server's reply: its key alone hashed and its
+    /// bucket requested. The reply hash reads 0 (not computed): stage 1
+    /// scans no reply bucket, and a reply lookup, needed only when the
+    /// connection is missing, hashes the reply key then.
+    #[inline(always)]
+    pub fn hint_conn(&self, key: &Key<A>) -> Hint<A> {
+        Hint {
+            key: Some(*key),
+            hash: self.hint_unkeyed(key),
+            rhash: 0,
+            cand: 0,
+            rcand: 0,
+        }
+    }
+
     /// [`ConnTable::hint`] for a frame likely a NAT real server's reply
     /// (one that passed the snapshot's `ReplyFilter`), as IPVS looks up
     /// the reply direction first: both keys hashed, only the reply index's
