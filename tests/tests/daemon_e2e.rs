@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use xvs_tests::daemon::{shared_pin_dir, Start, TempFile, Xvsd, XvsdExit};
 use xvs_tests::netns::{self, DrLan};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const VIP_PORT: &str = "198.18.0.100:80";
@@ -52,25 +52,7 @@ fn serve_rs(lan: &DrLan) -> Vec<netns::Proc> {
 
 /// `count` sequential TCP connections from the client to the VIP.
 fn client_run(lan: &DrLan, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        VIP_PORT,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "3",
-    ]);
-    let s = ClientSummary::from_output(&out);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    s
+    Clients::new(2000, 30_000, 3).run(&lan.client.ns, VIP_PORT, count)
 }
 
 fn assert_forwards(lan: &DrLan, when: &str) {

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use xvs_tests::daemon::{Xvsd, XvsdExit};
 use xvs_tests::listing::{self, ListedService};
 use xvs_tests::netns::{self, DrLan, VIP};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const CONNS: u64 = 300;
@@ -40,25 +40,7 @@ fn serve_rs(lan: &DrLan, port: u16) -> Vec<netns::Proc> {
 
 /// Runs `count` sequential TCP connections from the client to `target`.
 fn client_run(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "60000",
-        "--max-failures",
-        "10",
-    ]);
-    let summary = ClientSummary::from_output(&out);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    summary
+    Clients::new(2000, 60_000, 10).run(&lan.client.ns, target, count)
 }
 
 fn service<'a>(l: &'a [ListedService], addr: &str) -> &'a ListedService {

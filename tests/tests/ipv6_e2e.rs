@@ -9,7 +9,7 @@ use xvs_tests::lan6::{addr6, endpoint6, NAT_VIP6, VIP6};
 use xvs_tests::lans::{NatLan, TunLan, TunType, GUE_PORT};
 use xvs_tests::listing;
 use xvs_tests::netns::{self, DrLan, Host};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const CONNS: u64 = 300;
@@ -85,29 +85,9 @@ fn serve_rs(lan: &DrLan, port: u16) -> Vec<netns::Proc> {
 /// `count` sequential TCP connections (or UDP exchanges) from the
 /// client in `ns` to `target`.
 fn client_in(ns: &str, target: &str, count: u64, udp: bool) -> ClientSummary {
-    let n = count.to_string();
-    let mut args = vec![
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &n,
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "60000",
-        "--max-failures",
-        "10",
-    ];
-    if udp {
-        args.push("--udp");
-    }
-    let out = netns::exec(ns, &args);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    ClientSummary::from_output(&out)
+    Clients::new(2000, 60_000, 10)
+        .udp(udp)
+        .run(ns, target, count)
 }
 
 /// `count` sequential TCP connections from the DR LAN's client.

@@ -18,8 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::lans::{NatLan, TunLan, TunType, GUE_PORT, NAT_VIP};
 use xvs_tests::listing;
-use xvs_tests::netns::{self, VIP};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::netns::VIP;
+use xvs_tests::node::{ClientSummary, Clients};
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 
@@ -30,28 +30,9 @@ fn net_lock() -> MutexGuard<'static, ()> {
 }
 
 fn client(ns: &str, target: &str, count: u64, udp: bool) -> ClientSummary {
-    let mut args = vec![
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--timeout-ms",
-        "3000",
-        "--deadline-ms",
-        "60000",
-        "--max-failures",
-        "10",
-    ];
-    let n = count.to_string();
-    args.extend(["--count", &n]);
-    if udp {
-        args.push("--udp");
-    }
-    let out = netns::exec(ns, &args);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    ClientSummary::from_output(&out)
+    Clients::new(3000, 60_000, 10)
+        .udp(udp)
+        .run(ns, target, count)
 }
 
 fn stop_clean(xvsd: Xvsd) -> String {
