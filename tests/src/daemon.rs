@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::unique_prefix;
+use crate::netns::{unique_prefix, Host};
 
 /// How long to wait for the control socket to appear.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -345,6 +345,40 @@ impl Xvsd {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `xvsadm --socket S ARGS...` with `stdin` on its standard
+    /// input (`-R`) and returns its output.
+    pub fn adm_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(crate::bin("xvsadm"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run xvsadm");
+        let mut input = child.stdin.take().expect("piped");
+        input.write_all(stdin.as_bytes()).expect("write rules");
+        drop(input);
+        child.wait_with_output().expect("wait for xvsadm")
+    }
+
+    /// Adds each of `hosts` to service `svc` by direct routing (`-a -t SVC
+    /// -r IP -g`: the service's port, the default weight).
+    pub fn add_direct(&self, svc: &str, hosts: &[Host]) {
+        for h in hosts {
+            self.adm_ok(&["-a", "-t", svc, "-r", &h.ip.to_string(), "-g"]);
+        }
+    }
+
+    /// Adds TCP service `svc` with scheduler `sched` and each of `hosts`
+    /// as its direct-routing real servers ([`Xvsd::add_direct`]).
+    pub fn add_dr_service(&self, svc: &str, sched: &str, hosts: &[Host]) {
+        self.adm_ok(&["-A", "-t", svc, "-s", sched]);
+        self.add_direct(svc, hosts);
     }
 
     /// Sends SIGTERM, waits (bounded) for the exit and returns how it ended.

@@ -22,6 +22,7 @@ pub mod lans;
 pub mod listing;
 pub mod netns;
 pub mod node;
+pub mod rig;
 pub mod unshared;
 
 use std::path::PathBuf;

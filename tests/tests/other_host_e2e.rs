@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
 use xvs_tests::netns::{DrLan, Host, VIP};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const FLOOD: &str = env!("CARGO_BIN_EXE_xvs-synflood");
 
 /// A unicast MAC no host of the LAN has: the bridge floods frames to it.
@@ -50,21 +50,7 @@ fn tcp_in_segs(h: &Host) -> u64 {
 }
 
 fn client_run(lan: &DrLan, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        &format!("{VIP}:80"),
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "5",
-    ]);
-    ClientSummary::from_output(&out)
+    Clients::default().run(&lan.client.ns, &format!("{VIP}:80"), count)
 }
 
 #[test]
@@ -74,33 +60,12 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
         // Were a spoofed SYN forwarded, its SYN-ACK would go nowhere.
         h.exec_ok(&["ip", "route", "add", "blackhole", "198.18.0.0/15"]);
     }
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE,
-                "serve",
-                "--name",
-                &h.role,
-                "--port",
-                "80",
-                "--lifetime-s",
-                "90",
-            ])
-        })
-        .collect();
-    let mut rules = format!("-A -t {VIP}:80 -s rr\n");
-    for h in &lan.rs {
-        rules.push_str(&format!("-a -t {VIP}:80 -r {}:80 -g -w 1\n", h.ip));
-    }
-    let rules = TempFile::new("rules", &rules);
-    let args: Vec<String> = vec![
-        "--iface".into(),
-        lan.director.iface.clone(),
-        "--config".into(),
-        rules.0.display().to_string(),
-    ];
+    let _servers = rig::serve_on(&lan.rs, 80, &["--lifetime-s", "90"]);
+    let rules = TempFile::new(
+        "rules",
+        &rig::rules(&format!("{VIP}:80"), "rr", &lan.rs, 80, "-g"),
+    );
+    let args = rig::xvsd_args(&[&lan.director.iface], Some(&rules.0), None);
     let xvsd = Xvsd::start_with(Some(&lan.director.ns), &args);
     let steering = format!("steering {}", lan.director.iface);
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use xvs_tests::daemon::{TempFile, Xvsd};
 use xvs_tests::netns::{DrLan, VIP};
 use xvs_tests::node::Lines;
+use xvs_tests::rig;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
@@ -79,38 +80,18 @@ fn a_syn_flood_locks_out_no_real_client_and_disturbs_no_stream() {
         .iter()
         .flat_map(|h| {
             [
-                h.spawn_ready(&[
-                    NODE,
-                    "serve",
-                    "--name",
-                    &h.role,
-                    "--port",
-                    "80",
-                    "--lifetime-s",
-                    "90",
-                ]),
+                rig::serve(h, 80, &["--lifetime-s", "90"]),
                 h.spawn_ready(&[STREAM, "serve", "--port", "9000", "--lifetime-s", "90"]),
             ]
         })
         .collect();
     let web = format!("{VIP}:80");
     let echo = format!("{VIP}:9000");
-    let mut rules = String::new();
-    for port in [80, 9000] {
-        rules.push_str(&format!("-A -t {VIP}:{port} -s wlc\n"));
-        for h in &lan.rs {
-            rules.push_str(&format!("-a -t {VIP}:{port} -r {}:{port} -g -w 1\n", h.ip));
-        }
-    }
+    let rules: String = [80, 9000]
+        .map(|port| rig::rules(&format!("{VIP}:{port}"), "wlc", &lan.rs, port, "-g"))
+        .concat();
     let rules = TempFile::new("rules", &rules);
-    let args: Vec<String> = vec![
-        "--iface".into(),
-        lan.director.iface.clone(),
-        "--config".into(),
-        rules.0.display().to_string(),
-        "--conn-max".into(),
-        CONN_MAX.to_string(),
-    ];
+    let args = rig::xvsd_args(&[&lan.director.iface], Some(&rules.0), Some(CONN_MAX));
     let xvsd = Xvsd::start_with(Some(&lan.director.ns), &args);
     let cl = lan.client.ns.clone();
     // Warm-up: every next hop resolved before the clock starts.

@@ -1,0 +1,116 @@
+//! The pieces end-to-end tests assemble before they check anything: the
+//! same servers on every real server, a rules file over them, xvsd's
+//! arguments. Written once here, so that each test reads as what it
+//! checks and a change of how servers start is made in one place.
+
+use std::path::Path;
+
+use crate::netns::{Host, Proc};
+
+/// `xvs-node serve --name ROLE --port PORT EXTRA...` on `h` (answering
+/// with its role name), once it is ready.
+pub fn serve(h: &Host, port: u16, extra: &[&str]) -> Proc {
+    let node = crate::bin("xvs-node");
+    let node = node.to_string_lossy();
+    let port = port.to_string();
+    let mut cmd = vec![&*node, "serve", "--name", &h.role, "--port", &port];
+    cmd.extend_from_slice(extra);
+    h.spawn_ready(&cmd)
+}
+
+/// [`serve`] on each of `hosts`, in order.
+pub fn serve_on(hosts: &[Host], port: u16, extra: &[&str]) -> Vec<Proc> {
+    hosts.iter().map(|h| serve(h, port, extra)).collect()
+}
+
+/// `xvs-stream serve --port PORT --lifetime-s LIFETIME_S` (the echo
+/// server of long-lived streams) on each of `hosts`, in order.
+pub fn stream_on(hosts: &[Host], port: u16, lifetime_s: u64) -> Vec<Proc> {
+    let stream = crate::bin("xvs-stream");
+    let stream = stream.to_string_lossy();
+    let (port, lifetime) = (port.to_string(), lifetime_s.to_string());
+    hosts
+        .iter()
+        .map(|h| h.spawn_ready(&[&stream, "serve", "--port", &port, "--lifetime-s", &lifetime]))
+        .collect()
+}
+
+/// A rules text (as `--config` and `-R` take it): service `svc` with
+/// scheduler `sched`, then every one of `hosts` on `port`, forwarded by
+/// `method` (`-g`, `-m`, `-i`) with weight 1.
+pub fn rules(svc: &str, sched: &str, hosts: &[Host], port: u16, method: &str) -> String {
+    let mut r = format!("-A -t {svc} -s {sched}\n");
+    for h in hosts {
+        r.push_str(&format!("-a -t {svc} -r {}:{port} {method} -w 1\n", h.ip));
+    }
+    r
+}
+
+/// xvsd's arguments: `--iface` for each of `ifaces`, then `--config` and
+/// `--conn-max` when given.
+pub fn xvsd_args(ifaces: &[&str], config: Option<&Path>, conn_max: Option<u64>) -> Vec<String> {
+    let mut args = Vec::new();
+    for i in ifaces {
+        args.extend(["--iface".to_owned(), (*i).to_owned()]);
+    }
+    if let Some(c) = config {
+        args.extend(["--config".to_owned(), c.display().to_string()]);
+    }
+    if let Some(n) = conn_max {
+        args.extend(["--conn-max".to_owned(), n.to_string()]);
+    }
+    args
+}
+
+/// One ping from `from` to each of `hosts`, so that `from`'s kernel (and
+/// the xvsd that mirrors it) knows their MACs before the first SYN.
+pub fn resolve(from: &Host, hosts: &[Host]) {
+    for h in hosts {
+        from.exec_ok(&["ping", "-c", "1", "-W", "2", &h.ip.to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(role: &str, ip: [u8; 4]) -> Host {
+        Host {
+            role: role.into(),
+            ns: format!("t-{role}"),
+            iface: format!("t-{role}"),
+            port: format!("t-{role}p"),
+            ip: ip.into(),
+            mac: "02:00:00:00:00:01".into(),
+        }
+    }
+
+    #[test]
+    fn rules_list_the_service_then_every_server() {
+        let hosts = [host("rs1", [198, 18, 0, 11]), host("rs2", [198, 18, 0, 12])];
+        assert_eq!(
+            rules("198.18.0.100:80", "wlc", &hosts, 8080, "-m"),
+            "-A -t 198.18.0.100:80 -s wlc\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.11:8080 -m -w 1\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.12:8080 -m -w 1\n"
+        );
+    }
+
+    #[test]
+    fn xvsd_args_keep_their_order() {
+        assert_eq!(
+            xvsd_args(&["a", "b"], Some(Path::new("/tmp/r")), Some(3)),
+            [
+                "--iface",
+                "a",
+                "--iface",
+                "b",
+                "--config",
+                "/tmp/r",
+                "--conn-max",
+                "3"
+            ]
+        );
+        assert_eq!(xvsd_args(&["a"], None, None), ["--iface", "a"]);
+    }
+}
