@@ -407,6 +407,35 @@ pub fn sysctl(ns: &str, settings: &[(&str, &str)]) {
     exec_ok(ns, &["sh", "-ec", &script.join("\n")]);
 }
 
+/// Turns IPv6 off in namespace `ns` (router solicitations and MLD
+/// reports stay off the wire).
+pub fn disable_ipv6(ns: &str) {
+    sysctl(
+        ns,
+        &[
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ],
+    );
+}
+
+/// Builds a topology with `try_build` under a fresh name prefix, after
+/// mounting bpffs and reaping what killed runs left; tries again (at most
+/// 5 times in all) only when a concurrently created namespace took the
+/// name. Panics with `what` and the last error.
+pub(crate) fn build<T>(what: &str, try_build: impl Fn(&str) -> Result<T, String>) -> T {
+    ensure_bpffs();
+    reap_stale();
+    let mut last_err = String::new();
+    for _ in 0..5 {
+        match try_build(&unique_prefix()) {
+            Ok(t) => return t,
+            Err(e) => last_err = e,
+        }
+    }
+    panic!("could not create {what}: {last_err}");
+}
+
 /// The DR test LAN: one bridge (in its own switch namespace) joining a
 /// client, the director and three real servers.
 ///
@@ -448,17 +477,7 @@ impl DrLan {
     /// Builds the LAN; panics with the failing command if anything fails
     /// (what was created so far is cleaned up while unwinding).
     pub fn new() -> Self {
-        ensure_bpffs();
-        reap_stale();
-        // Retry only on a name clash with a concurrently created namespace.
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            match Self::try_build(&unique_prefix()) {
-                Ok(lan) => return lan,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("could not create the DR LAN: {last_err}");
+        build("the DR LAN", Self::try_build)
     }
 
     fn try_build(p: &str) -> Result<Self, String> {
@@ -496,12 +515,8 @@ impl DrLan {
             });
         }
 
-        let no_ipv6 = [
-            ("net.ipv6.conf.all.disable_ipv6", "1"),
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-        ];
         for ns in &namespaces {
-            sysctl(ns.name(), &no_ipv6);
+            disable_ipv6(ns.name());
         }
 
         let bridge = format!("{p}-br");
@@ -649,13 +664,7 @@ impl DrLan {
         names.push(ns.clone());
         self._record.write(&names);
         self.namespaces.push(netns);
-        sysctl(
-            &ns,
-            &[
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-            ],
-        );
+        disable_ipv6(&ns);
         let h = Host {
             role: role.to_owned(),
             iface: ns.clone(),
