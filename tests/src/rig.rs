@@ -4,8 +4,10 @@
 //! checks and a change of how servers start is made in one place.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::netns::{Host, Proc};
+use crate::node::Lines;
 
 /// `xvs-node serve --name ROLE --port PORT EXTRA...` on `h` (answering
 /// with its role name), once it is ready.
@@ -60,6 +62,47 @@ pub fn xvsd_args(ifaces: &[&str], config: Option<&Path>, conn_max: Option<u64>) 
         args.extend(["--conn-max".to_owned(), n.to_string()]);
     }
     args
+}
+
+/// `xvs-stream client` in namespace `ns`: `conns` long-lived streams to
+/// `target`, a `size`-byte line every 50 ms each for `duration_ms`, every
+/// echo checked byte for byte and due within `timeout_ms`; returned once
+/// all are connected (at most 10 s, or it panics).
+pub fn start_streams(
+    ns: &str,
+    target: &str,
+    conns: u64,
+    duration_ms: u64,
+    size: u64,
+    timeout_ms: u64,
+) -> Lines {
+    let stream = crate::bin("xvs-stream");
+    let stream = stream.to_string_lossy();
+    let (conns, ms) = (conns.to_string(), duration_ms.to_string());
+    let (size, timeout) = (size.to_string(), timeout_ms.to_string());
+    let s = Lines::spawn(
+        ns,
+        &[
+            &stream,
+            "client",
+            "--connect",
+            target,
+            "--conns",
+            &conns,
+            "--duration-ms",
+            &ms,
+            "--interval-ms",
+            "50",
+            "--size",
+            &size,
+            "--timeout-ms",
+            &timeout,
+        ],
+    );
+    match s.next_line(Duration::from_secs(10)) {
+        Some(l) if l == "connected" => s,
+        other => panic!("the streams did not connect: {other:?}"),
+    }
 }
 
 /// One ping from `from` to each of `hosts`, so that `from`'s kernel (and

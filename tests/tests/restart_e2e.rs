@@ -17,7 +17,6 @@ use xvs_tests::daemon::{Start, TempFile, Xvsd};
 use xvs_tests::lans::NatLan;
 use xvs_tests::listing;
 use xvs_tests::netns::{unique_prefix, DrLan, VIP};
-use xvs_tests::node::Lines;
 use xvs_tests::rig;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
@@ -31,36 +30,6 @@ static NET: Mutex<()> = Mutex::new(());
 
 fn net_lock() -> MutexGuard<'static, ()> {
     NET.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `xvs-stream client` running in a namespace: 20 streams, a line every
-/// 50 ms each, every echo checked byte for byte; returned once all are
-/// connected.
-fn start_streams(ns: &str, target: &str) -> Lines {
-    let (conns, ms) = (STREAMS.to_string(), STREAM_MS.to_string());
-    let s = Lines::spawn(
-        ns,
-        &[
-            STREAM,
-            "client",
-            "--connect",
-            target,
-            "--conns",
-            &conns,
-            "--duration-ms",
-            &ms,
-            "--interval-ms",
-            "50",
-            "--size",
-            "8",
-            "--timeout-ms",
-            "8000",
-        ],
-    );
-    match s.next_line(Duration::from_secs(10)) {
-        Some(l) if l == "connected" => s,
-        other => panic!("the streams did not connect: {other:?}"),
-    }
 }
 
 /// Each real server's (ActiveConn, InActConn) in `-Ln`.
@@ -153,7 +122,7 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
         .expect("warm-up");
     assert!(warm.status.success(), "warm-up: {warm:?}");
 
-    let streams = start_streams(client_ns, svc);
+    let streams = rig::start_streams(client_ns, svc, STREAMS, STREAM_MS, 8, 8000);
     let before = wait_active(&xvsd, svc);
     std::thread::sleep(Duration::from_millis(1000));
     let said = xvsd.kill_hard();

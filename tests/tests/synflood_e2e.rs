@@ -100,29 +100,7 @@ fn a_syn_flood_locks_out_no_real_client_and_disturbs_no_stream() {
         .exec(&[NODE, "client", "--connect", &web, "--count", "6"]);
     assert!(warm.status.success(), "warm-up: {warm:?}");
 
-    let streams = Lines::spawn(
-        &cl,
-        &[
-            STREAM,
-            "client",
-            "--connect",
-            &echo,
-            "--conns",
-            &STREAMS.to_string(),
-            "--duration-ms",
-            &STREAM_MS.to_string(),
-            "--interval-ms",
-            "50",
-            "--size",
-            "8",
-            "--timeout-ms",
-            "8000",
-        ],
-    );
-    match streams.next_line(Duration::from_secs(10)) {
-        Some(l) if l == "connected" => {}
-        other => panic!("the streams did not connect: {other:?}"),
-    }
+    let streams = rig::start_streams(&cl, &echo, STREAMS, STREAM_MS, 8, 8000);
 
     let flood = Lines::spawn(
         &flooder.ns,
