@@ -11,8 +11,8 @@ use std::time::Duration;
 use xvs_tests::daemon::{shared_pin_dir, Start, TempFile, Xvsd, XvsdExit};
 use xvs_tests::netns::{self, DrLan};
 use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const VIP_PORT: &str = "198.18.0.100:80";
 /// How long a daemon that must refuse to start may take to do so.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -41,13 +41,6 @@ impl Drop for PinGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn serve_rs(lan: &DrLan) -> Vec<netns::Proc> {
-    lan.rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]))
-        .collect()
 }
 
 /// `count` sequential TCP connections from the client to the VIP.
@@ -99,7 +92,7 @@ fn lock_file(lan: &DrLan) -> std::path::PathBuf {
 fn a_second_daemon_on_the_interface_or_the_socket_is_refused_and_the_first_keeps_forwarding() {
     let _g = net_lock();
     let lan = DrLan::new();
-    let _servers = serve_rs(&lan);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let cfg = TempFile::new("rules", &rules(&lan));
     let first = Xvsd::start_opts(
         Some(&lan.director.ns),
@@ -245,7 +238,7 @@ fn after_kill_9_the_program_stays_pinned_drops_without_reset_and_a_restart_takes
     let iface = lan.director.iface.clone();
     let pins = shared_pin_dir(&iface);
     let _pins = PinGuard(pins.clone());
-    let _servers = serve_rs(&lan);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let cfg = TempFile::new("rules", &rules(&lan));
     let args = iface_args(&lan, &["--config", &cfg.arg()]);
     let ns = Some(lan.director.ns.as_str());

@@ -11,6 +11,7 @@ use xvs_tests::daemon::{Xvsd, XvsdExit};
 use xvs_tests::listing::{self, ListedService};
 use xvs_tests::netns::{self, DrLan, VIP};
 use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const CONNS: u64 = 300;
@@ -27,15 +28,6 @@ fn net_lock() -> MutexGuard<'static, ()> {
 fn require_daemon_binaries() {
     xvs_tests::bin("xvsd");
     xvs_tests::bin("xvsadm");
-}
-
-/// Starts `xvs-node serve` on every real server (names rs1..rs3).
-fn serve_rs(lan: &DrLan, port: u16) -> Vec<netns::Proc> {
-    let port = port.to_string();
-    lan.rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", &port]))
-        .collect()
 }
 
 /// Runs `count` sequential TCP connections from the client to `target`.
@@ -112,7 +104,7 @@ fn topology_comes_up_real_servers_answer_and_is_cleaned_up() {
             assert!(v6.trim().is_empty(), "IPv6 still on in {}: {v6}", h.ns);
         }
 
-        let _servers = serve_rs(&lan, 80);
+        let _servers = rig::serve_on(&lan.rs, 80, &[]);
         for h in &lan.rs {
             let s = client_run(&lan, &format!("{}:80", h.ip), 5);
             assert_eq!((s.ok, s.failed), (5, 0), "{s:?}");
@@ -304,7 +296,7 @@ fn dr_split(sched: &str, weights: [u64; 3], expect: [u64; 3], offloads: bool) {
     if !offloads {
         lan.tx_offload_off();
     }
-    let _servers = serve_rs(&lan, 80);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     let vip = format!("{VIP}:80");
     xvsd.adm_ok(&["-A", "-t", &vip, "-s", sched]);
@@ -360,15 +352,7 @@ fn dr_split(sched: &str, weights: [u64; 3], expect: [u64; 3], offloads: bool) {
     // UDP too; the real servers answer from the VIP (bound to it).
     let vip_udp = format!("{VIP}:53");
     let bind = VIP.to_string();
-    let _udp: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE, "serve", "--name", &h.role, "--port", "53", "--udp", "--bind", &bind,
-            ])
-        })
-        .collect();
+    let _udp = rig::serve_on(&lan.rs, 53, &["--udp", "--bind", &bind]);
     xvsd.adm_ok(&["-A", "-u", &vip_udp, "-s", sched]);
     for (h, w) in lan.rs.iter().zip(weights) {
         let rip = format!("{}:53", h.ip);
@@ -420,7 +404,7 @@ fn director_own_traffic_reaches_its_kernel_and_exit_is_clean() {
     let _g = net_lock();
     require_daemon_binaries();
     let lan = DrLan::new();
-    let _servers = serve_rs(&lan, 80);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let dip = lan.director.ip.to_string();
     let _own = lan.director.spawn_ready(&[
         NODE, "serve", "--name", "director", "--port", "2222", "--bind", &dip,

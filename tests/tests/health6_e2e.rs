@@ -17,14 +17,11 @@ use xvs_tests::health::{
 use xvs_tests::lan6::{addr6, endpoint6, VIP6};
 use xvs_tests::lans::{TunLan, GUE_PORT};
 use xvs_tests::netns::{DrLan, Host, Proc};
-
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
+use xvs_tests::rig;
 
 /// `xvs-node serve` on `h`, port 80, every address of both families.
 fn serve(h: &Host) -> Proc {
-    h.spawn_ready(&[
-        NODE, "serve", "--name", &h.role, "--port", "80", "--bind", "::",
-    ])
+    rig::serve(h, 80, &["--bind", "::"])
 }
 
 /// `[addr]:80` of real server `i`.

@@ -20,8 +20,7 @@ use xvs_tests::lans::{NatLan, TunLan, TunType, GUE_PORT, NAT_VIP};
 use xvs_tests::listing;
 use xvs_tests::netns::VIP;
 use xvs_tests::node::{ClientSummary, Clients};
-
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
+use xvs_tests::rig;
 
 static NET: Mutex<()> = Mutex::new(());
 
@@ -63,8 +62,8 @@ fn nat_tcp_with_port_mapping_and_udp_replies_pass_back_through_the_director() {
     // TCP servers on 8080 (the service maps 80 -> 8080), UDP servers on 53.
     let mut servers = Vec::new();
     for h in &lan.rs {
-        servers.push(h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "8080"]));
-        servers.push(h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "53", "--udp"]));
+        servers.push(rig::serve(h, 8080, &[]));
+        servers.push(rig::serve(h, 53, &["--udp"]));
     }
     let xvsd = Xvsd::start(
         &lan.director.ns,
@@ -130,11 +129,9 @@ fn tun_run(tun: TunType, extra: &[&str]) {
         .iter()
         .flat_map(|h| {
             [
-                h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]),
+                rig::serve(h, 80, &[]),
                 // UDP answers must leave from the VIP: bound to it.
-                h.spawn_ready(&[
-                    NODE, "serve", "--name", &h.role, "--port", "53", "--udp", "--bind", &bind,
-                ]),
+                rig::serve(h, 53, &["--udp", "--bind", &bind]),
             ]
         })
         .collect();
@@ -212,11 +209,7 @@ fn one_service_mixes_dr_tun_and_nat_and_each_connection_keeps_its_method() {
     // client's segment via the director on rs3 and let it answer from its
     // own address).
     let lan = TunLan::new(TunType::Ipip);
-    let servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]))
-        .collect();
+    let servers: Vec<_> = lan.rs.iter().map(|h| rig::serve(h, 80, &[])).collect();
     // rs3 reaches the client through the director (host route), so NAT
     // replies pass back through xvsd.
     let dir_ip = lan.director.ip.to_string();

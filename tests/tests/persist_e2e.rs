@@ -36,7 +36,7 @@ fn serve(lan: &DrLan, ports: &[u16]) -> Vec<xvs_tests::netns::Proc> {
     let mut v = Vec::new();
     for h in &lan.rs {
         for p in ports {
-            v.push(h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", &p.to_string()]));
+            v.push(rig::serve(h, *p, &[]));
         }
     }
     v
