@@ -143,6 +143,37 @@ impl WorkerFrames {
 }
 
 impl XvsdExit {
+    /// Asserts that the daemon ended by itself after SIGTERM (not killed)
+    /// with status 0; the message carries its stderr.
+    pub fn assert_clean(&self) {
+        assert!(
+            !self.killed,
+            "xvsd ignored SIGTERM; stderr:\n{}",
+            self.stderr
+        );
+        assert!(
+            self.status.success(),
+            "xvsd exited with {}; stderr:\n{}",
+            self.status,
+            self.stderr
+        );
+    }
+
+    /// Asserts that the exit report accounts for the frames of at least
+    /// one worker and that no worker lost one; returns the workers' lines.
+    pub fn assert_frames_accounted(&self) -> Vec<WorkerFrames> {
+        let workers = self.worker_frames();
+        assert!(
+            !workers.is_empty(),
+            "no `xvsd: worker IFACE:Q frames total=.. lost=..` line in stderr:\n{}",
+            self.stderr
+        );
+        for w in &workers {
+            assert_eq!(w.lost, 0, "worker {} lost frames: {w:?}", w.worker);
+        }
+        workers
+    }
+
     /// The per-worker frame lines found in stderr.
     pub fn worker_frames(&self) -> Vec<WorkerFrames> {
         self.stderr

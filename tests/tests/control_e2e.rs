@@ -62,8 +62,7 @@ fn config_file_brings_a_saved_table_back_after_restart() {
     let listed = d.adm_ok(&["-Ln"]);
     assert_eq!(saved.lines().filter(|l| l.starts_with("-A ")).count(), 5);
     assert_eq!(saved.lines().filter(|l| l.starts_with("-a ")).count(), 7);
-    let exit = d.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    d.stop().assert_clean();
 
     // xvsadm -S > FILE; restart with --config FILE: the same table.
     let file = std::env::temp_dir().join(format!("xvs-e2e-{}.rules", std::process::id()));
@@ -226,8 +225,7 @@ FWM  7 IPv6 wlc\n  \
     );
     let after = d.adm_ok(&["-S", "-n"]);
     assert!(!after.contains("2001:2::103"), "{after}");
-    let exit = d.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    d.stop().assert_clean();
 }
 
 /// GET `path` from `addr`; returns (status line, headers, body).
@@ -354,8 +352,7 @@ fn metrics_endpoint_serves_services_dests_and_drops() {
     let (status, _, _) = http(&addr, get);
     assert_eq!(status, "HTTP/1.1 200 OK");
     drop(idle);
-    let exit = d.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    d.stop().assert_clean();
 }
 
 /// Send raw bytes on the control socket and read the response frame.
@@ -696,7 +693,7 @@ fn established_connections_lose_nothing_while_rules_change_1000_times_a_second()
     assert!(redirected >= rx, "{page1}");
 
     let exit = xvsd.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    exit.assert_clean();
     for w in exit.worker_frames() {
         assert_eq!(w.lost, 0, "{w:?}");
     }

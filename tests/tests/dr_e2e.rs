@@ -45,25 +45,8 @@ fn service<'a>(l: &'a [ListedService], addr: &str) -> &'a ListedService {
 /// all its frames, and the XDP program is gone from the interface.
 fn stop_and_check_exit(xvsd: Xvsd, lan: &DrLan) -> XvsdExit {
     let exit = xvsd.stop();
-    assert!(
-        !exit.killed,
-        "xvsd ignored SIGTERM; stderr:\n{}",
-        exit.stderr
-    );
-    assert!(
-        exit.status.success(),
-        "xvsd exited with {}; stderr:\n{}",
-        exit.status,
-        exit.stderr
-    );
-    let workers = exit.worker_frames();
-    assert!(
-        !workers.is_empty(),
-        "no `xvsd: worker IFACE:Q frames total=.. lost=..` line in stderr:\n{}",
-        exit.stderr
-    );
-    for w in &workers {
-        assert_eq!(w.lost, 0, "worker {} lost frames: {w:?}", w.worker);
+    exit.assert_clean();
+    for w in &exit.assert_frames_accounted() {
         assert!(w.total > 0, "worker {} owns no frames: {w:?}", w.worker);
     }
     assert!(
@@ -273,18 +256,7 @@ fn control_only_round_trip() {
     );
     assert!(listing::parse(&xvsd.adm_ok(&["-Ln"])).is_empty());
 
-    let exit = xvsd.stop();
-    assert!(
-        !exit.killed,
-        "xvsd ignored SIGTERM; stderr:\n{}",
-        exit.stderr
-    );
-    assert!(
-        exit.status.success(),
-        "xvsd exited with {}:\n{}",
-        exit.status,
-        exit.stderr
-    );
+    xvsd.stop().assert_clean();
 }
 
 /// Configures `sched` over rs1..rs3 with `weights`, pushes CONNS connections

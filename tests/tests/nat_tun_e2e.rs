@@ -36,21 +36,8 @@ fn client(ns: &str, target: &str, count: u64, udp: bool) -> ClientSummary {
 
 fn stop_clean(xvsd: Xvsd) -> String {
     let exit = xvsd.stop();
-    assert!(
-        exit.status.success(),
-        "xvsd exit: {:?}\n{}",
-        exit.status,
-        exit.stderr
-    );
-    let frames = exit.worker_frames();
-    assert!(
-        !frames.is_empty(),
-        "no worker accounting line:\n{}",
-        exit.stderr
-    );
-    for f in &frames {
-        assert_eq!(f.lost, 0, "frames lost: {f:?}");
-    }
+    exit.assert_clean();
+    exit.assert_frames_accounted();
     exit.stderr
 }
 
