@@ -228,17 +228,8 @@ impl Director {
 }
 
 /// Waits until `f` holds, at most `within`; whether it did.
-fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(within: Duration, f: impl FnMut() -> bool) -> bool {
+    xvs_tests::wait_until(within, Duration::from_millis(20), f)
 }
 
 /// What one failover run saw.
