@@ -14,8 +14,8 @@ use std::ops::Deref;
 use std::process::Output;
 
 use crate::netns::{
-    build, disable_ipv6, exec, plug, run_ok, spawn_ready, sysctl, wait_up, DrLan, Host, Netns,
-    Proc, Record,
+    add_addr, build, disable_ipv6, exec, plug, run_ok, spawn_ready, sysctl, wait_up, DrLan, Host,
+    Netns, Proc, Record,
 };
 
 /// The virtual address of the NAT topology's service (client segment).
@@ -111,16 +111,7 @@ impl NatLan {
         plug(&switch_ns, &cbr, &client);
         plug(&switch_ns, &cbr, &director);
         plug(&switch_ns, &sbr, &director_rs);
-        run_ok(&[
-            "ip",
-            "-n",
-            &director.ns,
-            "addr",
-            "add",
-            &format!("{NAT_VIP}/32"),
-            "dev",
-            &director.iface,
-        ]);
+        add_addr(&director.ns, &format!("{NAT_VIP}/32"), &director.iface);
         for h in &rs {
             plug(&switch_ns, &sbr, h);
             run_ok(&[

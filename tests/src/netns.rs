@@ -407,6 +407,11 @@ pub fn sysctl(ns: &str, settings: &[(&str, &str)]) {
     exec_ok(ns, &["sh", "-ec", &script.join("\n")]);
 }
 
+/// Adds address `cidr` to interface `dev` in namespace `ns`.
+pub fn add_addr(ns: &str, cidr: &str, dev: &str) {
+    run_ok(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev]);
+}
+
 /// Turns IPv6 off in namespace `ns` (router solicitations and MLD
 /// reports stay off the wire).
 pub fn disable_ipv6(ns: &str) {
@@ -537,16 +542,7 @@ impl DrLan {
                         ("net.ipv4.conf.all.arp_announce", "2"),
                     ],
                 );
-                run_ok(&[
-                    "ip",
-                    "-n",
-                    &h.ns,
-                    "addr",
-                    "add",
-                    &format!("{VIP}/32"),
-                    "dev",
-                    "lo",
-                ]);
+                add_addr(&h.ns, &format!("{VIP}/32"), "lo");
             }
             plug(&switch_ns, &bridge, h);
             if h.role.starts_with("rs") {
@@ -555,16 +551,7 @@ impl DrLan {
                 sysctl(&h.ns, &[(&iface_ignore, "1"), (&iface_announce, "2")]);
             }
             if h.role == "director" {
-                run_ok(&[
-                    "ip",
-                    "-n",
-                    &h.ns,
-                    "addr",
-                    "add",
-                    &format!("{VIP}/32"),
-                    "dev",
-                    &h.iface,
-                ]);
+                add_addr(&h.ns, &format!("{VIP}/32"), &h.iface);
             }
         }
 
@@ -636,16 +623,7 @@ impl DrLan {
     pub fn add_vip(&self, vip: Ipv4Addr) {
         assert_eq!(vip.octets()[..3], [198, 18, 0], "{vip} is not on the LAN");
         let cidr = format!("{vip}/32");
-        run_ok(&[
-            "ip",
-            "-n",
-            &self.director.ns,
-            "addr",
-            "add",
-            &cidr,
-            "dev",
-            &self.director.iface,
-        ]);
+        add_addr(&self.director.ns, &cidr, &self.director.iface);
         for h in &self.rs {
             run_ok(&["ip", "-n", &h.ns, "addr", "add", &cidr, "dev", "lo"]);
         }
@@ -683,16 +661,7 @@ impl DrLan {
     pub fn add_client_addrs(&self, addrs: &[Ipv4Addr]) {
         for a in addrs {
             assert_eq!(a.octets()[..3], [198, 18, 0], "{a} is not on the LAN");
-            run_ok(&[
-                "ip",
-                "-n",
-                &self.client.ns,
-                "addr",
-                "add",
-                &format!("{a}/32"),
-                "dev",
-                &self.client.iface,
-            ]);
+            add_addr(&self.client.ns, &format!("{a}/32"), &self.client.iface);
         }
     }
 
@@ -762,16 +731,7 @@ pub(crate) fn plug(switch_ns: &str, bridge: &str, h: &Host) {
         &h.ns,
         &[(&format!("net.ipv6.conf.{}.disable_ipv6", h.iface), "1")],
     );
-    run_ok(&[
-        "ip",
-        "-n",
-        &h.ns,
-        "addr",
-        "add",
-        &format!("{}/{LAN_PREFIX_LEN}", h.ip),
-        "dev",
-        &h.iface,
-    ]);
+    add_addr(&h.ns, &format!("{}/{LAN_PREFIX_LEN}", h.ip), &h.iface);
     run_ok(&["ip", "-n", &h.ns, "link", "set", &h.iface, "up"]);
 }
 
