@@ -3,7 +3,9 @@
 //! arguments. Written once here, so that each test reads as what it
 //! checks and a change of how servers start is made in one place.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use crate::netns::{Host, Proc};
@@ -102,6 +104,69 @@ pub fn start_streams(
     match s.next_line(Duration::from_secs(10)) {
         Some(l) if l == "connected" => s,
         other => panic!("the streams did not connect: {other:?}"),
+    }
+}
+
+/// A paced flood of spoofed SYNs (`xvs-synflood`) sent from `from`'s
+/// interface and MAC in frames to `dst_mac`, for `vip:port`.
+#[derive(Debug, Clone, Copy)]
+pub struct SynFlood<'a> {
+    /// The sending host.
+    pub from: &'a Host,
+    /// The frames' destination MAC.
+    pub dst_mac: &'a str,
+    /// The SYNs' destination address.
+    pub vip: Ipv4Addr,
+    /// The SYNs' destination port.
+    pub port: u16,
+    /// How many SYNs at most (`--count`).
+    pub count: u64,
+    /// For how long at most (`--secs`).
+    pub secs: u64,
+    /// SYNs a second (`--rate`).
+    pub rate: u64,
+}
+
+impl SynFlood<'_> {
+    /// The command line, the program's path first.
+    fn cmd(&self) -> Vec<String> {
+        let flood = crate::bin("xvs-synflood");
+        let from = self.from;
+        [
+            &flood.to_string_lossy(),
+            "--iface",
+            &from.iface,
+            "--src-mac",
+            &from.mac,
+            "--dst-mac",
+            self.dst_mac,
+            "--vip",
+            &self.vip.to_string(),
+            "--port",
+            &self.port.to_string(),
+            "--count",
+            &self.count.to_string(),
+            "--secs",
+            &self.secs.to_string(),
+            "--rate",
+            &self.rate.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Sends the flood and returns the flooder's output once it is done.
+    pub fn run(&self) -> Output {
+        let cmd = self.cmd();
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        self.from.exec(&cmd)
+    }
+
+    /// Starts the flood in the background; its report comes as lines.
+    pub fn spawn(&self) -> Lines {
+        let cmd = self.cmd();
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        Lines::spawn(&self.from.ns, &cmd)
     }
 }
 

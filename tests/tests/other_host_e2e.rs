@@ -13,8 +13,6 @@ use xvs_tests::netns::{DrLan, Host, VIP};
 use xvs_tests::node::{ClientSummary, Clients};
 use xvs_tests::rig;
 
-const FLOOD: &str = env!("CARGO_BIN_EXE_xvs-synflood");
-
 /// A unicast MAC no host of the LAN has: the bridge floods frames to it.
 const OTHER_MAC: &str = "02:00:00:00:ee:01";
 /// SYNs sent to it.
@@ -75,25 +73,16 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
 
     let before = xvsd.adm_ok(&["-L", "--dataplane"]);
     let segs_before: Vec<u64> = lan.rs.iter().map(tcp_in_segs).collect();
-    let flood = lan.client.exec(&[
-        FLOOD,
-        "--iface",
-        &lan.client.iface,
-        "--src-mac",
-        &lan.client.mac,
-        "--dst-mac",
-        OTHER_MAC,
-        "--vip",
-        &VIP.to_string(),
-        "--port",
-        "80",
-        "--count",
-        &SYNS.to_string(),
-        "--secs",
-        "10",
-        "--rate",
-        "1000",
-    ]);
+    let flood = rig::SynFlood {
+        from: &lan.client,
+        dst_mac: OTHER_MAC,
+        vip: VIP,
+        port: 80,
+        count: SYNS,
+        secs: 10,
+        rate: 1000,
+    }
+    .run();
     let report = String::from_utf8_lossy(&flood.stdout).into_owned();
     assert!(flood.status.success(), "the SYNs were not sent: {flood:?}");
     assert!(
@@ -170,25 +159,16 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
         0,
         "the workers did not follow the new MAC:\n{moved}"
     );
-    let old = lan.client.exec(&[
-        FLOOD,
-        "--iface",
-        &lan.client.iface,
-        "--src-mac",
-        &lan.client.mac,
-        "--dst-mac",
-        &lan.director.mac,
-        "--vip",
-        &VIP.to_string(),
-        "--port",
-        "80",
-        "--count",
-        "50",
-        "--secs",
-        "10",
-        "--rate",
-        "1000",
-    ]);
+    let old = rig::SynFlood {
+        from: &lan.client,
+        dst_mac: &lan.director.mac,
+        vip: VIP,
+        port: 80,
+        count: 50,
+        secs: 10,
+        rate: 1000,
+    }
+    .run();
     assert!(old.status.success(), "{old:?}");
     let base = counter(&moved, &steering, "other_host");
     let deadline = Instant::now() + Duration::from_secs(10);

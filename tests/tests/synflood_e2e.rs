@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
 use xvs_tests::netns::{DrLan, VIP};
-use xvs_tests::node::Lines;
 use xvs_tests::rig;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
-const FLOOD: &str = env!("CARGO_BIN_EXE_xvs-synflood");
 
 /// The daemon's table (one worker: one partition of this size).
 const CONN_MAX: u64 = 4096;
@@ -102,28 +100,16 @@ fn a_syn_flood_locks_out_no_real_client_and_disturbs_no_stream() {
 
     let streams = rig::start_streams(&cl, &echo, STREAMS, STREAM_MS, 8, 8000);
 
-    let flood = Lines::spawn(
-        &flooder.ns,
-        &[
-            FLOOD,
-            "--iface",
-            &flooder.iface,
-            "--src-mac",
-            &flooder.mac,
-            "--dst-mac",
-            &lan.director.mac,
-            "--vip",
-            &VIP.to_string(),
-            "--port",
-            "80",
-            "--count",
-            &FLOOD_MAX.to_string(),
-            "--secs",
-            &FLOOD_SECS.to_string(),
-            "--rate",
-            &FLOOD_PPS.to_string(),
-        ],
-    );
+    let flood = rig::SynFlood {
+        from: &flooder,
+        dst_mac: &lan.director.mac,
+        vip: VIP,
+        port: 80,
+        count: FLOOD_MAX,
+        secs: FLOOD_SECS,
+        rate: FLOOD_PPS,
+    }
+    .spawn();
     let flood_start = Instant::now();
     // Let the flood fill the table, then open connections through it.
     std::thread::sleep(Duration::from_millis(1000));
