@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use crate::daemon::Xvsd;
 use crate::listing::{self, Stats};
 use crate::netns::{
-    ensure_bpffs, exec_ok, plug, reap_stale, run_ok, spawn, sysctl, unique_prefix, wait_up, Host,
-    Netns, Proc, Record,
+    disable_ipv6, ensure_bpffs, exec_ok, plug, reap_stale, run_ok, spawn, sysctl, unique_prefix,
+    wait_up, Host, Netns, Proc, Record,
 };
 use crate::node::{ClientSummary, Lines};
 
@@ -253,7 +253,7 @@ impl Cluster {
         let mut namespaces = Vec::new();
         for r in roles {
             let ns = Netns::create(&format!("{p}-{r}")).unwrap_or_else(|e| panic!("{e}"));
-            no_ipv6(ns.name());
+            disable_ipv6(ns.name());
             namespaces.push(ns);
         }
         let switch_ns = format!("{p}-sw");
@@ -501,7 +501,7 @@ impl Cluster {
         assert!(i <= MAX_DIRECTORS, "at most {MAX_DIRECTORS} directors");
         let ns = format!("{}-d{i}", self.prefix);
         let netns = Netns::create(&ns).unwrap_or_else(|e| panic!("{e}"));
-        no_ipv6(&ns);
+        disable_ipv6(&ns);
         self.namespaces.push(netns);
         let names: Vec<String> = self
             .namespaces
@@ -779,16 +779,6 @@ impl Drop for Cluster {
 /// Address of director `i` (1-based).
 fn director_ip(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 1, 10 + i)
-}
-
-fn no_ipv6(ns: &str) {
-    sysctl(
-        ns,
-        &[
-            ("net.ipv6.conf.all.disable_ipv6", "1"),
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-        ],
-    );
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::unique_prefix;
+use crate::netns::{unique_prefix, Host};
 
 /// How long to wait for the control socket to appear.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,6 +143,37 @@ impl WorkerFrames {
 }
 
 impl XvsdExit {
+    /// Asserts that the daemon ended by itself after SIGTERM (not killed)
+    /// with status 0; the message carries its stderr.
+    pub fn assert_clean(&self) {
+        assert!(
+            !self.killed,
+            "xvsd ignored SIGTERM; stderr:\n{}",
+            self.stderr
+        );
+        assert!(
+            self.status.success(),
+            "xvsd exited with {}; stderr:\n{}",
+            self.status,
+            self.stderr
+        );
+    }
+
+    /// Asserts that the exit report accounts for the frames of at least
+    /// one worker and that no worker lost one; returns the workers' lines.
+    pub fn assert_frames_accounted(&self) -> Vec<WorkerFrames> {
+        let workers = self.worker_frames();
+        assert!(
+            !workers.is_empty(),
+            "no `xvsd: worker IFACE:Q frames total=.. lost=..` line in stderr:\n{}",
+            self.stderr
+        );
+        for w in &workers {
+            assert_eq!(w.lost, 0, "worker {} lost frames: {w:?}", w.worker);
+        }
+        workers
+    }
+
     /// The per-worker frame lines found in stderr.
     pub fn worker_frames(&self) -> Vec<WorkerFrames> {
         self.stderr
@@ -345,6 +376,40 @@ impl Xvsd {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `xvsadm --socket S ARGS...` with `stdin` on its standard
+    /// input (`-R`) and returns its output.
+    pub fn adm_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(crate::bin("xvsadm"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run xvsadm");
+        let mut input = child.stdin.take().expect("piped");
+        input.write_all(stdin.as_bytes()).expect("write rules");
+        drop(input);
+        child.wait_with_output().expect("wait for xvsadm")
+    }
+
+    /// Adds each of `hosts` to service `svc` by direct routing (`-a -t SVC
+    /// -r IP -g`: the service's port, the default weight).
+    pub fn add_direct(&self, svc: &str, hosts: &[Host]) {
+        for h in hosts {
+            self.adm_ok(&["-a", "-t", svc, "-r", &h.ip.to_string(), "-g"]);
+        }
+    }
+
+    /// Adds TCP service `svc` with scheduler `sched` and each of `hosts`
+    /// as its direct-routing real servers ([`Xvsd::add_direct`]).
+    pub fn add_dr_service(&self, svc: &str, sched: &str, hosts: &[Host]) {
+        self.adm_ok(&["-A", "-t", svc, "-s", sched]);
+        self.add_direct(svc, hosts);
     }
 
     /// Sends SIGTERM, waits (bounded) for the exit and returns how it ended.

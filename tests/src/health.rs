@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::daemon::Xvsd;
+use crate::lans::{TunLan, TunType, GUE_PORT};
 use crate::listing;
 use crate::netns::DrLan;
-use crate::node::ClientSummary;
+use crate::node::{ClientSummary, Clients};
 
 /// Tests of one file take turns: on two cores, one test's busy daemon
 /// would starve another's probes into timeouts.
@@ -26,11 +27,68 @@ pub fn lan_and_xvsd(ipv6: bool) -> (DrLan, Xvsd) {
     crate::bin("xvsd");
     crate::bin("xvsadm");
     let lan = DrLan::new();
+    let xvsd = xvsd_on(&lan, ipv6);
+    (lan, xvsd)
+}
+
+/// The TUN LAN whose real servers take GUE on [`GUE_PORT`], with xvsd
+/// on the director; `ipv6` turns IPv6 on first.
+pub fn gue_lan_and_xvsd(ipv6: bool) -> (TunLan, Xvsd) {
+    crate::bin("xvsd");
+    crate::bin("xvsadm");
+    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
+    let xvsd = xvsd_on(&lan, ipv6);
+    (lan, xvsd)
+}
+
+/// xvsd on `lan`'s director, after turning IPv6 on if `ipv6`.
+fn xvsd_on(lan: &DrLan, ipv6: bool) -> Xvsd {
     if ipv6 {
         lan.enable_ipv6();
     }
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
-    (lan, xvsd)
+    Xvsd::start(&lan.director.ns, &[&lan.director.iface])
+}
+
+/// The timings of the quick checks: interval 1 s, timeout 1 s, rise 1,
+/// fall 1.
+pub const FAST: [&str; 8] = [
+    "--check-interval",
+    "1",
+    "--check-timeout",
+    "1",
+    "--check-rise",
+    "1",
+    "--check-fall",
+    "1",
+];
+
+/// Adds service `svc` (`-s rr`) with `check` (`--check KIND` and its
+/// options, a sorry server...) and the [`FAST`] timings.
+pub fn add_fast_checked(xvsd: &Xvsd, svc: &str, check: &[&str]) {
+    let mut args = vec!["-A", "-t", svc, "-s", "rr"];
+    args.extend_from_slice(check);
+    args.extend(FAST);
+    xvsd.adm_ok(&args);
+}
+
+/// Adds each of `servers` (`addr` or `addr:port`) to `svc`, tunnelled in
+/// GUE on UDP port `gue_port`.
+pub fn add_gue(xvsd: &Xvsd, svc: &str, servers: &[String], gue_port: u16) {
+    let port = gue_port.to_string();
+    for r in servers {
+        xvsd.adm_ok(&[
+            "-a",
+            "-t",
+            svc,
+            "-r",
+            r,
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &port,
+        ]);
+    }
 }
 
 /// Effective weights of `svc`'s real servers in `-Ln`, by address as
@@ -108,24 +166,5 @@ pub fn wait_check_line(
 /// `count` sequential connections from the LAN's client to `target`
 /// (2 s each, 30 s in all, at most 5 failures before it gives up).
 pub fn clients(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
-    let node = crate::bin("xvs-node").to_string_lossy().into_owned();
-    let out = lan.client.exec(&[
-        &node,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "5",
-    ]);
-    let s = ClientSummary::from_output(&out);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    s
+    Clients::default().run(&lan.client.ns, target, count)
 }

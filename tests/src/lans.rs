@@ -14,8 +14,8 @@ use std::ops::Deref;
 use std::process::Output;
 
 use crate::netns::{
-    ensure_bpffs, exec, plug, reap_stale, run_ok, spawn_ready, sysctl, unique_prefix, wait_up,
-    DrLan, Host, Netns, Proc, RECORD_DIR,
+    add_addr, build, disable_ipv6, exec, plug, run_ok, spawn_ready, sysctl, wait_up, DrLan, Host,
+    Netns, Proc, Record,
 };
 
 /// The virtual address of the NAT topology's service (client segment).
@@ -29,31 +29,6 @@ pub const NAT_DIP_SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 pub const DECAP_DEV: &str = "xdecap0";
 /// The default GUE port of [`TunLan`] (`--tun-port`).
 pub const GUE_PORT: u16 = 6080;
-
-/// Like the private record of `netns`: the owner pid and the namespaces,
-/// read back by [`reap_stale`]; removed on drop.
-#[derive(Debug)]
-struct Record {
-    path: std::path::PathBuf,
-}
-
-impl Record {
-    fn create(prefix: &str, namespaces: &[String]) -> Self {
-        let _ = std::fs::create_dir_all(RECORD_DIR);
-        let path = std::path::Path::new(RECORD_DIR).join(prefix);
-        let body = format!("{}\n{}\n", std::process::id(), namespaces.join("\n"));
-        if let Err(e) = std::fs::write(&path, body) {
-            eprintln!("xvs-tests: cannot write {}: {e}", path.display());
-        }
-        Record { path }
-    }
-}
-
-impl Drop for Record {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 /// The NAT test network: a client segment and a server segment, each a
 /// bridge (both in one switch namespace), the director on both.
@@ -97,16 +72,7 @@ impl NatLan {
     /// Builds the network; panics with the failing command if anything
     /// fails (what was created so far is removed while unwinding).
     pub fn new() -> Self {
-        ensure_bpffs();
-        reap_stale();
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            match Self::try_build(&unique_prefix()) {
-                Ok(lan) => return lan,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("could not create the NAT LAN: {last_err}");
+        build("the NAT LAN", Self::try_build)
     }
 
     fn try_build(p: &str) -> Result<Self, String> {
@@ -116,12 +82,8 @@ impl NatLan {
         for r in ROLES {
             namespaces.push(Netns::create(&format!("{p}-{r}"))?);
         }
-        let no_ipv6 = [
-            ("net.ipv6.conf.all.disable_ipv6", "1"),
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-        ];
         for ns in &namespaces {
-            sysctl(ns.name(), &no_ipv6);
+            disable_ipv6(ns.name());
         }
         let switch_ns = format!("{p}-sw");
         let (cbr, sbr) = (format!("{p}-cbr"), format!("{p}-sbr"));
@@ -149,16 +111,7 @@ impl NatLan {
         plug(&switch_ns, &cbr, &client);
         plug(&switch_ns, &cbr, &director);
         plug(&switch_ns, &sbr, &director_rs);
-        run_ok(&[
-            "ip",
-            "-n",
-            &director.ns,
-            "addr",
-            "add",
-            &format!("{NAT_VIP}/32"),
-            "dev",
-            &director.iface,
-        ]);
+        add_addr(&director.ns, &format!("{NAT_VIP}/32"), &director.iface);
         for h in &rs {
             plug(&switch_ns, &sbr, h);
             run_ok(&[

@@ -22,9 +22,26 @@ pub mod lans;
 pub mod listing;
 pub mod netns;
 pub mod node;
+pub mod rig;
 pub mod unshared;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Polls `f` every `poll` until it holds, at most `within` (it is asked
+/// once more after that); whether it held.
+pub fn wait_until(within: Duration, poll: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(poll);
+    }
+}
 
 /// True when the process runs as root (uid 0), which network namespaces need.
 pub fn is_root() -> bool {

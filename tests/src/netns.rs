@@ -407,6 +407,40 @@ pub fn sysctl(ns: &str, settings: &[(&str, &str)]) {
     exec_ok(ns, &["sh", "-ec", &script.join("\n")]);
 }
 
+/// Adds address `cidr` to interface `dev` in namespace `ns`.
+pub fn add_addr(ns: &str, cidr: &str, dev: &str) {
+    run_ok(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev]);
+}
+
+/// Turns IPv6 off in namespace `ns` (router solicitations and MLD
+/// reports stay off the wire).
+pub fn disable_ipv6(ns: &str) {
+    sysctl(
+        ns,
+        &[
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ],
+    );
+}
+
+/// Builds a topology with `try_build` under a fresh name prefix, after
+/// mounting bpffs and reaping what killed runs left; tries again (at most
+/// 5 times in all) only when a concurrently created namespace took the
+/// name. Panics with `what` and the last error.
+pub(crate) fn build<T>(what: &str, try_build: impl Fn(&str) -> Result<T, String>) -> T {
+    ensure_bpffs();
+    reap_stale();
+    let mut last_err = String::new();
+    for _ in 0..5 {
+        match try_build(&unique_prefix()) {
+            Ok(t) => return t,
+            Err(e) => last_err = e,
+        }
+    }
+    panic!("could not create {what}: {last_err}");
+}
+
 /// The DR test LAN: one bridge (in its own switch namespace) joining a
 /// client, the director and three real servers.
 ///
@@ -448,17 +482,7 @@ impl DrLan {
     /// Builds the LAN; panics with the failing command if anything fails
     /// (what was created so far is cleaned up while unwinding).
     pub fn new() -> Self {
-        ensure_bpffs();
-        reap_stale();
-        // Retry only on a name clash with a concurrently created namespace.
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            match Self::try_build(&unique_prefix()) {
-                Ok(lan) => return lan,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("could not create the DR LAN: {last_err}");
+        build("the DR LAN", Self::try_build)
     }
 
     fn try_build(p: &str) -> Result<Self, String> {
@@ -496,12 +520,8 @@ impl DrLan {
             });
         }
 
-        let no_ipv6 = [
-            ("net.ipv6.conf.all.disable_ipv6", "1"),
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-        ];
         for ns in &namespaces {
-            sysctl(ns.name(), &no_ipv6);
+            disable_ipv6(ns.name());
         }
 
         let bridge = format!("{p}-br");
@@ -522,16 +542,7 @@ impl DrLan {
                         ("net.ipv4.conf.all.arp_announce", "2"),
                     ],
                 );
-                run_ok(&[
-                    "ip",
-                    "-n",
-                    &h.ns,
-                    "addr",
-                    "add",
-                    &format!("{VIP}/32"),
-                    "dev",
-                    "lo",
-                ]);
+                add_addr(&h.ns, &format!("{VIP}/32"), "lo");
             }
             plug(&switch_ns, &bridge, h);
             if h.role.starts_with("rs") {
@@ -540,16 +551,7 @@ impl DrLan {
                 sysctl(&h.ns, &[(&iface_ignore, "1"), (&iface_announce, "2")]);
             }
             if h.role == "director" {
-                run_ok(&[
-                    "ip",
-                    "-n",
-                    &h.ns,
-                    "addr",
-                    "add",
-                    &format!("{VIP}/32"),
-                    "dev",
-                    &h.iface,
-                ]);
+                add_addr(&h.ns, &format!("{VIP}/32"), &h.iface);
             }
         }
 
@@ -621,16 +623,7 @@ impl DrLan {
     pub fn add_vip(&self, vip: Ipv4Addr) {
         assert_eq!(vip.octets()[..3], [198, 18, 0], "{vip} is not on the LAN");
         let cidr = format!("{vip}/32");
-        run_ok(&[
-            "ip",
-            "-n",
-            &self.director.ns,
-            "addr",
-            "add",
-            &cidr,
-            "dev",
-            &self.director.iface,
-        ]);
+        add_addr(&self.director.ns, &cidr, &self.director.iface);
         for h in &self.rs {
             run_ok(&["ip", "-n", &h.ns, "addr", "add", &cidr, "dev", "lo"]);
         }
@@ -649,13 +642,7 @@ impl DrLan {
         names.push(ns.clone());
         self._record.write(&names);
         self.namespaces.push(netns);
-        sysctl(
-            &ns,
-            &[
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-            ],
-        );
+        disable_ipv6(&ns);
         let h = Host {
             role: role.to_owned(),
             iface: ns.clone(),
@@ -674,16 +661,7 @@ impl DrLan {
     pub fn add_client_addrs(&self, addrs: &[Ipv4Addr]) {
         for a in addrs {
             assert_eq!(a.octets()[..3], [198, 18, 0], "{a} is not on the LAN");
-            run_ok(&[
-                "ip",
-                "-n",
-                &self.client.ns,
-                "addr",
-                "add",
-                &format!("{a}/32"),
-                "dev",
-                &self.client.iface,
-            ]);
+            add_addr(&self.client.ns, &format!("{a}/32"), &self.client.iface);
         }
     }
 
@@ -753,16 +731,7 @@ pub(crate) fn plug(switch_ns: &str, bridge: &str, h: &Host) {
         &h.ns,
         &[(&format!("net.ipv6.conf.{}.disable_ipv6", h.iface), "1")],
     );
-    run_ok(&[
-        "ip",
-        "-n",
-        &h.ns,
-        "addr",
-        "add",
-        &format!("{}/{LAN_PREFIX_LEN}", h.ip),
-        "dev",
-        &h.iface,
-    ]);
+    add_addr(&h.ns, &format!("{}/{LAN_PREFIX_LEN}", h.ip), &h.iface);
     run_ok(&["ip", "-n", &h.ns, "link", "set", &h.iface, "up"]);
 }
 

@@ -67,6 +67,96 @@ impl ClientSummary {
     }
 }
 
+/// The bounds of a run of sequential `xvs-node client` exchanges: what
+/// differs between tests is only these knobs, so every test runs its
+/// clients through one place and a failing run always shows the client's
+/// stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clients {
+    /// `--timeout-ms`: how long one exchange may take.
+    pub timeout_ms: u64,
+    /// `--deadline-ms`: how long the whole run may take.
+    pub deadline_ms: u64,
+    /// `--max-failures`: failures after which the client gives up.
+    pub max_failures: u64,
+    /// UDP exchanges (`--udp`) instead of TCP connections.
+    pub udp: bool,
+}
+
+impl Default for Clients {
+    /// 2 s an exchange, 30 s in all, at most 5 failures, TCP.
+    fn default() -> Self {
+        Clients {
+            timeout_ms: 2000,
+            deadline_ms: 30_000,
+            max_failures: 5,
+            udp: false,
+        }
+    }
+}
+
+impl Clients {
+    /// These bounds with `--timeout-ms`, `--deadline-ms` and
+    /// `--max-failures` set; TCP.
+    pub fn new(timeout_ms: u64, deadline_ms: u64, max_failures: u64) -> Self {
+        Clients {
+            timeout_ms,
+            deadline_ms,
+            max_failures,
+            udp: false,
+        }
+    }
+
+    /// The same bounds, with UDP exchanges if `udp`.
+    pub fn udp(self, udp: bool) -> Self {
+        Clients { udp, ..self }
+    }
+
+    /// Runs `xvs-node client` in namespace `ns`: `count` exchanges with
+    /// `target`, one after the other; its raw output.
+    pub fn output(&self, ns: &str, target: &str, count: u64) -> Output {
+        let node = crate::bin("xvs-node");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(node)
+            .args(["client", "--connect", target])
+            .args(["--count", &count.to_string()])
+            .args(["--timeout-ms", &self.timeout_ms.to_string()])
+            .args(["--deadline-ms", &self.deadline_ms.to_string()])
+            .args(["--max-failures", &self.max_failures.to_string()]);
+        if self.udp {
+            cmd.arg("--udp");
+        }
+        cmd.stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run xvs-node client in {ns}: {e}"))
+    }
+
+    /// Like [`Clients::output`], parsed; the client's stderr is printed
+    /// when it did not exit 0.
+    pub fn run(&self, ns: &str, target: &str, count: u64) -> ClientSummary {
+        let out = self.output(ns, target, count);
+        if !out.status.success() {
+            eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        ClientSummary::from_output(&out)
+    }
+
+    /// Like [`Clients::run`], asserting that all `count` exchanges
+    /// succeeded (the message carries the client's stderr).
+    pub fn run_all_ok(&self, ns: &str, target: &str, count: u64) -> ClientSummary {
+        let out = self.output(ns, target, count);
+        let s = ClientSummary::from_output(&out);
+        assert_eq!(
+            (s.ok, s.failed),
+            (count, 0),
+            "{count} connections to {target}: {s:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s
+    }
+}
+
 /// A running `xvs-node hold` inside a namespace: connections opened and
 /// kept idle until [`Holder::release`]. Killed on drop.
 #[derive(Debug)]

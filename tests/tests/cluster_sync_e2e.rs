@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xvs_tests::cluster::{
     finish_streams, Cluster, StreamsEnd, SyncCounters, SyncStats, CLUSTER_VIP,
@@ -54,17 +54,8 @@ fn skip() -> bool {
     false
 }
 
-fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(within: Duration, f: impl FnMut() -> bool) -> bool {
+    xvs_tests::wait_until(within, Duration::from_millis(50), f)
 }
 
 /// rr services on :80 (short connections) and :8080 (streams), DR to the

@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use xvs_dataplane::pipeline::DropReason;
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::listing;
 use xvs_tests::netns::{DrLan, VIP};
+use xvs_tests::rig;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 
@@ -34,23 +35,6 @@ fn net_lock() -> MutexGuard<'static, ()> {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// `xvsadm --socket S ARGS` with `stdin`.
-fn adm_stdin(d: &Xvsd, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(xvs_tests::bin("xvsadm"))
-        .arg("--socket")
-        .arg(d.socket())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run xvsadm");
-    let mut input = child.stdin.take().expect("piped");
-    input.write_all(stdin.as_bytes()).expect("write rules");
-    drop(input);
-    child.wait_with_output().expect("wait for xvsadm")
 }
 
 const RULES: &str = "\
@@ -72,14 +56,13 @@ const RULES: &str = "\
 #[test]
 fn config_file_brings_a_saved_table_back_after_restart() {
     let d = Xvsd::start_control_only();
-    let out = adm_stdin(&d, &["-R"], RULES);
+    let out = d.adm_stdin(&["-R"], RULES);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let saved = d.adm_ok(&["-S", "-n"]);
     let listed = d.adm_ok(&["-Ln"]);
     assert_eq!(saved.lines().filter(|l| l.starts_with("-A ")).count(), 5);
     assert_eq!(saved.lines().filter(|l| l.starts_with("-a ")).count(), 7);
-    let exit = d.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    d.stop().assert_clean();
 
     // xvsadm -S > FILE; restart with --config FILE: the same table.
     let file = std::env::temp_dir().join(format!("xvs-e2e-{}.rules", std::process::id()));
@@ -93,9 +76,9 @@ fn config_file_brings_a_saved_table_back_after_restart() {
         d.stderr_so_far()
     );
     // A save restores to an identical save through the binaries too.
-    let out = adm_stdin(&d, &["-R"], "-C\n");
+    let out = d.adm_stdin(&["-R"], "-C\n");
     assert_eq!(out.status.code(), Some(0));
-    let out = adm_stdin(&d, &["-R"], &saved);
+    let out = d.adm_stdin(&["-R"], &saved);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(d.adm_ok(&["-S", "-n"]), saved);
     drop(d);
@@ -148,7 +131,7 @@ fn ipv6_rules_list_save_and_refuse_as_ipvsadm() {
 -A -t 198.18.0.100:80 -s rr
 -a -t 198.18.0.100:80 -r 2001:2::31 -i
 ";
-    let out = adm_stdin(&d, &["-R"], rules);
+    let out = d.adm_stdin(&["-R"], rules);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let listed = d.adm_ok(&["-Ln"]);
     let (head, body) = listed.split_once('\n').expect("a header line");
@@ -230,8 +213,7 @@ FWM  7 IPv6 wlc\n  \
         );
     }
     // A bad IPv6 line stops a restore with status 2.
-    let out = adm_stdin(
-        &d,
+    let out = d.adm_stdin(
         &["-R"],
         "-A -t [2001:2::102]:80 -s rr\n-A -t [2001:2::103 -s rr\n",
     );
@@ -243,8 +225,7 @@ FWM  7 IPv6 wlc\n  \
     );
     let after = d.adm_ok(&["-S", "-n"]);
     assert!(!after.contains("2001:2::103"), "{after}");
-    let exit = d.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    d.stop().assert_clean();
 }
 
 /// GET `path` from `addr`; returns (status line, headers, body).
@@ -371,8 +352,7 @@ fn metrics_endpoint_serves_services_dests_and_drops() {
     let (status, _, _) = http(&addr, get);
     assert_eq!(status, "HTTP/1.1 200 OK");
     drop(idle);
-    let exit = d.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    d.stop().assert_clean();
 }
 
 /// Send raw bytes on the control socket and read the response frame.
@@ -445,8 +425,7 @@ fn control_socket_refuses_strangers_and_hostile_input() {
         assert_eq!(r.code, 2, "{}", r.stderr);
     }
     // A restore that fails half-way changes nothing.
-    let out = adm_stdin(
-        &d,
+    let out = d.adm_stdin(
         &["-R"],
         "-A -t 198.18.0.102:80\n-a -t 198.18.0.102:80 -r 198.18.0.11\n-A -t 198.18.0.100:80\n",
     );
@@ -543,11 +522,7 @@ fn established_connections_lose_nothing_while_rules_change_1000_times_a_second()
     let _g = net_lock();
     xvs_tests::bin("xvsd");
     let lan = DrLan::new();
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[STREAM, "serve", "--port", "80", "--lifetime-s", "120"]))
-        .collect();
+    let _servers = rig::stream_on(&lan.rs, 80, 120);
     let xvsd = Xvsd::start_with(
         Some(&lan.director.ns),
         &[
@@ -558,10 +533,7 @@ fn established_connections_lose_nothing_while_rules_change_1000_times_a_second()
         ],
     );
     let vip = format!("{VIP}:80");
-    xvsd.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&["-a", "-t", &vip, "-r", &format!("{}:80", h.ip), "-g"]);
-    }
+    xvsd.add_dr_service(&vip, "rr", &lan.rs);
     // Warm up: one connection per real server resolves every next hop (a
     // first SYN may be dropped while a neighbour resolves).
     let warm = lan.client.exec(&[
@@ -721,7 +693,7 @@ fn established_connections_lose_nothing_while_rules_change_1000_times_a_second()
     assert!(redirected >= rx, "{page1}");
 
     let exit = xvsd.stop();
-    assert!(exit.status.success() && !exit.killed, "{}", exit.stderr);
+    exit.assert_clean();
     for w in exit.worker_frames() {
         assert_eq!(w.lost, 0, "{w:?}");
     }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use xvs_tests::daemon::{shared_pin_dir, Start, TempFile, Xvsd, XvsdExit};
 use xvs_tests::netns::{self, DrLan};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const VIP_PORT: &str = "198.18.0.100:80";
 /// How long a daemon that must refuse to start may take to do so.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -43,34 +43,9 @@ impl Drop for PinGuard {
     }
 }
 
-fn serve_rs(lan: &DrLan) -> Vec<netns::Proc> {
-    lan.rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]))
-        .collect()
-}
-
 /// `count` sequential TCP connections from the client to the VIP.
 fn client_run(lan: &DrLan, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        VIP_PORT,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "3",
-    ]);
-    let s = ClientSummary::from_output(&out);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    s
+    Clients::new(2000, 30_000, 3).run(&lan.client.ns, VIP_PORT, count)
 }
 
 fn assert_forwards(lan: &DrLan, when: &str) {
@@ -117,7 +92,7 @@ fn lock_file(lan: &DrLan) -> std::path::PathBuf {
 fn a_second_daemon_on_the_interface_or_the_socket_is_refused_and_the_first_keeps_forwarding() {
     let _g = net_lock();
     let lan = DrLan::new();
-    let _servers = serve_rs(&lan);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let cfg = TempFile::new("rules", &rules(&lan));
     let first = Xvsd::start_opts(
         Some(&lan.director.ns),
@@ -263,7 +238,7 @@ fn after_kill_9_the_program_stays_pinned_drops_without_reset_and_a_restart_takes
     let iface = lan.director.iface.clone();
     let pins = shared_pin_dir(&iface);
     let _pins = PinGuard(pins.clone());
-    let _servers = serve_rs(&lan);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let cfg = TempFile::new("rules", &rules(&lan));
     let args = iface_args(&lan, &["--config", &cfg.arg()]);
     let ns = Some(lan.director.ns.as_str());

@@ -10,7 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use xvs_tests::daemon::{Xvsd, XvsdExit};
 use xvs_tests::listing::{self, ListedService};
 use xvs_tests::netns::{self, DrLan, VIP};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const CONNS: u64 = 300;
@@ -29,36 +30,9 @@ fn require_daemon_binaries() {
     xvs_tests::bin("xvsadm");
 }
 
-/// Starts `xvs-node serve` on every real server (names rs1..rs3).
-fn serve_rs(lan: &DrLan, port: u16) -> Vec<netns::Proc> {
-    let port = port.to_string();
-    lan.rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", &port]))
-        .collect()
-}
-
 /// Runs `count` sequential TCP connections from the client to `target`.
 fn client_run(lan: &DrLan, target: &str, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "60000",
-        "--max-failures",
-        "10",
-    ]);
-    let summary = ClientSummary::from_output(&out);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    summary
+    Clients::new(2000, 60_000, 10).run(&lan.client.ns, target, count)
 }
 
 fn service<'a>(l: &'a [ListedService], addr: &str) -> &'a ListedService {
@@ -71,25 +45,8 @@ fn service<'a>(l: &'a [ListedService], addr: &str) -> &'a ListedService {
 /// all its frames, and the XDP program is gone from the interface.
 fn stop_and_check_exit(xvsd: Xvsd, lan: &DrLan) -> XvsdExit {
     let exit = xvsd.stop();
-    assert!(
-        !exit.killed,
-        "xvsd ignored SIGTERM; stderr:\n{}",
-        exit.stderr
-    );
-    assert!(
-        exit.status.success(),
-        "xvsd exited with {}; stderr:\n{}",
-        exit.status,
-        exit.stderr
-    );
-    let workers = exit.worker_frames();
-    assert!(
-        !workers.is_empty(),
-        "no `xvsd: worker IFACE:Q frames total=.. lost=..` line in stderr:\n{}",
-        exit.stderr
-    );
-    for w in &workers {
-        assert_eq!(w.lost, 0, "worker {} lost frames: {w:?}", w.worker);
+    exit.assert_clean();
+    for w in &exit.assert_frames_accounted() {
         assert!(w.total > 0, "worker {} owns no frames: {w:?}", w.worker);
     }
     assert!(
@@ -130,7 +87,7 @@ fn topology_comes_up_real_servers_answer_and_is_cleaned_up() {
             assert!(v6.trim().is_empty(), "IPv6 still on in {}: {v6}", h.ns);
         }
 
-        let _servers = serve_rs(&lan, 80);
+        let _servers = rig::serve_on(&lan.rs, 80, &[]);
         for h in &lan.rs {
             let s = client_run(&lan, &format!("{}:80", h.ip), 5);
             assert_eq!((s.ok, s.failed), (5, 0), "{s:?}");
@@ -299,18 +256,7 @@ fn control_only_round_trip() {
     );
     assert!(listing::parse(&xvsd.adm_ok(&["-Ln"])).is_empty());
 
-    let exit = xvsd.stop();
-    assert!(
-        !exit.killed,
-        "xvsd ignored SIGTERM; stderr:\n{}",
-        exit.stderr
-    );
-    assert!(
-        exit.status.success(),
-        "xvsd exited with {}:\n{}",
-        exit.status,
-        exit.stderr
-    );
+    xvsd.stop().assert_clean();
 }
 
 /// Configures `sched` over rs1..rs3 with `weights`, pushes CONNS connections
@@ -322,7 +268,7 @@ fn dr_split(sched: &str, weights: [u64; 3], expect: [u64; 3], offloads: bool) {
     if !offloads {
         lan.tx_offload_off();
     }
-    let _servers = serve_rs(&lan, 80);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     let vip = format!("{VIP}:80");
     xvsd.adm_ok(&["-A", "-t", &vip, "-s", sched]);
@@ -378,15 +324,7 @@ fn dr_split(sched: &str, weights: [u64; 3], expect: [u64; 3], offloads: bool) {
     // UDP too; the real servers answer from the VIP (bound to it).
     let vip_udp = format!("{VIP}:53");
     let bind = VIP.to_string();
-    let _udp: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE, "serve", "--name", &h.role, "--port", "53", "--udp", "--bind", &bind,
-            ])
-        })
-        .collect();
+    let _udp = rig::serve_on(&lan.rs, 53, &["--udp", "--bind", &bind]);
     xvsd.adm_ok(&["-A", "-u", &vip_udp, "-s", sched]);
     for (h, w) in lan.rs.iter().zip(weights) {
         let rip = format!("{}:53", h.ip);
@@ -438,7 +376,7 @@ fn director_own_traffic_reaches_its_kernel_and_exit_is_clean() {
     let _g = net_lock();
     require_daemon_binaries();
     let lan = DrLan::new();
-    let _servers = serve_rs(&lan, 80);
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let dip = lan.director.ip.to_string();
     let _own = lan.director.spawn_ready(&[
         NODE, "serve", "--name", "director", "--port", "2222", "--bind", &dip,

@@ -22,9 +22,8 @@ use std::time::{Duration, Instant};
 use xvs_tests::daemon::{shared_pin_dir, Start, Xvsd};
 use xvs_tests::listing;
 use xvs_tests::netns::{run_ok, DrLan, Host, Proc, VIP};
-use xvs_tests::node::Lines;
+use xvs_tests::rig;
 
-const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 /// The notify script that ships with xvs.
 const NOTIFY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -229,52 +228,8 @@ impl Director {
 }
 
 /// Waits until `f` holds, at most `within`; whether it did.
-fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `xvs-stream client` in the client's namespace: 20 streams, a line
-/// every 50 ms each, every echo checked byte for byte; returned once all
-/// are connected.
-fn start_streams(lan: &DrLan) -> Lines {
-    let (conns, ms, timeout) = (
-        STREAMS.to_string(),
-        STREAM_MS.to_string(),
-        EXCHANGE_TIMEOUT_MS.to_string(),
-    );
-    let target = format!("{VIP}:80");
-    let s = Lines::spawn(
-        &lan.client.ns,
-        &[
-            STREAM,
-            "client",
-            "--connect",
-            &target,
-            "--conns",
-            &conns,
-            "--duration-ms",
-            &ms,
-            "--interval-ms",
-            "50",
-            "--size",
-            "64",
-            "--timeout-ms",
-            &timeout,
-        ],
-    );
-    match s.next_line(Duration::from_secs(10)) {
-        Some(l) if l == "connected" => s,
-        other => panic!("the streams did not connect: {other:?}"),
-    }
+fn wait_for(within: Duration, f: impl FnMut() -> bool) -> bool {
+    xvs_tests::wait_until(within, Duration::from_millis(20), f)
 }
 
 /// What one failover run saw.
@@ -315,11 +270,7 @@ fn failover(sync: bool, death: Death, backup_servers: usize) -> Run {
         "dev",
         &lan.director.iface,
     ]);
-    let _servers: Vec<Proc> = lan
-        .rs
-        .iter()
-        .map(|r| r.spawn_ready(&[STREAM, "serve", "--port", "80", "--lifetime-s", "120"]))
-        .collect();
+    let _servers: Vec<Proc> = rig::stream_on(&lan.rs, 80, 120);
     // A NIC hands its driver (and XDP) only the frames addressed to it;
     // a veth hands over every frame the bridge sends it, and the bridge
     // floods a dead director's frames once its port goes down. Unknown
@@ -365,7 +316,14 @@ fn failover(sync: bool, death: Death, backup_servers: usize) -> Run {
         );
     }
 
-    let streams = start_streams(&lan);
+    let streams = rig::start_streams(
+        &lan.client.ns,
+        &format!("{VIP}:80"),
+        STREAMS,
+        STREAM_MS,
+        64,
+        EXCHANGE_TIMEOUT_MS,
+    );
     assert!(
         wait_for(Duration::from_secs(5), || a.active() == STREAMS),
         "the master does not count the streams active: {}",

@@ -3,32 +3,16 @@
 //! nothing: the configuration, the maps and the workers' snapshot stay as
 //! they were, and traffic to the services already there keeps flowing.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::netns::{DrLan, VIP};
+use xvs_tests::rig;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn adm_stdin(d: &Xvsd, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(xvs_tests::bin("xvsadm"))
-        .arg("--socket")
-        .arg(d.socket())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run xvsadm");
-    let mut input = child.stdin.take().expect("piped");
-    input.write_all(stdin.as_bytes()).expect("write rules");
-    drop(input);
-    child.wait_with_output().expect("wait for xvsadm")
 }
 
 /// A client run of `ms` milliseconds against the VIP; its output.
@@ -68,20 +52,13 @@ fn overflowing_rules() -> String {
 fn a_full_steering_map_refuses_the_command_and_changes_nothing() {
     xvs_tests::bin("xvsd");
     let lan = DrLan::new();
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[STREAM, "serve", "--port", "80", "--lifetime-s", "120"]))
-        .collect();
+    let _servers = rig::stream_on(&lan.rs, 80, 120);
     let xvsd = Xvsd::start_with(
         Some(&lan.director.ns),
         &["--iface".into(), lan.director.iface.clone()],
     );
     let vip = format!("{VIP}:80");
-    xvsd.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&["-a", "-t", &vip, "-r", &format!("{}:80", h.ip), "-g"]);
-    }
+    xvsd.add_dr_service(&vip, "rr", &lan.rs);
     let warm = traffic(&lan, "3", "300");
     assert!(
         warm.status.success(),
@@ -92,7 +69,7 @@ fn a_full_steering_map_refuses_the_command_and_changes_nothing() {
     let before = xvsd.adm_ok(&["-Ln"]);
     let saved = xvsd.adm_ok(&["-S", "-n"]);
 
-    let out = adm_stdin(&xvsd, &["-R"], &overflowing_rules());
+    let out = xvsd.adm_stdin(&["-R"], &overflowing_rules());
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(255), "stderr: {err}");
     assert!(

@@ -10,19 +10,18 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use xvs_tests::daemon::Xvsd;
-use xvs_tests::health::{clients, lan_and_xvsd, net_lock, wait_check_line, wait_weights, weights};
+use xvs_tests::health::{
+    add_fast_checked, add_gue, clients, gue_lan_and_xvsd, lan_and_xvsd, net_lock, wait_check_line,
+    wait_weights, weights,
+};
 use xvs_tests::lan6::{addr6, endpoint6, VIP6};
-use xvs_tests::lans::{TunLan, TunType, GUE_PORT};
+use xvs_tests::lans::{TunLan, GUE_PORT};
 use xvs_tests::netns::{DrLan, Host, Proc};
-
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
+use xvs_tests::rig;
 
 /// `xvs-node serve` on `h`, port 80, every address of both families.
 fn serve(h: &Host) -> Proc {
-    h.spawn_ready(&[
-        NODE, "serve", "--name", &h.role, "--port", "80", "--bind", "::",
-    ])
+    rig::serve(h, 80, &["--bind", "::"])
 }
 
 /// `[addr]:80` of real server `i`.
@@ -153,16 +152,6 @@ fn ping_and_vip_checks_of_ipv6_servers() {
     let _g = net_lock();
     let (lan, xvsd) = lan_and_xvsd(true);
     let _servers: Vec<Proc> = lan.rs.iter().map(serve).collect();
-    let fast = [
-        "--check-interval",
-        "1",
-        "--check-timeout",
-        "1",
-        "--check-rise",
-        "1",
-        "--check-fall",
-        "1",
-    ];
 
     // ping: rs1, rs2 and an address on the LAN that nobody holds (on a
     // service of its own: direct routing keeps the service's port).
@@ -170,9 +159,7 @@ fn ping_and_vip_checks_of_ipv6_servers() {
     let on_8080 = |a: Ipv6Addr| endpoint6(a, 8080);
     let (p1, p2) = (on_8080(addr6(&lan.rs[0])), on_8080(addr6(&lan.rs[1])));
     let absent = on_8080(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x99));
-    let mut a = vec!["-A", "-t", &ping_svc, "-s", "rr", "--check", "ping"];
-    a.extend(fast);
-    xvsd.adm_ok(&a);
+    add_fast_checked(&xvsd, &ping_svc, &["--check", "ping"]);
     for r in [&p1, &p2, &absent] {
         xvsd.adm_ok(&["-a", "-t", &ping_svc, "-r", r, "-g"]);
     }
@@ -182,9 +169,7 @@ fn ping_and_vip_checks_of_ipv6_servers() {
     let vip_lo = format!("{VIP6}/128");
     lan.rs[2].exec_ok(&["ip", "-6", "route", "del", "local", &vip_lo, "dev", "lo"]);
     let svc = endpoint6(VIP6, 80);
-    let mut a = vec!["-A", "-t", &svc, "-s", "rr", "--check", "vip"];
-    a.extend(fast);
-    xvsd.adm_ok(&a);
+    add_fast_checked(&xvsd, &svc, &["--check", "vip"]);
     for r in [&a1, &a2, &a3] {
         xvsd.adm_ok(&["-a", "-t", &svc, "-r", r, "-g"]);
     }
@@ -274,46 +259,12 @@ fn vip_check_of_an_ipv4_service_through_ipv6_gue_servers() {
 /// further checks.
 fn vip_check_through_gue6(without_vip: impl FnOnce(&TunLan) -> String) -> TunLan {
     let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
-    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
-    lan.enable_ipv6();
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let (lan, xvsd) = gue_lan_and_xvsd(true);
     let _servers: Vec<Proc> = lan.rs.iter().map(serve).collect();
     let svc = without_vip(&lan);
-    xvsd.adm_ok(&[
-        "-A",
-        "-t",
-        &svc,
-        "-s",
-        "rr",
-        "--check",
-        "vip",
-        "--check-interval",
-        "1",
-        "--check-timeout",
-        "1",
-        "--check-rise",
-        "1",
-        "--check-fall",
-        "1",
-    ]);
-    let port = GUE_PORT.to_string();
+    add_fast_checked(&xvsd, &svc, &["--check", "vip"]);
     let addrs: Vec<String> = (0..3).map(|i| rs6(&lan, i)).collect();
-    for a in &addrs {
-        xvsd.adm_ok(&[
-            "-a",
-            "-t",
-            &svc,
-            "-r",
-            a,
-            "-i",
-            "--tun-type",
-            "gue",
-            "--tun-port",
-            &port,
-        ]);
-    }
+    add_gue(&xvsd, &svc, &addrs, GUE_PORT);
     wait_weights(&xvsd, &svc, Duration::from_secs(6), "rs1, rs2 up", |w| {
         w.get(&addrs[0]) == Some(&1) && w.get(&addrs[1]) == Some(&1)
     });

@@ -10,8 +10,11 @@
 use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
-use xvs_tests::health::{all, clients, lan_and_xvsd, net_lock, wait_weights, weights};
-use xvs_tests::lans::{TunLan, TunType, GUE_PORT};
+use xvs_tests::health::{
+    add_fast_checked, add_gue, all, clients, gue_lan_and_xvsd, lan_and_xvsd, net_lock,
+    wait_check_line, wait_weights, weights,
+};
+use xvs_tests::lans::GUE_PORT;
 use xvs_tests::netns::{self, DrLan, Proc};
 use xvs_tests::node::Lines;
 
@@ -151,30 +154,19 @@ fn http_check_status_and_body_regex() {
         .map(|(h, st)| checkd(h, "80", Some(st)))
         .collect();
     let svc = format!("{}:80", lan.vip);
-    xvsd.adm_ok(&[
-        "-A",
-        "-t",
+    add_fast_checked(
+        &xvsd,
         &svc,
-        "-s",
-        "rr",
-        "--check",
-        "http",
-        "--check-path",
-        "/health",
-        "--check-regex",
-        "good$",
-        "--check-interval",
-        "1",
-        "--check-timeout",
-        "1",
-        "--check-rise",
-        "1",
-        "--check-fall",
-        "1",
-    ]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&["-a", "-t", &svc, "-r", &h.ip.to_string(), "-g"]);
-    }
+        &[
+            "--check",
+            "http",
+            "--check-path",
+            "/health",
+            "--check-regex",
+            "good$",
+        ],
+    );
+    xvsd.add_direct(&svc, &lan.rs);
     let addrs: Vec<String> = (0..3).map(|i| rs_addr(&lan, i, 80)).collect();
     let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     wait_weights(&xvsd, &svc, Duration::from_secs(3), "all up", |w| {
@@ -271,26 +263,8 @@ fn vip_check_finds_a_dr_server_without_the_vip() {
     let vip_lo = format!("{}/32", lan.vip);
     lan.rs[2].exec_ok(&["ip", "addr", "del", &vip_lo, "dev", "lo"]);
     let svc = format!("{}:80", lan.vip);
-    xvsd.adm_ok(&[
-        "-A",
-        "-t",
-        &svc,
-        "-s",
-        "rr",
-        "--check",
-        "vip",
-        "--check-interval",
-        "1",
-        "--check-timeout",
-        "1",
-        "--check-rise",
-        "1",
-        "--check-fall",
-        "1",
-    ]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&["-a", "-t", &svc, "-r", &h.ip.to_string(), "-g"]);
-    }
+    add_fast_checked(&xvsd, &svc, &["--check", "vip"]);
+    xvsd.add_direct(&svc, &lan.rs);
     let addrs: Vec<String> = (0..3).map(|i| rs_addr(&lan, i, 80)).collect();
     // The first probes may find no MAC yet (the neighbour table resolves
     // the servers as they are added): allow a few intervals.
@@ -299,29 +273,13 @@ fn vip_check_finds_a_dr_server_without_the_vip() {
     });
     // rs3 has been probed (with rise 1, a single answer would have
     // brought it up) and stays down.
-    let t0 = Instant::now();
-    let check = loop {
-        let check = xvsd.adm_ok(&["-Ln", "--check"]);
-        let line = check
-            .lines()
-            .find(|l| l.contains(addrs[2].as_str()))
-            .unwrap_or_else(|| panic!("{} not in -Ln --check:\n{check}", addrs[2]));
-        if line.contains("no answer") {
-            break check;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(4),
-            "rs3 not probed:\n{check}\n{}",
-            xvsd.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    for (i, state) in [(0, "UP"), (1, "UP"), (2, "DOWN")] {
-        let line = check
-            .lines()
-            .find(|l| l.contains(addrs[i].as_str()))
-            .unwrap();
-        assert!(line.contains(state), "{line}");
+    let line = wait_check_line(&xvsd, &addrs[2], Duration::from_secs(4), |l| {
+        l.contains("no answer")
+    });
+    assert!(line.contains("DOWN"), "{line}");
+    for a in &addrs[..2] {
+        let l = wait_check_line(&xvsd, a, Duration::ZERO, |_| true);
+        assert!(l.contains("UP"), "{l}");
     }
     assert_eq!(weights(&xvsd, &svc).get(&addrs[2]), Some(&0));
     let s = clients(&lan, &svc, 20);
@@ -338,67 +296,22 @@ fn vip_check_finds_a_dr_server_without_the_vip() {
 #[test]
 fn vip_check_reaches_tun_servers_through_their_tunnel() {
     let _g = net_lock();
-    xvs_tests::bin("xvsd");
-    xvs_tests::bin("xvsadm");
-    let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
-    let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
+    let (lan, xvsd) = gue_lan_and_xvsd(false);
     let _servers: Vec<Proc> = lan.rs.iter().map(|h| checkd(h, "80", None)).collect();
     let vip_lo = format!("{}/32", lan.vip);
     lan.rs[2].exec_ok(&["ip", "addr", "del", &vip_lo, "dev", "lo"]);
     let svc = format!("{}:80", lan.vip);
-    xvsd.adm_ok(&[
-        "-A",
-        "-t",
-        &svc,
-        "-s",
-        "rr",
-        "--check",
-        "vip",
-        "--check-interval",
-        "1",
-        "--check-timeout",
-        "1",
-        "--check-rise",
-        "1",
-        "--check-fall",
-        "1",
-    ]);
-    let port = GUE_PORT.to_string();
-    for h in &lan.rs {
-        xvsd.adm_ok(&[
-            "-a",
-            "-t",
-            &svc,
-            "-r",
-            &h.ip.to_string(),
-            "-i",
-            "--tun-type",
-            "gue",
-            "--tun-port",
-            &port,
-        ]);
-    }
+    add_fast_checked(&xvsd, &svc, &["--check", "vip"]);
+    let ips: Vec<String> = lan.rs.iter().map(|h| h.ip.to_string()).collect();
+    add_gue(&xvsd, &svc, &ips, GUE_PORT);
     let addrs: Vec<String> = (0..3).map(|i| rs_addr(&lan, i, 80)).collect();
     wait_weights(&xvsd, &svc, Duration::from_secs(4), "rs1, rs2 up", |w| {
         w.get(&addrs[0]) == Some(&1) && w.get(&addrs[1]) == Some(&1)
     });
-    let t0 = Instant::now();
-    loop {
-        let check = xvsd.adm_ok(&["-Ln", "--check"]);
-        let line = check
-            .lines()
-            .find(|l| l.contains(addrs[2].as_str()))
-            .unwrap_or_else(|| panic!("{} not in -Ln --check:\n{check}", addrs[2]));
-        if line.contains("no answer") {
-            assert!(line.contains("DOWN"), "{line}");
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(4),
-            "rs3 not probed:\n{check}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let line = wait_check_line(&xvsd, &addrs[2], Duration::from_secs(4), |l| {
+        l.contains("no answer")
+    });
+    assert!(line.contains("DOWN"), "{line}");
     let s = clients(&lan, &svc, 20);
     assert_eq!((s.ok, s.failed, s.count("rs3")), (20, 0, 0), "{s:?}");
 }
@@ -413,28 +326,8 @@ fn sorry_server_stands_in_while_all_are_down() {
         lan.rs.iter().map(|h| Some(checkd(h, "80", None))).collect();
     let svc = format!("{}:80", lan.vip);
     let sorry = rs_addr(&lan, 2, 80);
-    xvsd.adm_ok(&[
-        "-A",
-        "-t",
-        &svc,
-        "-s",
-        "rr",
-        "--sorry-server",
-        &sorry,
-        "--check",
-        "tcp",
-        "--check-interval",
-        "1",
-        "--check-timeout",
-        "1",
-        "--check-rise",
-        "1",
-        "--check-fall",
-        "1",
-    ]);
-    for h in &lan.rs[..2] {
-        xvsd.adm_ok(&["-a", "-t", &svc, "-r", &h.ip.to_string(), "-g"]);
-    }
+    add_fast_checked(&xvsd, &svc, &["--sorry-server", &sorry, "--check", "tcp"]);
+    xvsd.add_direct(&svc, &lan.rs[..2]);
     let (a1, a2) = (rs_addr(&lan, 0, 80), rs_addr(&lan, 1, 80));
     wait_weights(&xvsd, &svc, Duration::from_secs(3), "rs1, rs2 up", |w| {
         w.get(&a1) == Some(&1) && w.get(&a2) == Some(&1)

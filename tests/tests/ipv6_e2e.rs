@@ -9,7 +9,8 @@ use xvs_tests::lan6::{addr6, endpoint6, NAT_VIP6, VIP6};
 use xvs_tests::lans::{NatLan, TunLan, TunType, GUE_PORT};
 use xvs_tests::listing;
 use xvs_tests::netns::{self, DrLan, Host};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const CONNS: u64 = 300;
@@ -32,7 +33,10 @@ fn begin() -> MutexGuard<'static, ()> {
 fn dr6(ports: &[u16]) -> (DrLan, Vec<netns::Proc>, Xvsd) {
     let lan = DrLan::new();
     lan.enable_ipv6();
-    let servers = ports.iter().flat_map(|&p| serve_rs(&lan, p)).collect();
+    let servers = ports
+        .iter()
+        .flat_map(|&p| rig::serve_on(&lan.rs, p, &["--bind", "::"]))
+        .collect();
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     (lan, servers, xvsd)
 }
@@ -68,46 +72,12 @@ fn stop_clean(xvsd: Xvsd) {
     }
 }
 
-/// `xvs-node serve` on every real server (names rs1..rs3), on every
-/// address of both families.
-fn serve_rs(lan: &DrLan, port: u16) -> Vec<netns::Proc> {
-    let port = port.to_string();
-    lan.rs
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE, "serve", "--name", &h.role, "--port", &port, "--bind", "::",
-            ])
-        })
-        .collect()
-}
-
 /// `count` sequential TCP connections (or UDP exchanges) from the
 /// client in `ns` to `target`.
 fn client_in(ns: &str, target: &str, count: u64, udp: bool) -> ClientSummary {
-    let n = count.to_string();
-    let mut args = vec![
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &n,
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "60000",
-        "--max-failures",
-        "10",
-    ];
-    if udp {
-        args.push("--udp");
-    }
-    let out = netns::exec(ns, &args);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    ClientSummary::from_output(&out)
+    Clients::new(2000, 60_000, 10)
+        .udp(udp)
+        .run(ns, target, count)
 }
 
 /// `count` sequential TCP connections from the DR LAN's client.
@@ -266,7 +236,7 @@ fn ipv6_persistence_with_a_64_prefix_keeps_a_network_on_one_server() {
 fn gue6_service(vip: &str) -> (TunLan, Vec<netns::Proc>, Xvsd) {
     let lan = TunLan::new(TunType::Gue { port: GUE_PORT });
     lan.enable_ipv6();
-    let servers = serve_rs(&lan, 80);
+    let servers = rig::serve_on(&lan.rs, 80, &["--bind", "::"]);
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     gue_service(&xvsd, &["-t", vip], &rips(&lan.rs, 80));
     (lan, servers, xvsd)
@@ -302,9 +272,7 @@ fn ipv6_in_ipv6_gue_tunnels_carry_tcp_and_udp_and_answer_packet_too_big() {
         .iter()
         .map(|h| {
             netns::sysctl(&h.ns, &[("net.ipv6.ip_nonlocal_bind", "1")]);
-            h.spawn_ready(&[
-                NODE, "serve", "--name", &h.role, "--port", "53", "--udp", "--bind", &bind,
-            ])
+            rig::serve(h, 53, &["--udp", "--bind", &bind])
         })
         .collect();
     gue_service(&xvsd, &["-u", &udp_vip], &rips(&lan.rs, 53));

@@ -18,10 +18,9 @@ use std::sync::{Mutex, MutexGuard};
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::lans::{NatLan, TunLan, TunType, GUE_PORT, NAT_VIP};
 use xvs_tests::listing;
-use xvs_tests::netns::{self, VIP};
-use xvs_tests::node::ClientSummary;
-
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
+use xvs_tests::netns::VIP;
+use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
 static NET: Mutex<()> = Mutex::new(());
 
@@ -30,47 +29,15 @@ fn net_lock() -> MutexGuard<'static, ()> {
 }
 
 fn client(ns: &str, target: &str, count: u64, udp: bool) -> ClientSummary {
-    let mut args = vec![
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--timeout-ms",
-        "3000",
-        "--deadline-ms",
-        "60000",
-        "--max-failures",
-        "10",
-    ];
-    let n = count.to_string();
-    args.extend(["--count", &n]);
-    if udp {
-        args.push("--udp");
-    }
-    let out = netns::exec(ns, &args);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    ClientSummary::from_output(&out)
+    Clients::new(3000, 60_000, 10)
+        .udp(udp)
+        .run(ns, target, count)
 }
 
 fn stop_clean(xvsd: Xvsd) -> String {
     let exit = xvsd.stop();
-    assert!(
-        exit.status.success(),
-        "xvsd exit: {:?}\n{}",
-        exit.status,
-        exit.stderr
-    );
-    let frames = exit.worker_frames();
-    assert!(
-        !frames.is_empty(),
-        "no worker accounting line:\n{}",
-        exit.stderr
-    );
-    for f in &frames {
-        assert_eq!(f.lost, 0, "frames lost: {f:?}");
-    }
+    exit.assert_clean();
+    exit.assert_frames_accounted();
     exit.stderr
 }
 
@@ -82,8 +49,8 @@ fn nat_tcp_with_port_mapping_and_udp_replies_pass_back_through_the_director() {
     // TCP servers on 8080 (the service maps 80 -> 8080), UDP servers on 53.
     let mut servers = Vec::new();
     for h in &lan.rs {
-        servers.push(h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "8080"]));
-        servers.push(h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "53", "--udp"]));
+        servers.push(rig::serve(h, 8080, &[]));
+        servers.push(rig::serve(h, 53, &["--udp"]));
     }
     let xvsd = Xvsd::start(
         &lan.director.ns,
@@ -149,11 +116,9 @@ fn tun_run(tun: TunType, extra: &[&str]) {
         .iter()
         .flat_map(|h| {
             [
-                h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]),
+                rig::serve(h, 80, &[]),
                 // UDP answers must leave from the VIP: bound to it.
-                h.spawn_ready(&[
-                    NODE, "serve", "--name", &h.role, "--port", "53", "--udp", "--bind", &bind,
-                ]),
+                rig::serve(h, 53, &["--udp", "--bind", &bind]),
             ]
         })
         .collect();
@@ -231,11 +196,7 @@ fn one_service_mixes_dr_tun_and_nat_and_each_connection_keeps_its_method() {
     // client's segment via the director on rs3 and let it answer from its
     // own address).
     let lan = TunLan::new(TunType::Ipip);
-    let servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]))
-        .collect();
+    let servers: Vec<_> = lan.rs.iter().map(|h| rig::serve(h, 80, &[])).collect();
     // rs3 reaches the client through the director (host route), so NAT
     // replies pass back through xvsd.
     let dir_ip = lan.director.ip.to_string();

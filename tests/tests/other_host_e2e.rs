@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
 use xvs_tests::netns::{DrLan, Host, VIP};
-use xvs_tests::node::ClientSummary;
-
-const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
-const FLOOD: &str = env!("CARGO_BIN_EXE_xvs-synflood");
+use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
 /// A unicast MAC no host of the LAN has: the bridge floods frames to it.
 const OTHER_MAC: &str = "02:00:00:00:ee:01";
@@ -50,21 +48,7 @@ fn tcp_in_segs(h: &Host) -> u64 {
 }
 
 fn client_run(lan: &DrLan, count: u64) -> ClientSummary {
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        &format!("{VIP}:80"),
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "5",
-    ]);
-    ClientSummary::from_output(&out)
+    Clients::default().run(&lan.client.ns, &format!("{VIP}:80"), count)
 }
 
 #[test]
@@ -74,33 +58,12 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
         // Were a spoofed SYN forwarded, its SYN-ACK would go nowhere.
         h.exec_ok(&["ip", "route", "add", "blackhole", "198.18.0.0/15"]);
     }
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE,
-                "serve",
-                "--name",
-                &h.role,
-                "--port",
-                "80",
-                "--lifetime-s",
-                "90",
-            ])
-        })
-        .collect();
-    let mut rules = format!("-A -t {VIP}:80 -s rr\n");
-    for h in &lan.rs {
-        rules.push_str(&format!("-a -t {VIP}:80 -r {}:80 -g -w 1\n", h.ip));
-    }
-    let rules = TempFile::new("rules", &rules);
-    let args: Vec<String> = vec![
-        "--iface".into(),
-        lan.director.iface.clone(),
-        "--config".into(),
-        rules.0.display().to_string(),
-    ];
+    let _servers = rig::serve_on(&lan.rs, 80, &["--lifetime-s", "90"]);
+    let rules = TempFile::new(
+        "rules",
+        &rig::rules(&format!("{VIP}:80"), "rr", &lan.rs, 80, "-g"),
+    );
+    let args = rig::xvsd_args(&[&lan.director.iface], Some(&rules.0), None);
     let xvsd = Xvsd::start_with(Some(&lan.director.ns), &args);
     let steering = format!("steering {}", lan.director.iface);
 
@@ -110,25 +73,16 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
 
     let before = xvsd.adm_ok(&["-L", "--dataplane"]);
     let segs_before: Vec<u64> = lan.rs.iter().map(tcp_in_segs).collect();
-    let flood = lan.client.exec(&[
-        FLOOD,
-        "--iface",
-        &lan.client.iface,
-        "--src-mac",
-        &lan.client.mac,
-        "--dst-mac",
-        OTHER_MAC,
-        "--vip",
-        &VIP.to_string(),
-        "--port",
-        "80",
-        "--count",
-        &SYNS.to_string(),
-        "--secs",
-        "10",
-        "--rate",
-        "1000",
-    ]);
+    let flood = rig::SynFlood {
+        from: &lan.client,
+        dst_mac: OTHER_MAC,
+        vip: VIP,
+        port: 80,
+        count: SYNS,
+        secs: 10,
+        rate: 1000,
+    }
+    .run();
     let report = String::from_utf8_lossy(&flood.stdout).into_owned();
     assert!(flood.status.success(), "the SYNs were not sent: {flood:?}");
     assert!(
@@ -205,25 +159,16 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
         0,
         "the workers did not follow the new MAC:\n{moved}"
     );
-    let old = lan.client.exec(&[
-        FLOOD,
-        "--iface",
-        &lan.client.iface,
-        "--src-mac",
-        &lan.client.mac,
-        "--dst-mac",
-        &lan.director.mac,
-        "--vip",
-        &VIP.to_string(),
-        "--port",
-        "80",
-        "--count",
-        "50",
-        "--secs",
-        "10",
-        "--rate",
-        "1000",
-    ]);
+    let old = rig::SynFlood {
+        from: &lan.client,
+        dst_mac: &lan.director.mac,
+        vip: VIP,
+        port: 80,
+        count: 50,
+        secs: 10,
+        rate: 1000,
+    }
+    .run();
     assert!(old.status.success(), "{old:?}");
     let base = counter(&moved, &steering, "other_host");
     let deadline = Instant::now() + Duration::from_secs(10);

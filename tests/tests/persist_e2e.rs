@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::netns::{DrLan, VIP};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
+use xvs_tests::rig;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 
@@ -21,26 +22,7 @@ fn net_lock() -> MutexGuard<'static, ()> {
 }
 
 fn client(lan: &DrLan, port: u16, count: u64) -> ClientSummary {
-    let target = format!("{VIP}:{port}");
-    let n = count.to_string();
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        &target,
-        "--count",
-        &n,
-        "--timeout-ms",
-        "3000",
-        "--deadline-ms",
-        "60000",
-        "--max-failures",
-        "5",
-    ]);
-    if !out.status.success() {
-        eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    ClientSummary::from_output(&out)
+    Clients::new(3000, 60_000, 5).run(&lan.client.ns, &format!("{VIP}:{port}"), count)
 }
 
 /// The one server that answered every request of `s`.
@@ -54,7 +36,7 @@ fn serve(lan: &DrLan, ports: &[u16]) -> Vec<xvs_tests::netns::Proc> {
     let mut v = Vec::new();
     for h in &lan.rs {
         for p in ports {
-            v.push(h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", &p.to_string()]));
+            v.push(rig::serve(h, *p, &[]));
         }
     }
     v
@@ -222,58 +204,20 @@ fn firewall_mark_groups_ports_under_one_persistent_service() {
 fn a_full_table_forwards_new_connections_without_an_entry_and_established_ones_keep_going() {
     let _g = net_lock();
     let lan = DrLan::new();
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE,
-                "serve",
-                "--name",
-                &h.role,
-                "--port",
-                "80",
-                "--idle-timeout-s",
-                "30",
-            ])
-        })
-        .collect();
+    let _servers = rig::serve_on(&lan.rs, 80, &["--idle-timeout-s", "30"]);
     let xvsd = Xvsd::start_with(
         Some(&lan.director.ns),
-        &[
-            "--iface".into(),
-            lan.director.iface.clone(),
-            "--conn-max".into(),
-            "3".into(),
-        ],
+        &rig::xvsd_args(&[&lan.director.iface], None, Some(3)),
     );
     let svc = format!("{VIP}:80");
-    xvsd.adm_ok(&["-A", "-t", &svc, "-s", "rr"]);
-    for h in &lan.rs {
-        xvsd.adm_ok(&["-a", "-t", &svc, "-r", &h.ip.to_string(), "-g"]);
-    }
+    xvsd.add_dr_service(&svc, "rr", &lan.rs);
     // Three held connections fill the table.
     let holder =
         xvs_tests::node::Holder::start(&lan.client.ns, NODE, &svc, 3, Duration::from_secs(20));
     assert_eq!(holder.held(), 3);
     // Nothing to evict (every entry is ESTABLISHED): new connections are
     // forwarded without an entry, every packet of each to one server.
-    let n = "2".to_string();
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        &svc,
-        "--count",
-        &n,
-        "--timeout-ms",
-        "1500",
-        "--deadline-ms",
-        "10000",
-        "--max-failures",
-        "2",
-    ]);
-    let s = ClientSummary::from_output(&out);
+    let s = Clients::new(1500, 10_000, 2).run(&lan.client.ns, &svc, 2);
     assert_eq!(
         s.ok, 2,
         "new connections go through without an entry: {s:?}"

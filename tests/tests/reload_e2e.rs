@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::listing::{self, ListedService, Stats};
 use xvs_tests::netns::{self, DrLan, VIP};
-use xvs_tests::node::{ClientSummary, Holder};
+use xvs_tests::node::{ClientSummary, Clients, Holder};
+use xvs_tests::rig;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 /// How long a holder may take to open its connections, and to finish.
@@ -103,29 +104,7 @@ fn wait_for(xvsd: &Xvsd, what: &str, mut cond: impl FnMut(&ListedService) -> boo
 }
 
 fn run_clients(lan: &DrLan, count: u64) -> ClientSummary {
-    let target = format!("{VIP}:80");
-    let out = lan.client.exec(&[
-        NODE,
-        "client",
-        "--connect",
-        &target,
-        "--count",
-        &count.to_string(),
-        "--timeout-ms",
-        "3000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "3",
-    ]);
-    let s = ClientSummary::from_output(&out);
-    assert_eq!(
-        (s.ok, s.failed),
-        (count, 0),
-        "{s:?}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s
+    Clients::new(3000, 30_000, 3).run_all_ok(&lan.client.ns, &format!("{VIP}:80"), count)
 }
 
 #[test]
@@ -137,25 +116,8 @@ fn sighup_drains_a_removed_server_keeps_counters_and_rules_survive_a_restart() {
     let config = scratch.0.join("rules");
 
     let lan = DrLan::new();
-    let _servers: Vec<netns::Proc> = lan.rs[..2]
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE,
-                "serve",
-                "--name",
-                &h.role,
-                "--port",
-                "80",
-                "--idle-timeout-s",
-                "30",
-            ])
-        })
-        .collect();
-    for h in &lan.rs[..2] {
-        lan.director
-            .exec_ok(&["ping", "-c", "1", "-W", "2", &h.ip.to_string()]);
-    }
+    let _servers = rig::serve_on(&lan.rs[..2], 80, &["--idle-timeout-s", "30"]);
+    rig::resolve(&lan.director, &lan.rs[..2]);
     let rs1 = format!("{}:80", lan.rs[0].ip);
     let rs2 = format!("{}:80", lan.rs[1].ip);
     std::fs::write(&config, rules(&[rs1.clone(), rs2.clone()])).unwrap();

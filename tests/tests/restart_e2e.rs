@@ -17,7 +17,7 @@ use xvs_tests::daemon::{Start, TempFile, Xvsd};
 use xvs_tests::lans::NatLan;
 use xvs_tests::listing;
 use xvs_tests::netns::{unique_prefix, DrLan, VIP};
-use xvs_tests::node::Lines;
+use xvs_tests::rig;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 /// Streams per run.
@@ -30,36 +30,6 @@ static NET: Mutex<()> = Mutex::new(());
 
 fn net_lock() -> MutexGuard<'static, ()> {
     NET.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `xvs-stream client` running in a namespace: 20 streams, a line every
-/// 50 ms each, every echo checked byte for byte; returned once all are
-/// connected.
-fn start_streams(ns: &str, target: &str) -> Lines {
-    let (conns, ms) = (STREAMS.to_string(), STREAM_MS.to_string());
-    let s = Lines::spawn(
-        ns,
-        &[
-            STREAM,
-            "client",
-            "--connect",
-            target,
-            "--conns",
-            &conns,
-            "--duration-ms",
-            &ms,
-            "--interval-ms",
-            "50",
-            "--size",
-            "8",
-            "--timeout-ms",
-            "8000",
-        ],
-    );
-    match s.next_line(Duration::from_secs(10)) {
-        Some(l) if l == "connected" => s,
-        other => panic!("the streams did not connect: {other:?}"),
-    }
 }
 
 /// Each real server's (ActiveConn, InActConn) in `-Ln`.
@@ -152,7 +122,7 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
         .expect("warm-up");
     assert!(warm.status.success(), "warm-up: {warm:?}");
 
-    let streams = start_streams(client_ns, svc);
+    let streams = rig::start_streams(client_ns, svc, STREAMS, STREAM_MS, 8, 8000);
     let before = wait_active(&xvsd, svc);
     std::thread::sleep(Duration::from_millis(1000));
     let said = xvsd.kill_hard();
@@ -201,25 +171,10 @@ fn streams_survive(director_ns: &str, args: &[String], client_ns: &str, svc: &st
 fn dr_streams_survive_kill_9_restart_and_live_upgrade() {
     let _g = net_lock();
     let lan = DrLan::new();
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[STREAM, "serve", "--port", "80", "--lifetime-s", "120"]))
-        .collect();
+    let _servers = rig::stream_on(&lan.rs, 80, 120);
     let svc = format!("{VIP}:80");
-    let mut rules = format!("-A -t {svc} -s wlc\n");
-    for h in &lan.rs {
-        rules.push_str(&format!("-a -t {svc} -r {}:80 -g -w 1\n", h.ip));
-    }
-    let rules = TempFile::new("rules", &rules);
-    let args: Vec<String> = vec![
-        "--iface".into(),
-        lan.director.iface.clone(),
-        "--config".into(),
-        rules.0.display().to_string(),
-        "--conn-max".into(),
-        "65536".into(),
-    ];
+    let rules = TempFile::new("rules", &rig::rules(&svc, "wlc", &lan.rs, 80, "-g"));
+    let args = rig::xvsd_args(&[&lan.director.iface], Some(&rules.0), Some(65536));
     streams_survive(&lan.director.ns, &args, &lan.client.ns, &svc);
 }
 
@@ -227,27 +182,14 @@ fn dr_streams_survive_kill_9_restart_and_live_upgrade() {
 fn nat_streams_survive_kill_9_restart_and_live_upgrade() {
     let _g = net_lock();
     let lan = NatLan::new();
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[STREAM, "serve", "--port", "8080", "--lifetime-s", "120"]))
-        .collect();
+    let _servers = rig::stream_on(&lan.rs, 8080, 120);
     let svc = format!("{}:80", lan.vip);
-    let mut rules = format!("-A -t {svc} -s wlc\n");
-    for h in &lan.rs {
-        rules.push_str(&format!("-a -t {svc} -r {}:8080 -m -w 1\n", h.ip));
-    }
-    let rules = TempFile::new("rules", &rules);
-    let args: Vec<String> = vec![
-        "--iface".into(),
-        lan.director.iface.clone(),
-        "--iface".into(),
-        lan.director_rs.iface.clone(),
-        "--config".into(),
-        rules.0.display().to_string(),
-        "--conn-max".into(),
-        "65536".into(),
-    ];
+    let rules = TempFile::new("rules", &rig::rules(&svc, "wlc", &lan.rs, 8080, "-m"));
+    let args = rig::xvsd_args(
+        &[&lan.director.iface, &lan.director_rs.iface],
+        Some(&rules.0),
+        Some(65536),
+    );
     streams_survive(&lan.director.ns, &args, &lan.client.ns, &svc);
 }
 
@@ -269,23 +211,9 @@ fn a_corrupted_table_header_starts_empty_and_says_why() {
     let lan = DrLan::new();
     let table = std::env::temp_dir().join(format!("xvs-{}.table", unique_prefix()));
     let svc = format!("{VIP}:80");
-    let rules = TempFile::new(
-        "rules",
-        &format!(
-            "-A -t {svc} -s rr\n-a -t {svc} -r {}:80 -g -w 1\n",
-            lan.rs[0].ip
-        ),
-    );
-    let args: Vec<String> = vec![
-        "--iface".into(),
-        lan.director.iface.clone(),
-        "--config".into(),
-        rules.0.display().to_string(),
-        "--conn-max".into(),
-        "4096".into(),
-        "--table-file".into(),
-        table.display().to_string(),
-    ];
+    let rules = TempFile::new("rules", &rig::rules(&svc, "rr", &lan.rs[..1], 80, "-g"));
+    let mut args = rig::xvsd_args(&[&lan.director.iface], Some(&rules.0), Some(4096));
+    args.extend(["--table-file".into(), table.display().to_string()]);
     let xvsd = Xvsd::start_with(Some(&lan.director.ns), &args);
     let _server = lan.rs[0].spawn_ready(&[STREAM, "serve", "--port", "80", "--lifetime-s", "60"]);
     let out = Command::new("ip")

@@ -17,7 +17,8 @@ use xvs_scheduler::{Dest, DestHash, Flow, Scheduler, SourceHash, WeightedRoundRo
 use xvs_tests::daemon::Xvsd;
 use xvs_tests::listing::{self, ListedService};
 use xvs_tests::netns::{self, DrLan, VIP};
-use xvs_tests::node::{ClientSummary, Holder};
+use xvs_tests::node::{ClientSummary, Clients, Holder};
+use xvs_tests::rig;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 /// How long a holder may take to open its connections, and to finish.
@@ -45,28 +46,10 @@ impl Rig {
         xvs_tests::bin("xvsd");
         xvs_tests::bin("xvsadm");
         let lan = DrLan::new();
-        let servers = lan
-            .rs
-            .iter()
-            .map(|h| {
-                h.spawn_ready(&[
-                    NODE,
-                    "serve",
-                    "--name",
-                    &h.role,
-                    "--port",
-                    "80",
-                    "--idle-timeout-s",
-                    "30",
-                ])
-            })
-            .collect();
+        let servers = rig::serve_on(&lan.rs, 80, &["--idle-timeout-s", "30"]);
         // Resolve the real servers now, so that no first SYN is dropped
         // for an unknown next hop (xvsd mirrors the kernel's table).
-        for h in &lan.rs {
-            lan.director
-                .exec_ok(&["ping", "-c", "1", "-W", "2", &h.ip.to_string()]);
-        }
+        rig::resolve(&lan.director, &lan.rs);
         let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
         Rig {
             xvsd,
@@ -104,28 +87,7 @@ impl Rig {
     /// `count` sequential connections from the client to `target`; all
     /// must succeed.
     fn run(&self, target: &str, count: u64) -> ClientSummary {
-        let out = self.lan.client.exec(&[
-            NODE,
-            "client",
-            "--connect",
-            target,
-            "--count",
-            &count.to_string(),
-            "--timeout-ms",
-            "3000",
-            "--deadline-ms",
-            "30000",
-            "--max-failures",
-            "3",
-        ]);
-        let s = ClientSummary::from_output(&out);
-        assert_eq!(
-            (s.ok, s.failed),
-            (count, 0),
-            "{count} connections to {target}: {s:?}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        s
+        Clients::new(3000, 30_000, 3).run_all_ok(&self.lan.client.ns, target, count)
     }
 
     /// Replies per real server (rs1, rs2, rs3) of a run of `count`.

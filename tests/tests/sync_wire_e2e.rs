@@ -25,6 +25,7 @@ use xvs_tests::daemon::Xvsd;
 use xvs_tests::lan6::{self, addr6, endpoint6};
 use xvs_tests::netns::{DrLan, Host, VIP};
 use xvs_tests::node::{Holder, Lines};
+use xvs_tests::rig;
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const UDP: &str = env!("CARGO_BIN_EXE_xvs-udp");
@@ -204,11 +205,7 @@ fn a_kernel_layout_receiver_reads_what_an_xvs_master_sends() {
     let mut lan = DrLan::new();
     lan.add_vip(VIP2);
     let sync = lan.add_host("sync", Ipv4Addr::new(198, 18, 0, 50));
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]))
-        .collect();
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let listener = start_listener(&sync, 8848);
 
     let xvsd = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
@@ -643,18 +640,9 @@ fn a_late_backup_gets_the_table_from_the_master() {
     let _g = net_lock();
     let mut lan = DrLan::new();
     let dir2 = lan.add_host("dir2", Ipv4Addr::new(198, 18, 0, 3));
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| h.spawn_ready(&[NODE, "serve", "--name", &h.role, "--port", "80"]))
-        .collect();
+    let _servers = rig::serve_on(&lan.rs, 80, &[]);
     let dr = format!("{VIP}:80");
-    let rules = |x: &Xvsd| {
-        x.adm_ok(&["-A", "-t", &dr, "-s", "rr"]);
-        for h in &lan.rs {
-            x.adm_ok(&["-a", "-t", &dr, "-r", &h.ip.to_string(), "-g"]);
-        }
-    };
+    let rules = |x: &Xvsd| x.add_dr_service(&dr, "rr", &lan.rs);
     let master = Xvsd::start(&lan.director.ns, &[&lan.director.iface]);
     rules(&master);
     master.adm_ok(&[
@@ -705,15 +693,7 @@ fn ipv6_connections_reach_a_backup_by_resync_and_by_sync() {
     let mut lan = DrLan::new();
     let dir2 = lan.add_host("dir2", Ipv4Addr::new(198, 18, 0, 3));
     lan.enable_ipv6();
-    let _servers: Vec<_> = lan
-        .rs
-        .iter()
-        .map(|h| {
-            h.spawn_ready(&[
-                NODE, "serve", "--name", &h.role, "--port", "80", "--bind", "::",
-            ])
-        })
-        .collect();
+    let _servers = rig::serve_on(&lan.rs, 80, &["--bind", "::"]);
     let vip = endpoint6(lan6::VIP6, 80);
     let rules = |x: &Xvsd| {
         x.adm_ok(&["-A", "-t", &vip, "-s", "rr"]);

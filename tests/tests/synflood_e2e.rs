@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use xvs_tests::daemon::{TempFile, Xvsd};
 use xvs_tests::netns::{DrLan, VIP};
-use xvs_tests::node::Lines;
+use xvs_tests::rig;
 
 const STREAM: &str = env!("CARGO_BIN_EXE_xvs-stream");
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
-const FLOOD: &str = env!("CARGO_BIN_EXE_xvs-synflood");
 
 /// The daemon's table (one worker: one partition of this size).
 const CONN_MAX: u64 = 4096;
@@ -79,38 +78,18 @@ fn a_syn_flood_locks_out_no_real_client_and_disturbs_no_stream() {
         .iter()
         .flat_map(|h| {
             [
-                h.spawn_ready(&[
-                    NODE,
-                    "serve",
-                    "--name",
-                    &h.role,
-                    "--port",
-                    "80",
-                    "--lifetime-s",
-                    "90",
-                ]),
+                rig::serve(h, 80, &["--lifetime-s", "90"]),
                 h.spawn_ready(&[STREAM, "serve", "--port", "9000", "--lifetime-s", "90"]),
             ]
         })
         .collect();
     let web = format!("{VIP}:80");
     let echo = format!("{VIP}:9000");
-    let mut rules = String::new();
-    for port in [80, 9000] {
-        rules.push_str(&format!("-A -t {VIP}:{port} -s wlc\n"));
-        for h in &lan.rs {
-            rules.push_str(&format!("-a -t {VIP}:{port} -r {}:{port} -g -w 1\n", h.ip));
-        }
-    }
+    let rules: String = [80, 9000]
+        .map(|port| rig::rules(&format!("{VIP}:{port}"), "wlc", &lan.rs, port, "-g"))
+        .concat();
     let rules = TempFile::new("rules", &rules);
-    let args: Vec<String> = vec![
-        "--iface".into(),
-        lan.director.iface.clone(),
-        "--config".into(),
-        rules.0.display().to_string(),
-        "--conn-max".into(),
-        CONN_MAX.to_string(),
-    ];
+    let args = rig::xvsd_args(&[&lan.director.iface], Some(&rules.0), Some(CONN_MAX));
     let xvsd = Xvsd::start_with(Some(&lan.director.ns), &args);
     let cl = lan.client.ns.clone();
     // Warm-up: every next hop resolved before the clock starts.
@@ -119,52 +98,18 @@ fn a_syn_flood_locks_out_no_real_client_and_disturbs_no_stream() {
         .exec(&[NODE, "client", "--connect", &web, "--count", "6"]);
     assert!(warm.status.success(), "warm-up: {warm:?}");
 
-    let streams = Lines::spawn(
-        &cl,
-        &[
-            STREAM,
-            "client",
-            "--connect",
-            &echo,
-            "--conns",
-            &STREAMS.to_string(),
-            "--duration-ms",
-            &STREAM_MS.to_string(),
-            "--interval-ms",
-            "50",
-            "--size",
-            "8",
-            "--timeout-ms",
-            "8000",
-        ],
-    );
-    match streams.next_line(Duration::from_secs(10)) {
-        Some(l) if l == "connected" => {}
-        other => panic!("the streams did not connect: {other:?}"),
-    }
+    let streams = rig::start_streams(&cl, &echo, STREAMS, STREAM_MS, 8, 8000);
 
-    let flood = Lines::spawn(
-        &flooder.ns,
-        &[
-            FLOOD,
-            "--iface",
-            &flooder.iface,
-            "--src-mac",
-            &flooder.mac,
-            "--dst-mac",
-            &lan.director.mac,
-            "--vip",
-            &VIP.to_string(),
-            "--port",
-            "80",
-            "--count",
-            &FLOOD_MAX.to_string(),
-            "--secs",
-            &FLOOD_SECS.to_string(),
-            "--rate",
-            &FLOOD_PPS.to_string(),
-        ],
-    );
+    let flood = rig::SynFlood {
+        from: &flooder,
+        dst_mac: &lan.director.mac,
+        vip: VIP,
+        port: 80,
+        count: FLOOD_MAX,
+        secs: FLOOD_SECS,
+        rate: FLOOD_PPS,
+    }
+    .spawn();
     let flood_start = Instant::now();
     // Let the flood fill the table, then open connections through it.
     std::thread::sleep(Duration::from_millis(1000));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use xvs_tests::lans::NAT_DIP_SERVER;
 use xvs_tests::lans::{NatLan, TunLan, TunType, DECAP_DEV, GUE_PORT, NAT_DIP_CLIENT};
 use xvs_tests::netns::{self, Host, Proc};
-use xvs_tests::node::ClientSummary;
+use xvs_tests::node::{ClientSummary, Clients};
 
 const NODE: &str = env!("CARGO_BIN_EXE_xvs-node");
 const DECAP: &str = env!("CARGO_BIN_EXE_xvs-decap");
@@ -32,25 +32,9 @@ fn ping(h: &Host, dst: &str) -> bool {
 }
 
 fn client_run(h: &Host, target: &str, count: u64, udp: bool) -> (ClientSummary, String) {
-    let count = count.to_string();
-    let mut cmd = vec![
-        NODE,
-        "client",
-        "--connect",
-        target,
-        "--count",
-        &count,
-        "--timeout-ms",
-        "2000",
-        "--deadline-ms",
-        "30000",
-        "--max-failures",
-        "3",
-    ];
-    if udp {
-        cmd.push("--udp");
-    }
-    let out = h.exec(&cmd);
+    let out = Clients::new(2000, 30_000, 3)
+        .udp(udp)
+        .output(&h.ns, target, count);
     (
         ClientSummary::from_output(&out),
         String::from_utf8_lossy(&out.stderr).into_owned(),
