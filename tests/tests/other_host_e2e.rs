@@ -51,6 +51,45 @@ fn client_run(lan: &DrLan, count: u64) -> ClientSummary {
     Clients::default().run(&lan.client.ns, &format!("{VIP}:80"), count)
 }
 
+/// The director's data-plane listing and the real servers' TCP segment
+/// counts, once two reads 300 ms apart agree on every counter the test
+/// compares (within 10 s).
+fn settled(xvsd: &Xvsd, lan: &DrLan, steering: &str) -> (String, Vec<u64>) {
+    let read = || {
+        let listing = xvsd.adm_ok(&["-L", "--dataplane"]);
+        let segs: Vec<u64> = lan.rs.iter().map(tcp_in_segs).collect();
+        (listing, segs)
+    };
+    let key = |(listing, segs): &(String, Vec<u64>)| {
+        let mut k: Vec<u64> = ["redirect", "no_socket", "other_host"]
+            .iter()
+            .map(|n| counter(listing, steering, n))
+            .collect();
+        k.extend(
+            ["rx", "tx", "conns_created"]
+                .iter()
+                .map(|n| counter(listing, "pipeline", n)),
+        );
+        k.extend(segs);
+        k
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = read();
+        if key(&now) == key(&last) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counters did not settle within 10 s:\n{}",
+            now.0
+        );
+        last = now;
+    }
+}
+
 #[test]
 fn frames_for_another_hosts_mac_reach_no_real_server() {
     let lan = DrLan::new();
@@ -71,8 +110,9 @@ fn frames_for_another_hosts_mac_reach_no_real_server() {
     let warm = client_run(&lan, 6);
     assert_eq!((warm.ok, warm.failed), (6, 0), "{warm:?}");
 
-    let before = xvsd.adm_ok(&["-L", "--dataplane"]);
-    let segs_before: Vec<u64> = lan.rs.iter().map(tcp_in_segs).collect();
+    // The warm-up's last segments (its final ACKs) may still be on their
+    // way: take "before" once nothing moves any more.
+    let (before, segs_before) = settled(&xvsd, &lan, &steering);
     let flood = rig::SynFlood {
         from: &lan.client,
         dst_mac: OTHER_MAC,
