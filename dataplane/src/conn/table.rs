@@ -1600,10 +1600,25 @@ impl<A: Addr> ConnTable<A> {
     /// the hash the pass computed, see [`Hint::unkeyed`]).
     #[inline]
     pub fn probe_hinted(&self, hint: &Hint<A>, key: &Key<A>) -> Probe<A> {
+        self.probe_hinted_hashed(hint, key, 0)
+    }
+
+    /// [`ConnTable::probe_hinted`] of a key whose hash is `hashed` (0: not
+    /// computed yet; see [`ConnTable::lookup_hinted_hashed`]).
+    #[inline(always)]
+    pub fn probe_hinted_hashed(&self, hint: &Hint<A>, key: &Key<A>, hashed: u64) -> Probe<A> {
         if let Some(p) = hint.probe(key) {
             return p;
         }
-        let mut p = self.probe(key);
+        let mut p = if hashed != 0 {
+            Probe {
+                key: *key,
+                hash: hashed,
+                cand: 0,
+            }
+        } else {
+            self.probe(key)
+        };
         if hint.key.is_none() && (hint.cand != ABSENT || hint.absent_unkeyed(p.hash)) {
             p.cand = hint.cand;
         }
@@ -1617,6 +1632,19 @@ impl<A: Addr> ConnTable<A> {
     /// whose pass found the key's hash absent no walk.
     #[inline(always)]
     pub fn lookup_hinted(&self, hint: &Hint<A>, key: &Key<A>) -> Option<View<A>> {
+        self.lookup_hinted_hashed(hint, key, &mut 0)
+    }
+
+    /// [`ConnTable::lookup_hinted`] that leaves in `hashed` the key's hash
+    /// if it computed it (else 0), for [`ConnTable::probe_hinted_hashed`]:
+    /// an IPv6 flow's first packet then hashes its key once.
+    #[inline(always)]
+    pub fn lookup_hinted_hashed(
+        &self,
+        hint: &Hint<A>,
+        key: &Key<A>,
+        hashed: &mut u64,
+    ) -> Option<View<A>> {
         if let Some(p) = hint.probe(key) {
             return self.lookup_probe(&p);
         }
@@ -1628,6 +1656,7 @@ impl<A: Addr> ConnTable<A> {
             }
         }
         let h = key.hash(&self.hkey);
+        *hashed = h;
         // The first packet of an IPv6 flow: absent when the pass looked.
         if hint.absent_unkeyed(h) {
             return None;
@@ -3265,6 +3294,11 @@ mod tests {
                 assert_eq!(pb.proved_absent(), own && want.is_none(), "key {i}");
                 assert_eq!(t.lookup_probe(&pb), want, "key {i}");
                 assert_eq!(t.lookup_hinted(h, k), want, "key {i}");
+                // The lookup's hash, when it made one, is the probe's.
+                let mut hashed = 0;
+                assert_eq!(t.lookup_hinted_hashed(h, k, &mut hashed), want, "key {i}");
+                assert!(hashed == 0 || hashed == k.hash(&t.hkey), "key {i}");
+                assert_eq!(t.probe_hinted_hashed(h, k, hashed), pb, "key {i}");
             }
         }
         // The present keys' own hints name their entries.
