@@ -709,18 +709,30 @@ impl<A: Addr> Hint<A> {
 
     /// The findings without their key, for a table of `B` keys: a frame
     /// whose key the pass did not keep (an IPv6 frame's is too large to
-    /// keep for every frame of a batch) has only its candidate entry
-    /// passed on; [`ConnTable::probe_hinted`] tries it first and trusts
-    /// nothing else of it.
+    /// keep for every frame of a batch) has its candidate entry and its
+    /// key's hash passed on. [`ConnTable::lookup_hinted`] and
+    /// [`ConnTable::probe_hinted`] try the candidate first; they trust
+    /// the pass's finding that the key is absent only when the key they
+    /// hash has the hint's hash (the pass hashed this frame's key, not
+    /// another's: frames out of step with their hints cost a walk, never
+    /// a wrong answer).
     #[inline]
     pub fn unkeyed<B: Addr>(&self) -> Hint<B> {
+        let own = self.key.is_none();
         Hint {
             key: None,
-            hash: 0,
+            hash: if own { self.hash } else { 0 },
             rhash: 0,
-            cand: if self.key.is_none() { self.cand } else { 0 },
+            cand: if own { self.cand } else { 0 },
             rcand: 0,
         }
+    }
+
+    /// Whether this is an unkeyed hint ([`Hint::unkeyed`]) whose pass
+    /// found the key of hash `h` absent.
+    #[inline(always)]
+    fn absent_unkeyed(&self, h: u64) -> bool {
+        self.key.is_none() && self.cand == ABSENT && self.hash == h
     }
 
     /// The reply probe of `rk`, the reply key of the frame whose
@@ -1584,14 +1596,30 @@ impl<A: Addr> ConnTable<A> {
     /// probe if it is `key`'s; else, for a hint without a key (see
     /// [`Hint::unkeyed`]), the key hashed here and the hint's candidate
     /// entry tried first (its key is compared, so a hint of another frame
-    /// costs a read, never a wrong answer; an absence is not trusted).
+    /// costs a read, never a wrong answer; an absence is trusted only for
+    /// the hash the pass computed, see [`Hint::unkeyed`]).
     #[inline]
     pub fn probe_hinted(&self, hint: &Hint<A>, key: &Key<A>) -> Probe<A> {
+        self.probe_hinted_hashed(hint, key, 0)
+    }
+
+    /// [`ConnTable::probe_hinted`] of a key whose hash is `hashed` (0: not
+    /// computed yet; see [`ConnTable::lookup_hinted_hashed`]).
+    #[inline(always)]
+    pub fn probe_hinted_hashed(&self, hint: &Hint<A>, key: &Key<A>, hashed: u64) -> Probe<A> {
         if let Some(p) = hint.probe(key) {
             return p;
         }
-        let mut p = self.probe(key);
-        if hint.key.is_none() && hint.cand != ABSENT {
+        let mut p = if hashed != 0 {
+            Probe {
+                key: *key,
+                hash: hashed,
+                cand: 0,
+            }
+        } else {
+            self.probe(key)
+        };
+        if hint.key.is_none() && (hint.cand != ABSENT || hint.absent_unkeyed(p.hash)) {
             p.cand = hint.cand;
         }
         p
@@ -1600,9 +1628,23 @@ impl<A: Addr> ConnTable<A> {
     /// Find the entry with `key`, lock-free, with what the prefetch pass
     /// found: as [`ConnTable::lookup_probe`] of
     /// [`ConnTable::probe_hinted`], but a hint without a key whose
-    /// candidate is the key's entry needs no hash of the key.
+    /// candidate is the key's entry needs no hash of the key, and one
+    /// whose pass found the key's hash absent no walk.
     #[inline(always)]
     pub fn lookup_hinted(&self, hint: &Hint<A>, key: &Key<A>) -> Option<View<A>> {
+        self.lookup_hinted_hashed(hint, key, &mut 0)
+    }
+
+    /// [`ConnTable::lookup_hinted`] that leaves in `hashed` the key's hash
+    /// if it computed it (else 0), for [`ConnTable::probe_hinted_hashed`]:
+    /// an IPv6 flow's first packet then hashes its key once.
+    #[inline(always)]
+    pub fn lookup_hinted_hashed(
+        &self,
+        hint: &Hint<A>,
+        key: &Key<A>,
+        hashed: &mut u64,
+    ) -> Option<View<A>> {
         if let Some(p) = hint.probe(key) {
             return self.lookup_probe(&p);
         }
@@ -1613,7 +1655,13 @@ impl<A: Addr> ConnTable<A> {
                 }
             }
         }
-        self.find(key, key.hash(&self.hkey))
+        let h = key.hash(&self.hkey);
+        *hashed = h;
+        // The first packet of an IPv6 flow: absent when the pass looked.
+        if hint.absent_unkeyed(h) {
+            return None;
+        }
+        self.find(key, h)
     }
 
     /// The entry the prefetch pass found for a frame whose key is `key`
@@ -3254,26 +3302,48 @@ mod tests {
             let want = walk(k);
             assert_eq!(want.is_some(), i < cap as usize, "key {i}");
             // Its own hint, another key's (frames out of step), none.
-            for h in [&hints[i], &hints[(i + 7) % keys.len()], &Hint::default()] {
+            let other = &hints[(i + 7) % keys.len()];
+            for (own, h) in [(true, &hints[i]), (false, other), (false, &Hint::default())] {
                 let pb = t.probe_hinted(h, k);
-                assert!(!pb.proved_absent(), "an unkeyed hint proves nothing");
+                // Only the pass over the key itself (its hash) proves it
+                // absent, as a keyed hint does.
+                assert_eq!(pb.proved_absent(), own && want.is_none(), "key {i}");
                 assert_eq!(t.lookup_probe(&pb), want, "key {i}");
                 assert_eq!(t.lookup_hinted(h, k), want, "key {i}");
+                // The lookup's hash, when it made one, is the probe's.
+                let mut hashed = 0;
+                assert_eq!(t.lookup_hinted_hashed(h, k, &mut hashed), want, "key {i}");
+                assert!(hashed == 0 || hashed == k.hash(&t.hkey), "key {i}");
+                assert_eq!(t.probe_hinted_hashed(h, k, hashed), pb, "key {i}");
             }
         }
         // The present keys' own hints name their entries.
         for (i, v) in present.iter().enumerate() {
             assert_eq!(hints[i].cand, v.idx + 1, "key {i}");
         }
-        // A key the pass found absent, inserted since: found all the same.
+        // A key the pass found absent, inserted since (by an earlier
+        // frame of the batch): the pass's finding stands for its own
+        // frame, as a keyed hint's does, and the insert of that frame
+        // finds the entry under the lock instead of adding a second one.
         let v = present[0];
         t.remove_if(p, v.idx, v.seq, |_| true).unwrap();
         let h = pass(&keys[0]);
-        assert!(t.lookup_probe(&t.probe_hinted(&h, &keys[0])).is_none());
+        let pb = t.probe_hinted(&h, &keys[0]);
+        assert!(pb.proved_absent());
+        assert!(t.lookup_probe(&pb).is_none());
         let v = t.insert(p, &keys[0], init6(99)).unwrap();
-        let found = t.lookup_probe(&t.probe_hinted(&h, &keys[0]));
-        assert_eq!(found.map(|f| (f.idx, f.expires)), Some((v.idx, 99)));
-        assert_eq!(t.lookup_hinted(&h, &keys[0]), found);
+        assert!(t.lookup_hinted(&h, &keys[0]).is_none());
+        match t.insert_probe(p, &t.probe_hinted(&h, &keys[0]), init6(5)) {
+            Err(Insert::Exists(e)) => assert_eq!((e.idx, e.expires), (v.idx, 99)),
+            other => panic!("a second entry for one key: {other:?}"),
+        }
+        // Right after the insert, every other hint finds it: a fresh
+        // pass's (its candidate), another frame's, none.
+        for h in [&pass(&keys[0]), &hints[1], &Hint::default()] {
+            let found = t.lookup_hinted(h, &keys[0]);
+            assert_eq!(found.map(|f| (f.idx, f.expires)), Some((v.idx, 99)));
+            assert_eq!(t.lookup_probe(&t.probe_hinted(h, &keys[0])), found);
+        }
     }
 
     #[test]

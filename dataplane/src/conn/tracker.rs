@@ -552,7 +552,8 @@ impl<A: Addr> Tracker<A> {
         let syn = is_tcp && p.tcp_flags & (SYN | RST) == SYN;
         let now = ticks(now_ns);
         let key = Key::conn(&p.key);
-        let found = self.table.lookup_hinted(hint, &key);
+        let mut hashed = 0;
+        let found = self.table.lookup_hinted_hashed(hint, &key, &mut hashed);
         let stale = found.filter(|v| is_stale(now, syn, v));
 
         // The client direction first: a frame may be a connection's packet
@@ -576,7 +577,7 @@ impl<A: Addr> Tracker<A> {
             _ => 'made: {
                 // The probe again (the lookup's, made from the same hint:
                 // a packet of an established flow never needs it whole).
-                let probe = self.table.probe_hinted(hint, &key);
+                let probe = self.table.probe_hinted_hashed(hint, &key, hashed);
                 // Sloppy TCP (IPVS's): any segment but a RST opens one,
                 // so a flow moved here mid-stream by the router goes on.
                 let opens = !is_tcp || syn || (snap.sloppy_tcp && p.tcp_flags & RST == 0);
