@@ -518,7 +518,12 @@ impl Pipeline {
     /// and each frame's keys are hashed once).
     #[inline(always)]
     pub fn prefetch(&self, stage: u8, frame: &[u8]) {
-        let filter = self.snap.as_deref().and_then(Snapshot::reply_filter);
+        // Only stage 0 reads the filter.
+        let filter = if stage == 0 {
+            self.snap.as_deref().and_then(Snapshot::reply_filter)
+        } else {
+            None
+        };
         self.hints.pass(
             self.track.table(),
             Some(self.track6.table()),
@@ -574,7 +579,9 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoDest);
         };
         let v = self.process_inner(&snap, now, ingress, frame, hint);
-        self.snap = Some(snap);
+        // Back in its place, which `take` left empty (nothing can fill it
+        // meanwhile): nothing to drop, and no check for it on every frame.
+        std::mem::forget(self.snap.replace(snap));
         match v {
             Verdict::Tx(_) => self.stats.tx += 1,
             Verdict::Pass => self.stats.pass += 1,
