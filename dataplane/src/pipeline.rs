@@ -427,7 +427,13 @@ impl Pipeline {
         // Written out rather than chained through closures: the compiler
         // left the closure a call of its own on every packet.
         if let Some(mac) = dest.neigh.mac() {
-            if let Some(out) = self.port_of(dest.neigh.oif()) {
+            // One port (the common case): no route to read.
+            let out = if self.ports.len() == 1 {
+                Some(0)
+            } else {
+                self.port_of(dest.neigh.oif())
+            };
+            if let Some(out) = out {
                 if let Some(port) = self.ports.get(usize::from(out)) {
                     return Some((out, port.mac, mac));
                 }
