@@ -224,14 +224,20 @@ impl Hints {
             self.scanned.set(0);
         }
         let n = self.scanned.get();
-        if n < self.staged.get() && n < HINT_BATCH {
+        if n >= self.staged.get() {
+            return;
+        }
+        // (`staged` never passes the batch: one bounds check for all.)
+        if let (Some(key), Some(hash), Some(cand)) =
+            (self.key.get(n), self.hash.get(n), self.cand.get(n))
+        {
             self.scanned.set(n + 1);
-            if self.key[n].get().1 != 0 {
-                self.cand[n].set(table.hint_entries(self.hash[n].get()));
+            if key.get().1 != 0 {
+                cand.set(table.hint_entries(hash.get()));
             } else if let Some(t6) = table6 {
-                let hash = self.hash[n].get();
+                let hash = hash.get();
                 if hash.0 != 0 {
-                    self.cand[n].set(t6.hint_entries(hash));
+                    cand.set(t6.hint_entries(hash));
                 }
             }
         }
@@ -245,11 +251,16 @@ impl Hints {
             self.taken.set(0);
         }
         let n = self.taken.get();
-        if n < self.staged.get() && n < HINT_BATCH {
-            self.taken.set(n + 1);
-            return Hint::of_parts(self.key[n].get(), self.hash[n].get(), self.cand[n].get());
+        if n >= self.staged.get() {
+            return Hint::default();
         }
-        Hint::default()
+        match (self.key.get(n), self.hash.get(n), self.cand.get(n)) {
+            (Some(key), Some(hash), Some(cand)) => {
+                self.taken.set(n + 1);
+                Hint::of_parts(key.get(), hash.get(), cand.get())
+            }
+            _ => Hint::default(),
+        }
     }
 }
 
