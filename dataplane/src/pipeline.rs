@@ -200,7 +200,8 @@ impl Hints {
         frame: &[u8],
     ) {
         if stage == 0 {
-            if self.last.replace(0) != 0 {
+            if self.last.get() != 0 {
+                self.last.set(0);
                 self.staged.set(0);
             }
             let n = self.staged.get();
@@ -220,8 +221,11 @@ impl Hints {
             }
             return;
         }
-        if self.last.replace(1) == 0 {
-            self.scanned.set(0);
+        if self.last.get() != 1 {
+            if self.last.get() == 0 {
+                self.scanned.set(0);
+            }
+            self.last.set(1);
         }
         let n = self.scanned.get();
         if n >= self.staged.get() {
@@ -247,7 +251,8 @@ impl Hints {
     /// are used up).
     #[inline(always)]
     pub fn take(&self) -> Hint {
-        if self.last.replace(2) != 2 {
+        if self.last.get() != 2 {
+            self.last.set(2);
             self.taken.set(0);
         }
         let n = self.taken.get();
