@@ -41,17 +41,16 @@ fn bump(a: &AtomicU64, by: u64) {
 /// ipvsadm's five counters of a service or a destination.
 #[derive(Debug)]
 pub struct Counters {
+    /// The workers' shards, worker `w`'s at `w` (apart from the shared
+    /// one, so that finding a worker's takes one bounds check).
     shards: Box<[Shard]>,
+    shared: Shard,
     base: Mutex<CounterValues>,
 }
 
 impl Default for Counters {
     fn default() -> Self {
-        let n = WORKERS.load(Ordering::Relaxed) + 1;
-        Counters {
-            shards: (0..n).map(|_| Shard::default()).collect(),
-            base: Mutex::new(CounterValues::default()),
-        }
+        Counters::with_owned(WORKERS.load(Ordering::Relaxed))
     }
 }
 
@@ -71,19 +70,24 @@ pub struct CounterValues {
 }
 
 impl Counters {
+    /// Counters with a shard for each of `n` workers.
+    fn with_owned(n: usize) -> Counters {
+        Counters {
+            shards: (0..n).map(|_| Shard::default()).collect(),
+            shared: Shard::default(),
+            base: Mutex::new(CounterValues::default()),
+        }
+    }
+
     /// The shard worker `w` owns, if it has one.
     #[inline(always)]
     fn own(&self, w: usize) -> Option<&Shard> {
-        if w < self.shards.len() - 1 {
-            self.shards.get(w)
-        } else {
-            None
-        }
+        self.shards.get(w)
     }
 
     #[inline]
     fn shared(&self) -> &Shard {
-        &self.shards[self.shards.len() - 1]
+        &self.shared
     }
 
     /// Count one new connection (worker `w`).
@@ -159,7 +163,7 @@ impl Counters {
 
     fn raw(&self) -> CounterValues {
         let mut v = CounterValues::default();
-        for s in self.shards.iter() {
+        for s in self.shards.iter().chain(std::iter::once(&self.shared)) {
             v.conns = v.conns.wrapping_add(s.conns.load(Ordering::Relaxed));
             v.inpkts = v.inpkts.wrapping_add(s.inpkts.load(Ordering::Relaxed));
             v.outpkts = v.outpkts.wrapping_add(s.outpkts.load(Ordering::Relaxed));
@@ -196,10 +200,7 @@ mod tests {
 
     #[test]
     fn owned_and_shared_shards_add_up_and_zero_is_a_baseline() {
-        let c = Counters {
-            shards: (0..3).map(|_| Shard::default()).collect(),
-            base: Mutex::new(CounterValues::default()),
-        };
+        let c = Counters::with_owned(2);
         c.add_in_by(0, 100);
         c.add_in_by(1, 50);
         c.add_in_by(7, 10); // no shard of its own: shared
@@ -219,10 +220,7 @@ mod tests {
 
     #[test]
     fn concurrent_single_writers_lose_nothing() {
-        let c = Arc::new(Counters {
-            shards: (0..3).map(|_| Shard::default()).collect(),
-            base: Mutex::new(CounterValues::default()),
-        });
+        let c = Arc::new(Counters::with_owned(2));
         let hs: Vec<_> = (0..2)
             .map(|w| {
                 let c = c.clone();

@@ -200,7 +200,8 @@ impl Hints {
         frame: &[u8],
     ) {
         if stage == 0 {
-            if self.last.replace(0) != 0 {
+            if self.last.get() != 0 {
+                self.last.set(0);
                 self.staged.set(0);
             }
             let n = self.staged.get();
@@ -220,18 +221,27 @@ impl Hints {
             }
             return;
         }
-        if self.last.replace(1) == 0 {
-            self.scanned.set(0);
+        if self.last.get() != 1 {
+            if self.last.get() == 0 {
+                self.scanned.set(0);
+            }
+            self.last.set(1);
         }
         let n = self.scanned.get();
-        if n < self.staged.get() && n < HINT_BATCH {
+        if n >= self.staged.get() {
+            return;
+        }
+        // (`staged` never passes the batch: one bounds check for all.)
+        if let (Some(key), Some(hash), Some(cand)) =
+            (self.key.get(n), self.hash.get(n), self.cand.get(n))
+        {
             self.scanned.set(n + 1);
-            if self.key[n].get().1 != 0 {
-                self.cand[n].set(table.hint_entries(self.hash[n].get()));
+            if key.get().1 != 0 {
+                cand.set(table.hint_entries(hash.get()));
             } else if let Some(t6) = table6 {
-                let hash = self.hash[n].get();
+                let hash = hash.get();
                 if hash.0 != 0 {
-                    self.cand[n].set(t6.hint_entries(hash));
+                    cand.set(t6.hint_entries(hash));
                 }
             }
         }
@@ -240,16 +250,51 @@ impl Hints {
     /// The findings for the next frame processed (none once the batch's
     /// are used up).
     #[inline(always)]
-    pub fn take(&self) -> Hint {
-        if self.last.replace(2) != 2 {
+    pub fn take(&self) -> HintWords {
+        if self.last.get() != 2 {
+            self.last.set(2);
             self.taken.set(0);
         }
         let n = self.taken.get();
-        if n < self.staged.get() && n < HINT_BATCH {
-            self.taken.set(n + 1);
-            return Hint::of_parts(self.key[n].get(), self.hash[n].get(), self.cand[n].get());
+        if n >= self.staged.get() {
+            return HintWords::default();
         }
-        Hint::default()
+        match (self.key.get(n), self.hash.get(n), self.cand.get(n)) {
+            (Some(key), Some(hash), Some(cand)) => {
+                self.taken.set(n + 1);
+                HintWords {
+                    key: key.get(),
+                    hash: hash.get(),
+                    cand: cand.get(),
+                }
+            }
+            _ => HintWords::default(),
+        }
+    }
+}
+
+/// The prefetch pass's findings for one frame as [`Hints`] keeps them,
+/// in plain words: the connection's candidate entry is all the
+/// established path reads, and the whole [`Hint`] is made only for a
+/// packet that path does not take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HintWords {
+    key: (u64, u64),
+    hash: (u64, u64),
+    cand: (u32, u32),
+}
+
+impl HintWords {
+    /// The findings as the table takes them.
+    #[inline(always)]
+    pub fn hint(&self) -> Hint {
+        Hint::of_parts(self.key, self.hash, self.cand)
+    }
+
+    /// The connection index's candidate (see [`Hint::cand`]).
+    #[inline(always)]
+    fn cand(&self) -> u32 {
+        self.cand.0
     }
 }
 
@@ -440,7 +485,13 @@ impl Pipeline {
         // Written out rather than chained through closures: the compiler
         // left the closure a call of its own on every packet.
         if let Some(mac) = dest.neigh.mac() {
-            if let Some(out) = self.port_of(dest.neigh.oif()) {
+            // One port (the common case): no route to read.
+            let out = if self.ports.len() == 1 {
+                Some(0)
+            } else {
+                self.port_of(dest.neigh.oif())
+            };
+            if let Some(out) = out {
                 if let Some(port) = self.ports.get(usize::from(out)) {
                     return Some((out, port.mac, mac));
                 }
@@ -531,7 +582,12 @@ impl Pipeline {
     /// and each frame's keys are hashed once).
     #[inline(always)]
     pub fn prefetch(&self, stage: u8, frame: &[u8]) {
-        let filter = self.snap.as_deref().and_then(Snapshot::reply_filter);
+        // Only stage 0 reads the filter.
+        let filter = if stage == 0 {
+            self.snap.as_deref().and_then(Snapshot::reply_filter)
+        } else {
+            None
+        };
         self.hints.pass(
             self.track.table(),
             Some(self.track6.table()),
@@ -581,13 +637,15 @@ impl Pipeline {
         now: u64,
         ingress: u8,
         frame: &mut B,
-        hint: &Hint,
+        hint: &HintWords,
     ) -> Verdict {
         let Some(snap) = self.snap.take() else {
             return Verdict::Drop(DropReason::NoDest);
         };
         let v = self.process_inner(&snap, now, ingress, frame, hint);
-        self.snap = Some(snap);
+        // Back in its place, which `take` left empty (nothing can fill it
+        // meanwhile): nothing to drop, and no check for it on every frame.
+        std::mem::forget(self.snap.replace(snap));
         match v {
             Verdict::Tx(_) => self.stats.tx += 1,
             Verdict::Pass => self.stats.pass += 1,
@@ -603,7 +661,7 @@ impl Pipeline {
         now_ns: u64,
         ingress: u8,
         buf: &mut B,
-        hint: &Hint,
+        hint: &HintWords,
     ) -> Verdict {
         let frame = buf.bytes();
         // The common frame first, without the general parse's result
@@ -613,7 +671,7 @@ impl Pipeline {
             // IPv6 straight to its own path: the general IPv4 parse would
             // only pass it.
             None if packet::is_ipv6(frame) => {
-                return self.process6(snap, now_ns, ingress, buf, hint.unkeyed())
+                return self.process6(snap, now_ns, ingress, buf, hint.hint().unkeyed())
             }
             None => match packet::parse_any(frame) {
                 Ok(p) => p,
@@ -635,10 +693,17 @@ impl Pipeline {
         // A sender with TX checksum offload (the default) left a partial
         // checksum: complete it before anything forwards or rewrites it.
         p.complete_partial(frame);
-        match self
-            .track
-            .track(snap, now_ns, ingress, &p, frame, hint, &mut self.stats)
-        {
+        // The hint is made only if the established path leaves the packet.
+        match self.track.track_lazy(
+            snap,
+            now_ns,
+            ingress,
+            &p,
+            frame,
+            hint.cand(),
+            || hint.hint(),
+            &mut self.stats,
+        ) {
             // Direct routing, the most common method, in line: the MACs
             // are all it changes.
             Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Dr => match self.hop(dest) {
@@ -1306,6 +1371,66 @@ mod tests {
     }
 
     #[test]
+    fn the_hints_taken_are_what_the_pass_found_for_each_frame() {
+        // Frames of connections, of new flows and of no flow at all (not
+        // TCP/UDP over IPv4): what `take` hands on, made into a hint, is
+        // the pass's finding for that frame, and its candidate is the
+        // hint's, which is all the established path reads.
+        let syn = |p: u16| tcp_frame([198, 18, 0, 10], p, 80, true, false, b"");
+        let ack = |p: u16| tcp_frame([198, 18, 0, 10], p, 80, false, true, b"x");
+        let mut f = Fixture::new(dr_service("rr", 3, None), 100);
+        let syns: Vec<Vec<u8>> = (0..6).map(|p| syn(1000 + p)).collect();
+        assert!(run(&mut f, &syns, &[])
+            .iter()
+            .all(|(v, _)| *v == Verdict::Tx(0)));
+        let mut frames: Vec<Vec<u8>> = (0..6).map(|p| ack(1000 + p)).collect();
+        frames.extend((0..3).map(|p| syn(3000 + p)));
+        let mut arp = ack(1000);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        frames.push(arp);
+        let table = f.pipeline.table().clone();
+        let hints = Hints::default();
+        for stage in 0..2 {
+            for fr in &frames {
+                hints.prefetch(&table, stage, fr);
+            }
+        }
+        let mut found = 0;
+        for fr in &frames {
+            // (A frame without a key is not scanned.)
+            let (k, h, _) = hint(&table, None, fr).parts();
+            let want = match k.1 {
+                0 => Hint::default(),
+                _ => Hint::of_parts(k, h, table.hint_entries(h)),
+            };
+            let got = hints.take();
+            assert_eq!(got.hint(), want);
+            assert_eq!(got.cand(), want.cand());
+            if table
+                .lookup_hot_at(
+                    got.cand(),
+                    &Key::conn(&packet::parse(fr).map_or(
+                        FlowKey {
+                            proto: 0,
+                            cip: Ipv4Addr::UNSPECIFIED,
+                            cport: 0,
+                            vip: Ipv4Addr::UNSPECIFIED,
+                            vport: 0,
+                        },
+                        |p| p.key,
+                    )),
+                )
+                .is_some()
+            {
+                found += 1;
+            }
+        }
+        assert_eq!(found, 6, "every connection's entry named");
+        // Past the batch's frames: nothing.
+        assert_eq!(hints.take(), HintWords::default());
+    }
+
+    #[test]
     fn the_prefetch_pass_over_ipv6_frames_changes_nothing_but_the_cost() {
         use crate::testkit::v6::{service6, tcp6_frame, udp6_frame};
         use crate::testkit::DIR_MAC;
@@ -1868,7 +1993,7 @@ mod tests {
                 return v;
             }
         };
-        let hint = p.hints.take();
+        let hint = p.hints.take().hint();
         let v = match p.track.track(&snap, now, 0, &pkt, buf, &hint, &mut p.stats) {
             Track::In(dest, b) => p.xmit(b, dest, 0, pkt.key.vport, &pkt, buf),
             Track::Out(r) => p.reply(&r, &pkt, buf),

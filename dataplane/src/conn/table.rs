@@ -683,6 +683,14 @@ impl Hint {
 }
 
 impl<A: Addr> Hint<A> {
+    /// The connection index's candidate entry (index + 1; 0: none, or
+    /// `u32::MAX`: the key was found absent), for
+    /// [`ConnTable::lookup_hot_at`].
+    #[inline(always)]
+    pub fn cand(&self) -> u32 {
+        self.cand
+    }
+
     /// The probe of `key`, if these are its findings (and they include
     /// its hash: a frame read as a reply first has none).
     #[inline]
@@ -1675,8 +1683,16 @@ impl<A: Addr> ConnTable<A> {
     /// read, never a wrong answer.
     #[inline(always)]
     pub fn lookup_hot(&self, hint: &Hint<A>, key: &Key<A>) -> Option<Hot<'_, A>> {
+        self.lookup_hot_at(hint.cand, key)
+    }
+
+    /// [`ConnTable::lookup_hot`] of the hint's candidate alone (see
+    /// [`Hint::cand`]): what the established path reads, so that the rest
+    /// of a hint is needed only when it fails.
+    #[inline(always)]
+    pub fn lookup_hot_at(&self, cand: u32, key: &Key<A>) -> Option<Hot<'_, A>> {
         // 0 (none) and ABSENT both fall outside the arena.
-        let idx = hint.cand.wrapping_sub(1);
+        let idx = cand.wrapping_sub(1);
         let e = self.entries.get(idx as usize)?;
         let seq = e.seq.load(Ordering::Acquire);
         let ports = e.ports.load(Ordering::Relaxed);

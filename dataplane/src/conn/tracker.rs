@@ -386,9 +386,31 @@ impl<A: Addr> Tracker<A> {
         hint: &Hint<A>,
         stats: &mut impl Counts,
     ) -> Track<'s, A> {
-        if let Some(t) = self.established(snap, now_ns, ingress, p, frame, hint) {
+        let cand = hint.cand();
+        self.track_lazy(snap, now_ns, ingress, p, frame, cand, || *hint, stats)
+    }
+
+    /// [`Tracker::track`] with the hint's candidate entry (see
+    /// [`Hint::cand`]) and the hint itself made only if the established
+    /// path does not take the packet (a caller keeping hints in plain
+    /// words then builds none for the common packet).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn track_lazy<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        now_ns: u64,
+        ingress: u8,
+        p: &Parsed<A>,
+        frame: &[u8],
+        cand: u32,
+        hint: impl FnOnce() -> Hint<A>,
+        stats: &mut impl Counts,
+    ) -> Track<'s, A> {
+        if let Some(t) = self.established(snap, now_ns, ingress, p, frame, cand) {
             return t;
         }
+        let hint = &hint();
         // A NAT real server's reply, as the prefetch pass saw it: no
         // connection has the frame's key, the reply index has a candidate
         // (the reply is what `track_full` looks for first in that case).
@@ -448,7 +470,8 @@ impl<A: Addr> Tracker<A> {
     /// a TCP segment without SYN, FIN or RST of an ESTABLISHED connection
     /// or a UDP datagram. It does what [`Tracker::track_full`] does for
     /// such a packet (deadline, sync count, counters), and gives `None`
-    /// for anything else, which then goes the full way.
+    /// for anything else, which then goes the full way. `cand` is the
+    /// prefetch pass's candidate entry (see [`Hint::cand`]).
     #[inline(always)]
     fn established<'s>(
         &self,
@@ -457,9 +480,9 @@ impl<A: Addr> Tracker<A> {
         ingress: u8,
         p: &Parsed<A>,
         frame: &[u8],
-        hint: &Hint<A>,
+        cand: u32,
     ) -> Option<Track<'s, A>> {
-        let h = self.table.lookup_hot(hint, &Key::conn(&p.key))?;
+        let h = self.table.lookup_hot_at(cand, &Key::conn(&p.key))?;
         let now = ticks(now_ns);
         let timeouts = snap.timeout_ticks();
         let (state, ttl) = if p.key.proto == PROTO_TCP {
