@@ -255,7 +255,7 @@ fn run_with(
     let mut p = Pipeline::new(snap, flows, DIR_MAC);
     p.set_writer(0);
     // As xvsd runs it, with a sync port (no sync daemon: master off), so
-    // the per-packet sync count is in the figures.
+    // the per-packet sync checks are in the figures.
     p.set_sync(Arc::new(xvs_dataplane::sync::SyncPort::new(1)), 0);
     let now = 1_000_000_000u64;
     let step = stride(flows);

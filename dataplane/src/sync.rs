@@ -11,7 +11,7 @@
 //! the table, so installing takes no lock either.
 //!
 //! When a master sends follows IPVS (`ip_vs_sync_conn`): every inbound
-//! packet counts, and a connection is sent when its count modulo
+//! packet counts while a master runs, and a connection is sent when its count modulo
 //! [`SYNC_PERIOD`] is [`SYNC_THRESHOLD`], or at once when a TCP connection
 //! moves to a synced state other than ESTABLISHED (FIN_WAIT, CLOSE_WAIT,
 //! TIME_WAIT, CLOSE). A connection controlled by a persistence template
@@ -19,6 +19,14 @@
 //! syncs and sends it every 50th: a backup could then know a client's
 //! connection without its template and send the client's next connection
 //! elsewhere after a failover).
+//!
+//! IPVS counts every inbound packet, master or not; here the count runs
+//! only while [`SyncPort::master`] is on, so a director with no master
+//! (most of them, and every backup) spends nothing on it per packet. The
+//! one difference it makes: after a master starts, a connection is first
+//! sent at its [`SYNC_THRESHOLD`]th packet from then on, rather than at
+//! whichever packet brings its older count to the threshold modulo
+//! [`SYNC_PERIOD`]; either way once a period, as before.
 
 use crate::conn::state::TcpState;
 use crate::conn::table::View;
@@ -236,7 +244,8 @@ impl SyncPort {
         }
     }
 
-    /// Workers emit records only while this is on (a master daemon runs).
+    /// Workers count inbound packets for sync and emit records only
+    /// while this is on (a master daemon runs).
     pub fn set_master(&self, on: bool) {
         self.master.store(on, Ordering::Relaxed);
     }

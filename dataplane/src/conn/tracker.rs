@@ -504,8 +504,9 @@ impl<A: Addr> Tracker<A> {
         }
         if let Some(s) = &self.sync {
             // The state does not move here, so only the count sends
-            // (ESTABLISHED, the one TCP state here, is a synced one).
-            if h.count_in(sync::SYNC_PERIOD) == sync::SYNC_THRESHOLD && s.port.master() {
+            // (ESTABLISHED, the one TCP state here, is a synced one). As
+            // in IPVS, packets are counted only while a master runs.
+            if s.port.master() && h.count_in(sync::SYNC_PERIOD) == sync::SYNC_THRESHOLD {
                 self.emit_read(snap, s, now, h.idx, h.seq, state as u8, expires);
             }
             if h.return_unknown() {
@@ -667,16 +668,20 @@ impl<A: Addr> Tracker<A> {
             self.table.set_expires(&v, expires);
         }
         if let Some(s) = &self.sync {
-            let n = self.table.count_in(&v, sync::SYNC_PERIOD);
-            let send = if is_tcp {
-                sync::tcp_synced_state(state)
-                    && (n == sync::SYNC_THRESHOLD
-                        || (state as u8 != v.state && state != TcpState::Established))
-            } else {
-                n == sync::SYNC_THRESHOLD
-            };
-            if send && s.port.master() {
-                self.emit(snap, s, now, &v, state as u8, expires);
+            // As in IPVS, packets are counted for the threshold only while
+            // a master runs: one that starts counts from then on.
+            if s.port.master() {
+                let n = self.table.count_in(&v, sync::SYNC_PERIOD);
+                let send = if is_tcp {
+                    sync::tcp_synced_state(state)
+                        && (n == sync::SYNC_THRESHOLD
+                            || (state as u8 != v.state && state != TcpState::Established))
+                } else {
+                    n == sync::SYNC_THRESHOLD
+                };
+                if send {
+                    self.emit(snap, s, now, &v, state as u8, expires);
+                }
             }
             if let Some(n) = v.nat {
                 if n.ret_mac == [0; 6] {
