@@ -126,8 +126,10 @@ pub(crate) fn batches<F: FrameBuf + DerefMut<Target = [u8]>>(
                 }
             }
         }
+        // One snapshot for the batch, as a worker takes it.
+        let mut b = p.batch();
         for f in batch.iter_mut() {
-            if p.process(now + r, f) == Verdict::Tx(0) {
+            if b.process(now + r, f) == Verdict::Tx(0) {
                 tx += 1;
             }
         }

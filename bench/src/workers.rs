@@ -203,12 +203,12 @@ pub fn run_once(
                     let cpu0 = thread_cpu_ns();
                     let mut round = 0u64;
                     while !stop.load(Ordering::Relaxed) {
-                        let pipe = &mut p;
+                        let mut batch = p.batch();
                         let ts = now + round;
                         port.poll_prefetch(
                             0,
                             |stage, f| hints.prefetch(&table, stage, f),
-                            |ingress, f| pipe.process_hinted(ts, ingress, f, &hints.take()),
+                            |ingress, f| batch.process_hinted(ts, ingress, f, &hints.take()),
                         )
                         .expect("an in-memory port does not fail");
                         round += 1;

@@ -66,12 +66,14 @@ pub fn run<P: Port>(
     let mut errors = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let now = crate::clock::now_ns();
-        let pipe = &mut pipeline;
+        // The snapshot is taken once for the batch (it changes only
+        // between batches, below).
+        let mut batch = pipeline.batch();
         let unavail = &mut unavailable;
         let res = port.poll_prefetch(
             POLL_MS,
             |stage, frame| hints.prefetch_filtered(&table, &table6, filter.as_ref(), stage, frame),
-            |ingress, frame| match pipe.process_hinted(now, ingress, frame, &hints.take()) {
+            |ingress, frame| match batch.process_hinted(now, ingress, frame, &hints.take()) {
                 Verdict::Pass => {
                     // Frames reach an AF_XDP socket only when the steering
                     // program chose them; there is no way back to the kernel.
@@ -81,6 +83,7 @@ pub fn run<P: Port>(
                 v => v,
             },
         );
+        drop(batch);
         match res {
             Ok(n) => {
                 rx += n as u64;
