@@ -504,8 +504,8 @@ impl<A: Addr> Tracker<A> {
         }
         if let Some(s) = &self.sync {
             // The state does not move here, so only the count sends
-            // (ESTABLISHED, the one TCP state here, is a synced one). As
-            // in IPVS, packets are counted only while a master runs.
+            // (ESTABLISHED, the one TCP state here, is a synced one). Unlike
+            // IPVS, packets are counted only while a master runs (sync.rs).
             if s.port.master() && h.count_in(sync::SYNC_PERIOD) == sync::SYNC_THRESHOLD {
                 self.emit_read(snap, s, now, h.idx, h.seq, state as u8, expires);
             }
@@ -668,8 +668,8 @@ impl<A: Addr> Tracker<A> {
             self.table.set_expires(&v, expires);
         }
         if let Some(s) = &self.sync {
-            // As in IPVS, packets are counted for the threshold only while
-            // a master runs: one that starts counts from then on.
+            // Unlike IPVS, packets are counted for the threshold only while
+            // a master runs: one that starts counts from then on (sync.rs).
             if s.port.master() {
                 let n = self.table.count_in(&v, sync::SYNC_PERIOD);
                 let send = if is_tcp {
