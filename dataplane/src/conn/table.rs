@@ -937,8 +937,17 @@ impl Index {
     /// [`Index::publish_run`].
     #[inline(always)]
     fn publish(&self, h: u64, idx: u32) -> bool {
+        self.publish_from(self.home(h), h, idx)
+    }
+
+    /// [`Index::publish`] for a caller that has `h`'s home bucket `home`
+    /// at hand already (an insert computes it once for its lock, its
+    /// uniqueness check, its prefetch and its slot).
+    #[inline(always)]
+    fn publish_from(&self, home: usize, h: u64, idx: u32) -> bool {
+        debug_assert_eq!(home, self.home(h));
         let val = self.slot(h, idx);
-        let bk = self.bucket(self.home(h));
+        let bk = self.bucket(home);
         for (w, word) in bk[..SUMMARY].iter().enumerate() {
             let pair = word.load(Ordering::Relaxed);
             for lane in 0..2 {
@@ -949,15 +958,14 @@ impl Index {
                 }
             }
         }
-        self.publish_run(h, idx)
+        self.publish_run(home, h, idx)
     }
 
     /// [`Index::publish`] over the whole probe run, from the home bucket
-    /// (found full).
+    /// `home` (found full).
     #[inline(never)]
-    fn publish_run(&self, h: u64, idx: u32) -> bool {
+    fn publish_run(&self, home: usize, h: u64, idx: u32) -> bool {
         let val = self.slot(h, idx);
-        let home = self.home(h);
         let mut b = home;
         for d in 0..self.probes {
             let bk = self.bucket(b);
@@ -1952,11 +1960,12 @@ impl<A: Addr> ConnTable<A> {
     /// inline into an insert's check (for a new key, usually no entry is
     /// read at all). An entry that never settles counts as holding it
     /// (the caller then looks it up in full).
+    /// `home` is `h`'s home bucket, computed once by the insert.
     #[inline(always)]
-    fn holds(&self, key: &Key<A>, h: u64) -> bool {
+    fn holds(&self, key: &Key<A>, h: u64, home: usize) -> bool {
         let ix = &self.index;
         'retry: for _ in 0..MAX_RETRIES {
-            let mut b = ix.home(h);
+            let mut b = home;
             for _ in 0..ix.probes {
                 let (matches, passed) = ix.scan(ix.bucket(b), h);
                 for v in matches {
@@ -2057,10 +2066,17 @@ impl<A: Addr> ConnTable<A> {
     /// [`ConnTable::link_reply`] of a reply key hashed already (`rh`).
     #[inline(always)]
     fn link_reply_hashed(&self, idx: u32, rh: u64) -> bool {
+        self.link_reply_from(idx, self.replies.home(rh), rh)
+    }
+
+    /// [`ConnTable::link_reply_hashed`] with the hash's home bucket
+    /// (`rhome`) at hand.
+    #[inline(always)]
+    fn link_reply_from(&self, idx: u32, rhome: usize, rh: u64) -> bool {
         if !self.nat_seen.load(Ordering::Relaxed) {
             self.nat_seen.store(true, Ordering::Relaxed);
         }
-        self.replies.publish(rh, idx)
+        self.replies.publish_from(rhome, rh, idx)
     }
 
     /// Take NAT connection `idx` out of the reply index.
@@ -2157,19 +2173,22 @@ impl<A: Addr> ConnTable<A> {
         // (the scheduler chose the server), so the prefetch pass could not
         // request it. Requested first, its miss overlaps the lock, the
         // uniqueness check and the entry's write; hashed once.
-        let rh = match &init.nat {
+        // Each index's home bucket is computed once, here.
+        let (rh, rhome) = match &init.nat {
             Some(n) => {
                 let rh = Self::reply_key(key, n).hash(&self.hkey);
-                crate::io::prefetch(self.replies.bucket(self.replies.home(rh)));
-                rh
+                let rhome = self.replies.home(rh);
+                crate::io::prefetch(self.replies.bucket(rhome));
+                (rh, rhome)
             }
-            None => 0,
+            None => (0, 0),
         };
-        let _g = self.locks[self.index.home(p.hash) / STRIPE]
+        let home = self.index.home(p.hash);
+        let _g = self.locks[home / STRIPE]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // Under the stripe's lock nobody else adds this key.
-        if self.holds(key, p.hash) {
+        if self.holds(key, p.hash, home) {
             if let Some(v) = self.find(key, p.hash) {
                 return Err(Insert::Exists(v));
             }
@@ -2186,8 +2205,8 @@ impl<A: Addr> ConnTable<A> {
         e.meta.store(Self::meta_of(key, &init), Ordering::Relaxed);
         e.seq.store(s.wrapping_add(1), Ordering::Release);
         // The entry is complete before any slot names it.
-        let linked = init.nat.is_none() || self.link_reply_hashed(idx, rh);
-        if !linked || !self.index.publish(p.hash, idx) {
+        let linked = init.nat.is_none() || self.link_reply_from(idx, rhome, rh);
+        if !linked || !self.index.publish_from(home, p.hash, idx) {
             if linked && init.nat.is_some() {
                 self.replies.unpublish(rh, idx);
             }
@@ -2763,6 +2782,70 @@ mod tests {
         assert_eq!(t.lookup(&last).map(|v| v.idx), Some(made.idx));
         assert_eq!(t.lookup_reply(&rk).map(|v| v.idx), Some(made.idx));
         assert_eq!(t.replies.used(), 1);
+    }
+
+    #[test]
+    fn nat_inserts_overflowing_one_reply_bucket_are_found_by_their_replies_at_once() {
+        // Connections homed in one bucket of each index, past its 14 slots:
+        // the insert computes each home once, for its lock, check, prefetch
+        // and slot; every reply and connection is found right after its
+        // insert, by a walk and through the prefetch pass's findings.
+        let hk = HashKey::from_words([5, 6, 7, 8]);
+        let (t, mut parts) = ConnTable::with_key(1000, 1, hk);
+        let p = &mut parts[0];
+        let (b, rb) = (11, 23);
+        let rhome = |k: &Key, n: &NatInit| t.replies.home(ConnTable::reply_key(k, n).hash(&hk));
+        // Clients homed at `b`, each with the first server port that puts
+        // its reply at `rb`.
+        let conns: Vec<(Key, NatInit)> = (0..)
+            .map(client)
+            .filter(|k| t.bucket(k) == b)
+            .filter_map(|k| {
+                (0..4096u16)
+                    .map(|r| NatInit {
+                        rport: 8000 + r,
+                        ..nat(1)
+                    })
+                    .find(|n| rhome(&k, n) == rb)
+                    .map(|n| (k, n))
+            })
+            .take(SLOTS + 4)
+            .collect();
+        let mut views = Vec::new();
+        for (i, (k, n)) in conns.iter().enumerate() {
+            let rk = ConnTable::reply_key(k, n);
+            let nat_init = Init {
+                nat: Some(*n),
+                ..init(10)
+            };
+            let v = t.insert_probe(p, &t.probe(k), nat_init).unwrap();
+            assert_eq!(t.lookup(k).map(|e| e.idx), Some(v.idx), "conn {i}");
+            assert_eq!(t.lookup_reply(&rk).map(|e| e.idx), Some(v.idx), "reply {i}");
+            // The pass, reading the same entry's reply as a frame would.
+            let absent = client(1 << 20);
+            let h = t.hint(&absent, &rk);
+            let (cand, rcand) = t.hint_entries(h.parts().1);
+            assert_eq!((cand, rcand), (ABSENT, v.idx + 1), "reply {i}");
+            let probe = ReplyProbe {
+                key: rk,
+                hash: rk.hash(&hk),
+                cand: rcand,
+            };
+            assert_eq!(t.lookup_reply_probe(&probe).map(|e| e.idx), Some(v.idx));
+            assert_eq!(t.insert(p, k, init(10)).err(), Some(Insert::Exists(v)));
+            views.push(v);
+        }
+        assert_eq!(
+            t.index.passed(b),
+            4,
+            "four keys passed the full home bucket"
+        );
+        assert_eq!(t.replies.passed(rb), 4, "and four replies theirs");
+        for v in &views {
+            t.remove_if(p, v.idx, v.seq, |_| true).unwrap();
+        }
+        assert_eq!((t.index.used(), t.replies.used()), (0, 0));
+        assert_eq!((t.index.passed(b), t.replies.passed(rb)), (0, 0));
     }
 
     #[test]
