@@ -605,6 +605,10 @@ impl<A: Addr> Probe<A> {
     }
 }
 
+/// Bits of [`ConnTable::replies_from`]'s filter (one cache line).
+const RIP_BITS: usize = 512;
+const RIP_WORDS: usize = RIP_BITS / 64;
+
 /// [`Probe`]'s `cand` when the prefetch pass found the key absent. A key
 /// inserted meanwhile (by another worker, or by an earlier frame of the
 /// same batch: the pass runs before the batch is processed) is missed by
@@ -1065,6 +1069,10 @@ pub struct ConnTable<A: Addr = Ipv4Addr> {
     locks: Box<[Mutex<()>]>,
     /// Set once the first NAT connection is inserted.
     nat_seen: std::sync::atomic::AtomicBool,
+    /// The real servers' addresses of every NAT connection ever indexed,
+    /// as bits of a hash ([`ConnTable::replies_from`]): set before the
+    /// reply slot is published, never cleared.
+    nat_rips: [AtomicU64; RIP_WORDS],
     parts: usize,
     /// The secret of both indexes' hashes.
     hkey: HashKey,
@@ -1372,6 +1380,7 @@ impl<A: Addr> ConnTable<A> {
                 replies: index(lay.replies)?,
                 locks: (0..stripes).map(|_| Mutex::new(())).collect(),
                 nat_seen: std::sync::atomic::AtomicBool::new(false),
+                nat_rips: Default::default(),
                 parts: parts.max(1),
                 hkey,
                 stateless_until: AtomicU64::new(0),
@@ -1441,7 +1450,7 @@ impl<A: Addr> ConnTable<A> {
                     && match &v.nat {
                         None => true,
                         Some(n) => {
-                            self.nat_seen.store(true, Ordering::Relaxed);
+                            self.note_rip(n.rip);
                             let rh = Self::reply_key(&v.key, n).hash(&self.hkey);
                             self.replies.publish(rh, i)
                                 || !self.index.unpublish(v.key.hash(&self.hkey), i)
@@ -1794,15 +1803,54 @@ impl<A: Addr> ConnTable<A> {
         self.nat_seen.load(Ordering::Relaxed)
     }
 
+    /// The bit of real server address `a` in `nat_rips`.
+    #[inline(always)]
+    fn rip_bit(a: A) -> usize {
+        let (h, l) = a.words();
+        ((h ^ l).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - RIP_BITS.trailing_zeros())) as usize
+    }
+
+    /// Whether a frame from address `a` may be a NAT real server's reply
+    /// on a connection of this table: false only when no NAT connection
+    /// with real server `a` was ever indexed, so its reply lookup would
+    /// find nothing (a client's packet, all but always, then pays no
+    /// reply hash, prefetch or scan). As [`ConnTable::nat_seen`], per
+    /// address (512 bits of a hash: a client sharing a server's bit only
+    /// pays the lookup).
+    #[inline(always)]
+    pub fn replies_from(&self, a: A) -> bool {
+        if !self.nat_seen() {
+            return false;
+        }
+        let b = Self::rip_bit(a);
+        self.nat_rips[b / 64].load(Ordering::Relaxed) >> (b % 64) & 1 == 1
+    }
+
+    /// Note that a NAT connection to real server `rip` is about to be
+    /// indexed by its reply (before its slot is published): a store only
+    /// the first time for each bit.
+    #[inline(always)]
+    fn note_rip(&self, rip: A) {
+        if !self.nat_seen.load(Ordering::Relaxed) {
+            self.nat_seen.store(true, Ordering::Relaxed);
+        }
+        let b = Self::rip_bit(rip);
+        let w = &self.nat_rips[b / 64];
+        if w.load(Ordering::Relaxed) >> (b % 64) & 1 == 0 {
+            w.fetch_or(1 << (b % 64), Ordering::Relaxed);
+        }
+    }
+
     /// Prefetch pass, stage 0, for a frame whose key is `key` (and whose
     /// reply key, read as a NAT real server's reply, is `rk`): hash them
-    /// and request their home buckets (the reply index's only once a NAT
-    /// connection was made).
+    /// and request their home buckets (the reply index's only when a NAT
+    /// connection to the frame's source was made, see
+    /// [`ConnTable::replies_from`]).
     #[inline(always)]
     pub fn hint(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Hint<A> {
         let hash = key.hash(&self.hkey);
         crate::io::prefetch(self.index.bucket(self.index.home(hash)));
-        let rhash = if self.nat_seen() {
+        let rhash = if self.replies_from(rk.rip) {
             // (A hash of 0 reads as not computed: the lookup hashes again.)
             let h = rk.hash(&self.hkey);
             crate::io::prefetch(self.replies.bucket(self.replies.home(h)));
@@ -1845,7 +1893,7 @@ impl<A: Addr> ConnTable<A> {
     /// pass found, hashes it then.
     #[inline(always)]
     pub fn hint_reply(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Hint<A> {
-        if !self.nat_seen() {
+        if !self.replies_from(rk.rip) {
             return self.hint(key, rk);
         }
         let rhash = rk.hash(&self.hkey);
@@ -2060,22 +2108,15 @@ impl<A: Addr> ConnTable<A> {
 
     /// Put NAT connection `idx` in the reply index.
     fn link_reply(&self, idx: u32, rk: &ReplyKey<A>) -> bool {
-        self.link_reply_hashed(idx, rk.hash(&self.hkey))
+        let rh = rk.hash(&self.hkey);
+        self.link_reply_from(idx, rk.rip, self.replies.home(rh), rh)
     }
 
-    /// [`ConnTable::link_reply`] of a reply key hashed already (`rh`).
+    /// [`ConnTable::link_reply`] of a reply key to real server `rip`
+    /// hashed already (`rh`, whose home bucket is `rhome`).
     #[inline(always)]
-    fn link_reply_hashed(&self, idx: u32, rh: u64) -> bool {
-        self.link_reply_from(idx, self.replies.home(rh), rh)
-    }
-
-    /// [`ConnTable::link_reply_hashed`] with the hash's home bucket
-    /// (`rhome`) at hand.
-    #[inline(always)]
-    fn link_reply_from(&self, idx: u32, rhome: usize, rh: u64) -> bool {
-        if !self.nat_seen.load(Ordering::Relaxed) {
-            self.nat_seen.store(true, Ordering::Relaxed);
-        }
+    fn link_reply_from(&self, idx: u32, rip: A, rhome: usize, rh: u64) -> bool {
+        self.note_rip(rip);
         self.replies.publish_from(rhome, rh, idx)
     }
 
@@ -2205,7 +2246,10 @@ impl<A: Addr> ConnTable<A> {
         e.meta.store(Self::meta_of(key, &init), Ordering::Relaxed);
         e.seq.store(s.wrapping_add(1), Ordering::Release);
         // The entry is complete before any slot names it.
-        let linked = init.nat.is_none() || self.link_reply_from(idx, rhome, rh);
+        let linked = match &init.nat {
+            None => true,
+            Some(n) => self.link_reply_from(idx, n.rip, rhome, rh),
+        };
         if !linked || !self.index.publish_from(home, p.hash, idx) {
             if linked && init.nat.is_some() {
                 self.replies.unpublish(rh, idx);
@@ -2846,6 +2890,76 @@ mod tests {
         }
         assert_eq!((t.index.used(), t.replies.used()), (0, 0));
         assert_eq!((t.index.passed(b), t.replies.passed(rb)), (0, 0));
+    }
+
+    #[test]
+    fn only_frames_from_a_nat_connections_server_pay_the_reply_index() {
+        let (t, mut parts) = ConnTable::new(4000, 1);
+        let p = &mut parts[0];
+        let server = |n: u32| Ipv4Addr::from(0xC612_0200 + n);
+        let other = |n: u32| Ipv4Addr::from(0xC613_0000 + n);
+        assert!((0..64).all(|n| !t.replies_from(server(n))), "no NAT yet");
+        // DR connections leave the filter empty.
+        for n in 0..100 {
+            t.insert(p, &key(n), init(10)).unwrap();
+        }
+        assert!(!t.nat_seen() && (0..64).all(|n| !t.replies_from(server(n))));
+        // NAT connections to 40 servers: each server noted before its
+        // reply slot, found by the pass and a walk right after the insert.
+        let mut views = Vec::new();
+        for n in 100..1100u32 {
+            let nat = NatInit {
+                rip: server(n % 40),
+                ..nat(n)
+            };
+            let k = key(n);
+            let rk = ConnTable::reply_key(&k, &nat);
+            let v = t
+                .insert(
+                    p,
+                    &k,
+                    Init {
+                        nat: Some(nat),
+                        ..init(10)
+                    },
+                )
+                .unwrap();
+            assert!(t.replies_from(nat.rip));
+            let h = t.hint(&client(1 << 22), &rk);
+            assert_ne!(h.parts().1 .1, 0, "the reply hashed in the pass");
+            assert_eq!(t.hint_entries(h.parts().1).1, v.idx + 1);
+            assert_eq!(t.lookup_reply(&rk).map(|e| e.idx), Some(v.idx));
+            views.push(v);
+        }
+        // A client's frame: its reply key unhashed unless its address
+        // shares a bit with a server's (512 bits, 40 servers).
+        let passed = (0..10_000).filter(|&n| t.replies_from(other(n))).count();
+        assert!(passed < 10_000 / 4, "{passed} clients read as servers");
+        let a = (0..).map(other).find(|&a| !t.replies_from(a)).unwrap();
+        let ck = Key::conn(&FlowKey {
+            proto: 6,
+            cip: a,
+            cport: 1024,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            vport: 80,
+        });
+        let crk = ReplyKey {
+            proto: 6,
+            rip: a,
+            rport: 1024,
+            cip: Ipv4Addr::new(198, 18, 0, 100),
+            cport: 80,
+        };
+        let h = t.hint(&ck, &crk);
+        assert_eq!(h.parts().1 .1, 0, "no reply hash for a client");
+        assert_eq!(t.hint_entries(h.parts().1), (ABSENT, 0));
+        // Removed connections leave their servers noted (a bit is never
+        // cleared: a stale one only costs a lookup).
+        for v in &views {
+            t.remove_if(p, v.idx, v.seq, |_| true).unwrap();
+        }
+        assert!((0..40).all(|n| t.replies_from(server(n))));
+        assert_eq!(t.replies.used(), 0);
     }
 
     #[test]
@@ -3743,6 +3857,7 @@ mod tests {
             assert_eq!(v.nat, (n % 2 == 1).then(|| nat(n)));
             if n % 2 == 1 {
                 assert_eq!(t.lookup_reply(&reply(n)).map(|r| r.idx), Some(v.idx));
+                assert!(t.replies_from(reply(n).rip), "its server noted again");
             }
         }
         let tv = t.read(tpl.idx).expect("template kept");
