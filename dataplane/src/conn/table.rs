@@ -1893,7 +1893,10 @@ impl<A: Addr> ConnTable<A> {
     /// pass found, hashes it then.
     #[inline(always)]
     pub fn hint_reply(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Hint<A> {
-        if !self.replies_from(rk.rip) {
+        // (`nat_seen`, not `replies_from`: a frame the snapshot's filter
+        // passed is from a NAT server's address, whose bit is all but
+        // always set; an established reply pays no second test.)
+        if !self.nat_seen() {
             return self.hint(key, rk);
         }
         let rhash = rk.hash(&self.hkey);
