@@ -605,6 +605,10 @@ impl<A: Addr> Probe<A> {
     }
 }
 
+/// Bits of [`ConnTable::replies_from`]'s filter (one cache line).
+const RIP_BITS: usize = 512;
+const RIP_WORDS: usize = RIP_BITS / 64;
+
 /// [`Probe`]'s `cand` when the prefetch pass found the key absent. A key
 /// inserted meanwhile (by another worker, or by an earlier frame of the
 /// same batch: the pass runs before the batch is processed) is missed by
@@ -945,8 +949,17 @@ impl Index {
     /// [`Index::publish_run`].
     #[inline(always)]
     fn publish(&self, h: u64, idx: u32) -> bool {
+        self.publish_from(self.home(h), h, idx)
+    }
+
+    /// [`Index::publish`] for a caller that has `h`'s home bucket `home`
+    /// at hand already (an insert computes it once for its lock, its
+    /// uniqueness check, its prefetch and its slot).
+    #[inline(always)]
+    fn publish_from(&self, home: usize, h: u64, idx: u32) -> bool {
+        debug_assert_eq!(home, self.home(h));
         let val = self.slot(h, idx);
-        let bk = self.bucket(self.home(h));
+        let bk = self.bucket(home);
         for (w, word) in bk[..SUMMARY].iter().enumerate() {
             let pair = word.load(Ordering::Relaxed);
             for lane in 0..2 {
@@ -957,15 +970,14 @@ impl Index {
                 }
             }
         }
-        self.publish_run(h, idx)
+        self.publish_run(home, h, idx)
     }
 
     /// [`Index::publish`] over the whole probe run, from the home bucket
-    /// (found full).
+    /// `home` (found full).
     #[inline(never)]
-    fn publish_run(&self, h: u64, idx: u32) -> bool {
+    fn publish_run(&self, home: usize, h: u64, idx: u32) -> bool {
         let val = self.slot(h, idx);
-        let home = self.home(h);
         let mut b = home;
         for d in 0..self.probes {
             let bk = self.bucket(b);
@@ -1065,6 +1077,10 @@ pub struct ConnTable<A: Addr = Ipv4Addr> {
     locks: Box<[Mutex<()>]>,
     /// Set once the first NAT connection is inserted.
     nat_seen: std::sync::atomic::AtomicBool,
+    /// The real servers' addresses of every NAT connection ever indexed,
+    /// as bits of a hash ([`ConnTable::replies_from`]): set before the
+    /// reply slot is published, never cleared.
+    nat_rips: [AtomicU64; RIP_WORDS],
     parts: usize,
     /// The secret of both indexes' hashes.
     hkey: HashKey,
@@ -1372,6 +1388,7 @@ impl<A: Addr> ConnTable<A> {
                 replies: index(lay.replies)?,
                 locks: (0..stripes).map(|_| Mutex::new(())).collect(),
                 nat_seen: std::sync::atomic::AtomicBool::new(false),
+                nat_rips: Default::default(),
                 parts: parts.max(1),
                 hkey,
                 stateless_until: AtomicU64::new(0),
@@ -1441,7 +1458,7 @@ impl<A: Addr> ConnTable<A> {
                     && match &v.nat {
                         None => true,
                         Some(n) => {
-                            self.nat_seen.store(true, Ordering::Relaxed);
+                            self.note_rip(n.rip);
                             let rh = Self::reply_key(&v.key, n).hash(&self.hkey);
                             self.replies.publish(rh, i)
                                 || !self.index.unpublish(v.key.hash(&self.hkey), i)
@@ -1802,15 +1819,54 @@ impl<A: Addr> ConnTable<A> {
         self.nat_seen.load(Ordering::Relaxed)
     }
 
+    /// The bit of real server address `a` in `nat_rips`.
+    #[inline(always)]
+    fn rip_bit(a: A) -> usize {
+        let (h, l) = a.words();
+        ((h ^ l).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - RIP_BITS.trailing_zeros())) as usize
+    }
+
+    /// Whether a frame from address `a` may be a NAT real server's reply
+    /// on a connection of this table: false only when no NAT connection
+    /// with real server `a` was ever indexed, so its reply lookup would
+    /// find nothing (a client's packet, all but always, then pays no
+    /// reply hash, prefetch or scan). As [`ConnTable::nat_seen`], per
+    /// address (512 bits of a hash: a client sharing a server's bit only
+    /// pays the lookup).
+    #[inline(always)]
+    pub fn replies_from(&self, a: A) -> bool {
+        if !self.nat_seen() {
+            return false;
+        }
+        let b = Self::rip_bit(a);
+        self.nat_rips[b / 64].load(Ordering::Relaxed) >> (b % 64) & 1 == 1
+    }
+
+    /// Note that a NAT connection to real server `rip` is about to be
+    /// indexed by its reply (before its slot is published): a store only
+    /// the first time for each bit.
+    #[inline(always)]
+    fn note_rip(&self, rip: A) {
+        if !self.nat_seen.load(Ordering::Relaxed) {
+            self.nat_seen.store(true, Ordering::Relaxed);
+        }
+        let b = Self::rip_bit(rip);
+        let w = &self.nat_rips[b / 64];
+        if w.load(Ordering::Relaxed) >> (b % 64) & 1 == 0 {
+            w.fetch_or(1 << (b % 64), Ordering::Relaxed);
+        }
+    }
+
     /// Prefetch pass, stage 0, for a frame whose key is `key` (and whose
     /// reply key, read as a NAT real server's reply, is `rk`): hash them
-    /// and request their home buckets (the reply index's only once a NAT
-    /// connection was made).
+    /// and request their home buckets (the reply index's only when a NAT
+    /// connection to the frame's source was made, see
+    /// [`ConnTable::replies_from`]).
     #[inline(always)]
     pub fn hint(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Hint<A> {
         let hash = key.hash(&self.hkey);
         crate::io::prefetch(self.index.bucket(self.index.home(hash)));
-        let rhash = if self.nat_seen() {
+        let rhash = if self.replies_from(rk.rip) {
             // (A hash of 0 reads as not computed: the lookup hashes again.)
             let h = rk.hash(&self.hkey);
             crate::io::prefetch(self.replies.bucket(self.replies.home(h)));
@@ -1853,6 +1909,9 @@ impl<A: Addr> ConnTable<A> {
     /// pass found, hashes it then.
     #[inline(always)]
     pub fn hint_reply(&self, key: &Key<A>, rk: &ReplyKey<A>) -> Hint<A> {
+        // (`nat_seen`, not `replies_from`: a frame the snapshot's filter
+        // passed is from a NAT server's address, whose bit is all but
+        // always set; an established reply pays no second test.)
         if !self.nat_seen() {
             return self.hint(key, rk);
         }
@@ -1968,11 +2027,12 @@ impl<A: Addr> ConnTable<A> {
     /// inline into an insert's check (for a new key, usually no entry is
     /// read at all). An entry that never settles counts as holding it
     /// (the caller then looks it up in full).
+    /// `home` is `h`'s home bucket, computed once by the insert.
     #[inline(always)]
-    fn holds(&self, key: &Key<A>, h: u64) -> bool {
+    fn holds(&self, key: &Key<A>, h: u64, home: usize) -> bool {
         let ix = &self.index;
         'retry: for _ in 0..MAX_RETRIES {
-            let mut b = ix.home(h);
+            let mut b = home;
             for _ in 0..ix.probes {
                 let (matches, passed) = ix.scan(ix.bucket(b), h);
                 for v in matches {
@@ -2067,16 +2127,16 @@ impl<A: Addr> ConnTable<A> {
 
     /// Put NAT connection `idx` in the reply index.
     fn link_reply(&self, idx: u32, rk: &ReplyKey<A>) -> bool {
-        self.link_reply_hashed(idx, rk.hash(&self.hkey))
+        let rh = rk.hash(&self.hkey);
+        self.link_reply_from(idx, rk.rip, self.replies.home(rh), rh)
     }
 
-    /// [`ConnTable::link_reply`] of a reply key hashed already (`rh`).
+    /// [`ConnTable::link_reply`] of a reply key to real server `rip`
+    /// hashed already (`rh`, whose home bucket is `rhome`).
     #[inline(always)]
-    fn link_reply_hashed(&self, idx: u32, rh: u64) -> bool {
-        if !self.nat_seen.load(Ordering::Relaxed) {
-            self.nat_seen.store(true, Ordering::Relaxed);
-        }
-        self.replies.publish(rh, idx)
+    fn link_reply_from(&self, idx: u32, rip: A, rhome: usize, rh: u64) -> bool {
+        self.note_rip(rip);
+        self.replies.publish_from(rhome, rh, idx)
     }
 
     /// Take NAT connection `idx` out of the reply index.
@@ -2173,19 +2233,22 @@ impl<A: Addr> ConnTable<A> {
         // (the scheduler chose the server), so the prefetch pass could not
         // request it. Requested first, its miss overlaps the lock, the
         // uniqueness check and the entry's write; hashed once.
-        let rh = match &init.nat {
+        // Each index's home bucket is computed once, here.
+        let (rh, rhome) = match &init.nat {
             Some(n) => {
                 let rh = Self::reply_key(key, n).hash(&self.hkey);
-                crate::io::prefetch(self.replies.bucket(self.replies.home(rh)));
-                rh
+                let rhome = self.replies.home(rh);
+                crate::io::prefetch(self.replies.bucket(rhome));
+                (rh, rhome)
             }
-            None => 0,
+            None => (0, 0),
         };
-        let _g = self.locks[self.index.home(p.hash) / STRIPE]
+        let home = self.index.home(p.hash);
+        let _g = self.locks[home / STRIPE]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // Under the stripe's lock nobody else adds this key.
-        if self.holds(key, p.hash) {
+        if self.holds(key, p.hash, home) {
             if let Some(v) = self.find(key, p.hash) {
                 return Err(Insert::Exists(v));
             }
@@ -2202,8 +2265,11 @@ impl<A: Addr> ConnTable<A> {
         e.meta.store(Self::meta_of(key, &init), Ordering::Relaxed);
         e.seq.store(s.wrapping_add(1), Ordering::Release);
         // The entry is complete before any slot names it.
-        let linked = init.nat.is_none() || self.link_reply_hashed(idx, rh);
-        if !linked || !self.index.publish(p.hash, idx) {
+        let linked = match &init.nat {
+            None => true,
+            Some(n) => self.link_reply_from(idx, n.rip, rhome, rh),
+        };
+        if !linked || !self.index.publish_from(home, p.hash, idx) {
             if linked && init.nat.is_some() {
                 self.replies.unpublish(rh, idx);
             }
@@ -2779,6 +2845,140 @@ mod tests {
         assert_eq!(t.lookup(&last).map(|v| v.idx), Some(made.idx));
         assert_eq!(t.lookup_reply(&rk).map(|v| v.idx), Some(made.idx));
         assert_eq!(t.replies.used(), 1);
+    }
+
+    #[test]
+    fn nat_inserts_overflowing_one_reply_bucket_are_found_by_their_replies_at_once() {
+        // Connections homed in one bucket of each index, past its 14 slots:
+        // the insert computes each home once, for its lock, check, prefetch
+        // and slot; every reply and connection is found right after its
+        // insert, by a walk and through the prefetch pass's findings.
+        let hk = HashKey::from_words([5, 6, 7, 8]);
+        let (t, mut parts) = ConnTable::with_key(1000, 1, hk);
+        let p = &mut parts[0];
+        let (b, rb) = (11, 23);
+        let rhome = |k: &Key, n: &NatInit| t.replies.home(ConnTable::reply_key(k, n).hash(&hk));
+        // Clients homed at `b`, each with the first server port that puts
+        // its reply at `rb`.
+        let conns: Vec<(Key, NatInit)> = (0..)
+            .map(client)
+            .filter(|k| t.bucket(k) == b)
+            .filter_map(|k| {
+                (0..4096u16)
+                    .map(|r| NatInit {
+                        rport: 8000 + r,
+                        ..nat(1)
+                    })
+                    .find(|n| rhome(&k, n) == rb)
+                    .map(|n| (k, n))
+            })
+            .take(SLOTS + 4)
+            .collect();
+        let mut views = Vec::new();
+        for (i, (k, n)) in conns.iter().enumerate() {
+            let rk = ConnTable::reply_key(k, n);
+            let nat_init = Init {
+                nat: Some(*n),
+                ..init(10)
+            };
+            let v = t.insert_probe(p, &t.probe(k), nat_init).unwrap();
+            assert_eq!(t.lookup(k).map(|e| e.idx), Some(v.idx), "conn {i}");
+            assert_eq!(t.lookup_reply(&rk).map(|e| e.idx), Some(v.idx), "reply {i}");
+            // The pass, reading the same entry's reply as a frame would.
+            let absent = client(1 << 20);
+            let h = t.hint(&absent, &rk);
+            let (cand, rcand) = t.hint_entries(h.parts().1);
+            assert_eq!((cand, rcand), (ABSENT, v.idx + 1), "reply {i}");
+            let probe = ReplyProbe {
+                key: rk,
+                hash: rk.hash(&hk),
+                cand: rcand,
+            };
+            assert_eq!(t.lookup_reply_probe(&probe).map(|e| e.idx), Some(v.idx));
+            assert_eq!(t.insert(p, k, init(10)).err(), Some(Insert::Exists(v)));
+            views.push(v);
+        }
+        assert_eq!(
+            t.index.passed(b),
+            4,
+            "four keys passed the full home bucket"
+        );
+        assert_eq!(t.replies.passed(rb), 4, "and four replies theirs");
+        for v in &views {
+            t.remove_if(p, v.idx, v.seq, |_| true).unwrap();
+        }
+        assert_eq!((t.index.used(), t.replies.used()), (0, 0));
+        assert_eq!((t.index.passed(b), t.replies.passed(rb)), (0, 0));
+    }
+
+    #[test]
+    fn only_frames_from_a_nat_connections_server_pay_the_reply_index() {
+        let (t, mut parts) = ConnTable::new(4000, 1);
+        let p = &mut parts[0];
+        let server = |n: u32| Ipv4Addr::from(0xC612_0200 + n);
+        let other = |n: u32| Ipv4Addr::from(0xC613_0000 + n);
+        assert!((0..64).all(|n| !t.replies_from(server(n))), "no NAT yet");
+        // DR connections leave the filter empty.
+        for n in 0..100 {
+            t.insert(p, &key(n), init(10)).unwrap();
+        }
+        assert!(!t.nat_seen() && (0..64).all(|n| !t.replies_from(server(n))));
+        // NAT connections to 40 servers: each server noted before its
+        // reply slot, found by the pass and a walk right after the insert.
+        let mut views = Vec::new();
+        for n in 100..1100u32 {
+            let nat = NatInit {
+                rip: server(n % 40),
+                ..nat(n)
+            };
+            let k = key(n);
+            let rk = ConnTable::reply_key(&k, &nat);
+            let v = t
+                .insert(
+                    p,
+                    &k,
+                    Init {
+                        nat: Some(nat),
+                        ..init(10)
+                    },
+                )
+                .unwrap();
+            assert!(t.replies_from(nat.rip));
+            let h = t.hint(&client(1 << 22), &rk);
+            assert_ne!(h.parts().1 .1, 0, "the reply hashed in the pass");
+            assert_eq!(t.hint_entries(h.parts().1).1, v.idx + 1);
+            assert_eq!(t.lookup_reply(&rk).map(|e| e.idx), Some(v.idx));
+            views.push(v);
+        }
+        // A client's frame: its reply key unhashed unless its address
+        // shares a bit with a server's (512 bits, 40 servers).
+        let passed = (0..10_000).filter(|&n| t.replies_from(other(n))).count();
+        assert!(passed < 10_000 / 4, "{passed} clients read as servers");
+        let a = (0..).map(other).find(|&a| !t.replies_from(a)).unwrap();
+        let ck = Key::conn(&FlowKey {
+            proto: 6,
+            cip: a,
+            cport: 1024,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            vport: 80,
+        });
+        let crk = ReplyKey {
+            proto: 6,
+            rip: a,
+            rport: 1024,
+            cip: Ipv4Addr::new(198, 18, 0, 100),
+            cport: 80,
+        };
+        let h = t.hint(&ck, &crk);
+        assert_eq!(h.parts().1 .1, 0, "no reply hash for a client");
+        assert_eq!(t.hint_entries(h.parts().1), (ABSENT, 0));
+        // Removed connections leave their servers noted (a bit is never
+        // cleared: a stale one only costs a lookup).
+        for v in &views {
+            t.remove_if(p, v.idx, v.seq, |_| true).unwrap();
+        }
+        assert!((0..40).all(|n| t.replies_from(server(n))));
+        assert_eq!(t.replies.used(), 0);
     }
 
     #[test]
@@ -3676,6 +3876,7 @@ mod tests {
             assert_eq!(v.nat, (n % 2 == 1).then(|| nat(n)));
             if n % 2 == 1 {
                 assert_eq!(t.lookup_reply(&reply(n)).map(|r| r.idx), Some(v.idx));
+                assert!(t.replies_from(reply(n).rip), "its server noted again");
             }
         }
         let tv = t.read(tpl.idx).expect("template kept");

@@ -587,7 +587,7 @@ impl<A: Addr> Tracker<A> {
         // A frame that is only a reply costs little here: the prefetch
         // pass proved its key absent from the summaries (see
         // `ConnTable::hint_entries`).
-        if found.is_none() && self.table.nat_seen() {
+        if found.is_none() && self.table.replies_from(p.key.cip) {
             let rk = reply_key(&p.key);
             let rp = hint
                 .reply_probe(&key, &rk)
@@ -911,7 +911,7 @@ impl<A: Addr> Tracker<A> {
         if let Some(v) = self.table.lookup(key) {
             return (!is_stale(now, syn, &v)).then_some(Ok(v));
         }
-        if !self.table.nat_seen() {
+        if !self.table.replies_from(p.key.cip) {
             return None;
         }
         self.table.lookup_reply(&reply_key(&p.key)).map(Err)
