@@ -20,6 +20,7 @@
 //! run stops on an assertion otherwise.
 use std::net::Ipv6Addr;
 use std::sync::Arc;
+use xvs_bench::pipeline::{set_flow, set_flow6, stride};
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::conn::table::ConnTable;
 use xvs_dataplane::frame::FixedFrame;
@@ -28,24 +29,6 @@ use xvs_dataplane::svc::{Fwd, Snapshot};
 use xvs_dataplane::testkit::v6::{service6, tcp6_frame};
 use xvs_dataplane::testkit::{service_with, tcp_frame, DIR_MAC};
 use xvs_dataplane::xmit::tun::TunKind;
-
-/// A step through `0..flows` coprime with it (the golden ratio's), so that
-/// consecutive SYNs come from clients far apart, as `micro` sends them.
-fn stride(flows: usize) -> usize {
-    let mut s = (flows as f64 * 0.618_033_988_7) as usize | 1;
-    while gcd(s, flows) != 1 {
-        s += 2;
-    }
-    s
-}
-/// Greatest common divisor.
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
 
 /// Send the SYN of each of `flows` clients (the address of `syn` varied
 /// per client) through `p` in batches of 64, with the prefetch pass the
@@ -59,19 +42,10 @@ fn syn_phase(p: &mut Pipeline, syn: &FixedFrame, flows: usize, v6: bool) -> usiz
         let k = 64.min(flows - done);
         for f in &mut batch[..k] {
             f.receive(syn);
-            f[0..6].copy_from_slice(&DIR_MAC);
             if v6 {
-                f[34..38].copy_from_slice(&(j as u32).to_be_bytes());
-                f[54..56].copy_from_slice(&(1024 + (j & 0xff) as u16).to_be_bytes());
+                set_flow6(f, j);
             } else {
-                let cip = [
-                    198,
-                    18 | ((j >> 24) & 1) as u8,
-                    (j >> 16) as u8,
-                    (j >> 8) as u8,
-                ];
-                f[26..30].copy_from_slice(&cip);
-                f[34..36].copy_from_slice(&(1024 + (j & 0xff) as u16).to_be_bytes());
+                set_flow(f, j);
             }
             j = (j + step) % flows;
         }

@@ -62,13 +62,6 @@ pub fn run_dr6(flows: usize, servers: u8, packets: u64) -> PipelineResult {
     p.set_table6(Arc::new(t6), parts.pop().expect("one partition"));
     p.set_writer(0);
     let now = 1_000_000_000u64;
-    // The client's address ends in the flow's number, its port in the
-    // number's low byte; the director's MAC is put back on a reused frame.
-    let set_flow = |f: &mut [u8], i: usize| {
-        f[0..6].copy_from_slice(&DIR_MAC);
-        f[34..38].copy_from_slice(&(i as u32).to_be_bytes());
-        f[54..56].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
-    };
     let cip: Ipv6Addr = "2001:2:0:1::".parse().expect("an address");
     const BATCH: usize = 64;
     let batches = |p: &mut Pipeline, template: &[u8], n: u64, first: u64| {
@@ -76,7 +69,7 @@ pub fn run_dr6(flows: usize, servers: u8, packets: u64) -> PipelineResult {
         let mut order = pipeline::Scattered::new(flows, first as usize);
         let rounds = n.div_ceil(BATCH as u64);
         pipeline::batches(p, &mut batch, rounds, now, true, &mut order, |f, i| {
-            set_flow(f, i)
+            pipeline::set_flow6(f, i)
         })
     };
     let syn = tcp6_frame(cip, 1024, 80, true, false, b"0123456789abcdef");

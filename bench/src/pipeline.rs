@@ -45,7 +45,7 @@ pub fn thread_cpu_ns() -> u64 {
 /// Write flow `i`'s client address and port (and the director's MAC) into `frame` (up to 2^25
 /// distinct clients inside 198.18.0.0/15, 256 ports each).
 #[inline]
-pub(crate) fn set_flow(frame: &mut [u8], i: usize) {
+pub fn set_flow(frame: &mut [u8], i: usize) {
     // A reused frame that DR forwarded carries the real server's MAC: put
     // the director's back, as a NIC hands the director frames addressed
     // to it (others are dropped as another host's).
@@ -60,9 +60,19 @@ pub(crate) fn set_flow(frame: &mut [u8], i: usize) {
     frame[34..36].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
 }
 
+/// Write flow `i` into an IPv6 TCP/UDP `frame` as [`set_flow`] does: the
+/// client's address ends in the flow's number, its port in the number's
+/// low byte, and the director's MAC is put back on a reused frame.
+#[inline]
+pub fn set_flow6(frame: &mut [u8], i: usize) {
+    frame[0..6].copy_from_slice(&DIR_MAC);
+    frame[34..38].copy_from_slice(&(i as u32).to_be_bytes());
+    frame[54..56].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
+}
+
 /// Visit order: a stride coprime with `flows`, so every flow is visited
 /// once per round in a cache-unfriendly order.
-pub(crate) fn stride(flows: usize) -> usize {
+pub fn stride(flows: usize) -> usize {
     let mut s = (flows as f64 * 0.618_033_988_7) as usize | 1;
     while gcd(s, flows) != 1 {
         s += 2;
