@@ -731,11 +731,23 @@ impl<A: Addr> Hint<A> {
     #[inline]
     pub fn unkeyed<B: Addr>(&self) -> Hint<B> {
         let own = self.key.is_none();
+        Hint::unkeyed_of(
+            if own { self.hash } else { 0 },
+            if own { self.cand } else { 0 },
+        )
+    }
+
+    /// The unkeyed hint ([`Hint::unkeyed`]) of a key's hash and
+    /// candidate entry, made from these words alone (a caller that kept
+    /// only them builds it only for a packet the established path does
+    /// not take).
+    #[inline(always)]
+    pub fn unkeyed_of(hash: u64, cand: u32) -> Hint<A> {
         Hint {
             key: None,
-            hash: if own { self.hash } else { 0 },
+            hash,
             rhash: 0,
-            cand: if own { self.cand } else { 0 },
+            cand,
             rcand: 0,
         }
     }
