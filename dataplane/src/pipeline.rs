@@ -296,6 +296,20 @@ impl HintWords {
     fn cand(&self) -> u32 {
         self.cand.0
     }
+
+    /// The hash and candidate of [`Hint::unkeyed`] of these findings,
+    /// as two words: what an IPv6 frame takes from the IPv4 pass (kept
+    /// in registers to `process6`, the hint made only if the established
+    /// path leaves the packet).
+    #[inline(always)]
+    fn unkeyed(&self) -> (u64, u32) {
+        // `of_parts` has no key exactly when the key's second word is 0.
+        if self.key.1 == 0 {
+            (self.hash.0, self.cand.0)
+        } else {
+            (0, 0)
+        }
+    }
 }
 
 /// Stage 0 of the prefetch pass for one frame: its keys, hashed, and their
@@ -734,7 +748,8 @@ impl Pipeline {
             // IPv6 straight to its own path: the general IPv4 parse would
             // only pass it.
             None if packet::is_ipv6(frame) => {
-                return self.process6(snap, now_ns, ingress, buf, hint.hint().unkeyed())
+                let (hash, cand) = hint.unkeyed();
+                return self.process6(snap, now_ns, ingress, buf, hash, cand);
             }
             None => match packet::parse_any(frame) {
                 Ok(p) => p,
@@ -805,7 +820,8 @@ impl Pipeline {
         now_ns: u64,
         ingress: u8,
         buf: &mut B,
-        hint: Hint<Ipv6Addr>,
+        hash: u64,
+        cand: u32,
     ) -> Verdict {
         let frame = buf.bytes();
         // The common frame at fixed offsets first, the walk of the
@@ -828,10 +844,17 @@ impl Pipeline {
             return self.icmp(snap, ingress, &p, buf);
         }
         p.complete_partial(frame);
-        match self
-            .track6
-            .track(snap, now_ns, ingress, &p, frame, &hint, &mut self.stats)
-        {
+        // The hint is made only if the established path leaves the packet.
+        match self.track6.track_lazy(
+            snap,
+            now_ns,
+            ingress,
+            &p,
+            frame,
+            cand,
+            || Hint::unkeyed_of(hash, cand),
+            &mut self.stats,
+        ) {
             // Direct routing in line, as for IPv4.
             Track::In(dest, b) if fwd_of(b.fwd) == Fwd::Dr => match self.hop(dest) {
                 Some((out, src, dst)) => {
@@ -1470,6 +1493,37 @@ mod tests {
         // The snapshot is back: the pipeline's own calls still forward.
         let again = run(&mut batched, &frames[4..8], &[]);
         assert!(again.iter().all(|(v, _)| *v == Verdict::Tx(0)));
+    }
+
+    #[test]
+    fn an_ipv6_frame_takes_the_unkeyed_hint_of_the_words() {
+        let words = [
+            0u64,
+            1,
+            0x8000_0000_0000_0000,
+            u64::MAX,
+            0x1234_5678_9abc_def0,
+        ];
+        let cands = [0u32, 1, 77, u32::MAX];
+        for &k0 in &words {
+            for &k1 in &words {
+                for &h in &words {
+                    for &c in &cands {
+                        let w = HintWords {
+                            key: (k0, k1),
+                            hash: (h, h ^ 5),
+                            cand: (c, c ^ 3),
+                        };
+                        let (hash, cand) = w.unkeyed();
+                        assert_eq!(
+                            Hint::<Ipv6Addr>::unkeyed_of(hash, cand),
+                            w.hint().unkeyed::<Ipv6Addr>(),
+                            "{w:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -731,11 +731,23 @@ impl<A: Addr> Hint<A> {
     #[inline]
     pub fn unkeyed<B: Addr>(&self) -> Hint<B> {
         let own = self.key.is_none();
+        Hint::unkeyed_of(
+            if own { self.hash } else { 0 },
+            if own { self.cand } else { 0 },
+        )
+    }
+
+    /// The unkeyed hint ([`Hint::unkeyed`]) of a key's hash and
+    /// candidate entry, made from these words alone (a caller that kept
+    /// only them builds it only for a packet the established path does
+    /// not take).
+    #[inline(always)]
+    pub fn unkeyed_of(hash: u64, cand: u32) -> Hint<A> {
         Hint {
             key: None,
-            hash: if own { self.hash } else { 0 },
+            hash,
             rhash: 0,
-            cand: if own { self.cand } else { 0 },
+            cand,
             rcand: 0,
         }
     }
@@ -2100,7 +2112,10 @@ impl<A: Addr> ConnTable<A> {
         key.meta_bits() | u32::from(init.state) << 8 | u32::from(init.fwd & 3) << META_FWD_SHIFT
     }
 
-    fn view_of(idx: u32, seq: u32, key: &Key<A>, init: &Init<A>) -> View<A> {
+    /// The view of entry `idx` at sequence `seq` as `key` and `init`
+    /// wrote it.
+    #[inline(always)]
+    pub(crate) fn view_of(idx: u32, seq: u32, key: &Key<A>, init: &Init<A>) -> View<A> {
         View {
             idx,
             seq,
@@ -2228,6 +2243,21 @@ impl<A: Addr> ConnTable<A> {
         p: &Probe<A>,
         init: Init<A>,
     ) -> Result<View<A>, Insert<A>> {
+        self.insert_at(part, p, &init)
+            .map(|(idx, seq)| Self::view_of(idx, seq, &p.key, &init))
+    }
+
+    /// [`ConnTable::insert_probe`] returning only the new entry's index
+    /// and sequence: its view is [`ConnTable::view_of`] of the probe's
+    /// key and `init`, which the caller has (an IPv6 view is large, and
+    /// made in place by the caller it is not copied out of here).
+    #[inline]
+    pub(crate) fn insert_at(
+        &self,
+        part: &mut Partition,
+        p: &Probe<A>,
+        init: &Init<A>,
+    ) -> Result<(u32, u32), Insert<A>> {
         let key = &p.key;
         // A NAT connection's reply bucket: where it goes is known only now
         // (the scheduler chose the server), so the prefetch pass could not
@@ -2261,8 +2291,8 @@ impl<A: Addr> ConnTable<A> {
         let s = e.seq.load(Ordering::Relaxed);
         debug_assert_eq!(s & 1, 1, "a free entry has an odd sequence");
         let next_free = e.dest.load(Ordering::Relaxed);
-        Self::fill(e, key, &init);
-        e.meta.store(Self::meta_of(key, &init), Ordering::Relaxed);
+        Self::fill(e, key, init);
+        e.meta.store(Self::meta_of(key, init), Ordering::Relaxed);
         e.seq.store(s.wrapping_add(1), Ordering::Release);
         // The entry is complete before any slot names it.
         let linked = match &init.nat {
@@ -2283,7 +2313,7 @@ impl<A: Addr> ConnTable<A> {
         // The next insert's entry: requested now, so that it is in cache by
         // then (after churn the free list runs anywhere in the partition).
         self.prefetch_entry(next_free);
-        Ok(Self::view_of(idx, s.wrapping_add(1), key, &init))
+        Ok((idx, s.wrapping_add(1)))
     }
 
     /// Give the existing entry `v` a new life in place (a new SYN on a
@@ -3559,6 +3589,51 @@ mod tests {
             let found = t.lookup_hinted(h, &keys[0]);
             assert_eq!(found.map(|f| (f.idx, f.expires)), Some((v.idx, 99)));
             assert_eq!(t.lookup_probe(&t.probe_hinted(h, &keys[0])), found);
+        }
+    }
+
+    #[test]
+    fn the_view_made_from_an_insert_at_is_the_entry_as_read() {
+        use std::net::Ipv6Addr;
+        let (t, mut parts) = ConnTable::<Ipv6Addr>::empty(1000, 1);
+        let p = &mut parts[0];
+        let rip: Ipv6Addr = "2001:2:0:2::11".parse().unwrap();
+        for n in 0..200u32 {
+            let i = Init {
+                state: (n % 4) as u8,
+                fwd: [0, 1, 2, 7][(n % 4) as usize],
+                expires: n * 3,
+                dest: n % 5,
+                svc: 0x1_0000 + n,
+                ctl: n % 2,
+                nat: (n % 3 == 0).then_some(NatInit {
+                    rip,
+                    rport: 8000 + n as u16,
+                    ret_port: (n % 2) as u8,
+                    ret_mac: [2, 0, 0, 0, 1, n as u8],
+                }),
+            };
+            let k = key6(n);
+            let probe = t.probe(&k);
+            let (idx, seq) = t.insert_at(p, &probe, &i).unwrap();
+            let made = ConnTable::view_of(idx, seq, &k, &i);
+            assert_eq!(t.read(idx), Some(made));
+            assert_eq!(t.lookup(&k), Some(made));
+            // The same key again: the entry there, not a second one.
+            match t.insert_at(p, &t.probe(&k), &i) {
+                Err(Insert::Exists(v)) => assert_eq!(v, made),
+                other => panic!("a second entry for one key: {other:?}"),
+            }
+        }
+        // And through insert_probe, for IPv4.
+        let (t, mut parts) = ConnTable::empty(1000, 1);
+        let p = &mut parts[0];
+        for n in 0..200u32 {
+            let mut i = init(n);
+            i.nat = (n % 2 == 0).then_some(nat(n));
+            let v = t.insert_probe(p, &t.probe(&key(n)), i).unwrap();
+            assert_eq!(t.read(v.idx), Some(v));
+            assert_eq!(v, ConnTable::view_of(v.idx, v.seq, &key(n), &i));
         }
     }
 

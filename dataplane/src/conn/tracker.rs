@@ -780,8 +780,8 @@ impl<A: Addr> Tracker<A> {
                     return Err(DropReason::NoConn);
                 }
             },
-            None => match self.table.insert_probe(&mut self.part, probe, init) {
-                Ok(v) => (v, Some(true)),
+            None => match self.table.insert_at(&mut self.part, probe, &init) {
+                Ok((idx, seq)) => (ConnTable::view_of(idx, seq, &probe.key, &init), Some(true)),
                 Err(Insert::Exists(v)) => {
                     undo_ctl(&self.table);
                     (v, Some(false))
