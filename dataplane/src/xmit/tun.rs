@@ -354,7 +354,7 @@ pub fn packet_xmit_in_line<B: FrameBuf + ?Sized>(
         if !buf.set_len(n) {
             return Err(XmitError::NoTailroom);
         }
-        encap_outer(buf.bytes(), inner_len, t, hop);
+        encap_outer(buf.bytes(), inner_len, over, t, hop);
         return Ok(Out::Tx);
     }
     let ctx = XmitCtx {
@@ -410,20 +410,21 @@ fn packet_xmit_checked<B: FrameBuf + ?Sized>(
     }
 }
 
-/// Encapsulate frame `f` (`L3 + overhead + inner_len` bytes, the inner
+/// Encapsulate frame `f` (`L3 + over + inner_len` bytes, the inner
 /// packet still at `L3`) whose tunnelled packet fits the MTU: the inner
-/// packet moves back by the overhead ([`move_up`]), and the Ethernet and
-/// outer IPv4 headers are written once, in place, from `t`, the IPv4
+/// packet moves back by the overhead `over` ([`move_up`]), and the
+/// Ethernet and outer IPv4 headers are written once, in place, from `t`, the IPv4
 /// checksum `t`'s constant sum plus the fields filled in (no pass over
 /// the written header), then GRE's or GUE's header. The same bytes as
 /// [`encap`] writes. Always in line: the route's fields (`hop`) then
 /// stay in registers instead of going through memory, and the call's
-/// saving and restoring of registers goes.
+/// saving and restoring of registers goes. `over` is `t`'s, read once
+/// by the caller: read again here, after the frame's length is stored,
+/// it was loaded anew and the move's bounds checked again.
 #[inline(always)]
-fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
+fn encap_outer(f: &mut [u8], inner_len: usize, over: usize, t: &OuterV4, hop: &TunHop) {
     const IP: usize = L3;
     const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
-    let over = usize::from(t.over);
     // TOS, the DF bit and TTL of the inner header, read before it moves
     // (its fixed part lies in the frame: the parse checked it). The
     // frame's first 34 bytes, checked once, take the outer headers.
