@@ -354,7 +354,7 @@ pub fn packet_xmit_in_line<B: FrameBuf + ?Sized>(
         if !buf.set_len(n) {
             return Err(XmitError::NoTailroom);
         }
-        encap_outer(buf.bytes(), inner_len, t, hop);
+        encap_outer(buf.bytes(), inner_len, over, t, hop);
         return Ok(Out::Tx);
     }
     let ctx = XmitCtx {
@@ -410,27 +410,31 @@ fn packet_xmit_checked<B: FrameBuf + ?Sized>(
     }
 }
 
-/// Encapsulate frame `f` (`L3 + overhead + inner_len` bytes, the inner
+/// Encapsulate frame `f` (`L3 + over + inner_len` bytes, the inner
 /// packet still at `L3`) whose tunnelled packet fits the MTU: the inner
-/// packet moves back by the overhead ([`move_up`]), and the Ethernet and
-/// outer IPv4 headers are written once, in place, from `t`, the IPv4
+/// packet moves back by the overhead `over` ([`move_up`]), and the
+/// Ethernet and outer IPv4 headers are written once, in place, from `t`, the IPv4
 /// checksum `t`'s constant sum plus the fields filled in (no pass over
 /// the written header), then GRE's or GUE's header. The same bytes as
 /// [`encap`] writes. Always in line: the route's fields (`hop`) then
 /// stay in registers instead of going through memory, and the call's
-/// saving and restoring of registers goes.
+/// saving and restoring of registers goes. `over` is `t`'s, read once
+/// by the caller: read again here, after the frame's length is stored,
+/// it was loaded anew and the move's bounds checked again.
 #[inline(always)]
-fn encap_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, hop: &TunHop) {
+fn encap_outer(f: &mut [u8], inner_len: usize, over: usize, t: &OuterV4, hop: &TunHop) {
     const IP: usize = L3;
     const L4: usize = L3 + ipv4::MIN_HEADER_LEN;
-    let over = usize::from(t.over);
     // TOS, the DF bit and TTL of the inner header, read before it moves
     // (its fixed part lies in the frame: the parse checked it). The
     // frame's first 34 bytes, checked once, take the outer headers.
     let h: &mut [u8; L4] = (&mut f[..L4]).try_into().expect("34 bytes");
-    let tos = h[IP + 1];
-    let df = h[IP + 6] & 0x40;
-    let ttl = h[IP + 8];
+    // Its bytes 1 to 8 in one load, one value to keep over the move
+    // rather than three: TOS (byte 1), flags (6) and TTL (8).
+    let b = u64::from_be_bytes(h[IP + 1..IP + 9].try_into().expect("8 bytes"));
+    let tos = (b >> 56) as u8;
+    let df = (b >> 16) as u8 & 0x40;
+    let ttl = b as u8;
     move_up(f, L3, inner_len, over);
     // inner_len + over ≤ mtu ≤ u16::MAX.
     let total = (inner_len + over) as u16;
@@ -504,10 +508,14 @@ fn gue_outer(f: &mut [u8], inner_len: usize, t: &OuterV4, src: Ipv4Addr, checksu
 fn move_up(f: &mut [u8], at: usize, len: usize, by: usize) {
     let w = &mut f[at..at + by + len];
     if (32..=64).contains(&len) {
-        let a: [u8; 32] = w[..32].try_into().expect("32 bytes");
-        let b: [u8; 32] = w[len - 32..len].try_into().expect("32 bytes");
-        w[by..by + 32].copy_from_slice(&a);
-        w[by + len - 32..by + len].copy_from_slice(&b);
+        // As four 16-byte values, which stay in registers (32-byte arrays
+        // went through the stack).
+        let src = &w[..len];
+        let a = halves(src.first_chunk().expect("32 bytes"));
+        let b = halves(src.last_chunk().expect("32 bytes"));
+        let dst = &mut w[by..];
+        put_halves(dst.first_chunk_mut().expect("32 bytes"), a);
+        put_halves(dst.last_chunk_mut().expect("32 bytes"), b);
     } else if (16..32).contains(&len) {
         let a: [u8; 16] = w[..16].try_into().expect("16 bytes");
         let b: [u8; 16] = w[len - 16..len].try_into().expect("16 bytes");
@@ -516,6 +524,23 @@ fn move_up(f: &mut [u8], at: usize, len: usize, by: usize) {
     } else {
         w.copy_within(..len, by);
     }
+}
+
+/// 32 bytes as two 16-byte values, for [`move_up`].
+#[inline(always)]
+fn halves(b: &[u8; 32]) -> (u128, u128) {
+    let (x, y) = b.split_at(16);
+    (
+        u128::from_ne_bytes(x.try_into().expect("16 bytes")),
+        u128::from_ne_bytes(y.try_into().expect("16 bytes")),
+    )
+}
+
+/// Write [`halves`]' two values back as 32 bytes.
+#[inline(always)]
+fn put_halves(b: &mut [u8; 32], (x, y): (u128, u128)) {
+    b[..16].copy_from_slice(&x.to_ne_bytes());
+    b[16..].copy_from_slice(&y.to_ne_bytes());
 }
 
 /// Bytes an IPv6 outer header adds over an IPv4 one.
@@ -1132,6 +1157,24 @@ mod tests {
     /// writes, byte for byte, for every kind, TOS, TTL, DF, protocol,
     /// padding and identification, and falls back to it (an answer or a
     /// refusal) at the MTU's edge.
+    #[test]
+    fn moving_a_packet_up_is_a_plain_overlapping_copy() {
+        // Every way `move_up` moves (two 16-byte blocks, two 32-byte
+        // blocks, memmove), each length at and around their edges, by
+        // every overhead and more, with bytes before and after the span.
+        for len in 0..=100usize {
+            for by in [0usize, 1, 4, 8, 12, 16, 20, 31, 32, 40, 64, 70] {
+                let at = 14;
+                let f: Vec<u8> = (0..at + by + len + 5).map(|i| (i * 13 + 7) as u8).collect();
+                let mut want = f.clone();
+                want.copy_within(at..at + len, at + by);
+                let mut got = f.clone();
+                move_up(&mut got, at, len, by);
+                assert_eq!(got, want, "len {len} by {by}");
+            }
+        }
+    }
+
     #[test]
     fn an_outer_header_template_holds_its_constant_words_and_their_sum() {
         let rip = Ipv4Addr::new(198, 18, 0, 11);
