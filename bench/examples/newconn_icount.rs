@@ -20,11 +20,11 @@
 //! run stops on an assertion otherwise.
 use std::net::Ipv6Addr;
 use std::sync::Arc;
-use xvs_bench::pipeline::{set_flow, set_flow6, stride};
+use xvs_bench::pipeline::send_syns;
 use xvs_dataplane::conn::state::Timeouts;
 use xvs_dataplane::conn::table::ConnTable;
 use xvs_dataplane::frame::FixedFrame;
-use xvs_dataplane::pipeline::{Pipeline, Verdict};
+use xvs_dataplane::pipeline::Pipeline;
 use xvs_dataplane::svc::{Fwd, Snapshot};
 use xvs_dataplane::testkit::v6::{service6, tcp6_frame};
 use xvs_dataplane::testkit::{service_with, tcp_frame, DIR_MAC};
@@ -36,32 +36,7 @@ use xvs_dataplane::xmit::tun::TunKind;
 #[inline(never)]
 fn syn_phase(p: &mut Pipeline, syn: &FixedFrame, flows: usize, v6: bool) -> usize {
     let mut batch: Vec<FixedFrame> = (0..64).map(|_| syn.clone()).collect();
-    let step = stride(flows);
-    let (mut j, mut done, mut tx) = (0usize, 0usize, 0usize);
-    while done < flows {
-        let k = 64.min(flows - done);
-        for f in &mut batch[..k] {
-            f.receive(syn);
-            if v6 {
-                set_flow6(f, j);
-            } else {
-                set_flow(f, j);
-            }
-            j = (j + step) % flows;
-        }
-        for stage in 0..2 {
-            for f in &batch[..k] {
-                p.prefetch(stage, f);
-            }
-        }
-        for f in &mut batch[..k] {
-            if p.process(1_000_000_000, f) == Verdict::Tx(0) {
-                tx += 1;
-            }
-        }
-        done += k;
-    }
-    tx
+    send_syns(p, &mut batch, syn, flows, v6, 1_000_000_000)
 }
 
 fn main() {

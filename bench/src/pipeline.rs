@@ -70,6 +70,48 @@ pub fn set_flow6(frame: &mut [u8], i: usize) {
     frame[54..56].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
 }
 
+/// Send the SYN of each of `flows` clients (`syn` with the client's
+/// address and port of [`set_flow`], or [`set_flow6`] if `v6`), visited
+/// [`stride`] apart, through `p` in batches of `batch.len()` frames with
+/// the prefetch pass the worker runs; returns how many went out on port
+/// 0. The batch's frames are the caller's, so that making them is not
+/// part of what a caller times.
+pub fn send_syns(
+    p: &mut Pipeline,
+    batch: &mut [FixedFrame],
+    syn: &FixedFrame,
+    flows: usize,
+    v6: bool,
+    now: u64,
+) -> usize {
+    let step = stride(flows);
+    let (mut j, mut done, mut tx) = (0usize, 0usize, 0usize);
+    while done < flows {
+        let k = batch.len().min(flows - done);
+        for f in &mut batch[..k] {
+            f.receive(syn);
+            if v6 {
+                set_flow6(f, j);
+            } else {
+                set_flow(f, j);
+            }
+            j = (j + step) % flows;
+        }
+        for stage in 0..2 {
+            for f in &batch[..k] {
+                p.prefetch(stage, f);
+            }
+        }
+        for f in &mut batch[..k] {
+            if p.process(now, f) == Verdict::Tx(0) {
+                tx += 1;
+            }
+        }
+        done += k;
+    }
+    tx
+}
+
 /// Visit order: a stride coprime with `flows`, so every flow is visited
 /// once per round in a cache-unfriendly order.
 pub fn stride(flows: usize) -> usize {
@@ -270,7 +312,6 @@ fn run_with(
     // the per-packet sync checks are in the figures.
     p.set_sync(Arc::new(xvs_dataplane::sync::SyncPort::new(1)), 0);
     let now = 1_000_000_000u64;
-    let step = stride(flows);
 
     // Frames go through in batches of 64, as a worker receives them: the
     // prefetch pass requests every frame's table memory first.
@@ -280,26 +321,8 @@ fn run_with(
     let mut batch: Vec<FixedFrame> = (0..BATCH).map(|_| syn.clone()).collect();
     let t = Instant::now();
     let cpu0 = thread_cpu_ns();
-    let mut j = 0usize;
-    let mut done = 0usize;
-    while done < flows {
-        let k = BATCH.min(flows - done);
-        for f in &mut batch[..k] {
-            f.receive(&syn);
-            set_flow(f, j);
-            j = (j + step) % flows;
-        }
-        for stage in 0..2 {
-            for f in &batch[..k] {
-                p.prefetch(stage, f);
-            }
-        }
-        for f in &mut batch[..k] {
-            let v = p.process(now, f);
-            assert_eq!(v, Verdict::Tx(0), "SYN must be forwarded");
-        }
-        done += k;
-    }
+    let sent = send_syns(&mut p, &mut batch, &syn, flows, false, now);
+    assert_eq!(sent, flows, "every SYN must be forwarded ({method:?})");
     let ns_per_new_conn = t.elapsed().as_nanos() as f64 / flows as f64;
     // DR and TUN forward a SYN the table refuses without an entry: the
     // table must hold every flow all the same.
