@@ -1395,6 +1395,19 @@ mod tests {
         (v.state, v.expires, v.dest, v.nat)
     }
 
+    /// A pipeline with one IPv6 DR service (rr over three servers, TCP
+    /// port 80) and the IPv6 table of one partition it writes.
+    fn dr6_pipeline() -> Pipeline {
+        use crate::testkit::v6::service6;
+        crate::stats::set_workers(1);
+        let fwds = vec![(Fwd::Dr, TunKind::Ipip); 3];
+        let (svc, _) = service6("rr", &fwds, PROTO_TCP, 80, None);
+        let snap = Arc::new(Snapshot::of_services(&[svc], Default::default()));
+        let mut p = Pipeline::new(snap, 1, crate::testkit::DIR_MAC);
+        p.set_writer(0);
+        p
+    }
+
     /// [`run`] at time `now`.
     fn run_at(
         f: &mut Fixture,
@@ -1588,17 +1601,7 @@ mod tests {
 
     #[test]
     fn the_prefetch_pass_over_ipv6_frames_changes_nothing_but_the_cost() {
-        use crate::testkit::v6::{service6, tcp6_frame, udp6_frame};
-        use crate::testkit::DIR_MAC;
-        crate::stats::set_workers(1);
-        let pipeline = || {
-            let fwds = vec![(Fwd::Dr, TunKind::Ipip); 3];
-            let (svc, _) = service6("rr", &fwds, PROTO_TCP, 80, None);
-            let snap = Arc::new(Snapshot::of_services(&[svc], Default::default()));
-            let mut p = Pipeline::new(snap, 1, DIR_MAC);
-            p.set_writer(0);
-            p
-        };
+        use crate::testkit::v6::{tcp6_frame, udp6_frame};
         let run6 = |p: &mut Pipeline, frames: &[Vec<u8>], pre: &[usize]| {
             for stage in 0..2 {
                 for &i in pre {
@@ -1626,7 +1629,7 @@ mod tests {
             b
         };
         let (syns, acks) = (batch(true), batch(false));
-        let (mut plain, mut hinted) = (pipeline(), pipeline());
+        let (mut plain, mut hinted) = (dr6_pipeline(), dr6_pipeline());
         let want = run6(&mut plain, &syns, &[]);
         assert_eq!(want.iter().filter(|(v, _)| *v == Verdict::Tx(0)).count(), 6);
         let all: Vec<usize> = (0..syns.len()).collect();
@@ -1643,17 +1646,7 @@ mod tests {
 
     #[test]
     fn ipv6_frames_of_a_flow_made_earlier_in_their_batch_find_its_connection() {
-        use crate::testkit::v6::{service6, tcp6_frame};
-        use crate::testkit::DIR_MAC;
-        crate::stats::set_workers(1);
-        let pipeline = || {
-            let fwds = vec![(Fwd::Dr, TunKind::Ipip); 3];
-            let (svc, _) = service6("rr", &fwds, PROTO_TCP, 80, None);
-            let snap = Arc::new(Snapshot::of_services(&[svc], Default::default()));
-            let mut p = Pipeline::new(snap, 1, DIR_MAC);
-            p.set_writer(0);
-            p
-        };
+        use crate::testkit::v6::tcp6_frame;
         let cip: Ipv6Addr = "2001:2:0:1::20".parse().unwrap();
         let syn = |p: u16| tcp6_frame(cip, p, 80, true, false, b"");
         let ack = |p: u16| tcp6_frame(cip, p, 80, false, true, b"x");
@@ -1662,7 +1655,7 @@ mod tests {
         // and the ACK behind it must find it, not make a second one or
         // drop the ACK.
         let frames = vec![syn(1000), syn(1001), syn(1000), ack(1000), ack(1001)];
-        let mut hinted = pipeline();
+        let mut hinted = dr6_pipeline();
         for stage in 0..2 {
             for fr in &frames {
                 hinted.prefetch(stage, fr);
@@ -1686,7 +1679,7 @@ mod tests {
         // absent by the pass, ran the scheduler before its insert found
         // the entry, as an IPv4 one does: nothing comes after it here
         // that the scheduler's next choice would change).
-        let mut plain = pipeline();
+        let mut plain = dr6_pipeline();
         for (i, fr) in frames.iter().enumerate() {
             let mut fr = fr.clone();
             assert_eq!((plain.process(NOW, &mut fr), fr), out[i], "frame {i}");
