@@ -73,7 +73,8 @@ pub fn set_flow6(frame: &mut [u8], i: usize) {
 /// Send the SYN of each of `flows` clients (`syn` with the client's
 /// address and port of [`set_flow`], or [`set_flow6`] if `v6`), visited
 /// [`stride`] apart, through `p` in batches of `batch.len()` frames with
-/// the prefetch pass the worker runs; returns how many went out on port
+/// the prefetch pass the worker runs, each batch under one snapshot
+/// ([`Pipeline::batch`]) as the worker processes it; returns how many went out on port
 /// 0. The batch's frames are the caller's, so that making them is not
 /// part of what a caller times.
 pub fn send_syns(
@@ -102,8 +103,9 @@ pub fn send_syns(
                 p.prefetch(stage, f);
             }
         }
+        let mut b = p.batch();
         for f in &mut batch[..k] {
-            if p.process(now, f) == Verdict::Tx(0) {
+            if b.process(now, f) == Verdict::Tx(0) {
                 tx += 1;
             }
         }

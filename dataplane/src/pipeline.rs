@@ -653,15 +653,7 @@ impl Pipeline {
         frame: &mut B,
         hint: &HintWords,
     ) -> Verdict {
-        let Some(snap) = self.snap.take() else {
-            return Verdict::Drop(DropReason::NoDest);
-        };
-        let v = self.process_inner(&snap, now, ingress, frame, hint);
-        // Back in its place, which `take` left empty (nothing can fill it
-        // meanwhile): nothing to drop, and no check for it on every frame.
-        std::mem::forget(self.snap.replace(snap));
-        self.count(v);
-        v
+        self.batch().process_hinted(now, ingress, frame, hint)
     }
 }
 
