@@ -10,8 +10,9 @@
 //! number between batches. Each worker installs into its own partition of
 //! the table, so installing takes no lock either.
 //!
-//! When a master sends follows IPVS (`ip_vs_sync_conn`): every inbound
-//! packet counts while a master runs, and a connection is sent when its count modulo
+//! When a master sends follows IPVS (`ip_vs_sync_conn`), but for when
+//! packets are counted (below): every inbound packet counts while a
+//! master runs, and a connection is sent when its count modulo
 //! [`SYNC_PERIOD`] is [`SYNC_THRESHOLD`], or at once when a TCP connection
 //! moves to a synced state other than ESTABLISHED (FIN_WAIT, CLOSE_WAIT,
 //! TIME_WAIT, CLOSE). A connection controlled by a persistence template
